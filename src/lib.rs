@@ -1,0 +1,2 @@
+//! AutoGuardRails: turns AWS cost signals into time-boxed, audited IAM deny quarantines.
+#![forbid(unsafe_code)]

@@ -1,0 +1,4 @@
+//! The `autoguardrails` command line.
+#![forbid(unsafe_code)]
+
+fn main() {}
