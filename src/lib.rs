@@ -1,2 +1,5 @@
 //! AutoGuardRails: turns AWS cost signals into time-boxed, audited IAM deny quarantines.
 #![forbid(unsafe_code)]
+
+pub mod crd;
+pub mod signal;
