@@ -2,4 +2,6 @@
 #![forbid(unsafe_code)]
 
 pub mod crd;
+pub mod enforce;
+pub mod policy;
 pub mod signal;

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
     category = "autoguardrails",
     namespaced,
     status = "GuardrailPolicyStatus",
+    derive = "PartialEq",
     doc = "Matches AWS cost signals and quarantines the scoped IAM principals with a time-boxed deny.",
     printcolumn(
         name = "Mode",

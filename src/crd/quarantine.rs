@@ -23,6 +23,7 @@ pub const MAX_HISTORY: usize = 50;
     category = "autoguardrails",
     namespaced,
     status = "QuarantineStatus",
+    derive = "PartialEq",
     doc = "One cost incident's time-boxed IAM deny on a set of principals.",
     printcolumn(
         name = "Phase",
