@@ -31,13 +31,13 @@ pub const ACCOUNT_ID_PATTERN: &str = r"^[0-9]{12}$";
 pub const ACTION_PATTERN: &str = r"^[a-z0-9-]+:[A-Za-z0-9*?]+$";
 /// Pattern for an IAM role ARN (any partition).
 pub const ROLE_ARN_PATTERN: &str =
-    r"^arn:aws(-cn|-us-gov)?:iam::[0-9]{12}:role/[\w+=,.@/-]{1,512}$";
+    r"^arn:aws(-cn|-us-gov)?:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]+$";
 /// Pattern for an IAM user ARN (any partition).
 pub const USER_ARN_PATTERN: &str =
-    r"^arn:aws(-cn|-us-gov)?:iam::[0-9]{12}:user/[\w+=,.@/-]{1,512}$";
+    r"^arn:aws(-cn|-us-gov)?:iam::[0-9]{12}:user/[A-Za-z0-9_+=,.@/-]+$";
 /// Pattern for any IAM role or user ARN.
 pub const PRINCIPAL_ARN_PATTERN: &str =
-    r"^arn:aws(-cn|-us-gov)?:iam::[0-9]{12}:(role|user)/[\w+=,.@/-]{1,512}$";
+    r"^arn:aws(-cn|-us-gov)?:iam::[0-9]{12}:(role|user)/[A-Za-z0-9_+=,.@/-]+$";
 /// Pattern for an AWS region name.
 pub const REGION_PATTERN: &str = r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]$";
 /// The longest TTL a quarantine may have (7 days).

@@ -145,6 +145,14 @@ pub fn build(deny: &DenySpec, sid_suffix: &str) -> Result<DenyDocument, Document
     Ok(DenyDocument { json, size })
 }
 
+/// The statement id suffix that names a quarantine: 12 hex characters of a hash of
+/// `namespace/name`, so a Sid seen in IAM can be traced to its Quarantine.
+pub fn sid_suffix(namespace: &str, name: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{namespace}/{name}").as_bytes());
+    digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
+}
+
 /// The size of a policy document as IAM counts it: every character except whitespace.
 pub fn iam_size(json: &str) -> usize {
     json.chars().filter(|c| !c.is_whitespace()).count()

@@ -2,6 +2,7 @@
 //! `Decision` (PascalCase reason, human message, and the Quarantine to create, or none). Pure: no
 //! async, no I/O, no clock reads; the caller passes everything in.
 
+pub mod flat;
 pub mod name;
 
 use crate::crd::{
