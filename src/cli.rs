@@ -26,8 +26,12 @@ pub struct Cli {
 /// The commands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Print both CustomResourceDefinitions as YAML (what `crds/` holds).
-    Crd,
+    /// Print both CustomResourceDefinitions as YAML, or write one file per CRD into a directory.
+    Crd {
+        /// Write `<crd name>.yaml` files here (what `crds/` holds) instead of printing.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Evaluate a policy against a signal file; print the decision and the exact IAM document.
     Simulate(SimulateArgs),
     /// Policy file tools.
@@ -98,7 +102,7 @@ pub struct SimulateArgs {
 /// Runs a parsed command line; returns the exit status.
 pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     let result = match cli.command {
-        Command::Crd => crd(out),
+        Command::Crd { dir } => crd(dir.as_deref(), out),
         Command::Simulate(args) => simulate_command(&args, out),
         Command::Policy {
             command: PolicyCommand::Convert { file, namespace },
@@ -113,9 +117,23 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     }
 }
 
-fn crd(out: &mut dyn Write) -> Result<u8, String> {
-    let yaml = crate::crd::crds_yaml().map_err(|e| format!("failed to render CRDs: {e}"))?;
-    out.write_all(yaml.as_bytes()).map_err(|e| e.to_string())?;
+fn crd(dir: Option<&Path>, out: &mut dyn Write) -> Result<u8, String> {
+    match dir {
+        None => {
+            let yaml =
+                crate::crd::crds_yaml().map_err(|e| format!("failed to render CRDs: {e}"))?;
+            out.write_all(yaml.as_bytes()).map_err(|e| e.to_string())?;
+        }
+        Some(dir) => {
+            for (file, yaml) in
+                crate::crd::crd_files().map_err(|e| format!("failed to render CRDs: {e}"))?
+            {
+                let path = dir.join(&file);
+                std::fs::write(&path, yaml).map_err(|e| format!("{}: {e}", path.display()))?;
+                writeln!(out, "wrote {}", path.display()).map_err(|e| e.to_string())?;
+            }
+        }
+    }
     Ok(EXIT_OK)
 }
 
