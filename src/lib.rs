@@ -2,4 +2,5 @@
 #![forbid(unsafe_code)]
 
 pub mod crd;
+pub mod lifecycle;
 pub mod signal;
