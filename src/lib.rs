@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod crd;
 pub mod enforce;
+pub mod lifecycle;
 pub mod policy;
 pub mod signal;
 pub mod simulate;
