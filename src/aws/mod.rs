@@ -5,6 +5,8 @@
 pub mod factory;
 pub mod iam;
 pub mod memory;
+pub mod ratelimit;
+pub mod sdk;
 
 pub use iam::{
     AccountSummary, AttachedPolicy, AwsError, AwsResult, CallerIdentity, ErrorCategory, ErrorCode,
