@@ -491,7 +491,7 @@ async fn converge_cycle_through_the_sdk() {
             name: policy_name.clone(),
         };
         let v = engine
-            .verify_target(iam.as_ref(), &key, &t, &att, &doc("ec2:RunInstances"))
+            .verify_target(iam.as_ref(), &t, &att, &doc("ec2:RunInstances"))
             .await
             .unwrap();
         assert_eq!(v.outcome, Verified::Present);

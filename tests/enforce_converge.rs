@@ -363,14 +363,14 @@ async fn lag_hides_our_writes_then_confirmation_reread_confirms() {
         attached_before: true,
     };
     let v = e
-        .verify_target(iam.as_ref(), &key("q1"), &t, &att, &deny_document())
+        .verify_target(iam.as_ref(), &t, &att, &deny_document())
         .await
         .unwrap();
     assert_eq!(v.outcome, Verified::AwaitingConfirmation);
     // Once IAM catches up, the re-read confirms.
     iam.set_lag(None);
     let v = e
-        .verify_target(iam.as_ref(), &key("q1"), &t, &att, &deny_document())
+        .verify_target(iam.as_ref(), &t, &att, &deny_document())
         .await
         .unwrap();
     assert_eq!(v.outcome, Verified::Present);
@@ -406,7 +406,7 @@ async fn steady_state_verification_costs_one_read_and_no_write() {
         let att = status.attachment.clone().unwrap();
         let calls_before = iam.call_count();
         let v = e
-            .verify_target(iam.as_ref(), &key("q1"), &t, &att, &deny_document())
+            .verify_target(iam.as_ref(), &t, &att, &deny_document())
             .await
             .unwrap();
         assert_eq!(v.outcome, Verified::Present);
@@ -431,7 +431,7 @@ async fn steady_state_verification_costs_one_read_and_no_write() {
         attached_before: true,
     };
     let v = e
-        .verify_target(iam.as_ref(), &key("q2"), &t, &inline, &deny_document())
+        .verify_target(iam.as_ref(), &t, &inline, &deny_document())
         .await
         .unwrap();
     assert_eq!(v.outcome, Verified::Missing);
@@ -444,7 +444,7 @@ async fn steady_state_verification_costs_one_read_and_no_write() {
         name: arn.rsplit('/').next().unwrap().to_string(),
     };
     let v = e
-        .verify_target(iam.as_ref(), &key("q1"), &t, &att, &deny_document())
+        .verify_target(iam.as_ref(), &t, &att, &deny_document())
         .await
         .unwrap();
     assert_eq!(v.outcome, Verified::Missing);

@@ -621,7 +621,6 @@ impl Engine {
         for pol in &observed.policies {
             principals.extend(pol.entities.iter().cloned());
         }
-        let our_arns: BTreeSet<&str> = observed.policies.iter().map(|p| p.arn.as_str()).collect();
         let mut any_unattached = false;
         let mut reads: BTreeMap<PrincipalRef, ObservedPrincipal> = BTreeMap::new();
         for pref in principals {
@@ -648,7 +647,6 @@ impl Engine {
             }
             reads.insert(pref, state);
         }
-        let _ = our_arns;
         observed.principals = reads;
         if any_unattached {
             match crashed(iam.get_account_summary().await)? {
@@ -1111,7 +1109,6 @@ impl Engine {
     pub async fn verify_target(
         &self,
         iam: &dyn Iam,
-        key: &QuarantineKey,
         target: &DesiredTarget,
         attachment: &Attachment,
         document: &str,
@@ -1171,7 +1168,6 @@ impl Engine {
                 }
             }
         };
-        let _ = key;
         Ok(Verification {
             outcome,
             calls: rec.stats(),

@@ -516,7 +516,7 @@ pub fn plan_account(
         for name in inline_ours.keys() {
             let keep = desired_inline.get(name.as_str()).is_some_and(|d| {
                 wanted(&d.key, pref)
-                    && !attached_our_path.iter().any(|a| *a == d.policy_arn)
+                    && !attached_our_path.contains(&d.policy_arn)
                     && !recent.contains(&WriteKey::Attachment(pref.clone(), d.policy_arn.clone()))
             });
             if keep {
@@ -640,7 +640,7 @@ pub fn plan_account(
                         kind: AttachmentKind::Inline,
                         name: d.inline_name.clone(),
                     };
-                    if attached_our_path.iter().any(|a| *a == d.policy_arn) {
+                    if attached_our_path.contains(&d.policy_arn) {
                         TargetExpectation::InPlace(managed)
                     } else if let Some(doc) = inline_ours.get(&d.inline_name) {
                         if ownership::same_document(doc, &d.document)
