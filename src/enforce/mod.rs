@@ -1,7 +1,8 @@
-//! IAM enforcement: the pure planner, ownership rules, the converge loop over the IAM trait and
-//! the dry-run/kill-switch write gate. It must not know about Kubernetes objects.
+//! Enforcement: the pure IAM deny document builder, and (built on the AWS traits) the plan and
+//! converge loop that keeps deny attachments equal to the desired state.
 
 pub mod converge;
+pub mod document;
 pub mod ownership;
 pub mod plan;
 pub mod recorder;
