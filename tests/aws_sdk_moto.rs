@@ -549,7 +549,7 @@ async fn converge_cycle_through_the_sdk() {
         .unwrap();
     assert!(ownership::same_document(
         v.document.as_deref().unwrap(),
-        &ownership::mark_document(&cluster, &doc("ec2:RunInstances")).unwrap()
+        &doc("ec2:RunInstances")
     ));
 
     // Inline fallback path through the SDK: put our inline on the user directly, converge keeps

@@ -96,8 +96,10 @@ pub struct DesiredEntry {
     pub policy_arn: String,
     /// Inline fallback policy name.
     pub inline_name: String,
-    /// The marked, minified document used for both managed and inline policies.
+    /// The managed policy document: the builder's JSON, unchanged (ownership is in the tags).
     pub document: String,
+    /// The inline fallback document: the same JSON with every `Sid` carrying the cluster marker.
+    pub inline_document: String,
     /// Ownership tags for `CreatePolicy`.
     pub tags: Vec<Tag>,
     /// Targets in this account, with "was attached before" flags.
@@ -134,7 +136,7 @@ pub fn resolve(
 ) -> Resolved {
     let mut out = Resolved::default();
     for q in desired {
-        let document = match mark_document(cluster_id, &q.document) {
+        let inline_document = match mark_document(cluster_id, &q.document) {
             Ok(d) => d,
             Err(e) => {
                 for t in &q.targets {
@@ -148,6 +150,7 @@ pub fn resolve(
                 continue;
             }
         };
+        let document = q.document.clone();
         let size = crate::aws::memory::policy_size(&document);
         let too_big = size > crate::aws::memory::MANAGED_POLICY_SIZE_LIMIT;
         let mut by_account: BTreeMap<String, Vec<(Principal, bool)>> = BTreeMap::new();
@@ -196,6 +199,7 @@ pub fn resolve(
                     policy_name,
                     inline_name: inline_policy_name(cluster_id, &q.key, &account),
                     document: document.clone(),
+                    inline_document: inline_document.clone(),
                     tags: ownership_tags(cluster_id, &q.key),
                     account_id: account,
                     targets,
@@ -630,7 +634,7 @@ pub fn plan_account(
                 }) => {
                     let inline = InlineSpec {
                         name: d.inline_name.clone(),
-                        document: d.document.clone(),
+                        document: d.inline_document.clone(),
                     };
                     let managed = Attachment {
                         kind: AttachmentKind::Managed,
@@ -643,7 +647,7 @@ pub fn plan_account(
                     if attached_our_path.contains(&d.policy_arn) {
                         TargetExpectation::InPlace(managed)
                     } else if let Some(doc) = inline_ours.get(&d.inline_name) {
-                        if ownership::same_document(doc, &d.document)
+                        if ownership::same_document(doc, &d.inline_document)
                             || recent
                                 .contains(&WriteKey::Inline(pref.clone(), d.inline_name.clone()))
                         {

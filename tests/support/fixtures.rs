@@ -166,7 +166,7 @@ pub fn assert_exactly_enforced(iam: &InMemoryIam, cluster: &str, desired: &[Desi
             assert!(pol.versions.len() <= 5);
             if managed_used {
                 assert!(
-                    ownership::same_document(pol.default_document().unwrap(), &marked(d)),
+                    ownership::same_document(pol.default_document().unwrap(), &d.document),
                     "managed document differs"
                 );
             }
