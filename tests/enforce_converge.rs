@@ -582,3 +582,55 @@ async fn missing_principal_and_access_denied_are_categorised() {
     assert!(our_policies(&iam, CLUSTER).is_empty());
     let _ = iam.get_account_summary().await.unwrap();
 }
+
+#[tokio::test]
+async fn multi_account_one_policy_per_account_and_unknown_account_fails_alone() {
+    use autoguardrails::aws::factory::StaticClients;
+    use autoguardrails::enforce::converge::ConvergeInput;
+    let a = Arc::new(InMemoryIam::new(ACCOUNT));
+    let b = Arc::new(InMemoryIam::new("222222222222"));
+    let ra = a.outside(|o| o.create_role("dev-ci"));
+    let rb = b.outside(|o| o.create_role("dev-ci"));
+    let unknown = "arn:aws:iam::333333333333:role/dev-ci".to_string();
+    let clients = StaticClients::new()
+        .with(ACCOUNT, a.clone())
+        .with("222222222222", b.clone());
+    let e = engine();
+    let q = quarantine(
+        "q1",
+        &[
+            (PrincipalKind::Role, ra),
+            (PrincipalKind::Role, rb),
+            (PrincipalKind::Role, unknown.clone()),
+        ],
+        false,
+    );
+    let input = ConvergeInput {
+        desired: vec![q],
+        known_principals: vec![],
+        accounts: vec![],
+        gate: WriteGate::Enforce,
+    };
+    let r = e.converge(&clients, &input).await.unwrap();
+    let failed: Vec<_> = r
+        .targets
+        .iter()
+        .filter(|t| t.state == TargetState::Failed)
+        .collect();
+    assert_eq!(failed.len(), 1, "{r:#?}");
+    assert_eq!(failed[0].arn, unknown);
+    assert_eq!(failed[0].error_category, Some(ErrorCategory::Invalid));
+    assert_eq!(our_policies(&a, CLUSTER).len(), 1);
+    assert_eq!(our_policies(&b, CLUSTER).len(), 1);
+    assert_ne!(our_policies(&a, CLUSTER)[0], our_policies(&b, CLUSTER)[0]);
+    // Release in both accounts (they are scanned because they are listed).
+    let input = ConvergeInput {
+        desired: vec![],
+        known_principals: vec![],
+        accounts: vec![ACCOUNT.into(), "222222222222".into()],
+        gate: WriteGate::Enforce,
+    };
+    let r = e.converge(&clients, &input).await.unwrap();
+    assert!(r.errors.is_empty(), "{r:#?}");
+    assert!(our_policies(&a, CLUSTER).is_empty() && our_policies(&b, CLUSTER).is_empty());
+}
