@@ -7,7 +7,6 @@
 //! named in any write; Enforce reaches exactly the desired state.
 
 #[path = "support/fixtures.rs"]
-#[allow(dead_code)]
 mod fixtures;
 
 use std::collections::BTreeSet;
