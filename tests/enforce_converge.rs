@@ -634,3 +634,34 @@ async fn multi_account_one_policy_per_account_and_unknown_account_fails_alone() 
     assert!(r.errors.is_empty(), "{r:#?}");
     assert!(our_policies(&a, CLUSTER).is_empty() && our_policies(&b, CLUSTER).is_empty());
 }
+
+#[tokio::test]
+async fn attach_right_after_create_that_iam_has_not_propagated_is_transient() {
+    let (iam, targets) = setup();
+    let e = engine_with(CLUSTER, &[], Duration::from_secs(600));
+    // IAM answers NoSuchEntity for the policy we just created (propagation delay).
+    iam.fail_next(Operation::AttachRolePolicy, ErrorCode::NoSuchEntity);
+    let desired = vec![quarantine("q1", &targets[..1], false)];
+    let r = converge(&e, &iam, &input(desired.clone(), &[], WriteGate::Enforce))
+        .await
+        .unwrap();
+    assert_eq!(r.targets[0].state, TargetState::Failed);
+    assert_eq!(
+        r.targets[0].error_category,
+        Some(ErrorCategory::Transient),
+        "{r:#?}"
+    );
+    // The retry attaches without re-creating the policy.
+    let r = converge(&e, &iam, &input(desired.clone(), &[], WriteGate::Enforce))
+        .await
+        .unwrap();
+    assert!(r.is_converged(), "{r:#?}");
+    assert_eq!(
+        iam.write_log()
+            .iter()
+            .filter(|w| w.operation == Operation::CreatePolicy)
+            .count(),
+        1
+    );
+    assert_exactly_enforced(&iam, CLUSTER, &desired);
+}

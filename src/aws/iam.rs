@@ -137,35 +137,62 @@ impl fmt::Debug for TemporaryCredentials {
 
 /// Every AWS operation behind the traits, for call logs, metrics labels and the dry-run recorder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[allow(missing_docs)]
 pub enum Operation {
+    /// The `CreatePolicy` API call.
     CreatePolicy,
+    /// The `TagPolicy` API call.
     TagPolicy,
+    /// The `GetPolicy` API call.
     GetPolicy,
+    /// The `ListPolicies` API call.
     ListPolicies,
+    /// The `ListPolicyTags` API call.
     ListPolicyTags,
+    /// The `GetPolicyVersion` API call.
     GetPolicyVersion,
+    /// The `ListPolicyVersions` API call.
     ListPolicyVersions,
+    /// The `CreatePolicyVersion` API call.
     CreatePolicyVersion,
+    /// The `DeletePolicyVersion` API call.
     DeletePolicyVersion,
+    /// The `DeletePolicy` API call.
     DeletePolicy,
+    /// The `ListEntitiesForPolicy` API call.
     ListEntitiesForPolicy,
+    /// The `AttachRolePolicy` API call.
     AttachRolePolicy,
+    /// The `DetachRolePolicy` API call.
     DetachRolePolicy,
+    /// The `ListAttachedRolePolicies` API call.
     ListAttachedRolePolicies,
+    /// The `AttachUserPolicy` API call.
     AttachUserPolicy,
+    /// The `DetachUserPolicy` API call.
     DetachUserPolicy,
+    /// The `ListAttachedUserPolicies` API call.
     ListAttachedUserPolicies,
+    /// The `PutRolePolicy` API call.
     PutRolePolicy,
+    /// The `DeleteRolePolicy` API call.
     DeleteRolePolicy,
+    /// The `GetRolePolicy` API call.
     GetRolePolicy,
+    /// The `ListRolePolicies` API call.
     ListRolePolicies,
+    /// The `PutUserPolicy` API call.
     PutUserPolicy,
+    /// The `DeleteUserPolicy` API call.
     DeleteUserPolicy,
+    /// The `GetUserPolicy` API call.
     GetUserPolicy,
+    /// The `ListUserPolicies` API call.
     ListUserPolicies,
+    /// The `GetAccountSummary` API call.
     GetAccountSummary,
+    /// The `GetCallerIdentity` API call.
     GetCallerIdentity,
+    /// The `AssumeRole` API call.
     AssumeRole,
 }
 

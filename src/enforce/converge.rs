@@ -928,6 +928,26 @@ impl Engine {
                                 ),
                             }
                         }
+                        Err(e)
+                            if e.code == ErrorCode::NoSuchEntity
+                                && self
+                                    .recent_for(account_id)
+                                    .contains(&WriteKey::Policy(policy_arn.clone())) =>
+                        {
+                            // We created the policy moments ago: IAM has not propagated it yet.
+                            // Not "missing": retry later (Transient), never re-create now.
+                            let msg = format!(
+                                "{}: policy {policy_arn} not yet visible after our CreatePolicy (IAM propagation): {e}",
+                                step.describe()
+                            );
+                            (
+                                StepOutcome::Failed {
+                                    category: ErrorCategory::Transient,
+                                    message: msg.clone(),
+                                },
+                                failed_status(key, &principal.arn, ErrorCategory::Transient, msg),
+                            )
+                        }
                         Err(e) => (
                             fail(&e),
                             failed_status(key, &principal.arn, e.category(), fail_msg(step, &e)),
