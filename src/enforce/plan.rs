@@ -700,3 +700,199 @@ pub fn plan_account(
     }
     plan
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ACCOUNT: &str = "111111111111";
+    const DOC: &str = r#"{"Version":"2012-10-17","Statement":[{"Sid":"D","Effect":"Deny","Action":"ec2:*","Resource":"*"}]}"#;
+
+    fn key(n: &str) -> QuarantineKey {
+        QuarantineKey {
+            namespace: "ns".into(),
+            name: n.into(),
+            uid: format!("u-{n}"),
+        }
+    }
+
+    fn desired(names: &[&str], roles: &[&str]) -> Vec<DesiredEntry> {
+        let qs: Vec<DesiredQuarantine> = names
+            .iter()
+            .map(|n| DesiredQuarantine {
+                key: key(n),
+                account_id: ACCOUNT.into(),
+                targets: roles
+                    .iter()
+                    .map(|r| DesiredTarget {
+                        kind: PrincipalKind::Role,
+                        arn: format!("arn:aws:iam::{ACCOUNT}:role/{r}"),
+                        attached_before: false,
+                    })
+                    .collect(),
+                document: DOC.into(),
+            })
+            .collect();
+        resolve("c", &qs, &ProtectedPrincipals::default())
+            .accounts
+            .remove(ACCOUNT)
+            .unwrap_or_default()
+    }
+
+    fn role(n: &str) -> PrincipalRef {
+        PrincipalRef {
+            kind: PrincipalKind::Role,
+            name: n.into(),
+        }
+    }
+
+    fn present(attached: &[&str], total: usize) -> ObservedPrincipal {
+        ObservedPrincipal::Present {
+            attached_our_path: attached.iter().map(|s| s.to_string()).collect(),
+            attached_total: total,
+            inline_ours: BTreeMap::new(),
+        }
+    }
+
+    fn plan(d: &[DesiredEntry], o: &ObservedAccount, recent: &[WriteKey]) -> Plan {
+        plan_account(
+            "aws",
+            ACCOUNT,
+            d,
+            o,
+            &ProtectedPrincipals::new(["arn:aws:iam::111111111111:role/breakglass"]),
+            &recent.iter().cloned().collect(),
+        )
+    }
+
+    #[test]
+    fn fresh_activation_creates_then_attaches() {
+        let d = desired(&["q"], &["r"]);
+        let mut o = ObservedAccount::default();
+        o.principals.insert(role("r"), present(&[], 0));
+        let p = plan(&d, &o, &[]);
+        assert!(matches!(p.steps[0], Step::CreatePolicy { .. }));
+        assert!(matches!(p.steps[1], Step::AttachManaged { .. }));
+        assert_eq!(p.steps.len(), 2);
+    }
+
+    #[test]
+    fn known_full_quota_plans_inline_directly() {
+        let d = desired(&["q"], &["r"]);
+        let mut o = ObservedAccount::default();
+        o.principals.insert(role("r"), present(&[], 10));
+        o.quota = Some(AccountSummary {
+            attached_policies_per_role_quota: 10,
+            attached_policies_per_user_quota: 10,
+            versions_per_policy_quota: 5,
+        });
+        let p = plan(&d, &o, &[]);
+        assert!(
+            matches!(p.steps[1], Step::PutInline { .. }),
+            "{:?}",
+            p.steps
+        );
+    }
+
+    #[test]
+    fn recent_write_is_not_missing() {
+        let d = desired(&["q"], &["r"]);
+        let mut o = ObservedAccount::default();
+        o.principals.insert(role("r"), present(&[], 0));
+        let recent = [
+            WriteKey::Policy(d[0].policy_arn.clone()),
+            WriteKey::Attachment(role("r"), d[0].policy_arn.clone()),
+        ];
+        let p = plan(&d, &o, &recent);
+        assert!(p.steps.is_empty(), "{:?}", p.steps);
+        assert!(matches!(
+            p.targets[0].2,
+            TargetExpectation::AwaitingConfirmation(_)
+        ));
+    }
+
+    #[test]
+    fn orphan_is_detached_everywhere_pruned_and_deleted_in_order_but_not_from_protected() {
+        let gone = desired(&["old"], &["r"]);
+        let arn = gone[0].policy_arn.clone();
+        let mut o = ObservedAccount::default();
+        o.policies.push(ObservedPolicy {
+            arn: arn.clone(),
+            name: gone[0].policy_name.clone(),
+            owner: key("old"),
+            default_version_id: "v2".into(),
+            default_document: None,
+            non_default_versions: Some(vec!["v1".into()]),
+            entities: vec![role("r"), role("other")],
+        });
+        o.principals.insert(role("r"), present(&[&arn], 1));
+        o.principals.insert(role("other"), present(&[&arn], 1));
+        let p = plan(&[], &o, &[]);
+        let kinds: Vec<&str> = p
+            .steps
+            .iter()
+            .map(|s| match s {
+                Step::DetachManaged { .. } => "detach",
+                Step::DeletePolicyVersion { .. } => "version",
+                Step::DeletePolicy { .. } => "delete",
+                _ => "other",
+            })
+            .collect();
+        assert_eq!(kinds, ["detach", "detach", "version", "delete"]);
+        assert!(p.steps.iter().all(|s| s.class() == StepClass::Release));
+
+        // Attached to a protected principal: refused, and the policy is kept.
+        o.policies[0].entities.push(role("breakglass"));
+        let p = plan(&[], &o, &[]);
+        assert_eq!(p.refused_releases.len(), 1);
+        assert!(
+            !p.steps
+                .iter()
+                .any(|s| matches!(s, Step::DeletePolicy { .. }))
+        );
+        assert!(!p.steps.iter().any(
+            |s| matches!(s, Step::DetachManaged { principal, .. } if principal.name == "breakglass")
+        ));
+    }
+
+    #[test]
+    fn attachments_under_our_path_that_are_not_ours_are_ignored() {
+        let mut o = ObservedAccount::default();
+        o.principals.insert(
+            role("r"),
+            present(
+                &["arn:aws:iam::111111111111:policy/autoguardrails/agr-foreign"],
+                1,
+            ),
+        );
+        assert!(plan(&[], &o, &[]).steps.is_empty());
+    }
+
+    #[test]
+    fn protected_and_invalid_targets_are_rejected_before_planning() {
+        let q = DesiredQuarantine {
+            key: key("q"),
+            account_id: ACCOUNT.into(),
+            targets: vec![
+                DesiredTarget {
+                    kind: PrincipalKind::Role,
+                    arn: "arn:aws:iam::111111111111:role/BreakGlass".into(),
+                    attached_before: false,
+                },
+                DesiredTarget {
+                    kind: PrincipalKind::User,
+                    arn: "arn:aws:iam::111111111111:role/not-a-user".into(),
+                    attached_before: false,
+                },
+            ],
+            document: DOC.into(),
+        };
+        let r = resolve(
+            "c",
+            &[q],
+            &ProtectedPrincipals::new(["arn:aws:iam::111111111111:role/breakglass"]),
+        );
+        assert_eq!(r.rejected.len(), 2);
+        assert!(r.accounts.is_empty());
+    }
+}
