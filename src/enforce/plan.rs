@@ -175,6 +175,13 @@ pub fn resolve(
                 continue;
             }
             match parse_principal(t.kind, &t.arn) {
+                Ok(p) if protected.contains_ref(&p.partition, &p.account_id, &p.reference()) => {
+                    // Same role/user name as a protected ARN spelled with another path.
+                    out.rejected.push(reject(format!(
+                        "refusing to deny {}: it names a protected principal",
+                        t.arn
+                    )));
+                }
                 Ok(p) => {
                     let list = by_account.entry(p.account_id.clone()).or_default();
                     if !list.iter().any(|(x, _)| x.reference() == p.reference()) {
@@ -884,6 +891,11 @@ mod tests {
                     arn: "arn:aws:iam::111111111111:role/not-a-user".into(),
                     attached_before: false,
                 },
+                DesiredTarget {
+                    kind: PrincipalKind::Role,
+                    arn: "arn:aws:iam::111111111111:role/ops/breakglass".into(),
+                    attached_before: false,
+                },
             ],
             document: DOC.into(),
         };
@@ -892,7 +904,7 @@ mod tests {
             &[q],
             &ProtectedPrincipals::new(["arn:aws:iam::111111111111:role/breakglass"]),
         );
-        assert_eq!(r.rejected.len(), 2);
+        assert_eq!(r.rejected.len(), 3);
         assert!(r.accounts.is_empty());
     }
 }
