@@ -61,6 +61,11 @@ async fn activate_attaches_managed_policy_and_second_run_is_write_free() {
         "steady state must not write"
     );
     assert!(r2.targets.iter().all(|t| t.confirmed));
+    println!(
+        "full converge, 1 quarantine x 2 targets, steady state: {} reads, {} writes: {:?}",
+        r2.calls.reads, r2.calls.writes, r2.calls.by_operation
+    );
+    assert_eq!(r2.calls.writes, 0);
     assert!(r2.drift_repairs.is_empty());
 }
 
