@@ -1,0 +1,92 @@
+//! Maps an AWS account id to the IAM client the engine must use for it. The trait and the
+//! in-memory implementation live here; the SDK implementation (AssumeRole per account, ambient
+//! credentials otherwise) is in `sdk`. It must not decide anything about enforcement.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::iam::{AwsError, ErrorCategory, Iam};
+
+/// Why no client could be provided for an account.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum FactoryError {
+    /// No per-account configuration and the ambient identity is in another account.
+    #[error(
+        "unknown account {account_id}: no assume-role configured and the controller's own credentials belong to account {ambient_account}"
+    )]
+    UnknownAccount {
+        /// The requested account.
+        account_id: String,
+        /// The ambient identity's account (empty when unknown).
+        ambient_account: String,
+    },
+    /// Establishing credentials (AssumeRole, GetCallerIdentity) failed.
+    #[error("failed to obtain credentials for account {account_id}")]
+    Credentials {
+        /// The requested account.
+        account_id: String,
+        /// The underlying call error.
+        #[source]
+        source: AwsError,
+    },
+    /// The configuration for the account is unusable.
+    #[error("invalid AWS configuration for account {account_id}: {message}")]
+    Config {
+        /// The requested account.
+        account_id: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl FactoryError {
+    /// The category used for metric labels and Event reasons.
+    pub fn category(&self) -> ErrorCategory {
+        match self {
+            FactoryError::UnknownAccount { .. } | FactoryError::Config { .. } => {
+                ErrorCategory::Invalid
+            }
+            FactoryError::Credentials { source, .. } => source.category(),
+        }
+    }
+}
+
+/// Provides the IAM client for an account.
+#[async_trait]
+pub trait ClientFactory: Send + Sync {
+    /// The IAM client to use for `account_id`.
+    async fn iam_for(&self, account_id: &str) -> Result<Arc<dyn Iam>, FactoryError>;
+}
+
+/// A fixed map of account id → client (in-memory IAM in tests, benchmarks and the demo).
+#[derive(Default, Clone)]
+pub struct StaticClients {
+    clients: BTreeMap<String, Arc<dyn Iam>>,
+}
+
+impl StaticClients {
+    /// An empty map.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Adds a client for an account.
+    pub fn with(mut self, account_id: impl Into<String>, iam: Arc<dyn Iam>) -> Self {
+        self.clients.insert(account_id.into(), iam);
+        self
+    }
+}
+
+#[async_trait]
+impl ClientFactory for StaticClients {
+    async fn iam_for(&self, account_id: &str) -> Result<Arc<dyn Iam>, FactoryError> {
+        self.clients
+            .get(account_id)
+            .cloned()
+            .ok_or_else(|| FactoryError::UnknownAccount {
+                account_id: account_id.to_string(),
+                ambient_account: String::new(),
+            })
+    }
+}

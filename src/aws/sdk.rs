@@ -1,0 +1,839 @@
+//! The official AWS SDK implementation of the `Iam` and `Sts` traits and of `ClientFactory`
+//! (ambient credentials, or a cached `AssumeRole` per configured account), with adaptive retries,
+//! a per-account client-side rate limit and an endpoint override for tests. It maps SDK errors to
+//! `AwsError` and URL-decodes policy documents; it makes no enforcement decisions.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use aws_config::retry::RetryConfig;
+use aws_config::sts::AssumeRoleProvider;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_iam::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_iam::types::{PolicyScopeType, SummaryKeyType};
+use tokio::sync::Mutex;
+
+use super::factory::{ClientFactory, FactoryError};
+use super::iam::{
+    AccountSummary, AttachedPolicy, AwsError, AwsResult, CallerIdentity, ErrorCode, Iam,
+    ManagedPolicy, Operation, PolicyEntities, PolicyVersion, PrincipalKind, PrincipalRef, Sts, Tag,
+    TemporaryCredentials, decode_policy_document,
+};
+use super::ratelimit::RateLimiter;
+
+/// How SDK clients are built.
+#[derive(Debug, Clone)]
+pub struct SdkSettings {
+    /// Endpoint override (moto in tests); `None` in production.
+    pub endpoint_url: Option<String>,
+    /// Region for the IAM/STS clients (IAM is global; `us-east-1` is the usual signing region).
+    pub region: String,
+    /// Adaptive retry attempts; 0 disables retries (tests).
+    pub max_attempts: u32,
+    /// Client-side rate limit per account (requests/second, burst); `None` disables it.
+    pub rate_limit: Option<(f64, u32)>,
+    /// Static credentials (access key, secret) instead of the default chain; tests only.
+    pub static_credentials: Option<(String, String)>,
+}
+
+impl Default for SdkSettings {
+    fn default() -> Self {
+        SdkSettings {
+            endpoint_url: None,
+            region: "us-east-1".to_string(),
+            max_attempts: 5,
+            rate_limit: Some((10.0, 20)),
+            static_credentials: None,
+        }
+    }
+}
+
+/// Loads the base (ambient) SDK configuration: default credential chain (IRSA / web identity,
+/// env, profile, container, instance) unless static credentials are given.
+pub async fn load_base_config(settings: &SdkSettings) -> SdkConfig {
+    let retry = if settings.max_attempts == 0 {
+        RetryConfig::disabled()
+    } else {
+        RetryConfig::adaptive().with_max_attempts(settings.max_attempts)
+    };
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(settings.region.clone()))
+        .retry_config(retry);
+    if let Some(url) = &settings.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    if let Some((key, secret)) = &settings.static_credentials {
+        loader = loader.credentials_provider(aws_sdk_iam::config::Credentials::new(
+            key.clone(),
+            secret.clone(),
+            None,
+            None,
+            "autoguardrails-static",
+        ));
+    }
+    loader.load().await
+}
+
+fn map_err<E, R>(op: Operation, e: SdkError<E, R>) -> AwsError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    match &e {
+        SdkError::ServiceError(_) => {
+            let code = e
+                .code()
+                .map(ErrorCode::from_aws_code)
+                .unwrap_or_else(|| ErrorCode::Other("Unknown".to_string()));
+            let message = e.message().unwrap_or_default().to_string();
+            AwsError::new(op, code, message)
+        }
+        _ => AwsError::new(
+            op,
+            ErrorCode::Transport,
+            DisplayErrorContext(&e).to_string(),
+        ),
+    }
+}
+
+fn missing(op: Operation, what: &str) -> AwsError {
+    AwsError::new(
+        op,
+        ErrorCode::Other("IncompleteResponse".to_string()),
+        format!("response has no {what}"),
+    )
+}
+
+fn to_sdk_tags(op: Operation, tags: &[Tag]) -> AwsResult<Vec<aws_sdk_iam::types::Tag>> {
+    tags.iter()
+        .map(|t| {
+            aws_sdk_iam::types::Tag::builder()
+                .key(&t.key)
+                .value(&t.value)
+                .build()
+                .map_err(|e| AwsError::new(op, ErrorCode::InvalidInput, e.to_string()))
+        })
+        .collect()
+}
+
+fn from_sdk_tags(tags: &[aws_sdk_iam::types::Tag]) -> Vec<Tag> {
+    tags.iter().map(|t| Tag::new(t.key(), t.value())).collect()
+}
+
+fn to_policy(op: Operation, p: &aws_sdk_iam::types::Policy) -> AwsResult<ManagedPolicy> {
+    Ok(ManagedPolicy {
+        arn: p
+            .arn()
+            .ok_or_else(|| missing(op, "policy ARN"))?
+            .to_string(),
+        name: p
+            .policy_name()
+            .ok_or_else(|| missing(op, "policy name"))?
+            .to_string(),
+        path: p.path().unwrap_or("/").to_string(),
+        default_version_id: p.default_version_id().unwrap_or_default().to_string(),
+        tags: from_sdk_tags(p.tags()),
+    })
+}
+
+/// IAM over the official SDK.
+#[derive(Debug, Clone)]
+pub struct SdkIam {
+    client: aws_sdk_iam::Client,
+    limiter: Option<Arc<RateLimiter>>,
+}
+
+impl SdkIam {
+    /// An IAM client from an SDK configuration and an optional shared rate limiter.
+    pub fn new(config: &SdkConfig, limiter: Option<Arc<RateLimiter>>) -> Self {
+        SdkIam {
+            client: aws_sdk_iam::Client::new(config),
+            limiter,
+        }
+    }
+
+    async fn limit(&self) {
+        if let Some(l) = &self.limiter {
+            l.acquire().await;
+        }
+    }
+}
+
+#[async_trait]
+impl Iam for SdkIam {
+    async fn create_policy(
+        &self,
+        name: &str,
+        path: &str,
+        document: &str,
+        tags: &[Tag],
+    ) -> AwsResult<ManagedPolicy> {
+        let op = Operation::CreatePolicy;
+        self.limit().await;
+        let out = self
+            .client
+            .create_policy()
+            .policy_name(name)
+            .path(path)
+            .policy_document(document)
+            .set_tags(Some(to_sdk_tags(op, tags)?))
+            .send()
+            .await
+            .map_err(|e| map_err(op, e))?;
+        to_policy(op, out.policy().ok_or_else(|| missing(op, "policy"))?)
+    }
+
+    async fn tag_policy(&self, policy_arn: &str, tags: &[Tag]) -> AwsResult<()> {
+        let op = Operation::TagPolicy;
+        self.limit().await;
+        self.client
+            .tag_policy()
+            .policy_arn(policy_arn)
+            .set_tags(Some(to_sdk_tags(op, tags)?))
+            .send()
+            .await
+            .map_err(|e| map_err(op, e))?;
+        Ok(())
+    }
+
+    async fn get_policy(&self, policy_arn: &str) -> AwsResult<ManagedPolicy> {
+        let op = Operation::GetPolicy;
+        self.limit().await;
+        let out = self
+            .client
+            .get_policy()
+            .policy_arn(policy_arn)
+            .send()
+            .await
+            .map_err(|e| map_err(op, e))?;
+        to_policy(op, out.policy().ok_or_else(|| missing(op, "policy"))?)
+    }
+
+    async fn list_policies(&self, path_prefix: &str) -> AwsResult<Vec<ManagedPolicy>> {
+        let op = Operation::ListPolicies;
+        let mut all = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            self.limit().await;
+            let out = self
+                .client
+                .list_policies()
+                .scope(PolicyScopeType::Local)
+                .path_prefix(path_prefix)
+                .max_items(1000)
+                .set_marker(marker.take())
+                .send()
+                .await
+                .map_err(|e| map_err(op, e))?;
+            for p in out.policies() {
+                all.push(to_policy(op, p)?);
+            }
+            match (out.is_truncated(), out.marker()) {
+                (true, Some(m)) => marker = Some(m.to_string()),
+                _ => return Ok(all),
+            }
+        }
+    }
+
+    async fn list_policy_tags(&self, policy_arn: &str) -> AwsResult<Vec<Tag>> {
+        let op = Operation::ListPolicyTags;
+        let mut all = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            self.limit().await;
+            let out = self
+                .client
+                .list_policy_tags()
+                .policy_arn(policy_arn)
+                .set_marker(marker.take())
+                .send()
+                .await
+                .map_err(|e| map_err(op, e))?;
+            all.extend(from_sdk_tags(out.tags()));
+            match (out.is_truncated(), out.marker()) {
+                (true, Some(m)) => marker = Some(m.to_string()),
+                _ => return Ok(all),
+            }
+        }
+    }
+
+    async fn get_policy_version(
+        &self,
+        policy_arn: &str,
+        version_id: &str,
+    ) -> AwsResult<PolicyVersion> {
+        let op = Operation::GetPolicyVersion;
+        self.limit().await;
+        let out = self
+            .client
+            .get_policy_version()
+            .policy_arn(policy_arn)
+            .version_id(version_id)
+            .send()
+            .await
+            .map_err(|e| map_err(op, e))?;
+        let v = out
+            .policy_version()
+            .ok_or_else(|| missing(op, "policy version"))?;
+        Ok(PolicyVersion {
+            version_id: v.version_id().unwrap_or(version_id).to_string(),
+            is_default: v.is_default_version(),
+            document: v.document().map(decode_policy_document),
+        })
+    }
+
+    async fn list_policy_versions(&self, policy_arn: &str) -> AwsResult<Vec<PolicyVersion>> {
+        let op = Operation::ListPolicyVersions;
+        let mut all = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            self.limit().await;
+            let out = self
+                .client
+                .list_policy_versions()
+                .policy_arn(policy_arn)
+                .set_marker(marker.take())
+                .send()
+                .await
+                .map_err(|e| map_err(op, e))?;
+            for v in out.versions() {
+                all.push(PolicyVersion {
+                    version_id: v
+                        .version_id()
+                        .ok_or_else(|| missing(op, "version id"))?
+                        .to_string(),
+                    is_default: v.is_default_version(),
+                    document: None,
+                });
+            }
+            match (out.is_truncated(), out.marker()) {
+                (true, Some(m)) => marker = Some(m.to_string()),
+                _ => return Ok(all),
+            }
+        }
+    }
+
+    async fn create_policy_version(
+        &self,
+        policy_arn: &str,
+        document: &str,
+        set_as_default: bool,
+    ) -> AwsResult<PolicyVersion> {
+        let op = Operation::CreatePolicyVersion;
+        self.limit().await;
+        let out = self
+            .client
+            .create_policy_version()
+            .policy_arn(policy_arn)
+            .policy_document(document)
+            .set_as_default(set_as_default)
+            .send()
+            .await
+            .map_err(|e| map_err(op, e))?;
+        let v = out
+            .policy_version()
+            .ok_or_else(|| missing(op, "policy version"))?;
+        Ok(PolicyVersion {
+            version_id: v.version_id().unwrap_or_default().to_string(),
+            is_default: v.is_default_version(),
+            document: None,
+        })
+    }
+
+    async fn delete_policy_version(&self, policy_arn: &str, version_id: &str) -> AwsResult<()> {
+        let op = Operation::DeletePolicyVersion;
+        self.limit().await;
+        self.client
+            .delete_policy_version()
+            .policy_arn(policy_arn)
+            .version_id(version_id)
+            .send()
+            .await
+            .map_err(|e| map_err(op, e))?;
+        Ok(())
+    }
+
+    async fn delete_policy(&self, policy_arn: &str) -> AwsResult<()> {
+        let op = Operation::DeletePolicy;
+        self.limit().await;
+        self.client
+            .delete_policy()
+            .policy_arn(policy_arn)
+            .send()
+            .await
+            .map_err(|e| map_err(op, e))?;
+        Ok(())
+    }
+
+    async fn list_entities_for_policy(&self, policy_arn: &str) -> AwsResult<PolicyEntities> {
+        let op = Operation::ListEntitiesForPolicy;
+        let mut all = PolicyEntities::default();
+        let mut marker: Option<String> = None;
+        loop {
+            self.limit().await;
+            let out = self
+                .client
+                .list_entities_for_policy()
+                .policy_arn(policy_arn)
+                .set_marker(marker.take())
+                .send()
+                .await
+                .map_err(|e| map_err(op, e))?;
+            for r in out.policy_roles() {
+                if let Some(name) = r.role_name() {
+                    all.principals.push(PrincipalRef {
+                        kind: PrincipalKind::Role,
+                        name: name.to_string(),
+                    });
+                }
+            }
+            for u in out.policy_users() {
+                if let Some(name) = u.user_name() {
+                    all.principals.push(PrincipalRef {
+                        kind: PrincipalKind::User,
+                        name: name.to_string(),
+                    });
+                }
+            }
+            match (out.is_truncated(), out.marker()) {
+                (true, Some(m)) => marker = Some(m.to_string()),
+                _ => return Ok(all),
+            }
+        }
+    }
+
+    async fn attach_policy(&self, principal: &PrincipalRef, policy_arn: &str) -> AwsResult<()> {
+        self.limit().await;
+        match principal.kind {
+            PrincipalKind::Role => {
+                self.client
+                    .attach_role_policy()
+                    .role_name(&principal.name)
+                    .policy_arn(policy_arn)
+                    .send()
+                    .await
+                    .map_err(|e| map_err(Operation::AttachRolePolicy, e))?;
+            }
+            PrincipalKind::User => {
+                self.client
+                    .attach_user_policy()
+                    .user_name(&principal.name)
+                    .policy_arn(policy_arn)
+                    .send()
+                    .await
+                    .map_err(|e| map_err(Operation::AttachUserPolicy, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn detach_policy(&self, principal: &PrincipalRef, policy_arn: &str) -> AwsResult<()> {
+        self.limit().await;
+        match principal.kind {
+            PrincipalKind::Role => {
+                self.client
+                    .detach_role_policy()
+                    .role_name(&principal.name)
+                    .policy_arn(policy_arn)
+                    .send()
+                    .await
+                    .map_err(|e| map_err(Operation::DetachRolePolicy, e))?;
+            }
+            PrincipalKind::User => {
+                self.client
+                    .detach_user_policy()
+                    .user_name(&principal.name)
+                    .policy_arn(policy_arn)
+                    .send()
+                    .await
+                    .map_err(|e| map_err(Operation::DetachUserPolicy, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn list_attached_policies(
+        &self,
+        principal: &PrincipalRef,
+        path_prefix: Option<&str>,
+    ) -> AwsResult<Vec<AttachedPolicy>> {
+        let mut all = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            self.limit().await;
+            let (items, next) = match principal.kind {
+                PrincipalKind::Role => {
+                    let out = self
+                        .client
+                        .list_attached_role_policies()
+                        .role_name(&principal.name)
+                        .set_path_prefix(path_prefix.map(str::to_string))
+                        .set_marker(marker.take())
+                        .send()
+                        .await
+                        .map_err(|e| map_err(Operation::ListAttachedRolePolicies, e))?;
+                    let next = out
+                        .is_truncated()
+                        .then(|| out.marker().map(str::to_string))
+                        .flatten();
+                    (out.attached_policies().to_vec(), next)
+                }
+                PrincipalKind::User => {
+                    let out = self
+                        .client
+                        .list_attached_user_policies()
+                        .user_name(&principal.name)
+                        .set_path_prefix(path_prefix.map(str::to_string))
+                        .set_marker(marker.take())
+                        .send()
+                        .await
+                        .map_err(|e| map_err(Operation::ListAttachedUserPolicies, e))?;
+                    let next = out
+                        .is_truncated()
+                        .then(|| out.marker().map(str::to_string))
+                        .flatten();
+                    (out.attached_policies().to_vec(), next)
+                }
+            };
+            for a in items {
+                if let (Some(name), Some(arn)) = (a.policy_name(), a.policy_arn()) {
+                    all.push(AttachedPolicy {
+                        name: name.to_string(),
+                        arn: arn.to_string(),
+                    });
+                }
+            }
+            match next {
+                Some(m) => marker = Some(m),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    async fn put_inline_policy(
+        &self,
+        principal: &PrincipalRef,
+        name: &str,
+        document: &str,
+    ) -> AwsResult<()> {
+        self.limit().await;
+        match principal.kind {
+            PrincipalKind::Role => {
+                self.client
+                    .put_role_policy()
+                    .role_name(&principal.name)
+                    .policy_name(name)
+                    .policy_document(document)
+                    .send()
+                    .await
+                    .map_err(|e| map_err(Operation::PutRolePolicy, e))?;
+            }
+            PrincipalKind::User => {
+                self.client
+                    .put_user_policy()
+                    .user_name(&principal.name)
+                    .policy_name(name)
+                    .policy_document(document)
+                    .send()
+                    .await
+                    .map_err(|e| map_err(Operation::PutUserPolicy, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete_inline_policy(&self, principal: &PrincipalRef, name: &str) -> AwsResult<()> {
+        self.limit().await;
+        match principal.kind {
+            PrincipalKind::Role => {
+                self.client
+                    .delete_role_policy()
+                    .role_name(&principal.name)
+                    .policy_name(name)
+                    .send()
+                    .await
+                    .map_err(|e| map_err(Operation::DeleteRolePolicy, e))?;
+            }
+            PrincipalKind::User => {
+                self.client
+                    .delete_user_policy()
+                    .user_name(&principal.name)
+                    .policy_name(name)
+                    .send()
+                    .await
+                    .map_err(|e| map_err(Operation::DeleteUserPolicy, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_inline_policy(&self, principal: &PrincipalRef, name: &str) -> AwsResult<String> {
+        self.limit().await;
+        let document = match principal.kind {
+            PrincipalKind::Role => self
+                .client
+                .get_role_policy()
+                .role_name(&principal.name)
+                .policy_name(name)
+                .send()
+                .await
+                .map_err(|e| map_err(Operation::GetRolePolicy, e))?
+                .policy_document()
+                .to_string(),
+            PrincipalKind::User => self
+                .client
+                .get_user_policy()
+                .user_name(&principal.name)
+                .policy_name(name)
+                .send()
+                .await
+                .map_err(|e| map_err(Operation::GetUserPolicy, e))?
+                .policy_document()
+                .to_string(),
+        };
+        Ok(decode_policy_document(&document))
+    }
+
+    async fn list_inline_policies(&self, principal: &PrincipalRef) -> AwsResult<Vec<String>> {
+        let mut all = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            self.limit().await;
+            let (names, next) = match principal.kind {
+                PrincipalKind::Role => {
+                    let out = self
+                        .client
+                        .list_role_policies()
+                        .role_name(&principal.name)
+                        .set_marker(marker.take())
+                        .send()
+                        .await
+                        .map_err(|e| map_err(Operation::ListRolePolicies, e))?;
+                    let next = out
+                        .is_truncated()
+                        .then(|| out.marker().map(str::to_string))
+                        .flatten();
+                    (out.policy_names().to_vec(), next)
+                }
+                PrincipalKind::User => {
+                    let out = self
+                        .client
+                        .list_user_policies()
+                        .user_name(&principal.name)
+                        .set_marker(marker.take())
+                        .send()
+                        .await
+                        .map_err(|e| map_err(Operation::ListUserPolicies, e))?;
+                    let next = out
+                        .is_truncated()
+                        .then(|| out.marker().map(str::to_string))
+                        .flatten();
+                    (out.policy_names().to_vec(), next)
+                }
+            };
+            all.extend(names);
+            match next {
+                Some(m) => marker = Some(m),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    async fn get_account_summary(&self) -> AwsResult<AccountSummary> {
+        let op = Operation::GetAccountSummary;
+        self.limit().await;
+        let out = self
+            .client
+            .get_account_summary()
+            .send()
+            .await
+            .map_err(|e| map_err(op, e))?;
+        let map = out.summary_map().ok_or_else(|| missing(op, "SummaryMap"))?;
+        let get = |k: SummaryKeyType, default: u32| {
+            map.get(&k)
+                .and_then(|v| u32::try_from(*v).ok())
+                .unwrap_or(default)
+        };
+        Ok(AccountSummary {
+            attached_policies_per_role_quota: get(SummaryKeyType::AttachedPoliciesPerRoleQuota, 10),
+            attached_policies_per_user_quota: get(SummaryKeyType::AttachedPoliciesPerUserQuota, 10),
+            versions_per_policy_quota: get(SummaryKeyType::PolicyVersionsInUseQuota, 5).min(5),
+        })
+    }
+}
+
+/// STS over the official SDK.
+#[derive(Debug, Clone)]
+pub struct SdkSts {
+    client: aws_sdk_sts::Client,
+}
+
+impl SdkSts {
+    /// An STS client from an SDK configuration.
+    pub fn new(config: &SdkConfig) -> Self {
+        SdkSts {
+            client: aws_sdk_sts::Client::new(config),
+        }
+    }
+}
+
+#[async_trait]
+impl Sts for SdkSts {
+    async fn get_caller_identity(&self) -> AwsResult<CallerIdentity> {
+        let op = Operation::GetCallerIdentity;
+        let out = self
+            .client
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| map_err(op, e))?;
+        Ok(CallerIdentity {
+            account_id: out
+                .account()
+                .ok_or_else(|| missing(op, "Account"))?
+                .to_string(),
+            arn: out.arn().unwrap_or_default().to_string(),
+        })
+    }
+
+    async fn assume_role(
+        &self,
+        role_arn: &str,
+        external_id: Option<&str>,
+        session_name: &str,
+    ) -> AwsResult<TemporaryCredentials> {
+        let op = Operation::AssumeRole;
+        let out = self
+            .client
+            .assume_role()
+            .role_arn(role_arn)
+            .role_session_name(session_name)
+            .set_external_id(external_id.map(str::to_string))
+            .send()
+            .await
+            .map_err(|e| map_err(op, e))?;
+        let c = out
+            .credentials()
+            .ok_or_else(|| missing(op, "Credentials"))?;
+        Ok(TemporaryCredentials {
+            access_key_id: c.access_key_id().to_string(),
+            secret_access_key: c.secret_access_key().to_string(),
+            session_token: c.session_token().to_string(),
+            expires_epoch_seconds: c.expiration().secs(),
+        })
+    }
+}
+
+/// How to reach one account: the role to assume there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountRole {
+    /// Role ARN in the target account.
+    pub role_arn: String,
+    /// External id required by the role's trust policy.
+    pub external_id: Option<String>,
+    /// Session name (shows in CloudTrail).
+    pub session_name: String,
+}
+
+/// `ClientFactory` over the SDK: configured accounts use a cached, auto-refreshing `AssumeRole`
+/// credentials provider; other accounts use ambient credentials only when the ambient identity
+/// is in that account (checked once with `GetCallerIdentity`), else `UnknownAccount`.
+pub struct SdkClientFactory {
+    base: SdkConfig,
+    settings: SdkSettings,
+    accounts: BTreeMap<String, AccountRole>,
+    clients: Mutex<HashMap<String, Arc<dyn Iam>>>,
+    ambient_account: Mutex<Option<String>>,
+}
+
+impl SdkClientFactory {
+    /// A factory over a base configuration (see [`load_base_config`]) and per-account roles.
+    pub fn new(
+        base: SdkConfig,
+        settings: SdkSettings,
+        accounts: BTreeMap<String, AccountRole>,
+    ) -> Self {
+        SdkClientFactory {
+            base,
+            settings,
+            accounts,
+            clients: Mutex::new(HashMap::new()),
+            ambient_account: Mutex::new(None),
+        }
+    }
+
+    fn limiter(&self) -> Option<Arc<RateLimiter>> {
+        self.settings
+            .rate_limit
+            .map(|(rate, burst)| Arc::new(RateLimiter::new(rate, burst)))
+    }
+
+    /// The ambient identity's account id (cached after the first successful call).
+    pub async fn ambient_account(&self) -> Result<String, AwsError> {
+        let mut cached = self.ambient_account.lock().await;
+        if let Some(a) = cached.as_ref() {
+            return Ok(a.clone());
+        }
+        let id = SdkSts::new(&self.base).get_caller_identity().await?;
+        *cached = Some(id.account_id.clone());
+        Ok(id.account_id)
+    }
+
+    /// The SDK configuration used for an account (assumed-role credentials when configured).
+    pub async fn config_for(&self, account_id: &str) -> Result<SdkConfig, FactoryError> {
+        if let Some(role) = self.accounts.get(account_id) {
+            if !role.role_arn.contains(&format!(":{account_id}:")) {
+                return Err(FactoryError::Config {
+                    account_id: account_id.to_string(),
+                    message: format!("role {} is not in account {account_id}", role.role_arn),
+                });
+            }
+            let mut builder =
+                AssumeRoleProvider::builder(role.role_arn.clone()).session_name(&role.session_name);
+            if let Some(ext) = &role.external_id {
+                builder = builder.external_id(ext);
+            }
+            let provider = builder.configure(&self.base).build().await;
+            // The SDK's identity cache refreshes assumed credentials before they expire.
+            return Ok(self
+                .base
+                .to_builder()
+                .credentials_provider(aws_sdk_iam::config::SharedCredentialsProvider::new(
+                    provider,
+                ))
+                .build());
+        }
+        let ambient = self
+            .ambient_account()
+            .await
+            .map_err(|source| FactoryError::Credentials {
+                account_id: account_id.to_string(),
+                source,
+            })?;
+        if ambient == account_id {
+            Ok(self.base.clone())
+        } else {
+            Err(FactoryError::UnknownAccount {
+                account_id: account_id.to_string(),
+                ambient_account: ambient,
+            })
+        }
+    }
+}
+
+#[async_trait]
+impl ClientFactory for SdkClientFactory {
+    async fn iam_for(&self, account_id: &str) -> Result<Arc<dyn Iam>, FactoryError> {
+        if let Some(c) = self.clients.lock().await.get(account_id) {
+            return Ok(c.clone());
+        }
+        let config = self.config_for(account_id).await?;
+        let client: Arc<dyn Iam> = Arc::new(SdkIam::new(&config, self.limiter()));
+        self.clients
+            .lock()
+            .await
+            .insert(account_id.to_string(), client.clone());
+        Ok(client)
+    }
+}
