@@ -2,7 +2,8 @@
 //! properties over random policies, signals, existing quarantines and clocks.
 
 use autoguardrails::crd::{
-    GuardrailPolicy, Mode, Phase, Principal, PrincipalKind, Quarantine, QuarantineStatus, SignalSource,
+    GuardrailPolicy, Mode, Phase, Principal, PrincipalKind, Quarantine, QuarantineStatus,
+    SignalSource,
 };
 use autoguardrails::policy::{self, ControllerSettings, Decision, Input};
 use autoguardrails::signal::CostSignal;
@@ -24,8 +25,20 @@ fn at(text: &str) -> jiff::Timestamp {
     text.parse().expect("timestamp")
 }
 
-fn evaluate(p: &GuardrailPolicy, s: &CostSignal, existing: &[Quarantine], settings: &ControllerSettings, now: &str) -> Decision {
-    policy::evaluate(Input { policy: p, signal: s, existing, settings, now: at(now) })
+fn evaluate(
+    p: &GuardrailPolicy,
+    s: &CostSignal,
+    existing: &[Quarantine],
+    settings: &ControllerSettings,
+    now: &str,
+) -> Decision {
+    policy::evaluate(Input {
+        policy: p,
+        signal: s,
+        existing,
+        settings,
+        now: at(now),
+    })
 }
 
 fn with_phase(mut q: Quarantine, phase: Phase, released_at: Option<&str>) -> Quarantine {
@@ -46,7 +59,10 @@ fn matched_quarantine_carries_signal_scope_and_deny() {
     let d = evaluate(&p, &s, &[], &ControllerSettings::default(), NOW);
     assert_eq!(d.reason, policy::MATCHED);
     let q = d.quarantine.expect("quarantine");
-    assert_eq!(q.metadata.name.as_deref(), Some(policy::name::quarantine_name("sandbox-runaway", &s.id).as_str()));
+    assert_eq!(
+        q.metadata.name.as_deref(),
+        Some(policy::name::quarantine_name("sandbox-runaway", &s.id).as_str())
+    );
     assert_eq!(q.metadata.namespace.as_deref(), Some("autoguardrails"));
     assert_eq!(q.spec.mode, Mode::Auto);
     assert_eq!(q.spec.ttl, "2h");
@@ -56,7 +72,10 @@ fn matched_quarantine_carries_signal_scope_and_deny() {
     let signal = q.spec.signal.expect("signal record");
     assert_eq!(signal.id, s.id);
     assert_eq!(signal.impact_usd, 450.0);
-    assert!(q.spec.approval_timeout.is_none(), "approvalTimeout only for Manual");
+    assert!(
+        q.spec.approval_timeout.is_none(),
+        "approvalTimeout only for Manual"
+    );
 }
 
 #[test]
@@ -68,7 +87,11 @@ fn manual_mode_copies_the_approval_timeout_and_exceptions_drop_targets() {
     assert_eq!(q.spec.mode, Mode::Manual);
     assert_eq!(q.spec.approval_timeout.as_deref(), Some("2h"));
     assert_eq!(q.spec.targets.len(), 1, "break-glass is excepted");
-    assert!(d.message.contains("break-glass is excepted"), "{}", d.message);
+    assert!(
+        d.message.contains("break-glass is excepted"),
+        "{}",
+        d.message
+    );
 }
 
 #[test]
@@ -76,10 +99,22 @@ fn exception_window_is_half_open() {
     let p = fixture_policy("production-manual-window.yaml");
     let s = fixture_signal("anomaly-prod-sagemaker-5200.yaml");
     let settings = ControllerSettings::default();
-    assert_eq!(evaluate(&p, &s, &[], &settings, "2026-11-30T23:59:59Z").reason, policy::MATCHED);
-    assert_eq!(evaluate(&p, &s, &[], &settings, "2026-12-01T00:00:00Z").reason, policy::EXCEPTION_WINDOW);
-    assert_eq!(evaluate(&p, &s, &[], &settings, "2026-12-01T23:59:59Z").reason, policy::EXCEPTION_WINDOW);
-    assert_eq!(evaluate(&p, &s, &[], &settings, "2026-12-02T00:00:00Z").reason, policy::MATCHED);
+    assert_eq!(
+        evaluate(&p, &s, &[], &settings, "2026-11-30T23:59:59Z").reason,
+        policy::MATCHED
+    );
+    assert_eq!(
+        evaluate(&p, &s, &[], &settings, "2026-12-01T00:00:00Z").reason,
+        policy::EXCEPTION_WINDOW
+    );
+    assert_eq!(
+        evaluate(&p, &s, &[], &settings, "2026-12-01T23:59:59Z").reason,
+        policy::EXCEPTION_WINDOW
+    );
+    assert_eq!(
+        evaluate(&p, &s, &[], &settings, "2026-12-02T00:00:00Z").reason,
+        policy::MATCHED
+    );
 }
 
 #[test]
@@ -88,17 +123,32 @@ fn services_and_budget_names_filter() {
     let mut s = fixture_signal("anomaly-dev-ec2-912.yaml");
     let settings = ControllerSettings::default();
     s.service = Some("Amazon Simple Storage Service".into());
-    assert_eq!(evaluate(&p, &s, &[], &settings, NOW).reason, policy::SERVICE_NOT_MATCHED);
+    assert_eq!(
+        evaluate(&p, &s, &[], &settings, NOW).reason,
+        policy::SERVICE_NOT_MATCHED
+    );
     s.service = None;
-    assert_eq!(evaluate(&p, &s, &[], &settings, NOW).reason, policy::SERVICE_NOT_MATCHED);
+    assert_eq!(
+        evaluate(&p, &s, &[], &settings, NOW).reason,
+        policy::SERVICE_NOT_MATCHED
+    );
     p.spec.matcher.services.clear();
-    assert_eq!(evaluate(&p, &s, &[], &settings, NOW).reason, policy::MATCHED);
+    assert_eq!(
+        evaluate(&p, &s, &[], &settings, NOW).reason,
+        policy::MATCHED
+    );
 
     let p = fixture_policy("iam-user-budget.yaml");
     let mut s = fixture_signal("budget-data-export-actual.yaml");
-    assert_eq!(evaluate(&p, &s, &[], &settings, NOW).reason, policy::MATCHED);
+    assert_eq!(
+        evaluate(&p, &s, &[], &settings, NOW).reason,
+        policy::MATCHED
+    );
     s.budget_name = Some("other-budget".into());
-    assert_eq!(evaluate(&p, &s, &[], &settings, NOW).reason, policy::BUDGET_NOT_MATCHED);
+    assert_eq!(
+        evaluate(&p, &s, &[], &settings, NOW).reason,
+        policy::BUDGET_NOT_MATCHED
+    );
 }
 
 #[test]
@@ -106,7 +156,9 @@ fn repeated_signal_is_a_no_op_and_live_quarantines_hold_targets() {
     let p = fixture_policy("ci-role-dryrun.yaml");
     let s = fixture_signal("anomaly-dev-ec2-912.yaml");
     let settings = ControllerSettings::default();
-    let first = evaluate(&p, &s, &[], &settings, NOW).quarantine.expect("created");
+    let first = evaluate(&p, &s, &[], &settings, NOW)
+        .quarantine
+        .expect("created");
     let again = evaluate(&p, &s, std::slice::from_ref(&first), &settings, NOW);
     assert_eq!(again.reason, policy::ALREADY_QUARANTINED);
     assert!(again.quarantine.is_none());
@@ -119,7 +171,10 @@ fn repeated_signal_is_a_no_op_and_live_quarantines_hold_targets() {
     assert_eq!(d.reason, policy::ALREADY_ENFORCED, "{}", d.message);
     // A DryRun plan does not hold a target.
     let dry = with_phase(first.clone(), Phase::DryRun, None);
-    assert_eq!(evaluate(&p, &other, &[dry], &settings, NOW).reason, policy::MATCHED);
+    assert_eq!(
+        evaluate(&p, &other, &[dry], &settings, NOW).reason,
+        policy::MATCHED
+    );
 }
 
 #[test]
@@ -127,13 +182,27 @@ fn cooldown_after_release() {
     let p = fixture_policy("ci-role-dryrun.yaml"); // cooldown 30m
     let s = fixture_signal("anomaly-dev-ec2-912.yaml");
     let settings = ControllerSettings::default();
-    let first = evaluate(&p, &s, &[], &settings, NOW).quarantine.expect("created");
+    let first = evaluate(&p, &s, &[], &settings, NOW)
+        .quarantine
+        .expect("created");
     let mut other = s.clone();
     other.id = "after-release".into();
     let released = with_phase(first, Phase::Released, Some("2026-11-20T09:45:00Z"));
-    let d = evaluate(&p, &other, std::slice::from_ref(&released), &settings, "2026-11-20T10:00:00Z");
+    let d = evaluate(
+        &p,
+        &other,
+        std::slice::from_ref(&released),
+        &settings,
+        "2026-11-20T10:00:00Z",
+    );
     assert_eq!(d.reason, policy::COOLING_DOWN, "{}", d.message);
-    let d = evaluate(&p, &other, std::slice::from_ref(&released), &settings, "2026-11-20T10:15:00Z");
+    let d = evaluate(
+        &p,
+        &other,
+        std::slice::from_ref(&released),
+        &settings,
+        "2026-11-20T10:15:00Z",
+    );
     assert_eq!(d.reason, policy::MATCHED, "{}", d.message);
 }
 
@@ -148,10 +217,16 @@ fn protected_principals_and_kill_switch() {
     let d = evaluate(&p, &s, &[], &protected, NOW);
     assert_eq!(d.reason, policy::NO_ELIGIBLE_TARGETS);
     assert!(d.message.contains("protected principal"), "{}", d.message);
-    let killed = ControllerSettings { kill_switch: true, ..ControllerSettings::default() };
+    let killed = ControllerSettings {
+        kill_switch: true,
+        ..ControllerSettings::default()
+    };
     let d = evaluate(&p, &s, &[], &killed, NOW);
     assert_eq!(d.reason, policy::KILL_SWITCH_DRY_RUN);
-    assert_eq!(d.quarantine.expect("still recorded").spec.mode, Mode::DryRun);
+    assert_eq!(
+        d.quarantine.expect("still recorded").spec.mode,
+        Mode::DryRun
+    );
 }
 
 #[test]
@@ -159,25 +234,50 @@ fn invalid_signal_is_refused() {
     let p = fixture_policy("ci-role-dryrun.yaml");
     let mut s = fixture_signal("anomaly-dev-ec2-912.yaml");
     s.impact_usd = f64::NAN;
-    assert_eq!(evaluate(&p, &s, &[], &ControllerSettings::default(), NOW).reason, policy::INVALID_SIGNAL);
+    assert_eq!(
+        evaluate(&p, &s, &[], &ControllerSettings::default(), NOW).reason,
+        policy::INVALID_SIGNAL
+    );
 }
 
 // ---- properties ----
 
 const REASONS: &[&str] = &[
-    policy::MATCHED, policy::KILL_SWITCH_DRY_RUN, policy::SOURCE_NOT_MATCHED, policy::ACCOUNT_NOT_MATCHED,
-    policy::BELOW_MINIMUM_IMPACT, policy::SERVICE_NOT_MATCHED, policy::BUDGET_NOT_MATCHED,
-    policy::EXCEPTION_WINDOW, policy::NO_ELIGIBLE_TARGETS, policy::ALREADY_QUARANTINED,
-    policy::ALREADY_ENFORCED, policy::COOLING_DOWN, policy::INVALID_POLICY, policy::INVALID_SIGNAL,
+    policy::MATCHED,
+    policy::KILL_SWITCH_DRY_RUN,
+    policy::SOURCE_NOT_MATCHED,
+    policy::ACCOUNT_NOT_MATCHED,
+    policy::BELOW_MINIMUM_IMPACT,
+    policy::SERVICE_NOT_MATCHED,
+    policy::BUDGET_NOT_MATCHED,
+    policy::EXCEPTION_WINDOW,
+    policy::NO_ELIGIBLE_TARGETS,
+    policy::ALREADY_QUARANTINED,
+    policy::ALREADY_ENFORCED,
+    policy::COOLING_DOWN,
+    policy::INVALID_POLICY,
+    policy::INVALID_SIGNAL,
 ];
 
 const ACCOUNTS: &[&str] = &["111111111111", "222222222222", "333333333333"];
-const SERVICES: &[&str] = &["Amazon SageMaker", "AWS Lambda", "Amazon Elastic Compute Cloud - Compute"];
+const SERVICES: &[&str] = &[
+    "Amazon SageMaker",
+    "AWS Lambda",
+    "Amazon Elastic Compute Cloud - Compute",
+];
 
 fn principal_strategy() -> impl Strategy<Value = Principal> {
     (0..3usize, 0..4usize, any::<bool>()).prop_map(|(a, n, role)| Principal {
-        kind: if role { PrincipalKind::IamRole } else { PrincipalKind::IamUser },
-        arn: format!("arn:aws:iam::{}:{}/p{n}", ACCOUNTS[a], if role { "role" } else { "user" }),
+        kind: if role {
+            PrincipalKind::IamRole
+        } else {
+            PrincipalKind::IamUser
+        },
+        arn: format!(
+            "arn:aws:iam::{}:{}/p{n}",
+            ACCOUNTS[a],
+            if role { "role" } else { "user" }
+        ),
     })
 }
 
@@ -192,20 +292,24 @@ fn policy_strategy() -> impl Strategy<Value = GuardrailPolicy> {
         proptest::collection::vec(principal_strategy(), 0..2),
         1..48u32,
     )
-        .prop_map(|(mode, sources, accounts, min, services, principals, excepted, ttl_hours)| {
-            static BASE: std::sync::OnceLock<GuardrailPolicy> = std::sync::OnceLock::new();
-            let mut p = BASE.get_or_init(|| fixture_policy("ci-role-dryrun.yaml")).clone();
-            p.metadata.uid = Some("uid-1".into());
-            p.spec.mode = mode;
-            p.spec.matcher.sources = sources;
-            p.spec.matcher.account_ids = accounts.into_iter().map(str::to_string).collect();
-            p.spec.matcher.min_impact_usd = min;
-            p.spec.matcher.services = services.into_iter().map(str::to_string).collect();
-            p.spec.scope.principals = principals;
-            p.spec.exceptions.principals = excepted.into_iter().map(|e| e.arn).collect();
-            p.spec.quarantine.ttl = format!("{ttl_hours}h");
-            p
-        })
+        .prop_map(
+            |(mode, sources, accounts, min, services, principals, excepted, ttl_hours)| {
+                static BASE: std::sync::OnceLock<GuardrailPolicy> = std::sync::OnceLock::new();
+                let mut p = BASE
+                    .get_or_init(|| fixture_policy("ci-role-dryrun.yaml"))
+                    .clone();
+                p.metadata.uid = Some("uid-1".into());
+                p.spec.mode = mode;
+                p.spec.matcher.sources = sources;
+                p.spec.matcher.account_ids = accounts.into_iter().map(str::to_string).collect();
+                p.spec.matcher.min_impact_usd = min;
+                p.spec.matcher.services = services.into_iter().map(str::to_string).collect();
+                p.spec.scope.principals = principals;
+                p.spec.exceptions.principals = excepted.into_iter().map(|e| e.arn).collect();
+                p.spec.quarantine.ttl = format!("{ttl_hours}h");
+                p
+            },
+        )
 }
 
 fn signal_strategy() -> impl Strategy<Value = CostSignal> {
