@@ -572,7 +572,7 @@ fn check_freshness(
             max_age: format!("{:#}", config.max_age),
         });
     }
-    if age < -config.max_future_skew {
+    if envelope.timestamp.duration_since(now) > config.max_future_skew {
         return Err(SnsError::FutureTimestamp(envelope.timestamp_text.clone()));
     }
     Ok(())
@@ -647,5 +647,51 @@ impl ReplayCache {
     /// How many ids were dropped before their retention ended because the cache was full.
     pub fn evicted_early(&self) -> u64 {
         self.evicted_early
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regions_follow_the_documented_shape() {
+        for good in [
+            "us-east-1",
+            "ap-northeast-1",
+            "us-gov-west-1",
+            "cn-north-1",
+            "eu-central-2",
+        ] {
+            assert!(is_region(good), "{good}");
+        }
+        for bad in [
+            "",
+            "us",
+            "us-1",
+            "use-east-1",
+            "us-east-12",
+            "us-East-1",
+            "us--1",
+            "us-east-",
+            "-east-1",
+        ] {
+            assert!(!is_region(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn error_categories_are_pascal_case() {
+        let errors = [
+            SnsError::TooLarge(1),
+            SnsError::BadSignature,
+            SnsError::Replayed("m".into()),
+            SnsError::FutureTimestamp("t".into()),
+        ];
+        for error in errors {
+            let category = error.category();
+            assert!(category.starts_with(|c: char| c.is_ascii_uppercase()));
+            assert!(category.chars().all(|c| c.is_ascii_alphanumeric()));
+        }
     }
 }
