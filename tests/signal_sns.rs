@@ -585,3 +585,85 @@ proptest! {
         prop_assert_eq!(verify_with(&body, CERT, now()).unwrap_err(), SnsError::BadSignature);
     }
 }
+
+fn sns_fixture(name: &str) -> String {
+    let path = format!(
+        "{}/tests/fixtures/signals/sns/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+#[test]
+fn envelopes_signed_by_openssl_verify_and_their_messages_parse() {
+    use autoguardrails::signal::parse::{Hint, parse};
+    let topic = "arn:aws:sns:ap-northeast-1:111111111111:cost-anomaly-immediate";
+    let source = FixedCertificate::new(CERT);
+    let mut config = VerifierConfig::new([topic]);
+    config.max_age = SignedDuration::from_hours(3);
+    let verifier = Verifier::new(config, &source);
+    let mut replay = ReplayCache::new(100, SignedDuration::from_hours(3));
+    let at: Timestamp = "2026-12-01T07:50:00Z".parse().unwrap();
+
+    let anomaly = verifier
+        .verify(
+            &sns_fixture("notification-anomaly-v2.json"),
+            at,
+            &mut replay,
+        )
+        .unwrap();
+    let hint = Hint {
+        delivered_at: Some(anomaly.timestamp),
+        ..Hint::default()
+    };
+    let signal = parse(&anomaly.message, &hint).unwrap();
+    assert_eq!(signal.id, "12345678-abcd-ef12-3456-987654321a12");
+    assert_eq!(signal.impact_usd, 912.4);
+
+    let budget = verifier
+        .verify(&sns_fixture("notification-budget-v1.json"), at, &mut replay)
+        .unwrap();
+    assert!(budget.subject.is_some());
+    let hint = Hint {
+        delivered_at: Some(budget.timestamp),
+        ..Hint::default()
+    };
+    let signal = parse(&budget.message, &hint).unwrap();
+    assert_eq!(signal.impact_usd, 75.5);
+    assert_eq!(signal.observed_at, budget.timestamp);
+
+    let confirmation = verifier
+        .verify(
+            &sns_fixture("subscription-confirmation-v1.json"),
+            at,
+            &mut replay,
+        )
+        .unwrap();
+    assert!(
+        confirmation
+            .subscribe_url
+            .unwrap()
+            .as_str()
+            .starts_with("https://sns.ap-northeast-1.amazonaws.com/?Action=ConfirmSubscription")
+    );
+    assert_eq!(
+        source.asked.borrow().first().map(String::as_str),
+        Some(
+            "https://sns.ap-northeast-1.amazonaws.com/SimpleNotificationService-01d088a6f77103d0fe307c0069e40ed6.pem"
+        )
+    );
+    // delivering the same three again is a replay
+    for name in [
+        "notification-anomaly-v2.json",
+        "notification-budget-v1.json",
+        "subscription-confirmation-v1.json",
+    ] {
+        assert_eq!(
+            verifier
+                .verify(&sns_fixture(name), at, &mut replay)
+                .unwrap_err()
+                .category(),
+            "Replayed"
+        );
+    }
+}
