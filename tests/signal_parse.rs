@@ -484,3 +484,44 @@ proptest! {
         prop_assert_eq!(parsed.raw, Some(rendered));
     }
 }
+
+fn render_budget_alert(name: &str, budgeted: u32, amount: u32, forecast: bool) -> String {
+    let kind = if forecast { "FORECASTED" } else { "ACTUAL" };
+    let money = |cents: u32| {
+        let whole = cents / 100;
+        let mut digits = whole.to_string();
+        let mut grouped = String::new();
+        while digits.len() > 3 {
+            let tail = digits.split_off(digits.len() - 3);
+            grouped = format!(",{tail}{grouped}");
+        }
+        format!("${digits}{grouped}.{:02}", cents % 100)
+    };
+    format!(
+        "AWS Budget Notification November 20, 2026\nAWS Account 111111111111\n\nDear AWS Customer,\n\n\
+         You requested that we alert you when the {kind} Cost associated with your {name} budget is greater than {b} for the current month.\n\n\
+         Budget Name: {name}\nBudget Type: Cost\nBudgeted Amount: {b}\nAlert Type: {kind}\nAlert Threshold: > {b}\n{kind} Amount: {a}\n",
+        b = money(budgeted),
+        a = money(amount),
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn rendered_budget_alerts_parse_to_the_amount_over(
+        name in "[a-z0-9][a-z0-9_.-]{0,40}",
+        budgeted in 0u32..2_000_000_000,
+        amount in 0u32..2_000_000_000,
+        forecast in any::<bool>(),
+    ) {
+        let text = render_budget_alert(&name, budgeted, amount, forecast);
+        let signal = parse(&text, &Hint::default()).unwrap();
+        let over = f64::from(amount.saturating_sub(budgeted)) / 100.0;
+        prop_assert!((signal.impact_usd - over).abs() < 0.005, "{} vs {}", signal.impact_usd, over);
+        prop_assert_eq!(signal.budget_name.as_deref(), Some(name.as_str()));
+        let kind = if forecast { "FORECASTED" } else { "ACTUAL" };
+        prop_assert!(signal.id.starts_with(&format!("{name}/2026-11/{kind}/>$")), "{}", signal.id);
+    }
+}

@@ -353,14 +353,15 @@ fn untrusted_certificate_urls_are_rejected_before_any_fetch() {
         "https://evil.com\\.sns.us-east-1.amazonaws.com/x.pem",
         "",
     ];
+    let f = fields("Notification");
+    let signature = sign(&f, "2", KEY);
     for url in bad {
         assert_eq!(
             ValidatedCertUrl::parse(url).unwrap_err().category(),
             "UntrustedUrl",
             "{url}"
         );
-        let f = fields("Notification");
-        let body = envelope(&f, "2", &sign(&f, "2", KEY), url);
+        let body = envelope(&f, "2", &signature, url);
         let source = FixedCertificate::new(CERT);
         let verifier = Verifier::new(VerifierConfig::new([TOPIC]), &source);
         let mut replay = ReplayCache::new(10, SignedDuration::from_hours(1));
@@ -536,6 +537,29 @@ fn signed_notification_v2() -> &'static (String, BTreeMap<String, String>) {
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn string_to_sign_matches_the_documentation_for_any_values(
+        kind in prop::sample::select(KINDS.to_vec()),
+        message in ".{0,80}",
+        subject in proptest::option::of(".{0,40}"),
+        token in "[a-f0-9]{0,64}",
+        message_id in "[a-zA-Z0-9-]{1,64}",
+    ) {
+        let mut f = fields(kind);
+        f.insert("Message".into(), message);
+        f.insert("MessageId".into(), message_id);
+        if kind == "Notification" {
+            match subject {
+                Some(subject) => f.insert("Subject".into(), subject),
+                None => f.remove("Subject"),
+            };
+        } else {
+            f.insert("Token".into(), token);
+        }
+        let parsed = Envelope::parse(&envelope(&f, "2", "AAAA", CERT_URL)).unwrap();
+        prop_assert_eq!(parsed.string_to_sign(), documented_string_to_sign(&f));
+    }
 
     #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
