@@ -212,6 +212,8 @@ fn the_delivery_time_wins_over_the_header_date_for_budgets() {
     };
     let signal = parse(&fixture("budget-actual-usd.txt"), &hint).unwrap();
     assert_eq!(signal.observed_at, at);
+    let padded = format!("\n\n  {}", fixture("budget-actual-usd.txt"));
+    assert_eq!(parse(&padded, &Hint::default()).unwrap().id, signal.id);
     // redelivery yields the same id
     let again = parse(&fixture("budget-actual-usd.txt"), &Hint::default()).unwrap();
     assert_eq!(signal.id, again.id);

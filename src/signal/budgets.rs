@@ -47,9 +47,11 @@ impl<'a> Fields<'a> {
         let mut header_date = None;
         let mut account = None;
         let mut details_url = None;
-        for (index, line) in text.lines().enumerate() {
+        let mut header_seen = false;
+        for line in text.lines() {
             let line = line.trim();
-            if index == 0 {
+            if !header_seen && !line.is_empty() {
+                header_seen = true;
                 header_date = header_date_of(line);
             }
             if let Some(rest) = line.strip_prefix("AWS Account")
