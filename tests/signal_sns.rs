@@ -257,6 +257,36 @@ fn any_single_altered_field_is_a_bad_signature() {
             );
         }
     }
+    // a signed confirmation relabelled as a notification (and the reverse) does not verify
+    let confirmation = fields("SubscriptionConfirmation");
+    let signature = sign(&confirmation, "2", KEY);
+    let mut relabelled = confirmation.clone();
+    relabelled.insert("Type".into(), "UnsubscribeConfirmation".into());
+    let body = envelope(&relabelled, "2", &signature, CERT_URL);
+    assert_eq!(
+        verify_with(&body, CERT, now()).unwrap_err(),
+        SnsError::BadSignature
+    );
+    relabelled.insert("Type".into(), "Notification".into());
+    let body = envelope(&relabelled, "2", &signature, CERT_URL);
+    assert_eq!(
+        verify_with(&body, CERT, now()).unwrap_err(),
+        SnsError::BadSignature
+    );
+    let notification = fields("Notification");
+    let signature = sign(&notification, "2", KEY);
+    let mut relabelled = notification.clone();
+    relabelled.insert("Type".into(), "SubscriptionConfirmation".into());
+    relabelled.insert("Token".into(), "t".into());
+    relabelled.insert(
+        "SubscribeURL".into(),
+        "https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription".into(),
+    );
+    let body = envelope(&relabelled, "2", &signature, CERT_URL);
+    assert_eq!(
+        verify_with(&body, CERT, now()).unwrap_err(),
+        SnsError::BadSignature
+    );
     // a Subject added to a notification signed without one
     let mut f = fields("Notification");
     f.remove("Subject");
