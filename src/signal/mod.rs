@@ -2,6 +2,12 @@
 //! signal files) produces. Pure data; parsing of AWS payloads and SNS verification live here too
 //! and must stay free of I/O.
 
+pub mod anomaly;
+pub mod budgets;
+pub mod eventbridge;
+pub mod parse;
+pub mod sns;
+
 use crate::crd::{SignalRecord, SignalSource};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde::{Deserialize, Serialize};
