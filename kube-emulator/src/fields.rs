@@ -1,0 +1,417 @@
+//! Field ownership (`metadata.managedFields`) and server-side apply merging.
+
+use crate::error::{ApiError, Cause};
+use serde_json::{Map, Value, json};
+use std::collections::BTreeSet;
+
+/// A field path: object keys from the root; lists and scalars are leaves.
+pub type FieldPath = Vec<String>;
+
+/// One `managedFields` entry in parsed form.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ManagerEntry {
+    /// Manager name.
+    pub manager: String,
+    /// `Apply` or `Update`.
+    pub operation: String,
+    /// `status` or empty.
+    pub subresource: String,
+    /// apiVersion the fields were set in.
+    pub api_version: String,
+    /// RFC 3339 time of the last change.
+    pub time: String,
+    /// Owned leaf paths.
+    pub fields: BTreeSet<FieldPath>,
+}
+
+/// Which part of an object a write may touch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Scope {
+    /// Everything but status (main resource of a kind with a status subresource).
+    AllButStatus,
+    /// Only status (the status subresource).
+    StatusOnly,
+    /// Everything (kinds without a status subresource).
+    Everything,
+}
+
+/// Collects the tracked leaf paths of an object within a scope.
+pub fn tracked_paths(object: &Value, scope: Scope) -> BTreeSet<FieldPath> {
+    let mut paths = BTreeSet::new();
+    let Some(fields) = object.as_object() else {
+        return paths;
+    };
+    for (key, value) in fields {
+        let include = match key.as_str() {
+            "apiVersion" | "kind" => false,
+            "metadata" => scope != Scope::StatusOnly,
+            "status" => scope != Scope::AllButStatus,
+            _ => scope != Scope::StatusOnly,
+        };
+        if !include {
+            continue;
+        }
+        if key == "metadata" {
+            for meta_key in ["labels", "annotations", "finalizers", "ownerReferences"] {
+                if let Some(meta_value) = value.get(meta_key) {
+                    collect(
+                        meta_value,
+                        vec!["metadata".to_string(), meta_key.to_string()],
+                        &mut paths,
+                    );
+                }
+            }
+        } else {
+            collect(value, vec![key.clone()], &mut paths);
+        }
+    }
+    paths
+}
+
+/// Recursively collects leaves.
+fn collect(value: &Value, prefix: FieldPath, paths: &mut BTreeSet<FieldPath>) {
+    match value {
+        Value::Object(fields) if !fields.is_empty() => {
+            for (key, child) in fields {
+                let mut path = prefix.clone();
+                path.push(key.clone());
+                collect(child, path, paths);
+            }
+        }
+        _ => {
+            paths.insert(prefix);
+        }
+    }
+}
+
+/// The value at a path.
+pub fn value_at<'a>(object: &'a Value, path: &[String]) -> Option<&'a Value> {
+    path.iter().try_fold(object, |current, key| current.get(key))
+}
+
+/// Sets the value at a path, creating objects on the way.
+pub fn set_at(object: &mut Value, path: &[String], value: Value) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut current = object;
+    for key in parents {
+        if !current.is_object() {
+            *current = Value::Object(Map::new());
+        }
+        let Some(fields) = current.as_object_mut() else {
+            return;
+        };
+        current = fields
+            .entry(key.clone())
+            .or_insert_with(|| Value::Object(Map::new()));
+    }
+    if !current.is_object() {
+        *current = Value::Object(Map::new());
+    }
+    if let Some(fields) = current.as_object_mut() {
+        fields.insert(last.clone(), value);
+    }
+}
+
+/// Removes the value at a path, and parents left empty by it.
+pub fn remove_at(object: &mut Value, path: &[String]) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut current = &mut *object;
+    for key in parents {
+        match current.get_mut(key) {
+            Some(next) => current = next,
+            None => return,
+        }
+    }
+    if let Some(fields) = current.as_object_mut() {
+        fields.remove(last);
+    }
+    if parents.len() > 1
+        && value_at(object, parents).is_some_and(|parent| parent.as_object().is_some_and(Map::is_empty))
+    {
+        remove_at(object, parents);
+    }
+}
+
+/// Whether two paths overlap (equal, or one is a prefix of the other).
+fn overlaps(first: &[String], second: &[String]) -> bool {
+    let shortest = first.len().min(second.len());
+    first[..shortest] == second[..shortest]
+}
+
+/// Renders owned paths as a `FieldsV1` object.
+pub fn to_fields_v1(paths: &BTreeSet<FieldPath>) -> Value {
+    let mut root = Map::new();
+    for path in paths {
+        let mut current = &mut root;
+        for key in path {
+            let entry = current
+                .entry(format!("f:{key}"))
+                .or_insert_with(|| Value::Object(Map::new()));
+            let Some(next) = entry.as_object_mut() else {
+                break;
+            };
+            current = next;
+        }
+    }
+    Value::Object(root)
+}
+
+/// Parses a `FieldsV1` object into leaf paths (list-element keys are folded into their list).
+pub fn from_fields_v1(fields: &Value) -> BTreeSet<FieldPath> {
+    fn walk(value: &Value, prefix: FieldPath, paths: &mut BTreeSet<FieldPath>) {
+        let named: Vec<(&String, &Value)> = value
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(key, _)| key.starts_with("f:"))
+            .collect();
+        if named.is_empty() {
+            if !prefix.is_empty() {
+                paths.insert(prefix);
+            }
+            return;
+        }
+        for (key, child) in named {
+            let mut path = prefix.clone();
+            path.push(key.trim_start_matches("f:").to_string());
+            walk(child, path, paths);
+        }
+    }
+    let mut paths = BTreeSet::new();
+    walk(fields, Vec::new(), &mut paths);
+    paths
+}
+
+/// Reads `metadata.managedFields`.
+pub fn read_entries(object: &Value) -> Vec<ManagerEntry> {
+    object["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|entry| ManagerEntry {
+            manager: entry["manager"].as_str().unwrap_or_default().to_string(),
+            operation: entry["operation"].as_str().unwrap_or("Update").to_string(),
+            subresource: entry["subresource"].as_str().unwrap_or_default().to_string(),
+            api_version: entry["apiVersion"].as_str().unwrap_or_default().to_string(),
+            time: entry["time"].as_str().unwrap_or_default().to_string(),
+            fields: from_fields_v1(&entry["fieldsV1"]),
+        })
+        .collect()
+}
+
+/// Writes `metadata.managedFields` (entries without fields are dropped).
+pub fn write_entries(object: &mut Value, entries: &[ManagerEntry]) {
+    let rendered: Vec<Value> = entries
+        .iter()
+        .filter(|entry| !entry.fields.is_empty())
+        .map(|entry| {
+            let mut value = json!({
+                "manager": entry.manager,
+                "operation": entry.operation,
+                "apiVersion": entry.api_version,
+                "time": entry.time,
+                "fieldsType": "FieldsV1",
+                "fieldsV1": to_fields_v1(&entry.fields),
+            });
+            if !entry.subresource.is_empty() {
+                value["subresource"] = json!(entry.subresource);
+            }
+            value
+        })
+        .collect();
+    if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        if rendered.is_empty() {
+            metadata.remove("managedFields");
+        } else {
+            metadata.insert("managedFields".to_string(), Value::Array(rendered));
+        }
+    }
+}
+
+/// Records an `Update` operation by `manager`: changed fields move to it; removed fields leave everyone.
+pub fn record_update(
+    old: Option<&Value>,
+    new: &mut Value,
+    manager: &str,
+    subresource: &str,
+    scope: Scope,
+    api_version: &str,
+    time: &str,
+) {
+    let mut entries = old.map(read_entries).unwrap_or_default();
+    let new_paths = tracked_paths(new, scope);
+    let old_paths = old.map(|old| tracked_paths(old, scope)).unwrap_or_default();
+    let changed: BTreeSet<FieldPath> = new_paths
+        .iter()
+        .filter(|path| old.and_then(|old| value_at(old, path)) != value_at(new, path))
+        .cloned()
+        .collect();
+    let removed: Vec<&FieldPath> = old_paths.difference(&new_paths).collect();
+    for entry in &mut entries {
+        entry
+            .fields
+            .retain(|path| !changed.contains(path) && !removed.contains(&path));
+    }
+    if !changed.is_empty() {
+        let position = entries.iter().position(|entry| {
+            entry.manager == manager && entry.operation == "Update" && entry.subresource == subresource
+        });
+        let entry = match position {
+            Some(index) => &mut entries[index],
+            None => {
+                entries.push(ManagerEntry {
+                    manager: manager.to_string(),
+                    operation: "Update".to_string(),
+                    subresource: subresource.to_string(),
+                    api_version: api_version.to_string(),
+                    time: time.to_string(),
+                    fields: BTreeSet::new(),
+                });
+                let last = entries.len() - 1;
+                &mut entries[last]
+            }
+        };
+        entry.fields.extend(changed);
+        entry.time = time.to_string();
+    }
+    write_entries(new, &entries);
+}
+
+/// Server-side apply of `config` by `manager` onto `live` (None when creating). Returns the merged object.
+#[allow(clippy::too_many_arguments)]
+pub fn apply(
+    live: Option<&Value>,
+    config: &Value,
+    manager: &str,
+    force: bool,
+    subresource: &str,
+    scope: Scope,
+    api_version: &str,
+    time: &str,
+) -> Result<Value, ApiError> {
+    let config_paths = tracked_paths(config, scope);
+    let mut entries = live.map(read_entries).unwrap_or_default();
+    let mut merged = match live {
+        Some(live) => live.clone(),
+        None => {
+            let mut fresh = json!({"apiVersion": config["apiVersion"], "kind": config["kind"], "metadata": {}});
+            for key in ["name", "namespace", "generateName"] {
+                if let Some(value) = config["metadata"].get(key) {
+                    fresh["metadata"][key] = value.clone();
+                }
+            }
+            fresh
+        }
+    };
+    let is_own = |entry: &ManagerEntry| {
+        entry.manager == manager && entry.operation == "Apply" && entry.subresource == subresource
+    };
+    let mut conflicts: Vec<(String, String)> = Vec::new();
+    for entry in entries.iter_mut().filter(|entry| !is_own(entry)) {
+        let mut lost = Vec::new();
+        for owned in &entry.fields {
+            for path in config_paths.iter().filter(|path| overlaps(path, owned)) {
+                let differs = value_at(&merged, path) != value_at(config, path);
+                if differs {
+                    if force {
+                        lost.push(owned.clone());
+                    } else {
+                        conflicts.push((entry.manager.clone(), format!(".{}", path.join("."))));
+                    }
+                }
+            }
+        }
+        for path in lost {
+            entry.fields.remove(&path);
+        }
+    }
+    if !conflicts.is_empty() {
+        conflicts.sort();
+        conflicts.dedup();
+        let causes: Vec<Cause> = conflicts
+            .iter()
+            .map(|(owner, field)| Cause::new("FieldManagerConflict", field, format!("conflict with \"{owner}\"")))
+            .collect();
+        let listing: Vec<String> = conflicts
+            .iter()
+            .map(|(owner, field)| format!("- {owner}: {field}"))
+            .collect();
+        let mut error = ApiError::new(
+            409,
+            "Conflict",
+            format!(
+                "Apply failed with {} conflict{}: {}",
+                conflicts.len(),
+                if conflicts.len() == 1 { "" } else { "s" },
+                listing.join("\n")
+            ),
+        );
+        let rendered: Vec<Value> = causes
+            .iter()
+            .map(|cause| json!({"type": cause.reason, "message": cause.message, "field": cause.field}))
+            .collect();
+        error.details = Some(json!({"causes": rendered}));
+        return Err(error);
+    }
+    let previously_owned: BTreeSet<FieldPath> = entries
+        .iter()
+        .filter(|entry| is_own(entry))
+        .flat_map(|entry| entry.fields.iter().cloned())
+        .collect();
+    for path in previously_owned.difference(&config_paths) {
+        let owned_by_others = entries
+            .iter()
+            .filter(|entry| !is_own(entry))
+            .any(|entry| entry.fields.iter().any(|owned| overlaps(owned, path)));
+        let kept_by_config = config_paths.iter().any(|own| overlaps(own, path));
+        if !owned_by_others && !kept_by_config {
+            remove_at(&mut merged, path);
+        }
+    }
+    for path in &config_paths {
+        if let Some(value) = value_at(config, path) {
+            set_at(&mut merged, path, value.clone());
+        }
+    }
+    entries.retain(|entry| !is_own(entry));
+    entries.push(ManagerEntry {
+        manager: manager.to_string(),
+        operation: "Apply".to_string(),
+        subresource: subresource.to_string(),
+        api_version: api_version.to_string(),
+        time: time.to_string(),
+        fields: config_paths,
+    });
+    write_entries(&mut merged, &entries);
+    Ok(merged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_v1_round_trips() {
+        let object = json!({"spec": {"a": 1, "b": {"c": [1]}}, "metadata": {"labels": {"x": "y"}, "name": "n"}});
+        let paths = tracked_paths(&object, Scope::Everything);
+        assert_eq!(from_fields_v1(&to_fields_v1(&paths)), paths);
+        assert_eq!(paths.len(), 3);
+    }
+
+    #[test]
+    fn apply_conflicts_and_removes_fields() {
+        let first = apply(None, &json!({"apiVersion": "v1", "kind": "K", "metadata": {"name": "n"}, "spec": {"a": 1, "b": 2}}), "one", false, "", Scope::Everything, "v1", "t").unwrap();
+        let conflict = apply(Some(&first), &json!({"spec": {"a": 5}}), "two", false, "", Scope::Everything, "v1", "t").unwrap_err();
+        assert_eq!(conflict.code, 409);
+        let same = apply(Some(&first), &json!({"spec": {"a": 1}}), "two", false, "", Scope::Everything, "v1", "t").unwrap();
+        assert_eq!(same["spec"]["a"], 1);
+        let forced = apply(Some(&first), &json!({"spec": {"a": 5}}), "two", true, "", Scope::Everything, "v1", "t").unwrap();
+        assert_eq!(forced["spec"]["a"], 5);
+        let shrunk = apply(Some(&first), &json!({"spec": {"a": 1}}), "one", false, "", Scope::Everything, "v1", "t").unwrap();
+        assert!(shrunk["spec"].get("b").is_none());
+    }
+}
