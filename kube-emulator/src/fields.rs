@@ -1,10 +1,10 @@
 //! Field ownership (`metadata.managedFields`) and server-side apply merging.
 
-use crate::error::{ApiError, Cause};
+use crate::error::ApiError;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeSet;
 
-/// A field path: object keys from the root; lists and scalars are leaves.
+/// A field path: object keys from the root; lists and scalars are leaves (empty objects own nothing).
 pub type FieldPath = Vec<String>;
 
 /// One `managedFields` entry in parsed form.
@@ -71,7 +71,7 @@ pub fn tracked_paths(object: &Value, scope: Scope) -> BTreeSet<FieldPath> {
 /// Recursively collects leaves.
 fn collect(value: &Value, prefix: FieldPath, paths: &mut BTreeSet<FieldPath>) {
     match value {
-        Value::Object(fields) if !fields.is_empty() => {
+        Value::Object(fields) => {
             for (key, child) in fields {
                 let mut path = prefix.clone();
                 path.push(key.clone());
@@ -281,6 +281,35 @@ pub fn record_update(
     write_entries(new, &entries);
 }
 
+/// The 409 of an apply conflicting with other managers, worded like the API server.
+fn conflict_error(conflicts: &[(String, String, String)]) -> ApiError {
+    let message = if let [(owner, version, field)] = conflicts {
+        format!("Apply failed with 1 conflict: conflict with \"{owner}\" using {version}: {field}")
+    } else {
+        let mut owners: Vec<(&String, &String)> = conflicts.iter().map(|(owner, version, _)| (owner, version)).collect();
+        owners.dedup();
+        let sections: Vec<String> = owners
+            .iter()
+            .map(|(owner, version)| {
+                let fields: Vec<String> = conflicts
+                    .iter()
+                    .filter(|(other, _, _)| other == *owner)
+                    .map(|(_, _, field)| format!("- {field}"))
+                    .collect();
+                format!("conflicts with \"{owner}\" using {version}:\n{}", fields.join("\n"))
+            })
+            .collect();
+        format!("Apply failed with {} conflicts: {}", conflicts.len(), sections.join("\n"))
+    };
+    let causes: Vec<Value> = conflicts
+        .iter()
+        .map(|(owner, _, field)| json!({"type": "FieldManagerConflict", "message": format!("conflict with \"{owner}\""), "field": field}))
+        .collect();
+    let mut error = ApiError::new(409, "Conflict", message);
+    error.details = Some(json!({"causes": causes}));
+    error
+}
+
 /// Server-side apply of `config` by `manager` onto `live` (None when creating). Returns the merged object.
 #[allow(clippy::too_many_arguments)]
 pub fn apply(
@@ -310,7 +339,7 @@ pub fn apply(
     let is_own = |entry: &ManagerEntry| {
         entry.manager == manager && entry.operation == "Apply" && entry.subresource == subresource
     };
-    let mut conflicts: Vec<(String, String)> = Vec::new();
+    let mut conflicts: Vec<(String, String, String)> = Vec::new();
     for entry in entries.iter_mut().filter(|entry| !is_own(entry)) {
         let mut lost = Vec::new();
         for owned in &entry.fields {
@@ -320,7 +349,7 @@ pub fn apply(
                     if force {
                         lost.push(owned.clone());
                     } else {
-                        conflicts.push((entry.manager.clone(), format!(".{}", path.join("."))));
+                        conflicts.push((entry.manager.clone(), entry.api_version.clone(), format!(".{}", path.join("."))));
                     }
                 }
             }
@@ -332,30 +361,7 @@ pub fn apply(
     if !conflicts.is_empty() {
         conflicts.sort();
         conflicts.dedup();
-        let causes: Vec<Cause> = conflicts
-            .iter()
-            .map(|(owner, field)| Cause::new("FieldManagerConflict", field, format!("conflict with \"{owner}\"")))
-            .collect();
-        let listing: Vec<String> = conflicts
-            .iter()
-            .map(|(owner, field)| format!("- {owner}: {field}"))
-            .collect();
-        let mut error = ApiError::new(
-            409,
-            "Conflict",
-            format!(
-                "Apply failed with {} conflict{}: {}",
-                conflicts.len(),
-                if conflicts.len() == 1 { "" } else { "s" },
-                listing.join("\n")
-            ),
-        );
-        let rendered: Vec<Value> = causes
-            .iter()
-            .map(|cause| json!({"type": cause.reason, "message": cause.message, "field": cause.field}))
-            .collect();
-        error.details = Some(json!({"causes": rendered}));
-        return Err(error);
+        return Err(conflict_error(&conflicts));
     }
     let previously_owned: BTreeSet<FieldPath> = entries
         .iter()

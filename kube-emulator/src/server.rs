@@ -700,14 +700,30 @@ fn patch(
         }
         "application/json-patch+json" => {
             let operations: json_patch::Patch = serde_json::from_value(patch_body).map_err(|error| ApiError::bad_request(format!("error decoding JSON patch: {error}")))?;
-            json_patch::patch(&mut patched, &operations).map_err(|error| {
-                ApiError::new(422, "Invalid", format!("the server rejected our request due to an error in our request: {error}"))
-            })?;
+            apply_json_patch(&mut patched, operations)?;
         }
         other => return Err(ApiError::unsupported_media_type(other)),
     }
     let result = store.update(resource, namespace, name, patched, subresource, &options, false)?;
     Ok(json_response(200, &with_api_version(&result.object, resource), &result.warnings))
+}
+
+/// Applies an RFC 6902 patch like the API server does: a `test` of `null` against a missing path succeeds.
+fn apply_json_patch(document: &mut Value, operations: json_patch::Patch) -> Result<(), ApiError> {
+    let mut working = document.clone();
+    for operation in operations.0 {
+        if let json_patch::PatchOperation::Test(test) = &operation
+            && test.value.is_null()
+            && working.pointer(test.path.as_str()).is_none()
+        {
+            continue;
+        }
+        json_patch::patch(&mut working, &[operation]).map_err(|error| {
+            ApiError::new(422, "Invalid", format!("the server rejected our request due to an error in our request: {error}"))
+        })?;
+    }
+    *document = working;
+    Ok(())
 }
 
 /// Continue token: hex of `rv|namespace|name`.
