@@ -1,0 +1,135 @@
+//! Conditions on both kinds: the list-map schema, type and reason constants, and a setter that
+//! keeps `lastTransitionTime` when the status did not flip. Pure data; no clients.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use schemars::{Schema, SchemaGenerator};
+
+/// Condition type: the object is valid and the controller is acting on it.
+pub const READY: &str = "Ready";
+/// Condition type: the deny is attached to every target (Quarantine only).
+pub const ENFORCED: &str = "Enforced";
+
+/// Reason: the object is valid and reconciled.
+pub const REASON_RECONCILED: &str = "Reconciled";
+/// Reason: the spec needs fixing before anything can happen.
+pub const REASON_INVALID_SPEC: &str = "InvalidSpec";
+/// Reason: a target is a protected principal.
+pub const REASON_PROTECTED_PRINCIPAL: &str = "ProtectedPrincipal";
+/// Reason: the deny document cannot fit IAM's size limits.
+pub const REASON_DOCUMENT_TOO_LARGE: &str = "DocumentTooLarge";
+
+/// The schema of a `conditions` list: a list-map keyed by `type`, as Kubernetes API conventions ask.
+pub fn schema(generator: &mut SchemaGenerator) -> Schema {
+    let mut schema = generator.subschema_for::<Vec<Condition>>();
+    schema.insert("x-kubernetes-list-type".into(), "map".into());
+    schema.insert(
+        "x-kubernetes-list-map-keys".into(),
+        serde_json::json!(["type"]),
+    );
+    schema
+}
+
+/// Sets a condition by type. `lastTransitionTime` changes only when `status` flips; reason,
+/// message and observedGeneration are updated in place. Returns true when anything changed.
+pub fn set_condition(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: &str,
+    observed_generation: Option<i64>,
+    now: jiff::Timestamp,
+) -> bool {
+    let status = if status { "True" } else { "False" };
+    match conditions.iter_mut().find(|c| c.type_ == type_) {
+        Some(existing) => {
+            let flipped = existing.status != status;
+            let changed = flipped
+                || existing.reason != reason
+                || existing.message != message
+                || existing.observed_generation != observed_generation;
+            if flipped {
+                existing.last_transition_time = Time(now);
+            }
+            existing.status = status.to_string();
+            existing.reason = reason.to_string();
+            existing.message = message.to_string();
+            existing.observed_generation = observed_generation;
+            changed
+        }
+        None => {
+            conditions.push(Condition {
+                type_: type_.to_string(),
+                status: status.to_string(),
+                reason: reason.to_string(),
+                message: message.to_string(),
+                observed_generation,
+                last_transition_time: Time(now),
+            });
+            true
+        }
+    }
+}
+
+/// The status (`True`/`False`/`Unknown`) of a condition type, if present.
+pub fn condition_status<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a str> {
+    conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| c.status.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(seconds: i64) -> jiff::Timestamp {
+        jiff::Timestamp::from_second(seconds).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+    }
+
+    #[test]
+    fn transition_time_kept_when_status_does_not_flip() {
+        let mut conditions = Vec::new();
+        assert!(set_condition(
+            &mut conditions,
+            READY,
+            true,
+            "A",
+            "m",
+            Some(1),
+            at(10)
+        ));
+        assert!(!set_condition(
+            &mut conditions,
+            READY,
+            true,
+            "A",
+            "m",
+            Some(1),
+            at(20)
+        ));
+        assert!(set_condition(
+            &mut conditions,
+            READY,
+            true,
+            "B",
+            "other",
+            Some(2),
+            at(30)
+        ));
+        assert_eq!(conditions[0].last_transition_time, Time(at(10)));
+        assert_eq!(conditions[0].reason, "B");
+        assert!(set_condition(
+            &mut conditions,
+            READY,
+            false,
+            "B",
+            "other",
+            Some(2),
+            at(40)
+        ));
+        assert_eq!(conditions[0].last_transition_time, Time(at(40)));
+        assert_eq!(condition_status(&conditions, READY), Some("False"));
+        assert_eq!(conditions.len(), 1);
+    }
+}

@@ -1,0 +1,259 @@
+//! `GuardrailPolicy`: which cost signals to react to, whom to quarantine, what to deny, for how long.
+
+use super::{
+    ACCOUNT_ID_PATTERN, DURATION_PATTERN, Mode, PRINCIPAL_ARN_PATTERN, Principal, REGION_PATTERN,
+    SecretKeyRef, SignalSource,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// What a GuardrailPolicy wants: match cost signals, then quarantine the scoped principals.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[kube(
+    group = "autoguardrails.io",
+    version = "v1alpha1",
+    kind = "GuardrailPolicy",
+    plural = "guardrailpolicies",
+    singular = "guardrailpolicy",
+    shortname = "grp",
+    category = "autoguardrails",
+    namespaced,
+    status = "GuardrailPolicyStatus",
+    derive = "PartialEq",
+    doc = "Matches AWS cost signals and quarantines the scoped IAM principals with a time-boxed deny.",
+    printcolumn(
+        name = "Mode",
+        type_ = "string",
+        json_path = ".spec.mode",
+        description = "DryRun, Manual or Auto"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        description = "Whether the policy is valid and evaluated"
+    ),
+    printcolumn(
+        name = "Active",
+        type_ = "integer",
+        json_path = ".status.activeQuarantines",
+        description = "Quarantines currently enforcing"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct GuardrailPolicySpec {
+    /// DryRun (default) plans only; Manual waits for an approve annotation; Auto enforces at once.
+    #[serde(default)]
+    pub mode: Mode,
+    /// Which cost signals this policy reacts to.
+    #[serde(rename = "match")]
+    pub matcher: MatchSpec,
+    /// Which principals are quarantined, and optionally in which regions the deny applies.
+    pub scope: ScopeSpec,
+    /// The IAM actions denied while quarantined.
+    pub deny: PolicyDenySpec,
+    /// Time limits of the quarantines this policy creates.
+    #[serde(default)]
+    pub quarantine: QuarantineSettings,
+    /// Principals and time windows that are never quarantined.
+    #[serde(default, skip_serializing_if = "Exceptions::is_empty")]
+    pub exceptions: Exceptions,
+    /// Where people are told about this policy's quarantines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<NotifySpec>,
+}
+
+/// The signal filter. Every listed criterion must hold; an empty list matches anything.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MatchSpec {
+    /// Signal kinds this policy reacts to (CostAnomaly, Budget). At least one.
+    #[schemars(length(min = 1, max = 2))]
+    #[x_kube(validation = Rule::new("self.all(s, s == 'CostAnomaly' || s == 'Budget')").message("sources may list CostAnomaly and Budget"))]
+    pub sources: Vec<SignalSource>,
+    /// AWS account ids (12 digits) whose signals match; empty matches every account.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1000), inner(length(max = 12), regex(pattern = ACCOUNT_ID_PATTERN)))]
+    pub account_ids: Vec<String>,
+    /// Minimum impact in USD: anomaly total impact, or budget actual/forecast over its limit.
+    #[serde(default)]
+    #[schemars(range(min = 0.0))]
+    pub min_impact_usd: f64,
+    /// Cost Explorer service names (e.g. `Amazon Elastic Compute Cloud - Compute`); empty matches any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100), inner(length(max = 256)))]
+    pub services: Vec<String>,
+    /// Budget names; Budget signals only. Empty matches any budget.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100), inner(length(max = 256)))]
+    pub budget_names: Vec<String>,
+}
+
+/// Who is quarantined.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScopeSpec {
+    /// IAM roles and users that receive the deny. At least one.
+    #[schemars(length(min = 1, max = 100))]
+    pub principals: Vec<Principal>,
+    /// When set, the deny applies only in these regions (`aws:RequestedRegion`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 40), inner(length(max = 32), regex(pattern = REGION_PATTERN)))]
+    pub regions: Vec<String>,
+}
+
+/// The actions to deny while a quarantine is active.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyDenySpec {
+    /// IAM actions in `service:Action` form, wildcards allowed (`ec2:Run*`). At least one.
+    #[schemars(length(min = 1, max = 100), inner(length(max = 128), regex(pattern = super::ACTION_PATTERN)))]
+    pub actions: Vec<String>,
+}
+
+/// Durations of the quarantine lifecycle, as Go durations (`4h`, `30m`, `1h30m`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QuarantineSettings {
+    /// How long the deny stays attached once active; more than 0 and at most 168h (7 days).
+    #[serde(default = "default_ttl")]
+    #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
+    #[x_kube(validation = Rule::new("duration(self) > duration('0s') && duration(self) <= duration('168h')").message("ttl must be more than 0s and at most 168h"))]
+    pub ttl: String,
+    /// Manual mode only: a quarantine pending approval longer than this expires. At most 168h.
+    #[serde(default = "default_approval_timeout")]
+    #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
+    #[x_kube(validation = Rule::new("duration(self) > duration('0s') && duration(self) <= duration('168h')").message("approvalTimeout must be more than 0s and at most 168h"))]
+    pub approval_timeout: String,
+    /// No new quarantine of the same principal this soon after one was released. At most 168h.
+    #[serde(default = "default_cooldown")]
+    #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('0s') && duration(self) <= duration('168h')").message("cooldown must be at most 168h"))]
+    pub cooldown: String,
+}
+
+fn default_ttl() -> String {
+    "4h".into()
+}
+fn default_approval_timeout() -> String {
+    "1h".into()
+}
+fn default_cooldown() -> String {
+    "30m".into()
+}
+
+impl Default for QuarantineSettings {
+    fn default() -> Self {
+        Self {
+            ttl: default_ttl(),
+            approval_timeout: default_approval_timeout(),
+            cooldown: default_cooldown(),
+        }
+    }
+}
+
+/// Principals and windows excluded from quarantine.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Exceptions {
+    /// ARNs never quarantined even when in scope.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100), inner(length(max = 2048), regex(pattern = PRINCIPAL_ARN_PATTERN)))]
+    pub principals: Vec<String>,
+    /// Time windows (e.g. a planned load test) in which signals do not quarantine.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50))]
+    pub windows: Vec<ExceptionWindow>,
+}
+
+impl Exceptions {
+    /// True when nothing is excepted.
+    pub fn is_empty(&self) -> bool {
+        self.principals.is_empty() && self.windows.is_empty()
+    }
+}
+
+/// A time window, in UTC, during which the policy does not quarantine.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[x_kube(validation = Rule::new("self.start < self.end").message("exception window start must be before end"))]
+pub struct ExceptionWindow {
+    /// Start of the window (RFC 3339).
+    pub start: Time,
+    /// End of the window (RFC 3339), after start.
+    pub end: Time,
+    /// Why the window exists, shown in decisions and Events.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 256))]
+    pub reason: String,
+}
+
+/// Notification targets.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NotifySpec {
+    /// Slack incoming webhook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slack: Option<SlackSpec>,
+}
+
+/// A Slack incoming webhook, its URL kept in a Secret or an SSM SecureString parameter.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.webhookSecretRef) != has(self.webhookSsmParameter)").message("set exactly one of webhookSecretRef and webhookSsmParameter"))]
+pub struct SlackSpec {
+    /// The Secret key holding the webhook URL (in the policy's namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_secret_ref: Option<SecretKeyRef>,
+    /// The name of an AWS SSM SecureString parameter holding the webhook URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^/?[A-Za-z0-9_.\-/]{1,1011}$"))]
+    pub webhook_ssm_parameter: Option<String>,
+    /// A channel such as `#cost-alerts`, used when the webhook allows overriding it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 80))]
+    pub channel_hint: Option<String>,
+}
+
+/// What the controller observed about a GuardrailPolicy.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GuardrailPolicyStatus {
+    /// The generation the controller last acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Conditions, keyed by type (`Ready`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "super::conditions::schema")]
+    pub conditions: Vec<Condition>,
+    /// The last signal evaluated against this policy, and its outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_signal: Option<LastSignal>,
+    /// How many of this policy's quarantines are Active or Releasing.
+    #[serde(default)]
+    pub active_quarantines: i32,
+    /// When a signal was last evaluated against this policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_evaluated_at: Option<Time>,
+}
+
+/// The last signal a policy saw.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LastSignal {
+    /// The signal kind.
+    pub source: SignalSource,
+    /// The signal id (anomaly id, budget notification id).
+    pub id: String,
+    /// The decision reason (PascalCase), e.g. `Matched` or `BelowMinimumImpact`.
+    pub reason: String,
+    /// The Quarantine created, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantine: Option<String>,
+}

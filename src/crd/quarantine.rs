@@ -1,0 +1,297 @@
+//! `Quarantine`: one incident's deny on a set of principals, with its lifecycle recorded in status.
+
+use super::{
+    ACCOUNT_ID_PATTERN, DURATION_PATTERN, DenySpec, Mode, Principal, REGION_PATTERN, SignalSource,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The most history entries kept in status; older ones are dropped first.
+pub const MAX_HISTORY: usize = 50;
+
+/// One incident: deny `deny.actions` to `targets` for `ttl`, gated by `mode`.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[kube(
+    group = "autoguardrails.io",
+    version = "v1alpha1",
+    kind = "Quarantine",
+    plural = "quarantines",
+    singular = "quarantine",
+    shortname = "qt",
+    category = "autoguardrails",
+    namespaced,
+    status = "QuarantineStatus",
+    derive = "PartialEq",
+    doc = "One cost incident's time-boxed IAM deny on a set of principals.",
+    printcolumn(
+        name = "Phase",
+        type_ = "string",
+        json_path = ".status.phase",
+        description = "Lifecycle phase"
+    ),
+    printcolumn(
+        name = "Policy",
+        type_ = "string",
+        json_path = ".spec.policyRef.name",
+        description = "The GuardrailPolicy that created it"
+    ),
+    printcolumn(
+        name = "Targets",
+        type_ = "string",
+        json_path = ".status.targetsSummary",
+        description = "Targets holding the deny / all targets"
+    ),
+    printcolumn(
+        name = "Expires",
+        type_ = "date",
+        json_path = ".status.expiresAt",
+        description = "When the deny is released"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct QuarantineSpec {
+    /// The GuardrailPolicy this quarantine belongs to (same namespace).
+    pub policy_ref: PolicyRef,
+    /// The cost signal that caused it; absent for a quarantine a person created by hand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<SignalRecord>,
+    /// The principals that receive the deny. At least one.
+    #[schemars(length(min = 1, max = 100))]
+    pub targets: Vec<Principal>,
+    /// The denied actions and optional region scope.
+    pub deny: DenySpec,
+    /// Copied from the policy at creation: DryRun, Manual or Auto.
+    #[serde(default)]
+    pub mode: Mode,
+    /// How long the deny stays once active (Go duration, more than 0, at most 168h).
+    #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
+    #[x_kube(validation = Rule::new("duration(self) > duration('0s') && duration(self) <= duration('168h')").message("ttl must be more than 0s and at most 168h"))]
+    pub ttl: String,
+    /// Manual mode: how long the quarantine may wait for approval before it expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
+    #[x_kube(validation = Rule::new("duration(self) > duration('0s') && duration(self) <= duration('168h')").message("approvalTimeout must be more than 0s and at most 168h"))]
+    pub approval_timeout: Option<String>,
+}
+
+/// A reference to a GuardrailPolicy in the same namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct PolicyRef {
+    /// The policy's name.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// The cost signal as recorded on the quarantine.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SignalRecord {
+    /// The signal kind.
+    pub source: SignalSource,
+    /// The signal's id (anomaly id, budget notification id).
+    #[schemars(length(min = 1, max = 1024))]
+    pub id: String,
+    /// The AWS account the cost occurred in.
+    #[schemars(regex(pattern = ACCOUNT_ID_PATTERN))]
+    pub account_id: String,
+    /// The Cost Explorer service name, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// The region, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = REGION_PATTERN))]
+    pub region: Option<String>,
+    /// The budget's name, for Budget signals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_name: Option<String>,
+    /// Impact in USD (anomaly total impact, or budget amount over its limit).
+    #[schemars(range(min = 0.0))]
+    pub impact_usd: f64,
+    /// When AWS observed the cost.
+    pub observed_at: Time,
+    /// A link to the anomaly or budget in the AWS console.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details_url: Option<String>,
+    /// A one-line human summary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub summary: Option<String>,
+}
+
+/// A quarantine's lifecycle phase (design §2.3).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum Phase {
+    /// Plan recorded, nothing written to AWS; expires after the TTL.
+    DryRun,
+    /// Manual mode: waiting for the approve or reject annotation.
+    PendingApproval,
+    /// The deny is attached (or being attached) and kept converged.
+    Active,
+    /// The deny is being detached; retried until done.
+    Releasing,
+    /// The deny is gone. Terminal.
+    Released,
+    /// A person rejected it before it was enforced. Terminal.
+    Rejected,
+    /// DryRun TTL passed or approval timed out, without enforcement. Terminal.
+    Expired,
+    /// Enforcement cannot proceed (bad target, access denied). Release still works.
+    Failed,
+}
+
+impl Phase {
+    /// The name as written in status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::DryRun => "DryRun",
+            Phase::PendingApproval => "PendingApproval",
+            Phase::Active => "Active",
+            Phase::Releasing => "Releasing",
+            Phase::Released => "Released",
+            Phase::Rejected => "Rejected",
+            Phase::Expired => "Expired",
+            Phase::Failed => "Failed",
+        }
+    }
+
+    /// True for phases that never change again.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Phase::Released | Phase::Rejected | Phase::Expired)
+    }
+}
+
+/// How a deny is attached to one target.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum AttachmentKind {
+    /// A customer-managed policy under path `/autoguardrails/`, attached to the principal.
+    Managed,
+    /// An inline policy with the reserved name prefix (used when the managed-policy quota is full).
+    Inline,
+}
+
+/// Where the deny lives for one target.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct Attachment {
+    /// Managed or Inline.
+    pub kind: AttachmentKind,
+    /// The policy name (managed policy name or inline policy name).
+    pub name: String,
+}
+
+/// The enforcement state of one target.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum TargetState {
+    /// Not attached yet (DryRun, PendingApproval, or about to attach).
+    Planned,
+    /// The deny is attached and was verified.
+    Attached,
+    /// The deny was removed.
+    Detached,
+    /// Attaching or detaching failed; see lastError.
+    Failed,
+}
+
+/// Status of one target principal.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetStatus {
+    /// The principal's ARN.
+    pub arn: String,
+    /// Where the deny lives, once attached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment: Option<Attachment>,
+    /// Planned, Attached, Detached or Failed.
+    pub state: TargetState,
+    /// The last error for this target, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// When the attachment was last verified in IAM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_verified_at: Option<Time>,
+}
+
+/// One entry of the audit trail kept in status.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct HistoryEntry {
+    /// When it happened.
+    pub time: Time,
+    /// What happened (PascalCase), e.g. `Approved` or `DriftRepaired`.
+    pub event: String,
+    /// Who or what caused it: `controller`, or the person named by the annotation.
+    pub actor: String,
+    /// A human explanation.
+    pub message: String,
+}
+
+/// The deny policy planned or attached for this quarantine.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedDeny {
+    /// The managed policy name used in every target account.
+    pub policy_name: String,
+    /// The exact IAM policy document (JSON).
+    pub document: String,
+}
+
+/// What the controller observed and did for a Quarantine.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QuarantineStatus {
+    /// The lifecycle phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// The generation the controller last acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Who approved it (from the approve annotation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_by: Option<String>,
+    /// When it was approved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_at: Option<Time>,
+    /// Who rejected it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected_by: Option<String>,
+    /// When it was rejected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected_at: Option<Time>,
+    /// When enforcement started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activated_at: Option<Time>,
+    /// When the deny is released (activation + ttl, plus extensions), or when a DryRun plan expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Time>,
+    /// Manual mode: when a pending approval expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_deadline: Option<Time>,
+    /// When the release finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub released_at: Option<Time>,
+    /// Why it was released: `Expired`, `ReleaseRequested`, `PolicyDeleted`, `Deleted`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_reason: Option<String>,
+    /// The deny policy name and exact document.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deny: Option<PlannedDeny>,
+    /// Per-target enforcement state.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<TargetStatus>,
+    /// `attached/total`, for `kubectl get`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets_summary: Option<String>,
+    /// Conditions, keyed by type (`Ready`, `Enforced`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "super::conditions::schema")]
+    pub conditions: Vec<Condition>,
+    /// The audit trail, newest last, at most 50 entries.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50))]
+    pub history: Vec<HistoryEntry>,
+}
