@@ -22,26 +22,82 @@ pub fn human_age(timestamp: &str) -> String {
     }
 }
 
-/// Evaluates a simple JSONPath like `.status.phase` or `.spec.items[0].name`.
-pub fn simple_json_path<'a>(object: &'a Value, path: &str) -> Option<&'a Value> {
+/// One step of a printer-column JSONPath.
+#[derive(Debug, Clone, PartialEq)]
+enum Step {
+    /// `.name`.
+    Field(String),
+    /// `[3]`.
+    Index(usize),
+    /// `[*]`.
+    All,
+    /// `[?(@.path=="value")]`.
+    Filter(Vec<String>, Value),
+}
+
+/// Parses the JSONPath subset used by printer columns: fields, indexes, `[*]` and `[?(@.a.b=="v")]`.
+fn parse_steps(path: &str) -> Option<Vec<Step>> {
     let trimmed = path.trim().trim_start_matches('{').trim_end_matches('}');
-    let mut current = object;
-    for segment in trimmed.trim_start_matches('.').split('.') {
-        if segment.is_empty() {
-            continue;
-        }
-        let (name, index) = match segment.split_once('[') {
-            Some((name, rest)) => (name, rest.trim_end_matches(']').parse::<usize>().ok()),
-            None => (segment, None),
-        };
-        if !name.is_empty() {
-            current = current.get(name)?;
-        }
-        if let Some(index) = index {
-            current = current.get(index)?;
+    let mut steps = Vec::new();
+    let mut rest = trimmed.trim_start_matches('$');
+    while !rest.is_empty() {
+        if let Some(after) = rest.strip_prefix('[') {
+            let close = after.find(']')?;
+            let inner = &after[..close];
+            rest = &after[close + 1..];
+            if inner == "*" {
+                steps.push(Step::All);
+            } else if let Ok(index) = inner.parse::<usize>() {
+                steps.push(Step::Index(index));
+            } else {
+                let filter = inner.strip_prefix("?(@.")?.strip_suffix(')')?;
+                let (field, value) = filter.split_once("==")?;
+                let value = value.trim();
+                let literal = if let Some(text) = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
+                    Value::String(text.to_string())
+                } else if let Some(text) = value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')) {
+                    Value::String(text.to_string())
+                } else {
+                    serde_json::from_str(value).ok()?
+                };
+                steps.push(Step::Filter(field.trim().split('.').map(str::to_string).collect(), literal));
+            }
+        } else if let Some(after) = rest.strip_prefix('.') {
+            let end = after.find(['.', '[']).unwrap_or(after.len());
+            if end > 0 {
+                steps.push(Step::Field(after[..end].to_string()));
+            }
+            rest = &after[end..];
+        } else {
+            let end = rest.find(['.', '[']).unwrap_or(rest.len());
+            steps.push(Step::Field(rest[..end].to_string()));
+            rest = &rest[end..];
         }
     }
-    Some(current)
+    Some(steps)
+}
+
+/// Evaluates a printer-column JSONPath, returning every match.
+pub fn json_path<'a>(object: &'a Value, path: &str) -> Vec<&'a Value> {
+    let Some(steps) = parse_steps(path) else {
+        return Vec::new();
+    };
+    let mut current = vec![object];
+    for step in &steps {
+        let mut next = Vec::new();
+        for value in current {
+            match step {
+                Step::Field(name) => next.extend(value.get(name)),
+                Step::Index(index) => next.extend(value.get(*index)),
+                Step::All => next.extend(value.as_array().into_iter().flatten()),
+                Step::Filter(field, expected) => next.extend(value.as_array().into_iter().flatten().filter(|item| {
+                    field.iter().try_fold(*item, |current, key| current.get(key)) == Some(expected)
+                })),
+            }
+        }
+        current = next;
+    }
+    current
 }
 
 /// The column definitions and cell functions of a type.
@@ -81,15 +137,28 @@ fn columns(resource: &ResourceType) -> Vec<(Value, String)> {
     result
 }
 
-/// Renders one cell.
+/// Renders one cell (several matches are joined with commas, like kubectl).
 fn cell(object: &Value, definition: &Value, path: &str) -> Value {
-    let value = simple_json_path(object, path);
+    let values: Vec<&Value> = json_path(object, path).into_iter().filter(|value| !value.is_null()).collect();
+    let value = match values.as_slice() {
+        [] => return Value::Null,
+        [single] => *single,
+        many => {
+            let joined: Vec<String> = many
+                .iter()
+                .map(|value| match value {
+                    Value::String(text) => text.clone(),
+                    other => other.to_string(),
+                })
+                .collect();
+            return json!(joined.join(","));
+        }
+    };
     match (definition["type"].as_str(), value) {
-        (_, None) | (_, Some(Value::Null)) => Value::Null,
-        (Some("date"), Some(Value::String(text))) => json!(human_age(text)),
-        (Some("string"), Some(Value::String(text))) => json!(text),
-        (Some("string"), Some(other)) => json!(other.to_string()),
-        (_, Some(other)) => other.clone(),
+        (Some("date"), Value::String(text)) => json!(human_age(text)),
+        (Some("string"), Value::String(text)) => json!(text),
+        (Some("string"), other) => json!(other.to_string()),
+        (_, other) => other.clone(),
     }
 }
 
@@ -119,4 +188,19 @@ pub fn render(resource: &ResourceType, objects: &[&Value], list_metadata: Value,
         "columnDefinitions": definitions,
         "rows": rows,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printer_column_paths() {
+        let object = json!({"status": {"phase": "Ready", "conditions": [{"type": "Other", "status": "False"}, {"type": "Ready", "status": "True"}]}, "spec": {"items": [{"n": 1}, {"n": 2}]}});
+        assert_eq!(json_path(&object, ".status.phase"), vec![&json!("Ready")]);
+        assert_eq!(json_path(&object, ".status.conditions[?(@.type==\"Ready\")].status"), vec![&json!("True")]);
+        assert_eq!(json_path(&object, ".spec.items[1].n"), vec![&json!(2)]);
+        assert_eq!(json_path(&object, ".spec.items[*].n").len(), 2);
+        assert!(json_path(&object, ".missing.field").is_empty());
+    }
 }
