@@ -61,7 +61,10 @@ pub fn to_cel(value: &Value, schema: &Value) -> CelValue {
             CelValue::String(Arc::new(text.clone()))
         }
         Value::Array(items) => CelValue::List(Arc::new(
-            items.iter().map(|item| to_cel(item, &schema["items"])).collect(),
+            items
+                .iter()
+                .map(|item| to_cel(item, &schema["items"]))
+                .collect(),
         )),
         Value::Object(fields) => {
             let mut map: HashMap<Key, CelValue> = HashMap::with_capacity(fields.len());
@@ -81,7 +84,12 @@ pub fn to_cel(value: &Value, schema: &Value) -> CelValue {
 }
 
 /// Evaluates one rule against `self` (and `oldSelf` when given).
-pub fn evaluate(rule: &Value, self_value: &Value, old_value: Option<&Value>, schema: &Value) -> RuleOutcome {
+pub fn evaluate(
+    rule: &Value,
+    self_value: &Value,
+    old_value: Option<&Value>,
+    schema: &Value,
+) -> RuleOutcome {
     let Some(source) = rule["rule"].as_str() else {
         return RuleOutcome::Unevaluable("rule without text".to_string());
     };
@@ -97,8 +105,12 @@ pub fn evaluate(rule: &Value, self_value: &Value, old_value: Option<&Value>, sch
     match program.execute(&context) {
         Ok(CelValue::Bool(true)) => RuleOutcome::Passed,
         Ok(CelValue::Bool(false)) => RuleOutcome::Failed(failure_message(rule, &context, source)),
-        Ok(other) => RuleOutcome::Unevaluable(format!("rule {source:?} returned {other:?}, not a bool")),
-        Err(error) => RuleOutcome::Unevaluable(format!("rule {source:?} failed to evaluate: {error}")),
+        Ok(other) => {
+            RuleOutcome::Unevaluable(format!("rule {source:?} returned {other:?}, not a bool"))
+        }
+        Err(error) => {
+            RuleOutcome::Unevaluable(format!("rule {source:?} failed to evaluate: {error}"))
+        }
     }
 }
 
@@ -129,29 +141,74 @@ mod tests {
     fn supports_the_functions_the_controller_crds_use() {
         let window = json!({"start": "2026-01-01T00:00:00Z", "end": "2026-01-02T00:00:00Z"});
         let formats = json!({"properties": {"start": {"type": "string", "format": "date-time"}, "end": {"type": "string", "format": "date-time"}}});
-        assert_eq!(check("self.start < self.end", window.clone(), formats.clone()), RuleOutcome::Passed);
         assert_eq!(
-            check("timestamp(self.start) < timestamp(self.end)", window.clone(), json!({})),
+            check("self.start < self.end", window.clone(), formats.clone()),
             RuleOutcome::Passed
         );
         assert_eq!(
-            check("timestamp(self.start) < timestamp(self.end)", window, formats),
+            check(
+                "timestamp(self.start) < timestamp(self.end)",
+                window.clone(),
+                json!({})
+            ),
             RuleOutcome::Passed
         );
         assert_eq!(
-            check("duration(self) > duration('0s') && duration(self) <= duration('168h')", json!("24h"), json!({})),
+            check(
+                "timestamp(self.start) < timestamp(self.end)",
+                window,
+                formats
+            ),
+            RuleOutcome::Passed
+        );
+        assert_eq!(
+            check(
+                "duration(self) > duration('0s') && duration(self) <= duration('168h')",
+                json!("24h"),
+                json!({})
+            ),
             RuleOutcome::Passed
         );
         assert!(matches!(
-            check("duration(self) <= duration('168h')", json!("200h"), json!({})),
+            check(
+                "duration(self) <= duration('168h')",
+                json!("200h"),
+                json!({})
+            ),
             RuleOutcome::Failed(_)
         ));
-        assert_eq!(check("self.all(a, a.matches('^[0-9]{12}$'))", json!(["123456789012"]), json!({})), RuleOutcome::Passed);
-        assert!(matches!(check("self.all(a, a.matches('^[0-9]{12}$'))", json!(["x"]), json!({})), RuleOutcome::Failed(_)));
-        assert_eq!(check("self.exists(a, a == 'x')", json!(["x"]), json!({})), RuleOutcome::Passed);
-        assert_eq!(check("size(self) > 0", json!(["x"]), json!({})), RuleOutcome::Passed);
-        assert_eq!(check("has(self.x)", json!({"x": 1}), json!({})), RuleOutcome::Passed);
-        assert!(matches!(check("has(self.y)", json!({"x": 1}), json!({})), RuleOutcome::Failed(_)));
+        assert_eq!(
+            check(
+                "self.all(a, a.matches('^[0-9]{12}$'))",
+                json!(["123456789012"]),
+                json!({})
+            ),
+            RuleOutcome::Passed
+        );
+        assert!(matches!(
+            check(
+                "self.all(a, a.matches('^[0-9]{12}$'))",
+                json!(["x"]),
+                json!({})
+            ),
+            RuleOutcome::Failed(_)
+        ));
+        assert_eq!(
+            check("self.exists(a, a == 'x')", json!(["x"]), json!({})),
+            RuleOutcome::Passed
+        );
+        assert_eq!(
+            check("size(self) > 0", json!(["x"]), json!({})),
+            RuleOutcome::Passed
+        );
+        assert_eq!(
+            check("has(self.x)", json!({"x": 1}), json!({})),
+            RuleOutcome::Passed
+        );
+        assert!(matches!(
+            check("has(self.y)", json!({"x": 1}), json!({})),
+            RuleOutcome::Failed(_)
+        ));
         assert_eq!(
             check(
                 "self.kind == 'IamRole' ? self.arn.matches('^arn:aws:iam::[0-9]{12}:role/.+$') : true",

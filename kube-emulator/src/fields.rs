@@ -86,7 +86,8 @@ fn collect(value: &Value, prefix: FieldPath, paths: &mut BTreeSet<FieldPath>) {
 
 /// The value at a path.
 pub fn value_at<'a>(object: &'a Value, path: &[String]) -> Option<&'a Value> {
-    path.iter().try_fold(object, |current, key| current.get(key))
+    path.iter()
+        .try_fold(object, |current, key| current.get(key))
 }
 
 /// Sets the value at a path, creating objects on the way.
@@ -130,7 +131,8 @@ pub fn remove_at(object: &mut Value, path: &[String]) {
         fields.remove(last);
     }
     if parents.len() > 1
-        && value_at(object, parents).is_some_and(|parent| parent.as_object().is_some_and(Map::is_empty))
+        && value_at(object, parents)
+            .is_some_and(|parent| parent.as_object().is_some_and(Map::is_empty))
     {
         remove_at(object, parents);
     }
@@ -195,7 +197,10 @@ pub fn read_entries(object: &Value) -> Vec<ManagerEntry> {
         .map(|entry| ManagerEntry {
             manager: entry["manager"].as_str().unwrap_or_default().to_string(),
             operation: entry["operation"].as_str().unwrap_or("Update").to_string(),
-            subresource: entry["subresource"].as_str().unwrap_or_default().to_string(),
+            subresource: entry["subresource"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
             api_version: entry["apiVersion"].as_str().unwrap_or_default().to_string(),
             time: entry["time"].as_str().unwrap_or_default().to_string(),
             fields: from_fields_v1(&entry["fieldsV1"]),
@@ -258,7 +263,9 @@ pub fn record_update(
     }
     if !changed.is_empty() {
         let position = entries.iter().position(|entry| {
-            entry.manager == manager && entry.operation == "Update" && entry.subresource == subresource
+            entry.manager == manager
+                && entry.operation == "Update"
+                && entry.subresource == subresource
         });
         let entry = match position {
             Some(index) => &mut entries[index],
@@ -286,7 +293,10 @@ fn conflict_error(conflicts: &[(String, String, String)]) -> ApiError {
     let message = if let [(owner, version, field)] = conflicts {
         format!("Apply failed with 1 conflict: conflict with \"{owner}\" using {version}: {field}")
     } else {
-        let mut owners: Vec<(&String, &String)> = conflicts.iter().map(|(owner, version, _)| (owner, version)).collect();
+        let mut owners: Vec<(&String, &String)> = conflicts
+            .iter()
+            .map(|(owner, version, _)| (owner, version))
+            .collect();
         owners.dedup();
         let sections: Vec<String> = owners
             .iter()
@@ -296,10 +306,17 @@ fn conflict_error(conflicts: &[(String, String, String)]) -> ApiError {
                     .filter(|(other, _, _)| other == *owner)
                     .map(|(_, _, field)| format!("- {field}"))
                     .collect();
-                format!("conflicts with \"{owner}\" using {version}:\n{}", fields.join("\n"))
+                format!(
+                    "conflicts with \"{owner}\" using {version}:\n{}",
+                    fields.join("\n")
+                )
             })
             .collect();
-        format!("Apply failed with {} conflicts: {}", conflicts.len(), sections.join("\n"))
+        format!(
+            "Apply failed with {} conflicts: {}",
+            conflicts.len(),
+            sections.join("\n")
+        )
     };
     let causes: Vec<Value> = conflicts
         .iter()
@@ -327,7 +344,8 @@ pub fn apply(
     let mut merged = match live {
         Some(live) => live.clone(),
         None => {
-            let mut fresh = json!({"apiVersion": config["apiVersion"], "kind": config["kind"], "metadata": {}});
+            let mut fresh =
+                json!({"apiVersion": config["apiVersion"], "kind": config["kind"], "metadata": {}});
             for key in ["name", "namespace", "generateName"] {
                 if let Some(value) = config["metadata"].get(key) {
                     fresh["metadata"][key] = value.clone();
@@ -349,7 +367,11 @@ pub fn apply(
                     if force {
                         lost.push(owned.clone());
                     } else {
-                        conflicts.push((entry.manager.clone(), entry.api_version.clone(), format!(".{}", path.join("."))));
+                        conflicts.push((
+                            entry.manager.clone(),
+                            entry.api_version.clone(),
+                            format!(".{}", path.join(".")),
+                        ));
                     }
                 }
             }
@@ -411,13 +433,53 @@ mod tests {
     #[test]
     fn apply_conflicts_and_removes_fields() {
         let first = apply(None, &json!({"apiVersion": "v1", "kind": "K", "metadata": {"name": "n"}, "spec": {"a": 1, "b": 2}}), "one", false, "", Scope::Everything, "v1", "t").unwrap();
-        let conflict = apply(Some(&first), &json!({"spec": {"a": 5}}), "two", false, "", Scope::Everything, "v1", "t").unwrap_err();
+        let conflict = apply(
+            Some(&first),
+            &json!({"spec": {"a": 5}}),
+            "two",
+            false,
+            "",
+            Scope::Everything,
+            "v1",
+            "t",
+        )
+        .unwrap_err();
         assert_eq!(conflict.code, 409);
-        let same = apply(Some(&first), &json!({"spec": {"a": 1}}), "two", false, "", Scope::Everything, "v1", "t").unwrap();
+        let same = apply(
+            Some(&first),
+            &json!({"spec": {"a": 1}}),
+            "two",
+            false,
+            "",
+            Scope::Everything,
+            "v1",
+            "t",
+        )
+        .unwrap();
         assert_eq!(same["spec"]["a"], 1);
-        let forced = apply(Some(&first), &json!({"spec": {"a": 5}}), "two", true, "", Scope::Everything, "v1", "t").unwrap();
+        let forced = apply(
+            Some(&first),
+            &json!({"spec": {"a": 5}}),
+            "two",
+            true,
+            "",
+            Scope::Everything,
+            "v1",
+            "t",
+        )
+        .unwrap();
         assert_eq!(forced["spec"]["a"], 5);
-        let shrunk = apply(Some(&first), &json!({"spec": {"a": 1}}), "one", false, "", Scope::Everything, "v1", "t").unwrap();
+        let shrunk = apply(
+            Some(&first),
+            &json!({"spec": {"a": 1}}),
+            "one",
+            false,
+            "",
+            Scope::Everything,
+            "v1",
+            "t",
+        )
+        .unwrap();
         assert!(shrunk["spec"].get("b").is_none());
     }
 }

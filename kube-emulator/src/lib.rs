@@ -95,7 +95,9 @@ impl Faults {
 
     /// Ends every open watch stream (clients see a clean end of stream and rewatch).
     pub fn close_watches(&self) {
-        self.state.close_watches.send_modify(|generation| *generation += 1);
+        self.state
+            .close_watches
+            .send_modify(|generation| *generation += 1);
     }
 
     /// Drops the watch history: a watch from any earlier resourceVersion gets a 410 Expired ERROR event.
@@ -116,7 +118,10 @@ impl Emulator {
         let address = listener.local_addr()?;
         let (close_watches, _) = watch::channel(0u64);
         let state = Arc::new(State {
-            store: RwLock::new(Store::new(options.history_capacity, options.broadcast_capacity)),
+            store: RwLock::new(Store::new(
+                options.history_capacity,
+                options.broadcast_capacity,
+            )),
             faults: Mutex::new(server::FaultState::default()),
             requests: Mutex::new(Vec::new()),
             close_watches,
@@ -269,7 +274,11 @@ pub fn kubeconfig(server: &str) -> String {
 }
 
 /// Accepts connections until shutdown.
-async fn accept_loop(listener: TcpListener, state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: TcpListener,
+    state: Arc<State>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             accepted = listener.accept() => {

@@ -7,7 +7,10 @@ use std::path::PathBuf;
 
 /// Command-line arguments.
 #[derive(Debug, Parser)]
-#[command(name = "kube-emulator", about = "In-memory Kubernetes API server for tests")]
+#[command(
+    name = "kube-emulator",
+    about = "In-memory Kubernetes API server for tests"
+)]
 struct Arguments {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:0", env = "KUBE_EMULATOR_LISTEN")]

@@ -30,14 +30,20 @@ fn schema_name(resource: &ResourceType) -> String {
     let group = if resource.group.is_empty() {
         "io.k8s.api.core".to_string()
     } else {
-        resource.group.split('.').rev().collect::<Vec<_>>().join(".")
+        resource
+            .group
+            .split('.')
+            .rev()
+            .collect::<Vec<_>>()
+            .join(".")
     };
     format!("{group}.{}.{}", resource.version, resource.kind)
 }
 
 /// The schema of one type.
 fn type_schema(resource: &ResourceType) -> Value {
-    let gvk = json!([{"group": resource.group, "version": resource.version, "kind": resource.kind}]);
+    let gvk =
+        json!([{"group": resource.group, "version": resource.version, "kind": resource.kind}]);
     let mut schema = match &resource.schema {
         Some(schema) => schema.clone(),
         None => json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
@@ -47,7 +53,8 @@ fn type_schema(resource: &ResourceType) -> Value {
     }
     schema["properties"]["apiVersion"] = json!({"type": "string"});
     schema["properties"]["kind"] = json!({"type": "string"});
-    schema["properties"]["metadata"] = json!({"$ref": "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"});
+    schema["properties"]["metadata"] =
+        json!({"$ref": "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"});
     schema["x-kubernetes-group-version-kind"] = gvk;
     schema
 }
@@ -67,7 +74,8 @@ pub fn document(registry: &Registry, group: &str, version: &str) -> Option<Value
         let name = schema_name(&resource);
         schemas.insert(name.clone(), type_schema(&resource));
         let reference = json!({"$ref": format!("#/components/schemas/{name}")});
-        let gvk = json!({"group": resource.group, "version": resource.version, "kind": resource.kind});
+        let gvk =
+            json!({"group": resource.group, "version": resource.version, "kind": resource.kind});
         let prefix = format!("/{}", group_version_path(group, version));
         let collection = if resource.namespaced {
             format!("{prefix}/namespaces/{{namespace}}/{}", resource.plural)

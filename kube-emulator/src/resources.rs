@@ -217,7 +217,9 @@ impl Registry {
         let (group, version) = split_api_version(api_version);
         self.types
             .values()
-            .find(|resource| resource.group == group && resource.version == version && resource.kind == kind)
+            .find(|resource| {
+                resource.group == group && resource.version == version && resource.kind == kind
+            })
             .cloned()
     }
 
@@ -377,7 +379,9 @@ impl Registry {
             .map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v}))
             .collect();
         let preferred = versions.first()?.clone();
-        Some(json!({"kind": "APIGroup", "apiVersion": "v1", "name": group, "versions": versions, "preferredVersion": preferred}))
+        Some(
+            json!({"kind": "APIGroup", "apiVersion": "v1", "name": group, "versions": versions, "preferredVersion": preferred}),
+        )
     }
 
     /// The aggregated discovery document (`apidiscovery.k8s.io/v2`) for `/api` (core) or `/apis`.

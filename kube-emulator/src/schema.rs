@@ -91,14 +91,21 @@ fn apply_defaults(fields: &mut Map<String, Value>, schema: &Value) {
 }
 
 /// Reports missing required properties.
-fn check_required(fields: &Map<String, Value>, schema: &Value, path: &str, outcome: &mut SchemaOutcome) {
+fn check_required(
+    fields: &Map<String, Value>,
+    schema: &Value,
+    path: &str,
+    outcome: &mut SchemaOutcome,
+) {
     for required in schema["required"].as_array().into_iter().flatten() {
         if let Some(name) = required.as_str()
             && !fields.contains_key(name)
         {
-            outcome
-                .causes
-                .push(Cause::new("FieldValueRequired", &join(path, name), "Required value"));
+            outcome.causes.push(Cause::new(
+                "FieldValueRequired",
+                &join(path, name),
+                "Required value",
+            ));
         }
     }
 }
@@ -130,13 +137,22 @@ fn pattern(source: &str) -> Option<Regex> {
 }
 
 /// Validates, prunes and defaults one value against its schema node.
-fn walk(value: &mut Value, old: Option<&Value>, schema: &Value, path: &str, outcome: &mut SchemaOutcome) {
+fn walk(
+    value: &mut Value,
+    old: Option<&Value>,
+    schema: &Value,
+    path: &str,
+    outcome: &mut SchemaOutcome,
+) {
     if value.is_null() {
         if schema["nullable"].as_bool() != Some(true) {
             outcome.causes.push(Cause::new(
                 "FieldValueTypeInvalid",
                 path,
-                format!("Invalid value: \"null\": {path} in body must be of type {}: \"null\"", schema["type"].as_str().unwrap_or("object")),
+                format!(
+                    "Invalid value: \"null\": {path} in body must be of type {}: \"null\"",
+                    schema["type"].as_str().unwrap_or("object")
+                ),
             ));
         }
         return;
@@ -170,7 +186,11 @@ fn walk(value: &mut Value, old: Option<&Value>, schema: &Value, path: &str, outc
         outcome.causes.push(Cause::new(
             "FieldValueNotSupported",
             path,
-            format!("Unsupported value: {}: supported values: {}", value, supported.join(", ")),
+            format!(
+                "Unsupported value: {}: supported values: {}",
+                value,
+                supported.join(", ")
+            ),
         ));
     }
     match value {
@@ -194,11 +214,15 @@ fn walk_object(
     let properties = schema["properties"].as_object();
     let additional = schema.get("additionalProperties").filter(|a| a.is_object());
     let embedded = schema["x-kubernetes-embedded-resource"].as_bool() == Some(true);
-    if !preserves_unknown(schema) && additional.is_none() && schema["additionalProperties"].as_bool() != Some(true) {
+    if !preserves_unknown(schema)
+        && additional.is_none()
+        && schema["additionalProperties"].as_bool() != Some(true)
+    {
         let keys: Vec<String> = fields.keys().cloned().collect();
         for key in keys {
             let declared = properties.is_some_and(|p| p.contains_key(&key));
-            let embedded_meta = embedded && matches!(key.as_str(), "apiVersion" | "kind" | "metadata");
+            let embedded_meta =
+                embedded && matches!(key.as_str(), "apiVersion" | "kind" | "metadata");
             if !declared && !embedded_meta {
                 fields.remove(&key);
                 outcome.unknown_fields.push(join(path, &key));
@@ -223,7 +247,9 @@ fn walk_object(
         outcome.causes.push(Cause::new(
             "FieldValueInvalid",
             path,
-            format!("Invalid value: {count}: {path} in body should have at least {minimum} properties"),
+            format!(
+                "Invalid value: {count}: {path} in body should have at least {minimum} properties"
+            ),
         ));
     }
     if let Some(maximum) = schema["maxProperties"].as_u64()
@@ -238,12 +264,24 @@ fn walk_object(
 }
 
 /// Array nodes: items, sizes, list-type uniqueness.
-fn walk_array(items: &mut [Value], old: Option<&Value>, schema: &Value, path: &str, outcome: &mut SchemaOutcome) {
+fn walk_array(
+    items: &mut [Value],
+    old: Option<&Value>,
+    schema: &Value,
+    path: &str,
+    outcome: &mut SchemaOutcome,
+) {
     let _ = old;
     let item_schema = &schema["items"];
     for (index, item) in items.iter_mut().enumerate() {
         if item_schema.is_object() {
-            walk(item, None, item_schema, &format!("{path}[{index}]"), outcome);
+            walk(
+                item,
+                None,
+                item_schema,
+                &format!("{path}[{index}]"),
+                outcome,
+            );
         }
     }
     let count = items.len() as u64;
@@ -316,7 +354,9 @@ fn check_string(text: &str, schema: &Value, path: &str, outcome: &mut SchemaOutc
         outcome.causes.push(Cause::new(
             "FieldValueInvalid",
             path,
-            format!("Invalid value: {quoted}: {path} in body should be at least {minimum} chars long"),
+            format!(
+                "Invalid value: {quoted}: {path} in body should be at least {minimum} chars long"
+            ),
         ));
     }
     if let Some(maximum) = schema["maxLength"].as_u64()
@@ -336,9 +376,9 @@ fn check_string(text: &str, schema: &Value, path: &str, outcome: &mut SchemaOutc
                 format!("Invalid value: {quoted}: {path} in body should match '{source}'"),
             )),
             Some(_) => {}
-            None => outcome
-                .unevaluated_rules
-                .push(format!("{path}: pattern {source:?} is not a supported regex")),
+            None => outcome.unevaluated_rules.push(format!(
+                "{path}: pattern {source:?} is not a supported regex"
+            )),
         }
     }
     if schema["format"].as_str() == Some("date-time") && text.parse::<jiff::Timestamp>().is_err() {
@@ -351,29 +391,48 @@ fn check_string(text: &str, schema: &Value, path: &str, outcome: &mut SchemaOutc
 }
 
 /// Numeric constraints: minimum/maximum (with exclusive flags) and multipleOf.
-fn check_number(number: &serde_json::Number, schema: &Value, path: &str, outcome: &mut SchemaOutcome) {
+fn check_number(
+    number: &serde_json::Number,
+    schema: &Value,
+    path: &str,
+    outcome: &mut SchemaOutcome,
+) {
     let Some(value) = number.as_f64() else {
         return;
     };
     if let Some(minimum) = schema["minimum"].as_f64() {
         let exclusive = schema["exclusiveMinimum"].as_bool() == Some(true);
         if value < minimum || (exclusive && value == minimum) {
-            let relation = if exclusive { "greater than" } else { "greater than or equal to" };
+            let relation = if exclusive {
+                "greater than"
+            } else {
+                "greater than or equal to"
+            };
             outcome.causes.push(Cause::new(
                 "FieldValueInvalid",
                 path,
-                format!("Invalid value: {number}: {path} in body should be {relation} {}", schema["minimum"]),
+                format!(
+                    "Invalid value: {number}: {path} in body should be {relation} {}",
+                    schema["minimum"]
+                ),
             ));
         }
     }
     if let Some(maximum) = schema["maximum"].as_f64() {
         let exclusive = schema["exclusiveMaximum"].as_bool() == Some(true);
         if value > maximum || (exclusive && value == maximum) {
-            let relation = if exclusive { "less than" } else { "less than or equal to" };
+            let relation = if exclusive {
+                "less than"
+            } else {
+                "less than or equal to"
+            };
             outcome.causes.push(Cause::new(
                 "FieldValueInvalid",
                 path,
-                format!("Invalid value: {number}: {path} in body should be {relation} {}", schema["maximum"]),
+                format!(
+                    "Invalid value: {number}: {path} in body should be {relation} {}",
+                    schema["maximum"]
+                ),
             ));
         }
     }
@@ -384,13 +443,22 @@ fn check_number(number: &serde_json::Number, schema: &Value, path: &str, outcome
         outcome.causes.push(Cause::new(
             "FieldValueInvalid",
             path,
-            format!("Invalid value: {number}: {path} in body should be a multiple of {}", schema["multipleOf"]),
+            format!(
+                "Invalid value: {number}: {path} in body should be a multiple of {}",
+                schema["multipleOf"]
+            ),
         ));
     }
 }
 
 /// Runs the node's `x-kubernetes-validations` rules.
-fn run_rules(value: &Value, old: Option<&Value>, schema: &Value, path: &str, outcome: &mut SchemaOutcome) {
+fn run_rules(
+    value: &Value,
+    old: Option<&Value>,
+    schema: &Value,
+    path: &str,
+    outcome: &mut SchemaOutcome,
+) {
     let Some(rules) = schema["x-kubernetes-validations"].as_array() else {
         return;
     };
@@ -405,7 +473,9 @@ fn run_rules(value: &Value, old: Option<&Value>, schema: &Value, path: &str, out
             RuleOutcome::Passed => {}
             RuleOutcome::Failed(message) => {
                 let field = match rule["fieldPath"].as_str() {
-                    Some(relative) => format!("{path}{relative}").trim_start_matches('.').to_string(),
+                    Some(relative) => format!("{path}{relative}")
+                        .trim_start_matches('.')
+                        .to_string(),
                     None => path.to_string(),
                 };
                 let reason = rule["reason"].as_str().unwrap_or("FieldValueInvalid");
@@ -463,7 +533,10 @@ mod tests {
             "spec": {"size": 3, "extra": 1, "nested": {}, "port": "http", "free": {"any": 1}}, "junk": 1});
         let outcome = process(&mut object, None, &widget_schema());
         assert!(outcome.causes.is_empty(), "{:?}", outcome.causes);
-        assert_eq!(outcome.unknown_fields, vec!["junk".to_string(), "spec.extra".to_string()]);
+        assert_eq!(
+            outcome.unknown_fields,
+            vec!["junk".to_string(), "spec.extra".to_string()]
+        );
         assert_eq!(object["spec"]["color"], "red");
         assert_eq!(object["spec"]["nested"]["flag"], true);
         assert_eq!(object["spec"]["free"]["any"], 1);

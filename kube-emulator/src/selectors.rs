@@ -60,7 +60,9 @@ fn parse_set(text: &str) -> Result<Vec<String>, ApiError> {
         .trim()
         .strip_prefix('(')
         .and_then(|rest| rest.strip_suffix(')'))
-        .ok_or_else(|| ApiError::bad_request(format!("unable to parse requirement: set {text:?}")))?;
+        .ok_or_else(|| {
+            ApiError::bad_request(format!("unable to parse requirement: set {text:?}"))
+        })?;
     Ok(inner
         .split(',')
         .map(|value| value.trim().to_string())
@@ -103,18 +105,20 @@ impl LabelSelector {
     pub fn matches(&self, object: &Value) -> bool {
         let labels = &object["metadata"]["labels"];
         let label = |key: &str| labels.get(key).and_then(Value::as_str);
-        self.requirements.iter().all(|requirement| match requirement {
-            LabelRequirement::Equals(key, value) => label(key) == Some(value.as_str()),
-            LabelRequirement::NotEquals(key, value) => label(key) != Some(value.as_str()),
-            LabelRequirement::In(key, values) => {
-                label(key).is_some_and(|found| values.iter().any(|v| v == found))
-            }
-            LabelRequirement::NotIn(key, values) => {
-                label(key).is_none_or(|found| !values.iter().any(|v| v == found))
-            }
-            LabelRequirement::Exists(key) => label(key).is_some(),
-            LabelRequirement::DoesNotExist(key) => label(key).is_none(),
-        })
+        self.requirements
+            .iter()
+            .all(|requirement| match requirement {
+                LabelRequirement::Equals(key, value) => label(key) == Some(value.as_str()),
+                LabelRequirement::NotEquals(key, value) => label(key) != Some(value.as_str()),
+                LabelRequirement::In(key, values) => {
+                    label(key).is_some_and(|found| values.iter().any(|v| v == found))
+                }
+                LabelRequirement::NotIn(key, values) => {
+                    label(key).is_none_or(|found| !values.iter().any(|v| v == found))
+                }
+                LabelRequirement::Exists(key) => label(key).is_some(),
+                LabelRequirement::DoesNotExist(key) => label(key).is_none(),
+            })
     }
 }
 
@@ -149,7 +153,11 @@ impl FieldSelector {
     /// Parses the `fieldSelector` query syntax; `plural` limits the supported fields like a real server.
     pub fn parse(text: &str, plural: &str) -> Result<Self, ApiError> {
         let mut requirements = Vec::new();
-        for part in text.split(',').map(str::trim).filter(|part| !part.is_empty()) {
+        for part in text
+            .split(',')
+            .map(str::trim)
+            .filter(|part| !part.is_empty())
+        {
             let (path, value, negated) = if let Some((path, value)) = part.split_once("!=") {
                 (path, value, true)
             } else if let Some((path, value)) = part.split_once("==") {

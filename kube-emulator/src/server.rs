@@ -4,7 +4,10 @@ use crate::error::ApiError;
 use crate::fields;
 use crate::resources::ResourceType;
 use crate::selectors::{FieldSelector, LabelSelector};
-use crate::store::{DeleteOptions, DeleteOutcome, EventType, FieldValidation, StoredEvent, Store, WriteOptions, scope_of};
+use crate::store::{
+    DeleteOptions, DeleteOutcome, EventType, FieldValidation, Store, StoredEvent, WriteOptions,
+    scope_of,
+};
 use crate::{openapi, table};
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
@@ -82,17 +85,23 @@ pub struct State {
 impl State {
     /// Read access to the store (a poisoned lock is still usable: the store has no invariants spanning a panic).
     pub fn read(&self) -> std::sync::RwLockReadGuard<'_, Store> {
-        self.store.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.store
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Write access to the store.
     pub fn write(&self) -> std::sync::RwLockWriteGuard<'_, Store> {
-        self.store.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.store
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Fault settings.
     fn faults(&self) -> std::sync::MutexGuard<'_, FaultState> {
-        self.faults.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.faults
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Makes the next `count` requests matching `verb` and `resource` (`*` for any) fail with `code`.
@@ -177,7 +186,11 @@ struct ResourcePath {
 
 /// Parses a path into a route.
 fn parse_route(path: &str) -> Route {
-    let segments: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let segments: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
     match segments.as_slice() {
         ["version"] => Route::Version,
         ["healthz" | "readyz" | "livez", ..] => Route::Health,
@@ -189,8 +202,12 @@ fn parse_route(path: &str) -> Route {
         ["apis", group, version] => Route::GroupVersion(group.to_string(), version.to_string()),
         ["apis", group, version, rest @ ..] => resource_route(group, version, rest),
         ["openapi", "v3"] => Route::OpenApiIndex,
-        ["openapi", "v3", "api", version] => Route::OpenApiDocument(String::new(), version.to_string()),
-        ["openapi", "v3", "apis", group, version] => Route::OpenApiDocument(group.to_string(), version.to_string()),
+        ["openapi", "v3", "api", version] => {
+            Route::OpenApiDocument(String::new(), version.to_string())
+        }
+        ["openapi", "v3", "apis", group, version] => {
+            Route::OpenApiDocument(group.to_string(), version.to_string())
+        }
         _ => Route::Unknown,
     }
 }
@@ -224,7 +241,12 @@ fn json_response(code: u16, value: &Value, warnings: &[String]) -> Response<Body
 }
 
 /// Builds a response from bytes.
-fn bytes_response(code: u16, bytes: Bytes, content_type: &str, warnings: &[String]) -> Response<Body> {
+fn bytes_response(
+    code: u16,
+    bytes: Bytes,
+    content_type: &str,
+    warnings: &[String],
+) -> Response<Body> {
     let mut builder = Response::builder()
         .status(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
         .header("Content-Type", content_type)
@@ -266,16 +288,23 @@ type Query = HashMap<String, String>;
 
 /// Parses a query string.
 fn parse_query(query: &str) -> Query {
-    form_urlencoded::parse(query.as_bytes()).into_owned().collect()
+    form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect()
 }
 
 /// A query flag (`true` or `1`).
 fn flag(query: &Query, name: &str) -> bool {
-    query.get(name).is_some_and(|value| value == "true" || value == "1")
+    query
+        .get(name)
+        .is_some_and(|value| value == "true" || value == "1")
 }
 
 /// Entry point for one HTTP request.
-pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+pub async fn handle(
+    state: Arc<State>,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
     let latency = state.faults().latency;
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -306,17 +335,37 @@ pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Res
     let body = match request.into_body().collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(error) => {
-            let response = error_response(&ApiError::bad_request(format!("reading the body failed: {error}")));
+            let response = error_response(&ApiError::bad_request(format!(
+                "reading the body failed: {error}"
+            )));
             return Ok(response);
         }
     };
     let response = match state.take_fault(&verb, &resource) {
         Some(code) => json_response(
             code,
-            &ApiError::new(code, reason_for(code), format!("injected fault for {verb} {resource}")).to_status(),
+            &ApiError::new(
+                code,
+                reason_for(code),
+                format!("injected fault for {verb} {resource}"),
+            )
+            .to_status(),
             &[],
         ),
-        None => dispatch(&state, route, &method, &verb, &query, &accept, &content_type, &user_agent, body).await,
+        None => {
+            dispatch(
+                &state,
+                route,
+                &method,
+                &verb,
+                &query,
+                &accept,
+                &content_type,
+                &user_agent,
+                body,
+            )
+            .await
+        }
     };
     state.record(RequestRecord {
         verb,
@@ -360,19 +409,25 @@ async fn dispatch(
     body: Bytes,
 ) -> Response<Body> {
     if !matches!(route, Route::Resource(_)) && method != "GET" {
-        return error_response(&ApiError::method_not_allowed(format!("the server does not allow this method on the requested resource ({method})")));
+        return error_response(&ApiError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource ({method})"
+        )));
     }
     let aggregated = accept.contains("as=APIGroupDiscoveryList");
     match route {
         Route::Version => json_response(200, &version_document(), &[]),
         Route::Health => bytes_response(200, Bytes::from_static(b"ok"), "text/plain", &[]),
-        Route::CoreVersions if aggregated => aggregated_response(&state.read().registry.aggregated(true)),
+        Route::CoreVersions if aggregated => {
+            aggregated_response(&state.read().registry.aggregated(true))
+        }
         Route::CoreVersions => json_response(
             200,
             &json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": state.address}]}),
             &[],
         ),
-        Route::Groups if aggregated => aggregated_response(&state.read().registry.aggregated(false)),
+        Route::Groups if aggregated => {
+            aggregated_response(&state.read().registry.aggregated(false))
+        }
         Route::Groups => json_response(200, &state.read().registry.group_list(), &[]),
         Route::Group(group) => match state.read().registry.group(&group) {
             Some(document) => json_response(200, &document, &[]),
@@ -388,15 +443,28 @@ async fn dispatch(
         }
         Route::OpenApiIndex => {
             let store = state.read();
-            json_response(200, &openapi::index(&store.registry, store.current_resource_version()), &[])
+            json_response(
+                200,
+                &openapi::index(&store.registry, store.current_resource_version()),
+                &[],
+            )
         }
-        Route::OpenApiDocument(group, version) => match openapi::document(&state.read().registry, &group, &version) {
-            Some(document) => json_response(200, &document, &[]),
-            None => error_response(&ApiError::no_route()),
-        },
+        Route::OpenApiDocument(group, version) => {
+            match openapi::document(&state.read().registry, &group, &version) {
+                Some(document) => json_response(200, &document, &[]),
+                None => error_response(&ApiError::no_route()),
+            }
+        }
         Route::Unknown => error_response(&ApiError::no_route()),
         Route::Resource(path) => {
-            let request = ResourceRequest { verb, query, accept, content_type, user_agent, body };
+            let request = ResourceRequest {
+                verb,
+                query,
+                accept,
+                content_type,
+                user_agent,
+                body,
+            };
             match resource_request(state, &path, request).await {
                 Ok(response) => response,
                 Err(error) => error_response(&error),
@@ -408,7 +476,12 @@ async fn dispatch(
 /// An aggregated discovery response.
 fn aggregated_response(document: &Value) -> Response<Body> {
     let bytes = serde_json::to_vec(document).unwrap_or_default();
-    bytes_response(200, Bytes::from(bytes), "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList", &[])
+    bytes_response(
+        200,
+        Bytes::from(bytes),
+        "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList",
+        &[],
+    )
 }
 
 /// `/version`.
@@ -443,7 +516,11 @@ struct ResourceRequest<'a> {
 }
 
 /// Serves one resource request.
-async fn resource_request(state: &Arc<State>, path: &ResourcePath, request: ResourceRequest<'_>) -> Result<Response<Body>, ApiError> {
+async fn resource_request(
+    state: &Arc<State>,
+    path: &ResourcePath,
+    request: ResourceRequest<'_>,
+) -> Result<Response<Body>, ApiError> {
     let resource = state
         .read()
         .registry
@@ -470,34 +547,77 @@ async fn resource_request(state: &Arc<State>, path: &ResourcePath, request: Reso
             let object = with_api_version(&object, &resource);
             if table::wants_table(request.accept) {
                 let metadata = json!({"resourceVersion": object["metadata"]["resourceVersion"]});
-                let include = query.get("includeObject").map(String::as_str).unwrap_or("Metadata");
-                return Ok(json_response(200, &table::render(&resource, &[&object], metadata, include), &[]));
+                let include = query
+                    .get("includeObject")
+                    .map(String::as_str)
+                    .unwrap_or("Metadata");
+                return Ok(json_response(
+                    200,
+                    &table::render(&resource, &[&object], metadata, include),
+                    &[],
+                ));
             }
             Ok(json_response(200, &object, &[]))
         }
-        "list" => list(state, &resource, path.namespace.as_deref(), query, request.accept),
+        "list" => list(
+            state,
+            &resource,
+            path.namespace.as_deref(),
+            query,
+            request.accept,
+        ),
         "watch" => watch_request(state, resource, path.namespace.clone(), query),
         "create" => {
             if path.name.is_some() {
-                return Err(ApiError::method_not_allowed("POST to a named object is not allowed"));
+                return Err(ApiError::method_not_allowed(
+                    "POST to a named object is not allowed",
+                ));
             }
-            let object = parse_body(&request.body, request.content_type)?;
-            let result = state.write().create(&resource, &namespace, object, &options)?;
-            Ok(json_response(201, &with_api_version(&result.object, &resource), &result.warnings))
-        }
-        "update" => {
             let object = parse_body(&request.body, request.content_type)?;
             let result = state
                 .write()
-                .update(&resource, &namespace, &name, object, path.subresource.as_deref(), &options, false)?;
-            Ok(json_response(200, &with_api_version(&result.object, &resource), &result.warnings))
+                .create(&resource, &namespace, object, &options)?;
+            Ok(json_response(
+                201,
+                &with_api_version(&result.object, &resource),
+                &result.warnings,
+            ))
         }
-        "patch" => patch(state, &resource, &namespace, &name, path.subresource.as_deref(), &request, options),
+        "update" => {
+            let object = parse_body(&request.body, request.content_type)?;
+            let result = state.write().update(
+                &resource,
+                &namespace,
+                &name,
+                object,
+                path.subresource.as_deref(),
+                &options,
+                false,
+            )?;
+            Ok(json_response(
+                200,
+                &with_api_version(&result.object, &resource),
+                &result.warnings,
+            ))
+        }
+        "patch" => patch(
+            state,
+            &resource,
+            &namespace,
+            &name,
+            path.subresource.as_deref(),
+            &request,
+            options,
+        ),
         "delete" => {
             let delete_options = delete_options(query, &request.body)?;
-            let outcome = state.write().delete(&resource, &namespace, &name, &delete_options)?;
+            let outcome = state
+                .write()
+                .delete(&resource, &namespace, &name, &delete_options)?;
             Ok(match outcome {
-                DeleteOutcome::Pending(object) => json_response(200, &with_api_version(&object, &resource), &[]),
+                DeleteOutcome::Pending(object) => {
+                    json_response(200, &with_api_version(&object, &resource), &[])
+                }
                 DeleteOutcome::Removed(object) if resource.custom || resource.tracks_generation => {
                     json_response(200, &with_api_version(&object, &resource), &[])
                 }
@@ -511,8 +631,19 @@ async fn resource_request(state: &Arc<State>, path: &ResourcePath, request: Reso
         }
         "deletecollection" => {
             let delete_options = delete_options(query, &request.body)?;
-            let label_selector = LabelSelector::parse(query.get("labelSelector").map(String::as_str).unwrap_or_default())?;
-            let field_selector = FieldSelector::parse(query.get("fieldSelector").map(String::as_str).unwrap_or_default(), &resource.plural)?;
+            let label_selector = LabelSelector::parse(
+                query
+                    .get("labelSelector")
+                    .map(String::as_str)
+                    .unwrap_or_default(),
+            )?;
+            let field_selector = FieldSelector::parse(
+                query
+                    .get("fieldSelector")
+                    .map(String::as_str)
+                    .unwrap_or_default(),
+                &resource.plural,
+            )?;
             let mut store = state.write();
             let targets: Vec<Arc<Value>> = store
                 .list(&resource, path.namespace.as_deref(), None)
@@ -521,17 +652,27 @@ async fn resource_request(state: &Arc<State>, path: &ResourcePath, request: Reso
                 .collect();
             let mut items = Vec::new();
             for object in targets {
-                let object_namespace = object["metadata"]["namespace"].as_str().unwrap_or_default().to_string();
-                let object_name = object["metadata"]["name"].as_str().unwrap_or_default().to_string();
+                let object_namespace = object["metadata"]["namespace"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                let object_name = object["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
                 match store.delete(&resource, &object_namespace, &object_name, &delete_options)? {
-                    DeleteOutcome::Pending(value) | DeleteOutcome::Removed(value) => items.push(with_api_version(&value, &resource)),
+                    DeleteOutcome::Pending(value) | DeleteOutcome::Removed(value) => {
+                        items.push(with_api_version(&value, &resource))
+                    }
                 }
             }
             let list = json!({"kind": format!("{}List", resource.kind), "apiVersion": resource.api_version(),
                 "metadata": {"resourceVersion": store.current_resource_version().to_string()}, "items": items});
             Ok(json_response(200, &list, &[]))
         }
-        other => Err(ApiError::method_not_allowed(format!("verb {other} is not supported"))),
+        other => Err(ApiError::method_not_allowed(format!(
+            "verb {other} is not supported"
+        ))),
     }
 }
 
@@ -547,17 +688,36 @@ fn write_options(query: &Query, user_agent: &str) -> Result<WriteOptions, ApiErr
             )));
         }
     };
-    let manager = match query.get("fieldManager").filter(|manager| !manager.is_empty()) {
+    let manager = match query
+        .get("fieldManager")
+        .filter(|manager| !manager.is_empty())
+    {
         Some(manager) => manager.clone(),
-        None => user_agent.split('/').next().unwrap_or("unknown").to_string(),
+        None => user_agent
+            .split('/')
+            .next()
+            .unwrap_or("unknown")
+            .to_string(),
     };
-    let manager = if manager.is_empty() { "unknown".to_string() } else { manager };
+    let manager = if manager.is_empty() {
+        "unknown".to_string()
+    } else {
+        manager
+    };
     let dry_run = match query.get("dryRun").map(String::as_str) {
         None | Some("") => false,
         Some("All") => true,
-        Some(other) => return Err(ApiError::bad_request(format!("unsupported dryRun value {other:?}"))),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "unsupported dryRun value {other:?}"
+            )));
+        }
     };
-    Ok(WriteOptions { manager, field_validation, dry_run })
+    Ok(WriteOptions {
+        manager,
+        field_validation,
+        dry_run,
+    })
 }
 
 /// Parses a JSON (or YAML) body.
@@ -566,13 +726,19 @@ fn parse_body(body: &Bytes, content_type: &str) -> Result<Value, ApiError> {
         return Err(ApiError::bad_request("the request body is empty"));
     }
     if content_type.contains("yaml") {
-        let text = std::str::from_utf8(body).map_err(|error| ApiError::bad_request(format!("the body is not UTF-8: {error}")))?;
-        return serde_saphyr::from_str::<Value>(text).map_err(|error| ApiError::bad_request(format!("error decoding YAML: {error}")));
+        let text = std::str::from_utf8(body)
+            .map_err(|error| ApiError::bad_request(format!("the body is not UTF-8: {error}")))?;
+        return serde_saphyr::from_str::<Value>(text)
+            .map_err(|error| ApiError::bad_request(format!("error decoding YAML: {error}")));
     }
-    if !content_type.is_empty() && !content_type.starts_with("application/json") && !content_type.contains("*/*") {
+    if !content_type.is_empty()
+        && !content_type.starts_with("application/json")
+        && !content_type.contains("*/*")
+    {
         return Err(ApiError::unsupported_media_type(content_type));
     }
-    serde_json::from_slice(body).map_err(|error| ApiError::bad_request(format!("error decoding JSON: {error}")))
+    serde_json::from_slice(body)
+        .map_err(|error| ApiError::bad_request(format!("error decoding JSON: {error}")))
 }
 
 /// Delete options from the query and an optional DeleteOptions body.
@@ -580,31 +746,49 @@ fn delete_options(query: &Query, body: &Bytes) -> Result<DeleteOptions, ApiError
     let parsed: Value = if body.is_empty() {
         Value::Null
     } else {
-        serde_json::from_slice(body).map_err(|error| ApiError::bad_request(format!("error decoding DeleteOptions: {error}")))?
+        serde_json::from_slice(body).map_err(|error| {
+            ApiError::bad_request(format!("error decoding DeleteOptions: {error}"))
+        })?
     };
     let propagation_policy = query
         .get("propagationPolicy")
         .cloned()
         .or_else(|| parsed["propagationPolicy"].as_str().map(str::to_string))
-        .or_else(|| match parsed["orphanDependents"].as_bool().or_else(|| query.get("orphanDependents").map(|v| v == "true")) {
-            Some(true) => Some("Orphan".to_string()),
-            _ => None,
+        .or_else(|| {
+            match parsed["orphanDependents"]
+                .as_bool()
+                .or_else(|| query.get("orphanDependents").map(|v| v == "true"))
+            {
+                Some(true) => Some("Orphan".to_string()),
+                _ => None,
+            }
         });
     if let Some(policy) = &propagation_policy
         && !matches!(policy.as_str(), "Orphan" | "Background" | "Foreground")
     {
-        return Err(ApiError::invalid("", "DeleteOptions", "", &[crate::error::Cause::new(
-            "FieldValueNotSupported",
-            "propagationPolicy",
-            format!("Unsupported value: {policy:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""),
-        )]));
+        return Err(ApiError::invalid(
+            "",
+            "DeleteOptions",
+            "",
+            &[crate::error::Cause::new(
+                "FieldValueNotSupported",
+                "propagationPolicy",
+                format!(
+                    "Unsupported value: {policy:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""
+                ),
+            )],
+        ));
     }
     let dry_run = query.get("dryRun").is_some_and(|value| value == "All")
-        || parsed["dryRun"].as_array().is_some_and(|values| values.iter().any(|value| value == "All"));
+        || parsed["dryRun"]
+            .as_array()
+            .is_some_and(|values| values.iter().any(|value| value == "All"));
     Ok(DeleteOptions {
         propagation_policy,
         precondition_uid: parsed["preconditions"]["uid"].as_str().map(str::to_string),
-        precondition_resource_version: parsed["preconditions"]["resourceVersion"].as_str().map(str::to_string),
+        precondition_resource_version: parsed["preconditions"]["resourceVersion"]
+            .as_str()
+            .map(str::to_string),
         dry_run,
     })
 }
@@ -640,19 +824,39 @@ fn patch(
     request: &ResourceRequest<'_>,
     mut options: WriteOptions,
 ) -> Result<Response<Body>, ApiError> {
-    let media = request.content_type.split(';').next().unwrap_or_default().trim();
+    let media = request
+        .content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim();
     let mut store = state.write();
     if media == "application/apply-patch+yaml" {
-        let manager = request.query.get("fieldManager").filter(|manager| !manager.is_empty()).ok_or_else(|| {
-            ApiError::invalid("meta.k8s.io", "PatchOptions", "", &[crate::error::Cause::new(
-                "FieldValueRequired",
-                "fieldManager",
-                "Required value: is required for apply patch",
-            )])
-        })?;
+        let manager = request
+            .query
+            .get("fieldManager")
+            .filter(|manager| !manager.is_empty())
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    "meta.k8s.io",
+                    "PatchOptions",
+                    "",
+                    &[crate::error::Cause::new(
+                        "FieldValueRequired",
+                        "fieldManager",
+                        "Required value: is required for apply patch",
+                    )],
+                )
+            })?;
         let config = parse_body(&request.body, "application/yaml")?;
-        if config["metadata"]["name"].as_str().is_some_and(|given| given != name) {
-            return Err(ApiError::bad_request(format!("the name of the object ({}) does not match the name on the URL ({name})", config["metadata"]["name"].as_str().unwrap_or_default())));
+        if config["metadata"]["name"]
+            .as_str()
+            .is_some_and(|given| given != name)
+        {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({}) does not match the name on the URL ({name})",
+                config["metadata"]["name"].as_str().unwrap_or_default()
+            )));
         }
         let force = flag(request.query, "force");
         let live = store.get(resource, namespace, name).ok();
@@ -677,17 +881,34 @@ fn patch(
                 merged["metadata"]["name"] = json!(name);
                 options.manager = String::new();
                 let result = store.create(resource, namespace, merged, &options)?;
-                Ok(json_response(201, &with_api_version(&result.object, resource), &result.warnings))
+                Ok(json_response(
+                    201,
+                    &with_api_version(&result.object, resource),
+                    &result.warnings,
+                ))
             }
             Some(_) => {
-                let result = store.update(resource, namespace, name, merged, subresource, &options, true)?;
-                Ok(json_response(200, &with_api_version(&result.object, resource), &result.warnings))
+                let result = store.update(
+                    resource,
+                    namespace,
+                    name,
+                    merged,
+                    subresource,
+                    &options,
+                    true,
+                )?;
+                Ok(json_response(
+                    200,
+                    &with_api_version(&result.object, resource),
+                    &result.warnings,
+                ))
             }
         };
     }
     let live = store.get(resource, namespace, name)?;
     let mut patched = (*live).clone();
-    let patch_body: Value = serde_json::from_slice(&request.body).map_err(|error| ApiError::bad_request(format!("error decoding patch: {error}")))?;
+    let patch_body: Value = serde_json::from_slice(&request.body)
+        .map_err(|error| ApiError::bad_request(format!("error decoding patch: {error}")))?;
     match media {
         "application/merge-patch+json" => json_patch::merge(&mut patched, &patch_body),
         "application/strategic-merge-patch+json" => {
@@ -699,13 +920,28 @@ fn patch(
             json_patch::merge(&mut patched, &cleaned);
         }
         "application/json-patch+json" => {
-            let operations: json_patch::Patch = serde_json::from_value(patch_body).map_err(|error| ApiError::bad_request(format!("error decoding JSON patch: {error}")))?;
+            let operations: json_patch::Patch =
+                serde_json::from_value(patch_body).map_err(|error| {
+                    ApiError::bad_request(format!("error decoding JSON patch: {error}"))
+                })?;
             apply_json_patch(&mut patched, operations)?;
         }
         other => return Err(ApiError::unsupported_media_type(other)),
     }
-    let result = store.update(resource, namespace, name, patched, subresource, &options, false)?;
-    Ok(json_response(200, &with_api_version(&result.object, resource), &result.warnings))
+    let result = store.update(
+        resource,
+        namespace,
+        name,
+        patched,
+        subresource,
+        &options,
+        false,
+    )?;
+    Ok(json_response(
+        200,
+        &with_api_version(&result.object, resource),
+        &result.warnings,
+    ))
 }
 
 /// Applies an RFC 6902 patch like the API server does: a `test` of `null` against a missing path succeeds.
@@ -719,7 +955,11 @@ fn apply_json_patch(document: &mut Value, operations: json_patch::Patch) -> Resu
             continue;
         }
         json_patch::patch(&mut working, &[operation]).map_err(|error| {
-            ApiError::new(422, "Invalid", format!("the server rejected our request due to an error in our request: {error}"))
+            ApiError::new(
+                422,
+                "Invalid",
+                format!("the server rejected our request due to an error in our request: {error}"),
+            )
         })?;
     }
     *document = working;
@@ -736,8 +976,12 @@ fn encode_continue(resource_version: u64, namespace: &str, name: &str) -> String
 
 /// Parses a continue token.
 fn decode_continue(token: &str) -> Result<(u64, String, String), ApiError> {
-    let invalid = || ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)");
-    if token.len() % 2 != 0 {
+    let invalid = || {
+        ApiError::bad_request(
+            "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
+        )
+    };
+    if !token.len().is_multiple_of(2) {
         return Err(invalid());
     }
     let bytes: Result<Vec<u8>, _> = (0..token.len())
@@ -746,43 +990,83 @@ fn decode_continue(token: &str) -> Result<(u64, String, String), ApiError> {
         .collect();
     let text = String::from_utf8(bytes.map_err(|_| invalid())?).map_err(|_| invalid())?;
     let mut parts = text.splitn(3, '|');
-    let resource_version = parts.next().and_then(|part| part.parse().ok()).ok_or_else(invalid)?;
+    let resource_version = parts
+        .next()
+        .and_then(|part| part.parse().ok())
+        .ok_or_else(invalid)?;
     let namespace = parts.next().ok_or_else(invalid)?.to_string();
     let name = parts.next().ok_or_else(invalid)?.to_string();
     Ok((resource_version, namespace, name))
 }
 
 /// LIST with selectors, pagination and resourceVersion semantics.
-fn list(state: &Arc<State>, resource: &ResourceType, namespace: Option<&str>, query: &Query, accept: &str) -> Result<Response<Body>, ApiError> {
-    let label_selector = LabelSelector::parse(query.get("labelSelector").map(String::as_str).unwrap_or_default())?;
-    let field_selector = FieldSelector::parse(query.get("fieldSelector").map(String::as_str).unwrap_or_default(), &resource.plural)?;
+fn list(
+    state: &Arc<State>,
+    resource: &ResourceType,
+    namespace: Option<&str>,
+    query: &Query,
+    accept: &str,
+) -> Result<Response<Body>, ApiError> {
+    let label_selector = LabelSelector::parse(
+        query
+            .get("labelSelector")
+            .map(String::as_str)
+            .unwrap_or_default(),
+    )?;
+    let field_selector = FieldSelector::parse(
+        query
+            .get("fieldSelector")
+            .map(String::as_str)
+            .unwrap_or_default(),
+        &resource.plural,
+    )?;
     let limit: usize = match query.get("limit").map(String::as_str) {
         None | Some("") => 0,
-        Some(text) => text.parse().map_err(|_| ApiError::bad_request(format!("invalid limit {text:?}")))?,
+        Some(text) => text
+            .parse()
+            .map_err(|_| ApiError::bad_request(format!("invalid limit {text:?}")))?,
     };
     let store = state.read();
     let current = store.current_resource_version();
     let requested: Option<u64> = match query.get("resourceVersion").map(String::as_str) {
         None | Some("") => None,
-        Some(text) => Some(text.parse().map_err(|_| ApiError::bad_request(format!("invalid resource version {text:?}")))?),
+        Some(text) => Some(
+            text.parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version {text:?}")))?,
+        ),
     };
-    match (query.get("resourceVersionMatch").map(String::as_str), requested) {
+    match (
+        query.get("resourceVersionMatch").map(String::as_str),
+        requested,
+    ) {
         (Some("Exact"), Some(version)) if version != current => {
-            return Err(ApiError::gone(format!("too old resource version: {version} ({current})")));
+            return Err(ApiError::gone(format!(
+                "too old resource version: {version} ({current})"
+            )));
         }
         (Some("Exact") | Some("NotOlderThan"), None) => {
-            return Err(ApiError::bad_request("resourceVersionMatch is forbidden unless resourceVersion is provided"));
+            return Err(ApiError::bad_request(
+                "resourceVersionMatch is forbidden unless resourceVersion is provided",
+            ));
         }
         (Some(other), _) if !matches!(other, "Exact" | "NotOlderThan" | "") => {
-            return Err(ApiError::bad_request(format!("unsupported resourceVersionMatch {other:?}")));
+            return Err(ApiError::bad_request(format!(
+                "unsupported resourceVersionMatch {other:?}"
+            )));
         }
         _ => {}
     }
     if let Some(version) = requested
         && version > current
     {
-        let mut error = ApiError::new(504, "Timeout", format!("Too large resource version: {version}, current: {current}"));
-        error.details = Some(json!({"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1}));
+        let mut error = ApiError::new(
+            504,
+            "Timeout",
+            format!("Too large resource version: {version}, current: {current}"),
+        );
+        error.details = Some(
+            json!({"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1}),
+        );
         return Err(error);
     }
     let (list_version, after) = match query.get("continue").filter(|token| !token.is_empty()) {
@@ -817,12 +1101,25 @@ fn list(state: &Arc<State>, resource: &ResourceType, namespace: Option<&str>, qu
         metadata["continue"] = json!(token);
     }
     if table::wants_table(accept) {
-        let include = query.get("includeObject").map(String::as_str).unwrap_or("Metadata");
-        return Ok(json_response(200, &table::render(resource, &selected, metadata, include), &[]));
+        let include = query
+            .get("includeObject")
+            .map(String::as_str)
+            .unwrap_or("Metadata");
+        return Ok(json_response(
+            200,
+            &table::render(resource, &selected, metadata, include),
+            &[],
+        ));
     }
     let api_version = resource.api_version();
     let mut bytes = Vec::with_capacity(selected.len() * 512 + 256);
-    bytes.extend_from_slice(format!("{{\"kind\":\"{}List\",\"apiVersion\":\"{api_version}\",\"metadata\":", resource.kind).as_bytes());
+    bytes.extend_from_slice(
+        format!(
+            "{{\"kind\":\"{}List\",\"apiVersion\":\"{api_version}\",\"metadata\":",
+            resource.kind
+        )
+        .as_bytes(),
+    );
     bytes.extend_from_slice(metadata.to_string().as_bytes());
     bytes.extend_from_slice(b",\"items\":[");
     for (index, object) in selected.iter().enumerate() {
@@ -839,7 +1136,12 @@ fn list(state: &Arc<State>, resource: &ResourceType, namespace: Option<&str>, qu
         }
     }
     bytes.extend_from_slice(b"]}");
-    Ok(bytes_response(200, Bytes::from(bytes), "application/json", &[]))
+    Ok(bytes_response(
+        200,
+        Bytes::from(bytes),
+        "application/json",
+        &[],
+    ))
 }
 
 /// What a watcher selects.
@@ -871,7 +1173,10 @@ impl WatchFilter {
             return None;
         }
         let now = self.selects(&event.object);
-        let before = event.previous.as_deref().is_some_and(|previous| self.selects(previous));
+        let before = event
+            .previous
+            .as_deref()
+            .is_some_and(|previous| self.selects(previous));
         match event.event_type {
             EventType::Added => now.then_some("ADDED"),
             EventType::Deleted => (now || before).then_some("DELETED"),
@@ -905,12 +1210,17 @@ fn watch_line(event_type: &str, object: &Value, resource: &ResourceType) -> Byte
 }
 
 /// A BOOKMARK line.
-fn bookmark_line(resource: &ResourceType, resource_version: u64, initial_events_end: bool) -> Bytes {
+fn bookmark_line(
+    resource: &ResourceType,
+    resource_version: u64,
+    initial_events_end: bool,
+) -> Bytes {
     let mut object = json!({"kind": resource.kind, "apiVersion": resource.api_version(), "metadata": {"resourceVersion": resource_version.to_string()}});
     if initial_events_end {
         object["metadata"]["annotations"] = json!({"k8s.io/initial-events-end": "true"});
     }
-    let mut bytes = serde_json::to_vec(&json!({"type": "BOOKMARK", "object": object})).unwrap_or_default();
+    let mut bytes =
+        serde_json::to_vec(&json!({"type": "BOOKMARK", "object": object})).unwrap_or_default();
     bytes.push(b'\n');
     Bytes::from(bytes)
 }
@@ -919,21 +1229,44 @@ fn bookmark_line(resource: &ResourceType, resource_version: u64, initial_events_
 type FrameSender = mpsc::Sender<Result<Frame<Bytes>, Infallible>>;
 
 /// WATCH: initial events, replay from history, live fan-out, bookmarks, timeouts and 410.
-fn watch_request(state: &Arc<State>, resource: Arc<ResourceType>, namespace: Option<String>, query: &Query) -> Result<Response<Body>, ApiError> {
+fn watch_request(
+    state: &Arc<State>,
+    resource: Arc<ResourceType>,
+    namespace: Option<String>,
+    query: &Query,
+) -> Result<Response<Body>, ApiError> {
     let filter = WatchFilter {
         storage_key: resource.storage_key(),
         namespace: namespace.clone(),
-        labels: LabelSelector::parse(query.get("labelSelector").map(String::as_str).unwrap_or_default())?,
-        fields: FieldSelector::parse(query.get("fieldSelector").map(String::as_str).unwrap_or_default(), &resource.plural)?,
+        labels: LabelSelector::parse(
+            query
+                .get("labelSelector")
+                .map(String::as_str)
+                .unwrap_or_default(),
+        )?,
+        fields: FieldSelector::parse(
+            query
+                .get("fieldSelector")
+                .map(String::as_str)
+                .unwrap_or_default(),
+            &resource.plural,
+        )?,
     };
     let bookmarks = flag(query, "allowWatchBookmarks");
     let send_initial_events = flag(query, "sendInitialEvents");
-    if send_initial_events && query.get("resourceVersionMatch").map(String::as_str) != Some("NotOlderThan") {
-        return Err(ApiError::invalid("", "ListOptions", "", &[crate::error::Cause::new(
-            "FieldValueForbidden",
-            "resourceVersionMatch",
-            "Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
-        )]));
+    if send_initial_events
+        && query.get("resourceVersionMatch").map(String::as_str) != Some("NotOlderThan")
+    {
+        return Err(ApiError::invalid(
+            "",
+            "ListOptions",
+            "",
+            &[crate::error::Cause::new(
+                "FieldValueForbidden",
+                "resourceVersionMatch",
+                "Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+            )],
+        ));
     }
     let timeout = query
         .get("timeoutSeconds")
@@ -941,7 +1274,10 @@ fn watch_request(state: &Arc<State>, resource: Arc<ResourceType>, namespace: Opt
         .map(Duration::from_secs);
     let requested = match query.get("resourceVersion").map(String::as_str) {
         None | Some("") | Some("0") => None,
-        Some(text) => Some(text.parse::<u64>().map_err(|_| ApiError::bad_request(format!("invalid resource version {text:?}")))?),
+        Some(text) => Some(
+            text.parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version {text:?}")))?,
+        ),
     };
     let (sender, receiver) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(256);
     let mut initial: Vec<Bytes> = Vec::new();
@@ -973,7 +1309,9 @@ fn watch_request(state: &Arc<State>, resource: Arc<ResourceType>, namespace: Opt
                     start_version = current.max(from);
                 }
                 Err(error) => {
-                    let mut line = serde_json::to_vec(&json!({"type": "ERROR", "object": error.to_status()})).unwrap_or_default();
+                    let mut line =
+                        serde_json::to_vec(&json!({"type": "ERROR", "object": error.to_status()}))
+                            .unwrap_or_default();
                     line.push(b'\n');
                     initial.push(Bytes::from(line));
                     drop(store);
@@ -1120,14 +1458,30 @@ mod tests {
                 subresource: None
             })
         );
-        assert!(matches!(parse_route("/api/v1/namespaces/x/status"), Route::Resource(ResourcePath { subresource: Some(_), .. })));
-        assert!(matches!(parse_route("/apis/a.io/v1/widgets"), Route::Resource(ResourcePath { namespace: None, name: None, .. })));
+        assert!(matches!(
+            parse_route("/api/v1/namespaces/x/status"),
+            Route::Resource(ResourcePath {
+                subresource: Some(_),
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse_route("/apis/a.io/v1/widgets"),
+            Route::Resource(ResourcePath {
+                namespace: None,
+                name: None,
+                ..
+            })
+        ));
     }
 
     #[test]
     fn continue_tokens_round_trip() {
         let token = encode_continue(7, "ns", "name");
-        assert_eq!(decode_continue(&token).unwrap(), (7, "ns".to_string(), "name".to_string()));
+        assert_eq!(
+            decode_continue(&token).unwrap(),
+            (7, "ns".to_string(), "name".to_string())
+        );
         assert!(decode_continue("zz").is_err());
     }
 }

@@ -115,9 +115,10 @@ pub fn random_u64() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|elapsed| elapsed.as_nanos() as u64)
         .unwrap_or_default();
-    let mut state = nanos ^ UNIQUE_COUNTER
-        .fetch_add(1, Ordering::Relaxed)
-        .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut state = nanos
+        ^ UNIQUE_COUNTER
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
     state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
     let mut mixed = state;
     mixed = (mixed ^ (mixed >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -154,7 +155,9 @@ fn name_suffix() -> String {
 
 /// Now, RFC 3339 with second precision like Kubernetes.
 pub fn now() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 /// Whether a name is a DNS-1123 subdomain.
@@ -213,8 +216,10 @@ impl Store {
         };
         if let Some(namespaces) = store.registry.get("", "v1", "namespaces") {
             for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-                let object = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
-                if let Err(error) = store.create(&namespaces, "", object, &WriteOptions::default()) {
+                let object =
+                    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+                if let Err(error) = store.create(&namespaces, "", object, &WriteOptions::default())
+                {
                     tracing::error!(%error, "creating a standard namespace failed");
                 }
             }
@@ -253,7 +258,12 @@ impl Store {
     }
 
     /// One object.
-    pub fn get(&self, resource: &ResourceType, namespace: &str, name: &str) -> Result<Arc<Value>, ApiError> {
+    pub fn get(
+        &self,
+        resource: &ResourceType,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Arc<Value>, ApiError> {
         self.objects
             .get(&resource.storage_key())
             .and_then(|objects| objects.get(&(namespace.to_string(), name.to_string())))
@@ -262,7 +272,12 @@ impl Store {
     }
 
     /// Objects of a resource in a namespace (or all namespaces), in key order, starting after `after`.
-    pub fn list(&self, resource: &ResourceType, namespace: Option<&str>, after: Option<&ObjectKey>) -> Vec<Arc<Value>> {
+    pub fn list(
+        &self,
+        resource: &ResourceType,
+        namespace: Option<&str>,
+        after: Option<&ObjectKey>,
+    ) -> Vec<Arc<Value>> {
         let Some(objects) = self.objects.get(&resource.storage_key()) else {
             return Vec::new();
         };
@@ -278,7 +293,9 @@ impl Store {
             (None, None) => Box::new(objects.iter()),
         };
         range
-            .take_while(|((object_namespace, _), _)| namespace.is_none_or(|wanted| wanted == object_namespace))
+            .take_while(|((object_namespace, _), _)| {
+                namespace.is_none_or(|wanted| wanted == object_namespace)
+            })
             .map(|(_, object)| object.clone())
             .collect()
     }
@@ -290,7 +307,14 @@ impl Store {
     }
 
     /// Records and fans out an event.
-    fn emit(&mut self, storage_key: &str, namespace: &str, event_type: EventType, object: Arc<Value>, previous: Option<Arc<Value>>) {
+    fn emit(
+        &mut self,
+        storage_key: &str,
+        namespace: &str,
+        event_type: EventType,
+        object: Arc<Value>,
+        previous: Option<Arc<Value>>,
+    ) {
         let event = Arc::new(StoredEvent {
             resource_version: self.resource_version,
             storage_key: storage_key.to_string(),
@@ -309,12 +333,21 @@ impl Store {
     }
 
     /// Stores an object and emits an event.
-    fn put(&mut self, resource: &ResourceType, namespace: &str, name: &str, object: Value, event_type: EventType) -> Arc<Value> {
+    fn put(
+        &mut self,
+        resource: &ResourceType,
+        namespace: &str,
+        name: &str,
+        object: Value,
+        event_type: EventType,
+    ) -> Arc<Value> {
         let object = Arc::new(object);
         let key = resource.storage_key();
         if let Some(uid) = object["metadata"]["uid"].as_str() {
-            self.by_uid
-                .insert(uid.to_string(), (key.clone(), namespace.to_string(), name.to_string()));
+            self.by_uid.insert(
+                uid.to_string(),
+                (key.clone(), namespace.to_string(), name.to_string()),
+            );
         }
         let previous = self
             .objects
@@ -326,13 +359,27 @@ impl Store {
     }
 
     /// Creates an object.
-    pub fn create(&mut self, resource: &ResourceType, namespace: &str, mut object: Value, options: &WriteOptions) -> Result<WriteResult, ApiError> {
+    pub fn create(
+        &mut self,
+        resource: &ResourceType,
+        namespace: &str,
+        mut object: Value,
+        options: &WriteOptions,
+    ) -> Result<WriteResult, ApiError> {
         check_type_meta(resource, &mut object)?;
         let metadata = object
             .get_mut("metadata")
             .and_then(Value::as_object_mut)
             .ok_or_else(|| ApiError::bad_request("metadata is required"))?;
-        for field in ["uid", "resourceVersion", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "selfLink"] {
+        for field in [
+            "uid",
+            "resourceVersion",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+            "selfLink",
+        ] {
             metadata.remove(field);
         }
         // A create with no manager is a server-side-apply create whose managedFields are already computed.
@@ -342,7 +389,9 @@ impl Store {
         if resource.namespaced {
             match metadata.get("namespace").and_then(Value::as_str) {
                 Some(given) if !given.is_empty() && given != namespace => {
-                    return Err(ApiError::bad_request("the namespace of the provided object does not match the namespace sent on the request"));
+                    return Err(ApiError::bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request",
+                    ));
                 }
                 _ => {
                     metadata.insert("namespace".to_string(), json!(namespace));
@@ -351,34 +400,71 @@ impl Store {
         } else {
             metadata.remove("namespace");
         }
-        let name = match metadata.get("name").and_then(Value::as_str).filter(|name| !name.is_empty()) {
+        let name = match metadata
+            .get("name")
+            .and_then(Value::as_str)
+            .filter(|name| !name.is_empty())
+        {
             Some(name) => name.to_string(),
-            None => match metadata.get("generateName").and_then(Value::as_str).filter(|prefix| !prefix.is_empty()) {
+            None => match metadata
+                .get("generateName")
+                .and_then(Value::as_str)
+                .filter(|prefix| !prefix.is_empty())
+            {
                 Some(prefix) => format!("{prefix}{}", name_suffix()),
                 None => {
-                    return Err(ApiError::invalid(&resource.group, &resource.kind, "", &[Cause::new("FieldValueRequired", "metadata.name", "Required value: name or generateName is required")]));
+                    return Err(ApiError::invalid(
+                        &resource.group,
+                        &resource.kind,
+                        "",
+                        &[Cause::new(
+                            "FieldValueRequired",
+                            "metadata.name",
+                            "Required value: name or generateName is required",
+                        )],
+                    ));
                 }
             },
         };
         metadata.insert("name".to_string(), json!(name));
-        let valid_name = if resource.plural == "namespaces" { is_dns_label(&name) } else { is_dns_subdomain(&name) };
+        let valid_name = if resource.plural == "namespaces" {
+            is_dns_label(&name)
+        } else {
+            is_dns_subdomain(&name)
+        };
         if !valid_name {
-            return Err(ApiError::invalid(&resource.group, &resource.kind, &name, &[Cause::new(
-                "FieldValueInvalid",
-                "metadata.name",
-                format!("Invalid value: {name:?}: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"),
-            )]));
+            return Err(ApiError::invalid(
+                &resource.group,
+                &resource.kind,
+                &name,
+                &[Cause::new(
+                    "FieldValueInvalid",
+                    "metadata.name",
+                    format!(
+                        "Invalid value: {name:?}: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
+                    ),
+                )],
+            ));
         }
         if resource.namespaced && !self.namespace_exists(namespace) {
             return Err(ApiError::not_found("", "namespaces", namespace));
         }
-        if self.objects.get(&resource.storage_key()).is_some_and(|objects| objects.contains_key(&(namespace.to_string(), name.clone()))) {
-            return Err(ApiError::already_exists(&resource.group, &resource.plural, &name));
+        if self
+            .objects
+            .get(&resource.storage_key())
+            .is_some_and(|objects| objects.contains_key(&(namespace.to_string(), name.clone())))
+        {
+            return Err(ApiError::already_exists(
+                &resource.group,
+                &resource.plural,
+                &name,
+            ));
         }
-        if resource.has_status && resource.custom {
-            if let Some(fields) = object.as_object_mut() {
-                fields.remove("status");
-            }
+        if resource.has_status
+            && resource.custom
+            && let Some(fields) = object.as_object_mut()
+        {
+            fields.remove("status");
         }
         let warnings = self.validate(resource, &mut object, None, options)?;
         if resource.plural == "customresourcedefinitions" {
@@ -396,7 +482,15 @@ impl Store {
         }
         let scope = scope_of(resource, None);
         if !options.manager.is_empty() {
-            fields::record_update(None, &mut object, &options.manager, "", scope, &resource.api_version(), &time);
+            fields::record_update(
+                None,
+                &mut object,
+                &options.manager,
+                "",
+                scope,
+                &resource.api_version(),
+                &time,
+            );
         }
         if options.dry_run {
             object["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
@@ -408,7 +502,10 @@ impl Store {
             self.registry.register_crd(&object);
         }
         let stored = self.put(resource, namespace, &name, object, EventType::Added);
-        Ok(WriteResult { object: (*stored).clone(), warnings })
+        Ok(WriteResult {
+            object: (*stored).clone(),
+            warnings,
+        })
     }
 
     /// Whether a namespace exists.
@@ -419,14 +516,27 @@ impl Store {
     }
 
     /// Schema processing for custom kinds; returns warnings.
-    fn validate(&self, resource: &ResourceType, object: &mut Value, old: Option<&Value>, options: &WriteOptions) -> Result<Vec<String>, ApiError> {
-        let name = object["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    fn validate(
+        &self,
+        resource: &ResourceType,
+        object: &mut Value,
+        old: Option<&Value>,
+        options: &WriteOptions,
+    ) -> Result<Vec<String>, ApiError> {
+        let name = object["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let mut warnings = Vec::new();
         if let Some(labels) = object["metadata"].get("labels")
             && !labels.is_null()
-            && !labels.as_object().is_some_and(|labels| labels.values().all(Value::is_string))
+            && !labels
+                .as_object()
+                .is_some_and(|labels| labels.values().all(Value::is_string))
         {
-            return Err(ApiError::bad_request("metadata.labels must be a map of strings"));
+            return Err(ApiError::bad_request(
+                "metadata.labels must be a map of strings",
+            ));
         }
         let Some(schema) = &resource.schema else {
             return Ok(warnings);
@@ -435,7 +545,11 @@ impl Store {
         if !outcome.unknown_fields.is_empty() {
             match options.field_validation {
                 FieldValidation::Strict => {
-                    let listing: Vec<String> = outcome.unknown_fields.iter().map(|field| format!("unknown field \"{field}\"")).collect();
+                    let listing: Vec<String> = outcome
+                        .unknown_fields
+                        .iter()
+                        .map(|field| format!("unknown field \"{field}\""))
+                        .collect();
                     return Err(ApiError::bad_request(format!(
                         "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
                         resource.kind,
@@ -445,13 +559,23 @@ impl Store {
                     )));
                 }
                 FieldValidation::Warn => {
-                    warnings.extend(outcome.unknown_fields.iter().map(|field| format!("unknown field \"{field}\"")));
+                    warnings.extend(
+                        outcome
+                            .unknown_fields
+                            .iter()
+                            .map(|field| format!("unknown field \"{field}\"")),
+                    );
                 }
                 FieldValidation::Ignore => {}
             }
         }
         if !outcome.causes.is_empty() {
-            return Err(ApiError::invalid(&resource.group, &resource.kind, &name, &outcome.causes));
+            return Err(ApiError::invalid(
+                &resource.group,
+                &resource.kind,
+                &name,
+                &outcome.causes,
+            ));
         }
         Ok(warnings)
     }
@@ -463,23 +587,57 @@ impl Store {
         let plural = spec["names"]["plural"].as_str().unwrap_or_default();
         let mut causes = Vec::new();
         if group.is_empty() {
-            causes.push(Cause::new("FieldValueRequired", "spec.group", "Required value"));
+            causes.push(Cause::new(
+                "FieldValueRequired",
+                "spec.group",
+                "Required value",
+            ));
         }
         if plural.is_empty() {
-            causes.push(Cause::new("FieldValueRequired", "spec.names.plural", "Required value"));
+            causes.push(Cause::new(
+                "FieldValueRequired",
+                "spec.names.plural",
+                "Required value",
+            ));
         }
-        if spec["names"]["kind"].as_str().unwrap_or_default().is_empty() {
-            causes.push(Cause::new("FieldValueRequired", "spec.names.kind", "Required value"));
+        if spec["names"]["kind"]
+            .as_str()
+            .unwrap_or_default()
+            .is_empty()
+        {
+            causes.push(Cause::new(
+                "FieldValueRequired",
+                "spec.names.kind",
+                "Required value",
+            ));
         }
         if !causes.is_empty() || name != format!("{plural}.{group}") {
             if causes.is_empty() {
-                causes.push(Cause::new("FieldValueInvalid", "metadata.name", format!("Invalid value: {name:?}: must be spec.names.plural+\".\"+spec.group")));
+                causes.push(Cause::new(
+                    "FieldValueInvalid",
+                    "metadata.name",
+                    format!("Invalid value: {name:?}: must be spec.names.plural+\".\"+spec.group"),
+                ));
             }
-            return Err(ApiError::invalid("apiextensions.k8s.io", "CustomResourceDefinition", name, &causes));
+            return Err(ApiError::invalid(
+                "apiextensions.k8s.io",
+                "CustomResourceDefinition",
+                name,
+                &causes,
+            ));
         }
         let versions = spec["versions"].as_array().cloned().unwrap_or_default();
         if versions.is_empty() {
-            return Err(ApiError::invalid("apiextensions.k8s.io", "CustomResourceDefinition", name, &[Cause::new("FieldValueRequired", "spec.versions", "Required value: must have exactly one version marked as storage version")]));
+            return Err(ApiError::invalid(
+                "apiextensions.k8s.io",
+                "CustomResourceDefinition",
+                name,
+                &[Cause::new(
+                    "FieldValueRequired",
+                    "spec.versions",
+                    "Required value: must have exactly one version marked as storage version",
+                )],
+            ));
         }
         let stored: Vec<Value> = versions
             .iter()
@@ -487,9 +645,7 @@ impl Store {
             .map(|version| version["name"].clone())
             .collect();
         let time = now();
-        let condition = |kind: &str, reason: &str, message: &str| {
-            json!({"type": kind, "status": "True", "lastTransitionTime": time, "reason": reason, "message": message})
-        };
+        let condition = |kind: &str, reason: &str, message: &str| json!({"type": kind, "status": "True", "lastTransitionTime": time, "reason": reason, "message": message});
         object["status"] = json!({
             "conditions": [
                 condition("NamesAccepted", "NoConflicts", "no conflicts found"),
@@ -503,6 +659,7 @@ impl Store {
 
     /// Replaces an object after a write (update, patch, apply) computed `new`.
     /// `subresource` is `Some("status")` for status writes; `managed_preset` skips Update tracking.
+    #[allow(clippy::too_many_arguments)]
     pub fn update(
         &mut self,
         resource: &ResourceType,
@@ -561,7 +718,15 @@ impl Store {
                 }
             }
         }
-        for field in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "namespace", "name", "generation"] {
+        for field in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "namespace",
+            "name",
+            "generation",
+        ] {
             match old["metadata"].get(field) {
                 Some(value) => new["metadata"][field] = value.clone(),
                 None => {
@@ -614,16 +779,29 @@ impl Store {
         }
         new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
         if same_ignoring_times(&old, &new) {
-            return Ok(WriteResult { object: (*old).clone(), warnings });
+            return Ok(WriteResult {
+                object: (*old).clone(),
+                warnings,
+            });
         }
         if options.dry_run {
-            return Ok(WriteResult { object: new, warnings });
+            return Ok(WriteResult {
+                object: new,
+                warnings,
+            });
         }
-        let deleting = new["metadata"].get("deletionTimestamp").is_some_and(|time| !time.is_null());
-        let finalizers_empty = new["metadata"]["finalizers"].as_array().is_none_or(Vec::is_empty);
+        let deleting = new["metadata"]
+            .get("deletionTimestamp")
+            .is_some_and(|time| !time.is_null());
+        let finalizers_empty = new["metadata"]["finalizers"]
+            .as_array()
+            .is_none_or(Vec::is_empty);
         if deleting && finalizers_empty {
             let removed = self.remove(resource, namespace, name, Some(new));
-            return Ok(WriteResult { object: removed, warnings });
+            return Ok(WriteResult {
+                object: removed,
+                warnings,
+            });
         }
         let resource_version = self.next_resource_version();
         new["metadata"]["resourceVersion"] = json!(resource_version.to_string());
@@ -631,11 +809,20 @@ impl Store {
             self.registry.register_crd(&new);
         }
         let stored = self.put(resource, namespace, name, new, EventType::Modified);
-        Ok(WriteResult { object: (*stored).clone(), warnings })
+        Ok(WriteResult {
+            object: (*stored).clone(),
+            warnings,
+        })
     }
 
     /// Deletes an object, honouring finalizers, preconditions and propagation.
-    pub fn delete(&mut self, resource: &ResourceType, namespace: &str, name: &str, options: &DeleteOptions) -> Result<DeleteOutcome, ApiError> {
+    pub fn delete(
+        &mut self,
+        resource: &ResourceType,
+        namespace: &str,
+        name: &str,
+        options: &DeleteOptions,
+    ) -> Result<DeleteOutcome, ApiError> {
         let old = self.get(resource, namespace, name)?;
         if let Some(uid) = &options.precondition_uid
             && Some(uid.as_str()) != old["metadata"]["uid"].as_str()
@@ -653,27 +840,42 @@ impl Store {
             let mut error = ApiError::conflict(&resource.group, &resource.plural, name);
             error.message = format!(
                 "Precondition failed: ResourceVersion in precondition: {version}, ResourceVersion in object meta: {}",
-                old["metadata"]["resourceVersion"].as_str().unwrap_or_default()
+                old["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap_or_default()
             );
             return Err(error);
         }
         if options.dry_run {
             return Ok(DeleteOutcome::Removed((*old).clone()));
         }
-        let policy = options.propagation_policy.as_deref().unwrap_or("Background");
-        if old["metadata"].get("deletionTimestamp").is_some_and(|time| !time.is_null()) {
+        let policy = options
+            .propagation_policy
+            .as_deref()
+            .unwrap_or("Background");
+        if old["metadata"]
+            .get("deletionTimestamp")
+            .is_some_and(|time| !time.is_null())
+        {
             return Ok(DeleteOutcome::Pending((*old).clone()));
         }
-        let uid = old["metadata"]["uid"].as_str().unwrap_or_default().to_string();
+        let uid = old["metadata"]["uid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         if policy == "Orphan" {
             self.orphan_dependents(&uid);
         }
-        let mut finalizers: Vec<Value> = old["metadata"]["finalizers"].as_array().cloned().unwrap_or_default();
+        let mut finalizers: Vec<Value> = old["metadata"]["finalizers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         let foreground = policy == "Foreground" && !self.dependents_of(&uid).is_empty();
         if foreground && !finalizers.contains(&json!("foregroundDeletion")) {
             finalizers.push(json!("foregroundDeletion"));
         }
-        let namespace_with_content = resource.plural == "namespaces" && self.namespace_has_objects(name);
+        let namespace_with_content =
+            resource.plural == "namespaces" && self.namespace_has_objects(name);
         if !finalizers.is_empty() || namespace_with_content {
             let mut pending = (*old).clone();
             pending["metadata"]["deletionTimestamp"] = json!(now());
@@ -696,9 +898,13 @@ impl Store {
                     return Ok(DeleteOutcome::Removed((*stored).clone()));
                 };
                 if !self.namespace_has_objects(name)
-                    && current["metadata"]["finalizers"].as_array().is_none_or(Vec::is_empty)
+                    && current["metadata"]["finalizers"]
+                        .as_array()
+                        .is_none_or(Vec::is_empty)
                 {
-                    return Ok(DeleteOutcome::Removed(self.remove(resource, namespace, name, None)));
+                    return Ok(DeleteOutcome::Removed(
+                        self.remove(resource, namespace, name, None),
+                    ));
                 }
                 return Ok(DeleteOutcome::Pending((*current).clone()));
             }
@@ -709,7 +915,13 @@ impl Store {
     }
 
     /// Removes an object for good (emitting DELETED) and runs the consequences.
-    fn remove(&mut self, resource: &ResourceType, namespace: &str, name: &str, last_state: Option<Value>) -> Value {
+    fn remove(
+        &mut self,
+        resource: &ResourceType,
+        namespace: &str,
+        name: &str,
+        last_state: Option<Value>,
+    ) -> Value {
         let key = resource.storage_key();
         let taken = self
             .objects
@@ -721,10 +933,19 @@ impl Store {
         let mut object = last_state.unwrap_or_else(|| (*taken).clone());
         let resource_version = self.next_resource_version();
         object["metadata"]["resourceVersion"] = json!(resource_version.to_string());
-        let uid = object["metadata"]["uid"].as_str().unwrap_or_default().to_string();
+        let uid = object["metadata"]["uid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         self.by_uid.remove(&uid);
         let object = Arc::new(object);
-        self.emit(&key, namespace, EventType::Deleted, object.clone(), Some(taken));
+        self.emit(
+            &key,
+            namespace,
+            EventType::Deleted,
+            object.clone(),
+            Some(taken),
+        );
         if resource.plural == "customresourcedefinitions" {
             self.remove_crd_instances(&object);
             self.registry.unregister_crd(&object);
@@ -777,7 +998,11 @@ impl Store {
             for ((namespace, name), object) in objects {
                 let owned = object["metadata"]["ownerReferences"]
                     .as_array()
-                    .is_some_and(|references| references.iter().any(|reference| reference["uid"].as_str() == Some(uid)));
+                    .is_some_and(|references| {
+                        references
+                            .iter()
+                            .any(|reference| reference["uid"].as_str() == Some(uid))
+                    });
                 if owned {
                     dependents.push((key.clone(), namespace.clone(), name.clone()));
                 }
@@ -800,12 +1025,19 @@ impl Store {
                 .into_iter()
                 .flatten()
                 .filter(|reference| reference["uid"].as_str() != Some(uid))
-                .any(|reference| reference["uid"].as_str().is_some_and(|other| self.by_uid.contains_key(other)));
+                .any(|reference| {
+                    reference["uid"]
+                        .as_str()
+                        .is_some_and(|other| self.by_uid.contains_key(other))
+                });
             if other_owner_alive {
                 self.strip_owner_reference(&resource, &namespace, &name, uid);
                 continue;
             }
-            let options = DeleteOptions { propagation_policy: Some("Background".to_string()), ..DeleteOptions::default() };
+            let options = DeleteOptions {
+                propagation_policy: Some("Background".to_string()),
+                ..DeleteOptions::default()
+            };
             if let Err(error) = self.delete(&resource, &namespace, &name, &options) {
                 tracing::warn!(%error, name, "garbage collection of a dependent failed");
             }
@@ -822,7 +1054,13 @@ impl Store {
     }
 
     /// Drops one ownerReference from an object (a MODIFIED event).
-    fn strip_owner_reference(&mut self, resource: &ResourceType, namespace: &str, name: &str, uid: &str) {
+    fn strip_owner_reference(
+        &mut self,
+        resource: &ResourceType,
+        namespace: &str,
+        name: &str,
+        uid: &str,
+    ) {
         let Ok(object) = self.get(resource, namespace, name) else {
             return;
         };
@@ -869,7 +1107,9 @@ impl Store {
                 finalizers.retain(|finalizer| finalizer != "foregroundDeletion");
             }
             let options = WriteOptions::default();
-            if let Err(error) = self.update(&resource, &namespace, &name, released, None, &options, true) {
+            if let Err(error) =
+                self.update(&resource, &namespace, &name, released, None, &options, true)
+            {
                 tracing::warn!(%error, name, "releasing a foreground owner failed");
             }
         }
@@ -877,24 +1117,40 @@ impl Store {
 
     /// Whether any namespaced object lives in a namespace.
     fn namespace_has_objects(&self, namespace: &str) -> bool {
-        self.objects.iter().filter(|(key, _)| key.as_str() != "namespaces").any(|(_, objects)| {
-            objects
-                .range::<ObjectKey, _>((std::ops::Bound::Included((namespace.to_string(), String::new())), std::ops::Bound::Unbounded))
-                .next()
-                .is_some_and(|((object_namespace, _), _)| object_namespace == namespace)
-        })
+        self.objects
+            .iter()
+            .filter(|(key, _)| key.as_str() != "namespaces")
+            .any(|(_, objects)| {
+                objects
+                    .range::<ObjectKey, _>((
+                        std::ops::Bound::Included((namespace.to_string(), String::new())),
+                        std::ops::Bound::Unbounded,
+                    ))
+                    .next()
+                    .is_some_and(|((object_namespace, _), _)| object_namespace == namespace)
+            })
     }
 
     /// Deletes everything in a namespace.
     fn empty_namespace(&mut self, namespace: &str) {
-        let keys: Vec<String> = self.objects.keys().filter(|key| key.as_str() != "namespaces").cloned().collect();
+        let keys: Vec<String> = self
+            .objects
+            .keys()
+            .filter(|key| key.as_str() != "namespaces")
+            .cloned()
+            .collect();
         for key in keys {
             let Some(resource) = self.resource_for_key(&key) else {
                 continue;
             };
             for object in self.list(&resource, Some(namespace), None) {
-                let name = object["metadata"]["name"].as_str().unwrap_or_default().to_string();
-                if let Err(error) = self.delete(&resource, namespace, &name, &DeleteOptions::default()) {
+                let name = object["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                if let Err(error) =
+                    self.delete(&resource, namespace, &name, &DeleteOptions::default())
+                {
                     tracing::warn!(%error, name, "namespace cleanup failed");
                 }
             }
@@ -909,10 +1165,14 @@ impl Store {
         let Ok(object) = self.get(&namespaces, "", namespace) else {
             return;
         };
-        let terminating = object["metadata"].get("deletionTimestamp").is_some_and(|time| !time.is_null());
+        let terminating = object["metadata"]
+            .get("deletionTimestamp")
+            .is_some_and(|time| !time.is_null());
         if terminating
             && !self.namespace_has_objects(namespace)
-            && object["metadata"]["finalizers"].as_array().is_none_or(Vec::is_empty)
+            && object["metadata"]["finalizers"]
+                .as_array()
+                .is_none_or(Vec::is_empty)
         {
             self.remove(&namespaces, "", namespace, None);
         }
@@ -931,7 +1191,9 @@ pub fn scope_of(resource: &ResourceType, subresource: Option<&str>) -> Scope {
 /// Checks/fills apiVersion and kind of a request body.
 fn check_type_meta(resource: &ResourceType, object: &mut Value) -> Result<(), ApiError> {
     let Some(fields) = object.as_object_mut() else {
-        return Err(ApiError::bad_request("the request body must be a JSON object"));
+        return Err(ApiError::bad_request(
+            "the request body must be a JSON object",
+        ));
     };
     let expected_version = resource.api_version();
     match fields.get("apiVersion").and_then(Value::as_str) {
@@ -971,8 +1233,9 @@ fn spec_changed(old: &Value, new: &Value, has_status: bool) -> bool {
                 fields
                     .iter()
                     .filter(|(key, _)| {
-                        !matches!(key.as_str(), "metadata" | "apiVersion" | "kind")
-                            && !(has_status && key.as_str() == "status")
+                        let ignored = matches!(key.as_str(), "metadata" | "apiVersion" | "kind")
+                            || (has_status && key.as_str() == "status");
+                        !ignored
                     })
                     .map(|(key, value)| (key.clone(), value.clone()))
                     .collect()

@@ -5,7 +5,10 @@ use serde_json::{Value, json};
 
 /// Whether an Accept header asks for a Table.
 pub fn wants_table(accept: &str) -> bool {
-    accept.split(',').next().is_some_and(|first| first.contains("as=Table"))
+    accept
+        .split(',')
+        .next()
+        .is_some_and(|first| first.contains("as=Table"))
 }
 
 /// Human-readable age like kubectl (`5s`, `3m`, `2h`, `4d`).
@@ -53,14 +56,20 @@ fn parse_steps(path: &str) -> Option<Vec<Step>> {
                 let filter = inner.strip_prefix("?(@.")?.strip_suffix(')')?;
                 let (field, value) = filter.split_once("==")?;
                 let value = value.trim();
-                let literal = if let Some(text) = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
-                    Value::String(text.to_string())
-                } else if let Some(text) = value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')) {
-                    Value::String(text.to_string())
-                } else {
-                    serde_json::from_str(value).ok()?
-                };
-                steps.push(Step::Filter(field.trim().split('.').map(str::to_string).collect(), literal));
+                let literal =
+                    if let Some(text) = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
+                        Value::String(text.to_string())
+                    } else if let Some(text) =
+                        value.strip_prefix('\'').and_then(|v| v.strip_suffix('\''))
+                    {
+                        Value::String(text.to_string())
+                    } else {
+                        serde_json::from_str(value).ok()?
+                    };
+                steps.push(Step::Filter(
+                    field.trim().split('.').map(str::to_string).collect(),
+                    literal,
+                ));
             }
         } else if let Some(after) = rest.strip_prefix('.') {
             let end = after.find(['.', '[']).unwrap_or(after.len());
@@ -90,9 +99,14 @@ pub fn json_path<'a>(object: &'a Value, path: &str) -> Vec<&'a Value> {
                 Step::Field(name) => next.extend(value.get(name)),
                 Step::Index(index) => next.extend(value.get(*index)),
                 Step::All => next.extend(value.as_array().into_iter().flatten()),
-                Step::Filter(field, expected) => next.extend(value.as_array().into_iter().flatten().filter(|item| {
-                    field.iter().try_fold(*item, |current, key| current.get(key)) == Some(expected)
-                })),
+                Step::Filter(field, expected) => {
+                    next.extend(value.as_array().into_iter().flatten().filter(|item| {
+                        field
+                            .iter()
+                            .try_fold(*item, |current, key| current.get(key))
+                            == Some(expected)
+                    }))
+                }
             }
         }
         current = next;
@@ -120,7 +134,10 @@ fn columns(resource: &ResourceType) -> Vec<(Value, String)> {
                 "description": column["description"].as_str().unwrap_or(""),
                 "priority": column["priority"].as_i64().unwrap_or(0),
             });
-            result.push((definition, column["jsonPath"].as_str().unwrap_or_default().to_string()));
+            result.push((
+                definition,
+                column["jsonPath"].as_str().unwrap_or_default().to_string(),
+            ));
         }
         return result;
     }
@@ -131,7 +148,10 @@ fn columns(resource: &ResourceType) -> Vec<(Value, String)> {
         _ => &[],
     };
     for (name, kind, path) in extra {
-        result.push((json!({"name": name, "type": kind, "format": "", "description": "", "priority": 0}), path.to_string()));
+        result.push((
+            json!({"name": name, "type": kind, "format": "", "description": "", "priority": 0}),
+            path.to_string(),
+        ));
     }
     result.push(age_column);
     result
@@ -139,7 +159,10 @@ fn columns(resource: &ResourceType) -> Vec<(Value, String)> {
 
 /// Renders one cell (several matches are joined with commas, like kubectl).
 fn cell(object: &Value, definition: &Value, path: &str) -> Value {
-    let values: Vec<&Value> = json_path(object, path).into_iter().filter(|value| !value.is_null()).collect();
+    let values: Vec<&Value> = json_path(object, path)
+        .into_iter()
+        .filter(|value| !value.is_null())
+        .collect();
     let value = match values.as_slice() {
         [] => return Value::Null,
         [single] => *single,
@@ -163,9 +186,17 @@ fn cell(object: &Value, definition: &Value, path: &str) -> Value {
 }
 
 /// Renders objects as a `meta.k8s.io/v1` Table; rows carry `PartialObjectMetadata` unless `include_object` is `Object`.
-pub fn render(resource: &ResourceType, objects: &[&Value], list_metadata: Value, include_object: &str) -> Value {
+pub fn render(
+    resource: &ResourceType,
+    objects: &[&Value],
+    list_metadata: Value,
+    include_object: &str,
+) -> Value {
     let columns = columns(resource);
-    let definitions: Vec<Value> = columns.iter().map(|(definition, _)| definition.clone()).collect();
+    let definitions: Vec<Value> = columns
+        .iter()
+        .map(|(definition, _)| definition.clone())
+        .collect();
     let rows: Vec<Value> = objects
         .iter()
         .map(|object| {
@@ -198,7 +229,10 @@ mod tests {
     fn printer_column_paths() {
         let object = json!({"status": {"phase": "Ready", "conditions": [{"type": "Other", "status": "False"}, {"type": "Ready", "status": "True"}]}, "spec": {"items": [{"n": 1}, {"n": 2}]}});
         assert_eq!(json_path(&object, ".status.phase"), vec![&json!("Ready")]);
-        assert_eq!(json_path(&object, ".status.conditions[?(@.type==\"Ready\")].status"), vec![&json!("True")]);
+        assert_eq!(
+            json_path(&object, ".status.conditions[?(@.type==\"Ready\")].status"),
+            vec![&json!("True")]
+        );
         assert_eq!(json_path(&object, ".spec.items[1].n"), vec![&json!(2)]);
         assert_eq!(json_path(&object, ".spec.items[*].n").len(), 2);
         assert!(json_path(&object, ".missing.field").is_empty());

@@ -4,8 +4,8 @@ mod common;
 
 use common::*;
 use k8s_openapi::api::core::v1::{Event as CoreEvent, ObjectReference};
-use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube_emulator::Emulator;
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -43,8 +43,16 @@ struct Output {
 
 impl Kubectl {
     fn new(emulator: &Emulator) -> Self {
-        let cache = emulator.kubeconfig_path().parent().unwrap().join("kubectl-cache");
-        Self { binary: kubectl_binary(), kubeconfig: emulator.kubeconfig_path().to_path_buf(), cache }
+        let cache = emulator
+            .kubeconfig_path()
+            .parent()
+            .unwrap()
+            .join("kubectl-cache");
+        Self {
+            binary: kubectl_binary(),
+            kubeconfig: emulator.kubeconfig_path().to_path_buf(),
+            cache,
+        }
     }
 
     fn command(&self, arguments: &[&str]) -> tokio::process::Command {
@@ -72,13 +80,21 @@ impl Kubectl {
     /// Runs and requires success, returning stdout.
     async fn ok(&self, arguments: &[&str]) -> String {
         let output = self.run(arguments).await;
-        assert!(output.success, "kubectl {arguments:?} failed: {}{}", output.stdout, output.stderr);
+        assert!(
+            output.success,
+            "kubectl {arguments:?} failed: {}{}",
+            output.stdout, output.stderr
+        );
         output.stdout
     }
 }
 
 fn fixture(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name).display().to_string()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+        .display()
+        .to_string()
 }
 
 fn write_manifest(emulator: &Emulator, name: &str, text: &str) -> String {
@@ -95,40 +111,99 @@ async fn kubectl_apply_get_describe_edit_wait_delete() {
     let client = emulator.client().unwrap();
     let kubectl = Kubectl::new(&emulator);
 
-    let out = kubectl.ok(&["apply", "-f", &fixture("widget-crd.yaml")]).await;
-    assert!(out.contains("customresourcedefinition.apiextensions.k8s.io/widgets.autoguardrails.io created"), "{out}");
+    let out = kubectl
+        .ok(&["apply", "-f", &fixture("widget-crd.yaml")])
+        .await;
+    assert!(
+        out.contains(
+            "customresourcedefinition.apiextensions.k8s.io/widgets.autoguardrails.io created"
+        ),
+        "{out}"
+    );
 
     // Client-side apply: create, unchanged, configured.
     let manifest = write_manifest(&emulator, "widget.yaml", &WIDGET.replace("SIZE", "3"));
-    assert!(kubectl.ok(&["apply", "-f", &manifest]).await.contains("widget.autoguardrails.io/first created"));
-    assert!(kubectl.ok(&["apply", "-f", &manifest]).await.contains("widget.autoguardrails.io/first unchanged"));
+    assert!(
+        kubectl
+            .ok(&["apply", "-f", &manifest])
+            .await
+            .contains("widget.autoguardrails.io/first created")
+    );
+    assert!(
+        kubectl
+            .ok(&["apply", "-f", &manifest])
+            .await
+            .contains("widget.autoguardrails.io/first unchanged")
+    );
     let manifest = write_manifest(&emulator, "widget.yaml", &WIDGET.replace("SIZE", "4"));
-    assert!(kubectl.ok(&["apply", "-f", &manifest]).await.contains("widget.autoguardrails.io/first configured"));
+    assert!(
+        kubectl
+            .ok(&["apply", "-f", &manifest])
+            .await
+            .contains("widget.autoguardrails.io/first configured")
+    );
 
     // Built-in kind through kubectl's strategic-merge path.
-    let config_map = write_manifest(&emulator, "cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  a: \"1\"\n");
-    assert!(kubectl.ok(&["apply", "-f", &config_map]).await.contains("configmap/settings created"));
-    assert!(kubectl.ok(&["apply", "-f", &config_map]).await.contains("configmap/settings unchanged"));
-    let config_map = write_manifest(&emulator, "cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  b: \"2\"\n");
-    assert!(kubectl.ok(&["apply", "-f", &config_map]).await.contains("configmap/settings configured"));
-    let data = kubectl.ok(&["get", "configmap", "settings", "-o", "jsonpath={.data}"]).await;
-    assert_eq!(data, r#"{"b":"2"}"#, "the key removed from the manifest is removed by apply");
+    let config_map = write_manifest(
+        &emulator,
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  a: \"1\"\n",
+    );
+    assert!(
+        kubectl
+            .ok(&["apply", "-f", &config_map])
+            .await
+            .contains("configmap/settings created")
+    );
+    assert!(
+        kubectl
+            .ok(&["apply", "-f", &config_map])
+            .await
+            .contains("configmap/settings unchanged")
+    );
+    let config_map = write_manifest(
+        &emulator,
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  b: \"2\"\n",
+    );
+    assert!(
+        kubectl
+            .ok(&["apply", "-f", &config_map])
+            .await
+            .contains("configmap/settings configured")
+    );
+    let data = kubectl
+        .ok(&["get", "configmap", "settings", "-o", "jsonpath={.data}"])
+        .await;
+    assert_eq!(
+        data, r#"{"b":"2"}"#,
+        "the key removed from the manifest is removed by apply"
+    );
 
     // get: printer columns, short name, -o yaml.
     let table = kubectl.ok(&["get", "widgets"]).await;
     let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(header, vec!["NAME", "SIZE", "PHASE", "AGE"], "{table}");
-    assert!(table.lines().nth(1).unwrap().starts_with("first"), "{table}");
+    assert!(
+        table.lines().nth(1).unwrap().starts_with("first"),
+        "{table}"
+    );
     assert!(table.lines().nth(1).unwrap().contains(" 4 "), "{table}");
     let yaml = kubectl.ok(&["get", "wdg", "first", "-o", "yaml"]).await;
-    assert!(yaml.contains("size: 4") && yaml.contains("color: red") && yaml.contains("uid:"), "{yaml}");
+    assert!(
+        yaml.contains("size: 4") && yaml.contains("color: red") && yaml.contains("uid:"),
+        "{yaml}"
+    );
 
     // describe shows the object's events (field-selected by involvedObject).
     let widgets: Api<Widget> = Api::namespaced(client.clone(), "default");
     let first = widgets.get("first").await.unwrap();
     let events: Api<CoreEvent> = Api::namespaced(client.clone(), "default");
     let event = CoreEvent {
-        metadata: kube::api::ObjectMeta { name: Some("first.1".into()), ..Default::default() },
+        metadata: kube::api::ObjectMeta {
+            name: Some("first.1".into()),
+            ..Default::default()
+        },
         involved_object: ObjectReference {
             api_version: Some("autoguardrails.io/v1".into()),
             kind: Some("Widget".into()),
@@ -146,69 +221,220 @@ async fn kubectl_apply_get_describe_edit_wait_delete() {
     events.create(&PostParams::default(), &event).await.unwrap();
     let described = kubectl.ok(&["describe", "widget", "first"]).await;
     assert!(described.contains("Name:         first"), "{described}");
-    assert!(described.contains("Reconciled") && described.contains("widget is fine"), "{described}");
+    assert!(
+        described.contains("Reconciled") && described.contains("widget is fine"),
+        "{described}"
+    );
 
     // annotate, label, label selector.
-    assert!(kubectl.ok(&["annotate", "widget", "first", "note=hello"]).await.contains("annotated"));
-    assert!(kubectl.ok(&["label", "widget", "first", "team=a"]).await.contains("labeled"));
-    let selected = kubectl.ok(&["get", "widgets", "-l", "team=a", "-o", "name"]).await;
+    assert!(
+        kubectl
+            .ok(&["annotate", "widget", "first", "note=hello"])
+            .await
+            .contains("annotated")
+    );
+    assert!(
+        kubectl
+            .ok(&["label", "widget", "first", "team=a"])
+            .await
+            .contains("labeled")
+    );
+    let selected = kubectl
+        .ok(&["get", "widgets", "-l", "team=a", "-o", "name"])
+        .await;
     assert_eq!(selected.trim(), "widget.autoguardrails.io/first");
-    assert_eq!(kubectl.ok(&["get", "widget", "first", "-o", "jsonpath={.metadata.annotations.note}"]).await, "hello");
+    assert_eq!(
+        kubectl
+            .ok(&[
+                "get",
+                "widget",
+                "first",
+                "-o",
+                "jsonpath={.metadata.annotations.note}"
+            ])
+            .await,
+        "hello"
+    );
 
     // patch --subresource=status, then wait on condition and jsonpath.
     let status = r#"{"status":{"phase":"Ready","conditions":[{"type":"Ready","status":"True"}]}}"#;
-    assert!(kubectl.ok(&["patch", "widget", "first", "--subresource=status", "--type=merge", "-p", status]).await.contains("patched"));
+    assert!(
+        kubectl
+            .ok(&[
+                "patch",
+                "widget",
+                "first",
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                status
+            ])
+            .await
+            .contains("patched")
+    );
     assert!(kubectl.ok(&["get", "widgets"]).await.contains("Ready"));
-    assert!(kubectl.ok(&["wait", "--for=condition=Ready", "widget/first", "--timeout=10s"]).await.contains("condition met"));
-    assert!(kubectl.ok(&["wait", "--for=jsonpath={.status.phase}=Ready", "widget/first", "--timeout=10s"]).await.contains("condition met"));
+    assert!(
+        kubectl
+            .ok(&[
+                "wait",
+                "--for=condition=Ready",
+                "widget/first",
+                "--timeout=10s"
+            ])
+            .await
+            .contains("condition met")
+    );
+    assert!(
+        kubectl
+            .ok(&[
+                "wait",
+                "--for=jsonpath={.status.phase}=Ready",
+                "widget/first",
+                "--timeout=10s"
+            ])
+            .await
+            .contains("condition met")
+    );
     // wait that is satisfied later.
-    let waiter = kubectl.command(&["wait", "--for=jsonpath={.status.phase}=Done", "widget/first", "--timeout=20s"]).output();
+    let waiter = kubectl
+        .command(&[
+            "wait",
+            "--for=jsonpath={.status.phase}=Done",
+            "widget/first",
+            "--timeout=20s",
+        ])
+        .output();
     let later = {
         let widgets = widgets.clone();
         async move {
             tokio::time::sleep(Duration::from_millis(500)).await;
-            widgets.patch_status("first", &PatchParams::default(), &Patch::Merge(json!({"status": {"phase": "Done"}}))).await.unwrap();
+            widgets
+                .patch_status(
+                    "first",
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"status": {"phase": "Done"}})),
+                )
+                .await
+                .unwrap();
         }
     };
     let (waited, _) = tokio::join!(waiter, later);
     assert!(waited.unwrap().status.success());
 
     // Server-side apply through kubectl.
-    let ssa = write_manifest(&emulator, "ssa.yaml", "apiVersion: autoguardrails.io/v1\nkind: Widget\nmetadata:\n  name: second\nspec:\n  size: 2\n");
-    assert!(kubectl.ok(&["apply", "--server-side", "-f", &ssa]).await.contains("widget.autoguardrails.io/second serverside-applied"));
-    assert!(kubectl.ok(&["apply", "--server-side", "-f", &ssa]).await.contains("serverside-applied"));
-    let managers = kubectl.ok(&["get", "widget", "second", "--show-managed-fields", "-o", "jsonpath={.metadata.managedFields[*].manager}"]).await;
+    let ssa = write_manifest(
+        &emulator,
+        "ssa.yaml",
+        "apiVersion: autoguardrails.io/v1\nkind: Widget\nmetadata:\n  name: second\nspec:\n  size: 2\n",
+    );
+    assert!(
+        kubectl
+            .ok(&["apply", "--server-side", "-f", &ssa])
+            .await
+            .contains("widget.autoguardrails.io/second serverside-applied")
+    );
+    assert!(
+        kubectl
+            .ok(&["apply", "--server-side", "-f", &ssa])
+            .await
+            .contains("serverside-applied")
+    );
+    let managers = kubectl
+        .ok(&[
+            "get",
+            "widget",
+            "second",
+            "--show-managed-fields",
+            "-o",
+            "jsonpath={.metadata.managedFields[*].manager}",
+        ])
+        .await;
     assert_eq!(managers, "kubectl");
 
     // Validation with kubectl's defaults (fieldValidation=Strict).
-    let invalid = write_manifest(&emulator, "bad.yaml", "apiVersion: autoguardrails.io/v1\nkind: Widget\nmetadata:\n  name: bad\nspec:\n  size: 500\n");
+    let invalid = write_manifest(
+        &emulator,
+        "bad.yaml",
+        "apiVersion: autoguardrails.io/v1\nkind: Widget\nmetadata:\n  name: bad\nspec:\n  size: 500\n",
+    );
     let output = kubectl.run(&["apply", "-f", &invalid]).await;
     assert!(!output.success);
-    assert!(output.stderr.contains("spec.size: Invalid value: 500"), "{}", output.stderr);
-    let unknown = write_manifest(&emulator, "unknown.yaml", "apiVersion: autoguardrails.io/v1\nkind: Widget\nmetadata:\n  name: odd\nspec:\n  size: 1\n  bogus: true\n");
+    assert!(
+        output.stderr.contains("spec.size: Invalid value: 500"),
+        "{}",
+        output.stderr
+    );
+    let unknown = write_manifest(
+        &emulator,
+        "unknown.yaml",
+        "apiVersion: autoguardrails.io/v1\nkind: Widget\nmetadata:\n  name: odd\nspec:\n  size: 1\n  bogus: true\n",
+    );
     let output = kubectl.run(&["apply", "-f", &unknown]).await;
     assert!(!output.success);
-    assert!(output.stderr.contains("unknown field \"spec.bogus\""), "{}", output.stderr);
+    assert!(
+        output.stderr.contains("unknown field \"spec.bogus\""),
+        "{}",
+        output.stderr
+    );
 
     // delete waits for finalizers, removed in the background by the test.
-    kubectl.ok(&["patch", "widget", "first", "--type=merge", "-p", r#"{"metadata":{"finalizers":["test.io/hold"]}}"#]).await;
+    kubectl
+        .ok(&[
+            "patch",
+            "widget",
+            "first",
+            "--type=merge",
+            "-p",
+            r#"{"metadata":{"finalizers":["test.io/hold"]}}"#,
+        ])
+        .await;
     let mut deletion = kubectl
         .command(&["delete", "widget", "first", "--timeout=30s"])
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
     tokio::time::sleep(Duration::from_millis(700)).await;
-    assert!(deletion.try_wait().unwrap().is_none(), "kubectl delete must wait for the finalizer");
-    assert!(widgets.get("first").await.unwrap().metadata.deletion_timestamp.is_some());
-    widgets.patch("first", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": null}}))).await.unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(10), deletion.wait()).await.unwrap().unwrap();
+    assert!(
+        deletion.try_wait().unwrap().is_none(),
+        "kubectl delete must wait for the finalizer"
+    );
+    assert!(
+        widgets
+            .get("first")
+            .await
+            .unwrap()
+            .metadata
+            .deletion_timestamp
+            .is_some()
+    );
+    widgets
+        .patch(
+            "first",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+        )
+        .await
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(10), deletion.wait())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(status.success());
     assert!(widgets.get_opt("first").await.unwrap().is_none());
     let empty = kubectl.run(&["get", "widget", "first"]).await;
-    assert!(empty.stderr.contains("NotFound") || empty.stderr.contains("not found"), "{}", empty.stderr);
+    assert!(
+        empty.stderr.contains("NotFound") || empty.stderr.contains("not found"),
+        "{}",
+        empty.stderr
+    );
 
     // The request log records kubectl's user agent.
-    assert!(emulator.requests().iter().any(|r| r.user_agent.starts_with("kubectl")));
+    assert!(
+        emulator
+            .requests()
+            .iter()
+            .any(|r| r.user_agent.starts_with("kubectl"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -216,12 +442,17 @@ async fn kubectl_applies_the_project_crds_and_example_policies() {
     let repository = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let crds = repository.join("crds");
     let policies = repository.join("policies");
-    assert!(crds.is_dir() && policies.is_dir(), "crds/ and policies/ are part of the repository");
+    assert!(
+        crds.is_dir() && policies.is_dir(),
+        "crds/ and policies/ are part of the repository"
+    );
     let emulator = Emulator::start().await.unwrap();
     let kubectl = Kubectl::new(&emulator);
     for entry in std::fs::read_dir(&crds).unwrap() {
         let path = entry.unwrap().path();
-        let out = kubectl.ok(&["apply", "-f", &path.display().to_string()]).await;
+        let out = kubectl
+            .ok(&["apply", "-f", &path.display().to_string()])
+            .await;
         assert!(out.contains("created"), "{out}");
     }
     let namespaces: std::collections::BTreeSet<String> = std::fs::read_dir(&policies)
@@ -229,14 +460,25 @@ async fn kubectl_applies_the_project_crds_and_example_policies() {
         .filter_map(|entry| std::fs::read_to_string(entry.unwrap().path()).ok())
         .filter_map(|text| serde_saphyr::from_str::<serde_json::Value>(&text).ok())
         .filter(|document| document["kind"] == "GuardrailPolicy")
-        .filter_map(|document| document["metadata"]["namespace"].as_str().map(str::to_string))
+        .filter_map(|document| {
+            document["metadata"]["namespace"]
+                .as_str()
+                .map(str::to_string)
+        })
         .collect();
     for namespace in namespaces {
-        let manifest = write_manifest(&emulator, "namespace.yaml", &format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {namespace}\n"));
+        let manifest = write_manifest(
+            &emulator,
+            "namespace.yaml",
+            &format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {namespace}\n"),
+        );
         kubectl.ok(&["apply", "-f", &manifest]).await;
     }
     let mut applied = Vec::new();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&policies).unwrap().map(|entry| entry.unwrap().path()).collect();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&policies)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
     files.sort();
     for path in files {
         if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
@@ -247,31 +489,53 @@ async fn kubectl_applies_the_project_crds_and_example_policies() {
         if document["kind"] != "GuardrailPolicy" {
             continue;
         }
-        let out = kubectl.ok(&["apply", "-f", &path.display().to_string()]).await;
+        let out = kubectl
+            .ok(&["apply", "-f", &path.display().to_string()])
+            .await;
         assert!(out.contains("created"), "{}: {out}", path.display());
         applied.push(document["metadata"]["name"].as_str().unwrap().to_string());
         // Re-applying is a no-op.
-        let again = kubectl.ok(&["apply", "-f", &path.display().to_string()]).await;
+        let again = kubectl
+            .ok(&["apply", "-f", &path.display().to_string()])
+            .await;
         assert!(again.contains("unchanged"), "{}: {again}", path.display());
     }
     assert!(applied.len() >= 3, "{applied:?}");
     let table = kubectl.ok(&["get", "grp", "-A"]).await;
     let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
-    assert_eq!(header, vec!["NAMESPACE", "NAME", "MODE", "READY", "ACTIVE", "AGE"], "{table}");
+    assert_eq!(
+        header,
+        vec!["NAMESPACE", "NAME", "MODE", "READY", "ACTIVE", "AGE"],
+        "{table}"
+    );
     for name in &applied {
-        assert!(table.contains(name.as_str()), "{name} missing from\n{table}");
+        assert!(
+            table.contains(name.as_str()),
+            "{name} missing from\n{table}"
+        );
     }
     // The CRDs' CEL rules are enforced on the project's manifests.
-    let production = std::fs::read_to_string(policies.join("production-manual-window.yaml")).unwrap();
+    let production =
+        std::fs::read_to_string(policies.join("production-manual-window.yaml")).unwrap();
     let cases = [
-        (production.replace("2026-12-02T00:00:00Z", "2026-11-30T00:00:00Z"), "exception window start must be before end"),
+        (
+            production.replace("2026-12-02T00:00:00Z", "2026-11-30T00:00:00Z"),
+            "exception window start must be before end",
+        ),
         (production.replace("ttl: 8h", "ttl: 200h"), "at most 168h"),
-        (production.replace("role/ml-training-pipeline", "user/ml-training-pipeline"), "arn must be a role ARN for kind IamRole"),
+        (
+            production.replace("role/ml-training-pipeline", "user/ml-training-pipeline"),
+            "arn must be a role ARN for kind IamRole",
+        ),
     ];
     for (index, (text, message)) in cases.iter().enumerate() {
         let renamed = text.replace("name: prod-ml-spend", &format!("name: broken-{index}"));
         let manifest = write_manifest(&emulator, "broken.yaml", &renamed);
         let output = kubectl.run(&["apply", "-f", &manifest]).await;
-        assert!(!output.success && output.stderr.contains(message), "expected {message:?}: {}", output.stderr);
+        assert!(
+            !output.success && output.stderr.contains(message),
+            "expected {message:?}: {}",
+            output.stderr
+        );
     }
 }

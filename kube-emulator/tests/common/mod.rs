@@ -77,7 +77,11 @@ pub async fn install_widget_crd(client: &kube::Client) {
         .expect("create CRD");
     tokio::time::timeout(
         Duration::from_secs(5),
-        await_condition(crds, "widgets.autoguardrails.io", conditions::is_crd_established()),
+        await_condition(
+            crds,
+            "widgets.autoguardrails.io",
+            conditions::is_crd_established(),
+        ),
     )
     .await
     .expect("CRD established in time")
