@@ -41,22 +41,42 @@ fn widget(name: &str, index: usize) -> DynamicObject {
 }
 
 fn api_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("autoguardrails.io", "v1", "Widget"), "widgets")
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("autoguardrails.io", "v1", "Widget"),
+        "widgets",
+    )
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let objects: usize = std::env::var("LOAD_OBJECTS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
-    let watchers: usize = std::env::var("LOAD_WATCHERS").ok().and_then(|v| v.parse().ok()).unwrap_or(50);
+    let objects: usize = std::env::var("LOAD_OBJECTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let watchers: usize = std::env::var("LOAD_WATCHERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
     let rss_before = proc_status_kb("VmRSS:");
-    let emulator = Emulator::start_with(Options { history_capacity: 10_000, ..Options::default() }).await.unwrap();
+    let emulator = Emulator::start_with(Options {
+        history_capacity: 10_000,
+        ..Options::default()
+    })
+    .await
+    .unwrap();
     let crd = include_str!("../tests/fixtures/widget-crd.yaml");
     emulator.apply_crd_yaml(crd).unwrap();
     let client = emulator.client().unwrap();
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
     for index in 0..10 {
         let namespace = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": format!("ns-{index}")}});
-        namespaces.create(&PostParams::default(), &serde_json::from_value(namespace).unwrap()).await.unwrap();
+        namespaces
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(namespace).unwrap(),
+            )
+            .await
+            .unwrap();
     }
     let resource = api_resource();
 
@@ -68,7 +88,11 @@ async fn main() {
             let resource = resource.clone();
             async move {
                 let object = widget(&format!("w-{index:06}"), index);
-                let api: Api<DynamicObject> = Api::namespaced_with(client, object.metadata.namespace.as_deref().unwrap(), &resource);
+                let api: Api<DynamicObject> = Api::namespaced_with(
+                    client,
+                    object.metadata.namespace.as_deref().unwrap(),
+                    &resource,
+                );
                 api.create(&PostParams::default(), &object).await.unwrap();
             }
         })
@@ -76,7 +100,11 @@ async fn main() {
         .collect::<Vec<()>>()
         .await;
     let load_time = started.elapsed();
-    println!("loaded {objects} objects through the API in {:.1?} ({:.0} creates/s)", load_time, objects as f64 / load_time.as_secs_f64());
+    println!(
+        "loaded {objects} objects through the API in {:.1?} ({:.0} creates/s)",
+        load_time,
+        objects as f64 / load_time.as_secs_f64()
+    );
     let rss_loaded = proc_status_kb("VmRSS:");
 
     // List latency.
@@ -89,7 +117,11 @@ async fn main() {
         assert_eq!(list.items.len(), objects);
     }
     full.sort();
-    println!("full list of {objects} objects (cluster-wide, one request, incl. client decode): best {:.1?}, worst {:.1?}", full[0], full[full.len() - 1]);
+    println!(
+        "full list of {objects} objects (cluster-wide, one request, incl. client decode): best {:.1?}, worst {:.1?}",
+        full[0],
+        full[full.len() - 1]
+    );
     let started = Instant::now();
     let mut pages = 0;
     let mut params = ListParams::default().limit(500);
@@ -101,17 +133,28 @@ async fn main() {
             _ => break,
         }
     }
-    println!("paginated list (limit=500): {pages} pages in {:.1?}", started.elapsed());
+    println!(
+        "paginated list (limit=500): {pages} pages in {:.1?}",
+        started.elapsed()
+    );
     let namespaced: Api<DynamicObject> = Api::namespaced_with(client.clone(), "ns-3", &resource);
     let mut selected = Vec::new();
     for _ in 0..10 {
         let started = Instant::now();
-        let list = namespaced.list(&ListParams::default().labels("shard=3")).await.unwrap();
+        let list = namespaced
+            .list(&ListParams::default().labels("shard=3"))
+            .await
+            .unwrap();
         selected.push(started.elapsed());
         assert_eq!(list.items.len(), objects / 100);
     }
     selected.sort();
-    println!("namespaced list with label selector ({} matches of {} in the namespace): median {:.1?}", objects / 100, objects / 10, selected[selected.len() / 2]);
+    println!(
+        "namespaced list with label selector ({} matches of {} in the namespace): median {:.1?}",
+        objects / 100,
+        objects / 10,
+        selected[selected.len() / 2]
+    );
 
     // Watch fan-out.
     let version = emulator.resource_version().to_string();
@@ -121,12 +164,18 @@ async fn main() {
         let api = all.clone();
         let received = received.clone();
         let version = version.clone();
-        let stream = api.watch(&WatchParams::default().disable_bookmarks(), &version).await.unwrap();
+        let stream = api
+            .watch(&WatchParams::default().disable_bookmarks(), &version)
+            .await
+            .unwrap();
         tasks.push(tokio::spawn(async move {
             let mut stream = stream.boxed();
             while let Ok(Some(event)) = stream.try_next().await {
                 if let WatchEvent::Added(object) = event {
-                    received.lock().await.push((object.metadata.name.unwrap_or_default(), Instant::now()));
+                    received
+                        .lock()
+                        .await
+                        .push((object.metadata.name.unwrap_or_default(), Instant::now()));
                 }
             }
         }));
@@ -139,7 +188,10 @@ async fn main() {
         let mut object = widget(&name, 0);
         object.metadata.namespace = Some("ns-0".into());
         let started = Instant::now();
-        target.create(&PostParams::default(), &object).await.unwrap();
+        target
+            .create(&PostParams::default(), &object)
+            .await
+            .unwrap();
         sent.push((name, started));
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -151,7 +203,11 @@ async fn main() {
     let mut latencies = Vec::new();
     let mut last_watcher = Vec::new();
     for (name, started) in &sent {
-        let times: Vec<Duration> = received.iter().filter(|(n, _)| n == name).map(|(_, at)| at.duration_since(*started)).collect();
+        let times: Vec<Duration> = received
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, at)| at.duration_since(*started))
+            .collect();
         latencies.extend(times.iter().copied());
         if let Some(max) = times.iter().max() {
             last_watcher.push(*max);

@@ -566,7 +566,15 @@ async fn resource_request(
             query,
             request.accept,
         ),
-        "watch" => watch_request(state, resource, path.namespace.clone(), query),
+        "watch" => {
+            let table = table::wants_table(request.accept).then(|| {
+                query
+                    .get("includeObject")
+                    .cloned()
+                    .unwrap_or_else(|| "Metadata".to_string())
+            });
+            watch_request(state, resource, path.namespace.clone(), query, table)
+        }
         "create" => {
             if path.name.is_some() {
                 return Err(ApiError::method_not_allowed(
@@ -1072,6 +1080,12 @@ fn list(
     let (list_version, after) = match query.get("continue").filter(|token| !token.is_empty()) {
         Some(token) => {
             let (version, continue_namespace, continue_name) = decode_continue(token)?;
+            if version < store.history_floor() {
+                let error = ApiError::gone(
+                    "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
+                );
+                return Err(error);
+            }
             (version, Some((continue_namespace, continue_name)))
         }
         None => (current, None),
@@ -1190,17 +1204,31 @@ impl WatchFilter {
     }
 }
 
-/// One watch line.
-fn watch_line(event_type: &str, object: &Value, resource: &ResourceType) -> Bytes {
+/// One watch line; `table` (the `includeObject` mode) wraps the object in a one-row Table like `kubectl get -w` asks.
+fn watch_line(
+    event_type: &str,
+    object: &Value,
+    resource: &ResourceType,
+    table: Option<&str>,
+) -> Bytes {
     let api_version = resource.api_version();
     let mut bytes = Vec::with_capacity(512);
     bytes.extend_from_slice(b"{\"type\":\"");
     bytes.extend_from_slice(event_type.as_bytes());
     bytes.extend_from_slice(b"\",\"object\":");
-    let written = if object["apiVersion"].as_str() == Some(api_version.as_str()) {
-        serde_json::to_writer(&mut bytes, object)
-    } else {
-        serde_json::to_writer(&mut bytes, &with_api_version(object, resource))
+    let written = match table {
+        Some(include) => {
+            let versioned = with_api_version(object, resource);
+            let metadata = json!({"resourceVersion": object["metadata"]["resourceVersion"]});
+            serde_json::to_writer(
+                &mut bytes,
+                &table::render(resource, &[&versioned], metadata, include),
+            )
+        }
+        None if object["apiVersion"].as_str() == Some(api_version.as_str()) => {
+            serde_json::to_writer(&mut bytes, object)
+        }
+        None => serde_json::to_writer(&mut bytes, &with_api_version(object, resource)),
     };
     if written.is_err() {
         bytes.extend_from_slice(b"null");
@@ -1234,6 +1262,7 @@ fn watch_request(
     resource: Arc<ResourceType>,
     namespace: Option<String>,
     query: &Query,
+    table: Option<String>,
 ) -> Result<Response<Body>, ApiError> {
     let filter = WatchFilter {
         storage_key: resource.storage_key(),
@@ -1290,7 +1319,7 @@ fn watch_request(
         if send_initial_events || requested.is_none() {
             for object in store.list(&resource, namespace.as_deref(), None) {
                 if filter.selects(&object) {
-                    initial.push(watch_line("ADDED", &object, &resource));
+                    initial.push(watch_line("ADDED", &object, &resource, table.as_deref()));
                 }
             }
             start_version = current;
@@ -1303,7 +1332,12 @@ fn watch_request(
                 Ok(events) => {
                     for event in events {
                         if let Some(event_type) = filter.translate(&event) {
-                            initial.push(watch_line(event_type, &event.object, &resource));
+                            initial.push(watch_line(
+                                event_type,
+                                &event.object,
+                                &resource,
+                                table.as_deref(),
+                            ));
                         }
                     }
                     start_version = current.max(from);
@@ -1335,6 +1369,7 @@ fn watch_request(
         timeout,
         bookmark_interval: state.bookmark_interval,
         close: state.close_watches.subscribe(),
+        table,
     };
     tokio::spawn(run_watch(context, initial, start_version, live, sender));
     Ok(watch_response(stream_body(receiver)))
@@ -1354,6 +1389,8 @@ struct WatchContext {
     bookmark_interval: Duration,
     /// Fires when all watches must close.
     close: watch::Receiver<u64>,
+    /// Table encoding (`includeObject` mode) when the client asked for Tables.
+    table: Option<String>,
 }
 
 /// The body stream of a watch.
@@ -1405,7 +1442,7 @@ async fn run_watch(
                     }
                     last_seen = event.resource_version;
                     if let Some(event_type) = context.filter.translate(&event)
-                        && sender.send(Ok(Frame::data(watch_line(event_type, &event.object, &context.resource)))).await.is_err()
+                        && sender.send(Ok(Frame::data(watch_line(event_type, &event.object, &context.resource, context.table.as_deref())))).await.is_err()
                     {
                         return;
                     }

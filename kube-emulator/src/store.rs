@@ -251,6 +251,11 @@ impl Store {
         Ok(self.history.iter().skip(start).cloned().collect())
     }
 
+    /// The oldest resourceVersion a watch or continue token may start from.
+    pub fn history_floor(&self) -> u64 {
+        self.history_floor
+    }
+
     /// Drops all history: watches from any earlier rv get 410.
     pub fn compact(&mut self) {
         self.history.clear();

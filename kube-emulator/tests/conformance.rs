@@ -862,6 +862,24 @@ async fn lists_paginate_and_select() {
         }
     }
     assert_eq!(pages, 3);
+    // A continue token older than the retained history expires with 410.
+    let first_page = maps.list(&ListParams::default().limit(2)).await.unwrap();
+    emulator.faults().compact();
+    maps.create(&PostParams::default(), &config_map("later", &[]))
+        .await
+        .unwrap();
+    let expired = maps
+        .list(
+            &ListParams::default()
+                .limit(2)
+                .continue_token(first_page.metadata.continue_.as_deref().unwrap()),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&expired), 410);
+    maps.delete("later", &DeleteParams::default())
+        .await
+        .unwrap();
     assert_eq!(names.len(), 7);
     let even = maps
         .list(&ListParams::default().labels("tier=even"))
