@@ -864,10 +864,10 @@ async fn lists_paginate_and_select() {
     assert_eq!(pages, 3);
     // A continue token older than the retained history expires with 410.
     let first_page = maps.list(&ListParams::default().limit(2)).await.unwrap();
-    emulator.faults().compact();
     maps.create(&PostParams::default(), &config_map("later", &[]))
         .await
         .unwrap();
+    emulator.faults().compact();
     let expired = maps
         .list(
             &ListParams::default()
