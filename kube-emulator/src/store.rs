@@ -5,7 +5,7 @@ use crate::fields::{self, Scope};
 use crate::resources::{Registry, ResourceType};
 use crate::schema;
 use serde_json::{Map, Value, json};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::broadcast;
@@ -188,6 +188,8 @@ pub struct Store {
     objects: HashMap<String, BTreeMap<ObjectKey, Arc<Value>>>,
     /// uid → (storage key, namespace, name).
     by_uid: HashMap<String, (String, String, String)>,
+    /// owner uid → dependents (storage key, namespace, name).
+    dependents: HashMap<String, BTreeSet<(String, String, String)>>,
     /// The last resourceVersion handed out.
     resource_version: u64,
     /// Recent events, oldest first.
@@ -208,6 +210,7 @@ impl Store {
             registry: Registry::with_builtins(),
             objects: HashMap::new(),
             by_uid: HashMap::new(),
+            dependents: HashMap::new(),
             resource_version: 0,
             history: VecDeque::new(),
             history_capacity: history_capacity.max(1),
@@ -359,8 +362,30 @@ impl Store {
             .entry(key.clone())
             .or_default()
             .insert((namespace.to_string(), name.to_string()), object.clone());
+        let entry = (key.clone(), namespace.to_string(), name.to_string());
+        if let Some(previous) = &previous {
+            self.unindex_owners(previous, &entry);
+        }
+        for owner in owner_uids(&object) {
+            self.dependents
+                .entry(owner)
+                .or_default()
+                .insert(entry.clone());
+        }
         self.emit(&key, namespace, event_type, object.clone(), previous);
         object
+    }
+
+    /// Drops an object from the owner index.
+    fn unindex_owners(&mut self, object: &Value, entry: &(String, String, String)) {
+        for owner in owner_uids(object) {
+            if let Some(set) = self.dependents.get_mut(&owner) {
+                set.remove(entry);
+                if set.is_empty() {
+                    self.dependents.remove(&owner);
+                }
+            }
+        }
     }
 
     /// Creates an object.
@@ -935,6 +960,10 @@ impl Store {
         let Some(taken) = taken else {
             return last_state.unwrap_or_default();
         };
+        self.unindex_owners(
+            &taken,
+            &(key.clone(), namespace.to_string(), name.to_string()),
+        );
         let mut object = last_state.unwrap_or_else(|| (*taken).clone());
         let resource_version = self.next_resource_version();
         object["metadata"]["resourceVersion"] = json!(resource_version.to_string());
@@ -995,25 +1024,10 @@ impl Store {
 
     /// (storage key, namespace, name) of objects with an ownerReference to `uid`.
     fn dependents_of(&self, uid: &str) -> Vec<(String, String, String)> {
-        if uid.is_empty() {
-            return Vec::new();
-        }
-        let mut dependents = Vec::new();
-        for (key, objects) in &self.objects {
-            for ((namespace, name), object) in objects {
-                let owned = object["metadata"]["ownerReferences"]
-                    .as_array()
-                    .is_some_and(|references| {
-                        references
-                            .iter()
-                            .any(|reference| reference["uid"].as_str() == Some(uid))
-                    });
-                if owned {
-                    dependents.push((key.clone(), namespace.clone(), name.clone()));
-                }
-            }
-        }
-        dependents
+        self.dependents
+            .get(uid)
+            .map(|set| set.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Background garbage collection of the dependents of a removed (or foreground-deleting) owner.
@@ -1182,6 +1196,16 @@ impl Store {
             self.remove(&namespaces, "", namespace, None);
         }
     }
+}
+
+/// The uids an object's ownerReferences point at.
+fn owner_uids(object: &Value) -> Vec<String> {
+    object["metadata"]["ownerReferences"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|reference| reference["uid"].as_str().map(str::to_string))
+        .collect()
 }
 
 /// Which fields a write touches, for managedFields.
