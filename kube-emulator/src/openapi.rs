@@ -87,11 +87,24 @@ pub fn document(registry: &Registry, group: &str, version: &str) -> Option<Value
             {"name": "fieldManager", "in": "query", "schema": {"type": "string"}},
             {"name": "fieldValidation", "in": "query", "schema": {"type": "string"}},
         ]);
+        // Strategic merge patch is not advertised, not even for built-ins: kubectl would then compute
+        // SMP from these schemas, which lack patch strategies and most fields. Without it, kubectl's
+        // client-side apply falls back to its own built-in patch logic, as it does for CRs.
+        let patch_body = json!({
+            "application/json-patch+json": {"schema": {"type": "object"}},
+            "application/merge-patch+json": {"schema": {"type": "object"}},
+            "application/apply-patch+yaml": {"schema": {"type": "object"}},
+        });
         let operation = |action: &str| {
+            let body = if action == "patch" {
+                patch_body.clone()
+            } else {
+                json!({"application/json": {"schema": reference}})
+            };
             json!({
                 "operationId": format!("{action}{}", resource.kind),
                 "parameters": parameters,
-                "requestBody": {"content": {"application/json": {"schema": reference}}},
+                "requestBody": {"content": body},
                 "responses": {"200": {"content": {"application/json": {"schema": reference}}}},
                 "x-kubernetes-action": action,
                 "x-kubernetes-group-version-kind": gvk,

@@ -1557,3 +1557,66 @@ async fn table_and_openapi_documents() {
             .is_object()
     );
 }
+
+#[tokio::test]
+async fn lagging_watchers_are_disconnected_and_the_runtime_watcher_catches_up() {
+    let options = kube_emulator::Options {
+        broadcast_capacity: 16,
+        ..kube_emulator::Options::default()
+    };
+    let emulator = Emulator::start_with(options).await.unwrap();
+    let client = emulator.client().unwrap();
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    // A raw watcher that does not read falls behind and its stream is ended.
+    let version = emulator.resource_version().to_string();
+    let mut stalled = maps
+        .watch(&WatchParams::default().disable_bookmarks(), &version)
+        .await
+        .unwrap()
+        .boxed();
+    let (reader, writer) = reflector::store::<ConfigMap>();
+    let stream = reflector(writer, watcher(maps.clone(), watcher::Config::default()))
+        .default_backoff()
+        .touched_objects();
+    let task = tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while stream.next().await.is_some() {}
+    });
+    eventually("watcher started", || {
+        let requests = emulator.requests();
+        async move {
+            requests
+                .iter()
+                .any(|r| r.verb == "watch" && r.query.contains("allowWatchBookmarks"))
+        }
+    })
+    .await;
+    let burst: Vec<_> = (0..200)
+        .map(|index| {
+            let maps = maps.clone();
+            async move {
+                maps.create(
+                    &PostParams::default(),
+                    &config_map(&format!("burst-{index}"), &[]),
+                )
+                .await
+                .unwrap()
+            }
+        })
+        .collect();
+    futures::future::join_all(burst).await;
+    eventually("reflector has every object", || {
+        let reader = reader.clone();
+        async move { reader.state().len() == 200 }
+    })
+    .await;
+    let mut received = 0;
+    while let Ok(Some(Ok(_))) = tokio::time::timeout(Duration::from_secs(2), stalled.next()).await {
+        received += 1;
+    }
+    assert!(
+        received < 200,
+        "the stalled watcher was cut off after {received} events"
+    );
+    task.abort();
+}

@@ -81,6 +81,11 @@ impl Kubectl {
     async fn ok(&self, arguments: &[&str]) -> String {
         let output = self.run(arguments).await;
         assert!(
+            !output.stderr.to_lowercase().contains("warning"),
+            "kubectl {arguments:?} warned: {}",
+            output.stderr
+        );
+        assert!(
             output.success,
             "kubectl {arguments:?} failed: {}{}",
             output.stdout, output.stderr
@@ -435,6 +440,26 @@ async fn kubectl_apply_get_describe_edit_wait_delete() {
             .iter()
             .any(|r| r.user_agent.starts_with("kubectl"))
     );
+    let log = emulator.requests();
+    let failed_discovery: Vec<String> = log
+        .iter()
+        .enumerate()
+        // kubectl's client-side apply of an existing object asks for /openapi/v2 (not served), then
+        // uses its built-in patch logic: the same patch types it ends up with on a real server.
+        .filter(|(_, r)| r.resource.is_empty() && r.status != 200 && r.path != "/openapi/v2")
+        .map(|(index, r)| {
+            format!(
+                "{} {} after {:?}",
+                r.path,
+                r.status,
+                log.get(index.saturating_sub(2)..index)
+            )
+        })
+        .collect();
+    assert!(
+        failed_discovery.is_empty(),
+        "kubectl asked for documents the emulator does not serve: {failed_discovery:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -538,4 +563,54 @@ async fn kubectl_applies_the_project_crds_and_example_policies() {
             output.stderr
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_serves_kubectl_and_exits_cleanly_on_sigterm() {
+    use tokio::io::AsyncBufReadExt;
+    let directory =
+        std::env::temp_dir().join(format!("kube-emulator-binary-test-{}", std::process::id()));
+    std::fs::create_dir_all(&directory).unwrap();
+    let kubeconfig = directory.join("kubeconfig");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kube-emulator"))
+        .args(["--listen", "127.0.0.1:0", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let url = lines.next_line().await.unwrap().unwrap();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    let kubectl = Kubectl {
+        binary: kubectl_binary(),
+        kubeconfig: kubeconfig.clone(),
+        cache: directory.join("cache"),
+    };
+    let version = kubectl.ok(&["version", "-o", "json"]).await;
+    assert!(
+        version.contains("\"gitVersion\": \"v1.37.0-kube-emulator\""),
+        "{version}"
+    );
+    assert!(
+        kubectl
+            .ok(&["get", "namespaces"])
+            .await
+            .contains("kube-system")
+    );
+    let pid = child.id().unwrap().to_string();
+    let killed = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(5), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    std::fs::remove_dir_all(&directory).unwrap();
 }
