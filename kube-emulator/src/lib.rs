@@ -13,6 +13,7 @@ pub mod cel_rules;
 pub mod error;
 pub mod fields;
 pub mod openapi;
+pub mod protobuf;
 pub mod resources;
 pub mod schema;
 pub mod selectors;

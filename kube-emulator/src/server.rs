@@ -733,6 +733,9 @@ fn parse_body(body: &Bytes, content_type: &str) -> Result<Value, ApiError> {
     if body.is_empty() {
         return Err(ApiError::bad_request("the request body is empty"));
     }
+    if content_type.starts_with("application/vnd.kubernetes.protobuf") {
+        return crate::protobuf::decode(body);
+    }
     if content_type.contains("yaml") {
         let text = std::str::from_utf8(body)
             .map_err(|error| ApiError::bad_request(format!("the body is not UTF-8: {error}")))?;

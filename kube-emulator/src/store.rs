@@ -500,6 +500,12 @@ impl Store {
         if resource.plural == "customresourcedefinitions" {
             self.prepare_crd(&mut object, &name)?;
         }
+        if resource.plural == "secrets" {
+            if object["type"].as_str().is_none_or(str::is_empty) {
+                object["type"] = json!("Opaque");
+            }
+            fold_string_data(&mut object);
+        }
         if resource.plural == "namespaces" {
             object["status"] = json!({"phase": "Active"});
             object["spec"] = json!({"finalizers": ["kubernetes"]});
@@ -773,6 +779,9 @@ impl Store {
                 .unwrap_or(Value::Null);
         }
         let warnings = self.validate(resource, &mut new, Some(&old), options)?;
+        if resource.plural == "secrets" {
+            fold_string_data(&mut new);
+        }
         if resource.plural == "customresourcedefinitions" {
             let status = old.get("status").cloned();
             self.prepare_crd(&mut new, name)?;
@@ -1194,6 +1203,25 @@ impl Store {
                 .is_none_or(Vec::is_empty)
         {
             self.remove(&namespaces, "", namespace, None);
+        }
+    }
+}
+
+/// Moves a Secret's write-only `stringData` into `data` (base64), like the real server.
+fn fold_string_data(secret: &mut Value) {
+    let Some(fields) = secret.as_object_mut() else {
+        return;
+    };
+    let Some(Value::Object(strings)) = fields.remove("stringData") else {
+        return;
+    };
+    let data = fields
+        .entry("data".to_string())
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Some(data) = data.as_object_mut() {
+        for (key, value) in strings {
+            let text = value.as_str().unwrap_or_default();
+            data.insert(key, json!(crate::protobuf::base64_encode(text.as_bytes())));
         }
     }
 }

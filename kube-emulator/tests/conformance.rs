@@ -1471,6 +1471,24 @@ async fn builtin_kinds_events_secrets_leases() {
         secrets.get("s").await.unwrap().data.unwrap()["k"].0,
         b"v".to_vec()
     );
+    let written = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("plain".into()),
+            ..Default::default()
+        },
+        string_data: Some(BTreeMap::from([(
+            "password".to_string(),
+            "hunter2".to_string(),
+        )])),
+        ..Default::default()
+    };
+    let stored = secrets
+        .create(&PostParams::default(), &written)
+        .await
+        .unwrap();
+    assert_eq!(stored.string_data, None, "stringData is write-only");
+    assert_eq!(stored.data.unwrap()["password"].0, b"hunter2".to_vec());
+    assert_eq!(stored.type_.as_deref(), Some("Opaque"));
     let leases: Api<Lease> = Api::namespaced(client.clone(), "default");
     let lease = Lease {
         metadata: kube::api::ObjectMeta {

@@ -614,3 +614,77 @@ async fn binary_serves_kubectl_and_exits_cleanly_on_sigterm() {
     assert!(status.success(), "{status:?}");
     std::fs::remove_dir_all(&directory).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_create_sends_protobuf_for_configmaps_secrets_namespaces() {
+    let emulator = Emulator::start().await.unwrap();
+    let kubectl = Kubectl::new(&emulator);
+    assert!(
+        kubectl
+            .ok(&["create", "namespace", "team-a"])
+            .await
+            .contains("namespace/team-a created")
+    );
+    kubectl
+        .ok(&[
+            "create",
+            "configmap",
+            "conf",
+            "-n",
+            "team-a",
+            "--from-literal=a=b",
+            "--from-literal=c=d",
+        ])
+        .await;
+    kubectl
+        .ok(&[
+            "create",
+            "secret",
+            "generic",
+            "creds",
+            "-n",
+            "team-a",
+            "--from-literal=user=admin",
+        ])
+        .await;
+    let data = kubectl
+        .ok(&[
+            "get",
+            "configmap",
+            "conf",
+            "-n",
+            "team-a",
+            "-o",
+            "jsonpath={.data}",
+        ])
+        .await;
+    assert_eq!(data, r#"{"a":"b","c":"d"}"#);
+    let secret = kubectl
+        .ok(&[
+            "get",
+            "secret",
+            "creds",
+            "-n",
+            "team-a",
+            "-o",
+            "jsonpath={.type} {.data.user}",
+        ])
+        .await;
+    assert_eq!(secret, "Opaque YWRtaW4=");
+    let protobuf_creates = emulator
+        .requests()
+        .iter()
+        .filter(|r| r.verb == "create" && r.status == 201)
+        .count();
+    assert_eq!(protobuf_creates, 3);
+    assert!(
+        kubectl
+            .ok(&["delete", "namespace", "team-a"])
+            .await
+            .contains("deleted")
+    );
+    let gone = kubectl
+        .run(&["get", "configmap", "conf", "-n", "team-a"])
+        .await;
+    assert!(!gone.success);
+}
