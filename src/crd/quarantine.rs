@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 pub const MAX_HISTORY: usize = 50;
 
 /// One incident: deny `deny.actions` to `targets` for `ttl`, gated by `mode`.
+// Each `printcolumn(...)` repeats `type_ = ...`, which clippy mistakes for a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[kube(
     group = "autoguardrails.io",

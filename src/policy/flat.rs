@@ -133,7 +133,7 @@ fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConvertError
 
 /// Formats minutes as a Go duration (`180` → `3h`, `90` → `90m`).
 fn minutes(value: u64) -> String {
-    if value % 60 == 0 {
+    if value.is_multiple_of(60) {
         format!("{}h", value / 60)
     } else {
         format!("{value}m")
