@@ -35,8 +35,9 @@ pub enum Scope {
     Everything,
 }
 
-/// Collects the tracked leaf paths of an object within a scope.
-pub fn tracked_paths(object: &Value, scope: Scope) -> BTreeSet<FieldPath> {
+/// Collects the tracked leaf paths of an object within a scope; `schema` (a CRD's `openAPIV3Schema`)
+/// makes `x-kubernetes-list-type: map` lists granular (one `k:{...}` segment per element).
+pub fn tracked_paths(object: &Value, scope: Scope, schema: Option<&Value>) -> BTreeSet<FieldPath> {
     let mut paths = BTreeSet::new();
     let Some(fields) = object.as_object() else {
         return paths;
@@ -56,26 +57,100 @@ pub fn tracked_paths(object: &Value, scope: Scope) -> BTreeSet<FieldPath> {
                 if let Some(meta_value) = value.get(meta_key) {
                     collect(
                         meta_value,
+                        None,
                         vec!["metadata".to_string(), meta_key.to_string()],
                         &mut paths,
                     );
                 }
             }
         } else {
-            collect(value, vec![key.clone()], &mut paths);
+            let child_schema = schema.and_then(|schema| schema["properties"].get(key));
+            collect(value, child_schema, vec![key.clone()], &mut paths);
         }
     }
     paths
 }
 
+/// The `x-kubernetes-list-map-keys` of a schema node whose list type is `map`.
+fn map_keys(schema: Option<&Value>) -> Option<Vec<String>> {
+    let schema = schema?;
+    if schema["x-kubernetes-list-type"].as_str() != Some("map") {
+        return None;
+    }
+    let keys: Vec<String> = schema["x-kubernetes-list-map-keys"]
+        .as_array()?
+        .iter()
+        .filter_map(|key| key.as_str().map(str::to_string))
+        .collect();
+    (!keys.is_empty()).then_some(keys)
+}
+
+/// The `k:{...}` segment of a map-list element, or None when a key field is missing.
+fn element_segment(item: &Value, keys: &[String]) -> Option<String> {
+    let mut identity = Map::new();
+    for key in keys {
+        identity.insert(key.clone(), item.get(key)?.clone());
+    }
+    Some(format!("k:{}", Value::Object(identity)))
+}
+
+/// Parses a `k:{...}` segment.
+fn element_identity(segment: &str) -> Option<Map<String, Value>> {
+    match serde_json::from_str(segment.strip_prefix("k:")?) {
+        Ok(Value::Object(identity)) => Some(identity),
+        _ => None,
+    }
+}
+
+/// Whether a list element has the given identity.
+fn has_identity(item: &Value, identity: &Map<String, Value>) -> bool {
+    identity
+        .iter()
+        .all(|(key, value)| item.get(key) == Some(value))
+}
+
 /// Recursively collects leaves.
-fn collect(value: &Value, prefix: FieldPath, paths: &mut BTreeSet<FieldPath>) {
+fn collect(
+    value: &Value,
+    schema: Option<&Value>,
+    prefix: FieldPath,
+    paths: &mut BTreeSet<FieldPath>,
+) {
     match value {
         Value::Object(fields) => {
             for (key, child) in fields {
+                let child_schema = schema.and_then(|schema| {
+                    schema["properties"]
+                        .get(key)
+                        .or_else(|| schema.get("additionalProperties").filter(|a| a.is_object()))
+                });
                 let mut path = prefix.clone();
                 path.push(key.clone());
-                collect(child, path, paths);
+                collect(child, child_schema, path, paths);
+            }
+        }
+        Value::Array(items) => {
+            let Some(keys) = map_keys(schema) else {
+                paths.insert(prefix);
+                return;
+            };
+            let segments: Option<Vec<String>> = items
+                .iter()
+                .map(|item| {
+                    item.is_object()
+                        .then(|| element_segment(item, &keys))
+                        .flatten()
+                })
+                .collect();
+            let Some(segments) = segments else {
+                paths.insert(prefix);
+                return;
+            };
+            let item_schema = schema.map(|schema| &schema["items"]);
+            for (item, segment) in items.iter().zip(segments) {
+                let mut path = prefix.clone();
+                path.push(segment);
+                collect(item, item_schema, path, paths);
             }
         }
         _ => {
@@ -84,56 +159,130 @@ fn collect(value: &Value, prefix: FieldPath, paths: &mut BTreeSet<FieldPath>) {
     }
 }
 
+/// Renders a path like the API server's conflict messages: `.status.conditions[type="Ready"].status`.
+pub fn display_path(path: &[String]) -> String {
+    let mut rendered = String::new();
+    for segment in path {
+        match element_identity(segment) {
+            Some(identity) => {
+                let keys: Vec<String> = identity
+                    .iter()
+                    .map(|(key, value)| format!("{key}={value}"))
+                    .collect();
+                rendered.push_str(&format!("[{}]", keys.join(",")));
+            }
+            None => {
+                rendered.push('.');
+                rendered.push_str(segment);
+            }
+        }
+    }
+    rendered
+}
+
+/// One step down a path (object key or `k:{...}` list element).
+fn step<'a>(current: &'a Value, segment: &str) -> Option<&'a Value> {
+    match element_identity(segment) {
+        Some(identity) => current
+            .as_array()?
+            .iter()
+            .find(|item| has_identity(item, &identity)),
+        None => current.get(segment),
+    }
+}
+
+/// One mutable step down a path.
+fn step_mut<'a>(current: &'a mut Value, segment: &str) -> Option<&'a mut Value> {
+    match element_identity(segment) {
+        Some(identity) => current
+            .as_array_mut()?
+            .iter_mut()
+            .find(|item| has_identity(item, &identity)),
+        None => current.get_mut(segment),
+    }
+}
+
 /// The value at a path.
 pub fn value_at<'a>(object: &'a Value, path: &[String]) -> Option<&'a Value> {
     path.iter()
-        .try_fold(object, |current, key| current.get(key))
+        .try_fold(object, |current, key| step(current, key))
 }
 
-/// Sets the value at a path, creating objects on the way.
+/// Descends one segment, creating the object field or list element when missing.
+fn step_or_create<'a>(current: &'a mut Value, segment: &str) -> Option<&'a mut Value> {
+    if let Some(identity) = element_identity(segment) {
+        if !current.is_array() {
+            *current = Value::Array(Vec::new());
+        }
+        let items = current.as_array_mut()?;
+        let index = match items.iter().position(|item| has_identity(item, &identity)) {
+            Some(index) => index,
+            None => {
+                items.push(Value::Object(identity));
+                items.len() - 1
+            }
+        };
+        return items.get_mut(index);
+    }
+    if !current.is_object() {
+        *current = Value::Object(Map::new());
+    }
+    Some(
+        current
+            .as_object_mut()?
+            .entry(segment.to_string())
+            .or_insert_with(|| Value::Object(Map::new())),
+    )
+}
+
+/// Sets the value at a path, creating objects and map-list elements on the way.
 pub fn set_at(object: &mut Value, path: &[String], value: Value) {
     let Some((last, parents)) = path.split_last() else {
         return;
     };
     let mut current = object;
     for key in parents {
-        if !current.is_object() {
-            *current = Value::Object(Map::new());
-        }
-        let Some(fields) = current.as_object_mut() else {
-            return;
-        };
-        current = fields
-            .entry(key.clone())
-            .or_insert_with(|| Value::Object(Map::new()));
-    }
-    if !current.is_object() {
-        *current = Value::Object(Map::new());
-    }
-    if let Some(fields) = current.as_object_mut() {
-        fields.insert(last.clone(), value);
-    }
-}
-
-/// Removes the value at a path, and parents left empty by it.
-pub fn remove_at(object: &mut Value, path: &[String]) {
-    let Some((last, parents)) = path.split_last() else {
-        return;
-    };
-    let mut current = &mut *object;
-    for key in parents {
-        match current.get_mut(key) {
+        match step_or_create(current, key) {
             Some(next) => current = next,
             None => return,
         }
     }
-    if let Some(fields) = current.as_object_mut() {
+    if let Some(slot) = step_or_create(current, last) {
+        *slot = value;
+    }
+}
+
+/// Removes the value at a path, and parents left empty by it (a map-list element goes when only
+/// its key fields are left; its key fields are never removed on their own).
+pub fn remove_at(object: &mut Value, path: &[String]) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let parent_identity = parents.last().and_then(|segment| element_identity(segment));
+    let Some(parent) = parents
+        .iter()
+        .try_fold(&mut *object, |current, key| step_mut(current, key))
+    else {
+        return;
+    };
+    if let Some(identity) = element_identity(last) {
+        if let Some(items) = parent.as_array_mut() {
+            items.retain(|item| !has_identity(item, &identity));
+        }
+        return;
+    }
+    let is_key_field = parent_identity
+        .as_ref()
+        .is_some_and(|identity| identity.contains_key(last));
+    if !is_key_field && let Some(fields) = parent.as_object_mut() {
         fields.remove(last);
     }
-    if parents.len() > 1
-        && value_at(object, parents)
-            .is_some_and(|parent| parent.as_object().is_some_and(Map::is_empty))
-    {
+    let left_empty = match (&parent_identity, parent.as_object()) {
+        (Some(identity), Some(fields)) => fields.keys().all(|key| identity.contains_key(key)),
+        (None, Some(fields)) => fields.is_empty() && parents.len() > 1,
+        _ => false,
+    };
+    if left_empty {
         remove_at(object, parents);
     }
 }
@@ -150,8 +299,13 @@ pub fn to_fields_v1(paths: &BTreeSet<FieldPath>) -> Value {
     for path in paths {
         let mut current = &mut root;
         for key in path {
+            let name = if key.starts_with("k:") {
+                key.clone()
+            } else {
+                format!("f:{key}")
+            };
             let entry = current
-                .entry(format!("f:{key}"))
+                .entry(name)
                 .or_insert_with(|| Value::Object(Map::new()));
             let Some(next) = entry.as_object_mut() else {
                 break;
@@ -169,7 +323,7 @@ pub fn from_fields_v1(fields: &Value) -> BTreeSet<FieldPath> {
             .as_object()
             .into_iter()
             .flatten()
-            .filter(|(key, _)| key.starts_with("f:"))
+            .filter(|(key, _)| key.starts_with("f:") || key.starts_with("k:"))
             .collect();
         if named.is_empty() {
             if !prefix.is_empty() {
@@ -179,7 +333,7 @@ pub fn from_fields_v1(fields: &Value) -> BTreeSet<FieldPath> {
         }
         for (key, child) in named {
             let mut path = prefix.clone();
-            path.push(key.trim_start_matches("f:").to_string());
+            path.push(key.strip_prefix("f:").unwrap_or(key).to_string());
             walk(child, path, paths);
         }
     }
@@ -238,18 +392,22 @@ pub fn write_entries(object: &mut Value, entries: &[ManagerEntry]) {
 }
 
 /// Records an `Update` operation by `manager`: changed fields move to it; removed fields leave everyone.
+#[allow(clippy::too_many_arguments)]
 pub fn record_update(
     old: Option<&Value>,
     new: &mut Value,
     manager: &str,
     subresource: &str,
     scope: Scope,
+    schema: Option<&Value>,
     api_version: &str,
     time: &str,
 ) {
     let mut entries = old.map(read_entries).unwrap_or_default();
-    let new_paths = tracked_paths(new, scope);
-    let old_paths = old.map(|old| tracked_paths(old, scope)).unwrap_or_default();
+    let new_paths = tracked_paths(new, scope, schema);
+    let old_paths = old
+        .map(|old| tracked_paths(old, scope, schema))
+        .unwrap_or_default();
     let changed: BTreeSet<FieldPath> = new_paths
         .iter()
         .filter(|path| old.and_then(|old| value_at(old, path)) != value_at(new, path))
@@ -336,10 +494,11 @@ pub fn apply(
     force: bool,
     subresource: &str,
     scope: Scope,
+    schema: Option<&Value>,
     api_version: &str,
     time: &str,
 ) -> Result<Value, ApiError> {
-    let config_paths = tracked_paths(config, scope);
+    let config_paths = tracked_paths(config, scope, schema);
     let mut entries = live.map(read_entries).unwrap_or_default();
     let mut merged = match live {
         Some(live) => live.clone(),
@@ -370,7 +529,7 @@ pub fn apply(
                         conflicts.push((
                             entry.manager.clone(),
                             entry.api_version.clone(),
-                            format!(".{}", path.join(".")),
+                            display_path(path),
                         ));
                     }
                 }
@@ -425,14 +584,14 @@ mod tests {
     #[test]
     fn fields_v1_round_trips() {
         let object = json!({"spec": {"a": 1, "b": {"c": [1]}}, "metadata": {"labels": {"x": "y"}, "name": "n"}});
-        let paths = tracked_paths(&object, Scope::Everything);
+        let paths = tracked_paths(&object, Scope::Everything, None);
         assert_eq!(from_fields_v1(&to_fields_v1(&paths)), paths);
         assert_eq!(paths.len(), 3);
     }
 
     #[test]
     fn apply_conflicts_and_removes_fields() {
-        let first = apply(None, &json!({"apiVersion": "v1", "kind": "K", "metadata": {"name": "n"}, "spec": {"a": 1, "b": 2}}), "one", false, "", Scope::Everything, "v1", "t").unwrap();
+        let first = apply(None, &json!({"apiVersion": "v1", "kind": "K", "metadata": {"name": "n"}, "spec": {"a": 1, "b": 2}}), "one", false, "", Scope::Everything, None, "v1", "t").unwrap();
         let conflict = apply(
             Some(&first),
             &json!({"spec": {"a": 5}}),
@@ -440,6 +599,7 @@ mod tests {
             false,
             "",
             Scope::Everything,
+            None,
             "v1",
             "t",
         )
@@ -452,6 +612,7 @@ mod tests {
             false,
             "",
             Scope::Everything,
+            None,
             "v1",
             "t",
         )
@@ -464,6 +625,7 @@ mod tests {
             true,
             "",
             Scope::Everything,
+            None,
             "v1",
             "t",
         )
@@ -476,10 +638,126 @@ mod tests {
             false,
             "",
             Scope::Everything,
+            None,
             "v1",
             "t",
         )
         .unwrap();
         assert!(shrunk["spec"].get("b").is_none());
+    }
+
+    fn conditions_schema() -> Value {
+        json!({"properties": {"status": {"properties": {"conditions": {
+            "type": "array",
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["type"],
+            "items": {"type": "object", "properties": {"type": {"type": "string"}, "status": {"type": "string"}}}
+        }}}}})
+    }
+
+    fn status_apply(
+        live: Option<&Value>,
+        conditions: Value,
+        manager: &str,
+        force: bool,
+    ) -> Result<Value, ApiError> {
+        let config = json!({"apiVersion": "v1", "kind": "K", "metadata": {"name": "n"}, "status": {"conditions": conditions}});
+        let schema = conditions_schema();
+        apply(
+            live,
+            &config,
+            manager,
+            force,
+            "status",
+            Scope::StatusOnly,
+            Some(&schema),
+            "v1",
+            "t",
+        )
+    }
+
+    #[test]
+    fn map_lists_merge_per_element() {
+        let first = status_apply(
+            None,
+            json!([{"type": "Ready", "status": "True"}]),
+            "one",
+            false,
+        )
+        .unwrap();
+        let both = status_apply(
+            Some(&first),
+            json!([{"type": "Synced", "status": "False"}]),
+            "two",
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            both["status"]["conditions"],
+            json!([{"type": "Ready", "status": "True"}, {"type": "Synced", "status": "False"}])
+        );
+        let fields = &both["metadata"]["managedFields"][1]["fieldsV1"];
+        assert!(
+            fields["f:status"]["f:conditions"]
+                .get("k:{\"type\":\"Synced\"}")
+                .is_some(),
+            "{fields}"
+        );
+        assert_eq!(
+            read_entries(&both)[1].fields,
+            tracked_paths(
+                &json!({"status": {"conditions": [{"type": "Synced", "status": "False"}]}}),
+                Scope::StatusOnly,
+                Some(&conditions_schema())
+            )
+        );
+        let conflict = status_apply(
+            Some(&both),
+            json!([{"type": "Ready", "status": "False"}]),
+            "two",
+            false,
+        )
+        .unwrap_err();
+        assert_eq!(conflict.code, 409);
+        assert!(
+            conflict
+                .message
+                .contains(".status.conditions[type=\"Ready\"].status"),
+            "{}",
+            conflict.message
+        );
+        let dropped = status_apply(Some(&both), json!([]), "two", false).unwrap();
+        assert_eq!(
+            dropped["status"]["conditions"],
+            json!([{"type": "Ready", "status": "True"}])
+        );
+    }
+
+    #[test]
+    fn map_list_elements_keep_their_keys_while_co_owned() {
+        let mut object =
+            json!({"status": {"conditions": [{"type": "Ready", "status": "True", "reason": "x"}]}});
+        let element = "k:{\"type\":\"Ready\"}".to_string();
+        let path = |field: &str| {
+            vec![
+                "status".to_string(),
+                "conditions".to_string(),
+                element.clone(),
+                field.to_string(),
+            ]
+        };
+        remove_at(&mut object, &path("type"));
+        remove_at(&mut object, &path("reason"));
+        assert_eq!(
+            object["status"]["conditions"],
+            json!([{"type": "Ready", "status": "True"}])
+        );
+        remove_at(&mut object, &path("status"));
+        assert_eq!(object["status"]["conditions"], json!([]));
+        set_at(&mut object, &path("status"), json!("False"));
+        assert_eq!(
+            object["status"]["conditions"],
+            json!([{"type": "Ready", "status": "False"}])
+        );
     }
 }

@@ -880,6 +880,7 @@ fn patch(
             force,
             subresource_name,
             scope_of(resource, subresource),
+            resource.schema.as_ref(),
             &resource.api_version(),
             &time,
         )?;

@@ -524,6 +524,7 @@ impl Store {
                 &options.manager,
                 "",
                 scope,
+                resource.schema.as_ref(),
                 &resource.api_version(),
                 &time,
             );
@@ -807,6 +808,7 @@ impl Store {
                 &options.manager,
                 subresource.unwrap_or_default(),
                 scope_of(resource, subresource),
+                resource.schema.as_ref(),
                 &resource.api_version(),
                 &time,
             );

@@ -1638,3 +1638,106 @@ async fn lagging_watchers_are_disconnected_and_the_runtime_watcher_catches_up() 
     );
     task.abort();
 }
+
+const GADGET_CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: gadgets.autoguardrails.io
+spec:
+  group: autoguardrails.io
+  scope: Namespaced
+  names: {plural: gadgets, singular: gadget, kind: Gadget}
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      subresources: {status: {}}
+      schema:
+        openAPIV3Schema:
+          type: object
+          properties:
+            spec: {type: object, x-kubernetes-preserve-unknown-fields: true}
+            status:
+              type: object
+              properties:
+                conditions:
+                  type: array
+                  x-kubernetes-list-type: map
+                  x-kubernetes-list-map-keys: [type]
+                  items:
+                    type: object
+                    required: [type, status]
+                    properties:
+                      type: {type: string}
+                      status: {type: string}
+"#;
+
+#[tokio::test]
+async fn server_side_apply_merges_map_lists_per_key() {
+    let (emulator, client) = setup().await;
+    emulator.apply_crd_yaml(GADGET_CRD).unwrap();
+    let resource = kube::api::ApiResource::from_gvk_with_plural(
+        &kube::core::GroupVersionKind::gvk("autoguardrails.io", "v1", "Gadget"),
+        "gadgets",
+    );
+    let gadgets: Api<kube::api::DynamicObject> =
+        Api::namespaced_with(client.clone(), "default", &resource);
+    let object = json!({"apiVersion": "autoguardrails.io/v1", "kind": "Gadget", "metadata": {"name": "g"}, "spec": {"a": 1}});
+    gadgets
+        .patch("g", &PatchParams::apply("owner"), &Patch::Apply(&object))
+        .await
+        .unwrap();
+    let status = |kind: &str, value: &str| json!({"apiVersion": "autoguardrails.io/v1", "kind": "Gadget", "metadata": {"name": "g"}, "status": {"conditions": [{"type": kind, "status": value}]}});
+    gadgets
+        .patch_status(
+            "g",
+            &PatchParams::apply("ready-controller"),
+            &Patch::Apply(status("Ready", "True")),
+        )
+        .await
+        .unwrap();
+    let both = gadgets
+        .patch_status(
+            "g",
+            &PatchParams::apply("sync-controller"),
+            &Patch::Apply(status("Synced", "False")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        both.data["status"]["conditions"],
+        json!([{"type": "Ready", "status": "True"}, {"type": "Synced", "status": "False"}])
+    );
+    let conflict = api_error(
+        gadgets
+            .patch_status(
+                "g",
+                &PatchParams::apply("sync-controller"),
+                &Patch::Apply(status("Ready", "False")),
+            )
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(conflict.code, 409);
+    assert!(
+        conflict
+            .message
+            .contains(r#".status.conditions[type="Ready"].status"#),
+        "{}",
+        conflict.message
+    );
+    let empty = json!({"apiVersion": "autoguardrails.io/v1", "kind": "Gadget", "metadata": {"name": "g"}, "status": {"conditions": []}});
+    let dropped = gadgets
+        .patch_status(
+            "g",
+            &PatchParams::apply("sync-controller"),
+            &Patch::Apply(&empty),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        dropped.data["status"]["conditions"],
+        json!([{"type": "Ready", "status": "True"}])
+    );
+}
