@@ -559,4 +559,55 @@ mod tests {
         assert_eq!(outcome.causes[0].field, "spec.size");
         assert_eq!(outcome.causes[0].reason, "FieldValueRequired");
     }
+
+    #[test]
+    fn formats_nullable_and_int_or_string() {
+        let schema = json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {
+            "at": {"type": "string", "format": "date-time"},
+            "maybe": {"type": "string", "nullable": true},
+            "gone": {"type": "string"},
+            "defaulted": {"type": "string", "default": "x"},
+            "port": {"x-kubernetes-int-or-string": true},
+            "tags": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}, "minItems": 1}
+        }}}});
+        let mut good = json!({"spec": {"at": "2026-01-01T00:00:00Z", "maybe": null, "gone": null, "defaulted": null, "port": 80, "tags": ["a"]}});
+        let outcome = process(&mut good, None, &schema);
+        assert!(outcome.causes.is_empty(), "{:?}", outcome.causes);
+        assert!(
+            good["spec"]["maybe"].is_null() && good["spec"].get("maybe").is_some(),
+            "nullable keeps null"
+        );
+        assert!(
+            good["spec"].get("gone").is_none(),
+            "non-nullable null without default is dropped"
+        );
+        assert_eq!(
+            good["spec"]["defaulted"], "x",
+            "non-nullable null with default is defaulted"
+        );
+        let mut bad = json!({"spec": {"at": "yesterday", "port": 1.5, "tags": ["a", "a"]}});
+        let outcome = process(&mut bad, None, &schema);
+        let reasons: Vec<(&str, &str)> = outcome
+            .causes
+            .iter()
+            .map(|c| (c.field.as_str(), c.reason.as_str()))
+            .collect();
+        assert!(
+            reasons.contains(&("spec.at", "FieldValueInvalid")),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons.contains(&("spec.port", "FieldValueTypeInvalid")),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons.contains(&("spec.tags[1]", "FieldValueDuplicate")),
+            "{reasons:?}"
+        );
+        let mut empty = json!({"spec": {"tags": []}});
+        assert_eq!(
+            process(&mut empty, None, &schema).causes[0].field,
+            "spec.tags"
+        );
+    }
 }

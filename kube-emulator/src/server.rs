@@ -541,6 +541,12 @@ async fn resource_request(
     let name = path.name.clone().unwrap_or_default();
     let query = request.query;
     let options = write_options(query, request.user_agent)?;
+    if matches!(request.verb, "update" | "patch") && path.name.is_none() {
+        return Err(ApiError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource ({} on a collection)",
+            request.verb
+        )));
+    }
     match request.verb {
         "get" => {
             let object = state.read().get(&resource, &namespace, &name)?;

@@ -325,6 +325,15 @@ async fn errors_are_status_objects_with_codes_and_reasons() {
         serde_json::from_str::<Value>(&body).unwrap()["reason"],
         "MethodNotAllowed"
     );
+    let (status, _, _) = raw(
+        &emulator,
+        "PUT",
+        "/api/v1/namespaces/default/configmaps",
+        &[("Content-Type", "application/json")],
+        "{}",
+    )
+    .await;
+    assert_eq!(status, 405);
     let gone = api_error(
         maps.list(
             &ListParams::default()
