@@ -66,7 +66,7 @@ async fn main() {
     .unwrap();
     let crd = include_str!("../tests/fixtures/widget-crd.yaml");
     emulator.apply_crd_yaml(crd).unwrap();
-    let client = emulator.client().unwrap();
+    let client = emulator.client().await.unwrap();
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
     for index in 0..10 {
         let namespace = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": format!("ns-{index}")}});

@@ -3,7 +3,7 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), kube_emulator::EmulatorError> {
 //! let emulator = kube_emulator::Emulator::start().await?;
-//! let client = emulator.client()?;
+//! let client = emulator.client().await?;
 //! emulator.faults().fail_next("list", "configmaps", 1, 500);
 //! # let _ = client; Ok(()) }
 //! ```
@@ -170,7 +170,7 @@ impl Emulator {
     }
 
     /// A `kube::Client` for this emulator (default namespace `default`).
-    pub fn client(&self) -> Result<kube::Client, EmulatorError> {
+    pub async fn client(&self) -> Result<kube::Client, EmulatorError> {
         let url = self
             .url()
             .parse()

@@ -57,7 +57,7 @@ async fn raw(
 
 async fn setup() -> (Emulator, kube::Client) {
     let emulator = Emulator::start().await.unwrap();
-    let client = emulator.client().unwrap();
+    let client = emulator.client().await.unwrap();
     (emulator, client)
 }
 
@@ -1592,7 +1592,7 @@ async fn lagging_watchers_are_disconnected_and_the_runtime_watcher_catches_up() 
         ..kube_emulator::Options::default()
     };
     let emulator = Emulator::start_with(options).await.unwrap();
-    let client = emulator.client().unwrap();
+    let client = emulator.client().await.unwrap();
     let maps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     // A raw watcher that does not read falls behind and its stream is ended.
     let version = emulator.resource_version().to_string();

@@ -113,7 +113,7 @@ const WIDGET: &str = "apiVersion: autoguardrails.io/v1\nkind: Widget\nmetadata:\
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_apply_get_describe_edit_wait_delete() {
     let emulator = Emulator::start().await.unwrap();
-    let client = emulator.client().unwrap();
+    let client = emulator.client().await.unwrap();
     let kubectl = Kubectl::new(&emulator);
 
     let out = kubectl
