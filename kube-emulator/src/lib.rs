@@ -11,6 +11,7 @@
 
 pub mod cel_rules;
 pub mod error;
+pub mod events;
 pub mod fields;
 pub mod openapi;
 pub mod protobuf;

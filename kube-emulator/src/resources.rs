@@ -59,7 +59,7 @@ impl ResourceType {
 
     /// Storage key independent of version: `plural.group`.
     pub fn storage_key(&self) -> String {
-        if self.group.is_empty() {
+        if self.group.is_empty() || crate::events::is_events_v1(&self.group, &self.plural) {
             self.plural.clone()
         } else {
             format!("{}.{}", self.plural, self.group)

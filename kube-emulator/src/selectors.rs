@@ -180,7 +180,12 @@ impl FieldSelector {
                     "field label not supported: {path}"
                 )));
             }
-            requirements.push((path.to_string(), value.trim().to_string(), negated));
+            let stored_path = if plural == "events" {
+                crate::events::core_field_path(path)
+            } else {
+                path.to_string()
+            };
+            requirements.push((stored_path, value.trim().to_string(), negated));
         }
         Ok(Self { requirements })
     }

@@ -541,6 +541,24 @@ async fn resource_request(
     let name = path.name.clone().unwrap_or_default();
     let query = request.query;
     let options = write_options(query, request.user_agent)?;
+    // events.k8s.io/v1 Events are stored as core/v1 Events (one storage, as on a real server).
+    let events_v1 = crate::events::is_events_v1(&resource.group, &resource.plural);
+    let store_resource = if events_v1 {
+        state
+            .read()
+            .registry
+            .get("", "v1", "events")
+            .ok_or_else(ApiError::no_route)?
+    } else {
+        resource.clone()
+    };
+    let to_storage = |object: Value| {
+        if events_v1 {
+            crate::events::to_core(&object)
+        } else {
+            object
+        }
+    };
     if matches!(request.verb, "update" | "patch") && path.name.is_none() {
         return Err(ApiError::method_not_allowed(format!(
             "the server does not allow this method on the requested resource ({} on a collection)",
@@ -587,10 +605,10 @@ async fn resource_request(
                     "POST to a named object is not allowed",
                 ));
             }
-            let object = parse_body(&request.body, request.content_type)?;
+            let object = to_storage(parse_body(&request.body, request.content_type)?);
             let result = state
                 .write()
-                .create(&resource, &namespace, object, &options)?;
+                .create(&store_resource, &namespace, object, &options)?;
             Ok(json_response(
                 201,
                 &with_api_version(&result.object, &resource),
@@ -598,9 +616,9 @@ async fn resource_request(
             ))
         }
         "update" => {
-            let object = parse_body(&request.body, request.content_type)?;
+            let object = to_storage(parse_body(&request.body, request.content_type)?);
             let result = state.write().update(
-                &resource,
+                &store_resource,
                 &namespace,
                 &name,
                 object,
@@ -617,6 +635,7 @@ async fn resource_request(
         "patch" => patch(
             state,
             &resource,
+            &store_resource,
             &namespace,
             &name,
             path.subresource.as_deref(),
@@ -625,9 +644,10 @@ async fn resource_request(
         ),
         "delete" => {
             let delete_options = delete_options(query, &request.body)?;
-            let outcome = state
-                .write()
-                .delete(&resource, &namespace, &name, &delete_options)?;
+            let outcome =
+                state
+                    .write()
+                    .delete(&store_resource, &namespace, &name, &delete_options)?;
             Ok(match outcome {
                 DeleteOutcome::Pending(object) => {
                     json_response(200, &with_api_version(&object, &resource), &[])
@@ -674,7 +694,12 @@ async fn resource_request(
                     .as_str()
                     .unwrap_or_default()
                     .to_string();
-                match store.delete(&resource, &object_namespace, &object_name, &delete_options)? {
+                match store.delete(
+                    &store_resource,
+                    &object_namespace,
+                    &object_name,
+                    &delete_options,
+                )? {
                     DeleteOutcome::Pending(value) | DeleteOutcome::Removed(value) => {
                         items.push(with_api_version(&value, &resource))
                     }
@@ -812,6 +837,9 @@ fn delete_options(query: &Query, body: &Bytes) -> Result<DeleteOptions, ApiError
 
 /// Returns a copy whose apiVersion is the requested version's.
 fn with_api_version(object: &Value, resource: &ResourceType) -> Value {
+    if crate::events::is_events_v1(&resource.group, &resource.plural) {
+        return crate::events::to_events_v1(object);
+    }
     let mut copy = object.clone();
     copy["apiVersion"] = json!(resource.api_version());
     copy
@@ -832,9 +860,11 @@ fn strip_directives(value: &mut Value) {
 }
 
 /// PATCH: JSON patch, merge patch, strategic merge (built-ins, as merge) and server-side apply.
+#[allow(clippy::too_many_arguments)]
 fn patch(
     state: &Arc<State>,
     resource: &ResourceType,
+    store_resource: &ResourceType,
     namespace: &str,
     name: &str,
     subresource: Option<&str>,
@@ -847,6 +877,7 @@ fn patch(
         .next()
         .unwrap_or_default()
         .trim();
+    let events_v1 = crate::events::is_events_v1(&resource.group, &resource.plural);
     let mut store = state.write();
     if media == "application/apply-patch+yaml" {
         let manager = request
@@ -866,6 +897,11 @@ fn patch(
                 )
             })?;
         let config = parse_body(&request.body, "application/yaml")?;
+        let config = if events_v1 {
+            crate::events::to_core(&config)
+        } else {
+            config
+        };
         if config["metadata"]["name"]
             .as_str()
             .is_some_and(|given| given != name)
@@ -876,7 +912,7 @@ fn patch(
             )));
         }
         let force = flag(request.query, "force");
-        let live = store.get(resource, namespace, name).ok();
+        let live = store.get(store_resource, namespace, name).ok();
         let subresource_name = subresource.unwrap_or_default();
         let time = crate::store::now();
         let merged = fields::apply(
@@ -885,9 +921,9 @@ fn patch(
             manager,
             force,
             subresource_name,
-            scope_of(resource, subresource),
-            resource.schema.as_ref(),
-            &resource.api_version(),
+            scope_of(store_resource, subresource),
+            store_resource.schema.as_ref(),
+            &store_resource.api_version(),
             &time,
         )?;
         return match live {
@@ -898,7 +934,7 @@ fn patch(
                 let mut merged = merged;
                 merged["metadata"]["name"] = json!(name);
                 options.manager = String::new();
-                let result = store.create(resource, namespace, merged, &options)?;
+                let result = store.create(store_resource, namespace, merged, &options)?;
                 Ok(json_response(
                     201,
                     &with_api_version(&result.object, resource),
@@ -907,7 +943,7 @@ fn patch(
             }
             Some(_) => {
                 let result = store.update(
-                    resource,
+                    store_resource,
                     namespace,
                     name,
                     merged,
@@ -923,8 +959,12 @@ fn patch(
             }
         };
     }
-    let live = store.get(resource, namespace, name)?;
-    let mut patched = (*live).clone();
+    let live = store.get(store_resource, namespace, name)?;
+    let mut patched = if events_v1 {
+        crate::events::to_events_v1(&live)
+    } else {
+        (*live).clone()
+    };
     let patch_body: Value = serde_json::from_slice(&request.body)
         .map_err(|error| ApiError::bad_request(format!("error decoding patch: {error}")))?;
     match media {
@@ -946,8 +986,11 @@ fn patch(
         }
         other => return Err(ApiError::unsupported_media_type(other)),
     }
+    if events_v1 {
+        patched = crate::events::to_core(&patched);
+    }
     let result = store.update(
-        resource,
+        store_resource,
         namespace,
         name,
         patched,

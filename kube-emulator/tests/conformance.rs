@@ -1450,9 +1450,24 @@ async fn builtin_kinds_events_secrets_leases() {
         .create(&PostParams::default(), &modern)
         .await
         .unwrap();
+    // One storage for both APIs, as on a real server.
+    let both = new_events.list(&ListParams::default()).await.unwrap();
+    assert_eq!(both.items.len(), 2);
+    let converted = both.items.iter().find(|e| e.regarding.is_some()).unwrap();
+    assert_eq!(
+        converted.regarding.as_ref().unwrap().name.as_deref(),
+        Some("target")
+    );
+    assert_eq!(converted.note.as_deref(), Some("hello"));
+    let as_core = events.get("modern").await.unwrap();
+    assert_eq!(as_core.reporting_component.as_deref(), Some("test"));
+    let regarding = format!(
+        "regarding.name=target,regarding.uid={}",
+        target.uid().unwrap()
+    );
     assert_eq!(
         new_events
-            .list(&ListParams::default())
+            .list(&ListParams::default().fields(&regarding))
             .await
             .unwrap()
             .items
@@ -1748,5 +1763,57 @@ async fn server_side_apply_merges_map_lists_per_key() {
     assert_eq!(
         dropped.data["status"]["conditions"],
         json!([{"type": "Ready", "status": "True"}])
+    );
+}
+
+#[tokio::test]
+async fn runtime_event_recorder_publishes_and_counts_series() {
+    use kube::runtime::events::{Event as RecordedEvent, EventType, Recorder, Reporter};
+    let (_emulator, client) = setup().await;
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let target = maps
+        .create(&PostParams::default(), &config_map("recorded", &[]))
+        .await
+        .unwrap();
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "test-controller".into(),
+            instance: None,
+        },
+    );
+    let event = RecordedEvent {
+        type_: EventType::Warning,
+        reason: "Throttled".into(),
+        note: Some("slow down".into()),
+        action: "Throttle".into(),
+        secondary: None,
+    };
+    let reference = target.object_ref(&());
+    recorder.publish(&event, &reference).await.unwrap();
+    recorder.publish(&event, &reference).await.unwrap();
+    let core: Api<CoreEvent> = Api::namespaced(client.clone(), "default");
+    let selector = format!(
+        "involvedObject.name=recorded,involvedObject.uid={}",
+        target.uid().unwrap()
+    );
+    let listed = core
+        .list(&ListParams::default().fields(&selector))
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.items.len(),
+        1,
+        "the repeat is a series on the same Event"
+    );
+    let stored = &listed.items[0];
+    assert_eq!(stored.message.as_deref(), Some("slow down"));
+    assert_eq!(
+        stored.reporting_component.as_deref(),
+        Some("test-controller")
+    );
+    assert_eq!(
+        stored.series.as_ref().and_then(|series| series.count),
+        Some(2)
     );
 }

@@ -4,8 +4,8 @@ mod common;
 
 use common::*;
 use k8s_openapi::api::core::v1::{Event as CoreEvent, ObjectReference};
-use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::{Resource, ResourceExt};
 use kube_emulator::Emulator;
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -228,7 +228,29 @@ async fn kubectl_apply_get_describe_edit_wait_delete() {
         ..Default::default()
     };
     events.create(&PostParams::default(), &event).await.unwrap();
+    let recorder = kube::runtime::events::Recorder::new(
+        client.clone(),
+        kube::runtime::events::Reporter {
+            controller: "widget-controller".into(),
+            instance: None,
+        },
+    );
+    let recorded = kube::runtime::events::Event {
+        type_: kube::runtime::events::EventType::Warning,
+        reason: "Throttled".into(),
+        note: Some("recorded through events.k8s.io".into()),
+        action: "Throttle".into(),
+        secondary: None,
+    };
+    recorder
+        .publish(&recorded, &first.object_ref(&()))
+        .await
+        .unwrap();
     let described = kubectl.ok(&["describe", "widget", "first"]).await;
+    assert!(
+        described.contains("recorded through events.k8s.io"),
+        "{described}"
+    );
     assert!(described.contains("Name:         first"), "{described}");
     assert!(
         described.contains("Reconciled") && described.contains("widget is fine"),
