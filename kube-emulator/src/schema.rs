@@ -610,4 +610,28 @@ mod tests {
             "spec.tags"
         );
     }
+
+    #[test]
+    fn cel_field_path_reason_and_transition_rules() {
+        let schema = json!({"type": "object", "properties": {"spec": {"type": "object",
+            "properties": {"size": {"type": "integer"}, "name": {"type": "string", "x-kubernetes-validations": [{"rule": "self == oldSelf", "message": "name is immutable"}]}},
+            "x-kubernetes-validations": [{"rule": "self.size < 5", "message": "too big", "fieldPath": ".size", "reason": "FieldValueForbidden"}]}}});
+        let mut object = json!({"spec": {"size": 9, "name": "a"}});
+        let outcome = process(&mut object, None, &schema);
+        assert_eq!(
+            outcome.causes.len(),
+            1,
+            "transition rules are skipped on create: {:?}",
+            outcome.causes
+        );
+        assert_eq!(outcome.causes[0].field, "spec.size");
+        assert_eq!(outcome.causes[0].reason, "FieldValueForbidden");
+        assert_eq!(outcome.causes[0].message, "Forbidden: too big");
+        let old = json!({"spec": {"size": 1, "name": "a"}});
+        let mut renamed = json!({"spec": {"size": 1, "name": "b"}});
+        let outcome = process(&mut renamed, Some(&old), &schema);
+        assert_eq!(outcome.causes.len(), 1);
+        assert_eq!(outcome.causes[0].field, "spec.name");
+        assert!(outcome.causes[0].message.contains("name is immutable"));
+    }
 }

@@ -219,6 +219,14 @@ async fn object_metadata_and_noop_writes() {
         ),
         400
     );
+    // dryRun=All validates and answers but stores nothing.
+    let dry = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let answered = maps.create(&dry, &config_map("dry", &[])).await.unwrap();
+    assert_eq!(answered.name_any(), "dry");
+    assert!(maps.get_opt("dry").await.unwrap().is_none());
     // Objects in a missing namespace are refused with NotFound.
     let missing: Api<ConfigMap> = Api::namespaced(client.clone(), "nowhere");
     assert_eq!(
