@@ -1825,3 +1825,35 @@ async fn runtime_event_recorder_publishes_and_counts_series() {
         Some(2)
     );
 }
+
+#[tokio::test]
+async fn apply_crd_yaml_installs_the_project_crds() {
+    let (emulator, client) = setup().await;
+    let repository = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
+    for file in [
+        "guardrailpolicies.autoguardrails.io.yaml",
+        "quarantines.autoguardrails.io.yaml",
+    ] {
+        let yaml = std::fs::read_to_string(repository.join("crds").join(file)).unwrap();
+        let names = emulator.apply_crd_yaml(&yaml).unwrap();
+        assert_eq!(names, vec![file.trim_end_matches(".yaml").to_string()]);
+        // Re-applying the same CRD is an update, not an error.
+        emulator.apply_crd_yaml(&yaml).unwrap();
+    }
+    let discovery = kube::Discovery::new(client.clone()).run().await.unwrap();
+    let kinds: Vec<String> = discovery
+        .groups()
+        .flat_map(|group| {
+            group
+                .recommended_resources()
+                .into_iter()
+                .map(|(resource, _)| resource.kind)
+        })
+        .collect();
+    assert!(
+        kinds.contains(&"GuardrailPolicy".to_string()) && kinds.contains(&"Quarantine".to_string()),
+        "{kinds:?}"
+    );
+}
