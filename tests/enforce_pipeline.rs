@@ -1,7 +1,7 @@
 //! Property over the real pipeline: random GuardrailPolicies and cost signals go through
 //! `policy::evaluate` (kill switch and protected principals included), the resulting Quarantines
-//! through a stand-in lifecycle (src/lifecycle has not landed yet: Auto → Active, Manual → Active
-//! only if approved, DryRun never), their deny documents through `enforce::document::build`, and
+//! through the real lifecycle (`lifecycle::create`, then an approve annotation when the incident
+//! says so; the kill switch is passed to both), their deny documents through `enforce::document::build`, and
 //! then through converge on in-memory IAM in three accounts. Asserts: DryRun sends no write; the
 //! kill switch sends no enforcement write and still releases; a protected principal is never
 //! named in any write; Enforce reaches exactly the desired state.
@@ -22,6 +22,7 @@ use autoguardrails::enforce::converge::{
 use autoguardrails::enforce::document;
 use autoguardrails::enforce::ownership::{self, QuarantineKey};
 use autoguardrails::enforce::plan::{DesiredQuarantine, DesiredTarget, ProtectedPrincipals};
+use autoguardrails::lifecycle;
 use autoguardrails::policy::{self, ControllerSettings, Input};
 use autoguardrails::signal::CostSignal;
 use autoguardrails::simulate::load_policy;
@@ -173,12 +174,22 @@ fn evaluate(
         });
         if let Some(mut q) = d.quarantine {
             q.metadata.uid = Some(format!("uid-{tag}-{n}"));
-            // Stand-in lifecycle (src/lifecycle is not on main yet).
-            let active = match q.spec.mode {
-                Mode::Auto => true,
-                Mode::Manual => inc.approved,
-                Mode::DryRun => false,
-            };
+            let now = at("2026-11-20T10:00:00Z");
+            let context = lifecycle::Context::from_spec(&q.spec, now, settings.kill_switch)
+                .expect("valid spec");
+            let mut transition = lifecycle::create(&context, now);
+            if inc.approved {
+                let approve = lifecycle::Event::Approve {
+                    actor: "alice".into(),
+                    note: "ok".into(),
+                };
+                transition = lifecycle::step(transition.state, &context, &approve, now);
+            }
+            let active = transition.state.phase == crd::Phase::Active;
+            if active {
+                // Only a mode that enforces can ever reach Active.
+                assert!(q.spec.mode == Mode::Auto || (q.spec.mode == Mode::Manual && inc.approved));
+            }
             existing.push(q.clone());
             out.push((q, active, inc.released_later));
         }
