@@ -81,6 +81,10 @@ pub struct QuarantineSpec {
     #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
     #[x_kube(validation = Rule::new("duration(self) > duration('0s') && duration(self) <= duration('168h')").message("approvalTimeout must be more than 0s and at most 168h"))]
     pub approval_timeout: Option<String>,
+    /// Copied from the policy at creation: where to send messages about this quarantine (kept so
+    /// the release can still be announced after the policy is deleted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<super::policy::NotifySpec>,
 }
 
 /// A reference to a GuardrailPolicy in the same namespace.

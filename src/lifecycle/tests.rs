@@ -929,6 +929,7 @@ fn context_from_spec() {
         mode: Mode::Manual,
         ttl: "1h30m".into(),
         approval_timeout: None,
+        notify: None,
     };
     let context = Context::from_spec(&spec, origin(), true).unwrap();
     assert_eq!(context.ttl, SignedDuration::from_mins(90));

@@ -425,6 +425,7 @@ fn build_quarantine(
             ttl: spec.quarantine.ttl.clone(),
             approval_timeout: (mode == Mode::Manual)
                 .then(|| spec.quarantine.approval_timeout.clone()),
+            notify: spec.notify.clone(),
         },
         status: None,
     }
