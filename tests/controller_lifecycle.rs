@@ -372,7 +372,7 @@ async fn drift_is_repaired_with_a_warning_event() {
     assert!(h.metrics.drift_repairs.get() >= 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_switch_turns_auto_into_dry_run() {
     let mut settings = test_settings();
     settings.kill_switch = true;

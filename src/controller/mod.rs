@@ -151,13 +151,11 @@ impl Stores {
         self.quarantines.iter().find_map(|s| s.get(&r))
     }
 
-    /// Waits until every store has its first full list.
+    /// Waits until every store has its first full list. Polls: kube-runtime's readiness future
+    /// was seen to miss its wake-up when awaited before the first list arrives.
     pub async fn wait_ready(&self) {
-        for s in &self.policies {
-            let _ = s.wait_until_ready().await;
-        }
-        for s in &self.quarantines {
-            let _ = s.wait_until_ready().await;
+        while !self.is_ready() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 

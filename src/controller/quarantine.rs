@@ -4,7 +4,6 @@
 //! the next deadline. A finalizer holds the object until its deny is released. It must not decide
 //! the lifecycle itself (that is `lifecycle`) nor build IAM calls (that is `enforce`).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -104,7 +103,6 @@ async fn apply(q: &Quarantine, ctx: &Shared, deleting: bool) -> Result<Action, E
     let now = Timestamp::now();
     let uid = q.uid().ok_or(Error::MissingField("uid"))?;
     let ns = q.namespace().ok_or(Error::MissingField("namespace"))?;
-    let name = q.name_any();
     let api: Api<Quarantine> = Api::namespaced(ctx.client.clone(), &ns);
     let old_status = q.status.clone().unwrap_or_default();
     let mut status = old_status.clone();
@@ -310,10 +308,7 @@ async fn apply(q: &Quarantine, ctx: &Shared, deleting: bool) -> Result<Action, E
         })
         .collect();
     if !clear.is_empty() && !deleting {
-        let annotations: BTreeMap<&str, Option<()>> = clear.iter().map(|k| (*k, None)).collect();
-        let body = serde_json::json!({ "metadata": { "annotations": annotations } });
-        api.patch(&name, &PatchParams::default(), &Patch::Merge(&body))
-            .await?;
+        clear_annotations(&api, q, &clear).await?;
     }
 
     // ---- requeue
@@ -350,6 +345,46 @@ async fn apply(q: &Quarantine, ctx: &Shared, deleting: bool) -> Result<Action, E
         Some(d) => requeue(d),
         None => Action::await_change(),
     })
+}
+
+/// Removes handled annotations, each only if it still holds the value that was handled (a JSON
+/// patch `test` before `remove`): a person who set a new value meanwhile keeps it, and the next
+/// reconcile handles it.
+async fn clear_annotations(
+    api: &Api<Quarantine>,
+    q: &Quarantine,
+    keys: &[&str],
+) -> Result<(), Error> {
+    let name = q.name_any();
+    let annotations = q.annotations();
+    for key in keys {
+        let Some(value) = annotations.get(*key) else {
+            continue;
+        };
+        let path = format!(
+            "/metadata/annotations/{}",
+            key.replace('~', "~0").replace('/', "~1")
+        );
+        let patch: json_patch::Patch = serde_json::from_value(serde_json::json!([
+            { "op": "test", "path": path, "value": value },
+            { "op": "remove", "path": path },
+        ]))?;
+        match api
+            .patch(&name, &PatchParams::default(), &Patch::<()>::Json(patch))
+            .await
+        {
+            Ok(_) => {}
+            // The value changed (or is gone): leave it for the next reconcile.
+            Err(kube::Error::Api(s)) if s.code == 422 || s.code == 409 || s.code == 400 => {
+                tracing::debug!(
+                    annotation = key,
+                    "annotation changed since it was handled; kept"
+                );
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 fn until(at: Timestamp, now: Timestamp) -> Duration {
