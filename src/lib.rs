@@ -5,6 +5,7 @@ pub mod aws;
 pub mod cli;
 pub mod crd;
 pub mod enforce;
+pub mod http;
 pub mod intake;
 pub mod lifecycle;
 pub mod metrics;
