@@ -60,6 +60,18 @@ impl CertificateError {
             CertificateError::Unknown(_) => "Unknown",
         }
     }
+
+    /// True when retrying cannot help (no such certificate, or not a certificate-sized answer):
+    /// the message is then refused like a bad signature instead of asking the sender to retry.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            CertificateError::Status { status, .. } => {
+                (400..500).contains(status) && *status != 429
+            }
+            CertificateError::TooLarge(_) | CertificateError::Unknown(_) => true,
+            CertificateError::Client(_) | CertificateError::Transport { .. } => false,
+        }
+    }
 }
 
 /// Supplies the PEM behind a validated `SigningCertURL`, asynchronously (the verifier then gets

@@ -275,8 +275,8 @@ impl SignalState {
         verifier.max_age = settings.sns.max_age;
         verifier.max_future_skew = settings.sns.max_future_skew.abs();
         // Keep ids a little longer than the age limit, so a message at the edge cannot replay.
-        let retention =
-            SignedDuration::try_from(max_age + Duration::from_secs(600)).unwrap_or(settings.sns.max_age);
+        let retention = SignedDuration::try_from(max_age + Duration::from_secs(600))
+            .unwrap_or(settings.sns.max_age);
         Ok(SignalState {
             intake,
             metrics,
@@ -446,7 +446,11 @@ fn finish(state: &SignalState, source: &'static str, started: Instant, answer: A
 }
 
 /// Reads the body within the size and time limits.
-async fn read_body(state: &SignalState, headers: &HeaderMap, body: Body) -> Result<Vec<u8>, Answer> {
+async fn read_body(
+    state: &SignalState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Vec<u8>, Answer> {
     let limit = state.max_body_bytes;
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -548,7 +552,8 @@ impl CertificateSource for NotFetchedYet {
 /// certificate and checks the signature. Replay is checked separately, on the shared cache.
 async fn verify_sns(state: &SignalState, body: &str, now: Timestamp) -> Result<Envelope, Answer> {
     let mut scratch = ReplayCache::new(1, SignedDuration::ZERO);
-    let first = Verifier::new(state.verifier.clone(), NotFetchedYet).verify(body, now, &mut scratch);
+    let first =
+        Verifier::new(state.verifier.clone(), NotFetchedYet).verify(body, now, &mut scratch);
     let envelope = match first {
         Err(SnsError::CertificateUnavailable(message)) if message == NOT_FETCHED_YET => {
             Envelope::parse(body).map_err(|e| sns_rejection(&e))?
@@ -568,7 +573,15 @@ async fn verify_sns(state: &SignalState, body: &str, now: Timestamp) -> Result<E
         .fetch(&url)
         .await
         .map_err(|error: CertificateError| {
-            sns_rejection(&SnsError::CertificateUnavailable(error.to_string()))
+            if error.is_permanent() {
+                Answer::new(
+                    StatusCode::FORBIDDEN,
+                    OUTCOME_BAD_SIGNATURE,
+                    format!("BadCertificate: {error}"),
+                )
+            } else {
+                sns_rejection(&SnsError::CertificateUnavailable(error.to_string()))
+            }
         })?;
     let mut scratch = ReplayCache::new(1, SignedDuration::ZERO);
     Verifier::new(state.verifier.clone(), FetchedCertificate::new(url, pem))
