@@ -529,7 +529,10 @@ async fn subscription_confirmation_goes_only_to_validated_sns_urls() {
     let (status, answer) = server.post("/sns", signer.envelope(&fields, "2")).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["outcome"], "subscription_confirmed");
-    assert_eq!(confirmer.visited.lock().unwrap().as_slice(), [sns_url.as_str()]);
+    assert_eq!(
+        confirmer.visited.lock().unwrap().as_slice(),
+        [sns_url.as_str()]
+    );
     assert_eq!(target.hits.lock().unwrap().len(), 1);
     assert!(target.hits.lock().unwrap()[0].contains("Action=ConfirmSubscription"));
     let records = server.state.confirmations();
