@@ -10,5 +10,6 @@ pub mod intake;
 pub mod lifecycle;
 pub mod metrics;
 pub mod policy;
+pub mod poller;
 pub mod signal;
 pub mod simulate;

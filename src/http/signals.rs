@@ -27,6 +27,7 @@ use super::confirm::{ConfirmationLog, ConfirmationRecord, HttpsConfirmer, Subscr
 use super::keys::{ApiKeySource, SecretApiKey, SecretKeyRef, SecretKeySettings};
 use crate::intake::{IntakeError, SignalIntake};
 use crate::metrics::Metrics;
+use crate::poller::SubmittedSignals;
 use crate::signal::CostSignal;
 use crate::signal::parse::{self, Hint, ParseError};
 use crate::signal::sns::{
@@ -242,6 +243,7 @@ pub struct SignalState {
     body_timeout: Duration,
     intake_timeout: Duration,
     clock: Clock,
+    submitted: Option<Arc<SubmittedSignals>>,
 }
 
 impl SignalState {
@@ -292,6 +294,7 @@ impl SignalState {
             body_timeout: std_duration("bodyTimeout", settings.body_timeout)?,
             intake_timeout: std_duration("intakeTimeout", settings.intake_timeout)?,
             clock: Arc::new(Timestamp::now),
+            submitted: None,
         })
     }
 
@@ -339,6 +342,12 @@ impl SignalState {
     /// Serves `/events`, authenticated by the keys from `keys`.
     pub fn with_api_keys(mut self, keys: Arc<dyn ApiKeySource>) -> Self {
         self.api_keys = Some(keys);
+        self
+    }
+
+    /// Records every accepted signal in `submitted`, so the poller does not submit it again.
+    pub fn with_submitted(mut self, submitted: Arc<SubmittedSignals>) -> Self {
+        self.submitted = Some(submitted);
         self
     }
 
@@ -602,6 +611,9 @@ async fn submit(state: &SignalState, source: &'static str, signal: &CostSignal) 
     let result = tokio::time::timeout(state.intake_timeout, state.intake.submit(signal)).await;
     match result {
         Ok(Ok(report)) => {
+            if let Some(submitted) = &state.submitted {
+                submitted.record(&signal.id, signal.impact_usd);
+            }
             let created: Vec<&str> = report
                 .created()
                 .filter_map(|o| o.quarantine.as_deref())
