@@ -61,12 +61,13 @@ impl CertificateError {
         }
     }
 
-    /// True when retrying cannot help (no such certificate, or not a certificate-sized answer):
+    /// True when retrying cannot help (a redirect, which is never followed; no such certificate;
+    /// not a certificate-sized answer):
     /// the message is then refused like a bad signature instead of asking the sender to retry.
     pub fn is_permanent(&self) -> bool {
         match self {
             CertificateError::Status { status, .. } => {
-                (400..500).contains(status) && *status != 429
+                (300..500).contains(status) && !matches!(*status, 408 | 429)
             }
             CertificateError::TooLarge(_) | CertificateError::Unknown(_) => true,
             CertificateError::Client(_) | CertificateError::Transport { .. } => false,
@@ -175,14 +176,32 @@ impl Default for HttpsSettings {
 /// redirects (a redirect could leave the validated host), no proxies from the environment
 /// beyond reqwest's defaults, bounded timeouts.
 pub fn https_client(settings: &HttpsSettings) -> Result<reqwest::Client, CertificateError> {
+    https_client_builder(settings)
+        .build()
+        .map_err(|e| CertificateError::Client(e.to_string()))
+}
+
+/// The builder behind [`https_client`] (https only, no redirects, timeouts, user agent); tests
+/// add a root certificate and a loopback address for an SNS host name to it.
+pub fn https_client_builder(settings: &HttpsSettings) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .https_only(true)
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(settings.connect_timeout)
         .timeout(settings.request_timeout)
         .user_agent(concat!("autoguardrails/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| CertificateError::Client(e.to_string()))
+}
+
+/// An error with its sources, `outer: inner: innermost` (reqwest hides the cause otherwise).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Reads at most `limit` bytes of a response body; `None` when it is longer.
@@ -225,12 +244,25 @@ impl HttpsCertificates {
         settings: HttpsSettings,
         metrics: Option<Arc<Metrics>>,
     ) -> Result<Self, CertificateError> {
-        Ok(HttpsCertificates {
-            client: https_client(&settings)?,
+        Ok(HttpsCertificates::with_client(
+            https_client(&settings)?,
+            settings,
+            metrics,
+        ))
+    }
+
+    /// A fetcher over a given client (build it with [`https_client_builder`]).
+    pub fn with_client(
+        client: reqwest::Client,
+        settings: HttpsSettings,
+        metrics: Option<Arc<Metrics>>,
+    ) -> Self {
+        HttpsCertificates {
+            client,
             settings,
             cache: Mutex::new(HashMap::new()),
             metrics,
-        })
+        }
     }
 
     fn count(&self, outcome: &str) {
@@ -278,7 +310,7 @@ impl HttpsCertificates {
     async fn download(&self, url: &ValidatedCertUrl) -> Result<Vec<u8>, CertificateError> {
         let transport = |e: reqwest::Error| CertificateError::Transport {
             url: url.as_str().to_string(),
-            message: e.to_string(),
+            message: error_chain(&e),
         };
         let response = self
             .client

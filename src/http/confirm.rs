@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use serde::Serialize;
 
-use super::certs::{CertificateError, HttpsSettings, https_client, read_bounded};
+use super::certs::{CertificateError, HttpsSettings, error_chain, https_client, read_bounded};
 use crate::signal::sns::ValidatedSubscribeUrl;
 
 /// Largest confirmation response read (SNS answers a small XML document).
@@ -61,6 +61,11 @@ impl HttpsConfirmer {
         })?;
         Ok(HttpsConfirmer { client })
     }
+
+    /// A confirmer over a given client (build it with `certs::https_client_builder`).
+    pub fn with_client(client: reqwest::Client) -> Self {
+        HttpsConfirmer { client }
+    }
 }
 
 /// The text of the first `<SubscriptionArn>` element, if any.
@@ -81,14 +86,14 @@ impl SubscriptionConfirmer for HttpsConfirmer {
             .get(url.as_str())
             .send()
             .await
-            .map_err(|e| ConfirmError::Transport(e.to_string()))?;
+            .map_err(|e| ConfirmError::Transport(error_chain(&e)))?;
         let status = response.status();
         if !status.is_success() {
             return Err(ConfirmError::Status(status.as_u16()));
         }
         let body = read_bounded(response, MAX_CONFIRMATION_RESPONSE_BYTES)
             .await
-            .map_err(|e| ConfirmError::Transport(e.to_string()))?
+            .map_err(|e| ConfirmError::Transport(error_chain(&e)))?
             .unwrap_or_default();
         Ok(subscription_arn(&String::from_utf8_lossy(&body)))
     }
