@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+pub mod signal_command;
+
 /// Exit status: success.
 pub const EXIT_OK: u8 = 0;
 /// Exit status: `--expect` did not hold.
@@ -34,6 +36,12 @@ pub enum Command {
     },
     /// Evaluate a policy against a signal file; print the decision and the exact IAM document.
     Simulate(SimulateArgs),
+    /// Signal tools: parse a payload, verify an SNS message.
+    Signal {
+        /// The signal command.
+        #[command(subcommand)]
+        command: signal_command::SignalCommand,
+    },
     /// Policy file tools.
     Policy {
         /// The policy command.
@@ -107,6 +115,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         Command::Policy {
             command: PolicyCommand::Convert { file, namespace },
         } => convert(&file, namespace.as_deref(), out),
+        Command::Signal { command } => signal_command::run(command, out, err),
     };
     match result {
         Ok(code) => code,

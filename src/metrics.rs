@@ -49,6 +49,10 @@ pub struct Metrics {
     pub cost_explorer_requests: IntCounterVec,
     /// Slack deliveries, by outcome.
     pub slack_deliveries: IntCounterVec,
+    /// SNS signing certificate look-ups, by outcome (`cached`, `fetched`, `failed`).
+    pub sns_certificate_fetches: IntCounterVec,
+    /// Time to answer a signal request, by source (`sns`, `events`).
+    pub signal_request_duration: HistogramVec,
     /// 1 while this replica holds the leader lease, else 0.
     pub leader: IntGauge,
     /// Always 1; labels carry the version.
@@ -99,6 +103,22 @@ impl Metrics {
             "Slack message deliveries, by outcome.",
             &["outcome"],
         )?;
+        let sns_certificate_fetches = counter(
+            "sns_certificate_fetches_total",
+            "SNS signing certificate look-ups, by outcome.",
+            &["outcome"],
+        )?;
+        let signal_request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                name("signal_request_duration_seconds"),
+                "Time to answer a signal delivery (/sns, /events), by source.",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
+            &["source"],
+        )?;
+        registry.register(Box::new(signal_request_duration.clone()))?;
         let reconcile_duration = HistogramVec::new(
             HistogramOpts::new(
                 name("reconcile_duration_seconds"),
@@ -174,6 +194,8 @@ impl Metrics {
             activation_latency,
             cost_explorer_requests,
             slack_deliveries,
+            sns_certificate_fetches,
+            signal_request_duration,
             leader,
             build_info,
         })

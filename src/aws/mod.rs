@@ -2,6 +2,7 @@
 //! implementation, an in-memory implementation, and per-account client selection. It owns no
 //! enforcement decisions (that is `crate::enforce`) and must not know about Kubernetes.
 
+pub mod costexplorer;
 pub mod factory;
 pub mod iam;
 pub mod memory;

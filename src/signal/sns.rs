@@ -622,6 +622,14 @@ impl ReplayCache {
         Ok(())
     }
 
+    /// Forgets `message_id`, so a redelivery is processed again (used when handling the message
+    /// failed after it was recorded, e.g. intake asked the sender to retry).
+    pub fn forget(&mut self, message_id: &str) {
+        if self.seen.remove(message_id).is_some() {
+            self.order.retain(|(_, id)| id != message_id);
+        }
+    }
+
     /// Drops ids recorded more than the retention before `now`.
     pub fn expire(&mut self, now: Timestamp) {
         while let Some((at, _)) = self.order.front() {

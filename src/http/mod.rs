@@ -1,0 +1,8 @@
+//! HTTP listeners of the controller: the signal endpoints (`/sns`, `/events`) with their
+//! certificate fetcher, subscription confirmer and API key source. It owns request handling
+//! only; it must not evaluate policies (that is intake) or parse payloads itself (`crate::signal`).
+
+pub mod certs;
+pub mod confirm;
+pub mod keys;
+pub mod signals;
