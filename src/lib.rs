@@ -8,6 +8,7 @@ pub mod enforce;
 pub mod intake;
 pub mod lifecycle;
 pub mod metrics;
+pub mod notify;
 pub mod policy;
 pub mod signal;
 pub mod simulate;
