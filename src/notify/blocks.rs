@@ -263,23 +263,28 @@ pub fn render(quarantine: &Quarantine, index: usize, options: &RenderOptions) ->
         ));
     }
     fields.push(field("TTL", &escape(&spec.ttl)));
-    match (
-        kind,
-        status.approval_deadline.as_ref(),
-        status.expires_at.as_ref(),
-    ) {
-        (MessageKind::PendingApproval, Some(deadline), _) => {
-            fields.push(field("Approve before", &utc(deadline.0)));
+    match kind {
+        MessageKind::PendingApproval => {
+            if let Some(deadline) = &status.approval_deadline {
+                fields.push(field("Approve before", &utc(deadline.0)));
+            }
         }
-        (_, _, Some(expires)) => fields.push(field(
-            if kind == MessageKind::Planned || kind == MessageKind::Expired {
-                "Plan expires"
-            } else {
-                "Expires"
-            },
-            &utc(expires.0),
-        )),
-        _ => {}
+        MessageKind::Released => {
+            if let Some(released) = &status.released_at {
+                fields.push(field("Released at", &utc(released.0)));
+            }
+        }
+        MessageKind::Rejected | MessageKind::ApprovalTimedOut => {}
+        MessageKind::Planned | MessageKind::KillSwitchDryRun | MessageKind::Expired => {
+            if let Some(expires) = &status.expires_at {
+                fields.push(field("Plan expires", &utc(expires.0)));
+            }
+        }
+        MessageKind::Activated | MessageKind::DriftRepaired | MessageKind::EnforcementFailed => {
+            if let Some(expires) = &status.expires_at {
+                fields.push(field("Expires", &utc(expires.0)));
+            }
+        }
     }
     if let Some(phase) = status.phase {
         fields.push(field("Phase now", phase.as_str()));
