@@ -354,7 +354,7 @@ pub struct NotificationRecord {
     pub event: String,
     /// Delivered, Retrying, Failed or Skipped.
     pub state: DeliveryState,
-    /// Webhook requests made for this entry so far (every HTTP attempt counts).
+    /// Delivery tries for this entry so far: each HTTP request, and each failed webhook URL lookup.
     #[serde(default)]
     pub attempts: u32,
     /// When the last request was made.

@@ -511,7 +511,7 @@ pub fn usd(amount: f64) -> String {
     let dollars = (cents / 100).to_string();
     let mut grouped = String::new();
     for (position, digit) in dollars.chars().enumerate() {
-        if position > 0 && (dollars.len() - position) % 3 == 0 {
+        if position > 0 && (dollars.len() - position).is_multiple_of(3) {
             grouped.push(',');
         }
         grouped.push(digit);

@@ -16,6 +16,9 @@ use crate::crd::{
     NotificationRecord,
 };
 
+/// The error recorded for a message held back behind an earlier one that waits for its retry.
+pub const WAITING_FOR_EARLIER: &str = "waiting for an earlier message of this quarantine";
+
 /// Timing rules of the ledger.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LedgerSettings {
@@ -118,6 +121,7 @@ pub fn plan(
     let mut send = Vec::new();
     let (mut skipped, mut given_up) = (0, 0);
     let mut wake_at: Option<Timestamp> = None;
+    let mut waiting_until: Option<Timestamp> = None;
     let find = |key: &str| existing.iter().find(|record| record.key == key).cloned();
 
     for (index, entry) in history.iter().enumerate() {
@@ -147,8 +151,16 @@ pub fn plan(
                     record.last_error = Some(truncate(&reason, MAX_NOTIFICATION_ERROR_CHARS));
                     given_up += 1;
                 } else {
-                    match record.next_attempt_at.as_ref().map(|time| time.0) {
-                        Some(next) if next > now => {
+                    match (
+                        record.next_attempt_at.as_ref().map(|time| time.0),
+                        waiting_until,
+                    ) {
+                        // An earlier message is waiting: keep the order and go together.
+                        (_, Some(until)) => {
+                            record.next_attempt_at = Some(Time(until));
+                        }
+                        (Some(next), None) if next > now => {
+                            waiting_until = Some(next);
                             wake_at = Some(wake_at.map_or(next, |wake| wake.min(next)));
                         }
                         _ => send.push(Pending {
@@ -173,6 +185,17 @@ pub fn plan(
                     last_error: None,
                 }
             }
+            // New, but an earlier message is waiting for its retry: recorded as waiting with it
+            // (so it is neither sent out of order nor skipped as old when the outage is long).
+            None if waiting_until.is_some() => NotificationRecord {
+                key: key.clone(),
+                event: entry.event.clone(),
+                state: DeliveryState::Retrying,
+                attempts: 0,
+                last_attempt_at: None,
+                next_attempt_at: waiting_until.map(Time),
+                last_error: Some(WAITING_FOR_EARLIER.into()),
+            },
             None => {
                 send.push(Pending {
                     index,
@@ -232,13 +255,13 @@ pub fn record_outcome(
             permanent,
             retry_after,
         } => {
-            let total = previous_attempts.saturating_add((*attempts).max(1));
+            let total = previous_attempts.saturating_add(*attempts);
             let error = Some(truncate(error, MAX_NOTIFICATION_ERROR_CHARS));
             let window_over = now.duration_since(entry_time) >= settings.retry_for;
             if *permanent || window_over {
                 (DeliveryState::Failed, total, None, error)
             } else {
-                let exponent = total.saturating_sub(1).min(16);
+                let exponent = total.max(1).saturating_sub(1).min(16);
                 let mut wait = settings
                     .initial_backoff
                     .checked_mul(1 << exponent)
@@ -249,7 +272,7 @@ pub fn record_outcome(
                 {
                     wait = wait.max(retry_after);
                 }
-                let next = now.checked_add(wait).unwrap_or(now);
+                let next = whole_second_up(now.checked_add(wait).unwrap_or(now));
                 (DeliveryState::Retrying, total, Some(Time(next)), error)
             }
         }
@@ -262,7 +285,7 @@ pub fn record_outcome(
             event,
             state,
             attempts,
-            last_attempt_at: Some(Time(now)),
+            last_attempt_at: Some(Time(whole_second_down(now))),
             next_attempt_at: next_attempt_at.clone(),
             last_error: last_error.clone(),
         };
@@ -273,6 +296,18 @@ pub fn record_outcome(
     }
     sort_by_history(records, history);
     state
+}
+
+/// Status stores times in whole seconds; records are kept that way in memory too, so a record
+/// read back from the API equals the one written (no rewrite loop).
+fn whole_second_down(time: Timestamp) -> Timestamp {
+    Timestamp::from_second(time.as_second()).unwrap_or(time)
+}
+
+/// Rounds up to a whole second, so a retry is never earlier than the wait asked for.
+fn whole_second_up(time: Timestamp) -> Timestamp {
+    let extra = i64::from(time.subsec_nanosecond() > 0);
+    Timestamp::from_second(time.as_second().saturating_add(extra)).unwrap_or(time)
 }
 
 /// Orders records as their entries appear in history (records whose entry is gone go first, so
@@ -385,6 +420,41 @@ mod tests {
         assert!(late.send.is_empty());
         assert_eq!(late.given_up, 1);
         assert_eq!(late.records[0].state, DeliveryState::Failed);
+    }
+
+    #[test]
+    fn a_new_entry_waits_behind_an_earlier_retry_and_keeps_the_order() {
+        let mut history = vec![entry(0, "Activated")];
+        let first = plan(&history, &[], at(1), &settings());
+        let mut records = first.records;
+        let failed = Outcome::NotDelivered {
+            error: "HTTP 500".into(),
+            attempts: 2,
+            permanent: false,
+            retry_after: None,
+        };
+        record_outcome(
+            &mut records,
+            &history,
+            &first.send[0],
+            &failed,
+            at(1),
+            &settings(),
+        );
+        let due = records[0].next_attempt_at.clone().unwrap().0;
+        history.push(entry(2, "Released"));
+        let waiting = plan(&history, &records, at(2), &settings());
+        assert!(
+            waiting.send.is_empty(),
+            "Released must not overtake Activated"
+        );
+        assert_eq!(waiting.records.len(), 2);
+        assert_eq!(waiting.records[1].state, DeliveryState::Retrying);
+        assert_eq!(waiting.records[1].next_attempt_at, Some(Time(due)));
+        // Long outage: the waiting entry is not skipped as old; both go in order when due.
+        let later = plan(&history, &waiting.records, due, &settings());
+        let events: Vec<&str> = later.send.iter().map(|p| p.event.as_str()).collect();
+        assert_eq!(events, ["Activated", "Released"]);
     }
 
     #[test]

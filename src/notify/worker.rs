@@ -397,7 +397,21 @@ async fn reconcile(object: Arc<Quarantine>, context: Arc<Context>) -> Result<Act
                     permanent: false,
                     retry_after: *retry_after,
                 },
-                (None, Err(error)) => not_delivered(error),
+                // The URL lookup failed: one try, no request.
+                (None, Err(error)) => match not_delivered(error) {
+                    Outcome::NotDelivered {
+                        error,
+                        permanent,
+                        retry_after,
+                        ..
+                    } => Outcome::NotDelivered {
+                        error,
+                        attempts: 1,
+                        permanent,
+                        retry_after,
+                    },
+                    delivered => delivered,
+                },
                 (None, Ok(target)) => match blocks::render(&object, pending.index, &options) {
                     None => Outcome::NotDelivered {
                         error: "nothing to render".into(),
