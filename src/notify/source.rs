@@ -147,17 +147,24 @@ impl SourceError {
 pub struct WebhookSources {
     kube: kube::Client,
     ssm: OnceCell<aws_sdk_ssm::Client>,
+    ssm_region: Option<String>,
     cache_ttl: Duration,
     cache: Mutex<HashMap<WebhookRef, (Instant, WebhookUrl)>>,
 }
 
 impl WebhookSources {
     /// Sources reading Secrets with `kube`; the SSM client is built from the default AWS
-    /// configuration the first time an SSM parameter is needed (unless given with [`Self::with_ssm`]).
-    pub fn new(kube: kube::Client, cache_ttl: Duration) -> WebhookSources {
+    /// configuration (in `ssm_region` when given) the first time an SSM parameter is needed
+    /// (unless given with [`Self::with_ssm`]).
+    pub fn new(
+        kube: kube::Client,
+        cache_ttl: Duration,
+        ssm_region: Option<String>,
+    ) -> WebhookSources {
         WebhookSources {
             kube,
             ssm: OnceCell::new(),
+            ssm_region,
             cache_ttl,
             cache: Mutex::new(HashMap::new()),
         }
@@ -250,10 +257,11 @@ impl WebhookSources {
         let ssm = self
             .ssm
             .get_or_init(|| async {
-                let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-                    .load()
-                    .await;
-                aws_sdk_ssm::Client::new(&config)
+                let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+                if let Some(region) = &self.ssm_region {
+                    loader = loader.region(aws_config::Region::new(region.clone()));
+                }
+                aws_sdk_ssm::Client::new(&loader.load().await)
             })
             .await;
         let output = ssm

@@ -73,6 +73,8 @@ pub struct NotifySettings {
     /// How long a webhook URL read from a Secret or SSM is reused before it is read again.
     #[serde(with = "duration_text")]
     pub webhook_cache_ttl: Duration,
+    /// The region of the SSM parameters holding webhook URLs (default: the AWS SDK's region).
+    pub ssm_region: Option<String>,
     /// Quarantines handled at the same time.
     pub concurrency: u16,
     /// The webhook client's timeouts and retries.
@@ -90,6 +92,7 @@ impl Default for NotifySettings {
             initial_backoff: Duration::from_secs(10),
             max_backoff: Duration::from_secs(5 * 60),
             webhook_cache_ttl: super::source::DEFAULT_CACHE_TTL,
+            ssm_region: None,
             concurrency: 4,
             slack: SlackSettings::default(),
         }
@@ -181,7 +184,11 @@ impl Worker {
         metrics: Arc<Metrics>,
     ) -> Result<Worker, WorkerError> {
         let notifier = Arc::new(SlackNotifier::new(settings.slack.clone())?);
-        let sources = WebhookSources::new(client.clone(), settings.webhook_cache_ttl);
+        let sources = WebhookSources::new(
+            client.clone(),
+            settings.webhook_cache_ttl,
+            settings.ssm_region.clone(),
+        );
         Ok(Worker {
             client,
             settings,
