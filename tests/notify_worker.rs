@@ -533,3 +533,61 @@ async fn a_missing_secret_is_retried_until_it_appears() {
     .await;
     worker.stop().await;
 }
+
+#[tokio::test]
+async fn the_release_of_a_deleted_quarantine_is_still_announced_once() {
+    let setup = setup().await;
+    let client = &setup.client;
+    let receiver = &setup.receiver;
+    // Retries of the reconcile path are a minute away: only the deletion path can deliver in time.
+    let worker = start_worker(
+        client,
+        NotifySettings {
+            initial_backoff: Duration::from_secs(60),
+            max_backoff: Duration::from_secs(60),
+            ..settings()
+        },
+    );
+    let api: Api<Quarantine> = Api::namespaced(client.clone(), NAMESPACE);
+    let mut quarantine = Quarantine::new("deleted", spec(Mode::Auto, Timestamp::now()));
+    quarantine.metadata.finalizers = Some(vec!["autoguardrails.io/release".into()]);
+    api.create(&PostParams::default(), &quarantine)
+        .await
+        .unwrap();
+    let context = Context::from_spec(&quarantine.spec, Timestamp::now(), false).unwrap();
+    let state = lifecycle::create(&context, Timestamp::now()).state;
+    controller_write(client, "deleted", &state).await;
+    wait_for("the activation message", || async {
+        receiver.delivered().len() == 1
+    })
+    .await;
+
+    // Deletion: the finalizer holds the object while the controller releases.
+    receiver.script([Reply::ServerError, Reply::ServerError]);
+    api.delete("deleted", &Default::default()).await.unwrap();
+    let state = controller_step(client, "deleted", state, &[Event::Deleted]).await;
+    controller_step(client, "deleted", state, &[Event::ReleaseSucceeded]).await;
+    wait_for("the failed first try of the release message", || async {
+        states(&get(client, "deleted").await).last()
+            == Some(&("Released".to_string(), DeliveryState::Retrying))
+    })
+    .await;
+    // The controller drops its finalizer; the object is gone before the retry is due.
+    api.patch(
+        "deleted",
+        &PatchParams::default(),
+        &Patch::Merge(&serde_json::json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    wait_for("the release message after deletion", || async {
+        receiver.delivered().len() == 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let headers = headers(receiver);
+    assert_eq!(headers.len(), 2, "{headers:?}");
+    assert!(headers[1].contains("Deny released"), "{headers:?}");
+    assert!(api.get_opt("deleted").await.unwrap().is_none());
+    worker.stop().await;
+}

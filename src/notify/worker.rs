@@ -14,7 +14,7 @@ use jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use serde::{Deserialize, Serialize};
 
@@ -155,6 +155,9 @@ impl WorkerError {
 /// so a requeue that sees a stale object never sends twice.
 type Memory = Mutex<HashMap<String, (Instant, Vec<NotificationRecord>)>>;
 
+/// One lock per object, so the reconcile and the deletion path never send for it at once.
+type Locks = Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>;
+
 struct Context {
     client: kube::Client,
     settings: NotifySettings,
@@ -164,6 +167,7 @@ struct Context {
     sources: Arc<WebhookSources>,
     recorder: Recorder,
     memory: Memory,
+    locks: Locks,
 }
 
 /// The worker, built with [`Worker::new`], adjusted with `with_*`, started with [`Worker::run`].
@@ -232,6 +236,7 @@ impl Worker {
             notifier: self.notifier,
             sources: Arc::new(self.sources),
             memory: Mutex::new(HashMap::new()),
+            locks: Mutex::new(HashMap::new()),
             settings: self.settings.clone(),
         });
         let shutdown = shutdown.shared();
@@ -244,6 +249,10 @@ impl Worker {
                 .map(|namespace| Api::namespaced(self.client.clone(), namespace))
                 .collect()
         };
+        let deletions = apis.iter().cloned().map(|api| {
+            Box::pin(watch_deletions(api, context.clone()).take_until(shutdown.clone()))
+        });
+        let deletions = futures::stream::select_all(deletions).for_each(|_| async {});
         let controllers = apis.into_iter().map(|api| {
             Controller::new(api, watcher::Config::default().any_semantic())
                 .with_config(ControllerConfig::default().concurrency(self.settings.concurrency))
@@ -255,7 +264,7 @@ impl Worker {
                     }
                 })
         });
-        futures::future::join_all(controllers).await;
+        futures::future::join(futures::future::join_all(controllers), deletions).await;
     }
 }
 
@@ -311,6 +320,51 @@ fn merged_records(object: &Quarantine, context: &Context) -> Vec<NotificationRec
     records
 }
 
+fn object_lock(object: &Quarantine, context: &Context) -> Arc<tokio::sync::Mutex<()>> {
+    match context.locks.lock() {
+        Ok(mut locks) => locks.entry(memory_key(object)).or_default().clone(),
+        Err(_) => Arc::default(),
+    }
+}
+
+fn forget(object: &Quarantine, context: &Context) {
+    let key = memory_key(object);
+    if let Ok(mut locks) = context.locks.lock() {
+        locks.remove(&key);
+    }
+    if let Ok(mut memory) = context.memory.lock() {
+        memory.remove(&key);
+    }
+}
+
+/// Watches for deleted Quarantines and gives their undelivered messages one last try: a
+/// Quarantine's final `Released` entry is often written just before its finalizer goes, so the
+/// object may be gone before a reconcile sees it. The deleted object's last state is all there is
+/// (no status can be written any more), so this is best effort: a deletion missed while the watch
+/// was down is not replayed.
+fn watch_deletions(
+    api: Api<Quarantine>,
+    context: Arc<Context>,
+) -> impl futures::Stream<Item = ()> + Send {
+    watcher(api, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .filter_map(move |event| {
+            let context = context.clone();
+            async move {
+                if let Ok(watcher::Event::Delete(object)) = event {
+                    tokio::spawn(async move {
+                        let lock = object_lock(&object, &context);
+                        let guard = lock.lock().await;
+                        deliver(&object, &context, true).await;
+                        drop(guard);
+                        forget(&object, &context);
+                    });
+                }
+                Some(())
+            }
+        })
+}
+
 fn remember(object: &Quarantine, context: &Context, records: &[NotificationRecord]) {
     if let Ok(mut memory) = context.memory.lock() {
         memory.insert(memory_key(object), (Instant::now(), records.to_vec()));
@@ -324,22 +378,37 @@ struct ConditionUpdate {
     message: String,
 }
 
-async fn reconcile(object: Arc<Quarantine>, context: Arc<Context>) -> Result<Action, WorkerError> {
+/// What one delivery round produced.
+struct Round {
+    history: Vec<crate::crd::HistoryEntry>,
+    records: Vec<NotificationRecord>,
+    update: Option<ConditionUpdate>,
+}
+
+/// Sends what is due for `object` and returns the new ledger; `None` when the object has nothing
+/// to do with Slack. `last_chance` (the object was deleted): every entry not yet final is tried
+/// once now, and no Event is published.
+async fn deliver(object: &Quarantine, context: &Context, last_chance: bool) -> Option<Round> {
     let Some(slack) = object
         .spec
         .notify
         .as_ref()
         .and_then(|notify| notify.slack.as_ref())
     else {
-        return Ok(Action::await_change());
+        return None;
     };
     let namespace = object.namespace().unwrap_or_default();
     let status = object.status.clone().unwrap_or_default();
     if status.history.is_empty() {
-        return Ok(Action::await_change());
+        return None;
     }
     let now = Timestamp::now();
-    let before = merged_records(&object, &context);
+    let mut before = merged_records(object, context);
+    if last_chance {
+        for record in &mut before {
+            record.next_attempt_at = None;
+        }
+    }
     let plan = ledger::plan(&status.history, &before, now, &context.ledger);
     let mut records = plan.records.clone();
     let mut update: Option<ConditionUpdate> = None;
@@ -419,7 +488,7 @@ async fn reconcile(object: Arc<Quarantine>, context: Arc<Context>) -> Result<Act
                     },
                     delivered => delivered,
                 },
-                (None, Ok(target)) => match blocks::render(&object, pending.index, &options) {
+                (None, Ok(target)) => match blocks::render(object, pending.index, &options) {
                     None => Outcome::NotDelivered {
                         error: "nothing to render".into(),
                         attempts: 0,
@@ -451,8 +520,19 @@ async fn reconcile(object: Arc<Quarantine>, context: Arc<Context>) -> Result<Act
                 now,
                 &context.ledger,
             );
-            remember(&object, &context, &records);
-            update = Some(account(&context, &object, pending, &outcome, state, &records).await);
+            remember(object, context, &records);
+            update = Some(
+                account(
+                    context,
+                    object,
+                    pending,
+                    &outcome,
+                    state,
+                    &records,
+                    !last_chance,
+                )
+                .await,
+            );
             if state != DeliveryState::Delivered
                 && blocked.is_none()
                 && let Outcome::NotDelivered {
@@ -464,10 +544,28 @@ async fn reconcile(object: Arc<Quarantine>, context: Arc<Context>) -> Result<Act
         }
     }
 
+    Some(Round {
+        history: status.history,
+        records,
+        update,
+    })
+}
+
+async fn reconcile(object: Arc<Quarantine>, context: Arc<Context>) -> Result<Action, WorkerError> {
+    let lock = object_lock(&object, &context);
+    let _guard = lock.lock().await;
+    let Some(Round {
+        history,
+        records,
+        update,
+    }) = deliver(&object, &context, false).await
+    else {
+        return Ok(Action::await_change());
+    };
     write_status(&object, &context, &records, update.as_ref()).await?;
 
     // Sleep until the earliest retry, if one is waiting.
-    let next = ledger::plan(&status.history, &records, Timestamp::now(), &context.ledger);
+    let next = ledger::plan(&history, &records, Timestamp::now(), &context.ledger);
     Ok(match next.wake_at {
         Some(wake) => {
             let wait = Timestamp::now().duration_until(wake);
@@ -517,6 +615,7 @@ async fn account(
     outcome: &Outcome,
     state: DeliveryState,
     records: &[NotificationRecord],
+    publish_event: bool,
 ) -> ConditionUpdate {
     let (label, reason) = match state {
         DeliveryState::Delivered => (OUTCOME_DELIVERED, REASON_DELIVERED),
@@ -556,10 +655,11 @@ async fn account(
                 action: "Notify".into(),
                 secondary: None,
             };
-            if let Err(publish_error) = context
-                .recorder
-                .publish(&event, &object.object_ref(&()))
-                .await
+            if publish_event
+                && let Err(publish_error) = context
+                    .recorder
+                    .publish(&event, &object.object_ref(&()))
+                    .await
             {
                 tracing::warn!(%publish_error, "could not publish the delivery Event");
             }
