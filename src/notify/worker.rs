@@ -389,14 +389,11 @@ struct Round {
 /// to do with Slack. `last_chance` (the object was deleted): every entry not yet final is tried
 /// once now, and no Event is published.
 async fn deliver(object: &Quarantine, context: &Context, last_chance: bool) -> Option<Round> {
-    let Some(slack) = object
+    let slack = object
         .spec
         .notify
         .as_ref()
-        .and_then(|notify| notify.slack.as_ref())
-    else {
-        return None;
-    };
+        .and_then(|notify| notify.slack.as_ref())?;
     let namespace = object.namespace().unwrap_or_default();
     let status = object.status.clone().unwrap_or_default();
     if status.history.is_empty() {
