@@ -10,6 +10,7 @@ pub mod http;
 pub mod intake;
 pub mod lifecycle;
 pub mod metrics;
+pub mod notify;
 pub mod policy;
 pub mod poller;
 pub mod signal;

@@ -8,6 +8,9 @@ use schemars::{Schema, SchemaGenerator};
 pub const READY: &str = "Ready";
 /// Condition type: the deny is attached to every target (Quarantine only).
 pub const ENFORCED: &str = "Enforced";
+/// Condition type: the Slack messages for this Quarantine were delivered (Quarantine only; owned
+/// by the notification worker).
+pub const NOTIFIED: &str = "Notified";
 
 /// Reason: the object is valid and reconciled.
 pub const REASON_RECONCILED: &str = "Reconciled";

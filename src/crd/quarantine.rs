@@ -10,6 +10,10 @@ use serde::{Deserialize, Serialize};
 
 /// The most history entries kept in status; older ones are dropped first.
 pub const MAX_HISTORY: usize = 50;
+/// The most notification delivery records kept in status (one per notable history entry at most).
+pub const MAX_NOTIFICATIONS: usize = 50;
+/// The longest `lastError` kept in a notification record.
+pub const MAX_NOTIFICATION_ERROR_CHARS: usize = 512;
 
 /// One incident: deny `deny.actions` to `targets` for `ttl`, gated by `mode`.
 // Each `printcolumn(...)` repeats `type_ = ...`, which clippy mistakes for a duplicated attribute.
@@ -300,4 +304,67 @@ pub struct QuarantineStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 50))]
     pub history: Vec<HistoryEntry>,
+    /// Slack delivery state, one record per history entry that warrants a message (written only
+    /// by the notification worker; at most 50, oldest dropped first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50))]
+    pub notifications: Vec<NotificationRecord>,
+}
+
+/// The delivery state of the message for one history entry.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum DeliveryState {
+    /// The webhook accepted the message. It is never sent again.
+    Delivered,
+    /// The last attempt failed with an error that may pass; retried at `nextAttemptAt`.
+    Retrying,
+    /// Given up: a permanent error (bad webhook) or the retry window passed. Not sent again.
+    Failed,
+    /// Not sent: the entry was already older than the worker's `maxAge` when first seen.
+    Skipped,
+}
+
+impl DeliveryState {
+    /// The name as written in status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Delivered => "Delivered",
+            DeliveryState::Retrying => "Retrying",
+            DeliveryState::Failed => "Failed",
+            DeliveryState::Skipped => "Skipped",
+        }
+    }
+
+    /// True when the entry will never be sent again.
+    pub fn is_final(self) -> bool {
+        !matches!(self, DeliveryState::Retrying)
+    }
+}
+
+/// Delivery state of the Slack message for one history entry (`status.notifications[]`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationRecord {
+    /// The history entry this record is for: `<time>/<event>` (plus `#n` for the n-th repeat of
+    /// the same event in the same second).
+    #[schemars(length(min = 1, max = 256))]
+    pub key: String,
+    /// The history entry's event, e.g. `Activated`.
+    #[schemars(length(max = 128))]
+    pub event: String,
+    /// Delivered, Retrying, Failed or Skipped.
+    pub state: DeliveryState,
+    /// Delivery tries for this entry so far: each HTTP request, and each failed webhook URL lookup.
+    #[serde(default)]
+    pub attempts: u32,
+    /// When the last request was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_attempt_at: Option<Time>,
+    /// Retrying only: the earliest time of the next attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<Time>,
+    /// The last error (never contains the webhook URL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
+    pub last_error: Option<String>,
 }
