@@ -58,7 +58,10 @@ fn deployment_uses_only_the_contract_flags() {
         .filter_map(|line| line.trim().strip_prefix("- --"))
         .map(|flag| flag.split(['=', ' ']).next().unwrap_or(flag))
         .collect();
-    assert!(used.len() >= 10, "flags not found in the template: {used:?}");
+    assert!(
+        used.len() >= 10,
+        "flags not found in the template: {used:?}"
+    );
     for flag in used {
         assert!(
             contract.contains(&format!("--{flag}").as_str()),
