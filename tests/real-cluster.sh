@@ -72,7 +72,7 @@ k apply -f crds/
 k wait --for=condition=Established --timeout="${TIMEOUT}s" \
   crd/guardrailpolicies.autoguardrails.io crd/quarantines.autoguardrails.io
 
-step "namespace, /events API key Secret, Slack webhook Secret placeholder"
+step "namespace and the /events API key Secret"
 k create namespace "$NAMESPACE" --dry-run=client -o yaml | k apply -f -
 kn create secret generic autoguardrails-events-key --from-literal=api-key="$API_KEY" \
   --dry-run=client -o yaml | kn apply -f -
