@@ -69,22 +69,15 @@ app.kubernetes.io/part-of: autoguardrails
 - apiGroups: ["autoguardrails.io"]
   resources: ["guardrailpolicies/status"]
   verbs: ["get", "patch", "update"]
-# Quarantines set an ownerReference with blockOwnerDeletion to their policy, which needs
-# update on the owner's finalizers subresource (OwnerReferencesPermissionEnforcement).
-- apiGroups: ["autoguardrails.io"]
-  resources: ["guardrailpolicies/finalizers"]
-  verbs: ["update"]
 # Quarantines: created by server-side apply (patch), annotations cleared and the finalizer
-# added/removed (patch/update), status written through /status.
+# added/removed on the object itself (patch/update; kube-runtime's finalizer helper uses a JSON
+# patch on the main resource), status written through /status.
 - apiGroups: ["autoguardrails.io"]
   resources: ["quarantines"]
   verbs: ["get", "list", "watch", "create", "patch", "update"]
 - apiGroups: ["autoguardrails.io"]
   resources: ["quarantines/status"]
   verbs: ["get", "patch", "update"]
-- apiGroups: ["autoguardrails.io"]
-  resources: ["quarantines/finalizers"]
-  verbs: ["update"]
 # Events (kube-runtime's Recorder writes events.k8s.io/v1; core/v1 for older readers).
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
