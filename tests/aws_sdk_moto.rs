@@ -12,7 +12,7 @@ use autoguardrails::aws::factory::{ClientFactory, FactoryError};
 use autoguardrails::aws::sdk::{AccountRole, SdkClientFactory, SdkIam, SdkSts, load_base_config};
 use autoguardrails::aws::{ErrorCode, Iam, Operation, PrincipalKind, PrincipalRef, Sts, Tag};
 use autoguardrails::enforce::converge::{
-    ConvergeInput, DriftKind, Engine, EngineConfig, KnownPrincipal, TargetState, Verified,
+    ConvergeInput, DriftKind, Engine, EngineConfig, KnownPrincipal, Scope, TargetState, Verified,
     WriteGate,
 };
 use autoguardrails::enforce::ownership::{self, POLICY_PATH, QuarantineKey};
@@ -462,6 +462,7 @@ async fn converge_cycle_through_the_sdk() {
             .collect(),
         accounts: vec![],
         gate: WriteGate::Enforce,
+        scope: Scope::All,
     };
 
     // Activate.

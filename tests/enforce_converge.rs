@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use autoguardrails::aws::memory::{InMemoryIam, Lag};
 use autoguardrails::aws::{ErrorCategory, ErrorCode, Iam, Operation, PrincipalKind, Tag};
-use autoguardrails::enforce::converge::{DriftKind, StepOutcome, TargetState, Verified, WriteGate};
+use autoguardrails::enforce::converge::{
+    DriftKind, Scope, StepOutcome, TargetState, Verified, WriteGate,
+};
 use autoguardrails::enforce::ownership::{self, POLICY_PATH};
 use autoguardrails::enforce::plan::{Attachment, AttachmentKind, DesiredTarget};
 use fixtures::*;
@@ -615,6 +617,7 @@ async fn multi_account_one_policy_per_account_and_unknown_account_fails_alone() 
         known_principals: vec![],
         accounts: vec![],
         gate: WriteGate::Enforce,
+        scope: Scope::All,
     };
     let r = e.converge(&clients, &input).await.unwrap();
     let failed: Vec<_> = r
@@ -634,6 +637,7 @@ async fn multi_account_one_policy_per_account_and_unknown_account_fails_alone() 
         known_principals: vec![],
         accounts: vec![ACCOUNT.into(), "222222222222".into()],
         gate: WriteGate::Enforce,
+        scope: Scope::All,
     };
     let r = e.converge(&clients, &input).await.unwrap();
     assert!(r.errors.is_empty(), "{r:#?}");

@@ -17,7 +17,7 @@ use autoguardrails::aws::memory::InMemoryIam;
 use autoguardrails::aws::{Operation, PrincipalKind};
 use autoguardrails::crd::{self, GuardrailPolicy, Mode, Quarantine, SignalSource};
 use autoguardrails::enforce::converge::{
-    ConvergeInput, Engine, EngineConfig, KnownPrincipal, WriteGate,
+    ConvergeInput, Engine, EngineConfig, KnownPrincipal, Scope, WriteGate,
 };
 use autoguardrails::enforce::document;
 use autoguardrails::enforce::ownership::{self, QuarantineKey};
@@ -356,6 +356,7 @@ fn check(case: Case) -> Result<(), TestCaseError> {
                     known_principals: vec![],
                     accounts: vec![],
                     gate: WriteGate::Enforce,
+                    scope: Scope::All,
                 },
             )
             .await
@@ -415,6 +416,7 @@ fn check(case: Case) -> Result<(), TestCaseError> {
                     known_principals: all_known,
                     accounts: vec![],
                     gate,
+                    scope: Scope::All,
                 },
             )
             .await

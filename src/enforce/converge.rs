@@ -12,7 +12,8 @@ use crate::aws::{AwsError, AwsResult, ErrorCategory, ErrorCode, Iam, PrincipalKi
 
 use super::ownership::{
     self, INLINE_POLICY_PREFIX, MANAGED_POLICY_PREFIX, POLICY_PATH, Principal, QuarantineKey,
-    is_our_inline_policy, managed_policy_arn, owner_of_policy, parse_principal,
+    inline_policy_name, is_our_inline_policy, managed_policy_arn, managed_policy_name,
+    owner_of_policy, parse_principal,
 };
 use super::plan::{
     Attachment, AttachmentKind, DesiredEntry, DesiredQuarantine, DesiredTarget, ObservedAccount,
@@ -122,6 +123,93 @@ pub struct KnownPrincipal {
     pub arn: String,
 }
 
+/// Which quarantines' IAM objects a converge run may read and change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Scope {
+    /// Everything of ours: `desired` must then list every quarantine that may hold a deny.
+    #[default]
+    All,
+    /// Only these quarantines' policies and inline policies (one quarantine's reconcile); other
+    /// quarantines' objects are neither read nor changed.
+    Only(BTreeSet<QuarantineKey>),
+    /// Everything of ours except these quarantines' objects (the orphan sweep: the exceptions are
+    /// the quarantines that may still hold a deny and are handled by their own reconcile).
+    Except(BTreeSet<QuarantineKey>),
+}
+
+impl Scope {
+    /// One quarantine.
+    pub fn only(key: QuarantineKey) -> Scope {
+        Scope::Only(BTreeSet::from([key]))
+    }
+
+    /// Whether the run may touch this quarantine's objects.
+    pub fn includes(&self, key: &QuarantineKey) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Only(keys) => keys.contains(key),
+            Scope::Except(keys) => !keys.contains(key),
+        }
+    }
+
+    fn names(
+        keys: &BTreeSet<QuarantineKey>,
+        cluster: &str,
+        account: &str,
+    ) -> (BTreeSet<String>, BTreeSet<String>) {
+        let managed = keys
+            .iter()
+            .map(|k| managed_policy_name(cluster, k, account))
+            .collect();
+        let inline = keys
+            .iter()
+            .map(|k| inline_policy_name(cluster, k, account))
+            .collect();
+        (managed, inline)
+    }
+}
+
+/// The write gate and the scope resolved to object names in one account (names are derived
+/// from the key).
+pub struct AccountScope {
+    gate: WriteGate,
+    scope: Scope,
+    managed: BTreeSet<String>,
+    inline: BTreeSet<String>,
+}
+
+impl AccountScope {
+    /// Resolves `scope` for `account`.
+    pub fn new(gate: WriteGate, scope: &Scope, cluster: &str, account: &str) -> AccountScope {
+        let (managed, inline) = match scope {
+            Scope::All => (BTreeSet::new(), BTreeSet::new()),
+            Scope::Only(keys) | Scope::Except(keys) => Scope::names(keys, cluster, account),
+        };
+        AccountScope {
+            gate,
+            scope: scope.clone(),
+            managed,
+            inline,
+        }
+    }
+
+    fn managed_name(&self, name: &str) -> bool {
+        match self.scope {
+            Scope::All => true,
+            Scope::Only(_) => self.managed.contains(name),
+            Scope::Except(_) => !self.managed.contains(name),
+        }
+    }
+
+    fn inline_name(&self, name: &str) -> bool {
+        match self.scope {
+            Scope::All => true,
+            Scope::Only(_) => self.inline.contains(name),
+            Scope::Except(_) => !self.inline.contains(name),
+        }
+    }
+}
+
 /// Everything one converge run needs, as plain data.
 #[derive(Debug, Clone)]
 pub struct ConvergeInput {
@@ -133,6 +221,8 @@ pub struct ConvergeInput {
     pub accounts: Vec<String>,
     /// Write gate.
     pub gate: WriteGate,
+    /// Which quarantines' objects this run may touch; desired quarantines outside it are ignored.
+    pub scope: Scope,
 }
 
 /// Outcome of one step.
@@ -368,11 +458,13 @@ impl Engine {
         clients: &dyn ClientFactory,
         input: &ConvergeInput,
     ) -> Result<ConvergeReport, EnforceError> {
-        let resolved = resolve(
-            &self.config.cluster_id,
-            &input.desired,
-            &self.config.protected,
-        );
+        let in_scope: Vec<DesiredQuarantine> = input
+            .desired
+            .iter()
+            .filter(|d| input.scope.includes(&d.key))
+            .cloned()
+            .collect();
+        let resolved = resolve(&self.config.cluster_id, &in_scope, &self.config.protected);
         let mut report = ConvergeReport::default();
         for r in &resolved.rejected {
             report.errors.push(ErrorRecord {
@@ -440,7 +532,7 @@ impl Engine {
                 &account,
                 &entries,
                 &known_here,
-                input.gate,
+                &AccountScope::new(input.gate, &input.scope, &self.config.cluster_id, &account),
                 &mut report,
             )
             .await?;
@@ -455,12 +547,12 @@ impl Engine {
         account_id: &str,
         entries: &[DesiredEntry],
         known: &[Principal],
-        gate: WriteGate,
+        scope: &AccountScope,
         report: &mut ConvergeReport,
     ) -> Result<(), EnforceError> {
         let recorder = Recorder::new(iam);
         let result = self
-            .converge_account_inner(&recorder, account_id, entries, known, gate, report)
+            .converge_account_inner(&recorder, account_id, entries, known, scope, report)
             .await;
         report.writes.extend(recorder.writes());
         report.merge_calls(recorder.stats());
@@ -473,9 +565,10 @@ impl Engine {
         account_id: &str,
         entries: &[DesiredEntry],
         known: &[Principal],
-        gate: WriteGate,
+        scope: &AccountScope,
         report: &mut ConvergeReport,
     ) -> Result<(), EnforceError> {
+        let gate = scope.gate;
         let partition = entries
             .iter()
             .flat_map(|d| d.targets.iter().map(|(p, _)| p.partition.clone()))
@@ -483,7 +576,7 @@ impl Engine {
             .next()
             .unwrap_or_else(|| "aws".to_string());
         let observed = match self
-            .gather(rec, account_id, &partition, entries, known)
+            .gather(rec, account_id, &partition, entries, known, scope)
             .await?
         {
             Ok(o) => o,
@@ -534,6 +627,7 @@ impl Engine {
         partition: &str,
         entries: &[DesiredEntry],
         known: &[Principal],
+        scope: &AccountScope,
     ) -> Result<Result<ObservedAccount, EnforceError>, EnforceError> {
         let cluster = &self.config.cluster_id;
         let protected = &self.config.protected;
@@ -554,6 +648,9 @@ impl Engine {
                 observed.foreign_policies.push(pol.arn);
                 continue;
             }
+            if !scope.managed_name(&pol.name) {
+                continue; // another quarantine's policy: out of this run's scope
+            }
             let tags = match crashed(iam.list_policy_tags(&pol.arn).await)? {
                 Ok(t) => t,
                 Err(e) if e.code == ErrorCode::NoSuchEntity => continue,
@@ -564,6 +661,9 @@ impl Engine {
                 observed.foreign_policies.push(pol.arn);
                 continue;
             };
+            if !scope.scope.includes(&owner) {
+                continue;
+            }
             let entities = match crashed(iam.list_entities_for_policy(&pol.arn).await)? {
                 Ok(e) => e.principals,
                 Err(e) if e.code == ErrorCode::NoSuchEntity => continue,
@@ -627,7 +727,10 @@ impl Engine {
             if protected.contains_ref(partition, account_id, &pref) {
                 continue; // never even read a protected principal
             }
-            let state = self.read_principal(iam, &pref).await?;
+            let mut state = self.read_principal(iam, &pref).await?;
+            if let ObservedPrincipal::Present { inline_ours, .. } = &mut state {
+                inline_ours.retain(|name, _| scope.inline_name(name));
+            }
             if let ObservedPrincipal::Present {
                 attached_our_path,
                 inline_ours,

@@ -8,7 +8,8 @@ use autoguardrails::aws::factory::StaticClients;
 use autoguardrails::aws::memory::InMemoryIam;
 use autoguardrails::aws::{PrincipalKind, PrincipalRef};
 use autoguardrails::enforce::converge::{
-    ConvergeInput, ConvergeReport, EnforceError, Engine, EngineConfig, KnownPrincipal, WriteGate,
+    ConvergeInput, ConvergeReport, EnforceError, Engine, EngineConfig, KnownPrincipal, Scope,
+    WriteGate,
 };
 use autoguardrails::enforce::ownership::{
     self, INLINE_POLICY_PREFIX, POLICY_PATH, QuarantineKey, TAG_CLUSTER,
@@ -85,6 +86,7 @@ pub fn input(
             .collect(),
         accounts: vec![ACCOUNT.to_string()],
         gate,
+        scope: Scope::All,
     }
 }
 
