@@ -80,7 +80,6 @@ fn default_chart_allows_the_controller_and_nothing_else() {
             "/apis/events.k8s.io/v1/namespaces/team-a/events/e.1",
             "",
         ),
-        record("create", "POST", "/api/v1/namespaces/team-a/events", ""),
         record(
             "get",
             "GET",
@@ -173,6 +172,25 @@ fn default_chart_allows_the_controller_and_nothing_else() {
         record("get", "GET", "/api/v1/namespaces/team-a", ""),
         record("create", "POST", "/api/v1/namespaces", ""),
         record("list", "GET", "/api/v1/namespaces/team-a/configmaps", ""),
+        record("create", "POST", "/api/v1/namespaces/team-a/events", ""),
+        record(
+            "update",
+            "PUT",
+            &format!("{QUARANTINES}/namespaces/team-a/quarantines/q-1"),
+            "",
+        ),
+        record(
+            "update",
+            "PUT",
+            &format!("{QUARANTINES}/namespaces/team-a/quarantines/q-1/status"),
+            "",
+        ),
+        record(
+            "update",
+            "PUT",
+            &format!("{QUARANTINES}/namespaces/team-a/quarantines/q-1/finalizers"),
+            "",
+        ),
         record(
             "create",
             "POST",
@@ -214,6 +232,59 @@ fn namespaced_install_grants_only_the_listed_namespaces() {
     assert!(
         rbac.grants.iter().all(|g| g.namespace.is_some()),
         "a namespaced install must bind nothing cluster-wide"
+    );
+}
+
+#[test]
+fn a_server_side_apply_that_creates_also_needs_create() {
+    let manifests = parse_manifests(
+        r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: { name: patch-only, namespace: ns }
+rules:
+  - { apiGroups: [""], resources: ["configmaps"], verbs: ["patch"] }
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: { name: patch-only, namespace: ns }
+roleRef: { apiGroup: rbac.authorization.k8s.io, kind: Role, name: patch-only }
+subjects: [{ kind: ServiceAccount, name: sa, namespace: ns }]
+"#,
+    );
+    let rbac = Rbac::for_service_account(&manifests, "ns", "sa");
+    let mut update = record(
+        "patch",
+        "PATCH",
+        "/api/v1/namespaces/ns/configmaps/c",
+        "fieldManager=x",
+    );
+    assert!(
+        rbac.check([&update]).is_empty(),
+        "apply to an existing object is a patch"
+    );
+    update.status = 201;
+    let denied = rbac.check([&update]);
+    assert_eq!(
+        denied.len(),
+        1,
+        "apply that created the object needs create too"
+    );
+    assert!(
+        rbac.check([&record(
+            "patch",
+            "PATCH",
+            "/api/v1/namespaces/other/configmaps/c",
+            ""
+        )])
+        .len()
+            == 1
+    );
+    // Another subject gets nothing from this binding.
+    assert!(
+        Rbac::for_service_account(&manifests, "ns", "someone-else")
+            .grants
+            .is_empty()
     );
 }
 

@@ -136,7 +136,8 @@ for check in \
   "get secrets/some-other-secret -n default" \
   "update leases.coordination.k8s.io/autoguardrails -n default" \
   "create namespaces" \
-  "patch guardrailpolicies.autoguardrails.io -n default"; do
+  "patch guardrailpolicies.autoguardrails.io -n default" \
+  "update quarantines.autoguardrails.io -n default"; do
   # shellcheck disable=SC2086
   [ "$(can $check)" = no ] || fail "the controller may, but must not: $check"
   echo "refused: $check"

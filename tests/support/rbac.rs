@@ -225,7 +225,11 @@ impl Rbac {
             .into_iter()
             .filter_map(|record| {
                 let attributes = attributes(record);
-                if self.allows(&attributes) {
+                let create_on_apply = as_create_on_apply(record, &attributes);
+                let create_allowed = create_on_apply
+                    .as_ref()
+                    .is_none_or(|create| self.allows(create));
+                if self.allows(&attributes) && create_allowed {
                     None
                 } else {
                     Some(Denied {
@@ -263,8 +267,12 @@ impl Rbac {
                 }
             }
         }
-        for record in requests {
+        let authorized = requests.into_iter().flat_map(|record| {
             let attributes = attributes(record);
+            let create_on_apply = as_create_on_apply(record, &attributes);
+            std::iter::once(attributes).chain(create_on_apply)
+        });
+        for attributes in authorized {
             if let Attributes::Resource {
                 verb,
                 group,
@@ -289,6 +297,30 @@ impl Rbac {
             }
         }
         unused
+    }
+}
+
+/// A server-side apply that created its object (the server answers 201 to a PATCH only then) is
+/// also authorized as `create` by the API server ("Server-Side Apply ... needs the create verb
+/// permission in order to create new resources").
+fn as_create_on_apply(record: &RequestRecord, attributes: &Attributes) -> Option<Attributes> {
+    match attributes {
+        Attributes::Resource {
+            verb,
+            group,
+            resource,
+            subresource,
+            namespace,
+            name,
+        } if verb == "patch" && record.status == 201 => Some(Attributes::Resource {
+            verb: "create".to_string(),
+            group: group.clone(),
+            resource: resource.clone(),
+            subresource: subresource.clone(),
+            namespace: namespace.clone(),
+            name: name.clone(),
+        }),
+        _ => None,
     }
 }
 

@@ -62,27 +62,24 @@ app.kubernetes.io/part-of: autoguardrails
   (garbage collection) or by people; the controller only removes its own finalizer.
 */}}
 {{- define "autoguardrails.watchRules" -}}
-# GuardrailPolicies: read, and write their status.
+# GuardrailPolicies: read, and write their status (JSON merge patch on /status).
 - apiGroups: ["autoguardrails.io"]
   resources: ["guardrailpolicies"]
   verbs: ["get", "list", "watch"]
 - apiGroups: ["autoguardrails.io"]
   resources: ["guardrailpolicies/status"]
-  verbs: ["get", "patch", "update"]
-# Quarantines: created by server-side apply (patch), annotations cleared and the finalizer
-# added/removed on the object itself (patch/update; kube-runtime's finalizer helper uses a JSON
-# patch on the main resource), status written through /status.
+  verbs: ["patch"]
+# Quarantines: created by server-side apply (a patch that the API server also authorizes as
+# create), annotations cleared and the finalizer added/removed with patches on the object itself
+# (so no /finalizers grant), status written with merge patches on /status. No update, no delete.
 - apiGroups: ["autoguardrails.io"]
   resources: ["quarantines"]
-  verbs: ["get", "list", "watch", "create", "patch", "update"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 - apiGroups: ["autoguardrails.io"]
   resources: ["quarantines/status"]
-  verbs: ["get", "patch", "update"]
-# Events (kube-runtime's Recorder writes events.k8s.io/v1; core/v1 for older readers).
+  verbs: ["patch"]
+# Events: kube-runtime's Recorder creates events.k8s.io/v1 Events and patches a series.
 - apiGroups: ["events.k8s.io"]
-  resources: ["events"]
-  verbs: ["create", "patch"]
-- apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- with .Values.rbac.slackWebhookSecretNames }}
