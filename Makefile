@@ -3,10 +3,10 @@ SHELL := /bin/bash
 CARGO ?= cargo
 VENV := .venv
 
-.PHONY: test deps fmt-check lint crd-check unit demo crds bench clean-venv
+.PHONY: test deps fmt-check lint crd-check chart-check unit demo crds bench clean-venv real-cluster
 
 ## test: everything CI runs — install test dependencies, format, lint, CRD checks, all tests
-test: deps fmt-check lint crd-check unit
+test: deps fmt-check lint crd-check chart-check unit
 
 ## deps: install the test dependencies (Python venv with moto, kubectl, kubernetes-validate, helm SDK; promtool)
 deps:
@@ -23,16 +23,26 @@ crd-check:
 	$(CARGO) test -q --test crds
 	$(VENV)/bin/kubernetes-validate --strict --quiet crds/*.yaml
 
+## chart-check: Helm chart lint + render (default and all features), kubernetes-validate --strict,
+## promtool check/test rules for the alerts, values schema refusals (scripts/helm.py, no helm binary)
+chart-check:
+	$(VENV)/bin/python scripts/helm.py check
+
 unit:
 	$(CARGO) test --workspace
 
-## crds: regenerate crds/ from src/crd/
+## crds: regenerate crds/ from src/crd/ (and the chart's copy, which tests/chart.rs compares)
 crds:
 	$(CARGO) run -q -- crd --dir crds
+	cp crds/*.yaml charts/autoguardrails/crds/
 
 ## demo: evaluate every example policy against its signals and show the decisions and IAM documents
 demo:
 	./scripts/demo.sh
+
+## real-cluster: the end-to-end scenario against the cluster in $$KUBECONFIG (skipped without it)
+real-cluster:
+	./tests/real-cluster.sh
 
 ## bench: benchmarks that print figures
 bench:
