@@ -7,7 +7,7 @@
 //! `AGR_BENCH_CONCURRENCY`, default 32).
 
 #[path = "../tests/support/controller.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod harness;
 #[path = "../tests/support/sns_signing.rs"]
 mod sns_signing;
