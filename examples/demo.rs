@@ -305,9 +305,10 @@ async fn run() -> Result<(), Error> {
     for entry in q.status.map(|s| s.history).unwrap_or_default() {
         let value = serde_json::to_value(&entry)?;
         println!(
-            "    {}  {:<16} {}",
+            "    {}  {:<22} {:<12} {}",
             value["time"].as_str().unwrap_or(""),
-            value["phase"].as_str().unwrap_or(""),
+            value["event"].as_str().unwrap_or(""),
+            value["actor"].as_str().unwrap_or(""),
             value["message"].as_str().unwrap_or("")
         );
     }
@@ -332,7 +333,6 @@ async fn run() -> Result<(), Error> {
     for line in scrape.lines().filter(|l| {
         !l.starts_with('#')
             && (l.starts_with("autoguardrails_signals_total")
-                || l.starts_with("autoguardrails_quarantines{")
                 || l.starts_with("autoguardrails_iam_calls_total")
                 || l.starts_with("autoguardrails_leader"))
     }) {
