@@ -4,7 +4,8 @@
 //! PendingApproval after a signal arrives on `/events`, `kubectl annotate` approve, `kubectl wait`
 //! for Active, see the deny on the role in IAM, release, see it gone. Then the controller's
 //! metrics pass `promtool check metrics`, every API call it made is allowed by the Helm chart's
-//! RBAC, and SIGTERM stops it cleanly and gives up the lease.
+//! RBAC, and SIGTERM stops it cleanly and gives up the lease. A second scenario runs two and three
+//! replicas and measures leader takeover after SIGTERM and after SIGKILL.
 
 #[path = "support/moto.rs"]
 mod moto;
@@ -521,4 +522,233 @@ notifications:
 /// IAM returns policy documents URL-encoded.
 fn urlencoding_decode(text: &str) -> String {
     autoguardrails::aws::iam::decode_policy_document(text)
+}
+
+fn spawn_controller(kubeconfig: &Path, dir: &Path, name: &str, config: &str) -> ControllerProcess {
+    let file = dir.join(format!("{name}.yaml"));
+    std::fs::write(&file, config).unwrap();
+    let log = dir.join(format!("{name}.log"));
+    let child = Command::new(env!("CARGO_BIN_EXE_autoguardrails"))
+        .args([
+            "controller",
+            "--config",
+            file.to_str().unwrap(),
+            "--log-format",
+            "text",
+        ])
+        .env("KUBECONFIG", kubeconfig)
+        .env("POD_NAME", name)
+        .env("POD_NAMESPACE", NS)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    ControllerProcess {
+        child: Some(child),
+        log,
+    }
+}
+
+fn replica_config(metrics_port: u16, signals_port: u16) -> String {
+    format!(
+        r#"clusterId: ha
+namespaces: [{NS}]
+metricsAddr: 127.0.0.1:{metrics_port}
+signalsAddr: 127.0.0.1:{signals_port}
+aws:
+  backend: memory
+  memory:
+    "111111111111": {{ roles: [dev-ci] }}
+leaderElection:
+  leaseNamespace: {NS}
+  leaseDuration: 3s
+  renewDeadline: 2s
+  retryPeriod: 250ms
+signals:
+  events:
+    apiKeySecret: {{ name: events-key, key: apiKey }}
+notifications:
+  enabled: false
+"#
+    )
+}
+
+struct Replica {
+    process: ControllerProcess,
+    ops: String,
+    events: String,
+}
+
+async fn leading(http: &reqwest::Client, replica: &Replica) -> Option<bool> {
+    let text = http
+        .get(format!("{}/metrics", replica.ops))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    Some(text.lines().any(|l| l == "autoguardrails_leader 1"))
+}
+
+async fn start_replica(
+    http: &reqwest::Client,
+    kubeconfig: &Path,
+    dir: &Path,
+    name: &str,
+) -> Replica {
+    let (metrics_port, signals_port) = (free_port(), free_port());
+    let process = spawn_controller(
+        kubeconfig,
+        dir,
+        name,
+        &replica_config(metrics_port, signals_port),
+    );
+    let replica = Replica {
+        process,
+        ops: format!("http://127.0.0.1:{metrics_port}"),
+        events: format!("http://127.0.0.1:{signals_port}/events"),
+    };
+    wait_for(&format!("{name} ready"), Duration::from_secs(60), || async {
+        matches!(http.get(format!("{}/readyz", replica.ops)).send().await, Ok(r) if r.status() == 200)
+    })
+    .await;
+    replica
+}
+
+fn signal_process(replica: &mut Replica, signal: &str) {
+    let pid = replica.process.child.as_ref().unwrap().id().to_string();
+    assert!(
+        Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+/// Two replicas of the binary: exactly one leads (the other is ready but not enforcing); on
+/// SIGTERM the lease is handed over at once, after SIGKILL when it expires; the new leader
+/// enforces a signal that arrived on the standby. Prints both takeover times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_replica_takes_over_and_enforces() {
+    let emulator = Emulator::start_with(Options::default()).await.unwrap();
+    let kubeconfig = emulator.kubeconfig_path().to_path_buf();
+    let kubectl = Kubectl::new(kubeconfig.clone());
+    kubectl.run(&["apply", "-f", root().join("crds").to_str().unwrap()]);
+    kubectl.run(&["create", "namespace", NS]);
+    kubectl.run(&[
+        "create",
+        "secret",
+        "generic",
+        "events-key",
+        "-n",
+        NS,
+        &format!("--from-literal=apiKey={API_KEY}"),
+    ]);
+    let dir = std::env::temp_dir().join(format!("agr-ha-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+
+    let a = start_replica(&http, &kubeconfig, &dir, "replica-a").await;
+    let b = start_replica(&http, &kubeconfig, &dir, "replica-b").await;
+    wait_for("one leader", Duration::from_secs(30), || async {
+        leading(&http, &a).await.unwrap_or(false) != leading(&http, &b).await.unwrap_or(false)
+    })
+    .await;
+    let (mut leader, mut standby) = if leading(&http, &a).await == Some(true) {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    assert_eq!(
+        leading(&http, &standby).await,
+        Some(false),
+        "the standby does not lead"
+    );
+    kubectl.run_with_input(
+        &["apply", "-f", "-"],
+        Some(
+            &POLICY
+                .replace("mode: Manual", "mode: Auto")
+                .replace("123456789012", "111111111111"),
+        ),
+    );
+
+    // Planned handover: SIGTERM releases the lease after draining.
+    let stopped = Instant::now();
+    signal_process(&mut leader, "-TERM");
+    wait_for(
+        "the standby to lead after SIGTERM",
+        Duration::from_secs(30),
+        || async { leading(&http, &standby).await == Some(true) },
+    )
+    .await;
+    let graceful = stopped.elapsed();
+    let mut child = leader.process.child.take().unwrap();
+    assert!(child.wait().unwrap().success(), "{}", leader.process.log());
+
+    // A third replica joins as standby; the leader is killed without a chance to release.
+    let mut c = start_replica(&http, &kubeconfig, &dir, "replica-c").await;
+    assert_eq!(leading(&http, &c).await, Some(false));
+    std::mem::swap(&mut leader, &mut standby);
+    drop(standby);
+    let killed = Instant::now();
+    signal_process(&mut leader, "-KILL");
+
+    // A signal arrives on the surviving standby while nobody leads: intake answers truthfully.
+    let mut event: Value =
+        serde_json::from_str(include_str!("fixtures/signals/eventbridge-anomaly.json")).unwrap();
+    event["detail"]["impact"]["totalImpact"] = serde_json::json!(700.0);
+    let answer = http
+        .post(&c.events)
+        .header("x-api-key", API_KEY)
+        .body(event.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200, "{}", c.process.log());
+    wait_for(
+        "replica-c to lead after SIGKILL",
+        Duration::from_secs(30),
+        || async { leading(&http, &c).await == Some(true) },
+    )
+    .await;
+    let crashed = killed.elapsed();
+    let name = kubectl.run(&["get", "quarantines", "-n", NS, "-o", "name"]);
+    kubectl.run(&[
+        "wait",
+        "-n",
+        NS,
+        "--for=jsonpath={.status.phase}=Active",
+        name.trim(),
+        "--timeout=60s",
+    ]);
+    let iam: Value = http
+        .get(format!("{}/debug/iam", c.ops))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let principals = iam["111111111111"]["principals"].as_array().unwrap();
+    let dev_ci = principals.iter().find(|p| p["name"] == "dev-ci").unwrap();
+    assert_eq!(
+        dev_ci["attachedPolicies"].as_array().unwrap().len(),
+        1,
+        "{iam}"
+    );
+    println!(
+        "leader takeover: after SIGTERM {:.2} s, after SIGKILL {:.2} s (leaseDuration 3 s, retryPeriod 250 ms)",
+        graceful.as_secs_f64(),
+        crashed.as_secs_f64()
+    );
+    signal_process(&mut c, "-TERM");
+    let _ = c.process.child.take().unwrap().wait();
+    let _ = std::fs::remove_dir_all(&dir);
 }
