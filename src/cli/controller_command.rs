@@ -233,7 +233,6 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
 /// Runs the controller until `shutdown` is triggered (tests trigger it directly).
 pub async fn serve_until(config: Config, shutdown: Shutdown) -> Result<(), RunError> {
     let metrics = Arc::new(Metrics::new().map_err(|e| RunError::Metrics(e.to_string()))?);
-    let client = kubernetes_client().await?;
     let identity = leader::default_identity();
     let pod_namespace = leader::default_namespace();
     if config.aws.backend == AwsBackend::Memory {
@@ -243,6 +242,7 @@ pub async fn serve_until(config: Config, shutdown: Shutdown) -> Result<(), RunEr
              this process and is gone when it exits. For the demo and tests only."
         );
     }
+    let client = kubernetes_client().await?;
     let (clients, memory) = clients_for(&config).await;
     let sdk = match config.aws.backend {
         AwsBackend::Sdk => Some(load_base_config(&config.aws.sdk()).await),
