@@ -50,6 +50,11 @@ simulate-examples:
 real-cluster:
 	./tests/real-cluster.sh
 
-## bench: benchmarks that print figures
+## bench: benchmarks that print figures (docs/benchmarks.md): criterion micro-benchmarks with short
+## measurement times, the end-to-end program (its scale phase runs the emulator binary in a child
+## process) and the SNS load benchmark; about 10 minutes on a 2-core machine, builds excluded
 bench:
-	$(CARGO) bench --workspace
+	$(CARGO) build --release -q -p kube-emulator --bin kube-emulator
+	$(CARGO) bench --bench evaluate --bench sns --bench document -- --warm-up-time 1 --measurement-time 3
+	$(CARGO) bench --bench e2e
+	$(CARGO) bench --bench sns_load

@@ -126,6 +126,9 @@ pub struct WriteRecord {
     pub arguments: String,
     /// `None` when it succeeded, else the error code returned.
     pub error: Option<ErrorCode>,
+    /// When the call reached this implementation (wall clock; the benchmarks measure latencies
+    /// against it).
+    pub at: jiff::Timestamp,
 }
 
 #[derive(Debug, Default)]
@@ -435,6 +438,7 @@ impl InMemoryIam {
                     operation: op,
                     arguments,
                     error: Some(e.code.clone()),
+                    at: jiff::Timestamp::now(),
                 });
                 return Err(e);
             }
@@ -446,6 +450,7 @@ impl InMemoryIam {
             operation: op,
             arguments,
             error: result.as_ref().err().map(|e| e.code.clone()),
+            at: jiff::Timestamp::now(),
         });
         if result.is_ok() {
             inner.snapshot_after_write();

@@ -155,8 +155,8 @@ impl SignalIntake for Intake {
                 let existing: Vec<Quarantine> = all_quarantines
                     .iter()
                     .filter(|q| {
-                        q.namespace().as_deref() == Some(ns.as_str())
-                            && q.spec.policy_ref.name == policy_name
+                        q.spec.policy_ref.name == policy_name
+                            && q.metadata.namespace.as_deref() == Some(ns.as_str())
                     })
                     .map(|q| (**q).clone())
                     .collect();

@@ -95,8 +95,56 @@ pub fn parse_duration(text: &str) -> Result<SignedDuration, String> {
     if !pattern_ok {
         return Err(format!("{text:?} is not a duration like 4h, 30m or 1h30m"));
     }
+    if let Some(duration) = integer_duration(text) {
+        return Ok(duration);
+    }
     text.parse::<SignedDuration>()
         .map_err(|e| format!("{text:?} is not a duration: {e}"))
+}
+
+/// The common case without jiff's general parser (evaluation parses three durations per
+/// policy): whole numbers of `h`, `m`, `s`, `ms`, `us`/`µs`, `ns` in a text that already passed
+/// `regex_lite_duration`. `None` (fractions, overflow) falls back to jiff, which gives the same
+/// value for everything this accepts.
+fn integer_duration(text: &str) -> Option<SignedDuration> {
+    let bytes = text.as_bytes();
+    let mut total: i128 = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let mut value: i128 = 0;
+        while i < bytes.len() && bytes[i].is_ascii_digit() {
+            value = value
+                .checked_mul(10)?
+                .checked_add(i128::from(bytes[i] - b'0'))?;
+            if value > i128::from(i64::MAX) * 1_000_000_000 {
+                return None;
+            }
+            i += 1;
+        }
+        let rest = &text[i..];
+        let (nanos_per_unit, length): (i128, usize) = if rest.starts_with("ms") {
+            (1_000_000, 2)
+        } else if rest.starts_with("us") {
+            (1_000, 2)
+        } else if rest.starts_with("µs") {
+            (1_000, "µs".len())
+        } else if rest.starts_with("ns") {
+            (1, 2)
+        } else if rest.starts_with('h') {
+            (3_600_000_000_000, 1)
+        } else if rest.starts_with('m') {
+            (60_000_000_000, 1)
+        } else if rest.starts_with('s') {
+            (1_000_000_000, 1)
+        } else {
+            return None; // a fraction or anything unusual: the general parser decides
+        };
+        total = total.checked_add(value.checked_mul(nanos_per_unit)?)?;
+        i += length;
+    }
+    let seconds = i64::try_from(total / 1_000_000_000).ok()?;
+    let nanos = i32::try_from(total % 1_000_000_000).ok()?;
+    Some(SignedDuration::new(seconds, nanos))
 }
 
 fn regex_lite_duration(text: &str) -> bool {
@@ -444,5 +492,30 @@ mod tests {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
         assert_eq!(parse_duration("1h30m"), Ok(SignedDuration::from_mins(90)));
+    }
+
+    #[test]
+    fn integer_fast_path_agrees_with_jiff() {
+        for text in [
+            "4h",
+            "30m",
+            "1h30m",
+            "90s",
+            "250ms",
+            "168h",
+            "0s",
+            "1h1m1s1ms1us1ns",
+            "7µs",
+            "2562047h",
+            "9999999999999h",
+            "1m90s",
+        ] {
+            assert_eq!(
+                integer_duration(text).map(Ok),
+                Some(text.parse::<SignedDuration>().map_err(|e| e.to_string()))
+                    .filter(|r| r.is_ok()),
+                "{text}"
+            );
+        }
     }
 }

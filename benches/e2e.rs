@@ -1,0 +1,1090 @@
+//! End-to-end benchmark program (not a test): the real controllers and intake over the Kubernetes
+//! API emulator and the in-memory IAM, measuring what users feel. It prints a table and one
+//! machine-readable line per figure (`e2e <key> <value> <unit>`).
+//!
+//! `cargo bench --bench e2e` (or `make bench`). Sizes and phases come from the environment:
+//! `AGR_BENCH_PHASES` (default `latency,drift,scale,cost`), `AGR_BENCH_SINGLE` (50),
+//! `AGR_BENCH_BURST` (1000), `AGR_BENCH_RELEASE_TTL_SECONDS` (60), `AGR_BENCH_DRIFT_SAMPLES` (10),
+//! `AGR_BENCH_POLICIES` (10000), `AGR_BENCH_QUARANTINES` (100000), `AGR_BENCH_ACTIVE` (100),
+//! `AGR_BENCH_STEADY_SECONDS` (60), `AGR_BENCH_EMULATOR` (path of the `kube-emulator` binary,
+//! default `target/release/kube-emulator`; the scale phase runs the emulator in a child process
+//! so the controller's RSS is measured alone).
+
+#[path = "../tests/support/controller.rs"]
+#[allow(unused_imports)]
+mod harness;
+
+use std::collections::HashMap;
+use std::io::BufRead as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use autoguardrails::aws::factory::StaticClients;
+use autoguardrails::aws::memory::InMemoryIam;
+use autoguardrails::aws::{Operation, PrincipalKind, PrincipalRef};
+use autoguardrails::controller::intake::Intake;
+use autoguardrails::controller::{self, FINALIZER, Settings, desired};
+use autoguardrails::crd::conditions::set_condition;
+use autoguardrails::crd::{
+    GuardrailPolicy, HistoryEntry, Phase, PlannedDeny, Quarantine, QuarantineStatus, TargetState,
+    TargetStatus,
+};
+use autoguardrails::enforce::ownership::managed_policy_name;
+use autoguardrails::intake::SignalIntake;
+use autoguardrails::metrics::{CONTROLLER_POLICY, CONTROLLER_QUARANTINE, Metrics};
+use autoguardrails::policy::{self, ControllerSettings, Input};
+use autoguardrails::poller::PollerSettings;
+use autoguardrails::signal::CostSignal;
+use futures::StreamExt as _;
+use harness::{ACCOUNT, CLUSTER, Harness, NS};
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use tokio::sync::watch;
+
+fn setting(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The figures, in the order measured, for the closing table.
+#[derive(Default)]
+struct Report {
+    rows: Vec<(String, String, String, String)>,
+}
+
+impl Report {
+    /// Records one figure: prints the machine-readable line at once and keeps a table row.
+    fn figure(&mut self, key: &str, value: f64, unit: &str, what: &str, target: &str) {
+        println!("e2e {key} {value:.3} {unit}");
+        self.rows.push((
+            what.to_string(),
+            format!("{value:.3} {unit}"),
+            target.to_string(),
+            key.to_string(),
+        ));
+    }
+
+    fn print(&self) {
+        println!();
+        println!("| measure | result | target |");
+        println!("| --- | --- | --- |");
+        for (what, value, target, _) in &self.rows {
+            println!("| {what} | {value} | {target} |");
+        }
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+fn sorted(mut values: Vec<f64>) -> Vec<f64> {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values
+}
+
+fn millis(later: Timestamp, earlier: Timestamp) -> f64 {
+    later.duration_since(earlier).as_secs_f64() * 1e3
+}
+
+fn rss_kib(pid: Option<u32>) -> u64 {
+    let path = match pid {
+        Some(pid) => format!("/proc/{pid}/status"),
+        None => "/proc/self/status".to_string(),
+    };
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn role(name: &str) -> PrincipalRef {
+    PrincipalRef {
+        kind: PrincipalKind::Role,
+        name: name.to_string(),
+    }
+}
+
+/// A policy in Auto mode that reacts only to anomalies of service `service` and quarantines role
+/// `role_name`, so every signal of the benchmark has its own policy and its own target.
+fn policy_yaml(name: &str, service: &str, role_name: &str, ttl: &str) -> String {
+    format!(
+        r#"apiVersion: autoguardrails.io/v1alpha1
+kind: GuardrailPolicy
+metadata:
+  name: {name}
+  namespace: {NS}
+spec:
+  mode: Auto
+  match:
+    sources: [CostAnomaly]
+    accountIds: ["{ACCOUNT}"]
+    minImpactUsd: 100
+    services: ["{service}"]
+  scope:
+    principals:
+      - {{ kind: IamRole, arn: "arn:aws:iam::{ACCOUNT}:role/{role_name}" }}
+  deny:
+    actions: ["ec2:RunInstances", "ec2:CreateNatGateway"]
+  quarantine:
+    ttl: {ttl}
+    cooldown: 0s
+"#
+    )
+}
+
+fn signal(id: &str, service: &str) -> CostSignal {
+    let mut s = harness::anomaly(id, ACCOUNT, 500.0);
+    s.service = Some(service.to_string());
+    s
+}
+
+/// First successful write of `operation` per role name, from the IAM write log, after `since`.
+fn writes_by_role(
+    iam: &InMemoryIam,
+    operation: Operation,
+    since: Timestamp,
+) -> HashMap<String, Timestamp> {
+    let mut out = HashMap::new();
+    for record in iam.write_log() {
+        if record.operation != operation || record.error.is_some() || record.at < since {
+            continue;
+        }
+        if let Some(name) = record
+            .arguments
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.strip_prefix("role/"))
+        {
+            out.entry(name.to_string()).or_insert(record.at);
+        }
+    }
+    out
+}
+
+/// Waits until every role in `roles` has a write of `operation` after `since`; gives up after
+/// `limit` and returns what it saw.
+async fn wait_writes(
+    iam: &InMemoryIam,
+    operation: Operation,
+    since: Timestamp,
+    roles: &[String],
+    limit: Duration,
+) -> HashMap<String, Timestamp> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let seen = writes_by_role(iam, operation, since);
+        if roles.iter().all(|r| seen.contains_key(r)) || Instant::now() > deadline {
+            return seen;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn create_policies(
+    client: &Client,
+    policies: Vec<String>,
+    concurrency: usize,
+) -> Vec<GuardrailPolicy> {
+    let api: Api<GuardrailPolicy> = Api::namespaced(client.clone(), NS);
+    futures::stream::iter(policies)
+        .map(|yaml| {
+            let api = api.clone();
+            async move {
+                let policy: GuardrailPolicy = serde_saphyr::from_str(&yaml).expect("policy yaml");
+                api.create(&PostParams::default(), &policy)
+                    .await
+                    .expect("create policy")
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await
+}
+
+fn reconciles(metrics: &Metrics, controller: &str) -> u64 {
+    metrics.reconciles.with_label_values(&[controller]).get()
+}
+
+/// Waits until the reconcile counters stop moving for `quiet`.
+async fn wait_quiet(metrics: &Metrics, quiet: Duration, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    let mut last = (0, 0);
+    let mut since = Instant::now();
+    while Instant::now() < deadline {
+        let now = (
+            reconciles(metrics, CONTROLLER_POLICY),
+            reconciles(metrics, CONTROLLER_QUARANTINE),
+        );
+        if now != last {
+            last = now;
+            since = Instant::now();
+        } else if since.elapsed() >= quiet {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn main() {
+    let phases = std::env::var("AGR_BENCH_PHASES")
+        .unwrap_or_else(|_| "latency,drift,scale,cost".to_string());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut report = Report::default();
+    let started = Instant::now();
+    if phases.contains("latency") || phases.contains("drift") {
+        runtime.block_on(latency_release_drift(&mut report, &phases));
+    }
+    if phases.contains("scale") {
+        runtime.block_on(scale(&mut report));
+    }
+    if phases.contains("cost") {
+        cost_explorer(&mut report);
+    }
+    report.print();
+    println!(
+        "\ne2e: finished in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// Signal → attach latency (1 at a time, then a burst), release lag after expiresAt, and drift
+/// repair after an outside detach, at the default settings, then drift at the test settings.
+async fn latency_release_drift(report: &mut Report, phases: &str) {
+    let single = setting("AGR_BENCH_SINGLE", 50);
+    let burst = setting("AGR_BENCH_BURST", 1000);
+    let ttl_seconds = setting("AGR_BENCH_RELEASE_TTL_SECONDS", 60);
+    let drift_samples = setting("AGR_BENCH_DRIFT_SAMPLES", 10).min(single);
+    let defaults = Settings {
+        cluster_id: CLUSTER.into(),
+        ..Settings::default()
+    };
+    println!(
+        "latency: {single} single signals, a burst of {burst}, release ttl {ttl_seconds} s, {drift_samples} drift samples (controller at default settings: drift period {:?})",
+        defaults.drift_period
+    );
+    let mut h = Harness::start_with(defaults).await;
+    h.iam.outside(|o| {
+        for i in 0..single {
+            o.create_role(&format!("single-{i:05}"));
+        }
+        for i in 0..burst {
+            o.create_role(&format!("burst-{i:05}"));
+        }
+    });
+    let mut yamls: Vec<String> = (0..single)
+        .map(|i| {
+            policy_yaml(
+                &format!("single-{i:05}"),
+                &format!("single-service-{i:05}"),
+                &format!("single-{i:05}"),
+                "1h",
+            )
+        })
+        .collect();
+    yamls.extend((0..burst).map(|i| {
+        policy_yaml(
+            &format!("burst-{i:05}"),
+            &format!("burst-service-{i:05}"),
+            &format!("burst-{i:05}"),
+            &format!("{ttl_seconds}s"),
+        )
+    }));
+    let total_policies = yamls.len();
+    let setup = Instant::now();
+    create_policies(&h.client, yamls, 16).await;
+    while h.running().stores.policies().len() < total_policies {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    wait_quiet(&h.metrics, Duration::from_secs(2), Duration::from_secs(120)).await;
+    println!(
+        "  {total_policies} policies created and reconciled in {:.1} s",
+        setup.elapsed().as_secs_f64()
+    );
+    let intake = h.intake();
+
+    // ---- one signal at a time
+    let mut single_latencies = Vec::new();
+    let mut single_intake = Vec::new();
+    for i in 0..single {
+        let role_name = format!("single-{i:05}");
+        let s = signal(
+            &format!("single-anomaly-{i:05}"),
+            &format!("single-service-{i:05}"),
+        );
+        let sent = Timestamp::now();
+        let outcome = intake.submit(&s).await.expect("intake");
+        let returned = Timestamp::now();
+        assert!(
+            outcome.outcomes.iter().any(|o| o.created),
+            "signal {i} created its quarantine"
+        );
+        let seen = wait_writes(
+            &h.iam,
+            Operation::AttachRolePolicy,
+            sent,
+            std::slice::from_ref(&role_name),
+            Duration::from_secs(30),
+        )
+        .await;
+        let Some(at) = seen.get(&role_name) else {
+            panic!("signal {i}: the deny was not attached within 30 s");
+        };
+        single_latencies.push(millis(*at, sent));
+        single_intake.push(millis(returned, sent));
+    }
+    let single_latencies = sorted(single_latencies);
+    let single_intake = sorted(single_intake);
+    report.figure(
+        "single.intake_ms.p50",
+        percentile(&single_intake, 0.5),
+        "ms",
+        "1 signal: intake returned (Quarantine exists), p50",
+        "",
+    );
+    report.figure(
+        "single.attach_ms.p50",
+        percentile(&single_latencies, 0.5),
+        "ms",
+        &format!("1 signal → deny attached, p50 ({single} runs)"),
+        "",
+    );
+    report.figure(
+        "single.attach_ms.p99",
+        percentile(&single_latencies, 0.99),
+        "ms",
+        &format!("1 signal → deny attached, p99 ({single} runs)"),
+        "< 500 ms",
+    );
+
+    // ---- drift repair at the default settings (the single quarantines are Active for 1 h)
+    if phases.contains("drift") {
+        drift(report, &h, drift_samples, "defaults", "< 30 s").await;
+    }
+
+    // ---- a burst of near-simultaneous signals
+    if phases.contains("latency") && burst > 0 {
+        let roles: Vec<String> = (0..burst).map(|i| format!("burst-{i:05}")).collect();
+        let burst_start = Timestamp::now();
+        let mut tasks = Vec::new();
+        for i in 0..burst {
+            let intake = intake.clone();
+            tasks.push(tokio::spawn(async move {
+                let s = signal(
+                    &format!("burst-anomaly-{i:05}"),
+                    &format!("burst-service-{i:05}"),
+                );
+                let sent = Timestamp::now();
+                let mut attempts = 0;
+                loop {
+                    attempts += 1;
+                    match intake.submit(&s).await {
+                        Ok(_) => break,
+                        Err(e) if attempts < 5 => {
+                            eprintln!("burst signal {i}: {e}; retrying");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        Err(e) => panic!("burst signal {i}: {e}"),
+                    }
+                }
+                (format!("burst-{i:05}"), sent, Timestamp::now())
+            }));
+        }
+        let mut sent_at = HashMap::new();
+        let mut intake_ms = Vec::new();
+        for task in tasks {
+            let (role_name, sent, returned) = task.await.expect("burst task");
+            intake_ms.push(millis(returned, sent));
+            sent_at.insert(role_name, sent);
+        }
+        let intake_done = Timestamp::now();
+        let attached = wait_writes(
+            &h.iam,
+            Operation::AttachRolePolicy,
+            burst_start,
+            &roles,
+            Duration::from_secs(300),
+        )
+        .await;
+        let missing = roles.iter().filter(|r| !attached.contains_key(*r)).count();
+        let latencies = sorted(
+            roles
+                .iter()
+                .filter_map(|r| Some(millis(*attached.get(r)?, *sent_at.get(r)?)))
+                .collect(),
+        );
+        let last_attach = attached.values().max().copied().unwrap_or(burst_start);
+        let intake_ms = sorted(intake_ms);
+        report.figure(
+            "burst.intake_all_s",
+            millis(intake_done, burst_start) / 1e3,
+            "s",
+            &format!("{burst} signals: every Quarantine created (intake returned)"),
+            "",
+        );
+        report.figure(
+            "burst.intake_ms.p99",
+            percentile(&intake_ms, 0.99),
+            "ms",
+            &format!("{burst} signals: intake call p99"),
+            "",
+        );
+        report.figure(
+            "burst.attach_ms.p50",
+            percentile(&latencies, 0.5),
+            "ms",
+            &format!("{burst} signals → deny attached, p50"),
+            "",
+        );
+        report.figure(
+            "burst.attach_ms.p99",
+            percentile(&latencies, 0.99),
+            "ms",
+            &format!("{burst} signals → deny attached, p99"),
+            "",
+        );
+        report.figure(
+            "burst.contained_s",
+            millis(last_attach, burst_start) / 1e3,
+            "s",
+            &format!("{burst} signals contained (first signal → last attach)"),
+            "< 30 s",
+        );
+        report.figure(
+            "burst.not_attached",
+            missing as f64,
+            "quarantines",
+            "burst quarantines not attached within 300 s",
+            "0",
+        );
+
+        // ---- release lag: the burst quarantines expire together (ttl after activation)
+        let expiry: HashMap<String, Timestamp> = h
+            .quarantines()
+            .list(&ListParams::default())
+            .await
+            .expect("list quarantines")
+            .items
+            .into_iter()
+            .filter_map(|q| {
+                let target = q.spec.targets.first()?.arn.rsplit('/').next()?.to_string();
+                let expires = q.status.as_ref()?.expires_at.as_ref()?.0;
+                target.starts_with("burst-").then_some((target, expires))
+            })
+            .collect();
+        let first_expiry = expiry.values().min().copied().unwrap_or(burst_start);
+        let last_expiry = expiry.values().max().copied().unwrap_or(burst_start);
+        println!(
+            "  release: {} burst quarantines expire between {first_expiry} and {last_expiry} ({:.1} s apart); waiting",
+            expiry.len(),
+            millis(last_expiry, first_expiry) / 1e3
+        );
+        let wait = last_expiry
+            .duration_since(Timestamp::now())
+            .as_secs_f64()
+            .max(0.0)
+            + 60.0;
+        let detached = wait_writes(
+            &h.iam,
+            Operation::DetachRolePolicy,
+            burst_start,
+            &roles,
+            Duration::from_secs_f64(wait),
+        )
+        .await;
+        let lags = sorted(
+            expiry
+                .iter()
+                .filter_map(|(r, e)| Some(millis(*detached.get(r)?, *e)))
+                .collect(),
+        );
+        let not_released = roles.iter().filter(|r| !detached.contains_key(*r)).count();
+        report.figure(
+            "release.expiry_spread_s",
+            millis(last_expiry, first_expiry) / 1e3,
+            "s",
+            &format!("{} quarantines: spread of expiresAt", expiry.len()),
+            "",
+        );
+        report.figure(
+            "release.lag_ms.p50",
+            percentile(&lags, 0.5),
+            "ms",
+            "release lag after expiresAt (detach − expiresAt), p50",
+            "",
+        );
+        report.figure(
+            "release.lag_ms.p99",
+            percentile(&lags, 0.99),
+            "ms",
+            "release lag after expiresAt, p99",
+            "< 2 s",
+        );
+        report.figure(
+            "release.not_released",
+            not_released as f64,
+            "quarantines",
+            "not detached within 60 s of the last expiry",
+            "0",
+        );
+    }
+
+    // ---- drift repair at the test settings (drift period 500 ms)
+    if phases.contains("drift") {
+        h.restart(Some(harness::test_settings())).await;
+        wait_quiet(&h.metrics, Duration::from_secs(3), Duration::from_secs(120)).await;
+        drift(report, &h, drift_samples, "test_settings", "").await;
+    }
+    h.stop().await;
+}
+
+/// Detaches the deny of `samples` Active single quarantines from outside at the same moment and
+/// measures until the controller attached each again.
+async fn drift(report: &mut Report, h: &Harness, samples: usize, label: &str, target: &str) {
+    let period = h.settings.drift_period;
+    let state = h.iam.state();
+    let mut roles = Vec::new();
+    let mut detaches = Vec::new();
+    for i in 0..samples {
+        let name = format!("single-{i:05}");
+        let ours: Vec<String> = state
+            .attached(&role(&name))
+            .into_iter()
+            .filter(|a| a.contains("/autoguardrails/"))
+            .collect();
+        if let Some(arn) = ours.into_iter().next() {
+            roles.push(name.clone());
+            detaches.push((name, arn));
+        }
+    }
+    let at = Timestamp::now();
+    h.iam.outside(|o| {
+        for (name, arn) in &detaches {
+            o.detach(&role(name), arn);
+        }
+    });
+    let repaired = wait_writes(
+        &h.iam,
+        Operation::AttachRolePolicy,
+        at,
+        &roles,
+        period * 2 + Duration::from_secs(30),
+    )
+    .await;
+    let times = sorted(
+        roles
+            .iter()
+            .filter_map(|r| Some(millis(*repaired.get(r)?, at) / 1e3))
+            .collect(),
+    );
+    let missing = roles.len() - times.len();
+    println!(
+        "  drift ({label}, drift period {period:?}): {} detached, {} repaired",
+        roles.len(),
+        times.len()
+    );
+    report.figure(
+        &format!("drift.{label}.repair_s.p50"),
+        percentile(&times, 0.5),
+        "s",
+        &format!(
+            "drift repaired after an outside detach, {label} (period {period:?}), p50 of {}",
+            roles.len()
+        ),
+        "",
+    );
+    report.figure(
+        &format!("drift.{label}.repair_s.max"),
+        percentile(&times, 1.0),
+        "s",
+        &format!("drift repaired, {label}, worst"),
+        target,
+    );
+    report.figure(
+        &format!("drift.{label}.not_repaired"),
+        missing as f64,
+        "targets",
+        &format!("drift not repaired, {label}"),
+        "0",
+    );
+}
+
+/// An emulator in a child process, so that this process's RSS is the controller's.
+struct ChildEmulator {
+    child: std::process::Child,
+    url: String,
+    _kubeconfig: std::path::PathBuf,
+}
+
+impl ChildEmulator {
+    fn start() -> Option<ChildEmulator> {
+        let binary = std::env::var("AGR_BENCH_EMULATOR").unwrap_or_else(|_| {
+            let target = std::env::var("CARGO_TARGET_DIR")
+                .unwrap_or_else(|_| format!("{}/target", env!("CARGO_MANIFEST_DIR")));
+            format!("{target}/release/kube-emulator")
+        });
+        if !std::path::Path::new(&binary).exists() {
+            eprintln!(
+                "scale: {binary} not found; build it with `cargo build --release -p kube-emulator` (make bench does)"
+            );
+            return None;
+        }
+        let kubeconfig =
+            std::env::temp_dir().join(format!("agr-bench-{}.kubeconfig", std::process::id()));
+        let mut child = std::process::Command::new(&binary)
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--history",
+                "10000",
+                "--kubeconfig",
+            ])
+            .arg(&kubeconfig)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the emulator");
+        let stdout = child.stdout.take().expect("emulator stdout");
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("emulator URL");
+        Some(ChildEmulator {
+            child,
+            url: line.trim().to_string(),
+            _kubeconfig: kubeconfig,
+        })
+    }
+
+    async fn client(&self) -> Client {
+        let config = kube::Config::new(self.url.parse().expect("emulator URL"));
+        Client::try_from(config).expect("client")
+    }
+}
+
+impl Drop for ChildEmulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self._kubeconfig);
+    }
+}
+
+/// The status the controller itself leaves on a quarantine released at expiry, so that the
+/// seeded objects look like the controller's own (a cold start then has nothing to write).
+fn released_status(q: &Quarantine, activated: Timestamp) -> QuarantineStatus {
+    let expires = activated + SignedDuration::from_hours(1);
+    let released = expires + SignedDuration::from_millis(150);
+    let document = desired::deny_document(q).expect("deny document");
+    let account = desired::accounts(q).into_iter().next().unwrap_or_default();
+    let mut status = QuarantineStatus {
+        phase: Some(Phase::Released),
+        activated_at: Some(Time(activated)),
+        expires_at: Some(Time(expires)),
+        released_at: Some(Time(released)),
+        release_reason: Some("Expired".into()),
+        deny: Some(PlannedDeny {
+            policy_name: managed_policy_name(CLUSTER, &desired::key(q), &account),
+            document: document.json,
+        }),
+        targets: q
+            .spec
+            .targets
+            .iter()
+            .map(|t| TargetStatus {
+                arn: t.arn.clone(),
+                attachment: None,
+                state: TargetState::Detached,
+                last_error: None,
+                last_verified_at: None,
+            })
+            .collect(),
+        targets_summary: Some(format!("0/{}", q.spec.targets.len())),
+        observed_generation: Some(1),
+        history: ["Created", "Activated", "Expired", "Released"]
+            .iter()
+            .enumerate()
+            .map(|(k, event)| HistoryEntry {
+                time: Time(activated + SignedDuration::from_mins(20 * k as i64)),
+                event: (*event).to_string(),
+                actor: "controller".into(),
+                message: format!("{event}: benchmark history entry"),
+            })
+            .collect(),
+        ..QuarantineStatus::default()
+    };
+    set_condition(
+        &mut status.conditions,
+        "Ready",
+        true,
+        "Reconciled",
+        "the controller acts on this quarantine",
+        Some(1),
+        activated,
+    );
+    set_condition(
+        &mut status.conditions,
+        "Enforced",
+        false,
+        "Released",
+        "released",
+        Some(1),
+        released,
+    );
+    status
+}
+
+async fn current_resource_version(client: &Client) -> u64 {
+    let api: Api<Quarantine> = Api::all(client.clone());
+    api.list_metadata(&ListParams::default().limit(1))
+        .await
+        .ok()
+        .and_then(|l| l.metadata.resource_version)
+        .and_then(|rv| rv.parse().ok())
+        .unwrap_or(0)
+}
+
+/// 10,000 policies and 100,000 quarantines (mostly Released): memory, cold start, steady state.
+async fn scale(report: &mut Report) {
+    let policy_count = setting("AGR_BENCH_POLICIES", 10_000).max(1);
+    let quarantine_count = setting("AGR_BENCH_QUARANTINES", 100_000);
+    let active = setting("AGR_BENCH_ACTIVE", 100).min(policy_count);
+    let steady = setting("AGR_BENCH_STEADY_SECONDS", 60);
+    println!(
+        "scale: {policy_count} policies, {quarantine_count} Released quarantines + {active} Active, steady state over {steady} s"
+    );
+    let Some(emulator) = ChildEmulator::start() else {
+        println!("scale: SKIPPED (no emulator binary)");
+        return;
+    };
+    let client = emulator.client().await;
+    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        Api::all(client.clone());
+    for crd in autoguardrails::crd::all_crds() {
+        crds.create(&PostParams::default(), &crd)
+            .await
+            .expect("create CRD");
+    }
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let ns: k8s_openapi::api::core::v1::Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": NS}})).expect("namespace");
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("create namespace");
+
+    // ---- seed through the API (the emulator has no bulk-load API)
+    let seeding = Instant::now();
+    let yamls: Vec<String> = (0..policy_count)
+        .map(|i| {
+            policy_yaml(
+                &format!("scale-{i:05}"),
+                &format!("scale-service-{i:05}"),
+                &format!("scale-{i:05}"),
+                "1h",
+            )
+        })
+        .collect();
+    let policies = create_policies(&client, yamls, 32).await;
+    let policies_seconds = seeding.elapsed().as_secs_f64();
+    let quarantines: Api<Quarantine> = Api::namespaced(client.clone(), NS);
+    let settings = ControllerSettings::default();
+    let activated: Timestamp = "2026-01-05T08:00:00Z".parse().expect("timestamp");
+    let policies = Arc::new(policies);
+    let created = futures::stream::iter(0..quarantine_count)
+        .map(|k| {
+            let api = quarantines.clone();
+            let policies = policies.clone();
+            let settings = settings.clone();
+            async move {
+                let policy = &policies[k % policies.len()];
+                let service = policy
+                    .spec
+                    .matcher
+                    .services
+                    .first()
+                    .cloned()
+                    .unwrap_or_default();
+                let s = signal(&format!("old-anomaly-{k:06}"), &service);
+                let decision = policy::evaluate(Input {
+                    policy,
+                    signal: &s,
+                    existing: &[],
+                    settings: &settings,
+                    now: activated,
+                });
+                let mut q = decision.quarantine.expect("seed quarantine");
+                q.metadata.finalizers = Some(vec![FINALIZER.to_string()]);
+                let stored = api
+                    .create(&PostParams::default(), &q)
+                    .await
+                    .expect("create quarantine");
+                let status =
+                    released_status(&stored, activated + SignedDuration::from_secs(k as i64));
+                let body = serde_json::json!({ "status": status });
+                api.patch_status(
+                    &stored.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&body),
+                )
+                .await
+                .expect("seed status");
+            }
+        })
+        .buffer_unordered(32)
+        .count()
+        .await;
+    let seed_seconds = seeding.elapsed().as_secs_f64();
+    println!(
+        "  seeded {policy_count} policies in {policies_seconds:.1} s and {created} quarantines (create + status) in {:.1} s through the API; emulator RSS {} MiB",
+        seed_seconds - policies_seconds,
+        rss_kib(Some(emulator.child.id())) / 1024
+    );
+    report.figure("scale.seed_s", seed_seconds, "s", &format!("seed {policy_count} policies + {quarantine_count} quarantines through the API (not a target)"), "");
+
+    // ---- cold start
+    let iam = Arc::new(InMemoryIam::new(ACCOUNT));
+    iam.outside(|o| {
+        for i in 0..policy_count {
+            o.create_role(&format!("scale-{i:05}"));
+        }
+    });
+    let baseline_kib = rss_kib(None);
+    let metrics = Arc::new(Metrics::new().expect("metrics"));
+    let rv_before = current_resource_version(&client).await;
+    let (tx, rx) = watch::channel(false);
+    let cold = Instant::now();
+    let (running, future) = controller::start(
+        client.clone(),
+        Settings {
+            cluster_id: CLUSTER.into(),
+            ..Settings::default()
+        },
+        Arc::new(StaticClients::new().with(ACCOUNT, iam.clone())),
+        metrics.clone(),
+        Some("bench".into()),
+        rx,
+    );
+    let handle = tokio::spawn(future);
+    running.stores.wait_ready().await;
+    let cache_sync = cold.elapsed().as_secs_f64();
+    let total_quarantines = quarantine_count as u64;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while (reconciles(&metrics, CONTROLLER_QUARANTINE) < total_quarantines
+        || reconciles(&metrics, CONTROLLER_POLICY) < policy_count as u64)
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let first_pass = cold.elapsed().as_secs_f64();
+    wait_quiet(&metrics, Duration::from_secs(2), Duration::from_secs(300)).await;
+    let settled = cold.elapsed().as_secs_f64() - 2.0;
+    let rv_after = current_resource_version(&client).await;
+    let rss_synced = rss_kib(None);
+    println!(
+        "  cold start: caches {cache_sync:.1} s, every object reconciled once {first_pass:.1} s, quiet {settled:.1} s; {} writes to the API server; RSS {} MiB (baseline before start {} MiB)",
+        rv_after.saturating_sub(rv_before),
+        rss_synced / 1024,
+        baseline_kib / 1024
+    );
+    report.figure(
+        "scale.cache_sync_s",
+        cache_sync,
+        "s",
+        "cold start: informer caches synced",
+        "",
+    );
+    report.figure(
+        "scale.cold_sync_s",
+        first_pass,
+        "s",
+        "cold start → every object reconciled once (fully synced)",
+        "< 60 s",
+    );
+    report.figure(
+        "scale.cold_writes",
+        rv_after.saturating_sub(rv_before) as f64,
+        "writes",
+        "API writes during the cold start (status, Events)",
+        "",
+    );
+    report.figure(
+        "scale.rss_mib",
+        rss_synced as f64 / 1024.0,
+        "MiB",
+        "bench process RSS after sync (controller + IAM double + seeding client)",
+        "",
+    );
+    report.figure(
+        "scale.controller_rss_mib",
+        rss_synced.saturating_sub(baseline_kib) as f64 / 1024.0,
+        "MiB",
+        "controller RSS (after sync − before start)",
+        "< 256 MiB",
+    );
+
+    // ---- some Active quarantines through the real intake (at scale)
+    let intake = Intake::from_running(&running);
+    let mut intake_ms = Vec::new();
+    let mut attach_ms = Vec::new();
+    for i in 0..active {
+        let role_name = format!("scale-{i:05}");
+        let s = signal(
+            &format!("scale-new-{i:05}"),
+            &format!("scale-service-{i:05}"),
+        );
+        let sent = Timestamp::now();
+        intake.submit(&s).await.expect("intake at scale");
+        intake_ms.push(millis(Timestamp::now(), sent));
+        let seen = wait_writes(
+            &iam,
+            Operation::AttachRolePolicy,
+            sent,
+            std::slice::from_ref(&role_name),
+            Duration::from_secs(60),
+        )
+        .await;
+        if let Some(at) = seen.get(&role_name) {
+            attach_ms.push(millis(*at, sent));
+        }
+    }
+    let intake_ms = sorted(intake_ms);
+    let attach_ms = sorted(attach_ms);
+    report.figure(
+        "scale.intake_ms.p50",
+        percentile(&intake_ms, 0.5),
+        "ms",
+        &format!("intake at scale ({policy_count} policies, {quarantine_count} quarantines), p50"),
+        "",
+    );
+    report.figure(
+        "scale.attach_ms.p99",
+        percentile(&attach_ms, 0.99),
+        "ms",
+        &format!(
+            "signal → deny attached at scale, p99 of {}",
+            attach_ms.len()
+        ),
+        "< 500 ms",
+    );
+    wait_quiet(&metrics, Duration::from_secs(3), Duration::from_secs(120)).await;
+
+    // ---- steady state
+    let calls_before = iam.call_count();
+    let writes_before = iam.write_count();
+    let reconciles_before =
+        reconciles(&metrics, CONTROLLER_QUARANTINE) + reconciles(&metrics, CONTROLLER_POLICY);
+    let rv_steady = current_resource_version(&client).await;
+    let window = Instant::now();
+    tokio::time::sleep(Duration::from_secs(steady as u64)).await;
+    let minutes = window.elapsed().as_secs_f64() / 60.0;
+    let calls = iam.call_count() - calls_before;
+    let writes = iam.write_count() - writes_before;
+    let reconciled = reconciles(&metrics, CONTROLLER_QUARANTINE)
+        + reconciles(&metrics, CONTROLLER_POLICY)
+        - reconciles_before;
+    let kube_writes = current_resource_version(&client)
+        .await
+        .saturating_sub(rv_steady);
+    let rss_end = rss_kib(None);
+    report.figure(
+        "scale.steady.aws_calls_per_min",
+        calls as f64 / minutes,
+        "calls/min",
+        &format!("steady state AWS calls ({active} Active, drift period 30 s)"),
+        "",
+    );
+    report.figure(
+        "scale.steady.aws_writes",
+        writes as f64,
+        "writes",
+        "steady state AWS writes",
+        "0",
+    );
+    report.figure(
+        "scale.steady.reconciles_per_min",
+        reconciled as f64 / minutes,
+        "reconciles/min",
+        "steady state reconcile rate (both controllers)",
+        "",
+    );
+    report.figure(
+        "scale.steady.kube_writes_per_min",
+        kube_writes as f64 / minutes,
+        "writes/min",
+        "steady state Kubernetes API writes",
+        "",
+    );
+    report.figure(
+        "scale.steady.controller_rss_mib",
+        rss_end.saturating_sub(baseline_kib) as f64 / 1024.0,
+        "MiB",
+        "controller RSS at the end of the steady state",
+        "< 256 MiB",
+    );
+    report.figure(
+        "scale.emulator_rss_mib",
+        rss_kib(Some(emulator.child.id())) as f64 / 1024.0,
+        "MiB",
+        "emulator RSS (child process; not the controller)",
+        "",
+    );
+    let _ = tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(10), handle).await;
+    drop(emulator);
+}
+
+/// Cost Explorer requests per day at the default poller settings, and their price.
+fn cost_explorer(report: &mut Report) {
+    const PRICE_USD: f64 = 0.01;
+    let mut settings = PollerSettings {
+        monitor_arns: vec!["arn:aws:ce::111111111111:anomalymonitor/benchmark".into()],
+        ..PollerSettings::default()
+    };
+    let most = settings.max_requests_per_day();
+    let pages = settings.max_pages_per_monitor;
+    settings.max_pages_per_monitor = 1;
+    let least = settings.max_requests_per_day();
+    println!(
+        "cost: default poller interval {}, up to {pages} pages per monitor per run",
+        settings.interval
+    );
+    report.figure(
+        "cost.requests_per_day.max",
+        most as f64,
+        "requests/day",
+        "Cost Explorer requests per day per monitor, default settings, worst case",
+        "",
+    );
+    report.figure(
+        "cost.usd_per_month.max",
+        most as f64 * PRICE_USD * 30.0,
+        "USD/month",
+        "Cost Explorer price per monitor, worst case (every run uses every page)",
+        "≤ USD 1",
+    );
+    report.figure(
+        "cost.usd_per_month.typical",
+        least as f64 * PRICE_USD * 30.0,
+        "USD/month",
+        "Cost Explorer price per monitor, one page per run",
+        "≤ USD 1",
+    );
+}
