@@ -40,7 +40,7 @@ pub const REQUEST_OK: &str = "ok";
 pub struct PollerSettings {
     /// Anomaly monitor ARNs to poll.
     pub monitor_arns: Vec<String>,
-    /// Time between runs (`6h`). Requests per day ≤ monitors × maxPagesPerMonitor × 24h/interval.
+    /// Time between runs (`12h`). Requests per day ≤ monitors × maxPagesPerMonitor × 24h/interval.
     pub interval: SignedDuration,
     /// Wait before the first run after start (`10m`), so a crash loop does not poll each restart.
     pub initial_delay: SignedDuration,
@@ -61,10 +61,10 @@ impl Default for PollerSettings {
     fn default() -> Self {
         PollerSettings {
             monitor_arns: Vec::new(),
-            interval: SignedDuration::from_hours(6),
+            interval: SignedDuration::from_hours(12),
             initial_delay: SignedDuration::from_mins(10),
             lookback_days: 3,
-            max_pages_per_monitor: 3,
+            max_pages_per_monitor: 1,
             page_size: 100,
             min_total_impact_usd: None,
             remembered_anomalies: 10_000,

@@ -192,6 +192,7 @@ async fn setup(pages: Vec<(&str, Vec<Vec<Value>>)>, settings: PollerSettings) ->
 fn settings(monitors: &[&str]) -> PollerSettings {
     PollerSettings {
         monitor_arns: monitors.iter().map(|m| m.to_string()).collect(),
+        max_pages_per_monitor: 3,
         ..PollerSettings::default()
     }
 }
