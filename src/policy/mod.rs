@@ -196,27 +196,15 @@ pub fn evaluate(input: Input<'_>) -> Decision {
     let spec = &policy.spec;
     let policy_name = policy.metadata.name.as_deref().unwrap_or_default();
 
-    if let Err(e) = signal.validate() {
+    // The cheap match checks come first: most policies do not match a given signal, and a
+    // non-matching policy must cost a few comparisons, not a validation and three duration
+    // parses (issue 10: >= 1,000,000 evaluations per second per core). A signal that fails
+    // validation is still reported as INVALID_SIGNAL by every policy it would otherwise reach.
+    if !signal.impact_usd.is_finite()
+        && let Err(e) = signal.validate()
+    {
         return Decision::skip(INVALID_SIGNAL, e.to_string());
     }
-    let durations = (
-        parse_duration(&spec.quarantine.ttl),
-        parse_duration(&spec.quarantine.approval_timeout),
-        parse_duration(&spec.quarantine.cooldown),
-    );
-    let (ttl, _approval, cooldown) = match durations {
-        (Ok(t), Ok(a), Ok(c)) => (t, a, c),
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
-            return Decision::skip(INVALID_POLICY, format!("policy {policy_name}: {e}"));
-        }
-    };
-    if ttl <= SignedDuration::ZERO {
-        return Decision::skip(
-            INVALID_POLICY,
-            format!("policy {policy_name}: ttl must be more than 0"),
-        );
-    }
-
     let matcher = &spec.matcher;
     if !matcher.sources.contains(&signal.source) {
         return Decision::skip(
@@ -275,6 +263,27 @@ pub fn evaluate(input: Input<'_>) -> Decision {
             );
         }
     }
+    if let Err(e) = signal.validate() {
+        return Decision::skip(INVALID_SIGNAL, e.to_string());
+    }
+    let durations = (
+        parse_duration(&spec.quarantine.ttl),
+        parse_duration(&spec.quarantine.approval_timeout),
+        parse_duration(&spec.quarantine.cooldown),
+    );
+    let (ttl, _approval, cooldown) = match durations {
+        (Ok(t), Ok(a), Ok(c)) => (t, a, c),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+            return Decision::skip(INVALID_POLICY, format!("policy {policy_name}: {e}"));
+        }
+    };
+    if ttl <= SignedDuration::ZERO {
+        return Decision::skip(
+            INVALID_POLICY,
+            format!("policy {policy_name}: ttl must be more than 0"),
+        );
+    }
+
     if let Some(window) = spec
         .exceptions
         .windows
