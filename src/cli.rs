@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+pub mod controller_command;
 pub mod signal_command;
 
 /// Exit status: success.
@@ -42,6 +43,9 @@ pub enum Command {
         #[command(subcommand)]
         command: signal_command::SignalCommand,
     },
+    /// Run the controllers, the signal endpoints and the operations listener (in a cluster, or
+    /// against any kubeconfig).
+    Controller(crate::config::ControllerArgs),
     /// Policy file tools.
     Policy {
         /// The policy command.
@@ -116,6 +120,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
             command: PolicyCommand::Convert { file, namespace },
         } => convert(&file, namespace.as_deref(), out),
         Command::Signal { command } => signal_command::run(command, out, err),
+        Command::Controller(args) => return controller_command::run(&args, out, err),
     };
     match result {
         Ok(code) => code,

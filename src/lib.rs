@@ -3,6 +3,7 @@
 
 pub mod aws;
 pub mod cli;
+pub mod config;
 pub mod controller;
 pub mod crd;
 pub mod enforce;

@@ -439,6 +439,65 @@ pub fn start(
     (running, future)
 }
 
+/// Caches of GuardrailPolicies and Quarantines without any reconciler: what signal intake reads on
+/// every replica (a standby serves `/sns` too). Returns the stores and the future that keeps them
+/// current until `shutdown` turns true.
+pub fn watch_stores(
+    client: Client,
+    namespaces: &[String],
+    shutdown: watch::Receiver<bool>,
+) -> (Stores, futures::future::BoxFuture<'static, ()>) {
+    use kube::runtime::{WatchStreamExt, reflector};
+    let scopes: Vec<Option<String>> = if namespaces.is_empty() {
+        vec![None]
+    } else {
+        namespaces.iter().cloned().map(Some).collect()
+    };
+    let config = watcher::Config::default().any_semantic();
+    let mut policy_stores = Vec::new();
+    let mut quarantine_stores = Vec::new();
+    let mut tasks: Vec<futures::future::BoxFuture<'static, ()>> = Vec::new();
+    for ns in scopes {
+        let (policies, quarantines): (Api<GuardrailPolicy>, Api<Quarantine>) = match &ns {
+            Some(ns) => (
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+            ),
+            None => (Api::all(client.clone()), Api::all(client.clone())),
+        };
+        let (reader, writer) = reflector::store();
+        policy_stores.push(reader);
+        let stop = wait_for_shutdown(shutdown.clone());
+        tasks.push(Box::pin(
+            reflector(writer, watcher(policies, config.clone()))
+                .default_backoff()
+                .take_until(stop)
+                .for_each(|event| async move {
+                    if let Err(e) = event {
+                        tracing::warn!(error = %e, "intake cache: guardrailpolicy watch");
+                    }
+                }),
+        ));
+        let (reader, writer) = reflector::store();
+        quarantine_stores.push(reader);
+        let stop = wait_for_shutdown(shutdown.clone());
+        tasks.push(Box::pin(
+            reflector(writer, watcher(quarantines, config.clone()))
+                .default_backoff()
+                .take_until(stop)
+                .for_each(|event| async move {
+                    if let Err(e) = event {
+                        tracing::warn!(error = %e, "intake cache: quarantine watch");
+                    }
+                }),
+        ));
+    }
+    let future = Box::pin(async move {
+        futures::future::join_all(tasks).await;
+    });
+    (Stores::new(policy_stores, quarantine_stores), future)
+}
+
 /// Resolves once `shutdown` turns true (or its sender is gone).
 pub async fn wait_for_shutdown(mut shutdown: watch::Receiver<bool>) {
     while !*shutdown.borrow() {

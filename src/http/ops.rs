@@ -195,6 +195,13 @@ impl OpsServer {
         })
     }
 
+    /// Serves these routes too (the memory backend's read-only IAM view, the SNS confirmation
+    /// list); they must not collide with `/metrics`, `/healthz` or `/readyz`.
+    pub fn with_routes(mut self, routes: Router) -> OpsServer {
+        self.router = self.router.merge(routes);
+        self
+    }
+
     /// The address actually bound.
     pub fn local_address(&self) -> Result<SocketAddr, OpsError> {
         self.listener.local_addr().map_err(OpsError::Serve)

@@ -1,0 +1,488 @@
+//! `autoguardrails controller`: loads the configuration, builds the AWS clients, and runs the
+//! listeners, the intake caches, the leader election and — while leading — the controllers, the
+//! Slack worker and the anomaly poller, until SIGTERM. It wires parts together; it must not hold
+//! reconcile logic (that is `crate::controller`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use crate::aws::PrincipalKind;
+use crate::aws::costexplorer::SdkCostExplorer;
+use crate::aws::factory::{ClientFactory, StaticClients};
+use crate::aws::memory::InMemoryIam;
+use crate::aws::sdk::{SdkClientFactory, load_base_config};
+use crate::config::{AwsBackend, Config, ControllerArgs, LogFormat};
+use crate::controller::intake::Intake;
+use crate::controller::{self, wait_for_shutdown};
+use crate::http::ops::{OpsServer, Readiness};
+use crate::http::signals::{self, SignalState};
+use crate::intake::SignalIntake;
+use crate::leader::{self, LeaderElector, LeaseSettings};
+use crate::metrics::Metrics;
+use crate::notify::worker::Worker;
+use crate::poller::{self, SubmittedSignals};
+use crate::shutdown::{Shutdown, ShutdownCause};
+
+/// Exit status: the controller could not start or stopped on an error.
+pub const EXIT_FAILED: u8 = 1;
+
+/// Why the controller could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The async runtime could not be built.
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+    /// The metrics registry could not be built.
+    #[error("metrics: {0}")]
+    Metrics(String),
+    /// No Kubernetes client configuration (in-cluster or kubeconfig).
+    #[error("cannot reach Kubernetes: {0}")]
+    Kubernetes(String),
+    /// A listener could not bind or serve.
+    #[error("listener: {0}")]
+    Listener(String),
+    /// The signal endpoints could not be set up.
+    #[error("signal endpoints: {0}")]
+    Signals(String),
+    /// Leader election could not be set up.
+    #[error("leader election: {0}")]
+    Leader(String),
+    /// Signal handlers could not be installed.
+    #[error("shutdown signals: {0}")]
+    Shutdown(String),
+}
+
+impl RunError {
+    /// A short label for logs.
+    pub fn category(&self) -> &'static str {
+        match self {
+            RunError::Runtime(_) => "runtime",
+            RunError::Metrics(_) => "metrics",
+            RunError::Kubernetes(_) => "kubernetes",
+            RunError::Listener(_) => "listener",
+            RunError::Signals(_) => "signals",
+            RunError::Leader(_) => "leader",
+            RunError::Shutdown(_) => "shutdown",
+        }
+    }
+}
+
+/// Runs `autoguardrails controller`; returns the exit status.
+pub fn run(
+    args: &ControllerArgs,
+    out: &mut dyn std::io::Write,
+    err: &mut dyn std::io::Write,
+) -> u8 {
+    let config = match Config::load(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = writeln!(err, "autoguardrails controller: {e}");
+            return super::EXIT_INVALID_INPUT;
+        }
+    };
+    if args.print_config {
+        return match config.to_yaml() {
+            Ok(yaml) => {
+                let _ = write!(out, "{yaml}");
+                super::EXIT_OK
+            }
+            Err(e) => {
+                let _ = writeln!(err, "autoguardrails controller: {e}");
+                EXIT_FAILED
+            }
+        };
+    }
+    init_tracing(config.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = writeln!(err, "autoguardrails controller: {}", RunError::Runtime(e));
+            return EXIT_FAILED;
+        }
+    };
+    match runtime.block_on(serve(config)) {
+        Ok(()) => super::EXIT_OK,
+        Err(e) => {
+            tracing::error!(category = e.category(), error = %e, "controller stopped");
+            let _ = writeln!(err, "autoguardrails controller: {e}");
+            EXIT_FAILED
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// The in-memory IAM accounts (memory backend), kept for the read-only `/debug/iam` view.
+type MemoryAccounts = BTreeMap<String, Arc<InMemoryIam>>;
+
+async fn clients_for(config: &Config) -> (Arc<dyn ClientFactory>, Option<MemoryAccounts>) {
+    match config.aws.backend {
+        AwsBackend::Sdk => {
+            let base = load_base_config(&config.aws.sdk()).await;
+            let factory = SdkClientFactory::new(base, config.aws.sdk(), config.aws.account_roles());
+            (Arc::new(factory), None)
+        }
+        AwsBackend::Memory => {
+            let mut clients = StaticClients::new();
+            let mut accounts = BTreeMap::new();
+            for (account, seed) in &config.aws.memory {
+                let iam = Arc::new(InMemoryIam::new(account.clone()));
+                iam.outside(|actor| {
+                    for role in &seed.roles {
+                        actor.create_role(role);
+                    }
+                    for user in &seed.users {
+                        actor.create_user(user);
+                    }
+                });
+                clients = clients.with(account.clone(), iam.clone());
+                accounts.insert(account.clone(), iam);
+            }
+            (Arc::new(clients), Some(accounts))
+        }
+    }
+}
+
+/// `GET /debug/iam`: every principal's attachments and inline policies and the write count of
+/// each in-memory account. Served only with the memory backend.
+fn memory_routes(accounts: MemoryAccounts) -> Router {
+    let accounts = Arc::new(accounts);
+    Router::new().route(
+        "/debug/iam",
+        get(move || {
+            let accounts = accounts.clone();
+            async move { axum::Json(memory_view(&accounts)) }
+        }),
+    )
+}
+
+fn memory_view(accounts: &MemoryAccounts) -> Value {
+    let mut view = serde_json::Map::new();
+    for (account, iam) in accounts {
+        let state = iam.state();
+        let principals: Vec<Value> = state
+            .principals
+            .iter()
+            .map(|((kind, _), p)| {
+                json!({
+                    "kind": match kind { PrincipalKind::Role => "role", PrincipalKind::User => "user" },
+                    "name": p.name,
+                    "arn": p.arn,
+                    "attachedPolicies": p.attached,
+                    "inlinePolicies": p.inline.keys().collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let policies: Vec<Value> = state
+            .policies
+            .values()
+            .map(|p| json!({ "arn": p.arn, "document": p.default_document() }))
+            .collect();
+        view.insert(
+            account.clone(),
+            json!({
+                "principals": principals,
+                "managedPolicies": policies,
+                "writeCalls": iam.write_count(),
+            }),
+        );
+    }
+    Value::Object(view)
+}
+
+/// Everything one leadership term needs.
+struct Parts {
+    config: Config,
+    client: kube::Client,
+    clients: Arc<dyn ClientFactory>,
+    metrics: Arc<Metrics>,
+    intake: Arc<dyn SignalIntake>,
+    submitted: Arc<SubmittedSignals>,
+    identity: String,
+    sdk: Option<aws_config::SdkConfig>,
+}
+
+/// Runs the controller until SIGTERM/SIGINT.
+pub async fn serve(config: Config) -> Result<(), RunError> {
+    let shutdown = Shutdown::new();
+    let _signal_task = shutdown
+        .listen_for_signals()
+        .map_err(|e| RunError::Shutdown(e.to_string()))?;
+    serve_until(config, shutdown).await
+}
+
+/// Runs the controller until `shutdown` is triggered (tests trigger it directly).
+pub async fn serve_until(config: Config, shutdown: Shutdown) -> Result<(), RunError> {
+    let metrics = Arc::new(Metrics::new().map_err(|e| RunError::Metrics(e.to_string()))?);
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| RunError::Kubernetes(e.to_string()))?;
+    let identity = leader::default_identity();
+    let pod_namespace = leader::default_namespace();
+    if config.aws.backend == AwsBackend::Memory {
+        tracing::warn!(
+            accounts = ?config.aws.memory.keys().collect::<Vec<_>>(),
+            "AWS BACKEND IS IN MEMORY: no real IAM is read or written, every deny lives only in \
+             this process and is gone when it exits. For the demo and tests only."
+        );
+    }
+    let (clients, memory) = clients_for(&config).await;
+    let sdk = match config.aws.backend {
+        AwsBackend::Sdk => Some(load_base_config(&config.aws.sdk()).await),
+        AwsBackend::Memory => None,
+    };
+
+    // Intake caches, on every replica: a standby answers /sns and /events too.
+    let (stores_stop, stores_stop_rx) = watch::channel(false);
+    let (intake_stores, intake_watch) =
+        controller::watch_stores(client.clone(), &config.namespaces, stores_stop_rx);
+    let intake_watch = tokio::spawn(intake_watch);
+    let intake = Arc::new(Intake::new(
+        client.clone(),
+        intake_stores.clone(),
+        &config.protected_principals,
+        config.kill_switch,
+        metrics.clone(),
+    ));
+    let submitted = Arc::new(SubmittedSignals::new(
+        config.poller.remembered_anomalies.max(1),
+    ));
+
+    let readiness = Readiness::new();
+    let signal_state = Arc::new(
+        SignalState::production(
+            &config.signals,
+            client.clone(),
+            &pod_namespace,
+            intake.clone(),
+            metrics.clone(),
+        )
+        .map_err(|e| RunError::Signals(e.to_string()))?
+        .with_submitted(submitted.clone()),
+    );
+    let mut ops = OpsServer::bind(config.metrics_addr, metrics.clone(), readiness.clone())
+        .await
+        .map_err(|e| RunError::Listener(e.to_string()))?
+        .with_routes(signals::confirmations_router(signal_state.clone()));
+    if let Some(accounts) = memory {
+        ops = ops.with_routes(memory_routes(accounts));
+    }
+    let signals_listener = tokio::net::TcpListener::bind(config.signals_addr)
+        .await
+        .map_err(|e| RunError::Listener(format!("{}: {e}", config.signals_addr)))?;
+    tracing::info!(
+        metrics = %config.metrics_addr,
+        signals = %config.signals_addr,
+        cluster = %config.cluster_id,
+        namespaces = ?config.namespaces,
+        kill_switch = config.kill_switch,
+        identity = %identity,
+        "controller starting"
+    );
+
+    // The operations listener outlives everything else: it stops once the lease is released.
+    let (ops_stop, ops_stop_rx) = watch::channel(false);
+    let ops_task = tokio::spawn(ops.serve_until(wait_for_shutdown(ops_stop_rx)));
+    {
+        let readiness = readiness.clone();
+        let stores = intake_stores.clone();
+        tokio::spawn(async move {
+            stores.wait_ready().await;
+            readiness.set_caches_synced(true);
+            tracing::info!("caches synced; serving signals");
+        });
+    }
+    let signals_task = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(signals::serve(signals_listener, signal_state, async move {
+            shutdown.wait().await;
+        }))
+    };
+
+    // Leadership: a Lease, or always leading when election is off (one replica).
+    let elector_shutdown = Shutdown::new();
+    let mut always_leading = None;
+    let (mut leadership, leadership_handle) = if config.leader_election.enabled {
+        let unsigned = |d: jiff::SignedDuration| Duration::try_from(d).unwrap_or_default();
+        let settings = LeaseSettings {
+            name: config.leader_election.lease_name.clone(),
+            namespace: config
+                .leader_election
+                .lease_namespace
+                .clone()
+                .unwrap_or_else(|| pod_namespace.clone()),
+            identity: identity.clone(),
+            lease_duration: unsigned(config.leader_election.lease_duration),
+            renew_deadline: unsigned(config.leader_election.renew_deadline),
+            retry_period: unsigned(config.leader_election.retry_period),
+        };
+        let elector = LeaderElector::new(client.clone(), settings, metrics.clone())
+            .map_err(|e| RunError::Leader(e.to_string()))?;
+        let handle = elector.start(elector_shutdown.clone());
+        (handle.subscribe(), Some(handle))
+    } else {
+        tracing::info!("leader election off: this replica always enforces");
+        metrics.leader.set(1);
+        let (sender, receiver) = watch::channel(true);
+        always_leading = Some(sender);
+        (receiver, None)
+    };
+
+    let parts = Parts {
+        config,
+        client,
+        clients,
+        metrics,
+        intake,
+        submitted,
+        identity,
+        sdk,
+    };
+    loop {
+        readiness.set_leader(false);
+        tokio::select! {
+            _ = shutdown.wait() => break,
+            leading = wait_until(&mut leadership, true) => if !leading { break },
+        }
+        readiness.set_leader(true);
+        tracing::info!("leading: starting the controllers");
+        lead(&parts, &shutdown, &mut leadership).await;
+        if shutdown.is_triggered() {
+            break;
+        }
+        tracing::warn!("lost leadership: controllers stopped, standing by");
+    }
+
+    // Drain: not ready, no new signals, in-flight work finished, then give up the lease.
+    let cause = shutdown.cause().unwrap_or(ShutdownCause::Requested);
+    tracing::info!(cause = cause.as_str(), "shutting down");
+    readiness.set_draining();
+    let timeout = Duration::try_from(parts.config.shutdown_timeout).unwrap_or_default();
+    match tokio::time::timeout(timeout, signals_task).await {
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "signal listener stopped with an error"),
+        Ok(_) => {}
+        Err(_) => tracing::warn!("signal listener did not stop in time"),
+    }
+    let _ = stores_stop.send(true);
+    let _ = tokio::time::timeout(timeout, intake_watch).await;
+    elector_shutdown.trigger(cause);
+    if let Some(handle) = leadership_handle
+        && tokio::time::timeout(timeout, handle.stopped())
+            .await
+            .is_err()
+    {
+        {
+            tracing::warn!(
+                "the lease was not released in time; a standby takes over when it expires"
+            );
+        }
+    }
+    drop(always_leading);
+    parts.metrics.leader.set(0);
+    let _ = ops_stop.send(true);
+    match ops_task.await {
+        Ok(Err(e)) => return Err(RunError::Listener(e.to_string())),
+        Err(e) => return Err(RunError::Listener(e.to_string())),
+        Ok(Ok(())) => {}
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Waits until `receiver` reads `wanted`; false when its sender is gone first.
+async fn wait_until(receiver: &mut watch::Receiver<bool>, wanted: bool) -> bool {
+    loop {
+        if *receiver.borrow_and_update() == wanted {
+            return true;
+        }
+        if receiver.changed().await.is_err() {
+            return *receiver.borrow() == wanted;
+        }
+    }
+}
+
+/// One leadership term: controllers, Slack worker and poller run until leadership is lost or
+/// shutdown is asked for; then they finish in-flight work (bounded by `shutdownTimeout`).
+async fn lead(parts: &Parts, shutdown: &Shutdown, leadership: &mut watch::Receiver<bool>) {
+    let (stop, stop_rx) = watch::channel(false);
+    let (running, controllers) = controller::start(
+        parts.client.clone(),
+        parts.config.controller_settings(),
+        parts.clients.clone(),
+        parts.metrics.clone(),
+        Some(parts.identity.clone()),
+        stop_rx.clone(),
+    );
+    let mut tasks = vec![tokio::spawn(controllers)];
+    tasks.push(tokio::spawn({
+        let running = running.clone();
+        async move {
+            running.stores.wait_ready().await;
+            tracing::info!("controller caches synced");
+        }
+    }));
+    let mut notifications = parts.config.notifications.clone();
+    if notifications.namespaces.is_empty() {
+        notifications.namespaces = parts.config.namespaces.clone();
+    }
+    if notifications.cluster.is_none() {
+        notifications.cluster = Some(parts.config.cluster_id.clone());
+    }
+    match Worker::new(parts.client.clone(), notifications, parts.metrics.clone()) {
+        Ok(worker) => tasks.push(tokio::spawn(worker.run(wait_for_shutdown(stop_rx.clone())))),
+        Err(e) => {
+            tracing::error!(error = %e, "slack notifications cannot start; enforcement continues")
+        }
+    }
+    match &parts.sdk {
+        Some(sdk) => tasks.push(tokio::spawn(poller::run(
+            parts.config.poller.clone(),
+            Arc::new(SdkCostExplorer::new(sdk)),
+            parts.intake.clone(),
+            parts.metrics.clone(),
+            parts.submitted.clone(),
+            wait_for_shutdown(stop_rx.clone()),
+        ))),
+        None if !parts.config.poller.monitor_arns.is_empty() => {
+            tracing::warn!("the anomaly poller needs the sdk AWS backend; not polling")
+        }
+        None => {}
+    }
+    tokio::select! {
+        _ = shutdown.wait() => {}
+        _ = wait_until(leadership, false) => {}
+    }
+    let _ = stop.send(true);
+    let timeout = Duration::try_from(parts.config.shutdown_timeout).unwrap_or_default();
+    let finished = tokio::time::timeout(timeout, futures::future::join_all(tasks.iter_mut()))
+        .await
+        .is_ok();
+    if !finished {
+        tracing::warn!(
+            timeout_seconds = timeout.as_secs(),
+            "controllers did not finish in-flight work in time; stopping them"
+        );
+        for task in &tasks {
+            task.abort();
+        }
+    }
+}
