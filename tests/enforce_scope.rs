@@ -144,7 +144,11 @@ async fn only_ignores_desired_quarantines_outside_it() {
     assert!(r.is_converged(), "{r:?}");
     let ours = our_policies(&iam, CLUSTER);
     assert_eq!(ours, [policy_arn("q1")], "q2 is not created by q1's run");
-    assert!(r.targets.iter().all(|t| t.key == Some(key("q1"))), "{:?}", r.targets);
+    assert!(
+        r.targets.iter().all(|t| t.key == Some(key("q1"))),
+        "{:?}",
+        r.targets
+    );
 }
 
 async fn except_sweeps_everything_else(inline: bool) {
