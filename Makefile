@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 VENV := .venv
 
-.PHONY: test deps fmt-check lint crd-check chart-check unit demo crds bench clean-venv real-cluster
+.PHONY: simulate-examples test deps fmt-check lint crd-check chart-check unit demo crds bench clean-venv real-cluster
 
 ## test: everything CI runs — install test dependencies, format, lint, CRD checks, all tests
 test: deps fmt-check lint crd-check chart-check unit
@@ -36,9 +36,15 @@ crds:
 	$(CARGO) run -q -- crd --dir crds
 	cp crds/*.yaml charts/autoguardrails/crds/
 
-## demo: evaluate every example policy against its signals and show the decisions and IAM documents
+## demo: the emulator, the real controller binary (in-memory AWS), a signal on /events, and a
+## Quarantine walked through approve -> Active -> release (examples/demo.rs; no cloud, no cluster)
 demo:
-	./scripts/demo.sh
+	$(CARGO) build -q --bin autoguardrails --example demo
+	./target/debug/examples/demo
+
+## simulate-examples: evaluate every example policy against its signals (decisions, IAM documents)
+simulate-examples:
+	./scripts/simulate-examples.sh
 
 ## real-cluster: the end-to-end scenario against the cluster in $$KUBECONFIG (skipped without it)
 real-cluster:

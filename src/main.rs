@@ -8,7 +8,8 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
-    let mut stdout = std::io::stdout().lock();
-    let mut stderr = std::io::stderr().lock();
+    // Not locked for the whole run: the controller's worker threads log to stderr.
+    let mut stdout = std::io::stdout();
+    let mut stderr = std::io::stderr();
     ExitCode::from(cli::run(args, &mut stdout, &mut stderr))
 }

@@ -1,5 +1,8 @@
-//! The Helm chart ships the same CRDs as `crds/` (byte for byte), and its Deployment passes only
-//! flags the controller command defines in the common contract.
+//! The Helm chart ships the same CRDs as `crds/` (byte for byte), and the binary accepts the flags
+//! and config file its Deployment renders.
+
+#[path = "support/rbac.rs"]
+mod rbac;
 
 use std::fs;
 use std::path::Path;
@@ -33,39 +36,85 @@ fn chart_crds_are_identical_to_the_generated_crds() {
     }
 }
 
-#[test]
-fn deployment_uses_only_the_contract_flags() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let template =
-        fs::read_to_string(root.join("charts/autoguardrails/templates/deployment.yaml")).unwrap();
-    let contract = [
-        "--config",
-        "--namespaces",
-        "--cluster-id",
-        "--protected-principal",
-        "--kill-switch",
-        "--drift-period",
-        "--aws-backend",
-        "--metrics-addr",
-        "--signals-addr",
-        "--leader-election",
-        "--lease-name",
-        "--lease-namespace",
-        "--log-format",
-    ];
-    let used: Vec<&str> = template
-        .lines()
-        .filter_map(|line| line.trim().strip_prefix("- --"))
-        .map(|flag| flag.split(['=', ' ']).next().unwrap_or(flag))
+/// Renders the chart with `values` and returns (the controller container's args, config.yaml).
+fn rendered_args_and_config(values: &str) -> (Vec<String>, String) {
+    let manifests = rbac::parse_manifests(&rbac::render_chart(values));
+    let deployment = manifests
+        .iter()
+        .find(|m| m["kind"] == "Deployment")
+        .expect("a Deployment");
+    let args: Vec<String> = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
         .collect();
-    assert!(
-        used.len() >= 10,
-        "flags not found in the template: {used:?}"
-    );
-    for flag in used {
-        assert!(
-            contract.contains(&format!("--{flag}").as_str()),
-            "the chart passes --{flag}, which is not in the controller flag contract"
+    let config = manifests
+        .iter()
+        .find(|m| m["kind"] == "ConfigMap" && m["data"]["config.yaml"].is_string())
+        .map(|m| m["data"]["config.yaml"].as_str().unwrap().to_string())
+        .expect("the config ConfigMap");
+    (args, config)
+}
+
+/// The binary accepts exactly what the chart renders (flags and config file), for the defaults
+/// and with every option set; `--print-config` shows the effective result.
+#[test]
+fn the_binary_accepts_the_rendered_deployment_args_and_config() {
+    let dir = std::env::temp_dir().join(format!("agr-chart-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    let cases = [
+        ("{}", vec!["leaderElection:", "enabled: true"]),
+        (
+            r#"{"controller":{"namespaces":["team-a","team-b"],"killSwitch":true,
+                "protectedPrincipals":["arn:aws:iam::111111111111:role/break-glass","arn:aws:iam::111111111111:role/admin"],
+                "config":{"poller":{"interval":"12h","monitorArns":["arn:aws:ce::111111111111:anomalymonitor/m1"]}}},
+               "signals":{"events":{"apiKeySecret":{"name":"events-key","key":"apiKey"}}}}"#,
+            vec![
+                "killSwitch: true",
+                "team-b",
+                "arn:aws:iam::111111111111:role/admin",
+                "name: events-key",
+                "interval: PT12H",
+            ],
+        ),
+    ];
+    for (values, expected) in cases {
+        let (args, config) = rendered_args_and_config(values);
+        assert_eq!(
+            args.first().map(String::as_str),
+            Some("controller"),
+            "{args:?}"
         );
+        let file = dir.join("config.yaml");
+        fs::write(&file, &config).unwrap();
+        let args: Vec<String> = args
+            .into_iter()
+            .map(|a| {
+                if a.starts_with("--config=") {
+                    format!("--config={}", file.display())
+                } else {
+                    a
+                }
+            })
+            .collect();
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_autoguardrails"))
+            .args(&args)
+            .arg("--print-config")
+            .output()
+            .unwrap();
+        let printed = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{values}: the binary refused {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        for text in expected {
+            assert!(
+                printed.contains(text),
+                "{values}: {text:?} not in\n{printed}"
+            );
+        }
     }
+    let _ = fs::remove_dir_all(&dir);
 }

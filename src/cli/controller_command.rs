@@ -233,9 +233,6 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
 /// Runs the controller until `shutdown` is triggered (tests trigger it directly).
 pub async fn serve_until(config: Config, shutdown: Shutdown) -> Result<(), RunError> {
     let metrics = Arc::new(Metrics::new().map_err(|e| RunError::Metrics(e.to_string()))?);
-    let client = kube::Client::try_default()
-        .await
-        .map_err(|e| RunError::Kubernetes(e.to_string()))?;
     let identity = leader::default_identity();
     let pod_namespace = leader::default_namespace();
     if config.aws.backend == AwsBackend::Memory {
@@ -245,6 +242,7 @@ pub async fn serve_until(config: Config, shutdown: Shutdown) -> Result<(), RunEr
              this process and is gone when it exits. For the demo and tests only."
         );
     }
+    let client = kubernetes_client().await?;
     let (clients, memory) = clients_for(&config).await;
     let sdk = match config.aws.backend {
         AwsBackend::Sdk => Some(load_base_config(&config.aws.sdk()).await),
@@ -390,11 +388,7 @@ pub async fn serve_until(config: Config, shutdown: Shutdown) -> Result<(), RunEr
             .await
             .is_err()
     {
-        {
-            tracing::warn!(
-                "the lease was not released in time; a standby takes over when it expires"
-            );
-        }
+        tracing::warn!("the lease was not released in time; a standby takes over when it expires");
     }
     drop(always_leading);
     parts.metrics.leader.set(0);
@@ -406,6 +400,21 @@ pub async fn serve_until(config: Config, shutdown: Shutdown) -> Result<(), RunEr
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The User-Agent of every API request, so audit logs and RBAC checks can tell ours apart.
+pub const USER_AGENT: &str = concat!("autoguardrails/", env!("CARGO_PKG_VERSION"));
+
+/// A client from the in-cluster service account or `$KUBECONFIG`, sending [`USER_AGENT`].
+async fn kubernetes_client() -> Result<kube::Client, RunError> {
+    let mut config = kube::Config::infer()
+        .await
+        .map_err(|e| RunError::Kubernetes(e.to_string()))?;
+    config.headers.push((
+        axum::http::header::USER_AGENT,
+        axum::http::HeaderValue::from_static(USER_AGENT),
+    ));
+    kube::Client::try_from(config).map_err(|e| RunError::Kubernetes(e.to_string()))
 }
 
 /// Waits until `receiver` reads `wanted`; false when its sender is gone first.

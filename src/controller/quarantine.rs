@@ -226,7 +226,11 @@ async fn apply(q: &Quarantine, ctx: &Shared, deleting: bool) -> Result<Action, E
             let t = lifecycle::step(state, &context, &event, later);
             state = t.state;
             effects.extend(t.effects);
-            observe_latencies(ctx, &state, before, &event, later);
+            let first_enforcement = !old_status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == CONDITION_ENFORCED && c.status == "True");
+            observe_latencies(ctx, &state, before, &event, later, first_enforcement);
         }
     }
     let finished_at = Timestamp::now();
@@ -435,9 +439,17 @@ fn fallback_context(q: &Quarantine, created_at: Timestamp, kill_switch: bool) ->
     }
 }
 
-fn observe_latencies(ctx: &Shared, state: &State, before: Phase, event: &Event, at: Timestamp) {
+fn observe_latencies(
+    ctx: &Shared,
+    state: &State,
+    before: Phase,
+    event: &Event,
+    at: Timestamp,
+    first_enforcement: bool,
+) {
     match event {
-        Event::EnforcementSucceeded if before == Phase::Active => {
+        // Once per activation: the first success after which every target holds the deny.
+        Event::EnforcementSucceeded if before == Phase::Active && first_enforcement => {
             if let Some(activated) = state.activated_at {
                 // First success right after activation in this reconcile.
                 let since = at.duration_since(activated);
