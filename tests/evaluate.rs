@@ -175,6 +175,14 @@ fn repeated_signal_is_a_no_op_and_live_quarantines_hold_targets() {
         evaluate(&p, &other, &[dry], &settings, NOW).reason,
         policy::MATCHED
     );
+    // Nor does a dry run the controller has not reconciled yet (no phase): the outcome of a
+    // second incident must not depend on how quickly the first one got its status.
+    assert!(first.status.as_ref().and_then(|s| s.phase).is_none());
+    assert_eq!(first.spec.mode, autoguardrails::crd::Mode::DryRun);
+    assert_eq!(
+        evaluate(&p, &other, std::slice::from_ref(&first), &settings, NOW).reason,
+        policy::MATCHED
+    );
 }
 
 #[test]

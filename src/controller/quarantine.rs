@@ -70,6 +70,9 @@ pub async fn reconcile(q: Arc<Quarantine>, ctx: Arc<Shared>) -> Result<Action, E
     .map_err(|e| match e {
         kube::runtime::finalizer::Error::ApplyFailed(e)
         | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        // Keep the API error so a 409 is counted as a conflict, a 500 as kubernetes.
+        kube::runtime::finalizer::Error::AddFinalizer(e)
+        | kube::runtime::finalizer::Error::RemoveFinalizer(e) => Error::Kube(e),
         other => Error::Finalizer(other.to_string()),
     });
     timer.observe_duration();
@@ -94,6 +97,8 @@ pub fn error_policy(q: Arc<Quarantine>, error: &Error, ctx: Arc<Shared>) -> Acti
 /// What the IAM phase concluded.
 struct IamOutcome {
     event: Option<Event>,
+    /// The IAM error category and message when enforcement or release failed in this run.
+    failure: Option<(ErrorCategory, String)>,
     targets: Option<Vec<TargetStatus>>,
     drift: Vec<String>,
     extra_effects: Vec<Effect>,
@@ -183,6 +188,7 @@ async fn apply(q: &Quarantine, ctx: &Shared, deleting: bool) -> Result<Action, E
     let wants_release = state.phase == Phase::Releasing && effects.contains(&Effect::Release);
     let mut drift = Vec::new();
     let mut new_targets = None;
+    let mut failure = None;
     if wants_enforce || wants_release {
         let outcome = if wants_release {
             release(q, ctx).await?
@@ -194,6 +200,7 @@ async fn apply(q: &Quarantine, ctx: &Shared, deleting: bool) -> Result<Action, E
                         reason: format!("deny document: {e}"),
                         retryable: false,
                     }),
+                    failure: Some((ErrorCategory::Invalid, format!("deny document: {e}"))),
                     targets: None,
                     drift: Vec::new(),
                     extra_effects: Vec::new(),
@@ -202,6 +209,16 @@ async fn apply(q: &Quarantine, ctx: &Shared, deleting: bool) -> Result<Action, E
         };
         drift = outcome.drift;
         new_targets = outcome.targets;
+        failure = outcome.failure;
+        if let Some((category, _)) = &failure
+            && wants_enforce
+        {
+            // A failed release ends the reconcile in an error, counted by `error_policy`.
+            ctx.metrics
+                .reconcile_errors
+                .with_label_values(&[CONTROLLER_QUARANTINE, iam_error_label(*category)])
+                .inc();
+        }
         effects.extend(outcome.extra_effects);
         if let Some(event) = outcome.event {
             let before = state.phase;
@@ -259,16 +276,27 @@ async fn apply(q: &Quarantine, ctx: &Shared, deleting: bool) -> Result<Action, E
         finished_at,
     );
     let enforced = state.phase == Phase::Active && attached == q.spec.targets.len();
+    let summary = enforced_message(state.phase, attached, q.spec.targets.len());
+    let (enforced_reason, enforced_text) = match &failure {
+        // Say why, with the IAM error category as the reason (e.g. AccessDenied).
+        Some((category, message))
+            if !enforced
+                && matches!(
+                    state.phase,
+                    Phase::Active | Phase::Failed | Phase::Releasing
+                ) =>
+        {
+            (category.as_str(), format!("{summary}: {message}"))
+        }
+        _ if enforced => ("Attached", summary),
+        _ => (state.phase.as_str(), summary),
+    };
     set_condition(
         &mut status.conditions,
         CONDITION_ENFORCED,
         enforced,
-        if enforced {
-            "Attached"
-        } else {
-            state.phase.as_str()
-        },
-        &enforced_message(state.phase, attached, q.spec.targets.len()),
+        enforced_reason,
+        &super::truncate(&enforced_text, 1000),
         q.metadata.generation,
         finished_at,
     );
@@ -645,6 +673,7 @@ async fn enforce(
         .map(|d| format!("{:?} on {}: the deny was put back", d.kind, d.arn))
         .collect();
     let targets = status_targets(q, &report, now);
+    let mut failure = None;
     let event = if report.is_converged() && targets.iter().all(|t| t.state == TargetState::Attached)
     {
         Event::EnforcementSucceeded
@@ -662,15 +691,17 @@ async fn enforce(
         if reasons.is_empty() && input.gate != WriteGate::Enforce {
             reasons.push("writes are gated (kill switch engaged); drift is not repaired".into());
         }
-        let permanent = failed
+        let categories: Vec<ErrorCategory> = failed
             .iter()
             .filter_map(|t| t.error_category)
             .chain(report.errors.iter().map(|e| e.category))
-            .any(|c| !matches!(c, ErrorCategory::Transient | ErrorCategory::Conflict));
+            .collect();
+        let permanent = categories.iter().any(|c| !retryable(*c));
         if input.gate != WriteGate::Enforce && failed.is_empty() && report.errors.is_empty() {
             // Kill switch: nothing failed, enforcement is held back; keep the phase and say so.
             return Ok(IamOutcome {
                 event: None,
+                failure: None,
                 targets: Some(targets),
                 drift,
                 extra_effects: vec![Effect::PublishEvent {
@@ -681,17 +712,57 @@ async fn enforce(
                 }],
             });
         }
+        let reason = super::truncate(&reasons.join("; "), 900);
+        failure = Some((worst(&categories), reason.clone()));
         Event::EnforcementFailed {
-            reason: super::truncate(&reasons.join("; "), 900),
+            reason,
             retryable: !permanent,
         }
     };
     Ok(IamOutcome {
         event: Some(event),
+        failure,
         targets: Some(targets),
         drift,
         extra_effects: Vec::new(),
     })
+}
+
+/// Whether an enforcement failure of this category is retried with backoff (the quarantine stays
+/// Active) rather than ending in Failed. AccessDenied is the controller's own permission, which
+/// an operator fixes in IAM without touching the spec: retry until it is granted (decision 032).
+fn retryable(category: ErrorCategory) -> bool {
+    matches!(
+        category,
+        ErrorCategory::Transient | ErrorCategory::Conflict | ErrorCategory::AccessDenied
+    )
+}
+
+/// The category that best explains a failure: a permanent one first, then AccessDenied, then
+/// the rest (Transient when nothing was categorised).
+fn worst(categories: &[ErrorCategory]) -> ErrorCategory {
+    categories
+        .iter()
+        .copied()
+        .max_by_key(|c| match c {
+            ErrorCategory::Invalid | ErrorCategory::Quota | ErrorCategory::NotFound => 3,
+            ErrorCategory::AccessDenied => 2,
+            ErrorCategory::Conflict => 1,
+            ErrorCategory::Transient => 0,
+        })
+        .unwrap_or(ErrorCategory::Transient)
+}
+
+/// The `reconcile_errors_total{category}` label of an IAM failure (`iam_access_denied`, ...).
+pub fn iam_error_label(category: ErrorCategory) -> &'static str {
+    match category {
+        ErrorCategory::Transient => "iam_transient",
+        ErrorCategory::AccessDenied => "iam_access_denied",
+        ErrorCategory::Quota => "iam_quota",
+        ErrorCategory::NotFound => "iam_not_found",
+        ErrorCategory::Invalid => "iam_invalid",
+        ErrorCategory::Conflict => "iam_conflict",
+    }
 }
 
 /// Steady-state verification; `None` means "run a full converge" (something is missing).
@@ -723,8 +794,9 @@ async fn verify(
                 return Ok(Some(IamOutcome {
                     event: Some(Event::EnforcementFailed {
                         reason: e.to_string(),
-                        retryable: e.category() == ErrorCategory::Transient,
+                        retryable: retryable(e.category()),
                     }),
+                    failure: Some((e.category(), e.to_string())),
                     targets: None,
                     drift: Vec::new(),
                     extra_effects: Vec::new(),
@@ -760,11 +832,9 @@ async fn verify(
                 return Ok(Some(IamOutcome {
                     event: Some(Event::EnforcementFailed {
                         reason: format!("verifying {}: {message}", t.arn),
-                        retryable: matches!(
-                            category,
-                            ErrorCategory::Transient | ErrorCategory::Conflict
-                        ),
+                        retryable: retryable(category),
                     }),
+                    failure: Some((category, format!("verifying {}: {message}", t.arn))),
                     targets: None,
                     drift: Vec::new(),
                     extra_effects: Vec::new(),
@@ -775,6 +845,7 @@ async fn verify(
     tracing::debug!(quarantine = %object_key(q), calls, "verified");
     Ok(Some(IamOutcome {
         event: Some(Event::EnforcementSucceeded),
+        failure: None,
         targets: Some(targets),
         drift: Vec::new(),
         extra_effects: Vec::new(),
@@ -842,6 +913,7 @@ async fn release(q: &Quarantine, ctx: &Shared) -> Result<IamOutcome, Error> {
             .collect();
         Ok(IamOutcome {
             event: Some(Event::ReleaseSucceeded),
+            failure: None,
             targets: Some(targets),
             drift: Vec::new(),
             extra_effects: extra,
@@ -853,10 +925,12 @@ async fn release(q: &Quarantine, ctx: &Shared) -> Result<IamOutcome, Error> {
             .map(|e| format!("{} ({})", e.message, e.category))
             .collect::<Vec<_>>()
             .join("; ");
+        let category = worst(&report.errors.iter().map(|e| e.category).collect::<Vec<_>>());
         Ok(IamOutcome {
             event: Some(Event::ReleaseFailed {
                 reason: super::truncate(&reason, 900),
             }),
+            failure: Some((category, super::truncate(&reason, 900))),
             targets: None,
             drift: Vec::new(),
             extra_effects: Vec::new(),

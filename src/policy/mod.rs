@@ -350,12 +350,15 @@ pub fn evaluate(input: Input<'_>) -> Decision {
     let mut cooling = Vec::new();
     targets.retain(|target| {
         let holder = mine.iter().find(|q| {
-            let live = q.status.as_ref().and_then(|s| s.phase).is_none_or(|p| {
-                matches!(
+            // A quarantine the controller has not seen yet (no phase) will hold its targets
+            // unless it is a dry run, which never holds anything.
+            let live = match q.status.as_ref().and_then(|s| s.phase) {
+                None => q.spec.mode != Mode::DryRun,
+                Some(p) => matches!(
                     p,
                     Phase::PendingApproval | Phase::Active | Phase::Releasing | Phase::Failed
-                )
-            });
+                ),
+            };
             live && q.spec.targets.contains(target)
         });
         if let Some(q) = holder {
