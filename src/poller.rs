@@ -455,8 +455,10 @@ mod tests {
             monitor_arns: vec!["a".into(), "b".into()],
             ..PollerSettings::default()
         };
-        assert_eq!(settings.max_requests_per_day(), 4 * 2 * 3);
+        // Defaults: every 12 h, one page per monitor: 2 runs x 2 monitors x 1 page.
+        assert_eq!(settings.max_requests_per_day(), 2 * 2);
         settings.interval = SignedDuration::from_mins(7 * 60);
+        settings.max_pages_per_monitor = 3;
         assert_eq!(settings.max_requests_per_day(), 4 * 2 * 3);
     }
 
