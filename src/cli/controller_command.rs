@@ -134,12 +134,27 @@ fn init_tracing(format: LogFormat) {
 /// The in-memory IAM accounts (memory backend), kept for the read-only `/debug/iam` view.
 type MemoryAccounts = BTreeMap<String, Arc<InMemoryIam>>;
 
-async fn clients_for(config: &Config) -> (Arc<dyn ClientFactory>, Option<MemoryAccounts>) {
+/// What the AWS backend gives the controller.
+struct Backend {
+    /// The IAM client per account.
+    clients: Arc<dyn ClientFactory>,
+    /// The in-memory accounts (memory backend), for `/debug/iam`.
+    memory: Option<MemoryAccounts>,
+    /// The base SDK configuration (sdk backend), reused by the poller.
+    sdk: Option<aws_config::SdkConfig>,
+}
+
+async fn clients_for(config: &Config) -> Backend {
     match config.aws.backend {
         AwsBackend::Sdk => {
             let base = load_base_config(&config.aws.sdk()).await;
-            let factory = SdkClientFactory::new(base, config.aws.sdk(), config.aws.account_roles());
-            (Arc::new(factory), None)
+            let factory =
+                SdkClientFactory::new(base.clone(), config.aws.sdk(), config.aws.account_roles());
+            Backend {
+                clients: Arc::new(factory),
+                memory: None,
+                sdk: Some(base),
+            }
         }
         AwsBackend::Memory => {
             let mut clients = StaticClients::new();
@@ -157,7 +172,11 @@ async fn clients_for(config: &Config) -> (Arc<dyn ClientFactory>, Option<MemoryA
                 clients = clients.with(account.clone(), iam.clone());
                 accounts.insert(account.clone(), iam);
             }
-            (Arc::new(clients), Some(accounts))
+            Backend {
+                clients: Arc::new(clients),
+                memory: Some(accounts),
+                sdk: None,
+            }
         }
     }
 }
@@ -243,11 +262,11 @@ pub async fn serve_until(config: Config, shutdown: Shutdown) -> Result<(), RunEr
         );
     }
     let client = kubernetes_client().await?;
-    let (clients, memory) = clients_for(&config).await;
-    let sdk = match config.aws.backend {
-        AwsBackend::Sdk => Some(load_base_config(&config.aws.sdk()).await),
-        AwsBackend::Memory => None,
-    };
+    let Backend {
+        clients,
+        memory,
+        sdk,
+    } = clients_for(&config).await;
 
     // Intake caches, on every replica: a standby answers /sns and /events too.
     let (stores_stop, stores_stop_rx) = watch::channel(false);

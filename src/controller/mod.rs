@@ -358,27 +358,12 @@ pub fn start(
     instance: Option<String>,
     mut shutdown: watch::Receiver<bool>,
 ) -> (Running, futures::future::BoxFuture<'static, ()>) {
-    let namespaces: Vec<Option<String>> = if settings.namespaces.is_empty() {
-        vec![None]
-    } else {
-        settings.namespaces.iter().cloned().map(Some).collect()
-    };
-    let api_for = |ns: &Option<String>| -> (Api<GuardrailPolicy>, Api<Quarantine>) {
-        match ns {
-            Some(ns) => (
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client.clone(), ns),
-            ),
-            None => (Api::all(client.clone()), Api::all(client.clone())),
-        }
-    };
     let config = watcher::Config::default().any_semantic();
     let mut policy_controllers = Vec::new();
     let mut quarantine_controllers = Vec::new();
     let mut policy_stores = Vec::new();
     let mut quarantine_stores = Vec::new();
-    for ns in &namespaces {
-        let (policies, quarantines) = api_for(ns);
+    for (policies, quarantines) in watched_apis(&client, &settings.namespaces) {
         let pc =
             Controller::new(policies, config.clone()).owns(quarantines.clone(), config.clone());
         let qc = Controller::new(quarantines, config.clone());
@@ -439,6 +424,26 @@ pub fn start(
     (running, future)
 }
 
+/// The policy and quarantine APIs of each watched namespace (one cluster-wide pair when
+/// `namespaces` is empty).
+fn watched_apis(
+    client: &Client,
+    namespaces: &[String],
+) -> Vec<(Api<GuardrailPolicy>, Api<Quarantine>)> {
+    if namespaces.is_empty() {
+        return vec![(Api::all(client.clone()), Api::all(client.clone()))];
+    }
+    namespaces
+        .iter()
+        .map(|ns| {
+            (
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+            )
+        })
+        .collect()
+}
+
 /// Caches of GuardrailPolicies and Quarantines without any reconciler: what signal intake reads on
 /// every replica (a standby serves `/sns` too). Returns the stores and the future that keeps them
 /// current until `shutdown` turns true.
@@ -448,23 +453,11 @@ pub fn watch_stores(
     shutdown: watch::Receiver<bool>,
 ) -> (Stores, futures::future::BoxFuture<'static, ()>) {
     use kube::runtime::{WatchStreamExt, reflector};
-    let scopes: Vec<Option<String>> = if namespaces.is_empty() {
-        vec![None]
-    } else {
-        namespaces.iter().cloned().map(Some).collect()
-    };
     let config = watcher::Config::default().any_semantic();
     let mut policy_stores = Vec::new();
     let mut quarantine_stores = Vec::new();
     let mut tasks: Vec<futures::future::BoxFuture<'static, ()>> = Vec::new();
-    for ns in scopes {
-        let (policies, quarantines): (Api<GuardrailPolicy>, Api<Quarantine>) = match &ns {
-            Some(ns) => (
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client.clone(), ns),
-            ),
-            None => (Api::all(client.clone()), Api::all(client.clone())),
-        };
+    for (policies, quarantines) in watched_apis(&client, namespaces) {
         let (reader, writer) = reflector::store();
         policy_stores.push(reader);
         let stop = wait_for_shutdown(shutdown.clone());
