@@ -9,6 +9,8 @@
 
 #[path = "support/moto.rs"]
 mod moto;
+#[path = "support/promtool.rs"]
+mod promtool;
 #[path = "support/rbac.rs"]
 mod rbac;
 
@@ -441,26 +443,7 @@ notifications:
             == 1.0,
         "{scrape}"
     );
-    let mut promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool not found: run `make deps` (scripts/test-deps.sh)");
-    promtool
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(scrape.as_bytes())
-        .unwrap();
-    let checked = promtool.wait_with_output().unwrap();
-    assert!(
-        checked.status.success(),
-        "promtool: {}{}",
-        String::from_utf8_lossy(&checked.stdout),
-        String::from_utf8_lossy(&checked.stderr)
-    );
+    promtool::check_metrics(&scrape);
 
     // SIGTERM: the process drains, gives up the lease and exits 0.
     let mut child = controller.child.take().unwrap();

@@ -1,11 +1,12 @@
 //! The operations listener over real HTTP on loopback: /healthz, /readyz transitions, /metrics
 //! content type and a scrape that passes `promtool check metrics`, graceful stop on shutdown.
 
+#[path = "support/promtool.rs"]
+mod promtool;
+
 use autoguardrails::http::ops::{OpsServer, Readiness, ReadinessReport};
 use autoguardrails::metrics::Metrics;
 use autoguardrails::shutdown::{Shutdown, ShutdownCause};
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -120,25 +121,6 @@ async fn metrics_scrape_passes_promtool() {
     assert!(body.contains("autoguardrails_signals_total{outcome=\"accepted\",source=\"sns\"} 3"));
     assert!(body.contains("autoguardrails_build_info{version="));
 
-    let mut promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool not found: run scripts/test-deps.sh (make deps)");
-    promtool
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(body.as_bytes())
-        .unwrap();
-    let output = promtool.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "promtool check metrics failed:\n{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    promtool::check_metrics(&body);
     shutdown.trigger(ShutdownCause::Requested);
 }
