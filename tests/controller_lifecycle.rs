@@ -11,6 +11,7 @@ use autoguardrails::crd::{Phase, TargetState};
 use autoguardrails::lifecycle::{
     APPROVE_ANNOTATION, EXTEND_ANNOTATION, REJECT_ANNOTATION, RELEASE_ANNOTATION,
 };
+use autoguardrails::intake::SignalIntake;
 use autoguardrails::policy;
 use harness::{Harness, anomaly, policy_yaml, role, test_settings};
 use kube::ResourceExt;
@@ -301,6 +302,79 @@ async fn repeated_signal_is_a_no_op_and_two_policies_each_get_one() {
             .is_some_and(|l| l.id == "dup-1")
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_signal_records_the_newest_signal_a_policy_watches_and_only_those() {
+    let h = Harness::start().await;
+    // "every-service" watches every service of the account; "sagemaker" only SageMaker.
+    h.apply_policy(&policy_yaml("every-service", "DryRun", "1h", &["dev-ci"]))
+        .await;
+    h.apply_policy(
+        &policy_yaml("sagemaker", "DryRun", "1h", &["batch"]).replace(
+            "minImpactUsd: 100",
+            "minImpactUsd: 100\n    services: [\"Amazon SageMaker\"]",
+        ),
+    )
+    .await;
+    let last_signal = |name: &'static str| {
+        let api = h.policies();
+        async move {
+            api.get(name)
+                .await
+                .ok()
+                .and_then(|p| p.status)
+                .and_then(|s| s.last_signal)
+        }
+    };
+
+    // A burst of EC2 signals, then one more: every intake returns with its Quarantine, and the
+    // policy ends up recording the newest one.
+    let intake = h.intake();
+    let submits = (0..20).map(|i| {
+        let intake = intake.clone();
+        async move {
+            intake
+                .submit(&anomaly(&format!("burst-{i}"), harness::ACCOUNT, 500.0))
+                .await
+        }
+    });
+    for report in futures::future::join_all(submits).await {
+        let report = report.expect("intake");
+        assert_eq!(report.created().count(), 1, "{report:?}");
+    }
+    h.submit(&anomaly("newest", harness::ACCOUNT, 500.0)).await;
+    h.eventually(
+        "the newest EC2 signal is every-service's lastSignal",
+        || async {
+            last_signal("every-service")
+                .await
+                .is_some_and(|l| l.id == "newest" && l.reason == policy::MATCHED)
+        },
+    )
+    .await;
+    // EC2 signals are not what "sagemaker" watches: its status was never written.
+    assert_eq!(last_signal("sagemaker").await, None);
+
+    // A SageMaker signal below the minimum impact concerns both policies.
+    let mut small = anomaly("small-sagemaker", harness::ACCOUNT, 50.0);
+    small.service = Some("Amazon SageMaker".into());
+    let report = h.submit(&small).await;
+    assert!(
+        report
+            .outcomes
+            .iter()
+            .all(|o| o.reason == policy::BELOW_MINIMUM_IMPACT),
+        "{report:?}"
+    );
+    for name in ["every-service", "sagemaker"] {
+        h.eventually("lastSignal says BelowMinimumImpact", || async {
+            last_signal(name).await.is_some_and(|l| {
+                l.id == "small-sagemaker" && l.reason == policy::BELOW_MINIMUM_IMPACT
+            })
+        })
+        .await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

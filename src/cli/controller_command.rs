@@ -278,7 +278,6 @@ pub async fn serve_until(config: Config, shutdown: Shutdown) -> Result<(), RunEr
         intake_stores.clone(),
         &config.protected_principals,
         config.kill_switch,
-        metrics.clone(),
     ));
     let submitted = Arc::new(SubmittedSignals::new(
         config.poller.remembered_anomalies.max(1),

@@ -3,32 +3,68 @@
 //! repeated signal is a no-op). It returns only once each Quarantine exists. It must not touch
 //! AWS and must not parse payloads.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, Resource, ResourceExt};
+use tokio::sync::mpsc;
 
 use super::{FIELD_MANAGER, Stores};
 use crate::crd::{GuardrailPolicy, LastSignal, Quarantine};
 use crate::intake::{IntakeError, IntakeReport, PolicyOutcome, SignalIntake};
-use crate::metrics::Metrics;
 use crate::policy::{self, ControllerSettings, Input};
 use crate::signal::CostSignal;
 
 /// How many times a policy's `lastSignal` write is retried on a conflict.
 const STATUS_RETRIES: usize = 3;
 
+/// How many policies' `lastSignal` writes the recorder has in flight at once.
+const STATUS_WRITERS: usize = 8;
+
 /// The real intake: policies and quarantines from the controllers' caches, writes through the API.
+///
+/// Only the Quarantines are written on the signal's path. Each policy's `lastSignal` is handed
+/// to a recorder task that keeps the newest record per policy and writes it afterwards, so a
+/// burst of signals neither waits for nor contends on policy status writes (decision 081). Must
+/// be created inside a Tokio runtime.
 #[derive(Clone)]
 pub struct Intake {
     client: Client,
     stores: Stores,
     settings: ControllerSettings,
-    #[allow(dead_code)]
-    metrics: Arc<Metrics>,
+    recorder: Arc<Recorder>,
+}
+
+/// The newest `lastSignal` per policy not yet written, by (namespace, name).
+type PendingRecords = Arc<Mutex<HashMap<(String, String), (LastSignal, Timestamp)>>>;
+
+/// Hands records to the task writing them. The task outlives the last `Intake` clone just long
+/// enough to write what is pending.
+struct Recorder {
+    pending: PendingRecords,
+    wake: mpsc::Sender<()>,
+}
+
+impl Recorder {
+    fn record(&self, namespace: String, name: String, last: LastSignal, now: Timestamp) {
+        match self.pending.lock() {
+            Ok(mut pending) => {
+                // Concurrent intakes may record out of order: the newest evaluation wins.
+                let key = (namespace, name);
+                if pending.get(&key).is_none_or(|(_, at)| *at <= now) {
+                    pending.insert(key, (last, now));
+                }
+            }
+            Err(_) => return,
+        }
+        // A full channel means a wake-up is already queued; the task takes everything pending.
+        let _ = self.wake.try_send(());
+    }
 }
 
 impl Intake {
@@ -38,8 +74,16 @@ impl Intake {
         stores: Stores,
         protected_principals: &[String],
         kill_switch: bool,
-        metrics: Arc<Metrics>,
     ) -> Intake {
+        let (wake, woken) = mpsc::channel(1);
+        let pending = PendingRecords::default();
+        tokio::spawn(record_last_signals(
+            client.clone(),
+            stores.clone(),
+            pending.clone(),
+            woken,
+        ));
+        let recorder = Arc::new(Recorder { pending, wake });
         Intake {
             client,
             stores,
@@ -47,7 +91,7 @@ impl Intake {
                 protected_principals: protected_principals.iter().cloned().collect(),
                 kill_switch,
             },
-            metrics,
+            recorder,
         }
     }
 
@@ -59,7 +103,6 @@ impl Intake {
             running.stores.clone(),
             &s.protected_principals,
             s.kill_switch,
-            running.shared.metrics.clone(),
         )
     }
 
@@ -88,33 +131,91 @@ impl Intake {
             })?;
         Ok(true)
     }
+}
 
-    async fn record_last_signal(&self, policy: &GuardrailPolicy, last: LastSignal, now: Timestamp) {
-        let ns = policy.namespace().unwrap_or_default();
-        let name = policy.name_any();
-        let api: Api<GuardrailPolicy> = Api::namespaced(self.client.clone(), &ns);
-        let mut rv = policy.meta().resource_version.clone();
-        for _ in 0..STATUS_RETRIES {
-            let body = serde_json::json!({
-                "metadata": { "resourceVersion": rv },
-                "status": { "lastSignal": last, "lastEvaluatedAt": Time(now) },
-            });
-            match api
-                .patch_status(&name, &PatchParams::default(), &Patch::Merge(&body))
-                .await
-            {
-                Ok(_) => return,
-                Err(kube::Error::Api(s)) if s.code == 409 => match api.get_opt(&name).await {
-                    Ok(Some(p)) => rv = p.meta().resource_version.clone(),
-                    _ => return,
-                },
+/// Writes the recorded `lastSignal`s until every `Intake` clone is gone (then once more): whatever
+/// is pending when woken, newest record per policy, a few policies at a time.
+async fn record_last_signals(
+    client: Client,
+    stores: Stores,
+    pending: PendingRecords,
+    mut woken: mpsc::Receiver<()>,
+) {
+    loop {
+        let open = woken.recv().await.is_some();
+        let records = pending
+            .lock()
+            .map(|mut p| std::mem::take(&mut *p))
+            .unwrap_or_default();
+        futures::stream::iter(records)
+            .for_each_concurrent(STATUS_WRITERS, |((ns, name), (last, at))| {
+                let client = client.clone();
+                let stores = stores.clone();
+                async move {
+                    // A policy deleted (or being deleted) since has no status left to keep.
+                    let Some(policy) = stores.policy(&ns, &name) else {
+                        return;
+                    };
+                    if policy.meta().deletion_timestamp.is_some() {
+                        return;
+                    }
+                    // Another replica may have recorded a newer signal already.
+                    let newer = policy
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.last_evaluated_at.as_ref())
+                        .is_some_and(|t| t.0 > at);
+                    if newer {
+                        return;
+                    }
+                    write_last_signal(&client, &policy, last, at).await;
+                }
+            })
+            .await;
+        if !open {
+            return;
+        }
+    }
+}
+
+/// One policy's `lastSignal` and `lastEvaluatedAt`, guarded by resourceVersion (a conflict re-reads
+/// the policy and tries again). A failure is logged: the record is informative, and the next
+/// signal for the policy writes it again.
+async fn write_last_signal(
+    client: &Client,
+    policy: &GuardrailPolicy,
+    last: LastSignal,
+    now: Timestamp,
+) {
+    let ns = policy.namespace().unwrap_or_default();
+    let name = policy.name_any();
+    let api: Api<GuardrailPolicy> = Api::namespaced(client.clone(), &ns);
+    let mut rv = policy.meta().resource_version.clone();
+    for _ in 0..STATUS_RETRIES {
+        let body = serde_json::json!({
+            "metadata": { "resourceVersion": rv },
+            "status": { "lastSignal": last, "lastEvaluatedAt": Time(now) },
+        });
+        match api
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&body))
+            .await
+        {
+            Ok(_) => return,
+            Err(kube::Error::Api(s)) if s.code == 409 => match api.get_opt(&name).await {
+                Ok(Some(p)) => rv = p.meta().resource_version.clone(),
+                Ok(None) => return,
                 Err(e) => {
                     tracing::warn!(policy = %format!("{ns}/{name}"), error = %e, "failed to record lastSignal");
                     return;
                 }
+            },
+            Err(e) => {
+                tracing::warn!(policy = %format!("{ns}/{name}"), error = %e, "failed to record lastSignal");
+                return;
             }
         }
     }
+    tracing::warn!(policy = %format!("{ns}/{name}"), "failed to record lastSignal: the policy kept changing");
 }
 
 fn transient(e: &kube::Error) -> IntakeError {
@@ -134,7 +235,8 @@ impl SignalIntake for Intake {
         }
         let now = Timestamp::now();
         let policies = self.stores.policies();
-        let all_quarantines = self.stores.quarantines();
+        // Listed only once a policy matches: most signals match none.
+        let mut all_quarantines: Option<Vec<Arc<Quarantine>>> = None;
         let mut report = IntakeReport::default();
         let mut first_error = None;
         for policy in &policies {
@@ -153,6 +255,7 @@ impl SignalIntake for Intake {
             });
             let decision = if probe.quarantine.is_some() {
                 let existing: Vec<Quarantine> = all_quarantines
+                    .get_or_insert_with(|| self.stores.quarantines())
                     .iter()
                     .filter(|q| {
                         q.spec.policy_ref.name == policy_name
@@ -170,10 +273,7 @@ impl SignalIntake for Intake {
             } else {
                 probe
             };
-            let relevant = !matches!(
-                decision.reason,
-                policy::SOURCE_NOT_MATCHED | policy::ACCOUNT_NOT_MATCHED
-            );
+            let relevant = policy::concerns(decision.reason);
             let mut outcome = PolicyOutcome {
                 namespace: ns.clone(),
                 policy: policy_name.clone(),
@@ -215,7 +315,7 @@ impl SignalIntake for Intake {
                     reason: outcome.reason.clone(),
                     quarantine: outcome.quarantine.clone(),
                 };
-                self.record_last_signal(policy, last, now).await;
+                self.recorder.record(ns, policy_name, last, now);
             }
             report.outcomes.push(outcome);
         }

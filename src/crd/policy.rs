@@ -234,13 +234,14 @@ pub struct GuardrailPolicyStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "super::conditions::schema")]
     pub conditions: Vec<Condition>,
-    /// The last signal evaluated against this policy, and its outcome.
+    /// The newest signal of a source, account, service and budget this policy watches, and the
+    /// outcome of its evaluation (signals for other services or budgets are not recorded here).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_signal: Option<LastSignal>,
     /// How many of this policy's quarantines are Active or Releasing.
     #[serde(default)]
     pub active_quarantines: i32,
-    /// When a signal was last evaluated against this policy.
+    /// When `lastSignal` was evaluated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_evaluated_at: Option<Time>,
 }

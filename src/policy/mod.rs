@@ -184,6 +184,17 @@ fn regex_lite_duration(text: &str) -> bool {
     true
 }
 
+/// True when a decision with this reason concerns the policy: the signal is of a source, account,
+/// service and budget the policy watches, whatever the outcome (a match, too small an impact, an
+/// exception window, a cooldown …). Intake records only such signals as the policy's `lastSignal`,
+/// so one signal does not write the status of every policy of its account.
+pub fn concerns(reason: &str) -> bool {
+    !matches!(
+        reason,
+        SOURCE_NOT_MATCHED | ACCOUNT_NOT_MATCHED | SERVICE_NOT_MATCHED | BUDGET_NOT_MATCHED
+    )
+}
+
 /// Evaluates one signal against one policy.
 pub fn evaluate(input: Input<'_>) -> Decision {
     let Input {
@@ -224,15 +235,6 @@ pub fn evaluate(input: Input<'_>) -> Decision {
             ),
         );
     }
-    if signal.impact_usd < matcher.min_impact_usd {
-        return Decision::skip(
-            BELOW_MINIMUM_IMPACT,
-            format!(
-                "impact USD {:.2} is below match.minImpactUsd {:.2} of policy {policy_name}",
-                signal.impact_usd, matcher.min_impact_usd
-            ),
-        );
-    }
     if !matcher.services.is_empty() {
         let matched = signal
             .service
@@ -262,6 +264,15 @@ pub fn evaluate(input: Input<'_>) -> Decision {
                 ),
             );
         }
+    }
+    if signal.impact_usd < matcher.min_impact_usd {
+        return Decision::skip(
+            BELOW_MINIMUM_IMPACT,
+            format!(
+                "impact USD {:.2} is below match.minImpactUsd {:.2} of policy {policy_name}",
+                signal.impact_usd, matcher.min_impact_usd
+            ),
+        );
     }
     if let Err(e) = signal.validate() {
         return Decision::skip(INVALID_SIGNAL, e.to_string());
