@@ -476,19 +476,28 @@ async fn latency_release_drift(report: &mut Report, phases: &str) {
         );
 
         // ---- release lag: the burst quarantines expire together (ttl after activation)
-        let expiry: HashMap<String, Timestamp> = h
-            .quarantines()
-            .list(&ListParams::default())
-            .await
-            .expect("list quarantines")
-            .items
-            .into_iter()
-            .filter_map(|q| {
-                let target = q.spec.targets.first()?.arn.rsplit('/').next()?.to_string();
-                let expires = q.status.as_ref()?.expires_at.as_ref()?.0;
-                target.starts_with("burst-").then_some((target, expires))
-            })
-            .collect();
+        // The status (with expiresAt) is written just after the attach: wait until every burst
+        // quarantine has it.
+        let mut expiry: HashMap<String, Timestamp> = HashMap::new();
+        let listed_by = Instant::now() + Duration::from_secs(60);
+        while expiry.len() < burst && Instant::now() < listed_by {
+            expiry = h
+                .quarantines()
+                .list(&ListParams::default())
+                .await
+                .expect("list quarantines")
+                .items
+                .into_iter()
+                .filter_map(|q| {
+                    let target = q.spec.targets.first()?.arn.rsplit('/').next()?.to_string();
+                    let expires = q.status.as_ref()?.expires_at.as_ref()?.0;
+                    target.starts_with("burst-").then_some((target, expires))
+                })
+                .collect();
+            if expiry.len() < burst {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
         let first_expiry = expiry.values().min().copied().unwrap_or(burst_start);
         let last_expiry = expiry.values().max().copied().unwrap_or(burst_start);
         println!(
@@ -898,6 +907,12 @@ async fn scale(report: &mut Report) {
     let settled = cold.elapsed().as_secs_f64() - 2.0;
     let rv_after = current_resource_version(&client).await;
     let rss_synced = rss_kib(None);
+    let (cached_bytes, managed_bytes) = cached_json_bytes(&running.stores);
+    println!(
+        "  cached objects as JSON: {} MiB, of which managedFields {} MiB",
+        cached_bytes / (1 << 20),
+        managed_bytes / (1 << 20)
+    );
     println!(
         "  cold start: caches {cache_sync:.1} s, every object reconciled once {first_pass:.1} s, quiet {settled:.1} s; {} writes to the API server; RSS {} MiB (baseline before start {} MiB)",
         rv_after.saturating_sub(rv_before),
@@ -1049,6 +1064,23 @@ async fn scale(report: &mut Report) {
     let _ = tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(10), handle).await;
     drop(emulator);
+}
+
+/// The size of the controller's cached objects serialised as JSON, and the part that is
+/// `metadata.managedFields` (a rough guide to what the caches hold, not their heap size).
+fn cached_json_bytes(stores: &controller::Stores) -> (usize, usize) {
+    fn sizes<K: serde::Serialize + kube::Resource>(objects: &[Arc<K>]) -> (usize, usize) {
+        objects.iter().fold((0, 0), |(all, managed), o| {
+            let whole = serde_json::to_vec(o.as_ref()).map(|v| v.len()).unwrap_or(0);
+            let fields = serde_json::to_vec(&o.meta().managed_fields)
+                .map(|v| v.len())
+                .unwrap_or(0);
+            (all + whole, managed + fields)
+        })
+    }
+    let (pa, pm) = sizes(&stores.policies());
+    let (qa, qm) = sizes(&stores.quarantines());
+    (pa + qa, pm + qm)
 }
 
 /// Cost Explorer requests per day at the default poller settings, and their price.

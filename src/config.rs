@@ -18,6 +18,9 @@ use crate::poller::PollerSettings;
 
 /// The largest configuration file read (a config is a few kilobytes).
 pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+/// The most reconciles per controller a configuration may run at once.
+const MAX_RECONCILE_CONCURRENCY: u16 = 256;
+
 /// The longest drift-check period accepted (the design bounds drift detection at 30 s by default;
 /// longer periods are allowed up to this for very large installations).
 pub const MAX_DRIFT_PERIOD: Duration = Duration::from_secs(600);
@@ -243,6 +246,8 @@ pub struct Config {
     pub sweep_period: SignedDuration,
     /// The longest error backoff.
     pub max_backoff: SignedDuration,
+    /// How many reconciles of each controller run at once (1 to 256).
+    pub reconcile_concurrency: u16,
     /// `/metrics`, `/healthz`, `/readyz`.
     pub metrics_addr: SocketAddr,
     /// `/sns`, `/events`.
@@ -276,6 +281,7 @@ impl Default for Config {
             full_converge_period: signed(controller.full_converge_period),
             sweep_period: signed(controller.sweep_period),
             max_backoff: signed(controller.max_backoff),
+            reconcile_concurrency: controller.reconcile_concurrency,
             metrics_addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
             signals_addr: SocketAddr::from(([0, 0, 0, 0], 8081)),
             log_format: LogFormat::Json,
@@ -482,6 +488,15 @@ impl Config {
         positive("fullConvergePeriod", self.full_converge_period)?;
         positive("sweepPeriod", self.sweep_period)?;
         positive("maxBackoff", self.max_backoff)?;
+        if !(1..=MAX_RECONCILE_CONCURRENCY).contains(&self.reconcile_concurrency) {
+            return invalid(
+                "reconcileConcurrency",
+                format!(
+                    "{} is not between 1 and {MAX_RECONCILE_CONCURRENCY}",
+                    self.reconcile_concurrency
+                ),
+            );
+        }
         positive("shutdownTimeout", self.shutdown_timeout)?;
         if self.metrics_addr == self.signals_addr {
             return invalid(
@@ -567,6 +582,7 @@ impl Config {
                 .into_iter()
                 .collect(),
             max_backoff: unsigned(self.max_backoff),
+            reconcile_concurrency: self.reconcile_concurrency,
         }
     }
 
@@ -688,6 +704,8 @@ mod tests {
             ),
             ("driftPeriod: 0s\n", "driftPeriod"),
             ("driftPeriod: 2h\n", "driftPeriod"),
+            ("reconcileConcurrency: 0\n", "reconcileConcurrency"),
+            ("reconcileConcurrency: 1000\n", "reconcileConcurrency"),
             (
                 "metricsAddr: 0.0.0.0:9000\nsignalsAddr: 0.0.0.0:9000\n",
                 "signalsAddr",

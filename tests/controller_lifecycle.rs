@@ -8,16 +8,26 @@ mod harness;
 use std::time::Duration;
 
 use autoguardrails::crd::{Phase, TargetState};
+use autoguardrails::intake::SignalIntake;
 use autoguardrails::lifecycle::{
     APPROVE_ANNOTATION, EXTEND_ANNOTATION, REJECT_ANNOTATION, RELEASE_ANNOTATION,
 };
-use autoguardrails::intake::SignalIntake;
 use autoguardrails::policy;
 use harness::{Harness, anomaly, policy_yaml, role, test_settings};
 use kube::ResourceExt;
 
 fn reasons(events: &[(String, String, String)]) -> Vec<String> {
     events.iter().map(|e| e.1.clone()).collect()
+}
+
+/// The policy's `status.activeQuarantines`.
+async fn active_quarantines(h: &Harness, policy: &str) -> Option<i32> {
+    h.policies()
+        .get(policy)
+        .await
+        .ok()
+        .and_then(|p| p.status)
+        .map(|s| s.active_quarantines)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -134,6 +144,10 @@ async fn manual_mode_waits_for_approval_then_release_annotation_ends_it() {
             .any(|e| e.1 == "Approved" && e.2.contains("runaway CI job") && e.2.contains("alice"))
     })
     .await;
+    h.eventually("the policy counts one active quarantine", || async {
+        active_quarantines(&h, "manual-ci").await == Some(1)
+    })
+    .await;
 
     h.annotate(&name, RELEASE_ANNOTATION, "bob: fixed the job")
         .await;
@@ -149,6 +163,10 @@ async fn manual_mode_waits_for_approval_then_release_annotation_ends_it() {
             .unwrap()
             .annotations()
             .contains_key(RELEASE_ANNOTATION)
+    })
+    .await;
+    h.eventually("the policy counts no active quarantine", || async {
+        active_quarantines(&h, "manual-ci").await == Some(0)
     })
     .await;
 }

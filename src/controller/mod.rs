@@ -4,6 +4,7 @@
 //! pure modules; this module gathers, applies and writes status. It must not parse payloads.
 
 pub mod desired;
+pub mod index;
 pub mod intake;
 pub mod policy;
 pub mod quarantine;
@@ -57,6 +58,9 @@ pub struct Settings {
     pub accounts: Vec<String>,
     /// The longest error backoff.
     pub max_backoff: Duration,
+    /// How many reconciles of each controller run at once. Bounds the memory and the API server
+    /// load of a cold start with many objects (every object is reconciled once).
+    pub reconcile_concurrency: u16,
 }
 
 impl Default for Settings {
@@ -71,6 +75,7 @@ impl Default for Settings {
             sweep_period: Duration::from_secs(600),
             accounts: Vec::new(),
             max_backoff: Duration::from_secs(300),
+            reconcile_concurrency: 16,
         }
     }
 }
@@ -118,15 +123,26 @@ impl Error {
 pub struct Stores {
     policies: Vec<Store<GuardrailPolicy>>,
     quarantines: Vec<Store<Quarantine>>,
+    active: index::ActiveIndex,
 }
 
 impl Stores {
-    /// Builds from per-namespace stores.
-    pub fn new(policies: Vec<Store<GuardrailPolicy>>, quarantines: Vec<Store<Quarantine>>) -> Self {
+    /// Builds from per-namespace stores and the index their quarantine watches keep.
+    fn new(
+        policies: Vec<Store<GuardrailPolicy>>,
+        quarantines: Vec<Store<Quarantine>>,
+        active: index::ActiveIndex,
+    ) -> Self {
         Stores {
             policies,
             quarantines,
+            active,
         }
+    }
+
+    /// How many quarantines of the policy are Active or Releasing (from an index, not a scan).
+    pub fn active_quarantines(&self, namespace: &str, policy: &str) -> usize {
+        self.active.count(namespace, policy)
     }
 
     /// Every cached policy.
@@ -359,20 +375,29 @@ pub fn start(
     mut shutdown: watch::Receiver<bool>,
 ) -> (Running, futures::future::BoxFuture<'static, ()>) {
     let config = watcher::Config::default().any_semantic();
+    let runtime = kube::runtime::controller::Config::default()
+        .concurrency(settings.reconcile_concurrency.max(1));
     let mut policy_controllers = Vec::new();
     let mut quarantine_controllers = Vec::new();
     let mut policy_stores = Vec::new();
     let mut quarantine_stores = Vec::new();
+    let active = index::ActiveIndex::default();
     for (policies, quarantines) in watched_apis(&client, &settings.namespaces) {
-        let pc =
-            Controller::new(policies, config.clone()).owns(quarantines.clone(), config.clone());
-        let qc = Controller::new(quarantines, config.clone());
-        policy_stores.push(pc.store());
-        quarantine_stores.push(qc.store());
+        let (policy_store, policy_stream) = cached(policies, &config, |_| {});
+        let index = active.clone();
+        let (quarantine_store, quarantine_stream) =
+            cached(quarantines.clone(), &config, move |e| index.observe(e));
+        let pc = Controller::for_stream(policy_stream, policy_store.clone())
+            .owns(quarantines, config.clone())
+            .with_config(runtime.clone());
+        let qc = Controller::for_stream(quarantine_stream, quarantine_store.clone())
+            .with_config(runtime.clone());
+        policy_stores.push(policy_store);
+        quarantine_stores.push(quarantine_store);
         policy_controllers.push(pc);
         quarantine_controllers.push(qc);
     }
-    let stores = Stores::new(policy_stores, quarantine_stores);
+    let stores = Stores::new(policy_stores, quarantine_stores, active);
     let shared = Arc::new(Shared::new(
         client,
         settings,
@@ -452,44 +477,84 @@ pub fn watch_stores(
     namespaces: &[String],
     shutdown: watch::Receiver<bool>,
 ) -> (Stores, futures::future::BoxFuture<'static, ()>) {
-    use kube::runtime::{WatchStreamExt, reflector};
     let config = watcher::Config::default().any_semantic();
     let mut policy_stores = Vec::new();
     let mut quarantine_stores = Vec::new();
     let mut tasks: Vec<futures::future::BoxFuture<'static, ()>> = Vec::new();
+    let active = index::ActiveIndex::default();
     for (policies, quarantines) in watched_apis(&client, namespaces) {
-        let (reader, writer) = reflector::store();
+        let (reader, stream) = cached(policies, &config, |_| {});
         policy_stores.push(reader);
         let stop = wait_for_shutdown(shutdown.clone());
-        tasks.push(Box::pin(
-            reflector(writer, watcher(policies, config.clone()))
-                .default_backoff()
-                .take_until(stop)
-                .for_each(|event| async move {
-                    if let Err(e) = event {
-                        tracing::warn!(error = %e, "intake cache: guardrailpolicy watch");
-                    }
-                }),
-        ));
-        let (reader, writer) = reflector::store();
+        tasks.push(Box::pin(stream.take_until(stop).for_each(
+            |event| async move {
+                if let Err(e) = event {
+                    tracing::warn!(error = %e, "intake cache: guardrailpolicy watch");
+                }
+            },
+        )));
+        let index = active.clone();
+        let (reader, stream) = cached(quarantines, &config, move |e| index.observe(e));
         quarantine_stores.push(reader);
         let stop = wait_for_shutdown(shutdown.clone());
-        tasks.push(Box::pin(
-            reflector(writer, watcher(quarantines, config.clone()))
-                .default_backoff()
-                .take_until(stop)
-                .for_each(|event| async move {
-                    if let Err(e) = event {
-                        tracing::warn!(error = %e, "intake cache: quarantine watch");
-                    }
-                }),
-        ));
+        tasks.push(Box::pin(stream.take_until(stop).for_each(
+            |event| async move {
+                if let Err(e) = event {
+                    tracing::warn!(error = %e, "intake cache: quarantine watch");
+                }
+            },
+        )));
     }
     let future = Box::pin(async move {
         futures::future::join_all(tasks).await;
     });
-    (Stores::new(policy_stores, quarantine_stores), future)
+    (
+        Stores::new(policy_stores, quarantine_stores, active),
+        future,
+    )
 }
+
+/// A cache of `api` and the stream that keeps it current (with backoff on watch errors); `observe`
+/// sees every watch event once the cache has applied it. Objects are stored without
+/// `metadata.managedFields` and kubectl's last-applied annotation: nothing here reads them, and at
+/// 100,000 Quarantines they were most of the memory (decision 082).
+fn cached<K>(
+    api: Api<K>,
+    config: &watcher::Config,
+    observe: impl Fn(&watcher::Event<K>) + Send + Sync + 'static,
+) -> (
+    Store<K>,
+    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    use futures::TryStreamExt as _;
+    use kube::runtime::{WatchStreamExt, reflector};
+    let (reader, writer) = reflector::store();
+    let stream = watcher(api, config.clone())
+        .default_backoff()
+        .modify(|object: &mut K| {
+            let meta = object.meta_mut();
+            meta.managed_fields = None;
+            if let Some(annotations) = meta.annotations.as_mut() {
+                annotations.remove(LAST_APPLIED_ANNOTATION);
+            }
+        })
+        .reflect(writer)
+        .inspect_ok(move |event| observe(event))
+        .applied_objects();
+    (reader, stream)
+}
+
+/// What `kubectl apply` (client side) keeps on every object it applied: the whole object again.
+const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// Resolves once `shutdown` turns true (or its sender is gone).
 pub async fn wait_for_shutdown(mut shutdown: watch::Receiver<bool>) {

@@ -14,7 +14,7 @@ use kube::{Resource, ResourceExt};
 
 use super::{Error, Shared, object_key, patch_status, requeue};
 use crate::crd::conditions::{condition_status, set_condition};
-use crate::crd::{DenySpec, GuardrailPolicy, Phase};
+use crate::crd::{DenySpec, GuardrailPolicy};
 use crate::enforce::document;
 use crate::metrics::CONTROLLER_POLICY;
 
@@ -186,20 +186,7 @@ async fn apply(policy: &GuardrailPolicy, ctx: &Shared) -> Result<Action, Error> 
     if let Some(p) = slack_problem(policy, ctx).await? {
         problems.push(p);
     }
-    let active = ctx
-        .stores
-        .quarantines()
-        .iter()
-        .filter(|q| {
-            // Borrowed comparisons, name first: this runs over every cached quarantine.
-            q.spec.policy_ref.name == name
-                && q.metadata.namespace.as_deref() == Some(ns.as_str())
-                && q.status
-                    .as_ref()
-                    .and_then(|s| s.phase)
-                    .is_some_and(|p| matches!(p, Phase::Active | Phase::Releasing))
-        })
-        .count();
+    let active = ctx.stores.active_quarantines(&ns, &name);
     let old = policy.status.clone().unwrap_or_default();
     let mut status = old.clone();
     status.observed_generation = policy.metadata.generation;
@@ -238,28 +225,6 @@ async fn apply(policy: &GuardrailPolicy, ctx: &Shared) -> Result<Action, Error> 
     if !ready && (was_ready || generation_changed || old.conditions.is_empty()) && changed {
         ctx.publish(policy, true, reason, "Validate", message).await;
     }
-    // One pass over the cached policies without cloning their conditions (this runs on every
-    // policy reconcile; with 10,000 policies cloning was the cold start's main cost).
-    let (mut ready_true, mut ready_false) = (0i64, 0i64);
-    for p in ctx.stores.policies() {
-        match p
-            .status
-            .as_ref()
-            .and_then(|s| condition_status(&s.conditions, CONDITION_READY))
-        {
-            Some("True") => ready_true += 1,
-            Some("False") => ready_false += 1,
-            _ => {}
-        }
-    }
-    ctx.metrics
-        .policies
-        .with_label_values(&["true"])
-        .set(ready_true);
-    ctx.metrics
-        .policies
-        .with_label_values(&["false"])
-        .set(ready_false);
     ctx.reset_backoff(&policy.uid().unwrap_or_default());
     Ok(requeue(RECHECK))
 }

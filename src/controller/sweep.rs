@@ -1,6 +1,6 @@
 //! The orphan sweep: periodically releases every IAM object of ours whose Quarantine is gone or
 //! has ended (a crash between steps, a finalizer removed by hand, a reinstall), and refreshes the
-//! quarantines-by-phase gauge. It only ever releases (the kill-switch gate is used, so enforcement
+//! quarantine and policy gauges. It only ever releases (the kill-switch gate is used, so enforcement
 //! writes are impossible) and holds the IAM lock exclusively so no reconcile creates a policy
 //! for a Quarantine it has not seen yet.
 
@@ -9,8 +9,10 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+use super::policy::CONDITION_READY;
 use super::{Shared, desired};
 use crate::crd::Phase;
+use crate::crd::conditions::condition_status;
 use crate::enforce::converge::{ConvergeInput, Scope, WriteGate};
 
 /// Every phase, for the gauge.
@@ -25,8 +27,30 @@ const PHASES: [Phase; 8] = [
     Phase::Failed,
 ];
 
-/// Refreshes `autoguardrails_quarantines{phase}` from the cache.
-pub fn refresh_phase_gauge(ctx: &Shared) {
+/// Refreshes `autoguardrails_quarantines{phase}` and `autoguardrails_policies{ready}` from the
+/// caches (one pass each; every 15 s rather than on every reconcile, which made a cold start with
+/// many policies quadratic).
+pub fn refresh_gauges(ctx: &Shared) {
+    let (mut ready_true, mut ready_false) = (0i64, 0i64);
+    for p in ctx.stores.policies() {
+        match p
+            .status
+            .as_ref()
+            .and_then(|s| condition_status(&s.conditions, CONDITION_READY))
+        {
+            Some("True") => ready_true += 1,
+            Some("False") => ready_false += 1,
+            _ => {}
+        }
+    }
+    ctx.metrics
+        .policies
+        .with_label_values(&["true"])
+        .set(ready_true);
+    ctx.metrics
+        .policies
+        .with_label_values(&["false"])
+        .set(ready_false);
     let mut counts: BTreeMap<&'static str, i64> = PHASES.iter().map(|p| (p.as_str(), 0)).collect();
     for q in ctx.stores.quarantines() {
         if let Some(p) = q.status.as_ref().and_then(|s| s.phase) {
@@ -99,7 +123,7 @@ pub async fn run(ctx: Arc<Shared>, shutdown: &mut watch::Receiver<bool>) {
             return;
         }
         tokio::select! {
-            _ = gauge.tick() => refresh_phase_gauge(&ctx),
+            _ = gauge.tick() => refresh_gauges(&ctx),
             _ = sweep.tick() => { sweep_once(&ctx).await; }
             _ = shutdown.changed() => return,
         }
