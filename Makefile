@@ -51,10 +51,12 @@ real-cluster:
 	./tests/real-cluster.sh
 
 ## bench: benchmarks that print figures (docs/benchmarks.md): criterion micro-benchmarks with short
-## measurement times, the end-to-end program (its scale phase runs the emulator binary in a child
-## process) and the SNS load benchmark; about 10 minutes on a 2-core machine, builds excluded
+## measurement times, the end-to-end program (the scale phase in a process of its own, so its RSS
+## figures start from a fresh heap; it runs the emulator binary in a child process) and the SNS
+## load benchmark; about 13 minutes on an idle 2-core machine, builds excluded
 bench:
 	$(CARGO) build --release -q -p kube-emulator --bin kube-emulator
 	$(CARGO) bench --bench evaluate --bench sns --bench document -- --warm-up-time 1 --measurement-time 3
-	$(CARGO) bench --bench e2e
+	AGR_BENCH_PHASES=latency,drift,cost $(CARGO) bench --bench e2e
+	AGR_BENCH_PHASES=scale $(CARGO) bench --bench e2e
 	$(CARGO) bench --bench sns_load

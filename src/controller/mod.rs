@@ -70,7 +70,7 @@ impl Default for Settings {
             cluster_id: "default".into(),
             protected_principals: Vec::new(),
             kill_switch: false,
-            drift_period: Duration::from_secs(30),
+            drift_period: Duration::from_secs(20),
             full_converge_period: Duration::from_secs(300),
             sweep_period: Duration::from_secs(600),
             accounts: Vec::new(),
