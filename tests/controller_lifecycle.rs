@@ -361,7 +361,11 @@ async fn last_signal_records_the_newest_signal_a_policy_watches_and_only_those()
         let report = report.expect("intake");
         assert_eq!(report.created().count(), 1, "{report:?}");
     }
-    h.submit(&anomaly("newest", harness::ACCOUNT, 500.0)).await;
+    // The same intake, as in the controller (one per process): its recorder writes in order.
+    intake
+        .submit(&anomaly("newest", harness::ACCOUNT, 500.0))
+        .await
+        .expect("intake");
     h.eventually(
         "the newest EC2 signal is every-service's lastSignal",
         || async {
@@ -377,7 +381,7 @@ async fn last_signal_records_the_newest_signal_a_policy_watches_and_only_those()
     // A SageMaker signal below the minimum impact concerns both policies.
     let mut small = anomaly("small-sagemaker", harness::ACCOUNT, 50.0);
     small.service = Some("Amazon SageMaker".into());
-    let report = h.submit(&small).await;
+    let report = intake.submit(&small).await.expect("intake");
     assert!(
         report
             .outcomes

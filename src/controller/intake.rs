@@ -160,12 +160,7 @@ async fn record_last_signals(
                         return;
                     }
                     // Another replica may have recorded a newer signal already.
-                    let newer = policy
-                        .status
-                        .as_ref()
-                        .and_then(|s| s.last_evaluated_at.as_ref())
-                        .is_some_and(|t| t.0 > at);
-                    if newer {
+                    if recorded_after(&policy, at) {
                         return;
                     }
                     write_last_signal(&client, &policy, last, at).await;
@@ -202,6 +197,9 @@ async fn write_last_signal(
         {
             Ok(_) => return,
             Err(kube::Error::Api(s)) if s.code == 409 => match api.get_opt(&name).await {
+                // Someone (another replica) recorded a later evaluation meanwhile: keep theirs.
+                // Times are stored to the second, so only a later second is known to be newer.
+                Ok(Some(p)) if recorded_after(&p, now) => return,
                 Ok(Some(p)) => rv = p.meta().resource_version.clone(),
                 Ok(None) => return,
                 Err(e) => {
@@ -216,6 +214,16 @@ async fn write_last_signal(
         }
     }
     tracing::warn!(policy = %format!("{ns}/{name}"), "failed to record lastSignal: the policy kept changing");
+}
+
+/// True when the policy's status holds an evaluation from a later second than `at` (the API keeps
+/// `lastEvaluatedAt` to the second).
+fn recorded_after(policy: &GuardrailPolicy, at: Timestamp) -> bool {
+    policy
+        .status
+        .as_ref()
+        .and_then(|s| s.last_evaluated_at.as_ref())
+        .is_some_and(|t| t.0.as_second() > at.as_second())
 }
 
 fn transient(e: &kube::Error) -> IntakeError {

@@ -35,7 +35,9 @@ pub struct Harness {
     pub other_iam: Arc<InMemoryIam>,
     pub settings: Settings,
     pub metrics: Arc<Metrics>,
-    running: Option<(Running, JoinHandle<()>, watch::Sender<bool>)>,
+    /// The controller, its task, its stop switch and its one intake (as in the binary: one per
+    /// process, so its `lastSignal` recorder writes in order).
+    running: Option<(Running, JoinHandle<()>, watch::Sender<bool>, Intake)>,
 }
 
 /// Fast periods so tests see drift repair and sweeps quickly.
@@ -126,7 +128,8 @@ impl Harness {
             .await
             .expect("controller caches synced within 30 s");
         eprintln!("caches synced in {:?}", t0.elapsed());
-        self.running = Some((running, handle, tx));
+        let intake = Intake::from_running(&running);
+        self.running = Some((running, handle, tx, intake));
     }
 
     /// Kills the controller without any graceful step (a crash), then starts a new one.
@@ -140,14 +143,14 @@ impl Harness {
 
     /// Aborts the controller task (nothing runs after this point).
     pub fn crash(&mut self) {
-        if let Some((_, handle, _)) = self.running.take() {
+        if let Some((_, handle, _, _)) = self.running.take() {
             handle.abort();
         }
     }
 
     /// Stops the controller gracefully.
     pub async fn stop(&mut self) {
-        if let Some((_, handle, tx)) = self.running.take() {
+        if let Some((_, handle, tx, _)) = self.running.take() {
             let _ = tx.send(true);
             let _ = tokio::time::timeout(Duration::from_secs(10), handle).await;
         }
@@ -158,7 +161,7 @@ impl Harness {
     }
 
     pub fn intake(&self) -> Intake {
-        Intake::from_running(self.running())
+        self.running.as_ref().expect("controller running").3.clone()
     }
 
     pub async fn submit(&self, signal: &CostSignal) -> IntakeReport {
