@@ -53,7 +53,7 @@ real-cluster:
 ## bench: benchmarks that print figures (docs/benchmarks.md): criterion micro-benchmarks with short
 ## measurement times, the end-to-end program (the scale phase in a process of its own, so its RSS
 ## figures start from a fresh heap; it runs the emulator binary in a child process) and the SNS
-## load benchmark; about 13 minutes on an idle 2-core machine, builds excluded
+## load benchmark; about 10 minutes on an idle 2-core machine, builds excluded
 bench:
 	$(CARGO) build --release -q -p kube-emulator --bin kube-emulator
 	$(CARGO) bench --bench evaluate --bench sns --bench document -- --warm-up-time 1 --measurement-time 3
