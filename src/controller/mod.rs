@@ -485,25 +485,11 @@ pub fn watch_stores(
     for (policies, quarantines) in watched_apis(&client, namespaces) {
         let (reader, stream) = cached(policies, &config, |_| {});
         policy_stores.push(reader);
-        let stop = wait_for_shutdown(shutdown.clone());
-        tasks.push(Box::pin(stream.take_until(stop).for_each(
-            |event| async move {
-                if let Err(e) = event {
-                    tracing::warn!(error = %e, "intake cache: guardrailpolicy watch");
-                }
-            },
-        )));
+        tasks.push(keep_current(stream, shutdown.clone(), "guardrailpolicy"));
         let index = active.clone();
         let (reader, stream) = cached(quarantines, &config, move |e| index.observe(e));
         quarantine_stores.push(reader);
-        let stop = wait_for_shutdown(shutdown.clone());
-        tasks.push(Box::pin(stream.take_until(stop).for_each(
-            |event| async move {
-                if let Err(e) = event {
-                    tracing::warn!(error = %e, "intake cache: quarantine watch");
-                }
-            },
-        )));
+        tasks.push(keep_current(stream, shutdown.clone(), "quarantine"));
     }
     let future = Box::pin(async move {
         futures::future::join_all(tasks).await;
@@ -551,6 +537,24 @@ where
         .inspect_ok(move |event| observe(event))
         .applied_objects();
     (reader, stream)
+}
+
+/// Drives a cache's stream until `shutdown` turns true; watch errors are logged (the stream backs
+/// off and re-watches by itself).
+fn keep_current<K: Send + 'static>(
+    stream: impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+    shutdown: watch::Receiver<bool>,
+    kind: &'static str,
+) -> futures::future::BoxFuture<'static, ()> {
+    Box::pin(
+        stream
+            .take_until(wait_for_shutdown(shutdown))
+            .for_each(move |event| async move {
+                if let Err(e) = event {
+                    tracing::warn!(error = %e, kind, "intake cache: watch failed");
+                }
+            }),
+    )
 }
 
 /// What `kubectl apply` (client side) keeps on every object it applied: the whole object again.
