@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod notify;
 pub mod policy;
 pub mod poller;
+pub mod principal;
 pub mod shutdown;
 pub mod signal;
 pub mod simulate;
