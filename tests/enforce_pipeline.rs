@@ -322,7 +322,7 @@ fn check(case: Case) -> Result<(), TestCaseError> {
                 settle: std::time::Duration::ZERO,
             })
         };
-        let settings = ControllerSettings {
+        let mut settings = ControllerSettings {
             protected_principals: autoguardrails::principal::PrincipalSet::parse_all([PROTECTED])
                 .unwrap(),
             ..Default::default()
