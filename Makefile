@@ -20,7 +20,7 @@ lint:
 
 ## crd-check: committed CRDs equal the generated ones and validate as Kubernetes 1.37 manifests
 crd-check:
-	$(CARGO) test -q --test crds
+	$(CARGO) test -q --test controller crds::
 	$(VENV)/bin/kubernetes-validate --strict --quiet crds/*.yaml
 
 ## chart-check: Helm chart lint + render (default and all features), kubernetes-validate --strict,

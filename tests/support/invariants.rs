@@ -11,7 +11,7 @@ use autoguardrails::controller::crd::{Phase, Quarantine, TargetState};
 use autoguardrails::controller::enforce::ownership::{INLINE_POLICY_PREFIX, TAG_NAME, TAG_UID};
 use kube::ResourceExt;
 
-use crate::harness::Harness;
+use super::controller::Harness;
 
 /// Polls `check` every 50 ms until it holds or `limit` passes; returns whether it held.
 pub async fn wait_until<F, Fut>(limit: Duration, mut check: F) -> bool
@@ -31,9 +31,9 @@ where
     }
 }
 
-/// Waits until the main account's IAM saw no call for `quiet` (at most 20 s).
+/// Waits until the main account's IAM saw no call for `quiet` (at most 60 s).
 pub async fn wait_iam_quiet(h: &Harness, quiet: Duration) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let mut last = h.iam.call_count();
     let mut since = tokio::time::Instant::now();
     loop {

@@ -7,141 +7,23 @@
 //! RBAC, and SIGTERM stops it cleanly and gives up the lease. A second scenario runs two and three
 //! replicas and measures leader takeover after SIGTERM and after SIGKILL.
 
-#[path = "support/moto.rs"]
-mod moto;
-#[path = "support/promtool.rs"]
-mod promtool;
-#[path = "support/rbac.rs"]
-mod rbac;
+use crate::support::binary::{
+    ControllerProcess, Kubectl, attached, free_port, iam_client, root, wait_for,
+};
+use crate::support::moto;
+use crate::support::promtool;
+use crate::support::rbac;
 
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use aws_sdk_iam::Client as IamClient;
 use kube_emulator::{Emulator, Options};
 use serde_json::Value;
 
 const NS: &str = "autoguardrails";
 const MOTO_ACCOUNT: &str = "123456789012";
 const API_KEY: &str = "binary-test-key";
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-struct Kubectl {
-    bin: PathBuf,
-    kubeconfig: PathBuf,
-}
-
-impl Kubectl {
-    fn new(kubeconfig: PathBuf) -> Kubectl {
-        let bin = root().join(".venv/bin/kubectl");
-        assert!(
-            bin.exists(),
-            "{} is missing: run `make deps` (scripts/test-deps.sh) first",
-            bin.display()
-        );
-        Kubectl { bin, kubeconfig }
-    }
-
-    /// Runs kubectl; panics with its output unless it succeeds.
-    fn run(&self, args: &[&str]) -> String {
-        self.run_with_input(args, None)
-    }
-
-    fn run_with_input(&self, args: &[&str], input: Option<&str>) -> String {
-        let mut child = Command::new(&self.bin)
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(args)
-            .stdin(if input.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("kubectl runs");
-        if let Some(text) = input {
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(text.as_bytes())
-                .unwrap();
-        }
-        let output = child.wait_with_output().unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout).to_string();
-        assert!(
-            output.status.success(),
-            "kubectl {args:?} failed: {stdout}{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        stdout
-    }
-}
-
-/// The controller process; killed on drop if still running.
-struct ControllerProcess {
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl ControllerProcess {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for ControllerProcess {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn iam_client(moto: &moto::MotoServer) -> IamClient {
-    let config = autoguardrails::aws::sdk::load_base_config(&moto.settings()).await;
-    IamClient::new(&config)
-}
-
-async fn attached(iam: &IamClient, role: &str) -> Vec<String> {
-    iam.list_attached_role_policies()
-        .role_name(role)
-        .send()
-        .await
-        .unwrap()
-        .attached_policies()
-        .iter()
-        .filter_map(|p| p.policy_arn().map(str::to_string))
-        .collect()
-}
-
-async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 const POLICY: &str = r#"apiVersion: autoguardrails.io/v1alpha1
 kind: GuardrailPolicy
@@ -273,7 +155,7 @@ notifications:
 
     // A cost anomaly arrives through EventBridge on /events.
     let mut event: Value =
-        serde_json::from_str(include_str!("fixtures/signals/eventbridge-anomaly.json")).unwrap();
+        serde_json::from_str(include_str!("../fixtures/signals/eventbridge-anomaly.json")).unwrap();
     event["account"] = Value::String(MOTO_ACCOUNT.into());
     event["detail"]["rootCauses"][0]["linkedAccount"] = Value::String(MOTO_ACCOUNT.into());
     event["detail"]["impact"]["totalImpact"] = serde_json::json!(520.0);
@@ -685,7 +567,7 @@ async fn a_standby_replica_takes_over_and_enforces() {
 
     // A signal arrives on the surviving standby while nobody leads: intake answers truthfully.
     let mut event: Value =
-        serde_json::from_str(include_str!("fixtures/signals/eventbridge-anomaly.json")).unwrap();
+        serde_json::from_str(include_str!("../fixtures/signals/eventbridge-anomaly.json")).unwrap();
     event["detail"]["impact"]["totalImpact"] = serde_json::json!(700.0);
     let answer = http
         .post(&c.events)

@@ -6,8 +6,7 @@
 //! kill switch sends no enforcement write and still releases; a protected principal is never
 //! named in any write; Enforce reaches exactly the desired state.
 
-#[path = "support/fixtures.rs"]
-mod fixtures;
+use crate::support::fixtures;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -28,6 +27,7 @@ use autoguardrails::controller::lifecycle;
 use autoguardrails::controller::policy::{self, ControllerSettings, Input};
 use autoguardrails::controller::signal::CostSignal;
 use autoguardrails::controller::simulate::load_policy;
+use autoguardrails::principal::{PrincipalArn, name_key};
 use fixtures::CLUSTER;
 use proptest::prelude::*;
 
@@ -50,26 +50,63 @@ fn base_policy() -> GuardrailPolicy {
     .clone()
 }
 
+/// A role or user `p0`..`p3` in one of the accounts, its name in random case and with or
+/// without an IAM path: IAM's identity ignores both, so every spelling names the same principal.
 fn principal() -> impl Strategy<Value = crd::Principal> {
-    (0..3usize, 0..4usize, any::<bool>()).prop_map(|(a, n, role)| crd::Principal {
-        kind: if role {
-            crd::PrincipalKind::IamRole
+    (
+        0..3usize,
+        0..4usize,
+        any::<bool>(),
+        any::<bool>(),
+        prop::option::of(prop::sample::select(vec!["team", "a/b"])),
+    )
+        .prop_map(|(a, n, role, upper, path)| crd::Principal {
+            kind: if role {
+                crd::PrincipalKind::IamRole
+            } else {
+                crd::PrincipalKind::IamUser
+            },
+            arn: format!(
+                "arn:aws:iam::{}:{}/{}{}{n}",
+                ACCOUNTS[a],
+                if role { "role" } else { "user" },
+                path.map(|p| format!("{p}/")).unwrap_or_default(),
+                if upper { "P" } else { "p" },
+            ),
+        })
+}
+
+/// An exception: a spelling of some principal, sometimes in another partition (which must
+/// never except the `aws` principal of the same name).
+fn exception() -> impl Strategy<Value = String> {
+    (principal(), any::<bool>()).prop_map(|(p, other_partition)| {
+        if other_partition {
+            p.arn.replacen("arn:aws:", "arn:aws-cn:", 1)
         } else {
-            crd::PrincipalKind::IamUser
-        },
-        arn: format!(
-            "arn:aws:iam::{}:{}/p{n}",
-            ACCOUNTS[a],
-            if role { "role" } else { "user" }
-        ),
+            p.arn
+        }
     })
+}
+
+fn identity(arn: &str) -> PrincipalArn {
+    PrincipalArn::parse(arn).expect("generated ARNs are valid")
+}
+
+fn is_protected(arn: &str) -> bool {
+    identity(arn) == identity(PROTECTED)
+}
+
+/// (account, name key) of a target, by the one principal type.
+fn account_and_name(arn: &str) -> (String, String) {
+    let p = identity(arn);
+    (p.account_id().to_string(), name_key(p.name()))
 }
 
 fn policy_strategy(index: usize) -> impl Strategy<Value = GuardrailPolicy> {
     (
         prop_oneof![Just(Mode::DryRun), Just(Mode::Manual), Just(Mode::Auto)],
         prop::collection::vec(principal(), 1..4),
-        prop::collection::vec(principal(), 0..2),
+        prop::collection::vec(exception(), 0..3),
         prop::collection::vec(
             prop::sample::select(vec![
                 "ec2:RunInstances",
@@ -93,7 +130,7 @@ fn policy_strategy(index: usize) -> impl Strategy<Value = GuardrailPolicy> {
             p.spec.exceptions.windows = vec![];
             p.spec.scope.principals = principals;
             p.spec.scope.regions = region.map(|r| vec![r.to_string()]).unwrap_or_default();
-            p.spec.exceptions.principals = excepted.into_iter().map(|e| e.arn).collect();
+            p.spec.exceptions.principals = excepted;
             p.spec.deny.actions = actions.into_iter().map(str::to_string).collect();
             p
         })
@@ -175,6 +212,27 @@ fn evaluate(
             now: at("2026-11-20T10:00:00Z"),
         });
         if let Some(mut q) = d.quarantine {
+            // Evaluation and the one matcher agree: no target is excepted or protected, in any
+            // spelling.
+            for t in &q.spec.targets {
+                let target = identity(&t.arn);
+                assert!(
+                    !inc.policy
+                        .spec
+                        .exceptions
+                        .principals
+                        .iter()
+                        .any(|e| identity(e) == target),
+                    "excepted principal {} became a target of {:?}",
+                    t.arn,
+                    inc.policy.spec.exceptions.principals
+                );
+                assert!(
+                    !settings.protected_principals.contains(&target),
+                    "{}",
+                    t.arn
+                );
+            }
             q.metadata.uid = Some(format!("uid-{tag}-{n}"));
             let now = at("2026-11-20T10:00:00Z");
             let context = lifecycle::Context::from_spec(&q.spec, now, settings.kill_switch)
@@ -253,7 +311,7 @@ fn denies(worlds: &[Arc<InMemoryIam>]) -> BTreeSet<(String, String, String)> {
             for a in p.attached.iter().filter(|a| ours.contains(*a)) {
                 out.insert((
                     w.account_id().to_string(),
-                    p.name.clone(),
+                    name_key(&p.name),
                     a.rsplit('/').next().unwrap_or("").to_string(),
                 ));
             }
@@ -262,7 +320,7 @@ fn denies(worlds: &[Arc<InMemoryIam>]) -> BTreeSet<(String, String, String)> {
                 .keys()
                 .filter(|n| n.starts_with(ownership::INLINE_POLICY_PREFIX))
             {
-                out.insert((w.account_id().to_string(), p.name.clone(), n.clone()));
+                out.insert((w.account_id().to_string(), name_key(&p.name), n.clone()));
             }
         }
     }
@@ -273,11 +331,10 @@ fn wanted(cluster: &str, d: &[DesiredQuarantine]) -> BTreeSet<(String, String, S
     let mut out = BTreeSet::new();
     for q in d {
         for t in &q.targets {
-            if t.arn.eq_ignore_ascii_case(PROTECTED) {
+            if is_protected(&t.arn) {
                 continue;
             }
-            let account = t.arn.split(':').nth(4).unwrap_or("").to_string();
-            let name = t.arn.rsplit('/').next().unwrap_or("").to_string();
+            let (account, name) = account_and_name(&t.arn);
             out.insert((
                 account.clone(),
                 name.clone(),
@@ -368,11 +425,9 @@ fn check(case: Case) -> Result<(), TestCaseError> {
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert!(
             r.is_converged()
-                || r.targets
-                    .iter()
-                    .all(|t| t.arn.eq_ignore_ascii_case(PROTECTED)
-                        || t.state
-                            != autoguardrails::controller::enforce::converge::TargetState::Failed),
+                || r.targets.iter().all(|t| is_protected(&t.arn)
+                    || t.state
+                        != autoguardrails::controller::enforce::converge::TargetState::Failed),
             "{:#?}",
             r.errors
         );
@@ -438,7 +493,8 @@ fn check(case: Case) -> Result<(), TestCaseError> {
         for w in &worlds {
             for rec in w.write_log() {
                 prop_assert!(
-                    !(w.account_id() == "111111111111" && rec.arguments.starts_with("role/p3 ")),
+                    !(w.account_id() == "111111111111"
+                        && rec.arguments.to_ascii_lowercase().starts_with("role/p3 ")),
                     "protected principal written: {rec:?}"
                 );
             }
@@ -469,11 +525,10 @@ fn check(case: Case) -> Result<(), TestCaseError> {
                 // Every wanted target carries exactly one of (managed, inline).
                 for q in &d2 {
                     for t in &q.targets {
-                        if t.arn.eq_ignore_ascii_case(PROTECTED) {
+                        if is_protected(&t.arn) {
                             continue;
                         }
-                        let account = t.arn.split(':').nth(4).unwrap_or("").to_string();
-                        let name = t.arn.rsplit('/').next().unwrap_or("").to_string();
+                        let (account, name) = account_and_name(&t.arn);
                         let m = after.contains(&(
                             account.clone(),
                             name.clone(),

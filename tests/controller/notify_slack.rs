@@ -2,8 +2,7 @@
 //! `Retry-After`, 5xx, a response slower than the timeout, a TCP reset, permanent 4xx, and that
 //! no error ever shows the webhook URL. Timing is asserted only as lower bounds and ordering.
 
-#[path = "support/slack_receiver.rs"]
-mod slack_receiver;
+use crate::support::slack_receiver;
 
 use std::time::Duration;
 

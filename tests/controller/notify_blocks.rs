@@ -3,8 +3,7 @@
 //! property test over hostile text; and the rendered examples in docs/notifications.md.
 //! Set `UPDATE_SNAPSHOTS=1` to rewrite the snapshot files and the docs section after a deliberate change.
 
-#[path = "support/quarantines.rs"]
-mod quarantines;
+use crate::support::quarantines;
 
 use std::path::PathBuf;
 

@@ -15,10 +15,10 @@ use rsa::{Pkcs1v15Sign, RsaPrivateKey};
 use serde_json::{Value, json};
 use sha2::Digest as _;
 
-const KEY: &str = include_str!("fixtures/signals/sns/test-key.pem");
-const CERT: &str = include_str!("fixtures/signals/sns/test-cert.pem");
-const OTHER_KEY: &str = include_str!("fixtures/signals/sns/other-key.pem");
-const OTHER_CERT: &str = include_str!("fixtures/signals/sns/other-cert.pem");
+const KEY: &str = include_str!("../fixtures/signals/sns/test-key.pem");
+const CERT: &str = include_str!("../fixtures/signals/sns/test-cert.pem");
+const OTHER_KEY: &str = include_str!("../fixtures/signals/sns/other-key.pem");
+const OTHER_CERT: &str = include_str!("../fixtures/signals/sns/other-cert.pem");
 
 const TOPIC: &str = "arn:aws:sns:us-east-1:111111111111:cost-alerts";
 const CERT_URL: &str = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-0000000000000000000000000000000a.pem";

@@ -2,8 +2,7 @@
 //! not one write to IAM; the kill switch sends no enforcement write yet still releases everything
 //! that is no longer desired; enforce mode reaches exactly the desired state.
 
-#[path = "support/fixtures.rs"]
-mod fixtures;
+use crate::support::fixtures;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

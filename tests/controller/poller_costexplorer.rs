@@ -401,7 +401,7 @@ async fn pushed_signals_are_not_polled_again_and_intake_failures_retry_next_run(
 #[tokio::test]
 async fn polled_anomalies_normalise_like_pushed_alerts() {
     let fixture: Value =
-        serde_json::from_str(include_str!("fixtures/signals/anomaly-immediate.json")).unwrap();
+        serde_json::from_str(include_str!("../fixtures/signals/anomaly-immediate.json")).unwrap();
     let pushed = autoguardrails::controller::signal::parse::parse(
         &fixture.to_string(),
         &autoguardrails::controller::signal::parse::Hint::default(),

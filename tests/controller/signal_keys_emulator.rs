@@ -149,7 +149,7 @@ async fn events_endpoint_follows_the_secret() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, signals::router(state)).await.unwrap() });
-    let event = include_str!("fixtures/signals/eventbridge-anomaly.json");
+    let event = include_str!("../fixtures/signals/eventbridge-anomaly.json");
     let post = |key: &'static str| {
         let url = format!("{base}/events");
         async move {

@@ -1,8 +1,7 @@
 //! The Helm chart ships the same CRDs as `crds/` (byte for byte), and the binary accepts the flags
 //! and config file its Deployment renders.
 
-#[path = "support/rbac.rs"]
-mod rbac;
+use crate::support::rbac;
 
 use std::fs;
 use std::path::Path;

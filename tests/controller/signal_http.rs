@@ -3,8 +3,7 @@
 //! confirmation and the API key. Intake is a recording stand-in here (the HTTP layer is under
 //! test); `tests/signal_e2e.rs` uses the real intake against the emulator.
 
-#[path = "support/sns_signing.rs"]
-mod sns_signing;
+use crate::support::sns_signing;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -423,7 +422,7 @@ async fn authentic_but_unusable_messages_are_acknowledged() {
     assert_eq!(answer["outcome"], "unusable");
     assert!(answer["reason"].as_str().unwrap().contains("UnknownFormat"));
     // a non-USD budget
-    let eur = include_str!("fixtures/signals/budget-eur.txt");
+    let eur = include_str!("../fixtures/signals/budget-eur.txt");
     let fields = sns_signing::notification("m-eur", SENT, eur);
     let (status, answer) = server.post("/sns", signer.envelope(&fields, "2")).await;
     assert_eq!(status, 200);
@@ -604,7 +603,7 @@ async fn concurrency_is_bounded() {
 #[tokio::test]
 async fn events_need_the_api_key() {
     let server = start().await;
-    let event = include_str!("fixtures/signals/eventbridge-anomaly.json");
+    let event = include_str!("../fixtures/signals/eventbridge-anomaly.json");
     let (status, answer) = server.post("/events", event).await;
     assert_eq!(status, 401);
     assert_eq!(answer["outcome"], "unauthorized");
@@ -624,7 +623,7 @@ async fn events_need_the_api_key() {
     assert_eq!(answer["outcome"], "accepted");
     assert_eq!(server.intake.ids(), ["eb-0000-1111-2222"]);
     // an event this controller does not consume: acknowledged, counted, not retried
-    let other = include_str!("fixtures/signals/eventbridge-iam-change.json");
+    let other = include_str!("../fixtures/signals/eventbridge-iam-change.json");
     let (status, answer) = server
         .post_with("/events", other, &[("x-api-key", API_KEY)])
         .await;
@@ -634,7 +633,7 @@ async fn events_need_the_api_key() {
     let (status, _) = server
         .post_with(
             "/events",
-            include_str!("fixtures/signals/anomaly-immediate.json"),
+            include_str!("../fixtures/signals/anomaly-immediate.json"),
             &[("x-api-key", API_KEY)],
         )
         .await;
@@ -642,7 +641,7 @@ async fn events_need_the_api_key() {
     let (status, _) = server
         .post_with(
             "/events",
-            include_str!("fixtures/signals/budget-actual-usd.txt"),
+            include_str!("../fixtures/signals/budget-actual-usd.txt"),
             &[("x-api-key", API_KEY)],
         )
         .await;
@@ -673,7 +672,7 @@ async fn events_key_source_failure_and_rotation() {
         keys: Mutex::new(Err(KeyError::Missing("autoguardrails/events-key".into()))),
     });
     let server = start_with(settings(), |s| s.with_api_keys(keys.clone())).await;
-    let event = include_str!("fixtures/signals/eventbridge-anomaly.json");
+    let event = include_str!("../fixtures/signals/eventbridge-anomaly.json");
     let (status, answer) = server
         .post_with("/events", event, &[("x-api-key", "old")])
         .await;
@@ -704,7 +703,7 @@ async fn configured_api_key_header_name() {
     let mut custom = settings();
     custom.events.api_key_header = "x-agr-token".into();
     let server = start_with(custom, |s| s).await;
-    let event = include_str!("fixtures/signals/eventbridge-anomaly.json");
+    let event = include_str!("../fixtures/signals/eventbridge-anomaly.json");
     let (status, _) = server
         .post_with("/events", event, &[("x-api-key", API_KEY)])
         .await;

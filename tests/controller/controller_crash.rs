@@ -8,10 +8,8 @@
 //! (decision 031 says what at-least-once allows). Every covered crash point is printed
 //! (`cargo test --test controller_crash -- --nocapture`).
 
-#[path = "support/controller.rs"]
-mod harness;
-#[path = "support/invariants.rs"]
-mod invariants;
+use crate::support::controller as harness;
+use crate::support::invariants;
 
 use std::time::Duration;
 

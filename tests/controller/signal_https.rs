@@ -17,10 +17,10 @@ use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject as _;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-const TLS_CERT: &str = include_str!("fixtures/signals/sns/tls-cert.pem");
-const TLS_CA: &str = include_str!("fixtures/signals/sns/tls-ca.pem");
-const TLS_KEY: &str = include_str!("fixtures/signals/sns/tls-key.pem");
-const SIGNING_CERT: &str = include_str!("fixtures/signals/sns/test-cert.pem");
+const TLS_CERT: &str = include_str!("../fixtures/signals/sns/tls-cert.pem");
+const TLS_CA: &str = include_str!("../fixtures/signals/sns/tls-ca.pem");
+const TLS_KEY: &str = include_str!("../fixtures/signals/sns/tls-key.pem");
+const SIGNING_CERT: &str = include_str!("../fixtures/signals/sns/test-cert.pem");
 const HOST: &str = "sns.us-east-1.amazonaws.com";
 
 struct TlsServer {

@@ -3,10 +3,8 @@
 //! with tests/support/rbac.rs over the emulator's request log. The controller's client carries
 //! its own User-Agent so the test's own calls are not counted.
 
-#[path = "support/controller.rs"]
-mod harness;
-#[path = "support/rbac.rs"]
-mod rbac;
+use crate::support::controller as harness;
+use crate::support::rbac;
 
 use autoguardrails::aws::factory::StaticClients;
 use autoguardrails::controller::crd::{GuardrailPolicy, Phase};

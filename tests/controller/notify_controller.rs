@@ -2,10 +2,8 @@
 //! receiver answering 500: the deny is attached and released on time while every delivery fails,
 //! the failure shows as `Notified=False`, and once Slack recovers each message arrives once.
 
-#[path = "support/controller.rs"]
-mod harness;
-#[path = "support/slack_receiver.rs"]
-mod slack_receiver;
+use crate::support::controller as harness;
+use crate::support::slack_receiver;
 
 use std::sync::Arc;
 use std::time::Duration;

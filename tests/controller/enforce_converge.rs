@@ -1,8 +1,7 @@
 //! Converge scenarios over the in-memory IAM: activate, drift repair, quota fallback, release,
 //! ownership boundaries, protected principals, eventual consistency and steady-state cost.
 
-#[path = "support/fixtures.rs"]
-mod fixtures;
+use crate::support::fixtures;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,8 +2,7 @@
 //! mode's lifecycle, each annotation, TTL expiry, approval timeout, deletion, policy deletion,
 //! drift repair, kill switch, protected principals, repeated and shared signals.
 
-#[path = "support/controller.rs"]
-mod harness;
+use crate::support::controller as harness;
 
 use std::time::Duration;
 

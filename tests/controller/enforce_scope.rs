@@ -3,8 +3,7 @@
 //! quarantines; `Except` (the orphan sweep) releases everything of ours but the excepted
 //! quarantines, which it neither reads nor changes; `All` is the whole picture.
 
-#[path = "support/fixtures.rs"]
-mod fixtures;
+use crate::support::fixtures;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

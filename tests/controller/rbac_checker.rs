@@ -2,8 +2,7 @@
 //! requests it must allow or refuse, and the real requests of the leader elector and a
 //! kube-runtime event Recorder on the emulator, which the chart must allow.
 
-#[path = "support/rbac.rs"]
-mod rbac;
+use crate::support::rbac;
 
 use autoguardrails::controller::leader::{LeaderElector, LeaseSettings};
 use autoguardrails::metrics::Metrics;

@@ -3,8 +3,7 @@
 //! its memory is lost). Re-running converge must reach the desired state with no orphan policy,
 //! no double attachment and no leftover inline policy. Roles and users, managed and inline.
 
-#[path = "support/fixtures.rs"]
-mod fixtures;
+use crate::support::fixtures;
 
 use std::sync::Arc;
 

@@ -3,8 +3,7 @@
 //! answer every request with a documented status, never hand anything to intake, keep working
 //! afterwards, and keep its memory bounded.
 
-#[path = "support/sns_signing.rs"]
-mod sns_signing;
+use crate::support::sns_signing;
 
 use std::sync::{Arc, Mutex, OnceLock};
 

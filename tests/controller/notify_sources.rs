@@ -3,12 +3,9 @@
 //! invalidation), missing values, unusable values (never echoed), and a worker that takes its
 //! webhook from SSM (the flat policy format's `slack_webhook_ssm_param`).
 
-#[path = "support/moto.rs"]
-mod moto;
-#[path = "support/quarantines.rs"]
-mod quarantines;
-#[path = "support/slack_receiver.rs"]
-mod slack_receiver;
+use crate::support::moto;
+use crate::support::quarantines;
+use crate::support::slack_receiver;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -244,7 +241,9 @@ async fn ssm_source_reads_secure_strings_and_picks_up_rotation() {
 async fn a_worker_delivers_to_the_webhook_named_by_an_ssm_parameter() {
     let (emulator, client) = emulator().await;
     emulator
-        .apply_crd_yaml(include_str!("../crds/quarantines.autoguardrails.io.yaml"))
+        .apply_crd_yaml(include_str!(
+            "../../crds/quarantines.autoguardrails.io.yaml"
+        ))
         .unwrap();
     let receiver = SlackReceiver::start().await;
     let ssm = ssm().await;

@@ -4,10 +4,8 @@
 //! message again, or the same anomaly in a new message, creates nothing; a forged one creates
 //! nothing and is counted.
 
-#[path = "support/controller.rs"]
-mod harness;
-#[path = "support/sns_signing.rs"]
-mod sns_signing;
+use crate::support::controller as harness;
+use crate::support::sns_signing;
 
 use std::sync::Arc;
 
@@ -157,7 +155,7 @@ async fn signed_sns_message_creates_exactly_one_quarantine() {
 
     // the same path through EventBridge: a new anomaly creates its own Quarantine
     let mut event: Value =
-        serde_json::from_str(include_str!("fixtures/signals/eventbridge-anomaly.json")).unwrap();
+        serde_json::from_str(include_str!("../fixtures/signals/eventbridge-anomaly.json")).unwrap();
     event["account"] = Value::String(ACCOUNT.into());
     event["detail"]["rootCauses"][0]["linkedAccount"] = Value::String(ACCOUNT.into());
     event["detail"]["impact"]["totalImpact"] = serde_json::json!(360.0);

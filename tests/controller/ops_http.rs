@@ -1,8 +1,7 @@
 //! The operations listener over real HTTP on loopback: /healthz, /readyz transitions, /metrics
 //! content type and a scrape that passes `promtool check metrics`, graceful stop on shutdown.
 
-#[path = "support/promtool.rs"]
-mod promtool;
+use crate::support::promtool;
 
 use autoguardrails::http::ops::{OpsServer, Readiness, ReadinessReport};
 use autoguardrails::metrics::Metrics;

@@ -3,10 +3,8 @@
 //! annotation, approve, deletion, policy deletion, kill switch) with zero IAM writes. Also: the
 //! kill switch engaged over an Active quarantine never blocks its release.
 
-#[path = "support/controller.rs"]
-mod harness;
-#[path = "support/invariants.rs"]
-mod invariants;
+use crate::support::controller as harness;
+use crate::support::invariants;
 
 use std::time::Duration;
 

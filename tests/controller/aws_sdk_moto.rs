@@ -1,8 +1,7 @@
 //! The SDK implementations against moto's server: every IAM/STS call the engine makes, URL-encoded
 //! documents, error mapping, AssumeRole per account, and a full converge cycle through the SDK.
 
-#[path = "support/moto.rs"]
-mod moto;
+use crate::support::moto;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

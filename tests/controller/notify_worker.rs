@@ -5,10 +5,8 @@
 //! skipped, Slack down → condition + Warning Event + metric while the controller's writes go on,
 //! recovery in order, and a permanently bad webhook.
 
-#[path = "support/quarantines.rs"]
-mod quarantines;
-#[path = "support/slack_receiver.rs"]
-mod slack_receiver;
+use crate::support::quarantines;
+use crate::support::slack_receiver;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,7 +28,7 @@ use quarantines::{NAMESPACE, spec};
 use slack_receiver::{Reply, SlackReceiver};
 use tokio::sync::oneshot;
 
-const QUARANTINE_CRD: &str = include_str!("../crds/quarantines.autoguardrails.io.yaml");
+const QUARANTINE_CRD: &str = include_str!("../../crds/quarantines.autoguardrails.io.yaml");
 const WAIT: Duration = Duration::from_secs(30);
 
 fn settings() -> NotifySettings {

@@ -1,0 +1,39 @@
+//! The controller's tests: the pure core, the controllers on the API emulator with in-memory IAM,
+//! the AWS adapters against moto, the signal endpoints, Slack. One binary: the shared support
+//! and the crate are linked once (decision 087).
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod aws_memory;
+mod aws_sdk_moto;
+mod controller_crash;
+mod controller_faults;
+mod controller_lifecycle;
+mod controller_policy_rules;
+mod controller_rbac;
+mod crd_rules;
+mod crds;
+mod enforce_converge;
+mod enforce_crash;
+mod enforce_dryrun;
+mod enforce_pipeline;
+mod enforce_scope;
+mod evaluate;
+mod leader;
+mod notify_blocks;
+mod notify_controller;
+mod notify_slack;
+mod notify_sources;
+mod notify_worker;
+mod ops_http;
+mod poller_costexplorer;
+mod rbac_checker;
+mod shutdown_signal;
+mod signal_e2e;
+mod signal_http;
+mod signal_http_fuzz;
+mod signal_https;
+mod signal_keys_emulator;
+mod signal_parse;
+mod signal_sns;

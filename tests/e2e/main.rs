@@ -1,0 +1,12 @@
+//! End to end: the real `autoguardrails` binary as a user runs it (config file, env, kubectl,
+//! the emulator, moto, a Slack receiver), the example policies, and the Helm chart.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod chart;
+mod controller_binary;
+mod controller_cli;
+mod policies;
+mod principal_identity;
+mod signal_cli;

@@ -1,0 +1,127 @@
+//! Driving the real `autoguardrails` binary as a user does: kubectl against the emulator, the
+//! controller process, moto's IAM, polling waits sized for a loaded 2-core machine.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_iam::Client as IamClient;
+
+use super::moto;
+
+pub fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub struct Kubectl {
+    pub bin: PathBuf,
+    pub kubeconfig: PathBuf,
+}
+
+impl Kubectl {
+    pub fn new(kubeconfig: PathBuf) -> Kubectl {
+        let bin = root().join(".venv/bin/kubectl");
+        assert!(
+            bin.exists(),
+            "{} is missing: run `make deps` (scripts/test-deps.sh) first",
+            bin.display()
+        );
+        Kubectl { bin, kubeconfig }
+    }
+
+    /// Runs kubectl; panics with its output unless it succeeds.
+    pub fn run(&self, args: &[&str]) -> String {
+        self.run_with_input(args, None)
+    }
+
+    pub fn run_with_input(&self, args: &[&str], input: Option<&str>) -> String {
+        let mut child = Command::new(&self.bin)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl runs");
+        if let Some(text) = input {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
+        }
+        let output = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+        assert!(
+            output.status.success(),
+            "kubectl {args:?} failed: {stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout
+    }
+}
+
+/// The controller process; killed on drop if still running.
+pub struct ControllerProcess {
+    pub child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl ControllerProcess {
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for ControllerProcess {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub async fn iam_client(moto: &moto::MotoServer) -> IamClient {
+    let config = autoguardrails::aws::sdk::load_base_config(&moto.settings()).await;
+    IamClient::new(&config)
+}
+
+pub async fn attached(iam: &IamClient, role: &str) -> Vec<String> {
+    iam.list_attached_role_policies()
+        .role_name(role)
+        .send()
+        .await
+        .unwrap()
+        .attached_policies()
+        .iter()
+        .filter_map(|p| p.policy_arn().map(str::to_string))
+        .collect()
+}
+
+pub async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
