@@ -7,6 +7,7 @@ pub mod config;
 pub mod controller;
 pub mod crd;
 pub mod enforce;
+pub mod gate;
 pub mod http;
 pub mod intake;
 pub mod leader;
