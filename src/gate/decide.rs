@@ -342,3 +342,17 @@ pub fn decide(
         overrides: overrides.clone(),
     })
 }
+
+/// Turns a decision whose audit record could not be written into DELAY (`AuditUnavailable`):
+/// an unaudited evaluation never allows a deploy. BLOCK stays BLOCK.
+pub fn refuse_unaudited(decision: &mut Decision, detail: &str) {
+    let v = &mut decision.verdict;
+    if v.action >= rules::Action::Delay {
+        return;
+    }
+    v.action = rules::Action::Delay;
+    v.reason_code = super::inputs::REASON_AUDIT_UNAVAILABLE.to_string();
+    v.reason = format!("The audit record could not be written: {detail}");
+    v.remediation = "Fix the audit directory (permissions, disk space) and retry.".to_string();
+    v.delay_minutes = v.delay_minutes.max(5);
+}
