@@ -166,7 +166,15 @@ pub fn build_sli(
             None => Some(format!("freshness unknown: {}", age.detail)),
         };
         if let Some(detail) = stale {
-            let degrade = |r: Reading| r.degrade(InputState::Stale, &detail);
+            // Only values that exist can be stale; a reading that is already missing keeps its
+            // own (more precise) state.
+            let degrade = |r: Reading| {
+                if r.state.usable(true) {
+                    r.degrade(InputState::Stale, &detail)
+                } else {
+                    r
+                }
+            };
             for c in &mut counts {
                 c.bad = degrade(c.bad.clone());
                 c.total = degrade(c.total.clone());
