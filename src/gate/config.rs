@@ -87,11 +87,11 @@ impl Window {
     /// The PromQL range form (`30d`, `1h`, `5m`, `90s`).
     pub fn promql(self) -> String {
         let s = self.0;
-        if s % 86_400 == 0 {
+        if s.is_multiple_of(86_400) {
             format!("{}d", s / 86_400)
-        } else if s % 3600 == 0 {
+        } else if s.is_multiple_of(3600) {
             format!("{}h", s / 3600)
-        } else if s % 60 == 0 {
+        } else if s.is_multiple_of(60) {
             format!("{}m", s / 60)
         } else {
             format!("{s}s")
@@ -1025,7 +1025,7 @@ pub fn resolve(
         ));
     }
     for (i, w) in gate.burn_rate.windows.iter().enumerate() {
-        if w.short >= w.long || !(w.factor > 0.0) {
+        if w.short >= w.long || w.factor.is_nan() || w.factor <= 0.0 {
             return Err(ConfigError::invalid(
                 file,
                 format!("burnRate.windows[{i}]"),
@@ -1191,7 +1191,7 @@ pub fn resolve(
                 "must not be negative",
             ));
         }
-        if !(service.max_staleness_seconds > 0.0) {
+        if service.max_staleness_seconds.is_nan() || service.max_staleness_seconds <= 0.0 {
             return Err(ConfigError::invalid(
                 file,
                 format!("{field}.maxStalenessSeconds"),

@@ -56,10 +56,14 @@ fn creds() -> Option<(String, String)> {
     Some(("testing".to_string(), "testing".to_string()))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn daily_costs_come_through_the_sdk_with_estimated_days() {
+#[test]
+fn daily_costs_come_through_the_sdk_with_estimated_days() {
     let moto = MotoServer::shared();
-    let source = CostExplorerSource::new(&settings(&moto.url), creds()).await;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let source = runtime.block_on(CostExplorerSource::new(&settings(&moto.url), creds()));
     let today: Date = "2026-03-15".parse().unwrap();
     let mut amounts = vec![100.0; 7];
     amounts.extend([125.0; 7]);
@@ -71,13 +75,9 @@ async fn daily_costs_come_through_the_sdk_with_estimated_days() {
     let days = {
         let _guard = MOTO_CE.lock().unwrap_or_else(|e| e.into_inner());
         seed(moto, today, &amounts, 2);
-        source
-            .daily_costs(
-                &filter,
-                today.checked_sub(jiff::Span::new().days(14)).unwrap(),
-                today,
-            )
-            .await
+        let start = today.checked_sub(jiff::Span::new().days(14)).unwrap();
+        runtime
+            .block_on(source.daily_costs(&filter, start, today))
             .unwrap()
     };
     assert_eq!(days.len(), 14);
