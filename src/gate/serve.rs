@@ -32,15 +32,17 @@ pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
 /// Why the server stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    /// Accepting or serving failed.
+    /// The shared listener failed.
     #[error("gate server failed: {0}")]
-    Io(#[from] std::io::Error),
+    Listener(#[from] crate::http::listener::ListenerError),
 }
 
 impl ServeError {
     /// A short label for logs.
     pub fn category(&self) -> &'static str {
-        "io"
+        match self {
+            ServeError::Listener(e) => e.category(),
+        }
     }
 }
 
@@ -127,15 +129,20 @@ pub fn router(state: ServeState) -> Router {
         .with_state(Arc::new(state))
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves (the one place the gate binds HTTP).
+/// Serves `router` on `listener` through the shared hardened listener (header-read timeout,
+/// connection cap, drain on shutdown) until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    crate::http::listener::serve(
+        listener,
+        router,
+        crate::http::listener::ListenerLimits::default(),
+        shutdown,
+    )
+    .await?;
     Ok(())
 }
 
