@@ -11,45 +11,7 @@ use autoguardrails::gate::files;
 use autoguardrails::gate::rules;
 use jiff::Timestamp;
 
-use super::support::{PrometheusServer, prometheus_config, root, temp_dir};
-
-/// Runs slo-generator's `compute` for `windows` (seconds); returns per-window
-/// `(burn rate, consumed %, events)`.
-pub const SCRIPT: &str = r#"
-import json, logging, sys
-logging.disable(logging.CRITICAL)
-from slo_generator.compute import compute
-url, scenario, windows = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-config = {
-    "backends": {"prometheus": {"url": url}},
-    "exporters": {},
-    "error_budget_policies": {"default": {"steps": [
-        {"name": str(w), "burn_rate_threshold": 1, "alert": False,
-         "message_alert": "alert", "message_ok": "ok", "window": w} for w in windows]}},
-}
-slo = {
-    "apiVersion": "sre.google.com/v2",
-    "kind": "ServiceLevelObjective",
-    "metadata": {"name": "gate-compare", "labels": {"service_name": "s", "feature_name": "f", "slo_name": "a"}},
-    "spec": {
-        "description": "compare", "backend": "prometheus", "method": "good_bad_ratio",
-        "exporters": [], "goal": 0.999, "error_budget_policy": "default",
-        "service_level_indicator": {
-            "filter_good": 'http_requests_total{scenario="%s",code="200"}' % scenario,
-            "filter_valid": 'http_requests_total{scenario="%s"}' % scenario,
-        },
-    },
-}
-out = []
-for r in compute(slo, config):
-    if not r.get("valid", True):
-        out.append({"window": int(r["error_budget_policy_step_name"]), "errors": r["errors"]})
-        continue
-    out.append({"window": r["window"], "burn": r["error_budget_burn_rate"],
-                "consumed": r["error_budget_consumed_ratio"], "events": r["events_count"],
-                "sli": r["sli_measurement"]})
-print(json.dumps(out))
-"#;
+use super::support::{PrometheusServer, SLO_GENERATOR_SCRIPT, prometheus_config, root, temp_dir};
 
 /// Runs the script; panics with its output on failure.
 pub fn slo_generator(url: &str, scenario: &str, windows: &[u64]) -> Vec<serde_json::Value> {
@@ -62,7 +24,7 @@ pub fn slo_generator(url: &str, scenario: &str, windows: &[u64]) -> Vec<serde_js
     let output = Command::new(python)
         .args([
             "-c",
-            SCRIPT,
+            SLO_GENERATOR_SCRIPT,
             url,
             scenario,
             &serde_json::to_string(windows).unwrap(),

@@ -365,3 +365,41 @@ pub fn run_binary(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
+
+/// Runs slo-generator's `compute` for `windows` (seconds); returns per-window
+/// `(burn rate, consumed %, events)`.
+pub const SLO_GENERATOR_SCRIPT: &str = r#"
+import json, logging, sys
+logging.disable(logging.CRITICAL)
+from slo_generator.compute import compute
+url, scenario, windows = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+config = {
+    "backends": {"prometheus": {"url": url}},
+    "exporters": {},
+    "error_budget_policies": {"default": {"steps": [
+        {"name": str(w), "burn_rate_threshold": 1, "alert": False,
+         "message_alert": "alert", "message_ok": "ok", "window": w} for w in windows]}},
+}
+slo = {
+    "apiVersion": "sre.google.com/v2",
+    "kind": "ServiceLevelObjective",
+    "metadata": {"name": "gate-compare", "labels": {"service_name": "s", "feature_name": "f", "slo_name": "a"}},
+    "spec": {
+        "description": "compare", "backend": "prometheus", "method": "good_bad_ratio",
+        "exporters": [], "goal": 0.999, "error_budget_policy": "default",
+        "service_level_indicator": {
+            "filter_good": 'http_requests_total{scenario="%s",code="200"}' % scenario,
+            "filter_valid": 'http_requests_total{scenario="%s"}' % scenario,
+        },
+    },
+}
+out = []
+for r in compute(slo, config):
+    if not r.get("valid", True):
+        out.append({"window": int(r["error_budget_policy_step_name"]), "errors": r["errors"]})
+        continue
+    out.append({"window": r["window"], "burn": r["error_budget_burn_rate"],
+                "consumed": r["error_budget_consumed_ratio"], "events": r["events_count"],
+                "sli": r["sli_measurement"]})
+print(json.dumps(out))
+"#;
