@@ -378,7 +378,22 @@ async fn run_async(
     };
     match &args.command {
         Some(GateCommand::CheckConfig) => {
-            let notes = rules::lint(&gate.rules);
+            let mut notes = rules::lint(&gate.rules);
+            let cost_rules: Vec<&str> = gate
+                .rules
+                .rules
+                .iter()
+                .filter(|r| r.conditions.iter().any(|c| c.signal.contains("cost")))
+                .map(|r| r.id.as_str())
+                .collect();
+            for (name, s) in &gate.config.services {
+                if matches!(s.cost, CostSourceConfig::None) && !cost_rules.is_empty() {
+                    notes.push(format!(
+                        "service {name} has no cost source: rules {} cannot be evaluated and will delay",
+                        cost_rules.join(", ")
+                    ));
+                }
+            }
             match options.output {
                 GateOutput::Json => write_text(
                     out,
