@@ -142,6 +142,8 @@ pub fn signals(slo: &SloReport, cost: &CostReport) -> Signals {
             },
             if slo.burn_alert.is_some() {
                 ""
+            } else if slo.pairs.is_empty() {
+                "this metrics source has no multi-window burn rates"
             } else {
                 "some burn-rate windows are not available"
             },
