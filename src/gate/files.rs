@@ -158,8 +158,13 @@ pub fn parse_metrics(file: &str, text: &str) -> SliInput {
     if text.trim().is_empty() {
         return all_error(format!("{file}: the file is empty"));
     }
-    let m: MetricsFile = match serde_json::from_str(text) {
-        Ok(m) => m,
+    // serde would also read a struct from a JSON array (by position): demand an object.
+    let m: MetricsFile = match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(v) if v.is_object() => match serde_json::from_value(v) {
+            Ok(m) => m,
+            Err(e) => return all_error(format!("{file}: {e}")),
+        },
+        Ok(_) => return all_error(format!("{file}: expected a JSON object")),
         Err(e) => return all_error(format!("{file}: {e}")),
     };
     let p = m.latency_percentiles.as_ref();
@@ -210,8 +215,12 @@ pub fn parse_cost(file: &str, text: &str) -> CostInput {
     if text.trim().is_empty() {
         return unavailable(format!("{file}: the file is empty"));
     }
-    let parsed: CostFile = match serde_json::from_str(text) {
-        Ok(c) => c,
+    let parsed: CostFile = match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(v) if v.is_object() => match serde_json::from_value(v) {
+            Ok(c) => c,
+            Err(e) => return unavailable(format!("{file}: {e}")),
+        },
+        Ok(_) => return unavailable(format!("{file}: expected a JSON object")),
         Err(e) => return unavailable(format!("{file}: {e}")),
     };
     let mut days = Vec::new();

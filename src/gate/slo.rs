@@ -600,3 +600,73 @@ mod tests {
         assert_eq!(burn_class(10.0, &t), BURN_CRITICAL);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::gate::config::default_burn_windows;
+    use proptest::prelude::*;
+
+    fn targets(target: f64) -> SloTargets {
+        SloTargets {
+            availability_target_pct: target,
+            window: Window(30 * 86_400),
+            p95_threshold_ms: None,
+            p99_threshold_ms: None,
+        }
+    }
+
+    proptest! {
+        /// More bad events never leave more budget, and the budget stays in [0, 100].
+        #[test]
+        fn budget_is_monotone_and_bounded(
+            total in 1.0f64..1e9,
+            bad_fraction in 0.0f64..1.0,
+            extra in 0.0f64..1.0,
+            target in 90.0f64..99.999,
+        ) {
+            let t = targets(target);
+            let run = |bad: f64| {
+                let input = SliInput::Snapshot {
+                    total: Reading::ok(total),
+                    failed: Reading::ok(bad),
+                    recent_burn: Reading::ok(1.0),
+                    p95_ms: Reading::ok(1.0),
+                    p99_ms: Reading::ok(1.0),
+                };
+                evaluate(&input, &t, &BurnThresholds::default(), &default_burn_windows(), 0.0, 0.0)
+                    .error_budget_pct
+                    .value
+                    .unwrap()
+            };
+            let bad = total * bad_fraction;
+            let more = (bad + total * extra).min(total);
+            let (a, b) = (run(bad), run(more));
+            prop_assert!((0.0..=100.0).contains(&a));
+            prop_assert!(b <= a + 1e-9);
+        }
+
+        /// An unusable count never yields a usable ratio, whatever the other count says.
+        #[test]
+        fn unusable_counts_stay_unusable(value in 0.0f64..1e6, which in 0usize..4, bad_side in any::<bool>()) {
+            let broken = [
+                Reading::no_data("x"),
+                Reading::nan("x"),
+                Reading::stale(Some(value), "x"),
+                Reading::error("x"),
+            ][which].clone();
+            let ok = Reading::ok(value);
+            let r = if bad_side { error_ratio(&broken, &ok, 0.0) } else { error_ratio(&ok, &broken, 0.0) };
+            prop_assert!(r.usable(true).is_none());
+            prop_assert_eq!(r.state, broken.state);
+        }
+
+        /// Window text round-trips through its PromQL form.
+        #[test]
+        fn windows_round_trip(n in 1u64..10_000, unit in 0usize..4) {
+            let text = format!("{n}{}", ["s", "m", "h", "d"][unit]);
+            let w = Window::parse(&text).unwrap();
+            prop_assert_eq!(Window::parse(&w.promql()).unwrap(), w);
+        }
+    }
+}
