@@ -401,6 +401,10 @@ async fn run_async(
                         "ok": true,
                         "config": gate.config,
                         "rules": gate.rules,
+                        "signals": rules::SIGNALS
+                            .iter()
+                            .map(|(name, _, meaning)| serde_json::json!({"name": name, "meaning": meaning}))
+                            .collect::<Vec<_>>(),
                         "notes": notes,
                     })),
                 )?,
