@@ -71,6 +71,25 @@ fn main() {
         );
     }
     let at = Timestamp::from_second(now).unwrap();
+    // What Prometheus really holds (samples of one counter series over 31 days, and series).
+    {
+        use autoguardrails::gate::prometheus::PromQl;
+        let client = gates[0].prometheus.clone().unwrap();
+        let samples = runtime
+            .block_on(client.instant(
+                r#"count_over_time(http_requests_total{scenario="svc0",code="200"}[31d])"#,
+                at,
+            ))
+            .ok()
+            .and_then(|a| a.value);
+        let series = runtime
+            .block_on(client.instant("count({__name__=~\"http_.*\"})", at))
+            .ok()
+            .and_then(|a| a.value);
+        println!(
+            "gate bench: {samples:?} samples in one counter series over 31 days; {series:?} series in total"
+        );
+    }
     let queries = {
         let s = gates[0].config.services.values().next().unwrap();
         match &s.metrics {
