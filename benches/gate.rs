@@ -73,7 +73,6 @@ fn main() {
     let at = Timestamp::from_second(now).unwrap();
     // What Prometheus really holds (samples of one counter series over 31 days, and series).
     {
-        use autoguardrails::gate::prometheus::PromQl;
         let client = gates[0].prometheus.clone().unwrap();
         let samples = runtime
             .block_on(client.instant(
