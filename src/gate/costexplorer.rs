@@ -209,3 +209,34 @@ impl CostSource for CostExplorerSource {
         )))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_become_one_expression_and_all_dimensions_must_match() {
+        assert_eq!(expression(&CostFilter::default()).unwrap(), None);
+        let only = CostFilter {
+            services: vec!["Amazon EC2".into()],
+            ..CostFilter::default()
+        };
+        let e = expression(&only).unwrap().unwrap();
+        let d = e.dimensions().unwrap();
+        assert_eq!(d.key(), Some(&Dimension::Service));
+        assert_eq!(d.values(), ["Amazon EC2".to_string()]);
+        let all = CostFilter {
+            services: vec!["Amazon EC2".into()],
+            linked_accounts: vec!["111122223333".into()],
+            tags: [("team".to_string(), vec!["payments".to_string()])].into(),
+        };
+        let e = expression(&all).unwrap().unwrap();
+        let and = e.and();
+        assert_eq!(and.len(), 3);
+        assert_eq!(
+            and[1].dimensions().unwrap().key(),
+            Some(&Dimension::LinkedAccount)
+        );
+        assert_eq!(and[2].tags().unwrap().key(), Some("team"));
+    }
+}

@@ -377,3 +377,69 @@ fn production_wiring_prometheus_and_cost_explorer_on_moto() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("3 step(s)"), "{out}{err}");
 }
+
+#[test]
+fn explain_asks_the_configured_llm_and_falls_back_when_it_fails() {
+    let (port, seen) = super::support::stub_server(
+        200,
+        r#"{"content":[{"type":"text","text":"LLM: wait fifteen minutes."}]}"#,
+        std::time::Duration::ZERO,
+    );
+    let dir = temp_dir("cli-llm");
+    let examples = root().join("examples/gate");
+    let config = dir.join("gate.yaml");
+    let write = |url: String| {
+        std::fs::write(
+            &config,
+            format!(
+                "explainer: {{backend: anthropic, url: '{url}', apiKeyEnv: GATE_LLM_KEY, timeoutSeconds: 2}}\naudit: {{directory: audit}}\nservices:\n  web:\n    slosFile: {e}/slos.yaml\n    metrics: {{file: {e}/metrics.json}}\n    cost: {{file: {e}/cost.json}}\n",
+                e = examples.display()
+            ),
+        )
+        .unwrap();
+    };
+    write(format!("http://127.0.0.1:{port}"));
+    let path = config.display().to_string();
+    let key = [("GATE_LLM_KEY", "k")];
+    let (code, out, err) = run_binary(
+        &[
+            "gate",
+            "--config",
+            &path,
+            "--at",
+            AT,
+            "--explain",
+            "--output",
+            "json",
+        ],
+        &key,
+    );
+    assert_eq!(code, 1, "{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["explanationSource"], "llm");
+    assert_eq!(doc["explanation"], "LLM: wait fifteen minutes.");
+    assert_eq!(doc["verdict"], "DELAY", "the LLM never changes the verdict");
+    assert_eq!(seen.lock().unwrap().len(), 1);
+    // Without --explain the LLM is not asked.
+    run_binary(&["gate", "--config", &path, "--at", AT], &key);
+    assert_eq!(seen.lock().unwrap().len(), 1);
+    // An unreachable LLM falls back to the rule-based text, with a note.
+    write(format!("http://127.0.0.1:{}", super::support::free_port()));
+    let (code, out, err) = run_binary(
+        &[
+            "gate",
+            "--config",
+            &path,
+            "--at",
+            AT,
+            "--explain",
+            "--output",
+            "json",
+        ],
+        &key,
+    );
+    assert_eq!(code, 1);
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["explanationSource"], "rules");
+    assert!(err.contains("explainer fell back"), "{err}");
+}
