@@ -37,10 +37,12 @@ crds:
 	cp crds/*.yaml charts/autoguardrails/crds/
 
 ## demo: the emulator, the real controller binary (in-memory AWS), a signal on /events, and a
-## Quarantine walked through approve -> Active -> release (examples/demo.rs; no cloud, no cluster)
+## Quarantine walked through approve -> Active -> release (examples/demo.rs; no cloud, no cluster);
+## then the deployment gate on the bundled seed data (examples/gate/demo.sh)
 demo:
 	$(CARGO) build -q --bin autoguardrails --example demo
 	./target/debug/examples/demo
+	./examples/gate/demo.sh
 
 ## simulate-examples: evaluate every example policy against its signals (decisions, IAM documents)
 simulate-examples:
@@ -60,3 +62,4 @@ bench:
 	AGR_BENCH_PHASES=latency,drift,cost $(CARGO) bench --bench e2e
 	AGR_BENCH_PHASES=scale $(CARGO) bench --bench e2e
 	$(CARGO) bench --bench sns_load
+	$(CARGO) bench --bench gate

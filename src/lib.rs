@@ -2,7 +2,7 @@
 //!
 //! One binary, three parts, each a top-level module with a pure core and thin adapters:
 //! - [`controller`]: cost signals → time-boxed, audited IAM deny quarantines (Kubernetes).
-//! - `gate`: the CI deployment gate (SLO health and observed spend → ALLOW/WARN/DELAY/BLOCK).
+//! - [`gate`]: the CI deployment gate (SLO health and observed spend → ALLOW/WARN/DELAY/BLOCK).
 //! - `analyze`: least-privilege IAM policies from CloudTrail usage, and `propose` as a pull request.
 //!
 //! Shared by every part, and never copied: [`principal`] (the one IAM principal identity and
@@ -15,6 +15,7 @@ pub mod aws;
 pub mod cli;
 pub mod config;
 pub mod controller;
+pub mod gate;
 pub mod http;
 pub mod metrics;
 pub mod principal;

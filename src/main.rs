@@ -7,7 +7,16 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let args = cli::Cli::parse();
+    let args = match cli::Cli::try_parse() {
+        Ok(args) => args,
+        Err(e) => {
+            // `gate` usage errors must not exit 2 (BLOCK): see gate_command::usage_exit_code.
+            let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+            let code = cli::gate_command::usage_exit_code(&argv, e.exit_code());
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
     // Not locked for the whole run: the controller's worker threads log to stderr.
     let mut stdout = std::io::stdout();
     let mut stderr = std::io::stderr();

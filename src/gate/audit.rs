@@ -1,0 +1,237 @@
+//! The gate's audit trail: one JSON line per evaluation appended to
+//! `decisions-YYYY-MM-DD.jsonl` (UTC day of the recording instant), opened with `O_APPEND`,
+//! written with one `write` call under an exclusive advisory lock, then `fsync`ed; files are
+//! never truncated or rewritten. Also lists and filters records for `gate audit`. It must not
+//! decide anything.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use super::decide::Decision;
+
+/// Why a record could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The directory or file could not be opened, locked, written or synced.
+    #[error("failed to write audit record to {path}: {source}")]
+    Write {
+        /// The file.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The directory could not be listed or a file read.
+    #[error("failed to read audit log {path}: {source}")]
+    Read {
+        /// The path.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The record could not be serialised.
+    #[error("failed to encode audit record: {0}")]
+    Encode(String),
+}
+
+impl AuditError {
+    /// A short label for metrics and logs.
+    pub fn category(&self) -> &'static str {
+        match self {
+            AuditError::Write { .. } => "write",
+            AuditError::Read { .. } => "read",
+            AuditError::Encode(_) => "encode",
+        }
+    }
+}
+
+/// One audit line.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditRecord {
+    /// When the record was written (decides the file).
+    pub recorded_at: Timestamp,
+    /// `cli`, `simulate`, `backtest`, `serve`.
+    pub mode: String,
+    /// The service.
+    pub service: String,
+    /// The verdict.
+    pub verdict: String,
+    /// The deciding rule.
+    pub policy_id: String,
+    /// `RuleMatched`, `CouldNotEvaluate`, …
+    pub reason_code: String,
+    /// Delay for DELAY.
+    pub delay_minutes: u32,
+    /// The explanation shown.
+    pub explanation: String,
+    /// Whether the explanation came from an LLM.
+    #[serde(default)]
+    pub explanation_source: String,
+    /// The full decision (signals, trace, reports).
+    pub decision: Decision,
+}
+
+impl AuditRecord {
+    /// A record for a decision.
+    pub fn new(
+        decision: &Decision,
+        mode: &str,
+        explanation: &str,
+        source: &str,
+        now: Timestamp,
+    ) -> AuditRecord {
+        AuditRecord {
+            recorded_at: now,
+            mode: mode.to_string(),
+            service: decision.service.clone(),
+            verdict: decision.verdict.action.as_str().to_string(),
+            policy_id: decision.verdict.policy_id.clone(),
+            reason_code: decision.verdict.reason_code.clone(),
+            delay_minutes: decision.verdict.delay_minutes,
+            explanation: explanation.to_string(),
+            explanation_source: source.to_string(),
+            decision: decision.clone(),
+        }
+    }
+}
+
+/// Where audit records go.
+pub trait AuditSink: Send + Sync {
+    /// Appends one record durably; returns the file written.
+    fn append(&self, record: &AuditRecord) -> Result<PathBuf, AuditError>;
+}
+
+/// The JSON-lines sink.
+#[derive(Clone, Debug)]
+pub struct JsonLinesAudit {
+    directory: PathBuf,
+}
+
+/// The file name for a UTC day.
+pub fn file_name(at: Timestamp) -> String {
+    let date = at.to_zoned(jiff::tz::TimeZone::UTC).date();
+    format!("decisions-{date}.jsonl")
+}
+
+impl JsonLinesAudit {
+    /// A sink writing into `directory` (created on first write).
+    pub fn new(directory: impl Into<PathBuf>) -> JsonLinesAudit {
+        JsonLinesAudit {
+            directory: directory.into(),
+        }
+    }
+
+    /// The directory.
+    pub fn directory(&self) -> &Path {
+        &self.directory
+    }
+}
+
+impl AuditSink for JsonLinesAudit {
+    fn append(&self, record: &AuditRecord) -> Result<PathBuf, AuditError> {
+        let path = self.directory.join(file_name(record.recorded_at));
+        let werr = |source: std::io::Error| AuditError::Write {
+            path: path.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(&self.directory).map_err(werr)?;
+        let mut line = serde_json::to_vec(record).map_err(|e| AuditError::Encode(e.to_string()))?;
+        line.push(b'\n');
+        let mut file: File = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(werr)?;
+        // O_APPEND makes every write land at the end; the lock keeps a writer on a filesystem
+        // without atomic appends (or a short write) from interleaving with another.
+        file.lock().map_err(werr)?;
+        let written = file.write_all(&line).and_then(|_| file.sync_data());
+        let unlocked = file.unlock();
+        written.map_err(werr)?;
+        unlocked.map_err(werr)?;
+        Ok(path)
+    }
+}
+
+/// Filters for `gate audit`.
+#[derive(Clone, Debug, Default)]
+pub struct AuditQuery {
+    /// Only this service.
+    pub service: Option<String>,
+    /// Only this verdict (`ALLOW`, …).
+    pub verdict: Option<String>,
+    /// Only records at or after.
+    pub since: Option<Timestamp>,
+    /// Only records before.
+    pub until: Option<Timestamp>,
+    /// At most this many (newest kept).
+    pub limit: Option<usize>,
+}
+
+/// What `read` found.
+#[derive(Clone, Debug, Default)]
+pub struct AuditListing {
+    /// Matching records, oldest first.
+    pub records: Vec<AuditRecord>,
+    /// Lines that could not be parsed (file, line number).
+    pub unreadable: Vec<(String, usize)>,
+}
+
+/// Reads every `decisions-*.jsonl` in `directory` and applies the filters.
+pub fn read(directory: &Path, query: &AuditQuery) -> Result<AuditListing, AuditError> {
+    let rerr = |path: &Path, source: std::io::Error| AuditError::Read {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(directory) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("decisions-") && n.ends_with(".jsonl"))
+            })
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(rerr(directory, e)),
+    };
+    files.sort();
+    let mut listing = AuditListing::default();
+    for file in files {
+        let text = std::fs::read_to_string(&file).map_err(|e| rerr(&file, e))?;
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let record: AuditRecord = match serde_json::from_str(line) {
+                Ok(r) => r,
+                Err(_) => {
+                    listing.unreadable.push((file.display().to_string(), i + 1));
+                    continue;
+                }
+            };
+            if query.service.as_ref().is_some_and(|s| *s != record.service)
+                || query
+                    .verdict
+                    .as_ref()
+                    .is_some_and(|v| !v.eq_ignore_ascii_case(&record.verdict))
+                || query.since.is_some_and(|t| record.recorded_at < t)
+                || query.until.is_some_and(|t| record.recorded_at >= t)
+            {
+                continue;
+            }
+            listing.records.push(record);
+        }
+    }
+    listing.records.sort_by_key(|r| r.recorded_at);
+    if let Some(limit) = query.limit
+        && listing.records.len() > limit
+    {
+        listing.records.drain(..listing.records.len() - limit);
+    }
+    Ok(listing)
+}
