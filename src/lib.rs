@@ -1,6 +1,7 @@
 //! AutoGuardRails: turns AWS cost signals into time-boxed, audited IAM deny quarantines.
 #![forbid(unsafe_code)]
 
+pub mod analyze;
 pub mod aws;
 pub mod cli;
 pub mod config;
