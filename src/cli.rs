@@ -49,7 +49,7 @@ pub enum Command {
     Controller(crate::config::ControllerArgs),
     /// Least-privilege IAM policy from a principal's real CloudTrail usage (read-only against
     /// AWS). Exit 0 ok, 1 error, 2 break risk above threshold, 3 guardrail violation.
-    Analyze(analyze_command::AnalyzeArgs),
+    Analyze(Box<analyze_command::AnalyzeArgs>),
     /// Open a GitHub pull request with a proposal from `analyze`.
     Propose(analyze_command::ProposeArgs),
     /// Policy file tools.

@@ -341,10 +341,12 @@ impl Permissions {
         let mut out = BTreeSet::new();
         for policy in &self.policies {
             for s in &policy.statements {
-                if s.effect == Effect::Allow && s.condition.is_none() && s.matches_action(action) {
-                    if let ResourceSpec::Resource(list) = &s.resources {
-                        out.extend(list.iter().cloned());
-                    }
+                if s.effect == Effect::Allow
+                    && s.condition.is_none()
+                    && s.matches_action(action)
+                    && let ResourceSpec::Resource(list) = &s.resources
+                {
+                    out.extend(list.iter().cloned());
                 }
             }
         }

@@ -135,17 +135,18 @@ pub fn estimate(input: &RiskInput) -> RiskSignal {
             ),
         );
     }
-    if let Some(age) = input.principal_age_days {
-        if input.requested_days > 0.0 && age > 2.0 * input.requested_days {
-            push(
-                FACTOR_ROLE_AGE,
-                0.05,
-                format!(
-                    "the principal is {age:.0} days old, more than twice the {:.0}-day window: monthly or quarterly jobs may be missed",
-                    input.requested_days
-                ),
-            );
-        }
+    if let Some(age) = input.principal_age_days
+        && input.requested_days > 0.0
+        && age > 2.0 * input.requested_days
+    {
+        push(
+            FACTOR_ROLE_AGE,
+            0.05,
+            format!(
+                "the principal is {age:.0} days old, more than twice the {:.0}-day window: monthly or quarterly jobs may be missed",
+                input.requested_days
+            ),
+        );
     }
     if input.denied_calls > 0 {
         push(

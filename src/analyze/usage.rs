@@ -219,12 +219,12 @@ pub struct Usage {
 }
 
 fn generalize_resource(kind: Option<&str>, arn: &str) -> String {
-    if kind == Some("AWS::S3::Object") {
-        if let Some(rest) = arn.strip_prefix("arn:") {
-            // arn:PARTITION:s3:::bucket/key → arn:PARTITION:s3:::bucket/*
-            if let Some(slash) = rest.find('/') {
-                return format!("arn:{}/*", &rest[..slash]);
-            }
+    if kind == Some("AWS::S3::Object")
+        && let Some(rest) = arn.strip_prefix("arn:")
+    {
+        // arn:PARTITION:s3:::bucket/key → arn:PARTITION:s3:::bucket/*
+        if let Some(slash) = rest.find('/') {
+            return format!("arn:{}/*", &rest[..slash]);
         }
     }
     arn.to_string()
@@ -274,10 +274,10 @@ impl Usage {
         if c.latest.as_deref().is_none_or(|l| time > l) {
             c.latest = Some(time.to_string());
         }
-        if let Some(region) = region {
-            if !c.regions_seen.contains(region) {
-                c.regions_seen.insert(region.to_string());
-            }
+        if let Some(region) = region
+            && !c.regions_seen.contains(region)
+        {
+            c.regions_seen.insert(region.to_string());
         }
     }
 
@@ -287,11 +287,11 @@ impl Usage {
         let time = record.event_time.get().unwrap_or_default();
         let region = record.aws_region.get();
         self.see_time(time, region);
-        if let Some(window) = &self.window {
-            if !window.contains(time) {
-                self.counters.events_outside_window += 1;
-                return;
-            }
+        if let Some(window) = &self.window
+            && !window.contains(time)
+        {
+            self.counters.events_outside_window += 1;
+            return;
         }
         let (Some(source), Some(event)) = (record.event_source.get(), record.event_name.get())
         else {
@@ -315,10 +315,10 @@ impl Usage {
         let group = self.groups.entry(key).or_default();
         group.count += 1;
         update_times(group, time, time, record.event_id.get().unwrap_or_default());
-        if let Some(region) = region {
-            if !group.regions.contains(region) {
-                group.regions.insert(region.to_string());
-            }
+        if let Some(region) = region
+            && !group.regions.contains(region)
+        {
+            group.regions.insert(region.to_string());
         }
         if !group.origins.contains(&origin) {
             group.origins.insert(origin);
@@ -377,10 +377,10 @@ impl Usage {
                 hints.kms_keys.add(key, HINT_LIMIT);
             }
         }
-        if let Some(a) = record.additional_event_data.get() {
-            if a.sse_applied.get() == Some("SSE_KMS") {
-                hints.sse_kms = true;
-            }
+        if let Some(a) = record.additional_event_data.get()
+            && a.sse_applied.get() == Some("SSE_KMS")
+        {
+            hints.sse_kms = true;
         }
     }
 

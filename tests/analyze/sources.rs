@@ -547,10 +547,10 @@ fn github(state: Arc<Mutex<Repo>>, token_ok: bool) -> Stub {
             ("PUT", _) if p.starts_with("/repos/acme/infra/contents/") => {
                 let path = p["/repos/acme/infra/contents/".len()..].to_string();
                 let body: Value = serde_json::from_str(&req.body).unwrap();
-                if let Some((sha, _)) = repo.files.get(&path) {
-                    if body["sha"].as_str() != Some(sha) {
-                        return (409, json!({"message": "sha mismatch"}).to_string());
-                    }
+                if let Some((sha, _)) = repo.files.get(&path)
+                    && body["sha"].as_str() != Some(sha)
+                {
+                    return (409, json!({"message": "sha mismatch"}).to_string());
                 }
                 let sha = format!("sha-{}", repo.files.len() + 1);
                 repo.files.insert(
