@@ -31,7 +31,7 @@ chart-check:
 unit:
 	$(CARGO) test --workspace
 
-## crds: regenerate crds/ from src/crd/ (and the chart's copy, which tests/chart.rs compares)
+## crds: regenerate crds/ from src/controller/crd/ (and the chart's copy, which tests/chart.rs compares)
 crds:
 	$(CARGO) run -q -- crd --dir crds
 	cp crds/*.yaml charts/autoguardrails/crds/

@@ -6,8 +6,8 @@
 
 use std::hint::black_box;
 
-use autoguardrails::crd::DenySpec;
-use autoguardrails::enforce::document::{self, MANAGED_POLICY_LIMIT};
+use autoguardrails::controller::crd::DenySpec;
+use autoguardrails::controller::enforce::document::{self, MANAGED_POLICY_LIMIT};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 /// The largest list of long, distinct actions (at most the schema's 100) whose document fits.

@@ -23,19 +23,19 @@ use std::time::{Duration, Instant};
 use autoguardrails::aws::factory::StaticClients;
 use autoguardrails::aws::memory::InMemoryIam;
 use autoguardrails::aws::{Operation, PrincipalKind, PrincipalRef};
-use autoguardrails::controller::intake::Intake;
-use autoguardrails::controller::{self, FINALIZER, Settings, desired};
-use autoguardrails::crd::conditions::set_condition;
-use autoguardrails::crd::{
+use autoguardrails::controller::crd::conditions::set_condition;
+use autoguardrails::controller::crd::{
     GuardrailPolicy, HistoryEntry, Phase, PlannedDeny, Quarantine, QuarantineStatus, TargetState,
     TargetStatus,
 };
-use autoguardrails::enforce::ownership::managed_policy_name;
-use autoguardrails::intake::SignalIntake;
+use autoguardrails::controller::enforce::ownership::managed_policy_name;
+use autoguardrails::controller::intake::SignalIntake;
+use autoguardrails::controller::policy::{self, ControllerSettings, Input};
+use autoguardrails::controller::poller::PollerSettings;
+use autoguardrails::controller::reconcile::intake::Intake;
+use autoguardrails::controller::reconcile::{self as controller, FINALIZER, Settings, desired};
+use autoguardrails::controller::signal::CostSignal;
 use autoguardrails::metrics::{CONTROLLER_POLICY, CONTROLLER_QUARANTINE, Metrics};
-use autoguardrails::policy::{self, ControllerSettings, Input};
-use autoguardrails::poller::PollerSettings;
-use autoguardrails::signal::CostSignal;
 use futures::StreamExt as _;
 use harness::{ACCOUNT, CLUSTER, Harness, NS};
 use jiff::{SignedDuration, Timestamp};
@@ -792,7 +792,7 @@ async fn scale(report: &mut Report) {
     let client = emulator.client().await;
     let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
         Api::all(client.clone());
-    for crd in autoguardrails::crd::all_crds() {
+    for crd in autoguardrails::controller::crd::all_crds() {
         crds.create(&PostParams::default(), &crd)
             .await
             .expect("create CRD");

@@ -7,9 +7,9 @@
 
 use std::hint::black_box;
 
-use autoguardrails::crd::GuardrailPolicy;
-use autoguardrails::policy::{self, ControllerSettings, Input};
-use autoguardrails::signal::CostSignal;
+use autoguardrails::controller::crd::GuardrailPolicy;
+use autoguardrails::controller::policy::{self, ControllerSettings, Input};
+use autoguardrails::controller::signal::CostSignal;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 const ACCOUNT: &str = "111111111111";
@@ -67,7 +67,7 @@ spec:
 
 fn signal() -> CostSignal {
     CostSignal {
-        source: autoguardrails::crd::SignalSource::CostAnomaly,
+        source: autoguardrails::controller::crd::SignalSource::CostAnomaly,
         id: "anomaly-7c4f0f1e-bench".into(),
         account_id: ACCOUNT.into(),
         impact_usd: 912.5,

@@ -10,9 +10,9 @@ mod sns_signing;
 
 use std::hint::black_box;
 
-use autoguardrails::http::certs::StaticCertificates;
-use autoguardrails::signal::parse::{Hint, parse};
-use autoguardrails::signal::sns::{
+use autoguardrails::controller::endpoints::certs::StaticCertificates;
+use autoguardrails::controller::signal::parse::{Hint, parse};
+use autoguardrails::controller::signal::sns::{
     Envelope, ReplayCache, ValidatedCertUrl, Verifier, VerifierConfig, public_key_from_pem,
 };
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
@@ -102,10 +102,11 @@ fn bench_parse(c: &mut Criterion) {
             .to_string();
         let file = path.to_string_lossy().to_string();
         let text = std::fs::read_to_string(&path).expect("signal file");
-        autoguardrails::simulate::load_signal(&file, &text).expect("signal file loads");
+        autoguardrails::controller::simulate::load_signal(&file, &text).expect("signal file loads");
         group.bench_function(format!("signal_file/{name}"), |b| {
             b.iter(|| {
-                autoguardrails::simulate::load_signal(&file, black_box(&text)).expect("loads")
+                autoguardrails::controller::simulate::load_signal(&file, black_box(&text))
+                    .expect("loads")
             })
         });
     }

@@ -16,9 +16,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use autoguardrails::http::certs::StaticCertificates;
-use autoguardrails::http::signals::{self, SignalSettings, SignalState};
-use autoguardrails::signal::sns::ValidatedCertUrl;
+use autoguardrails::controller::endpoints::certs::StaticCertificates;
+use autoguardrails::controller::endpoints::signals::{self, SignalSettings, SignalState};
+use autoguardrails::controller::signal::sns::ValidatedCertUrl;
 use futures::StreamExt as _;
 use harness::{ACCOUNT, Harness, policy_yaml};
 use kube::api::ListParams;

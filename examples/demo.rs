@@ -11,7 +11,7 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use autoguardrails::crd::{GuardrailPolicy, Phase, Quarantine};
+use autoguardrails::controller::crd::{GuardrailPolicy, Phase, Quarantine};
 use axum::routing::post;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::ResourceExt;
@@ -84,7 +84,7 @@ async fn run() -> Result<(), Error> {
 
     step("Installing the CRDs");
     kubectl("apply -f crds/");
-    emulator.apply_crd_yaml(&autoguardrails::crd::crds_yaml()?)?;
+    emulator.apply_crd_yaml(&autoguardrails::controller::crd::crds_yaml()?)?;
     let namespaces: Api<Namespace> = Api::all(client.clone());
     namespaces
         .create(

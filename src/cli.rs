@@ -1,8 +1,8 @@
 //! Command-line arguments (clap) and the commands that need no cluster: `crd`, `simulate`,
 //! `policy convert`. Output goes to the writers passed in, so tests can run commands in-process.
 
-use crate::policy::ControllerSettings;
-use crate::simulate::{self, InputError};
+use crate::controller::policy::ControllerSettings;
+use crate::controller::simulate::{self, InputError};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -142,13 +142,13 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
 fn crd(dir: Option<&Path>, out: &mut dyn Write) -> Result<u8, String> {
     match dir {
         None => {
-            let yaml =
-                crate::crd::crds_yaml().map_err(|e| format!("failed to render CRDs: {e}"))?;
+            let yaml = crate::controller::crd::crds_yaml()
+                .map_err(|e| format!("failed to render CRDs: {e}"))?;
             out.write_all(yaml.as_bytes()).map_err(|e| e.to_string())?;
         }
         Some(dir) => {
-            for (file, yaml) in
-                crate::crd::crd_files().map_err(|e| format!("failed to render CRDs: {e}"))?
+            for (file, yaml) in crate::controller::crd::crd_files()
+                .map_err(|e| format!("failed to render CRDs: {e}"))?
             {
                 let path = dir.join(&file);
                 std::fs::write(&path, yaml).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -184,7 +184,8 @@ fn simulate_command(args: &SimulateArgs, out: &mut dyn Write) -> Result<u8, Stri
         None => jiff::Timestamp::now(),
     };
     let settings = ControllerSettings {
-        protected_principals: args.protected_principals.iter().cloned().collect(),
+        protected_principals: crate::principal::PrincipalSet::parse_all(&args.protected_principals)
+            .map_err(|e| format!("--protected-principal: {e}"))?,
         kill_switch: args.kill_switch,
     };
     let report = simulate::simulate(&policy, &signal, &settings, now)
@@ -205,13 +206,13 @@ fn simulate_command(args: &SimulateArgs, out: &mut dyn Write) -> Result<u8, Stri
 fn convert(file: &Path, namespace: Option<&str>, out: &mut dyn Write) -> Result<u8, String> {
     let name = file.display().to_string();
     let value = simulate::parse_document(&name, &read(file)?).map_err(input)?;
-    let flat: crate::policy::flat::FlatPolicy =
+    let flat: crate::controller::policy::flat::FlatPolicy =
         serde_json::from_value(value).map_err(|e| format!("{name}: {e}"))?;
     let policy = flat
         .convert(namespace)
         .map_err(|e| format!("{name}: {e}"))?;
     let value = serde_json::to_value(&policy).map_err(|e| e.to_string())?;
-    let errors = crate::crd::validate::guardrail_policy(&value);
+    let errors = crate::controller::crd::validate::guardrail_policy(&value);
     if !errors.is_empty() {
         let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
         return Err(format!(

@@ -11,10 +11,10 @@ use jiff::SignedDuration;
 use serde::{Deserialize, Serialize};
 
 use crate::aws::sdk::{AccountRole, SdkSettings};
-use crate::controller::Settings;
-use crate::http::signals::SignalSettings;
-use crate::notify::worker::NotifySettings;
-use crate::poller::PollerSettings;
+use crate::controller::endpoints::signals::SignalSettings;
+use crate::controller::notify::worker::NotifySettings;
+use crate::controller::poller::PollerSettings;
+use crate::controller::reconcile::Settings;
 
 /// The largest configuration file read (a config is a few kilobytes).
 pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
@@ -452,13 +452,17 @@ impl Config {
             );
         }
         for arn in &self.protected_principals {
-            if !is_principal_arn(arn) {
-                return invalid(
-                    "protectedPrincipals",
-                    format!(
-                        "{arn:?} is not an IAM role or user ARN (arn:aws:iam::<account>:role/… or :user/…)"
-                    ),
-                );
+            match crate::principal::PrincipalArn::parse(arn) {
+                Ok(p)
+                    if p.reference().is_some()
+                        && p.kind() != crate::principal::PrincipalKind::AssumedRole => {}
+                Ok(_) => {
+                    return invalid(
+                        "protectedPrincipals",
+                        format!("{arn:?} is not an IAM role or user ARN"),
+                    );
+                }
+                Err(e) => return invalid("protectedPrincipals", e.to_string()),
             }
         }
         for ns in &self.namespaces {
@@ -562,13 +566,20 @@ impl Config {
         Ok(())
     }
 
-    /// The settings the controllers read.
-    pub fn controller_settings(&self) -> Settings {
+    /// The settings the controllers read; a protected principal that is not a principal ARN is
+    /// an error (never dropped).
+    pub fn controller_settings(&self) -> Result<Settings, ConfigError> {
         let unsigned = |d: SignedDuration| Duration::try_from(d).unwrap_or_default();
-        Settings {
+        Ok(Settings {
             namespaces: self.namespaces.clone(),
             cluster_id: self.cluster_id.clone(),
-            protected_principals: self.protected_principals.clone(),
+            protected_principals: crate::principal::PrincipalSet::parse_all(
+                &self.protected_principals,
+            )
+            .map_err(|e| ConfigError::Invalid {
+                field: "protectedPrincipals",
+                message: e.to_string(),
+            })?,
             kill_switch: self.kill_switch,
             drift_period: unsigned(self.drift_period),
             full_converge_period: unsigned(self.full_converge_period),
@@ -584,7 +595,7 @@ impl Config {
                 .collect(),
             max_backoff: unsigned(self.max_backoff),
             reconcile_concurrency: self.reconcile_concurrency,
-        }
+        })
     }
 
     /// The effective configuration as YAML (what `--print-config` shows).
@@ -605,24 +616,6 @@ fn is_dns_label(text: &str, max: usize) -> bool {
 
 fn is_account_id(text: &str) -> bool {
     text.len() == 12 && text.bytes().all(|b| b.is_ascii_digit())
-}
-
-fn is_principal_arn(arn: &str) -> bool {
-    let mut parts = arn.splitn(6, ':');
-    let (Some("arn"), Some(partition), Some("iam"), Some(""), Some(account), Some(resource)) = (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) else {
-        return false;
-    };
-    partition.starts_with("aws")
-        && is_account_id(account)
-        && (resource.starts_with("role/") || resource.starts_with("user/"))
-        && resource.len() > 5
 }
 
 #[cfg(test)]
@@ -646,7 +639,7 @@ mod tests {
     fn defaults_validate_and_match_the_documented_values() {
         let c = Config::default();
         c.validate().unwrap();
-        let s = c.controller_settings();
+        let s = c.controller_settings().unwrap();
         assert_eq!(s.drift_period, Duration::from_secs(20));
         assert!(s.namespaces.is_empty());
         assert!(c.leader_election.enabled);
@@ -681,8 +674,14 @@ mod tests {
         assert_eq!(c.cluster_id, "staging");
         assert!(!c.kill_switch);
         assert_eq!(c.namespaces, vec!["a", "b"]);
-        assert_eq!(c.controller_settings().drift_period, Duration::from_secs(5));
-        assert_eq!(c.controller_settings().accounts, vec!["111111111111"]);
+        assert_eq!(
+            c.controller_settings().unwrap().drift_period,
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            c.controller_settings().unwrap().accounts,
+            vec!["111111111111"]
+        );
     }
 
     #[test]

@@ -130,6 +130,33 @@ pub struct PrincipalArn {
     session: Option<String>,
 }
 
+/// The comparison key of an IAM role, user or group name: IAM names are unique per account
+/// without regard to ASCII case. Every name comparison in the product goes through this.
+pub fn name_key(name: &str) -> String {
+    name.to_ascii_lowercase()
+}
+
+/// The account id of any ARN (`arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE`), when the ARN is
+/// well formed, its partition accepted and the account exactly 12 digits; `None` otherwise (never
+/// an empty default). For resources that are not principals, such as anomaly monitors.
+pub fn account_of_arn(arn: &str) -> Option<&str> {
+    let mut fields = arn.splitn(6, ':');
+    let (Some("arn"), Some(partition), Some(_service), Some(_region), Some(account), Some(_)) = (
+        fields.next(),
+        fields.next(),
+        fields.next(),
+        fields.next(),
+        fields.next(),
+        fields.next(),
+    ) else {
+        return None;
+    };
+    (PARTITIONS.contains(&partition)
+        && account.len() == 12
+        && account.bytes().all(|b| b.is_ascii_digit()))
+    .then_some(account)
+}
+
 /// The identity of a principal: what two ARNs must share to name the same principal.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Identity {
@@ -151,8 +178,21 @@ impl Identity {
             partition: partition.to_string(),
             account_id: account_id.to_string(),
             kind,
-            name: name.to_ascii_lowercase(),
+            name: name_key(name),
         }
+    }
+
+    /// The identity of a role or user addressed the way IAM APIs address it (kind and name).
+    pub fn of_reference(
+        partition: &str,
+        account_id: &str,
+        reference: &crate::aws::PrincipalRef,
+    ) -> Identity {
+        let kind = match reference.kind {
+            crate::aws::PrincipalKind::Role => PrincipalKind::Role,
+            crate::aws::PrincipalKind::User => PrincipalKind::User,
+        };
+        Identity::new(partition, account_id, kind, &reference.name)
     }
 }
 
@@ -278,6 +318,18 @@ impl PrincipalArn {
     /// The session name of an assumed-role ARN.
     pub fn session(&self) -> Option<&str> {
         self.session.as_deref()
+    }
+    /// How the IAM API addresses this role or user (a session: its role); `None` for a group.
+    pub fn reference(&self) -> Option<crate::aws::PrincipalRef> {
+        let kind = match self.kind {
+            PrincipalKind::Role | PrincipalKind::AssumedRole => crate::aws::PrincipalKind::Role,
+            PrincipalKind::User => crate::aws::PrincipalKind::User,
+            PrincipalKind::Group => return None,
+        };
+        Some(crate::aws::PrincipalRef {
+            kind,
+            name: self.name.clone(),
+        })
     }
     /// The identity this ARN names (a session names its role).
     pub fn identity(&self) -> Identity {

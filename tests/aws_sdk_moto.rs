@@ -11,12 +11,12 @@ use std::time::Duration;
 use autoguardrails::aws::factory::{ClientFactory, FactoryError};
 use autoguardrails::aws::sdk::{AccountRole, SdkClientFactory, SdkIam, SdkSts, load_base_config};
 use autoguardrails::aws::{ErrorCode, Iam, Operation, PrincipalKind, PrincipalRef, Sts, Tag};
-use autoguardrails::enforce::converge::{
+use autoguardrails::controller::enforce::converge::{
     ConvergeInput, DriftKind, Engine, EngineConfig, KnownPrincipal, Scope, TargetState, Verified,
     WriteGate,
 };
-use autoguardrails::enforce::ownership::{self, POLICY_PATH, QuarantineKey};
-use autoguardrails::enforce::plan::{
+use autoguardrails::controller::enforce::ownership::{self, POLICY_PATH, QuarantineKey};
+use autoguardrails::controller::enforce::plan::{
     Attachment, DesiredQuarantine, DesiredTarget, ProtectedPrincipals,
 };
 use moto::{MotoServer, unique};
@@ -488,7 +488,7 @@ async fn converge_cycle_through_the_sdk() {
             attached_before: true,
         };
         let att = Attachment {
-            kind: autoguardrails::enforce::plan::AttachmentKind::Managed,
+            kind: autoguardrails::controller::enforce::plan::AttachmentKind::Managed,
             name: policy_name.clone(),
         };
         let v = engine

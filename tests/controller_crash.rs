@@ -17,12 +17,12 @@ use std::time::Duration;
 
 use autoguardrails::aws::Operation;
 use autoguardrails::aws::memory::WriteRecord;
-use autoguardrails::controller::Settings;
-use autoguardrails::crd::Phase;
-use autoguardrails::lifecycle::{
+use autoguardrails::controller::crd::Phase;
+use autoguardrails::controller::lifecycle::{
     APPROVE_ANNOTATION, EXTEND_ANNOTATION, REASON_ACTIVATED, REASON_ANNOTATION_IGNORED,
     REASON_APPROVED, REASON_DELETED, REASON_RELEASE_REQUESTED, REASON_RELEASED, RELEASE_ANNOTATION,
 };
+use autoguardrails::controller::reconcile::Settings;
 use harness::{Harness, anomaly, policy_yaml, test_settings};
 use invariants::{
     assert_iam_clean, assert_no_orphan, count, history, wait_enforced, wait_iam_quiet, wait_until,
@@ -330,7 +330,7 @@ async fn crash_right_after_intake_created_the_quarantine() {
     // no reconcile ever sees them before the restart.
     let intake = h.intake();
     h.crash();
-    let report = autoguardrails::intake::SignalIntake::submit(
+    let report = autoguardrails::controller::intake::SignalIntake::submit(
         &intake,
         &anomaly("crash-intake", harness::ACCOUNT, 500.0),
     )

@@ -13,12 +13,12 @@ use std::time::Duration;
 
 use autoguardrails::aws::memory::Lag;
 use autoguardrails::aws::{ErrorCode, Operation};
-use autoguardrails::crd::{Phase, Quarantine};
-use autoguardrails::intake::{IntakeError, IntakeReport, SignalIntake};
-use autoguardrails::lifecycle::{
+use autoguardrails::controller::crd::{Phase, Quarantine};
+use autoguardrails::controller::intake::{IntakeError, IntakeReport, SignalIntake};
+use autoguardrails::controller::lifecycle::{
     APPROVE_ANNOTATION, REASON_ACTIVATED, REASON_APPROVED, RELEASE_ANNOTATION,
 };
-use autoguardrails::signal::CostSignal;
+use autoguardrails::controller::signal::CostSignal;
 use harness::{Harness, anomaly, policy_yaml};
 use invariants::{
     assert_iam_clean, assert_no_orphan, count, history, wait_enforced, wait_iam_quiet, wait_until,

@@ -7,12 +7,12 @@ mod harness;
 
 use std::time::Duration;
 
-use autoguardrails::crd::{Phase, TargetState};
-use autoguardrails::intake::SignalIntake;
-use autoguardrails::lifecycle::{
+use autoguardrails::controller::crd::{Phase, TargetState};
+use autoguardrails::controller::intake::SignalIntake;
+use autoguardrails::controller::lifecycle::{
     APPROVE_ANNOTATION, EXTEND_ANNOTATION, REJECT_ANNOTATION, RELEASE_ANNOTATION,
 };
-use autoguardrails::policy;
+use autoguardrails::controller::policy;
 use harness::{Harness, anomaly, policy_yaml, role, test_settings};
 use kube::ResourceExt;
 
@@ -478,14 +478,15 @@ async fn kill_switch_turns_auto_into_dry_run() {
     let report = h.submit(&anomaly("k-1", harness::ACCOUNT, 500.0)).await;
     let name = report.created().next().unwrap().quarantine.clone().unwrap();
     let q = h.wait_phase(&name, Phase::DryRun).await;
-    assert_eq!(q.spec.mode, autoguardrails::crd::Mode::DryRun);
+    assert_eq!(q.spec.mode, autoguardrails::controller::crd::Mode::DryRun);
     assert_eq!(h.iam.write_count(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn protected_principals_make_the_policy_not_ready_and_are_never_targeted() {
     let mut settings = test_settings();
-    settings.protected_principals = vec![role("break-glass")];
+    settings.protected_principals =
+        autoguardrails::principal::PrincipalSet::parse_all([role("break-glass")]).unwrap();
     let h = Harness::start_with(settings).await;
     h.apply_policy(&policy_yaml(
         "mixed",

@@ -11,11 +11,11 @@ mod invariants;
 use std::time::Duration;
 
 use autoguardrails::aws::Operation;
-use autoguardrails::crd::Phase;
-use autoguardrails::lifecycle::{
+use autoguardrails::controller::crd::Phase;
+use autoguardrails::controller::lifecycle::{
     APPROVE_ANNOTATION, EXTEND_ANNOTATION, REASON_ANNOTATION_IGNORED, RELEASE_ANNOTATION,
 };
-use autoguardrails::policy;
+use autoguardrails::controller::policy;
 use harness::{Harness, anomaly, policy_yaml, test_settings};
 use invariants::{assert_iam_clean, count, history, wait_enforced};
 

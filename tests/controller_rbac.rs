@@ -9,10 +9,10 @@ mod harness;
 mod rbac;
 
 use autoguardrails::aws::factory::StaticClients;
-use autoguardrails::controller::{self, intake::Intake};
-use autoguardrails::crd::{GuardrailPolicy, Phase};
-use autoguardrails::intake::SignalIntake;
-use autoguardrails::leader::{LeaderElector, LeaseSettings};
+use autoguardrails::controller::crd::{GuardrailPolicy, Phase};
+use autoguardrails::controller::intake::SignalIntake;
+use autoguardrails::controller::leader::{LeaderElector, LeaseSettings};
+use autoguardrails::controller::reconcile::{self as controller, intake::Intake};
 use autoguardrails::metrics::Metrics;
 use autoguardrails::shutdown::{Shutdown, ShutdownCause};
 use axum::http::{HeaderValue, header::USER_AGENT};

@@ -2,7 +2,7 @@
 //! same validator `simulate` and the controller use (OpenAPI schema + kube's CEL engine).
 //! A final test makes sure no CEL rule in the CRDs is left without a case here.
 
-use autoguardrails::crd::validate;
+use autoguardrails::controller::crd::validate;
 use serde_json::{Value, json};
 
 fn valid_policy() -> Value {
@@ -382,7 +382,7 @@ fn every_cel_rule_in_the_crds_has_a_rejection_case() {
         }
     }
     let mut all = Vec::new();
-    for crd in autoguardrails::crd::all_crds() {
+    for crd in autoguardrails::controller::crd::all_crds() {
         rules(
             &serde_json::to_value(&crd).expect("CRD serializes"),
             &mut all,

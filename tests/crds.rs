@@ -2,7 +2,7 @@
 
 #[test]
 fn committed_crds_match_the_generated_ones() {
-    let files = autoguardrails::crd::crd_files().expect("CRDs render");
+    let files = autoguardrails::controller::crd::crd_files().expect("CRDs render");
     assert_eq!(files.len(), 2);
     for (name, generated) in files {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -20,7 +20,7 @@ fn committed_crds_match_the_generated_ones() {
 #[test]
 fn every_crd_file_is_generated() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
-    let generated: Vec<String> = autoguardrails::crd::crd_files()
+    let generated: Vec<String> = autoguardrails::controller::crd::crd_files()
         .expect("CRDs render")
         .into_iter()
         .map(|(name, _)| name)

@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use autoguardrails::aws::memory::{InMemoryIam, Lag};
 use autoguardrails::aws::{ErrorCategory, ErrorCode, Iam, Operation, PrincipalKind, Tag};
-use autoguardrails::enforce::converge::{
+use autoguardrails::controller::enforce::converge::{
     DriftKind, Scope, StepOutcome, TargetState, Verified, WriteGate,
 };
-use autoguardrails::enforce::ownership::{self, POLICY_PATH};
-use autoguardrails::enforce::plan::{Attachment, AttachmentKind, DesiredTarget};
+use autoguardrails::controller::enforce::ownership::{self, POLICY_PATH};
+use autoguardrails::controller::enforce::plan::{Attachment, AttachmentKind, DesiredTarget};
 use fixtures::*;
 
 fn setup() -> (Arc<InMemoryIam>, Vec<(PrincipalKind, String)>) {
@@ -593,7 +593,7 @@ async fn missing_principal_and_access_denied_are_categorised() {
 #[tokio::test]
 async fn multi_account_one_policy_per_account_and_unknown_account_fails_alone() {
     use autoguardrails::aws::factory::StaticClients;
-    use autoguardrails::enforce::converge::ConvergeInput;
+    use autoguardrails::controller::enforce::converge::ConvergeInput;
     let a = Arc::new(InMemoryIam::new(ACCOUNT));
     let b = Arc::new(InMemoryIam::new("222222222222"));
     let ra = a.outside(|o| o.create_role("dev-ci"));

@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use autoguardrails::aws::PrincipalKind;
 use autoguardrails::aws::memory::{InMemoryIam, Lag};
-use autoguardrails::enforce::converge::{ConvergeReport, EnforceError, WriteGate};
-use autoguardrails::enforce::ownership;
-use autoguardrails::enforce::plan::DesiredQuarantine;
+use autoguardrails::controller::enforce::converge::{ConvergeReport, EnforceError, WriteGate};
+use autoguardrails::controller::enforce::ownership;
+use autoguardrails::controller::enforce::plan::DesiredQuarantine;
 use fixtures::*;
 
 #[derive(Clone, Copy, Debug)]

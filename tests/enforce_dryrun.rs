@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use autoguardrails::aws::memory::InMemoryIam;
 use autoguardrails::aws::{Operation, PrincipalKind};
-use autoguardrails::enforce::converge::WriteGate;
-use autoguardrails::enforce::ownership::{self, INLINE_POLICY_PREFIX};
-use autoguardrails::enforce::plan::DesiredQuarantine;
+use autoguardrails::controller::enforce::converge::WriteGate;
+use autoguardrails::controller::enforce::ownership::{self, INLINE_POLICY_PREFIX};
+use autoguardrails::controller::enforce::plan::DesiredQuarantine;
 use fixtures::*;
 use proptest::prelude::*;
 

@@ -15,17 +15,19 @@ use std::sync::Arc;
 use autoguardrails::aws::factory::StaticClients;
 use autoguardrails::aws::memory::InMemoryIam;
 use autoguardrails::aws::{Operation, PrincipalKind};
-use autoguardrails::crd::{self, GuardrailPolicy, Mode, Quarantine, SignalSource};
-use autoguardrails::enforce::converge::{
+use autoguardrails::controller::crd::{self, GuardrailPolicy, Mode, Quarantine, SignalSource};
+use autoguardrails::controller::enforce::converge::{
     ConvergeInput, Engine, EngineConfig, KnownPrincipal, Scope, WriteGate,
 };
-use autoguardrails::enforce::document;
-use autoguardrails::enforce::ownership::{self, QuarantineKey};
-use autoguardrails::enforce::plan::{DesiredQuarantine, DesiredTarget, ProtectedPrincipals};
-use autoguardrails::lifecycle;
-use autoguardrails::policy::{self, ControllerSettings, Input};
-use autoguardrails::signal::CostSignal;
-use autoguardrails::simulate::load_policy;
+use autoguardrails::controller::enforce::document;
+use autoguardrails::controller::enforce::ownership::{self, QuarantineKey};
+use autoguardrails::controller::enforce::plan::{
+    DesiredQuarantine, DesiredTarget, ProtectedPrincipals,
+};
+use autoguardrails::controller::lifecycle;
+use autoguardrails::controller::policy::{self, ControllerSettings, Input};
+use autoguardrails::controller::signal::CostSignal;
+use autoguardrails::controller::simulate::load_policy;
 use fixtures::CLUSTER;
 use proptest::prelude::*;
 
@@ -316,12 +318,15 @@ fn check(case: Case) -> Result<(), TestCaseError> {
         let engine = || {
             Engine::new(EngineConfig {
                 cluster_id: CLUSTER.into(),
-                protected: ProtectedPrincipals::new([PROTECTED]),
+                protected: ProtectedPrincipals::parse([PROTECTED]).unwrap(),
                 settle: std::time::Duration::ZERO,
             })
         };
-        let mut settings = ControllerSettings::default();
-        settings.protected_principals.insert(PROTECTED.to_string());
+        let mut settings = ControllerSettings {
+            protected_principals: autoguardrails::principal::PrincipalSet::parse_all([PROTECTED])
+                .unwrap(),
+            ..Default::default()
+        };
         let all_known: Vec<KnownPrincipal> = ACCOUNTS
             .iter()
             .flat_map(|a| {
@@ -366,7 +371,8 @@ fn check(case: Case) -> Result<(), TestCaseError> {
                 || r.targets
                     .iter()
                     .all(|t| t.arn.eq_ignore_ascii_case(PROTECTED)
-                        || t.state != autoguardrails::enforce::converge::TargetState::Failed),
+                        || t.state
+                            != autoguardrails::controller::enforce::converge::TargetState::Failed),
             "{:#?}",
             r.errors
         );

@@ -11,9 +11,11 @@ use std::sync::Arc;
 
 use autoguardrails::aws::memory::InMemoryIam;
 use autoguardrails::aws::{Operation, PrincipalKind};
-use autoguardrails::enforce::converge::{ConvergeInput, ConvergeReport, Scope, WriteGate};
-use autoguardrails::enforce::ownership;
-use autoguardrails::enforce::plan::DesiredQuarantine;
+use autoguardrails::controller::enforce::converge::{
+    ConvergeInput, ConvergeReport, Scope, WriteGate,
+};
+use autoguardrails::controller::enforce::ownership;
+use autoguardrails::controller::enforce::plan::DesiredQuarantine;
 use fixtures::*;
 
 /// Two roles; q1 and q2 both hold a deny on `shared`, q1 also on `only-1`; q3 is an orphan

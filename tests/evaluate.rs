@@ -1,13 +1,13 @@
 //! Policy evaluation: table tests over the example policies and signal fixtures, and proptest
 //! properties over random policies, signals, existing quarantines and clocks.
 
-use autoguardrails::crd::{
+use autoguardrails::controller::crd::{
     GuardrailPolicy, Mode, Phase, Principal, PrincipalKind, Quarantine, QuarantineStatus,
     SignalSource,
 };
-use autoguardrails::policy::{self, ControllerSettings, Decision, Input};
-use autoguardrails::signal::CostSignal;
-use autoguardrails::simulate::{load_policy, load_signal};
+use autoguardrails::controller::policy::{self, ControllerSettings, Decision, Input};
+use autoguardrails::controller::signal::CostSignal;
+use autoguardrails::controller::simulate::{load_policy, load_signal};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use proptest::prelude::*;
 
@@ -178,7 +178,10 @@ fn repeated_signal_is_a_no_op_and_live_quarantines_hold_targets() {
     // Nor does a dry run the controller has not reconciled yet (no phase): the outcome of a
     // second incident must not depend on how quickly the first one got its status.
     assert!(first.status.as_ref().and_then(|s| s.phase).is_none());
-    assert_eq!(first.spec.mode, autoguardrails::crd::Mode::DryRun);
+    assert_eq!(
+        first.spec.mode,
+        autoguardrails::controller::crd::Mode::DryRun
+    );
     assert_eq!(
         evaluate(&p, &other, std::slice::from_ref(&first), &settings, NOW).reason,
         policy::MATCHED
@@ -219,7 +222,10 @@ fn protected_principals_and_kill_switch() {
     let p = fixture_policy("iam-user-budget.yaml");
     let s = fixture_signal("budget-data-export-actual.yaml");
     let protected = ControllerSettings {
-        protected_principals: ["arn:aws:iam::444444444444:user/data-exporter".to_string()].into(),
+        protected_principals: autoguardrails::principal::PrincipalSet::parse_all([
+            "arn:aws:iam::444444444444:user/data-exporter",
+        ])
+        .unwrap(),
         kill_switch: false,
     };
     let d = evaluate(&p, &s, &[], &protected, NOW);
@@ -362,15 +368,16 @@ proptest! {
         p in policy_strategy(), s in signal_strategy(), protected in proptest::collection::vec(principal_strategy(), 0..3)
     ) {
         let settings = ControllerSettings {
-            protected_principals: protected.iter().map(|x| x.arn.clone()).collect(),
+            protected_principals: autoguardrails::principal::PrincipalSet::parse_all(protected.iter().map(|x| x.arn.clone())).unwrap(),
             kill_switch: false,
         };
         if let Some(q) = evaluate(&p, &s, &[], &settings, NOW).quarantine {
             prop_assert!(!q.spec.targets.is_empty());
             for t in &q.spec.targets {
+                let target = t.parse().unwrap();
                 prop_assert!(p.spec.scope.principals.contains(t));
-                prop_assert!(!p.spec.exceptions.principals.contains(&t.arn));
-                prop_assert!(!settings.protected_principals.contains(&t.arn));
+                prop_assert!(!p.spec.exceptions.principals.iter().any(|e| autoguardrails::principal::PrincipalArn::parse(e).unwrap() == target));
+                prop_assert!(!settings.protected_principals.contains(&target));
             }
             prop_assert!(s.impact_usd >= p.spec.matcher.min_impact_usd);
             prop_assert!(p.spec.matcher.sources.contains(&s.source));
@@ -411,7 +418,7 @@ proptest! {
     fn generated_quarantines_pass_the_crd_schema(p in policy_strategy(), s in signal_strategy()) {
         if let Some(q) = evaluate(&p, &s, &[], &ControllerSettings::default(), NOW).quarantine {
             let value = serde_json::to_value(&q).expect("serializes");
-            let errors = autoguardrails::crd::validate::quarantine(&value);
+            let errors = autoguardrails::controller::crd::validate::quarantine(&value);
             prop_assert!(errors.is_empty(), "{:?}", errors);
         }
     }

@@ -3,7 +3,7 @@
 //! (release) are both replaced; a leader that cannot renew steps down. Takeover times are
 //! printed (run with `--nocapture`); the only timing assertions are generous hang guards.
 
-use autoguardrails::leader::{LeaderElector, Leadership, LeaseSettings};
+use autoguardrails::controller::leader::{LeaderElector, Leadership, LeaseSettings};
 use autoguardrails::metrics::Metrics;
 use autoguardrails::shutdown::{Shutdown, ShutdownCause};
 use k8s_openapi::api::coordination::v1::Lease;

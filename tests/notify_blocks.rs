@@ -8,10 +8,10 @@ mod quarantines;
 
 use std::path::PathBuf;
 
-use autoguardrails::crd::{HistoryEntry, Mode, Phase, Principal, PrincipalKind};
-use autoguardrails::lifecycle::{self, Context};
-use autoguardrails::notify::Message;
-use autoguardrails::notify::blocks::{
+use autoguardrails::controller::crd::{HistoryEntry, Mode, Phase, Principal, PrincipalKind};
+use autoguardrails::controller::lifecycle::{self, Context};
+use autoguardrails::controller::notify::Message;
+use autoguardrails::controller::notify::blocks::{
     self, MAX_BLOCKS, MAX_HEADER_TEXT, MAX_SECTION_TEXT, MessageKind, RenderOptions, check_limits,
     render, render_plain,
 };

@@ -10,17 +10,17 @@ mod slack_receiver;
 use std::sync::Arc;
 use std::time::Duration;
 
-use autoguardrails::crd::Phase;
-use autoguardrails::crd::conditions::NOTIFIED;
+use autoguardrails::controller::crd::Phase;
+use autoguardrails::controller::crd::conditions::NOTIFIED;
+use autoguardrails::controller::notify::slack::SlackSettings;
+use autoguardrails::controller::notify::worker::{NotifySettings, Worker};
 use autoguardrails::metrics::Metrics;
-use autoguardrails::notify::slack::SlackSettings;
-use autoguardrails::notify::worker::{NotifySettings, Worker};
 use harness::{ACCOUNT, Harness, NS, anomaly, policy_yaml};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PostParams};
 use slack_receiver::{Reply, SlackReceiver};
 
-fn notified(q: &autoguardrails::crd::Quarantine) -> Option<String> {
+fn notified(q: &autoguardrails::controller::crd::Quarantine) -> Option<String> {
     q.status
         .as_ref()?
         .conditions

@@ -7,8 +7,10 @@ mod slack_receiver;
 
 use std::time::Duration;
 
-use autoguardrails::notify::slack::{SlackNotifier, SlackSettings};
-use autoguardrails::notify::{Message, Notifier, NotifyError, WebhookTarget, WebhookUrl};
+use autoguardrails::controller::notify::slack::{SlackNotifier, SlackSettings};
+use autoguardrails::controller::notify::{
+    Message, Notifier, NotifyError, WebhookTarget, WebhookUrl,
+};
 use slack_receiver::{Reply, SlackReceiver};
 
 fn settings() -> SlackSettings {

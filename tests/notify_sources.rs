@@ -14,11 +14,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use autoguardrails::aws::sdk::load_base_config;
-use autoguardrails::crd::{Mode, Quarantine, QuarantineStatus, SlackSpec};
-use autoguardrails::lifecycle::{self, Context};
+use autoguardrails::controller::crd::{Mode, Quarantine, QuarantineStatus, SlackSpec};
+use autoguardrails::controller::lifecycle::{self, Context};
+use autoguardrails::controller::notify::source::{SourceError, WebhookRef, WebhookSources};
+use autoguardrails::controller::notify::worker::{NotifySettings, Worker};
 use autoguardrails::metrics::Metrics;
-use autoguardrails::notify::source::{SourceError, WebhookRef, WebhookSources};
-use autoguardrails::notify::worker::{NotifySettings, Worker};
 use aws_sdk_ssm::types::ParameterType;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
@@ -86,7 +86,7 @@ fn secret_ref(name: &str) -> WebhookRef {
 #[tokio::test]
 async fn secret_source_reads_rotates_and_reports_what_is_missing() {
     let (_emulator, client) = emulator().await;
-    let sources = WebhookSources::new(client.clone(), Duration::from_millis(300), None);
+    let sources = WebhookSources::new(client.clone(), Duration::from_millis(300));
     let reference = secret_ref("slack-webhook");
 
     assert_eq!(
@@ -178,8 +178,7 @@ async fn ssm_source_reads_secure_strings_and_picks_up_rotation() {
     let (_emulator, client) = emulator().await;
     let ssm = ssm().await;
     let parameter = format!("/autoguardrails/{}", unique("slack-webhook"));
-    let sources =
-        WebhookSources::new(client, Duration::from_millis(300), None).with_ssm(ssm.clone());
+    let sources = WebhookSources::new(client, Duration::from_millis(300)).with_ssm(ssm.clone());
     let reference = WebhookRef::Ssm {
         parameter: parameter.clone(),
     };

@@ -13,15 +13,15 @@ mod slack_receiver;
 use std::sync::Arc;
 use std::time::Duration;
 
-use autoguardrails::crd::conditions::NOTIFIED;
-use autoguardrails::crd::{DeliveryState, Mode, Quarantine, QuarantineStatus};
-use autoguardrails::lifecycle::{self, Context, Event, State};
-use autoguardrails::metrics::Metrics;
-use autoguardrails::notify::slack::SlackSettings;
-use autoguardrails::notify::worker::{
+use autoguardrails::controller::crd::conditions::NOTIFIED;
+use autoguardrails::controller::crd::{DeliveryState, Mode, Quarantine, QuarantineStatus};
+use autoguardrails::controller::lifecycle::{self, Context, Event, State};
+use autoguardrails::controller::notify::slack::SlackSettings;
+use autoguardrails::controller::notify::worker::{
     NotifySettings, REASON_DELIVERED, REASON_DELIVERY_FAILED, REASON_DELIVERY_RETRYING,
     REASON_OLD_ENTRIES_SKIPPED, Worker,
 };
+use autoguardrails::metrics::Metrics;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, Patch, PatchParams, PostParams};

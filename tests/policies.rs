@@ -277,7 +277,7 @@ fn policy_convert_turns_the_flat_format_into_a_valid_manifest() {
         manifest["spec"]["notify"]["slack"]["webhookSsmParameter"],
         "/autoguardrails/slack_webhook"
     );
-    assert!(autoguardrails::crd::validate::guardrail_policy(&manifest).is_empty());
+    assert!(autoguardrails::controller::crd::validate::guardrail_policy(&manifest).is_empty());
 }
 
 #[test]

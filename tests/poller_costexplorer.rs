@@ -9,10 +9,10 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use autoguardrails::aws::costexplorer::{CostExplorer, SdkCostExplorer};
 use autoguardrails::aws::sdk::{SdkSettings, load_base_config};
-use autoguardrails::intake::{IntakeError, IntakeReport, SignalIntake};
+use autoguardrails::controller::intake::{IntakeError, IntakeReport, SignalIntake};
+use autoguardrails::controller::poller::{self, Poller, PollerSettings, SubmittedSignals};
+use autoguardrails::controller::signal::CostSignal;
 use autoguardrails::metrics::Metrics;
-use autoguardrails::poller::{self, Poller, PollerSettings, SubmittedSignals};
-use autoguardrails::signal::CostSignal;
 use axum::http::{HeaderMap, StatusCode};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
@@ -402,9 +402,9 @@ async fn pushed_signals_are_not_polled_again_and_intake_failures_retry_next_run(
 async fn polled_anomalies_normalise_like_pushed_alerts() {
     let fixture: Value =
         serde_json::from_str(include_str!("fixtures/signals/anomaly-immediate.json")).unwrap();
-    let pushed = autoguardrails::signal::parse::parse(
+    let pushed = autoguardrails::controller::signal::parse::parse(
         &fixture.to_string(),
-        &autoguardrails::signal::parse::Hint::default(),
+        &autoguardrails::controller::signal::parse::Hint::default(),
     )
     .unwrap();
     let monitor = fixture["monitorArn"].as_str().unwrap();

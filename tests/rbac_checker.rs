@@ -5,7 +5,7 @@
 #[path = "support/rbac.rs"]
 mod rbac;
 
-use autoguardrails::leader::{LeaderElector, LeaseSettings};
+use autoguardrails::controller::leader::{LeaderElector, LeaseSettings};
 use autoguardrails::metrics::Metrics;
 use autoguardrails::shutdown::{Shutdown, ShutdownCause};
 use kube_emulator::{Emulator, RequestRecord};

@@ -11,12 +11,12 @@ mod sns_signing;
 
 use std::sync::Arc;
 
-use autoguardrails::crd::SignalSource;
-use autoguardrails::http::certs::StaticCertificates;
-use autoguardrails::http::keys::StaticKey;
-use autoguardrails::http::signals::{self, SignalSettings, SignalState};
-use autoguardrails::poller::SubmittedSignals;
-use autoguardrails::signal::sns::ValidatedCertUrl;
+use autoguardrails::controller::crd::SignalSource;
+use autoguardrails::controller::endpoints::certs::StaticCertificates;
+use autoguardrails::controller::endpoints::keys::StaticKey;
+use autoguardrails::controller::endpoints::signals::{self, SignalSettings, SignalState};
+use autoguardrails::controller::poller::SubmittedSignals;
+use autoguardrails::controller::signal::sns::ValidatedCertUrl;
 use harness::{ACCOUNT, Harness, policy_yaml};
 use kube::api::ListParams;
 use serde_json::Value;

@@ -10,14 +10,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use autoguardrails::http::certs::StaticCertificates;
-use autoguardrails::http::confirm::{ConfirmError, SubscriptionConfirmer};
-use autoguardrails::http::keys::{ApiKeySource, ApiKeys, KeyError, StaticKey};
-use autoguardrails::http::signals::{self, SignalSettings, SignalState};
-use autoguardrails::intake::{IntakeError, IntakeReport, PolicyOutcome, SignalIntake};
+use autoguardrails::controller::endpoints::certs::StaticCertificates;
+use autoguardrails::controller::endpoints::confirm::{ConfirmError, SubscriptionConfirmer};
+use autoguardrails::controller::endpoints::keys::{ApiKeySource, ApiKeys, KeyError, StaticKey};
+use autoguardrails::controller::endpoints::signals::{self, SignalSettings, SignalState};
+use autoguardrails::controller::intake::{IntakeError, IntakeReport, PolicyOutcome, SignalIntake};
+use autoguardrails::controller::signal::CostSignal;
+use autoguardrails::controller::signal::sns::{ValidatedCertUrl, ValidatedSubscribeUrl};
 use autoguardrails::metrics::Metrics;
-use autoguardrails::signal::CostSignal;
-use autoguardrails::signal::sns::{ValidatedCertUrl, ValidatedSubscribeUrl};
 use jiff::Timestamp;
 use serde_json::Value;
 use sns_signing::{CERT, CERT_URL, Signer, TOPIC};
@@ -118,7 +118,7 @@ impl SubscriptionConfirmer for LoopbackConfirmer {
             return Err(ConfirmError::Status(response.status().as_u16()));
         }
         let body = response.text().await.unwrap_or_default();
-        Ok(autoguardrails::http::confirm::subscription_arn(&body))
+        Ok(autoguardrails::controller::endpoints::confirm::subscription_arn(&body))
     }
 }
 
@@ -751,15 +751,17 @@ fn outcome_labels_are_fixed_and_snake_case() {
 struct Unreachable;
 
 #[async_trait]
-impl autoguardrails::http::certs::CertificateFetcher for Unreachable {
+impl autoguardrails::controller::endpoints::certs::CertificateFetcher for Unreachable {
     async fn fetch(
         &self,
         url: &ValidatedCertUrl,
-    ) -> Result<Arc<Vec<u8>>, autoguardrails::http::certs::CertificateError> {
-        Err(autoguardrails::http::certs::CertificateError::Transport {
-            url: url.as_str().to_string(),
-            message: "connection refused".into(),
-        })
+    ) -> Result<Arc<Vec<u8>>, autoguardrails::controller::endpoints::certs::CertificateError> {
+        Err(
+            autoguardrails::controller::endpoints::certs::CertificateError::Transport {
+                url: url.as_str().to_string(),
+                message: "connection refused".into(),
+            },
+        )
     }
 }
 

@@ -6,12 +6,12 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use autoguardrails::http::certs::{
+use autoguardrails::controller::endpoints::certs::{
     CertificateError, CertificateFetcher, HttpsCertificates, HttpsSettings, https_client_builder,
 };
-use autoguardrails::http::confirm::{HttpsConfirmer, SubscriptionConfirmer};
+use autoguardrails::controller::endpoints::confirm::{HttpsConfirmer, SubscriptionConfirmer};
+use autoguardrails::controller::signal::sns::{ValidatedCertUrl, ValidatedSubscribeUrl};
 use autoguardrails::metrics::Metrics;
-use autoguardrails::signal::sns::{ValidatedCertUrl, ValidatedSubscribeUrl};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject as _;

@@ -7,13 +7,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use autoguardrails::http::keys::{
+use autoguardrails::controller::endpoints::keys::{
     ApiKeySource, KeyError, SecretApiKey, SecretKeyRef, SecretKeySettings,
 };
-use autoguardrails::http::signals::{self, SignalSettings, SignalState};
-use autoguardrails::intake::{IntakeError, IntakeReport, SignalIntake};
+use autoguardrails::controller::endpoints::signals::{self, SignalSettings, SignalState};
+use autoguardrails::controller::intake::{IntakeError, IntakeReport, SignalIntake};
+use autoguardrails::controller::signal::CostSignal;
 use autoguardrails::metrics::Metrics;
-use autoguardrails::signal::CostSignal;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};

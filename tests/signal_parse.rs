@@ -1,9 +1,9 @@
 //! Payload parsers: a table over every fixture in tests/fixtures/signals, plus proptest.
 
-use autoguardrails::crd::SignalSource;
-use autoguardrails::signal::CostSignal;
-use autoguardrails::signal::anomaly::render;
-use autoguardrails::signal::parse::{
+use autoguardrails::controller::crd::SignalSource;
+use autoguardrails::controller::signal::CostSignal;
+use autoguardrails::controller::signal::anomaly::render;
+use autoguardrails::controller::signal::parse::{
     Format, Hint, MAX_PAYLOAD_BYTES, parse, parse_amount, parse_money, parse_value,
 };
 use jiff::Timestamp;

@@ -3,7 +3,7 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
-use autoguardrails::signal::sns::{
+use autoguardrails::controller::signal::sns::{
     CertificateSource, Envelope, ReplayCache, SnsError, ValidatedCertUrl, ValidatedSubscribeUrl,
     Verifier, VerifierConfig,
 };
@@ -531,7 +531,7 @@ fn replay_cache_is_bounded_and_expires() {
 
 #[test]
 fn oversized_and_malformed_bodies_are_rejected() {
-    let big = "x".repeat(autoguardrails::signal::sns::MAX_ENVELOPE_BYTES + 1);
+    let big = "x".repeat(autoguardrails::controller::signal::sns::MAX_ENVELOPE_BYTES + 1);
     assert_eq!(Envelope::parse(&big).unwrap_err().category(), "TooLarge");
     for body in [
         "",
@@ -650,7 +650,7 @@ fn sns_fixture(name: &str) -> String {
 
 #[test]
 fn envelopes_signed_by_openssl_verify_and_their_messages_parse() {
-    use autoguardrails::signal::parse::{Hint, parse};
+    use autoguardrails::controller::signal::parse::{Hint, parse};
     let topic = "arn:aws:sns:ap-northeast-1:111111111111:cost-anomaly-immediate";
     let source = FixedCertificate::new(CERT);
     let mut config = VerifierConfig::new([topic]);

@@ -146,6 +146,10 @@ impl SdkCostExplorer {
             client: aws_sdk_costexplorer::Client::new(config),
         }
     }
+    /// Over a client from the one client factory (`SdkClientFactory::cost_explorer`).
+    pub fn from_client(client: aws_sdk_costexplorer::Client) -> Self {
+        SdkCostExplorer { client }
+    }
 }
 
 fn map_error<E, R>(error: SdkError<E, R>) -> CostExplorerError

@@ -23,13 +23,44 @@ impl fmt::Display for PrincipalKind {
     }
 }
 
-/// A principal as the IAM API addresses it: kind and name (the last ARN segment).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// A principal as the IAM API addresses it: kind and name (the last ARN segment). Equality,
+/// order and hash follow IAM's rule (`crate::principal::name_key`: names without regard to case),
+/// so a name IAM reports in other case than a manifest wrote is the same principal; `name` keeps
+/// the text as given.
+#[derive(Debug, Clone)]
 pub struct PrincipalRef {
     /// Role or user.
     pub kind: PrincipalKind,
     /// The role or user name.
     pub name: String,
+}
+
+impl PrincipalRef {
+    fn key(&self) -> (PrincipalKind, String) {
+        (self.kind, crate::principal::name_key(&self.name))
+    }
+}
+
+impl PartialEq for PrincipalRef {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+impl Eq for PrincipalRef {}
+impl PartialOrd for PrincipalRef {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for PrincipalRef {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key().cmp(&other.key())
+    }
+}
+impl std::hash::Hash for PrincipalRef {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.key().hash(state);
+    }
 }
 
 /// One IAM tag.

@@ -1,6 +1,6 @@
 //! AWS access for the controller: narrow traits with exactly the IAM/STS calls used, the SDK
 //! implementation, an in-memory implementation, and per-account client selection. It owns no
-//! enforcement decisions (that is `crate::enforce`) and must not know about Kubernetes.
+//! enforcement decisions (that is `crate::controller::enforce`) and must not know about Kubernetes.
 
 pub mod costexplorer;
 pub mod factory;

@@ -780,10 +780,40 @@ impl SdkClientFactory {
         Ok(id.account_id)
     }
 
+    /// The base configuration every client starts from: region, endpoint URL (a local AWS
+    /// endpoint in tests), retries and ambient credentials, as configured.
+    pub fn base(&self) -> &SdkConfig {
+        &self.base
+    }
+
+    /// The SSM client (Slack webhooks in SecureString parameters), from the base configuration
+    /// so it honours the endpoint URL and credentials the rest of the controller uses; `region`
+    /// overrides only the region.
+    pub fn ssm(&self, region: Option<&str>) -> aws_sdk_ssm::Client {
+        let mut builder = aws_sdk_ssm::config::Builder::from(&self.base);
+        if let Some(region) = region {
+            builder = builder.region(Region::new(region.to_string()));
+        }
+        aws_sdk_ssm::Client::from_conf(builder.build())
+    }
+
+    /// The Cost Explorer client (anomaly poller), from the base configuration.
+    pub fn cost_explorer(&self) -> aws_sdk_costexplorer::Client {
+        aws_sdk_costexplorer::Client::new(&self.base)
+    }
+
     /// The SDK configuration used for an account (assumed-role credentials when configured).
     pub async fn config_for(&self, account_id: &str) -> Result<SdkConfig, FactoryError> {
         if let Some(role) = self.accounts.get(account_id) {
-            if !role.role_arn.contains(&format!(":{account_id}:")) {
+            let in_account = crate::principal::PrincipalArn::parse_kind(
+                &role.role_arn,
+                crate::principal::PrincipalKind::Role,
+            )
+            .map_err(|e| FactoryError::Config {
+                account_id: account_id.to_string(),
+                message: format!("assume-role: {e}"),
+            })?;
+            if in_account.account_id() != account_id {
                 return Err(FactoryError::Config {
                     account_id: account_id.to_string(),
                     message: format!("role {} is not in account {account_id}", role.role_arn),

@@ -18,15 +18,15 @@ use crate::aws::factory::{ClientFactory, StaticClients};
 use crate::aws::memory::InMemoryIam;
 use crate::aws::sdk::{SdkClientFactory, load_base_config};
 use crate::config::{AwsBackend, Config, ControllerArgs, LogFormat};
-use crate::controller::intake::Intake;
-use crate::controller::{self, wait_for_shutdown};
+use crate::controller::endpoints::signals::{self, SignalState};
+use crate::controller::intake::SignalIntake;
+use crate::controller::leader::{self, LeaderElector, LeaseSettings};
+use crate::controller::notify::worker::Worker;
+use crate::controller::poller::{self, SubmittedSignals};
+use crate::controller::reconcile::intake::Intake;
+use crate::controller::reconcile::{self as controller, wait_for_shutdown};
 use crate::http::ops::{OpsServer, Readiness};
-use crate::http::signals::{self, SignalState};
-use crate::intake::SignalIntake;
-use crate::leader::{self, LeaderElector, LeaseSettings};
 use crate::metrics::Metrics;
-use crate::notify::worker::Worker;
-use crate::poller::{self, SubmittedSignals};
 use crate::shutdown::{Shutdown, ShutdownCause};
 
 /// Exit status: the controller could not start or stopped on an error.
@@ -53,6 +53,9 @@ pub enum RunError {
     /// Leader election could not be set up.
     #[error("leader election: {0}")]
     Leader(String),
+    /// The configuration is unusable.
+    #[error("configuration: {0}")]
+    Config(String),
     /// Signal handlers could not be installed.
     #[error("shutdown signals: {0}")]
     Shutdown(String),
@@ -63,6 +66,7 @@ impl RunError {
     pub fn category(&self) -> &'static str {
         match self {
             RunError::Runtime(_) => "runtime",
+            RunError::Config(_) => "config",
             RunError::Metrics(_) => "metrics",
             RunError::Kubernetes(_) => "kubernetes",
             RunError::Listener(_) => "listener",
@@ -140,20 +144,23 @@ struct Backend {
     clients: Arc<dyn ClientFactory>,
     /// The in-memory accounts (memory backend), for `/debug/iam`.
     memory: Option<MemoryAccounts>,
-    /// The base SDK configuration (sdk backend), reused by the poller.
-    sdk: Option<aws_config::SdkConfig>,
+    /// The one SDK client factory (sdk backend): IAM per account, SSM, Cost Explorer.
+    sdk: Option<Arc<SdkClientFactory>>,
 }
 
 async fn clients_for(config: &Config) -> Backend {
     match config.aws.backend {
         AwsBackend::Sdk => {
             let base = load_base_config(&config.aws.sdk()).await;
-            let factory =
-                SdkClientFactory::new(base.clone(), config.aws.sdk(), config.aws.account_roles());
+            let factory = Arc::new(SdkClientFactory::new(
+                base,
+                config.aws.sdk(),
+                config.aws.account_roles(),
+            ));
             Backend {
-                clients: Arc::new(factory),
+                clients: factory.clone(),
                 memory: None,
-                sdk: Some(base),
+                sdk: Some(factory),
             }
         }
         AwsBackend::Memory => {
@@ -231,13 +238,14 @@ fn memory_view(accounts: &MemoryAccounts) -> Value {
 /// Everything one leadership term needs.
 struct Parts {
     config: Config,
+    settings: crate::controller::reconcile::Settings,
     client: kube::Client,
     clients: Arc<dyn ClientFactory>,
     metrics: Arc<Metrics>,
     intake: Arc<dyn SignalIntake>,
     submitted: Arc<SubmittedSignals>,
     identity: String,
-    sdk: Option<aws_config::SdkConfig>,
+    sdk: Option<Arc<SdkClientFactory>>,
 }
 
 /// Runs the controller until SIGTERM/SIGINT.
@@ -251,6 +259,9 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
 
 /// Runs the controller until `shutdown` is triggered (tests trigger it directly).
 pub async fn serve_until(config: Config, shutdown: Shutdown) -> Result<(), RunError> {
+    let controller_settings = config
+        .controller_settings()
+        .map_err(|e| RunError::Config(e.to_string()))?;
     let metrics = Arc::new(Metrics::new().map_err(|e| RunError::Metrics(e.to_string()))?);
     let identity = leader::default_identity();
     let pod_namespace = leader::default_namespace();
@@ -276,7 +287,7 @@ pub async fn serve_until(config: Config, shutdown: Shutdown) -> Result<(), RunEr
     let intake = Arc::new(Intake::new(
         client.clone(),
         intake_stores.clone(),
-        &config.protected_principals,
+        &controller_settings.protected_principals,
         config.kill_switch,
     ));
     let submitted = Arc::new(SubmittedSignals::new(
@@ -365,6 +376,7 @@ pub async fn serve_until(config: Config, shutdown: Shutdown) -> Result<(), RunEr
 
     let parts = Parts {
         config,
+        settings: controller_settings,
         client,
         clients,
         metrics,
@@ -453,7 +465,7 @@ async fn lead(parts: &Parts, shutdown: &Shutdown, leadership: &mut watch::Receiv
     let (stop, stop_rx) = watch::channel(false);
     let (running, controllers) = controller::start(
         parts.client.clone(),
-        parts.config.controller_settings(),
+        parts.settings.clone(),
         parts.clients.clone(),
         parts.metrics.clone(),
         Some(parts.identity.clone()),
@@ -474,7 +486,13 @@ async fn lead(parts: &Parts, shutdown: &Shutdown, leadership: &mut watch::Receiv
     if notifications.cluster.is_none() {
         notifications.cluster = Some(parts.config.cluster_id.clone());
     }
-    match Worker::new(parts.client.clone(), notifications, parts.metrics.clone()) {
+    let ssm_region = notifications.ssm_region.clone();
+    match Worker::new(parts.client.clone(), notifications, parts.metrics.clone()).map(|worker| {
+        match &parts.sdk {
+            Some(factory) => worker.with_ssm(factory.ssm(ssm_region.as_deref())),
+            None => worker,
+        }
+    }) {
         Ok(worker) => tasks.push(tokio::spawn(worker.run(wait_for_shutdown(stop_rx.clone())))),
         Err(e) => {
             tracing::error!(error = %e, "slack notifications cannot start; enforcement continues")
@@ -483,7 +501,7 @@ async fn lead(parts: &Parts, shutdown: &Shutdown, leadership: &mut watch::Receiv
     match &parts.sdk {
         Some(sdk) => tasks.push(tokio::spawn(poller::run(
             parts.config.poller.clone(),
-            Arc::new(SdkCostExplorer::new(sdk)),
+            Arc::new(SdkCostExplorer::from_client(sdk.cost_explorer())),
             parts.intake.clone(),
             parts.metrics.clone(),
             parts.submitted.clone(),

@@ -13,10 +13,10 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{EXIT_EXPECTATION_FAILED, EXIT_OK, Output};
-use crate::http::certs::{CertificateFetcher, HttpsCertificates, HttpsSettings};
-use crate::signal::CostSignal;
-use crate::signal::parse::{self, Format, Hint};
-use crate::signal::sns::{Envelope, MessageType};
+use crate::controller::endpoints::certs::{CertificateFetcher, HttpsCertificates, HttpsSettings};
+use crate::controller::signal::CostSignal;
+use crate::controller::signal::parse::{self, Format, Hint};
+use crate::controller::signal::sns::{Envelope, MessageType};
 
 /// Largest file read.
 const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
@@ -139,8 +139,8 @@ pub fn run(command: SignalCommand, out: &mut dyn Write, err: &mut dyn Write) -> 
                     .map_err(|e| format!("--now {text:?} is not an RFC 3339 time: {e}"))?,
                 None => Timestamp::now(),
             };
-            let max_age =
-                crate::policy::parse_duration(&max_age).map_err(|e| format!("--max-age: {e}"))?;
+            let max_age = crate::controller::policy::parse_duration(&max_age)
+                .map_err(|e| format!("--max-age: {e}"))?;
             let options = VerifyOptions {
                 certificate,
                 topics: topics.into_iter().collect(),
@@ -253,8 +253,8 @@ fn verify_command(
             "{} with signature version {} and a SigningCertURL on an SNS host",
             envelope.message_type.as_str(),
             match envelope.signature_version {
-                crate::signal::sns::SignatureVersion::V1 => "1 (SHA1withRSA)",
-                crate::signal::sns::SignatureVersion::V2 => "2 (SHA256withRSA)",
+                crate::controller::signal::sns::SignatureVersion::V1 => "1 (SHA1withRSA)",
+                crate::controller::signal::sns::SignatureVersion::V2 => "2 (SHA256withRSA)",
             }
         ),
     }];

@@ -1,11 +1,6 @@
-//! HTTP listeners of the controller: the signal endpoints (`/sns`, `/events`) with their
-//! certificate fetcher, subscription confirmer and API key source, and the operations listener
-//! (`ops`: metrics, health, readiness). It owns request handling only; it must not evaluate
-//! policies (that is intake) or parse payloads itself (`crate::signal`). The controller command
-//! decides which listener runs where.
+//! Shared HTTP serving for every part: the one hardened listener (`listener`: header-read and
+//! body timeouts, connection bound, graceful shutdown) and the operations routes (`ops`:
+//! metrics, health, readiness). It must not know any part's endpoints.
 
-pub mod certs;
-pub mod confirm;
-pub mod keys;
+pub mod listener;
 pub mod ops;
-pub mod signals;

@@ -2,6 +2,7 @@
 //! (process alive) and `/readyz` (caches synced and not draining). It only reports state others
 //! set through `Readiness` and `Metrics`; it must not serve signals or decide leadership.
 
+use crate::http::listener::ListenerLimits;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use axum::Router;
@@ -38,6 +39,9 @@ pub enum OpsError {
     /// The server stopped with an I/O error.
     #[error("operations listener failed: {0}")]
     Serve(#[source] std::io::Error),
+    /// The shared listener stopped with an error.
+    #[error("operations listener failed")]
+    Listener(#[from] crate::http::listener::ListenerError),
 }
 
 impl OpsError {
@@ -46,6 +50,7 @@ impl OpsError {
         match self {
             OpsError::Bind { .. } => "Bind",
             OpsError::Serve(_) => "Serve",
+            OpsError::Listener(e) => e.category(),
         }
     }
 }
@@ -214,10 +219,9 @@ impl OpsServer {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(stop)
+        crate::http::listener::serve(self.listener, self.router, ListenerLimits::default(), stop)
             .await
-            .map_err(OpsError::Serve)
+            .map_err(OpsError::from)
     }
 
     /// Serves until `shutdown` is triggered.

@@ -11,12 +11,12 @@ use autoguardrails::aws::PrincipalKind;
 use autoguardrails::aws::PrincipalRef;
 use autoguardrails::aws::factory::StaticClients;
 use autoguardrails::aws::memory::InMemoryIam;
-use autoguardrails::controller::intake::Intake;
-use autoguardrails::controller::{self, Running, Settings};
-use autoguardrails::crd::{GuardrailPolicy, Phase, Quarantine};
-use autoguardrails::intake::{IntakeReport, SignalIntake};
+use autoguardrails::controller::crd::{GuardrailPolicy, Phase, Quarantine};
+use autoguardrails::controller::intake::{IntakeReport, SignalIntake};
+use autoguardrails::controller::reconcile::intake::Intake;
+use autoguardrails::controller::reconcile::{self as controller, Running, Settings};
+use autoguardrails::controller::signal::CostSignal;
 use autoguardrails::metrics::Metrics;
-use autoguardrails::signal::CostSignal;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use kube_emulator::Emulator;
@@ -75,7 +75,7 @@ impl Harness {
             .try_init();
         let emulator = Emulator::start().await.expect("emulator");
         emulator
-            .apply_crd_yaml(&autoguardrails::crd::crds_yaml().expect("crd yaml"))
+            .apply_crd_yaml(&autoguardrails::controller::crd::crds_yaml().expect("crd yaml"))
             .expect("crds");
         let client = emulator.client().await.expect("client");
         let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
@@ -294,7 +294,7 @@ impl Drop for Harness {
 
 pub fn anomaly(id: &str, account: &str, impact: f64) -> CostSignal {
     CostSignal {
-        source: autoguardrails::crd::SignalSource::CostAnomaly,
+        source: autoguardrails::controller::crd::SignalSource::CostAnomaly,
         id: id.to_string(),
         account_id: account.to_string(),
         impact_usd: impact,

@@ -7,14 +7,16 @@ use std::time::Duration;
 use autoguardrails::aws::factory::StaticClients;
 use autoguardrails::aws::memory::InMemoryIam;
 use autoguardrails::aws::{PrincipalKind, PrincipalRef};
-use autoguardrails::enforce::converge::{
+use autoguardrails::controller::enforce::converge::{
     ConvergeInput, ConvergeReport, EnforceError, Engine, EngineConfig, KnownPrincipal, Scope,
     WriteGate,
 };
-use autoguardrails::enforce::ownership::{
+use autoguardrails::controller::enforce::ownership::{
     self, INLINE_POLICY_PREFIX, POLICY_PATH, QuarantineKey, TAG_CLUSTER,
 };
-use autoguardrails::enforce::plan::{DesiredQuarantine, DesiredTarget, ProtectedPrincipals};
+use autoguardrails::controller::enforce::plan::{
+    DesiredQuarantine, DesiredTarget, ProtectedPrincipals,
+};
 
 pub const ACCOUNT: &str = "111111111111";
 pub const CLUSTER: &str = "cluster-a";
@@ -26,7 +28,7 @@ pub fn deny_document() -> String {
 pub fn engine_with(cluster: &str, protected: &[&str], settle: Duration) -> Engine {
     Engine::new(EngineConfig {
         cluster_id: cluster.to_string(),
-        protected: ProtectedPrincipals::new(protected.iter().copied()),
+        protected: ProtectedPrincipals::parse(protected.iter().copied()).unwrap(),
         settle,
     })
 }

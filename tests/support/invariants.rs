@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use autoguardrails::crd::{Phase, Quarantine, TargetState};
-use autoguardrails::enforce::ownership::{INLINE_POLICY_PREFIX, TAG_NAME, TAG_UID};
+use autoguardrails::controller::crd::{Phase, Quarantine, TargetState};
+use autoguardrails::controller::enforce::ownership::{INLINE_POLICY_PREFIX, TAG_NAME, TAG_UID};
 use kube::ResourceExt;
 
 use crate::harness::Harness;

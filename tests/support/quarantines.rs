@@ -2,12 +2,12 @@
 //! state machine (`lifecycle::create`/`step`) from a given start time, as the controller writes them.
 #![allow(dead_code)]
 
-use autoguardrails::crd::{
+use autoguardrails::controller::crd::{
     DenySpec, HistoryEntry, Mode, NotifySpec, PolicyRef, Principal, PrincipalKind, Quarantine,
     QuarantineSpec, QuarantineStatus, SecretKeyRef, SignalRecord, SignalSource, SlackSpec,
 };
-use autoguardrails::lifecycle::{self, Context, Event, State};
-use autoguardrails::notify::blocks::MessageKind;
+use autoguardrails::controller::lifecycle::{self, Context, Event, State};
+use autoguardrails::controller::notify::blocks::MessageKind;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 

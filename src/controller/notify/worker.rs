@@ -1,0 +1,759 @@
+//! The notification worker: a kube-runtime `Controller` over Quarantines that sends one Slack
+//! message per new notable `status.history` entry and records delivery in `status.notifications`
+//! and the `Notified` condition (the only status fields it writes, with a resourceVersion-guarded
+//! merge patch). It runs beside the lifecycle controller and must never be awaited by it: a Slack
+//! outage shows up here as a condition, a Warning Event and a metric, never as a delay elsewhere.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::{FutureExt, StreamExt};
+use jiff::{SignedDuration, Timestamp};
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Resource, ResourceExt};
+use serde::{Deserialize, Serialize};
+
+use super::blocks::{self, RenderOptions};
+use super::ledger::{self, LedgerSettings, Outcome, Pending};
+use super::slack::{SlackNotifier, SlackSettings, duration_text};
+use super::source::{WebhookRef, WebhookSources};
+use super::{Notifier, NotifyError, WebhookTarget};
+use crate::controller::crd::conditions::{NOTIFIED, set_condition};
+use crate::controller::crd::{DeliveryState, NotificationRecord, Quarantine};
+use crate::metrics::Metrics;
+
+/// The field manager (and Event reporter) name of the worker.
+pub const FIELD_MANAGER: &str = "autoguardrails-notify";
+/// Condition reason: the last message was delivered.
+pub const REASON_DELIVERED: &str = "Delivered";
+/// Condition/Event reason: a message was not delivered and will be retried.
+pub const REASON_DELIVERY_RETRYING: &str = "DeliveryRetrying";
+/// Condition/Event reason: a message was given up (permanent error or retry window passed).
+pub const REASON_DELIVERY_FAILED: &str = "DeliveryFailed";
+/// Condition reason: only old entries were seen; they were recorded as skipped.
+pub const REASON_OLD_ENTRIES_SKIPPED: &str = "OldEntriesSkipped";
+/// Metric outcome: delivered.
+pub const OUTCOME_DELIVERED: &str = "delivered";
+/// Metric outcome: failed, will retry.
+pub const OUTCOME_RETRYING: &str = "retrying";
+/// Metric outcome: given up.
+pub const OUTCOME_FAILED: &str = "failed";
+/// Metric outcome: skipped as too old.
+pub const OUTCOME_SKIPPED: &str = "skipped";
+/// How often a status write is retried after 409 Conflict.
+const MAX_CONFLICT_RETRIES: usize = 5;
+
+/// Settings of the worker (the `notifications` section of the controller configuration file).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct NotifySettings {
+    /// Run the worker at all.
+    pub enabled: bool,
+    /// Namespaces to watch; empty means all.
+    pub namespaces: Vec<String>,
+    /// A cluster name shown in every message.
+    pub cluster: Option<String>,
+    /// Entries older than this when first seen are recorded as Skipped, not sent.
+    #[serde(with = "duration_text")]
+    pub max_age: Duration,
+    /// A failing message is retried until its entry is this old, then recorded as Failed.
+    #[serde(with = "duration_text")]
+    pub retry_for: Duration,
+    /// The first wait between delivery rounds for a failing message; doubled per attempt.
+    #[serde(with = "duration_text")]
+    pub initial_backoff: Duration,
+    /// The longest wait between delivery rounds.
+    #[serde(with = "duration_text")]
+    pub max_backoff: Duration,
+    /// How long a webhook URL read from a Secret or SSM is reused before it is read again.
+    #[serde(with = "duration_text")]
+    pub webhook_cache_ttl: Duration,
+    /// The region of the SSM parameters holding webhook URLs (default: the AWS SDK's region).
+    pub ssm_region: Option<String>,
+    /// Quarantines handled at the same time.
+    pub concurrency: u16,
+    /// The webhook client's timeouts and retries.
+    pub slack: SlackSettings,
+}
+
+impl Default for NotifySettings {
+    fn default() -> NotifySettings {
+        NotifySettings {
+            enabled: true,
+            namespaces: Vec::new(),
+            cluster: None,
+            max_age: Duration::from_secs(15 * 60),
+            retry_for: Duration::from_secs(60 * 60),
+            initial_backoff: Duration::from_secs(10),
+            max_backoff: Duration::from_secs(5 * 60),
+            webhook_cache_ttl: super::source::DEFAULT_CACHE_TTL,
+            ssm_region: None,
+            concurrency: 4,
+            slack: SlackSettings::default(),
+        }
+    }
+}
+
+impl NotifySettings {
+    fn ledger(&self) -> LedgerSettings {
+        let signed =
+            |value: Duration| SignedDuration::try_from(value).unwrap_or(SignedDuration::MAX);
+        LedgerSettings {
+            max_age: signed(self.max_age),
+            retry_for: signed(self.retry_for),
+            initial_backoff: signed(self.initial_backoff),
+            max_backoff: signed(self.max_backoff),
+        }
+    }
+}
+
+/// Why the worker could not finish handling a Quarantine (it is retried).
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// Writing `status.notifications` failed.
+    #[error("failed to write notification status of quarantine {namespace}/{name}: {source}")]
+    StatusWrite {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// The client's error.
+        source: kube::Error,
+    },
+    /// Status kept changing under us.
+    #[error(
+        "notification status of quarantine {namespace}/{name} conflicted {MAX_CONFLICT_RETRIES} times"
+    )]
+    Conflict {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+    /// The webhook client could not be built.
+    #[error(transparent)]
+    Notifier(#[from] NotifyError),
+}
+
+impl WorkerError {
+    /// A short label for metrics and logs.
+    pub fn category(&self) -> &'static str {
+        match self {
+            WorkerError::StatusWrite { .. } => "status_write",
+            WorkerError::Conflict { .. } => "conflict",
+            WorkerError::Notifier(_) => "notifier",
+        }
+    }
+}
+
+/// Records kept in memory between a send and the moment the watch cache shows our status write,
+/// so a requeue that sees a stale object never sends twice.
+type Memory = Mutex<HashMap<String, (Instant, Vec<NotificationRecord>)>>;
+
+/// One lock per object, so the reconcile and the deletion path never send for it at once.
+type Locks = Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>;
+
+struct Context {
+    client: kube::Client,
+    settings: NotifySettings,
+    ledger: LedgerSettings,
+    metrics: Arc<Metrics>,
+    notifier: Arc<dyn Notifier>,
+    sources: Arc<WebhookSources>,
+    recorder: Recorder,
+    memory: Memory,
+    locks: Locks,
+}
+
+/// The worker, built with [`Worker::new`], adjusted with `with_*`, started with [`Worker::run`].
+pub struct Worker {
+    client: kube::Client,
+    settings: NotifySettings,
+    metrics: Arc<Metrics>,
+    notifier: Arc<dyn Notifier>,
+    sources: WebhookSources,
+}
+
+impl Worker {
+    /// A worker sending through the Slack webhook client, reading Secrets with `client` and SSM
+    /// parameters with the default AWS configuration.
+    pub fn new(
+        client: kube::Client,
+        settings: NotifySettings,
+        metrics: Arc<Metrics>,
+    ) -> Result<Worker, WorkerError> {
+        let notifier = Arc::new(SlackNotifier::new(settings.slack.clone())?);
+        let sources = WebhookSources::new(client.clone(), settings.webhook_cache_ttl);
+        Ok(Worker {
+            client,
+            settings,
+            metrics,
+            notifier,
+            sources,
+        })
+    }
+
+    /// Sends through this notifier instead (tests, or another chat system).
+    pub fn with_notifier(self, notifier: Arc<dyn Notifier>) -> Worker {
+        Worker { notifier, ..self }
+    }
+
+    /// Reads SSM parameters with this client (e.g. pointed at a test endpoint).
+    pub fn with_ssm(self, ssm: aws_sdk_ssm::Client) -> Worker {
+        Worker {
+            sources: self.sources.with_ssm(ssm),
+            ..self
+        }
+    }
+
+    /// Watches Quarantines and delivers messages until `shutdown` completes. Returns at once when
+    /// the settings disable the worker.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
+        if !self.settings.enabled {
+            tracing::info!("slack notifications disabled");
+            return;
+        }
+        let context = Arc::new(Context {
+            recorder: Recorder::new(
+                self.client.clone(),
+                Reporter {
+                    controller: FIELD_MANAGER.into(),
+                    instance: std::env::var("POD_NAME").ok(),
+                },
+            ),
+            ledger: self.settings.ledger(),
+            client: self.client.clone(),
+            metrics: self.metrics,
+            notifier: self.notifier,
+            sources: Arc::new(self.sources),
+            memory: Mutex::new(HashMap::new()),
+            locks: Mutex::new(HashMap::new()),
+            settings: self.settings.clone(),
+        });
+        let shutdown = shutdown.shared();
+        let apis: Vec<Api<Quarantine>> = if self.settings.namespaces.is_empty() {
+            vec![Api::all(self.client.clone())]
+        } else {
+            self.settings
+                .namespaces
+                .iter()
+                .map(|namespace| Api::namespaced(self.client.clone(), namespace))
+                .collect()
+        };
+        let deletions = apis.iter().cloned().map(|api| {
+            Box::pin(watch_deletions(api, context.clone()).take_until(shutdown.clone()))
+        });
+        let deletions = futures::stream::select_all(deletions).for_each(|_| async {});
+        let controllers = apis.into_iter().map(|api| {
+            Controller::new(api, watcher::Config::default().any_semantic())
+                .with_config(ControllerConfig::default().concurrency(self.settings.concurrency))
+                .graceful_shutdown_on(shutdown.clone())
+                .run(reconcile, error_policy, context.clone())
+                .for_each(|result| async move {
+                    if let Err(error) = result {
+                        tracing::debug!(%error, "notification reconcile did not finish");
+                    }
+                })
+        });
+        futures::future::join(futures::future::join_all(controllers), deletions).await;
+    }
+}
+
+/// Runs the Slack worker with the default notifier and AWS configuration until `shutdown`.
+pub async fn run(
+    client: kube::Client,
+    settings: NotifySettings,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), WorkerError> {
+    Worker::new(client, settings, metrics)?.run(shutdown).await;
+    Ok(())
+}
+
+fn error_policy(_object: Arc<Quarantine>, error: &WorkerError, _context: Arc<Context>) -> Action {
+    tracing::warn!(category = error.category(), %error, "notification status not written; retrying");
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// Keys of memory: the object's uid (names can be reused after deletion).
+fn memory_key(object: &Quarantine) -> String {
+    object.metadata.uid.clone().unwrap_or_else(|| {
+        format!(
+            "{}/{}",
+            object.namespace().unwrap_or_default(),
+            object.name_any()
+        )
+    })
+}
+
+/// Status records overlaid with what this process wrote since (memory wins: it is never older).
+fn merged_records(object: &Quarantine, context: &Context) -> Vec<NotificationRecord> {
+    let mut records = object
+        .status
+        .as_ref()
+        .map(|status| status.notifications.clone())
+        .unwrap_or_default();
+    let retention = context.settings.retry_for.saturating_mul(2);
+    if let Ok(mut memory) = context.memory.lock() {
+        memory.retain(|_, (written, _)| written.elapsed() < retention);
+        if let Some((_, remembered)) = memory.get(&memory_key(object)) {
+            for record in remembered {
+                match records
+                    .iter_mut()
+                    .find(|existing| existing.key == record.key)
+                {
+                    Some(existing) => *existing = record.clone(),
+                    None => records.push(record.clone()),
+                }
+            }
+        }
+    }
+    records
+}
+
+fn object_lock(object: &Quarantine, context: &Context) -> Arc<tokio::sync::Mutex<()>> {
+    match context.locks.lock() {
+        Ok(mut locks) => locks.entry(memory_key(object)).or_default().clone(),
+        Err(_) => Arc::default(),
+    }
+}
+
+fn forget(object: &Quarantine, context: &Context) {
+    let key = memory_key(object);
+    if let Ok(mut locks) = context.locks.lock() {
+        locks.remove(&key);
+    }
+    if let Ok(mut memory) = context.memory.lock() {
+        memory.remove(&key);
+    }
+}
+
+/// Watches for deleted Quarantines and gives their undelivered messages one last try: a
+/// Quarantine's final `Released` entry is often written just before its finalizer goes, so the
+/// object may be gone before a reconcile sees it. The deleted object's last state is all there is
+/// (no status can be written any more), so this is best effort: a deletion missed while the watch
+/// was down is not replayed.
+fn watch_deletions(
+    api: Api<Quarantine>,
+    context: Arc<Context>,
+) -> impl futures::Stream<Item = ()> + Send {
+    watcher(api, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .filter_map(move |event| {
+            let context = context.clone();
+            async move {
+                if let Ok(watcher::Event::Delete(object)) = event {
+                    tokio::spawn(async move {
+                        let lock = object_lock(&object, &context);
+                        let guard = lock.lock().await;
+                        deliver(&object, &context, true).await;
+                        drop(guard);
+                        forget(&object, &context);
+                    });
+                }
+                Some(())
+            }
+        })
+}
+
+fn remember(object: &Quarantine, context: &Context, records: &[NotificationRecord]) {
+    if let Ok(mut memory) = context.memory.lock() {
+        memory.insert(memory_key(object), (Instant::now(), records.to_vec()));
+    }
+}
+
+/// The Notified condition this round calls for, if any: (status, reason, message).
+struct ConditionUpdate {
+    status: bool,
+    reason: &'static str,
+    message: String,
+}
+
+/// What one delivery round produced.
+struct Round {
+    history: Vec<crate::controller::crd::HistoryEntry>,
+    records: Vec<NotificationRecord>,
+    update: Option<ConditionUpdate>,
+}
+
+/// Sends what is due for `object` and returns the new ledger; `None` when the object has nothing
+/// to do with Slack. `last_chance` (the object was deleted): every entry not yet final is tried
+/// once now, and no Event is published.
+async fn deliver(object: &Quarantine, context: &Context, last_chance: bool) -> Option<Round> {
+    let slack = object
+        .spec
+        .notify
+        .as_ref()
+        .and_then(|notify| notify.slack.as_ref())?;
+    let namespace = object.namespace().unwrap_or_default();
+    let status = object.status.clone().unwrap_or_default();
+    if status.history.is_empty() {
+        return None;
+    }
+    let now = Timestamp::now();
+    let mut before = merged_records(object, context);
+    if last_chance {
+        for record in &mut before {
+            record.next_attempt_at = None;
+        }
+    }
+    let plan = ledger::plan(&status.history, &before, now, &context.ledger);
+    let mut records = plan.records.clone();
+    let mut update: Option<ConditionUpdate> = None;
+    for _ in 0..plan.skipped {
+        context
+            .metrics
+            .slack_deliveries
+            .with_label_values(&[OUTCOME_SKIPPED])
+            .inc();
+    }
+    for _ in 0..plan.given_up {
+        context
+            .metrics
+            .slack_deliveries
+            .with_label_values(&[OUTCOME_FAILED])
+            .inc();
+    }
+    if plan.skipped > 0 {
+        update = Some(ConditionUpdate {
+            status: true,
+            reason: REASON_OLD_ENTRIES_SKIPPED,
+            message: format!(
+                "{} history entries older than {:#} when first seen were not sent",
+                plan.skipped, context.ledger.max_age
+            ),
+        });
+    }
+    if plan.given_up > 0 {
+        update = Some(ConditionUpdate {
+            status: false,
+            reason: REASON_DELIVERY_FAILED,
+            message: format!(
+                "gave up on {} message(s) after {:#}",
+                plan.given_up, context.ledger.retry_for
+            ),
+        });
+    }
+
+    if !plan.send.is_empty() {
+        let reference = WebhookRef::from_spec(&namespace, slack);
+        let target = match &reference {
+            Some(reference) => context
+                .sources
+                .resolve(reference)
+                .await
+                .map(|url| WebhookTarget { url })
+                .map_err(NotifyError::from),
+            None => Err(NotifyError::InvalidWebhookUrl(
+                "spec.notify.slack names neither webhookSecretRef nor webhookSsmParameter",
+            )),
+        };
+        let options = RenderOptions {
+            cluster: context.settings.cluster.clone(),
+        };
+        let mut blocked: Option<(String, Option<Duration>)> = None;
+        for pending in &plan.send {
+            let outcome = match (&blocked, &target) {
+                // An earlier message of this quarantine failed: keep the order, retry together.
+                (Some((error, retry_after)), _) => Outcome::NotDelivered {
+                    error: format!("waiting for an earlier message: {error}"),
+                    attempts: 0,
+                    permanent: false,
+                    retry_after: *retry_after,
+                },
+                // The URL lookup failed: one try, no request.
+                (None, Err(error)) => match not_delivered(error) {
+                    Outcome::NotDelivered {
+                        error,
+                        permanent,
+                        retry_after,
+                        ..
+                    } => Outcome::NotDelivered {
+                        error,
+                        attempts: 1,
+                        permanent,
+                        retry_after,
+                    },
+                    delivered => delivered,
+                },
+                (None, Ok(target)) => match blocks::render(object, pending.index, &options) {
+                    None => Outcome::NotDelivered {
+                        error: "nothing to render".into(),
+                        attempts: 0,
+                        permanent: true,
+                        retry_after: None,
+                    },
+                    Some(message) => match context.notifier.send(target, &message).await {
+                        Ok(delivery) => Outcome::Delivered {
+                            attempts: delivery.attempts,
+                        },
+                        Err(error) => {
+                            if matches!(error, NotifyError::Rejected { .. })
+                                && let Some(reference) = &reference
+                            {
+                                context.sources.invalidate(reference);
+                            }
+                            let outcome = not_delivered(&error);
+                            scrub(outcome, target)
+                        }
+                    },
+                },
+            };
+            let now = Timestamp::now();
+            let state = ledger::record_outcome(
+                &mut records,
+                &status.history,
+                pending,
+                &outcome,
+                now,
+                &context.ledger,
+            );
+            remember(object, context, &records);
+            update = Some(
+                account(
+                    context,
+                    object,
+                    pending,
+                    &outcome,
+                    state,
+                    &records,
+                    !last_chance,
+                )
+                .await,
+            );
+            if state != DeliveryState::Delivered
+                && blocked.is_none()
+                && let Outcome::NotDelivered {
+                    error, retry_after, ..
+                } = &outcome
+            {
+                blocked = Some((error.clone(), *retry_after));
+            }
+        }
+    }
+
+    Some(Round {
+        history: status.history,
+        records,
+        update,
+    })
+}
+
+async fn reconcile(object: Arc<Quarantine>, context: Arc<Context>) -> Result<Action, WorkerError> {
+    let lock = object_lock(&object, &context);
+    let _guard = lock.lock().await;
+    let Some(Round {
+        history,
+        records,
+        update,
+    }) = deliver(&object, &context, false).await
+    else {
+        return Ok(Action::await_change());
+    };
+    write_status(&object, &context, &records, update.as_ref()).await?;
+
+    // Sleep until the earliest retry, if one is waiting.
+    let next = ledger::plan(&history, &records, Timestamp::now(), &context.ledger);
+    Ok(match next.wake_at {
+        Some(wake) => {
+            let wait = Timestamp::now().duration_until(wake);
+            Action::requeue(
+                Duration::try_from(wait)
+                    .unwrap_or_default()
+                    .max(Duration::from_millis(100)),
+            )
+        }
+        None if !next.send.is_empty() => Action::requeue(Duration::from_millis(100)),
+        None => Action::await_change(),
+    })
+}
+
+fn not_delivered(error: &NotifyError) -> Outcome {
+    Outcome::NotDelivered {
+        error: format!("{} ({})", error, error.category()),
+        attempts: error.attempts(),
+        permanent: error.is_permanent(),
+        retry_after: error.retry_after(),
+    }
+}
+
+/// Belt and braces: no error text written anywhere may contain the webhook URL.
+fn scrub(outcome: Outcome, target: &WebhookTarget) -> Outcome {
+    match outcome {
+        Outcome::NotDelivered {
+            error,
+            attempts,
+            permanent,
+            retry_after,
+        } => Outcome::NotDelivered {
+            error: error.replace(target.url.expose(), "<redacted webhook URL>"),
+            attempts,
+            permanent,
+            retry_after,
+        },
+        delivered => delivered,
+    }
+}
+
+/// Metric, Event and condition for one send.
+async fn account(
+    context: &Context,
+    object: &Quarantine,
+    pending: &Pending,
+    outcome: &Outcome,
+    state: DeliveryState,
+    records: &[NotificationRecord],
+    publish_event: bool,
+) -> ConditionUpdate {
+    let (label, reason) = match state {
+        DeliveryState::Delivered => (OUTCOME_DELIVERED, REASON_DELIVERED),
+        DeliveryState::Retrying => (OUTCOME_RETRYING, REASON_DELIVERY_RETRYING),
+        DeliveryState::Failed | DeliveryState::Skipped => (OUTCOME_FAILED, REASON_DELIVERY_FAILED),
+    };
+    context
+        .metrics
+        .slack_deliveries
+        .with_label_values(&[label])
+        .inc();
+    match outcome {
+        Outcome::Delivered { .. } => {
+            tracing::info!(quarantine = %object.name_any(), event = %pending.event, "slack message delivered");
+            ConditionUpdate {
+                status: true,
+                reason,
+                message: format!("message for {} delivered", pending.key),
+            }
+        }
+        Outcome::NotDelivered { error, .. } => {
+            let next = records
+                .iter()
+                .find(|record| record.key == pending.key)
+                .and_then(|record| record.next_attempt_at.as_ref())
+                .map(|time| format!("; next attempt at {}", blocks::utc(time.0)))
+                .unwrap_or_default();
+            let message = blocks::truncate(
+                &format!("message for {} not delivered: {error}{next}", pending.key),
+                1000,
+            );
+            tracing::warn!(quarantine = %object.name_any(), event = %pending.event, state = state.as_str(), %error, "slack message not delivered");
+            let event = KubeEvent {
+                type_: EventType::Warning,
+                reason: reason.into(),
+                note: Some(message.clone()),
+                action: "Notify".into(),
+                secondary: None,
+            };
+            if publish_event
+                && let Err(publish_error) = context
+                    .recorder
+                    .publish(&event, &object.object_ref(&()))
+                    .await
+            {
+                tracing::warn!(%publish_error, "could not publish the delivery Event");
+            }
+            ConditionUpdate {
+                status: false,
+                reason,
+                message,
+            }
+        }
+    }
+}
+
+/// Writes `status.notifications` and the Notified condition when they changed, guarded by
+/// resourceVersion; on 409 re-reads and re-applies (only our fields; the rest stays as read).
+async fn write_status(
+    object: &Quarantine,
+    context: &Context,
+    records: &[NotificationRecord],
+    update: Option<&ConditionUpdate>,
+) -> Result<(), WorkerError> {
+    let namespace = object.namespace().unwrap_or_default();
+    let name = object.name_any();
+    let api: Api<Quarantine> = Api::namespaced(context.client.clone(), &namespace);
+    let mut current = object.clone();
+    for _ in 0..MAX_CONFLICT_RETRIES {
+        let status = current.status.clone().unwrap_or_default();
+        // Re-fit our records to the history as it is now (entries may have been added or dropped).
+        let fitted =
+            ledger::plan(&status.history, records, Timestamp::now(), &context.ledger).records;
+        let mut conditions = status.conditions.clone();
+        if let Some(update) = update {
+            set_condition(
+                &mut conditions,
+                NOTIFIED,
+                update.status,
+                update.reason,
+                &update.message,
+                current.metadata.generation,
+                Timestamp::now(),
+            );
+        }
+        if fitted == status.notifications && conditions == status.conditions {
+            return Ok(());
+        }
+        let patch = serde_json::json!({
+            "metadata": {"resourceVersion": current.resource_version()},
+            "status": {"notifications": fitted, "conditions": conditions},
+        });
+        match api
+            .patch_status(
+                &name,
+                &PatchParams {
+                    field_manager: Some(FIELD_MANAGER.into()),
+                    ..PatchParams::default()
+                },
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(response)) if response.code == 409 => {
+                current = api
+                    .get(&name)
+                    .await
+                    .map_err(|source| WorkerError::StatusWrite {
+                        namespace: namespace.clone(),
+                        name: name.clone(),
+                        source,
+                    })?;
+            }
+            Err(kube::Error::Api(response)) if response.code == 404 => return Ok(()),
+            Err(source) => {
+                return Err(WorkerError::StatusWrite {
+                    namespace,
+                    name,
+                    source,
+                });
+            }
+        }
+    }
+    Err(WorkerError::Conflict { namespace, name })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_deserialise_from_the_config_file_shape() {
+        let settings: NotifySettings = serde_json::from_value(serde_json::json!({
+            "namespaces": ["autoguardrails"],
+            "cluster": "prod-ops",
+            "maxAge": "30m",
+            "slack": {"requestTimeout": "5s"}
+        }))
+        .unwrap();
+        assert_eq!(settings.max_age, Duration::from_secs(1800));
+        assert_eq!(settings.slack.request_timeout, Duration::from_secs(5));
+        assert_eq!(settings.retry_for, Duration::from_secs(3600));
+        assert!(
+            serde_json::from_value::<NotifySettings>(serde_json::json!({"maxAgee": "1m"})).is_err()
+        );
+    }
+}

@@ -1,0 +1,337 @@
+//! Signal intake: evaluates a normalised `CostSignal` against every cached policy with the pure
+//! core and creates the Quarantines it calls for by server-side apply (deterministic names, so a
+//! repeated signal is a no-op). It returns only once each Quarantine exists. It must not touch
+//! AWS and must not parse payloads.
+
+use crate::principal::PrincipalSet;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Client, Resource, ResourceExt};
+use tokio::sync::mpsc;
+
+use super::{FIELD_MANAGER, Stores};
+use crate::controller::crd::{GuardrailPolicy, LastSignal, Quarantine};
+use crate::controller::intake::{IntakeError, IntakeReport, PolicyOutcome, SignalIntake};
+use crate::controller::policy::{self, ControllerSettings, Input};
+use crate::controller::signal::CostSignal;
+
+/// How many times a policy's `lastSignal` write is retried on a conflict.
+const STATUS_RETRIES: usize = 3;
+
+/// How many policies' `lastSignal` writes the recorder has in flight at once.
+const STATUS_WRITERS: usize = 8;
+
+/// The real intake: policies and quarantines from the controllers' caches, writes through the API.
+///
+/// Only the Quarantines are written on the signal's path. Each policy's `lastSignal` is handed
+/// to a recorder task that keeps the newest record per policy and writes it afterwards, so a
+/// burst of signals neither waits for nor contends on policy status writes (decision 081). Must
+/// be created inside a Tokio runtime.
+#[derive(Clone)]
+pub struct Intake {
+    client: Client,
+    stores: Stores,
+    settings: ControllerSettings,
+    recorder: Arc<Recorder>,
+}
+
+/// The newest `lastSignal` per policy not yet written, by (namespace, name).
+type PendingRecords = Arc<Mutex<HashMap<(String, String), (LastSignal, Timestamp)>>>;
+
+/// Hands records to the task writing them. The task outlives the last `Intake` clone just long
+/// enough to write what is pending.
+struct Recorder {
+    pending: PendingRecords,
+    wake: mpsc::Sender<()>,
+}
+
+impl Recorder {
+    fn record(&self, namespace: String, name: String, last: LastSignal, now: Timestamp) {
+        match self.pending.lock() {
+            Ok(mut pending) => {
+                // Concurrent intakes may record out of order: the newest evaluation wins.
+                let key = (namespace, name);
+                if pending.get(&key).is_none_or(|(_, at)| *at <= now) {
+                    pending.insert(key, (last, now));
+                }
+            }
+            Err(_) => return,
+        }
+        // A full channel means a wake-up is already queued; the task takes everything pending.
+        let _ = self.wake.try_send(());
+    }
+}
+
+impl Intake {
+    /// An intake over the controllers' caches.
+    pub fn new(
+        client: Client,
+        stores: Stores,
+        protected_principals: &PrincipalSet,
+        kill_switch: bool,
+    ) -> Intake {
+        let (wake, woken) = mpsc::channel(1);
+        let pending = PendingRecords::default();
+        tokio::spawn(record_last_signals(
+            client.clone(),
+            stores.clone(),
+            pending.clone(),
+            woken,
+        ));
+        let recorder = Arc::new(Recorder { pending, wake });
+        Intake {
+            client,
+            stores,
+            settings: ControllerSettings {
+                protected_principals: protected_principals.clone(),
+                kill_switch,
+            },
+            recorder,
+        }
+    }
+
+    /// Builds the intake from a running controller.
+    pub fn from_running(running: &super::Running) -> Intake {
+        let s = &running.shared.settings;
+        Intake::new(
+            running.shared.client.clone(),
+            running.stores.clone(),
+            &s.protected_principals,
+            s.kill_switch,
+        )
+    }
+
+    async fn create(&self, q: &Quarantine) -> Result<bool, IntakeError> {
+        let ns = q.namespace().unwrap_or_default();
+        let name = q.name_any();
+        if self.stores.quarantine(&ns, &name).is_some() {
+            return Ok(false);
+        }
+        let api: Api<Quarantine> = Api::namespaced(self.client.clone(), &ns);
+        match api.get_opt(&name).await {
+            Ok(Some(_)) => return Ok(false),
+            Ok(None) => {}
+            Err(e) => return Err(transient(&e)),
+        }
+        api.patch(&name, &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(q))
+            .await
+            .map_err(|e| match e {
+                kube::Error::Api(s) if s.code == 422 || s.code == 400 => {
+                    IntakeError::Invalid(format!(
+                        "Quarantine {ns}/{name} rejected by the API server: {}",
+                        s.message
+                    ))
+                }
+                other => transient(&other),
+            })?;
+        Ok(true)
+    }
+}
+
+/// Writes the recorded `lastSignal`s until every `Intake` clone is gone (then once more): whatever
+/// is pending when woken, newest record per policy, a few policies at a time.
+async fn record_last_signals(
+    client: Client,
+    stores: Stores,
+    pending: PendingRecords,
+    mut woken: mpsc::Receiver<()>,
+) {
+    loop {
+        let open = woken.recv().await.is_some();
+        let records = pending
+            .lock()
+            .map(|mut p| std::mem::take(&mut *p))
+            .unwrap_or_default();
+        futures::stream::iter(records)
+            .for_each_concurrent(STATUS_WRITERS, |((ns, name), (last, at))| {
+                let client = client.clone();
+                let stores = stores.clone();
+                async move {
+                    // A policy deleted (or being deleted) since has no status left to keep.
+                    let Some(policy) = stores.policy(&ns, &name) else {
+                        return;
+                    };
+                    if policy.meta().deletion_timestamp.is_some() {
+                        return;
+                    }
+                    // Another replica may have recorded a newer signal already.
+                    if recorded_after(&policy, at) {
+                        return;
+                    }
+                    write_last_signal(&client, &policy, last, at).await;
+                }
+            })
+            .await;
+        if !open {
+            return;
+        }
+    }
+}
+
+/// One policy's `lastSignal` and `lastEvaluatedAt`, guarded by resourceVersion (a conflict re-reads
+/// the policy and tries again). A failure is logged: the record is informative, and the next
+/// signal for the policy writes it again.
+async fn write_last_signal(
+    client: &Client,
+    policy: &GuardrailPolicy,
+    last: LastSignal,
+    now: Timestamp,
+) {
+    let ns = policy.namespace().unwrap_or_default();
+    let name = policy.name_any();
+    let api: Api<GuardrailPolicy> = Api::namespaced(client.clone(), &ns);
+    let mut rv = policy.meta().resource_version.clone();
+    for _ in 0..STATUS_RETRIES {
+        let body = serde_json::json!({
+            "metadata": { "resourceVersion": rv },
+            "status": { "lastSignal": last, "lastEvaluatedAt": Time(now) },
+        });
+        match api
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&body))
+            .await
+        {
+            Ok(_) => return,
+            Err(kube::Error::Api(s)) if s.code == 409 => match api.get_opt(&name).await {
+                // Someone (another replica) recorded a later evaluation meanwhile: keep theirs.
+                // Times are stored to the second, so only a later second is known to be newer.
+                Ok(Some(p)) if recorded_after(&p, now) => return,
+                Ok(Some(p)) => rv = p.meta().resource_version.clone(),
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(policy = %format!("{ns}/{name}"), error = %e, "failed to record lastSignal");
+                    return;
+                }
+            },
+            Err(e) => {
+                tracing::warn!(policy = %format!("{ns}/{name}"), error = %e, "failed to record lastSignal");
+                return;
+            }
+        }
+    }
+    tracing::warn!(policy = %format!("{ns}/{name}"), "failed to record lastSignal: the policy kept changing");
+}
+
+/// True when the policy's status holds an evaluation from a later second than `at` (the API keeps
+/// `lastEvaluatedAt` to the second).
+fn recorded_after(policy: &GuardrailPolicy, at: Timestamp) -> bool {
+    policy
+        .status
+        .as_ref()
+        .and_then(|s| s.last_evaluated_at.as_ref())
+        .is_some_and(|t| t.0.as_second() > at.as_second())
+}
+
+fn transient(e: &kube::Error) -> IntakeError {
+    IntakeError::Transient(format!("Kubernetes API: {e}"))
+}
+
+#[async_trait]
+impl SignalIntake for Intake {
+    async fn submit(&self, signal: &CostSignal) -> Result<IntakeReport, IntakeError> {
+        signal
+            .validate()
+            .map_err(|e| IntakeError::Invalid(e.to_string()))?;
+        if !self.stores.is_ready() {
+            return Err(IntakeError::Unavailable(
+                "the controller's caches are not synced yet".into(),
+            ));
+        }
+        let now = Timestamp::now();
+        let policies = self.stores.policies();
+        // Listed only once a policy matches: most signals match none.
+        let mut all_quarantines: Option<Vec<Arc<Quarantine>>> = None;
+        let mut report = IntakeReport::default();
+        let mut first_error = None;
+        for policy in &policies {
+            if policy.meta().deletion_timestamp.is_some() {
+                continue;
+            }
+            let ns = policy.namespace().unwrap_or_default();
+            let policy_name = policy.name_any();
+            // Cheap pass without existing quarantines: most policies stop at source/account.
+            let probe = policy::evaluate(Input {
+                policy,
+                signal,
+                existing: &[],
+                settings: &self.settings,
+                now,
+            });
+            let decision = if probe.quarantine.is_some() {
+                let existing: Vec<Quarantine> = all_quarantines
+                    .get_or_insert_with(|| self.stores.quarantines())
+                    .iter()
+                    .filter(|q| {
+                        q.spec.policy_ref.name == policy_name
+                            && q.metadata.namespace.as_deref() == Some(ns.as_str())
+                    })
+                    .map(|q| (**q).clone())
+                    .collect();
+                policy::evaluate(Input {
+                    policy,
+                    signal,
+                    existing: &existing,
+                    settings: &self.settings,
+                    now,
+                })
+            } else {
+                probe
+            };
+            let relevant = policy::concerns(decision.reason);
+            let mut outcome = PolicyOutcome {
+                namespace: ns.clone(),
+                policy: policy_name.clone(),
+                reason: decision.reason.to_string(),
+                quarantine: None,
+                created: false,
+            };
+            if let Some(q) = &decision.quarantine {
+                match self.create(q).await {
+                    Ok(created) => {
+                        outcome.quarantine = Some(q.name_any());
+                        outcome.created = created;
+                        if !created {
+                            outcome.reason = policy::ALREADY_QUARANTINED.to_string();
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(policy = %format!("{ns}/{policy_name}"), error = %e, "creating the quarantine failed");
+                        first_error.get_or_insert(e);
+                        continue;
+                    }
+                }
+            } else if decision.reason == policy::ALREADY_QUARANTINED {
+                outcome.quarantine = Some(policy::name::quarantine_name(&policy_name, &signal.id));
+            }
+            tracing::info!(
+                policy = %format!("{ns}/{policy_name}"),
+                signal = %signal.id,
+                reason = decision.reason,
+                message = %decision.message,
+                quarantine = ?outcome.quarantine,
+                created = outcome.created,
+                "signal evaluated"
+            );
+            if relevant {
+                let last = LastSignal {
+                    source: signal.source,
+                    id: signal.id.clone(),
+                    reason: outcome.reason.clone(),
+                    quarantine: outcome.quarantine.clone(),
+                };
+                self.recorder.record(ns, policy_name, last, now);
+            }
+            report.outcomes.push(outcome);
+        }
+        if let Some(e) = first_error {
+            // Some Quarantines may exist already; a retry is idempotent and completes the rest.
+            return Err(e);
+        }
+        Ok(report)
+    }
+}

@@ -1,0 +1,251 @@
+//! GuardrailPolicy reconcile: `validate` what the schema cannot (protected targets, deny size
+//! against IAM limits, the Slack Secret) → `update_status` (observedGeneration, Ready,
+//! activeQuarantines; written only when changed) → a Warning Event when it becomes not Ready.
+//! Signal evaluation is in `intake`; this module must not create Quarantines.
+
+use crate::principal::{Exclusion, PrincipalSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+
+use super::{Error, Shared, object_key, patch_status, requeue};
+use crate::controller::crd::conditions::{condition_status, set_condition};
+use crate::controller::crd::{DenySpec, GuardrailPolicy};
+use crate::controller::enforce::document;
+use crate::metrics::CONTROLLER_POLICY;
+
+/// Condition type on a policy.
+pub const CONDITION_READY: &str = "Ready";
+/// Ready reason: every check passed.
+pub const REASON_VALID: &str = "Valid";
+/// Not Ready: a scoped or excepted principal is not a valid principal ARN.
+pub const REASON_INVALID_PRINCIPAL: &str = "InvalidPrincipal";
+/// Not Ready: a scoped principal is protected by the controller's configuration.
+pub const REASON_PROTECTED_TARGET: &str = "ProtectedTarget";
+/// Not Ready: the deny document cannot fit IAM's limits.
+pub const REASON_DENY_TOO_LARGE: &str = "DenyTooLarge";
+/// Not Ready: the Slack webhook Secret or its key is missing.
+pub const REASON_SLACK_SECRET_MISSING: &str = "SlackSecretMissing";
+/// Not Ready: every scoped principal is excepted or protected.
+pub const REASON_NO_ELIGIBLE_TARGETS: &str = "NoEligibleTargets";
+/// How often a policy is re-checked without changes (the Slack Secret may appear).
+pub const RECHECK: Duration = Duration::from_secs(300);
+
+/// One problem found by `validate`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// The Ready=False reason.
+    pub reason: &'static str,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+/// Checks that need the controller's configuration (pure part). Principals are compared by the
+/// same matcher policy evaluation uses (`crate::controller::policy::exclusions`).
+pub fn validate_spec(policy: &GuardrailPolicy, protected: &PrincipalSet) -> Vec<Problem> {
+    let spec = &policy.spec;
+    let mut problems = Vec::new();
+    let exclusions = match crate::controller::policy::exclusions(spec, protected) {
+        Ok(exclusions) => exclusions,
+        Err(e) => {
+            problems.push(Problem {
+                reason: REASON_INVALID_PRINCIPAL,
+                message: format!("exceptions.principals: {e}"),
+            });
+            return problems;
+        }
+    };
+    let mut verdicts = Vec::new();
+    for p in &spec.scope.principals {
+        match p.parse() {
+            Ok(parsed) => verdicts.push((p.arn.as_str(), exclusions.check(&parsed))),
+            Err(e) => {
+                problems.push(Problem {
+                    reason: REASON_INVALID_PRINCIPAL,
+                    message: format!("scope.principals: {e}"),
+                });
+                return problems;
+            }
+        }
+    }
+    let protected_targets: Vec<&str> = verdicts
+        .iter()
+        .filter(|(_, v)| *v == Some(Exclusion::Protected))
+        .map(|(arn, _)| *arn)
+        .collect();
+    if !protected_targets.is_empty() {
+        problems.push(Problem {
+            reason: REASON_PROTECTED_TARGET,
+            message: format!(
+                "{} protected by the controller configuration and will never be quarantined; remove from scope.principals",
+                protected_targets.join(", ")
+                    + if protected_targets.len() == 1 { " is" } else { " are" }
+            ),
+        });
+    }
+    if !verdicts.is_empty() && verdicts.iter().all(|(_, v)| v.is_some()) {
+        problems.push(Problem {
+            reason: REASON_NO_ELIGIBLE_TARGETS,
+            message: "every scoped principal is protected or excepted: this policy can never quarantine anything".into(),
+        });
+    }
+    let deny = DenySpec {
+        actions: spec.deny.actions.clone(),
+        regions: spec.scope.regions.clone(),
+    };
+    let name = policy.name_any();
+    let ns = policy.namespace().unwrap_or_default();
+    match document::build(&deny, &document::sid_suffix(&ns, &name)) {
+        Err(e) => problems.push(Problem {
+            reason: REASON_DENY_TOO_LARGE,
+            message: format!("the deny document cannot be built: {e}"),
+        }),
+        Ok(doc) if !doc.fits_managed() => problems.push(Problem {
+            reason: REASON_DENY_TOO_LARGE,
+            message: format!(
+                "the deny document is {} characters; IAM allows 6144 for a managed policy: deny fewer actions or use wildcards",
+                document::iam_size(&doc.json)
+            ),
+        }),
+        Ok(doc) if !doc.fits_inline_user() => {
+            // Fits managed; the inline fallback for users (2,048) would not fit. Not fatal.
+            tracing::info!(policy = %format!("{ns}/{name}"), "deny document too large for the inline fallback on users");
+        }
+        Ok(_) => {}
+    }
+    problems
+}
+
+/// The kube-runtime reconcile entry point.
+pub async fn reconcile(policy: Arc<GuardrailPolicy>, ctx: Arc<Shared>) -> Result<Action, Error> {
+    ctx.metrics
+        .reconciles
+        .with_label_values(&[CONTROLLER_POLICY])
+        .inc();
+    let timer = ctx
+        .metrics
+        .reconcile_duration
+        .with_label_values(&[CONTROLLER_POLICY])
+        .start_timer();
+    let result = apply(&policy, &ctx).await;
+    timer.observe_duration();
+    result
+}
+
+/// Requeues with backoff after an error, and counts it.
+pub fn error_policy(policy: Arc<GuardrailPolicy>, error: &Error, ctx: Arc<Shared>) -> Action {
+    ctx.metrics
+        .reconcile_errors
+        .with_label_values(&[CONTROLLER_POLICY, error.category()])
+        .inc();
+    let wait = ctx.backoff(&policy.uid().unwrap_or_default());
+    tracing::warn!(policy = %object_key(policy.as_ref()), error = %error, retry_in = ?wait, "reconcile failed");
+    requeue(wait)
+}
+
+async fn slack_problem(policy: &GuardrailPolicy, ctx: &Shared) -> Result<Option<Problem>, Error> {
+    let Some(slack) = policy.spec.notify.as_ref().and_then(|n| n.slack.as_ref()) else {
+        return Ok(None);
+    };
+    let Some(secret_ref) = slack.webhook_secret_ref.as_ref() else {
+        return Ok(None); // SSM parameter: checked by the notifier when it sends
+    };
+    let ns = policy.namespace().unwrap_or_default();
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let secret = match api.get_opt(&secret_ref.name).await {
+        Ok(s) => s,
+        Err(kube::Error::Api(s)) if s.code == 403 => {
+            return Ok(Some(Problem {
+                reason: REASON_SLACK_SECRET_MISSING,
+                message: format!(
+                    "the controller may not read Secret {ns}/{}: grant get on it (see the chart's RBAC values)",
+                    secret_ref.name
+                ),
+            }));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let has_key = secret.as_ref().is_some_and(|s| {
+        s.data
+            .as_ref()
+            .is_some_and(|d| d.contains_key(&secret_ref.key))
+            || s.string_data
+                .as_ref()
+                .is_some_and(|d| d.contains_key(&secret_ref.key))
+    });
+    if has_key {
+        return Ok(None);
+    }
+    Ok(Some(Problem {
+        reason: REASON_SLACK_SECRET_MISSING,
+        message: match secret {
+            None => format!(
+                "Slack webhook Secret {ns}/{} does not exist; create it with key {:?}",
+                secret_ref.name, secret_ref.key
+            ),
+            Some(_) => format!(
+                "Slack webhook Secret {ns}/{} has no key {:?}",
+                secret_ref.name, secret_ref.key
+            ),
+        },
+    }))
+}
+
+async fn apply(policy: &GuardrailPolicy, ctx: &Shared) -> Result<Action, Error> {
+    let now = Timestamp::now();
+    let ns = policy.namespace().ok_or(Error::MissingField("namespace"))?;
+    let name = policy.name_any();
+    if policy.meta().deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let mut problems = validate_spec(policy, &ctx.settings.protected_principals);
+    if let Some(p) = slack_problem(policy, ctx).await? {
+        problems.push(p);
+    }
+    let active = ctx.stores.active_quarantines(&ns, &name);
+    let old = policy.status.clone().unwrap_or_default();
+    let mut status = old.clone();
+    status.observed_generation = policy.metadata.generation;
+    status.active_quarantines = i32::try_from(active).unwrap_or(i32::MAX);
+    let was_ready = condition_status(&old.conditions, CONDITION_READY) == Some("True");
+    let (ready, reason, message) = match problems.first() {
+        None => (
+            true,
+            REASON_VALID,
+            "the policy is valid and evaluated against incoming signals".to_string(),
+        ),
+        Some(first) => (
+            false,
+            first.reason,
+            problems
+                .iter()
+                .map(|p| p.message.clone())
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+    };
+    set_condition(
+        &mut status.conditions,
+        CONDITION_READY,
+        ready,
+        reason,
+        &message,
+        policy.metadata.generation,
+        now,
+    );
+    let api: Api<GuardrailPolicy> = Api::namespaced(ctx.client.clone(), &ns);
+    let changed = patch_status(&api, policy, &old, &status, &[])
+        .await?
+        .is_some();
+    let generation_changed = old.observed_generation != policy.metadata.generation;
+    if !ready && (was_ready || generation_changed || old.conditions.is_empty()) && changed {
+        ctx.publish(policy, true, reason, "Validate", message).await;
+    }
+    ctx.reset_backoff(&policy.uid().unwrap_or_default());
+    Ok(requeue(RECHECK))
+}

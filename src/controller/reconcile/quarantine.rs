@@ -1,0 +1,959 @@
+//! Quarantine reconcile: `gather` (status, annotations, owner) → `step` (pure lifecycle) →
+//! `enforce` (scoped converge or one-read verification through the engine) → `update_status`
+//! (one optimistic write, only when changed) → Events → clear handled annotations → requeue at
+//! the next deadline. A finalizer holds the object until its deny is released. It must not decide
+//! the lifecycle itself (that is `lifecycle`) nor build IAM calls (that is `enforce`).
+
+use crate::principal::PrincipalArn;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::{Resource, ResourceExt};
+
+use super::desired;
+use super::{Error, FINALIZER, Shared, object_key, patch_status, requeue};
+use crate::aws::ErrorCategory;
+use crate::controller::crd::conditions::set_condition;
+use crate::controller::crd::{
+    Attachment, AttachmentKind, GuardrailPolicy, HistoryEntry, MAX_HISTORY, Mode, Phase,
+    PlannedDeny, Quarantine, QuarantineStatus, TargetState, TargetStatus,
+};
+use crate::controller::enforce::converge::{
+    self as engine, ConvergeInput, ConvergeReport, Scope, Verified, WriteGate,
+};
+use crate::controller::enforce::ownership::managed_policy_name;
+use crate::controller::enforce::plan;
+use crate::controller::lifecycle::{
+    self, CONTROLLER_ACTOR, Context, Effect, Event, EventType, State, parse_annotations,
+};
+use crate::metrics::CONTROLLER_QUARANTINE;
+
+/// History and Event reason: an attachment someone removed was put back.
+pub const REASON_DRIFT_REPAIRED: &str = "DriftRepaired";
+/// Condition reason: the spec cannot be used (bad duration, deny document too large).
+pub const REASON_INVALID_SPEC: &str = "InvalidSpec";
+/// Condition type: the controller can act on this quarantine.
+pub const CONDITION_READY: &str = "Ready";
+/// Condition type: the deny is attached to every target.
+pub const CONDITION_ENFORCED: &str = "Enforced";
+/// Status fields owned by other writers (the Slack worker), never sent by this controller.
+pub const FOREIGN_STATUS_FIELDS: &[&str] = &["notifications"];
+
+/// The kube-runtime reconcile entry point.
+pub async fn reconcile(q: Arc<Quarantine>, ctx: Arc<Shared>) -> Result<Action, Error> {
+    let metrics = ctx.metrics.clone();
+    metrics
+        .reconciles
+        .with_label_values(&[CONTROLLER_QUARANTINE])
+        .inc();
+    let timer = metrics
+        .reconcile_duration
+        .with_label_values(&[CONTROLLER_QUARANTINE])
+        .start_timer();
+    let ns = q.namespace().ok_or(Error::MissingField("namespace"))?;
+    let api: Api<Quarantine> = Api::namespaced(ctx.client.clone(), &ns);
+    let span = tracing::info_span!("reconcile", quarantine = %object_key(q.as_ref()));
+    let _enter = span.enter();
+    drop(_enter);
+    let uid = q.uid().unwrap_or_default();
+    let result = finalizer(&api, FINALIZER, q, |event| async {
+        match event {
+            FinalizerEvent::Apply(q) => apply(&q, &ctx, false).await,
+            FinalizerEvent::Cleanup(q) => apply(&q, &ctx, true).await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        kube::runtime::finalizer::Error::ApplyFailed(e)
+        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        // Keep the API error so a 409 is counted as a conflict, a 500 as kubernetes.
+        kube::runtime::finalizer::Error::AddFinalizer(e)
+        | kube::runtime::finalizer::Error::RemoveFinalizer(e) => Error::Kube(e),
+        other => Error::Finalizer(other.to_string()),
+    });
+    timer.observe_duration();
+    if result.is_ok() {
+        // Backoff is reset by apply itself when nothing asked for a retry.
+        let _ = &uid;
+    }
+    result
+}
+
+/// Requeues with per-object backoff after an error, and counts it.
+pub fn error_policy(q: Arc<Quarantine>, error: &Error, ctx: Arc<Shared>) -> Action {
+    ctx.metrics
+        .reconcile_errors
+        .with_label_values(&[CONTROLLER_QUARANTINE, error.category()])
+        .inc();
+    let wait = ctx.backoff(&q.uid().unwrap_or_default());
+    tracing::warn!(quarantine = %object_key(q.as_ref()), error = %error, retry_in = ?wait, "reconcile failed");
+    requeue(wait)
+}
+
+/// What the IAM phase concluded.
+struct IamOutcome {
+    event: Option<Event>,
+    /// The IAM error category and message when enforcement or release failed in this run.
+    failure: Option<(ErrorCategory, String)>,
+    targets: Option<Vec<TargetStatus>>,
+    drift: Vec<String>,
+    extra_effects: Vec<Effect>,
+}
+
+async fn apply(q: &Quarantine, ctx: &Shared, deleting: bool) -> Result<Action, Error> {
+    let now = Timestamp::now();
+    let uid = q.uid().ok_or(Error::MissingField("uid"))?;
+    let ns = q.namespace().ok_or(Error::MissingField("namespace"))?;
+    let api: Api<Quarantine> = Api::namespaced(ctx.client.clone(), &ns);
+    let old_status = q.status.clone().unwrap_or_default();
+    let mut status = old_status.clone();
+    let created_at = q
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map(|t| t.0)
+        .unwrap_or(now);
+    let document = desired::deny_document(q);
+    let context = Context::from_spec(&q.spec, created_at, ctx.settings.kill_switch);
+    let spec_problem: Option<String> = match (&context, &document) {
+        (Err(e), _) => Some(e.to_string()),
+        (_, Err(e)) => Some(format!("deny document: {e}")),
+        (Ok(_), Ok(d)) if !d.fits_managed() => Some(format!(
+            "the deny document is {} characters; a managed policy allows 6144",
+            crate::controller::enforce::document::iam_size(&d.json)
+        )),
+        _ => None,
+    };
+    let state = State::from_status(&status);
+
+    if let Some(problem) = &spec_problem
+        && (state.is_none()
+            || !lifecycle::holds_attachment(state.as_ref().map_or(Phase::Expired, |s| s.phase)))
+    {
+        // Never enforced: nothing to release; wait for the spec to change.
+        if deleting {
+            return Ok(Action::await_change());
+        }
+        let flipped = set_condition(
+            &mut status.conditions,
+            CONDITION_READY,
+            false,
+            REASON_INVALID_SPEC,
+            problem,
+            q.metadata.generation,
+            now,
+        );
+        status.observed_generation = q.metadata.generation;
+        patch_status(&api, q, &old_status, &status, FOREIGN_STATUS_FIELDS).await?;
+        if flipped {
+            ctx.publish(q, true, REASON_INVALID_SPEC, "Validate", problem.clone())
+                .await;
+        }
+        return Ok(Action::await_change());
+    }
+    let context = match context {
+        Ok(c) => c,
+        Err(_) => fallback_context(q, created_at, ctx.settings.kill_switch),
+    };
+
+    // ---- step
+    let transition = match state {
+        None if deleting => return Ok(Action::await_change()),
+        None => lifecycle::create(&context, now),
+        Some(state) => {
+            let mut events = Vec::new();
+            if deleting {
+                events.push(Event::Deleted);
+            } else if policy_deleted(q, ctx).await? {
+                events.push(Event::PolicyDeleted);
+            }
+            if !deleting {
+                events.extend(parse_annotations(
+                    &q.metadata.annotations.clone().unwrap_or_default(),
+                ));
+            }
+            events.push(Event::Tick);
+            lifecycle::step_all(state, &context, &events, now)
+        }
+    };
+    let mut state = transition.state;
+    let mut effects = transition.effects;
+
+    // ---- enforce / release
+    let wants_enforce = state.phase == Phase::Active && effects.contains(&Effect::Enforce);
+    let wants_release = state.phase == Phase::Releasing && effects.contains(&Effect::Release);
+    let mut drift = Vec::new();
+    let mut new_targets = None;
+    let mut failure = None;
+    if wants_enforce || wants_release {
+        let outcome = if wants_release {
+            release(q, ctx).await?
+        } else {
+            match &document {
+                Ok(doc) => enforce(q, ctx, &doc.json, &status).await?,
+                Err(e) => IamOutcome {
+                    event: Some(Event::EnforcementFailed {
+                        reason: format!("deny document: {e}"),
+                        retryable: false,
+                    }),
+                    failure: Some((ErrorCategory::Invalid, format!("deny document: {e}"))),
+                    targets: None,
+                    drift: Vec::new(),
+                    extra_effects: Vec::new(),
+                },
+            }
+        };
+        drift = outcome.drift;
+        new_targets = outcome.targets;
+        failure = outcome.failure;
+        if let Some((category, _)) = &failure
+            && wants_enforce
+        {
+            // A failed release ends the reconcile in an error, counted by `error_policy`.
+            ctx.metrics
+                .reconcile_errors
+                .with_label_values(&[CONTROLLER_QUARANTINE, iam_error_label(*category)])
+                .inc();
+        }
+        effects.extend(outcome.extra_effects);
+        if let Some(event) = outcome.event {
+            let before = state.phase;
+            let later = Timestamp::now();
+            let t = lifecycle::step(state, &context, &event, later);
+            state = t.state;
+            effects.extend(t.effects);
+            let first_enforcement = !old_status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == CONDITION_ENFORCED && c.status == "True");
+            observe_latencies(ctx, &state, before, &event, later, first_enforcement);
+        }
+    }
+    let finished_at = Timestamp::now();
+    for message in &drift {
+        state.history.push(HistoryEntry {
+            time: Time(finished_at),
+            event: REASON_DRIFT_REPAIRED.to_string(),
+            actor: CONTROLLER_ACTOR.to_string(),
+            message: message.clone(),
+        });
+        ctx.metrics.drift_repairs.inc();
+    }
+    let excess = state.history.len().saturating_sub(MAX_HISTORY);
+    state.history.drain(..excess);
+
+    // ---- status
+    state.apply_to_status(&mut status);
+    status.observed_generation = q.metadata.generation;
+    if let Ok(doc) = &document {
+        let account = desired::accounts(q).into_iter().next().unwrap_or_default();
+        status.deny = Some(PlannedDeny {
+            policy_name: managed_policy_name(&ctx.settings.cluster_id, &desired::key(q), &account),
+            document: doc.json.clone(),
+        });
+    }
+    status.targets = match new_targets {
+        Some(t) => t,
+        None => planned_targets(q, &status, state.phase),
+    };
+    let attached = status
+        .targets
+        .iter()
+        .filter(|t| t.state == TargetState::Attached)
+        .count();
+    status.targets_summary = Some(format!("{attached}/{}", q.spec.targets.len()));
+    set_condition(
+        &mut status.conditions,
+        CONDITION_READY,
+        true,
+        "Reconciled",
+        "the controller acts on this quarantine",
+        q.metadata.generation,
+        finished_at,
+    );
+    let enforced = state.phase == Phase::Active && attached == q.spec.targets.len();
+    let summary = enforced_message(state.phase, attached, q.spec.targets.len());
+    let (enforced_reason, enforced_text) = match &failure {
+        // Say why, with the IAM error category as the reason (e.g. AccessDenied).
+        Some((category, message))
+            if !enforced
+                && matches!(
+                    state.phase,
+                    Phase::Active | Phase::Failed | Phase::Releasing
+                ) =>
+        {
+            (category.as_str(), format!("{summary}: {message}"))
+        }
+        _ if enforced => ("Attached", summary),
+        _ => (state.phase.as_str(), summary),
+    };
+    set_condition(
+        &mut status.conditions,
+        CONDITION_ENFORCED,
+        enforced,
+        enforced_reason,
+        &super::truncate(&enforced_text, 1000),
+        q.metadata.generation,
+        finished_at,
+    );
+    patch_status(&api, q, &old_status, &status, FOREIGN_STATUS_FIELDS).await?;
+
+    // ---- Events (after the status write, so a conflict retry does not duplicate them)
+    for effect in &effects {
+        if let Effect::PublishEvent {
+            event_type,
+            reason,
+            actor,
+            message,
+        } = effect
+        {
+            let note = if actor == CONTROLLER_ACTOR {
+                message.clone()
+            } else {
+                format!("{message} (by {actor})")
+            };
+            ctx.publish(
+                q,
+                *event_type == EventType::Warning,
+                reason,
+                "Lifecycle",
+                note,
+            )
+            .await;
+        }
+    }
+    for message in &drift {
+        ctx.publish(q, true, REASON_DRIFT_REPAIRED, "Enforce", message.clone())
+            .await;
+    }
+
+    // ---- clear handled annotations
+    let clear: Vec<&str> = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::ClearAnnotation(key) => Some(*key),
+            _ => None,
+        })
+        .collect();
+    if !clear.is_empty() && !deleting {
+        clear_annotations(&api, q, &clear).await?;
+    }
+
+    // ---- requeue
+    if wants_release && state.phase == Phase::Releasing {
+        return Err(Error::Release(format!(
+            "{} still holds the deny on some target",
+            object_key(q)
+        )));
+    }
+    if effects.contains(&Effect::RequeueWithBackoff) {
+        return Ok(requeue(ctx.backoff(&uid)));
+    }
+    ctx.reset_backoff(&uid);
+    let mut next: Option<Duration> = None;
+    let mut sooner = |d: Duration| next = Some(next.map_or(d, |n| n.min(d)));
+    for effect in &effects {
+        if let Effect::RequeueAt(at) = effect {
+            sooner(until(*at, Timestamp::now()));
+        }
+    }
+    if state.phase == Phase::Active {
+        sooner(ctx.settings.drift_period);
+    }
+    if let Some(at) = state.expires_at.filter(|_| !state.phase.is_terminal()) {
+        sooner(until(at, Timestamp::now()));
+    }
+    if let Some(at) = state
+        .approval_deadline
+        .filter(|_| state.phase == Phase::PendingApproval)
+    {
+        sooner(until(at, Timestamp::now()));
+    }
+    Ok(match next {
+        Some(d) => requeue(d),
+        None => Action::await_change(),
+    })
+}
+
+/// Removes handled annotations, each only if it still holds the value that was handled (a JSON
+/// patch `test` before `remove`): a person who set a new value meanwhile keeps it, and the next
+/// reconcile handles it.
+async fn clear_annotations(
+    api: &Api<Quarantine>,
+    q: &Quarantine,
+    keys: &[&str],
+) -> Result<(), Error> {
+    let name = q.name_any();
+    let annotations = q.annotations();
+    for key in keys {
+        let Some(value) = annotations.get(*key) else {
+            continue;
+        };
+        let path = format!(
+            "/metadata/annotations/{}",
+            key.replace('~', "~0").replace('/', "~1")
+        );
+        let patch: json_patch::Patch = serde_json::from_value(serde_json::json!([
+            { "op": "test", "path": path, "value": value },
+            { "op": "remove", "path": path },
+        ]))?;
+        match api
+            .patch(&name, &PatchParams::default(), &Patch::<()>::Json(patch))
+            .await
+        {
+            Ok(_) => {}
+            // The value changed (or is gone): leave it for the next reconcile.
+            Err(kube::Error::Api(s)) if s.code == 422 || s.code == 409 || s.code == 400 => {
+                tracing::debug!(
+                    annotation = key,
+                    "annotation changed since it was handled; kept"
+                );
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+fn until(at: Timestamp, now: Timestamp) -> Duration {
+    let d = at.duration_since(now);
+    if d <= SignedDuration::ZERO {
+        Duration::from_millis(50)
+    } else {
+        // A few milliseconds late rather than early, so the deadline has passed when we wake.
+        Duration::try_from(d).unwrap_or(Duration::from_secs(3600)) + Duration::from_millis(20)
+    }
+}
+
+fn fallback_context(q: &Quarantine, created_at: Timestamp, kill_switch: bool) -> Context {
+    Context {
+        mode: q.spec.mode,
+        created_at,
+        ttl: lifecycle::DEFAULT_APPROVAL_TIMEOUT,
+        approval_timeout: lifecycle::DEFAULT_APPROVAL_TIMEOUT,
+        kill_switch,
+    }
+}
+
+fn observe_latencies(
+    ctx: &Shared,
+    state: &State,
+    before: Phase,
+    event: &Event,
+    at: Timestamp,
+    first_enforcement: bool,
+) {
+    match event {
+        // Once per activation: the first success after which every target holds the deny.
+        Event::EnforcementSucceeded if before == Phase::Active && first_enforcement => {
+            if let Some(activated) = state.activated_at {
+                // First success right after activation in this reconcile.
+                let since = at.duration_since(activated);
+                if since < SignedDuration::from_secs(60) {
+                    let start = state.approved_at.unwrap_or(activated);
+                    ctx.metrics
+                        .activation_latency
+                        .observe(at.duration_since(start).as_secs_f64().max(0.0));
+                }
+            }
+        }
+        Event::ReleaseSucceeded if state.phase == Phase::Released => {
+            if state.release_reason == Some(lifecycle::ReleaseReason::Expired)
+                && let Some(expires) = state.expires_at
+            {
+                ctx.metrics
+                    .release_lag
+                    .observe(at.duration_since(expires).as_secs_f64().max(0.0));
+            }
+        }
+        _ => {}
+    }
+}
+
+fn enforced_message(phase: Phase, attached: usize, total: usize) -> String {
+    match phase {
+        Phase::Active => format!("the deny is attached to {attached} of {total} targets"),
+        Phase::DryRun => "dry-run: nothing is enforced".into(),
+        Phase::PendingApproval => "waiting for approval".into(),
+        Phase::Releasing => format!("releasing: {attached} of {total} targets still hold the deny"),
+        Phase::Failed => format!("enforcement failed: {attached} of {total} targets hold the deny"),
+        Phase::Released => "released".into(),
+        Phase::Rejected => "rejected: never enforced".into(),
+        Phase::Expired => "expired: never enforced".into(),
+    }
+}
+
+/// Target status when no IAM work ran in this reconcile: keep what status says for phases that
+/// may hold the deny; `Planned` for phases before enforcement.
+fn planned_targets(q: &Quarantine, status: &QuarantineStatus, phase: Phase) -> Vec<TargetStatus> {
+    match phase {
+        Phase::DryRun | Phase::PendingApproval if status.targets.is_empty() => q
+            .spec
+            .targets
+            .iter()
+            .map(|t| TargetStatus {
+                arn: t.arn.clone(),
+                attachment: None,
+                state: TargetState::Planned,
+                last_error: None,
+                last_verified_at: None,
+            })
+            .collect(),
+        _ => status.targets.clone(),
+    }
+}
+
+/// True when the owning policy (by ownerReference uid) is gone or being deleted.
+async fn policy_deleted(q: &Quarantine, ctx: &Shared) -> Result<bool, Error> {
+    let Some(owner) = q
+        .owner_references()
+        .iter()
+        .find(|o| o.kind == "GuardrailPolicy")
+        .cloned()
+    else {
+        return Ok(false); // made by hand: not tied to a policy's life
+    };
+    let ns = q.namespace().unwrap_or_default();
+    if let Some(p) = ctx.stores.policy(&ns, &owner.name)
+        && p.uid().as_deref() == Some(owner.uid.as_str())
+        && p.meta().deletion_timestamp.is_none()
+    {
+        return Ok(false);
+    }
+    // The cache may lag; ask the API server before concluding.
+    let api: Api<GuardrailPolicy> = Api::namespaced(ctx.client.clone(), &ns);
+    match api.get_opt(&owner.name).await? {
+        Some(p) => {
+            Ok(p.uid().as_deref() != Some(owner.uid.as_str())
+                || p.meta().deletion_timestamp.is_some())
+        }
+        None => Ok(true),
+    }
+}
+
+fn gate(ctx: &Shared, q: &Quarantine) -> WriteGate {
+    if q.spec.mode == Mode::DryRun {
+        WriteGate::DryRun
+    } else if ctx.settings.kill_switch {
+        WriteGate::KillSwitch
+    } else {
+        WriteGate::Enforce
+    }
+}
+
+fn status_targets(q: &Quarantine, report: &ConvergeReport, now: Timestamp) -> Vec<TargetStatus> {
+    let key = desired::key(q);
+    q.spec
+        .targets
+        .iter()
+        .map(|t| {
+            let wanted = PrincipalArn::parse(&t.arn).ok();
+            let found = report.targets.iter().find(|r| {
+                let same = match (&wanted, PrincipalArn::parse(&r.arn)) {
+                    (Some(a), Ok(b)) => *a == b,
+                    _ => r.arn == t.arn,
+                };
+                same && r.key.as_ref().is_none_or(|k| *k == key)
+            });
+            match found {
+                Some(r) => TargetStatus {
+                    arn: t.arn.clone(),
+                    attachment: r.attachment.as_ref().map(|a| Attachment {
+                        kind: match a.kind {
+                            plan::AttachmentKind::Managed => AttachmentKind::Managed,
+                            plan::AttachmentKind::Inline => AttachmentKind::Inline,
+                        },
+                        name: a.name.clone(),
+                    }),
+                    state: match r.state {
+                        engine::TargetState::Attached => TargetState::Attached,
+                        engine::TargetState::Planned => TargetState::Planned,
+                        engine::TargetState::Detached => TargetState::Detached,
+                        engine::TargetState::Failed => TargetState::Failed,
+                    },
+                    last_error: r.last_error.clone(),
+                    last_verified_at: (r.state == engine::TargetState::Attached && r.confirmed)
+                        .then_some(Time(now)),
+                },
+                None => TargetStatus {
+                    arn: t.arn.clone(),
+                    attachment: None,
+                    state: TargetState::Failed,
+                    last_error: Some("not reported by the enforcement run".into()),
+                    last_verified_at: None,
+                },
+            }
+        })
+        .collect()
+}
+
+fn count_calls(ctx: &Shared, report: &ConvergeReport) {
+    for (op, n) in &report.calls.by_operation {
+        ctx.metrics
+            .iam_calls
+            .with_label_values(&[op.to_string().as_str(), "sent"])
+            .inc_by(*n);
+    }
+    for w in &report.writes {
+        if !w.performed {
+            ctx.metrics
+                .iam_calls
+                .with_label_values(&[w.operation.to_string().as_str(), "suppressed"])
+                .inc();
+        } else if let Some(code) = &w.error {
+            ctx.metrics
+                .iam_calls
+                .with_label_values(&[w.operation.to_string().as_str(), code.as_str()])
+                .inc();
+        }
+    }
+}
+
+fn mark_full_converge(ctx: &Shared, uid: &str) {
+    ctx.full_converge
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(uid.to_string(), Instant::now());
+}
+
+fn full_converge_due(ctx: &Shared, uid: &str) -> bool {
+    ctx.full_converge
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(uid)
+        .is_none_or(|at| at.elapsed() >= ctx.settings.full_converge_period)
+}
+
+/// Keeps the deny on every target: one read per target in steady state, a scoped converge when
+/// something is missing, the document may have changed, or a full converge is due.
+async fn enforce(
+    q: &Quarantine,
+    ctx: &Shared,
+    document: &str,
+    status: &QuarantineStatus,
+) -> Result<IamOutcome, Error> {
+    let uid = q.uid().unwrap_or_default();
+    let now = Timestamp::now();
+    let all_attached = !status.targets.is_empty()
+        && status.targets.len() == q.spec.targets.len()
+        && status.targets.iter().all(|t| {
+            t.state == TargetState::Attached
+                && t.attachment.is_some()
+                && q.spec.targets.iter().any(|s| s.arn == t.arn)
+        });
+    let same_document = status.deny.as_ref().is_some_and(|d| d.document == document);
+    if all_attached
+        && same_document
+        && !full_converge_due(ctx, &uid)
+        && let Some(outcome) = verify(q, ctx, document, status, now).await?
+    {
+        return Ok(outcome);
+    }
+    let desired = desired::desired(q, document);
+    let input = ConvergeInput {
+        desired: vec![desired],
+        known_principals: desired::known_principals(q),
+        accounts: desired::accounts(q),
+        gate: gate(ctx, q),
+        scope: Scope::only(desired::key(q)),
+    };
+    let report = {
+        let _shared = ctx.iam_lock.read().await;
+        ctx.engine
+            .converge(ctx.clients.as_ref(), &input)
+            .await
+            .map_err(|e| Error::Aborted(e.to_string()))?
+    };
+    count_calls(ctx, &report);
+    mark_full_converge(ctx, &uid);
+    let key = desired::key(q);
+    let drift: Vec<String> = report
+        .drift_repairs
+        .iter()
+        .filter(|d| d.key == key && d.performed)
+        .map(|d| format!("{:?} on {}: the deny was put back", d.kind, d.arn))
+        .collect();
+    let targets = status_targets(q, &report, now);
+    let mut failure = None;
+    let event = if report.is_converged() && targets.iter().all(|t| t.state == TargetState::Attached)
+    {
+        Event::EnforcementSucceeded
+    } else {
+        let failed: Vec<&engine::TargetStatus> = report
+            .targets
+            .iter()
+            .filter(|t| t.state == engine::TargetState::Failed)
+            .collect();
+        let mut reasons: Vec<String> = failed
+            .iter()
+            .map(|t| format!("{}: {}", t.arn, t.last_error.clone().unwrap_or_default()))
+            .collect();
+        reasons.extend(report.errors.iter().map(|e| e.message.clone()));
+        if reasons.is_empty() && input.gate != WriteGate::Enforce {
+            reasons.push("writes are gated (kill switch engaged); drift is not repaired".into());
+        }
+        let categories: Vec<ErrorCategory> = failed
+            .iter()
+            .filter_map(|t| t.error_category)
+            .chain(report.errors.iter().map(|e| e.category))
+            .collect();
+        let permanent = categories.iter().any(|c| !retryable(*c));
+        if input.gate != WriteGate::Enforce && failed.is_empty() && report.errors.is_empty() {
+            // Kill switch: nothing failed, enforcement is held back; keep the phase and say so.
+            return Ok(IamOutcome {
+                event: None,
+                failure: None,
+                targets: Some(targets),
+                drift,
+                extra_effects: vec![Effect::PublishEvent {
+                    event_type: EventType::Warning,
+                    reason: lifecycle::REASON_KILL_SWITCH_DRY_RUN,
+                    actor: CONTROLLER_ACTOR.into(),
+                    message: reasons.join("; "),
+                }],
+            });
+        }
+        let reason = super::truncate(&reasons.join("; "), 900);
+        failure = Some((worst(&categories), reason.clone()));
+        Event::EnforcementFailed {
+            reason,
+            retryable: !permanent,
+        }
+    };
+    Ok(IamOutcome {
+        event: Some(event),
+        failure,
+        targets: Some(targets),
+        drift,
+        extra_effects: Vec::new(),
+    })
+}
+
+/// Whether an enforcement failure of this category is retried with backoff (the quarantine stays
+/// Active) rather than ending in Failed. AccessDenied is the controller's own permission, which
+/// an operator fixes in IAM without touching the spec: retry until it is granted (decision 032).
+fn retryable(category: ErrorCategory) -> bool {
+    matches!(
+        category,
+        ErrorCategory::Transient | ErrorCategory::Conflict | ErrorCategory::AccessDenied
+    )
+}
+
+/// The category that best explains a failure: a permanent one first, then AccessDenied, then
+/// the rest (Transient when nothing was categorised).
+fn worst(categories: &[ErrorCategory]) -> ErrorCategory {
+    categories
+        .iter()
+        .copied()
+        .max_by_key(|c| match c {
+            ErrorCategory::Invalid | ErrorCategory::Quota | ErrorCategory::NotFound => 3,
+            ErrorCategory::AccessDenied => 2,
+            ErrorCategory::Conflict => 1,
+            ErrorCategory::Transient => 0,
+        })
+        .unwrap_or(ErrorCategory::Transient)
+}
+
+/// The `reconcile_errors_total{category}` label of an IAM failure (`iam_access_denied`, ...).
+pub fn iam_error_label(category: ErrorCategory) -> &'static str {
+    match category {
+        ErrorCategory::Transient => "iam_transient",
+        ErrorCategory::AccessDenied => "iam_access_denied",
+        ErrorCategory::Quota => "iam_quota",
+        ErrorCategory::NotFound => "iam_not_found",
+        ErrorCategory::Invalid => "iam_invalid",
+        ErrorCategory::Conflict => "iam_conflict",
+    }
+}
+
+/// Steady-state verification; `None` means "run a full converge" (something is missing).
+async fn verify(
+    q: &Quarantine,
+    ctx: &Shared,
+    document: &str,
+    status: &QuarantineStatus,
+    now: Timestamp,
+) -> Result<Option<IamOutcome>, Error> {
+    let mut targets = status.targets.clone();
+    let desired = desired::desired(q, document);
+    let mut calls = 0u64;
+    for (t, d) in targets.iter_mut().zip(desired.targets.iter()) {
+        let Some(attachment) = &t.attachment else {
+            return Ok(None);
+        };
+        let attachment = plan::Attachment {
+            kind: match attachment.kind {
+                AttachmentKind::Managed => plan::AttachmentKind::Managed,
+                AttachmentKind::Inline => plan::AttachmentKind::Inline,
+            },
+            name: attachment.name.clone(),
+        };
+        let account = match PrincipalArn::parse(&t.arn) {
+            Ok(parsed) => parsed.account_id().to_string(),
+            Err(e) => {
+                return Ok(Some(IamOutcome {
+                    event: Some(Event::EnforcementFailed {
+                        reason: e.to_string(),
+                        retryable: false,
+                    }),
+                    failure: Some((ErrorCategory::Invalid, e.to_string())),
+                    targets: None,
+                    drift: Vec::new(),
+                    extra_effects: Vec::new(),
+                }));
+            }
+        };
+        let iam = match ctx.clients.iam_for(&account).await {
+            Ok(iam) => iam,
+            Err(e) => {
+                return Ok(Some(IamOutcome {
+                    event: Some(Event::EnforcementFailed {
+                        reason: e.to_string(),
+                        retryable: retryable(e.category()),
+                    }),
+                    failure: Some((e.category(), e.to_string())),
+                    targets: None,
+                    drift: Vec::new(),
+                    extra_effects: Vec::new(),
+                }));
+            }
+        };
+        let v = ctx
+            .engine
+            .verify_target(iam.as_ref(), d, &attachment, document)
+            .await
+            .map_err(|e| Error::Aborted(e.to_string()))?;
+        calls += v.calls.sent();
+        for (op, n) in &v.calls.by_operation {
+            ctx.metrics
+                .iam_calls
+                .with_label_values(&[op.to_string().as_str(), "sent"])
+                .inc_by(*n);
+        }
+        match v.outcome {
+            Verified::Present => {
+                let stale = t.last_verified_at.as_ref().is_none_or(|at| {
+                    now.duration_since(at.0)
+                        >= SignedDuration::try_from(ctx.settings.full_converge_period)
+                            .unwrap_or(SignedDuration::from_mins(5))
+                });
+                if stale {
+                    t.last_verified_at = Some(Time(now));
+                }
+            }
+            Verified::AwaitingConfirmation => {}
+            Verified::Missing => return Ok(None),
+            Verified::Error(category, message) => {
+                return Ok(Some(IamOutcome {
+                    event: Some(Event::EnforcementFailed {
+                        reason: format!("verifying {}: {message}", t.arn),
+                        retryable: retryable(category),
+                    }),
+                    failure: Some((category, format!("verifying {}: {message}", t.arn))),
+                    targets: None,
+                    drift: Vec::new(),
+                    extra_effects: Vec::new(),
+                }));
+            }
+        }
+    }
+    tracing::debug!(quarantine = %object_key(q), calls, "verified");
+    Ok(Some(IamOutcome {
+        event: Some(Event::EnforcementSucceeded),
+        failure: None,
+        targets: Some(targets),
+        drift: Vec::new(),
+        extra_effects: Vec::new(),
+    }))
+}
+
+/// Removes the deny from every target the quarantine ever had; never blocked by mode or kill switch.
+async fn release(q: &Quarantine, ctx: &Shared) -> Result<IamOutcome, Error> {
+    let key = desired::key(q);
+    let input = ConvergeInput {
+        desired: Vec::new(),
+        known_principals: desired::known_principals(q),
+        accounts: desired::accounts(q),
+        // Release writes pass the kill-switch gate; never the dry-run gate (nothing to release
+        // for a dry-run, and a release must never be suppressed).
+        gate: if ctx.settings.kill_switch {
+            WriteGate::KillSwitch
+        } else {
+            WriteGate::Enforce
+        },
+        scope: Scope::only(key.clone()),
+    };
+    let report = {
+        let _shared = ctx.iam_lock.read().await;
+        ctx.engine
+            .converge(ctx.clients.as_ref(), &input)
+            .await
+            .map_err(|e| Error::Aborted(e.to_string()))?
+    };
+    count_calls(ctx, &report);
+    let uid = q.uid().unwrap_or_default();
+    ctx.full_converge
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&uid);
+    let now = Timestamp::now();
+    if report.errors.is_empty() {
+        let mut extra = Vec::new();
+        if !report.refused_releases.is_empty() {
+            extra.push(Effect::PublishEvent {
+                event_type: EventType::Warning,
+                reason: lifecycle::REASON_RELEASE_FAILED,
+                actor: CONTROLLER_ACTOR.into(),
+                message: format!(
+                    "left in place on protected principals (never touched): {}; remove by hand",
+                    report.refused_releases.join(", ")
+                ),
+            });
+        }
+        let targets = q
+            .status
+            .iter()
+            .flat_map(|s| s.targets.iter())
+            .map(|t| TargetStatus {
+                arn: t.arn.clone(),
+                attachment: t.attachment.clone(),
+                state: if t.state == TargetState::Planned {
+                    TargetState::Planned
+                } else {
+                    TargetState::Detached
+                },
+                last_error: None,
+                last_verified_at: Some(Time(now)),
+            })
+            .collect();
+        Ok(IamOutcome {
+            event: Some(Event::ReleaseSucceeded),
+            failure: None,
+            targets: Some(targets),
+            drift: Vec::new(),
+            extra_effects: extra,
+        })
+    } else {
+        let reason = report
+            .errors
+            .iter()
+            .map(|e| format!("{} ({})", e.message, e.category))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let category = worst(&report.errors.iter().map(|e| e.category).collect::<Vec<_>>());
+        Ok(IamOutcome {
+            event: Some(Event::ReleaseFailed {
+                reason: super::truncate(&reason, 900),
+            }),
+            failure: Some((category, super::truncate(&reason, 900))),
+            targets: None,
+            drift: Vec::new(),
+            extra_effects: Vec::new(),
+        })
+    }
+}

@@ -1,0 +1,131 @@
+//! The orphan sweep: periodically releases every IAM object of ours whose Quarantine is gone or
+//! has ended (a crash between steps, a finalizer removed by hand, a reinstall), and refreshes the
+//! quarantine and policy gauges. It only ever releases (the kill-switch gate is used, so enforcement
+//! writes are impossible) and holds the IAM lock exclusively so no reconcile creates a policy
+//! for a Quarantine it has not seen yet.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use super::policy::CONDITION_READY;
+use super::{Shared, desired};
+use crate::controller::crd::Phase;
+use crate::controller::crd::conditions::condition_status;
+use crate::controller::enforce::converge::{ConvergeInput, Scope, WriteGate};
+
+/// Every phase, for the gauge.
+const PHASES: [Phase; 8] = [
+    Phase::DryRun,
+    Phase::PendingApproval,
+    Phase::Active,
+    Phase::Releasing,
+    Phase::Released,
+    Phase::Rejected,
+    Phase::Expired,
+    Phase::Failed,
+];
+
+/// Refreshes `autoguardrails_quarantines{phase}` and `autoguardrails_policies{ready}` from the
+/// caches (one pass each; every 15 s rather than on every reconcile, which made a cold start with
+/// many policies quadratic).
+pub fn refresh_gauges(ctx: &Shared) {
+    let (mut ready_true, mut ready_false) = (0i64, 0i64);
+    for p in ctx.stores.policies() {
+        match p
+            .status
+            .as_ref()
+            .and_then(|s| condition_status(&s.conditions, CONDITION_READY))
+        {
+            Some("True") => ready_true += 1,
+            Some("False") => ready_false += 1,
+            _ => {}
+        }
+    }
+    ctx.metrics
+        .policies
+        .with_label_values(&["true"])
+        .set(ready_true);
+    ctx.metrics
+        .policies
+        .with_label_values(&["false"])
+        .set(ready_false);
+    let mut counts: BTreeMap<&'static str, i64> = PHASES.iter().map(|p| (p.as_str(), 0)).collect();
+    for q in ctx.stores.quarantines() {
+        if let Some(p) = q.status.as_ref().and_then(|s| s.phase) {
+            *counts.entry(p.as_str()).or_insert(0) += 1;
+        }
+    }
+    for (phase, n) in counts {
+        ctx.metrics.quarantines.with_label_values(&[phase]).set(n);
+    }
+}
+
+/// One sweep: release objects owned by quarantines that are absent from the cache or ended.
+/// Returns how many release writes were sent.
+pub async fn sweep_once(ctx: &Shared) -> usize {
+    let _exclusive = ctx.iam_lock.write().await;
+    let quarantines = ctx.stores.quarantines();
+    let mut keep = BTreeSet::new();
+    let mut known = Vec::new();
+    let mut accounts: BTreeSet<String> = ctx.settings.accounts.iter().cloned().collect();
+    for q in &quarantines {
+        accounts.extend(desired::accounts(q));
+        let phase = q.status.as_ref().and_then(|s| s.phase);
+        if phase.is_some_and(Phase::is_terminal) {
+            known.extend(desired::known_principals(q));
+        } else {
+            keep.insert(desired::key(q));
+        }
+    }
+    let input = ConvergeInput {
+        desired: Vec::new(),
+        known_principals: known,
+        accounts: accounts.into_iter().collect(),
+        gate: WriteGate::KillSwitch,
+        scope: Scope::Except(keep),
+    };
+    match ctx.engine.converge(ctx.clients.as_ref(), &input).await {
+        Ok(report) => {
+            let sent = report.writes.iter().filter(|w| w.performed).count();
+            for (op, n) in &report.calls.by_operation {
+                ctx.metrics
+                    .iam_calls
+                    .with_label_values(&[op.to_string().as_str(), "sent"])
+                    .inc_by(*n);
+            }
+            if sent > 0 {
+                tracing::warn!(writes = sent, "orphan sweep released leftovers");
+            }
+            for e in &report.errors {
+                tracing::warn!(account = %e.account_id, error = %e.message, "orphan sweep");
+            }
+            sent
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "orphan sweep aborted");
+            0
+        }
+    }
+}
+
+/// Runs the sweep after the caches sync and then every `sweep_period`, until shutdown.
+pub async fn run(ctx: Arc<Shared>, shutdown: &mut watch::Receiver<bool>) {
+    tokio::select! {
+        _ = ctx.stores.wait_ready() => {}
+        _ = shutdown.changed() => return,
+    }
+    let mut gauge = tokio::time::interval(std::time::Duration::from_secs(15));
+    let mut sweep = tokio::time::interval(ctx.settings.sweep_period);
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        tokio::select! {
+            _ = gauge.tick() => refresh_gauges(&ctx),
+            _ = sweep.tick() => { sweep_once(&ctx).await; }
+            _ = shutdown.changed() => return,
+        }
+    }
+}

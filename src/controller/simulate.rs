@@ -1,0 +1,218 @@
+//! `autoguardrails simulate` and `autoguardrails policy convert`: load policy and signal files,
+//! validate them as the API server would, evaluate with the pure core, and render the result.
+//! No AWS or Kubernetes access; file reading is the caller's.
+
+use crate::controller::crd::{self, GuardrailPolicy, validate};
+use crate::controller::enforce::document;
+use crate::controller::policy::{self, ControllerSettings, Decision, flat::FlatPolicy};
+use crate::controller::signal::CostSignal;
+use serde::Serialize;
+use serde_json::Value;
+
+/// Why input cannot be used; the CLI exits with status 2 and prints this.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    /// The file is not YAML/JSON.
+    #[error("{file}: not valid YAML or JSON: {message}")]
+    Syntax {
+        /// Which input.
+        file: String,
+        /// Parser message, with line and column.
+        message: String,
+    },
+    /// The document is well formed but a field is invalid.
+    #[error("{file}: {}", .errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
+    Fields {
+        /// Which input.
+        file: String,
+        /// Every invalid field.
+        errors: Vec<validate::FieldError>,
+    },
+}
+
+fn syntax(file: &str, message: impl ToString) -> InputError {
+    InputError::Syntax {
+        file: file.to_string(),
+        message: message.to_string(),
+    }
+}
+
+fn fields(file: &str, field: &str, message: impl ToString) -> InputError {
+    InputError::Fields {
+        file: file.to_string(),
+        errors: vec![validate::FieldError {
+            field: field.to_string(),
+            message: message.to_string(),
+        }],
+    }
+}
+
+/// Parses YAML or JSON text into a JSON value (one document).
+pub fn parse_document(file: &str, text: &str) -> Result<Value, InputError> {
+    serde_saphyr::from_str::<Value>(text).map_err(|e| syntax(file, e))
+}
+
+/// Loads a GuardrailPolicy from a manifest or a flat-format policy, validated like the API server
+/// would (schema and CEL rules). A missing namespace becomes `default`.
+pub fn load_policy(file: &str, text: &str) -> Result<GuardrailPolicy, InputError> {
+    let value = parse_document(file, text)?;
+    let mut policy = if policy::flat::looks_flat(&value) {
+        let flat: FlatPolicy =
+            serde_json::from_value(value).map_err(|e| fields(file, "(flat policy)", e))?;
+        let converted = flat.convert(None).map_err(|e| match e {
+            policy::flat::ConvertError::Invalid { field, message } => fields(file, &field, message),
+        })?;
+        // Round-trip so the converted policy is checked exactly like a manifest.
+        let value =
+            serde_json::to_value(&converted).map_err(|e| fields(file, "(flat policy)", e))?;
+        check_policy_value(file, &value)?
+    } else {
+        check_policy_value(file, &value)?
+    };
+    if policy.metadata.namespace.is_none() {
+        policy.metadata.namespace = Some("default".into());
+    }
+    Ok(policy)
+}
+
+fn check_policy_value(file: &str, value: &Value) -> Result<GuardrailPolicy, InputError> {
+    let kind = value
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if kind != "GuardrailPolicy" {
+        return Err(fields(
+            file,
+            "kind",
+            format!("expected GuardrailPolicy, found {kind:?}"),
+        ));
+    }
+    let api_version = value
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let expected = format!("{}/{}", crd::GROUP, crd::VERSION);
+    if api_version != expected {
+        return Err(fields(
+            file,
+            "apiVersion",
+            format!("expected {expected}, found {api_version:?}"),
+        ));
+    }
+    if value
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        return Err(fields(file, "metadata.name", "Required value"));
+    }
+    let errors = validate::guardrail_policy(value);
+    if !errors.is_empty() {
+        return Err(InputError::Fields {
+            file: file.to_string(),
+            errors,
+        });
+    }
+    serde_json::from_value(value.clone()).map_err(|e| fields(file, "spec", e))
+}
+
+/// Loads a normalised `CostSignal` from YAML or JSON.
+pub fn load_signal(file: &str, text: &str) -> Result<CostSignal, InputError> {
+    let value = parse_document(file, text)?;
+    let signal: CostSignal =
+        serde_json::from_value(value).map_err(|e| fields(file, "(signal)", e))?;
+    signal.validate().map_err(|e| match e {
+        crate::controller::signal::SignalError::InvalidField { field, message } => {
+            fields(file, field, message)
+        }
+    })?;
+    Ok(signal)
+}
+
+/// What `simulate` prints.
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    /// `Quarantine` or `None`.
+    pub decision: &'static str,
+    /// The PascalCase reason.
+    pub reason: &'static str,
+    /// The human explanation.
+    pub message: String,
+    /// The policy's namespace/name.
+    pub policy: String,
+    /// The Quarantine that would be created.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quarantine: Option<crd::Quarantine>,
+    /// The exact IAM policy document that would be attached, and its size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iam_policy: Option<IamPolicyReport>,
+}
+
+/// The IAM document part of a report.
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct IamPolicyReport {
+    /// The exact JSON text sent to IAM.
+    pub document: String,
+    /// Characters as IAM counts them (whitespace excluded).
+    pub size: usize,
+    /// Whether it fits a managed policy (6,144).
+    pub fits_managed: bool,
+    /// Whether an inline fallback fits a role (10,240) / a user (2,048).
+    pub fits_inline_role: bool,
+    /// Whether an inline fallback fits a user (2,048).
+    pub fits_inline_user: bool,
+}
+
+/// Evaluates and builds the report. The IAM document is built for any created quarantine,
+/// DryRun included, because DryRun records the plan.
+pub fn simulate(
+    policy: &GuardrailPolicy,
+    signal: &CostSignal,
+    settings: &ControllerSettings,
+    now: jiff::Timestamp,
+) -> Result<Report, document::DocumentError> {
+    let decision: Decision = policy::evaluate(policy::Input {
+        policy,
+        signal,
+        existing: &[],
+        settings,
+        now,
+    });
+    let iam_policy = match &decision.quarantine {
+        Some(q) => {
+            let doc = document::build(
+                &q.spec.deny,
+                &document::sid_suffix(
+                    q.metadata.namespace.as_deref().unwrap_or_default(),
+                    q.metadata.name.as_deref().unwrap_or_default(),
+                ),
+            )?;
+            Some(IamPolicyReport {
+                fits_managed: doc.fits_managed(),
+                fits_inline_role: doc.fits_inline_role(),
+                fits_inline_user: doc.fits_inline_user(),
+                size: doc.size,
+                document: doc.json,
+            })
+        }
+        None => None,
+    };
+    Ok(Report {
+        decision: if decision.quarantine.is_some() {
+            "Quarantine"
+        } else {
+            "None"
+        },
+        reason: decision.reason,
+        message: decision.message,
+        policy: format!(
+            "{}/{}",
+            policy.metadata.namespace.as_deref().unwrap_or("default"),
+            policy.metadata.name.as_deref().unwrap_or_default()
+        ),
+        quarantine: decision.quarantine,
+        iam_policy,
+    })
+}

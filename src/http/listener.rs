@@ -1,0 +1,142 @@
+//! The one hardened HTTP listener every part serves through (the controller's signal and
+//! operations listeners, `gate serve`): HTTP/1.1 with a header-read timeout, a bound on open
+//! connections (back-pressure at the accept, not refusal), and graceful shutdown with a drain
+//! deadline. Body size and body-read timeouts are per route (the routes know their limits). It
+//! must not know any route.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+/// Limits of one listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerLimits {
+    /// A connection whose request headers are not complete this long after it started sending
+    /// them (or after the previous response, on a kept-alive connection) is closed.
+    pub header_read_timeout: Duration,
+    /// At most this many connections are open; further ones wait in the accept backlog.
+    pub max_connections: usize,
+    /// How long in-flight requests may finish after shutdown starts.
+    pub drain_timeout: Duration,
+}
+
+impl Default for ListenerLimits {
+    fn default() -> Self {
+        ListenerLimits {
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 512,
+            drain_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+/// Why serving stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenerError {
+    /// Accepting connections failed for good.
+    #[error("failed to accept connections on {address:?}")]
+    Accept {
+        /// The bound address.
+        address: Option<SocketAddr>,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The limits are unusable.
+    #[error("invalid listener limits: {0}")]
+    Limits(&'static str),
+}
+
+impl ListenerError {
+    /// The category used for metric labels and logs.
+    pub fn category(&self) -> &'static str {
+        match self {
+            ListenerError::Accept { .. } => "Accept",
+            ListenerError::Limits(_) => "Invalid",
+        }
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then lets in-flight requests finish
+/// within `limits.drain_timeout`.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: ListenerLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ListenerError> {
+    if limits.max_connections == 0 {
+        return Err(ListenerError::Limits("maxConnections must be at least 1"));
+    }
+    if limits.header_read_timeout.is_zero() {
+        return Err(ListenerError::Limits("headerReadTimeout must be positive"));
+    }
+    let address = listener.local_addr().ok();
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    let service = TowerToHyperService::new(router);
+    tokio::pin!(shutdown);
+    let mut accept_errors: u32 = 0;
+    loop {
+        // Back-pressure: take a connection slot before accepting, so a flood of idle
+        // connections waits in the kernel's backlog instead of exhausting descriptors.
+        let permit = tokio::select! {
+            () = &mut shutdown => break,
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => {
+                    accept_errors = 0;
+                    accepted
+                }
+                Err(source) => {
+                    // Per-connection errors (reset before accept, descriptor pressure) are
+                    // transient; a listener that fails continuously is not.
+                    accept_errors += 1;
+                    tracing::warn!(?address, error = %source, "accept failed");
+                    if accept_errors > 100 {
+                        return Err(ListenerError::Accept { address, source });
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let connection = builder.serve_connection(TokioIo::new(stream), service.clone());
+        let watched = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = watched.await {
+                tracing::debug!(%peer, %error, "connection closed with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(limits.drain_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            ?address,
+            "connections still open after the drain timeout; closing them"
+        );
+    }
+    Ok(())
+}
