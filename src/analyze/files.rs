@@ -1,0 +1,213 @@
+//! Trail log files from a local directory (`--from-files`), and the one routine every file-based
+//! source shares: decompress a log document (gzip or plain JSON) into a reused buffer of bounded
+//! size and stream its records into the usage. Memory is one document at a time. It must not
+//! decide anything about the records.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use super::proposal::SourceReport;
+use super::record::for_each_record;
+use super::usage::{Origin, Usage};
+
+/// Largest decompressed log document accepted (CloudTrail files are far smaller).
+pub const MAX_DOCUMENT_BYTES: usize = 512 * 1024 * 1024;
+
+/// Why log files could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum FilesError {
+    /// A file or directory could not be read.
+    #[error("failed to read {path}: {message}")]
+    Io {
+        /// The path.
+        path: String,
+        /// Why.
+        message: String,
+    },
+    /// A file is not a CloudTrail log document.
+    #[error("{path} is not a CloudTrail log file: {message}")]
+    Invalid {
+        /// The path or key.
+        path: String,
+        /// Why.
+        message: String,
+    },
+    /// A document is larger than [`MAX_DOCUMENT_BYTES`].
+    #[error("{path} decompresses to more than {MAX_DOCUMENT_BYTES} bytes")]
+    TooLarge {
+        /// The path or key.
+        path: String,
+    },
+    /// The directory holds no log file.
+    #[error("no CloudTrail log files (*.json.gz, *.json) under {path}")]
+    Empty {
+        /// The directory.
+        path: String,
+    },
+}
+
+impl FilesError {
+    /// The category used for metric labels and messages.
+    pub fn category(&self) -> &'static str {
+        match self {
+            FilesError::Io { .. } => "Io",
+            FilesError::Invalid { .. } | FilesError::TooLarge { .. } => "InvalidLogFile",
+            FilesError::Empty { .. } => "NoLogFiles",
+        }
+    }
+}
+
+/// A writer into the document buffer that refuses to grow past the limit.
+struct Bounded<'a> {
+    buffer: &'a mut Vec<u8>,
+}
+
+impl Write for Bounded<'_> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.buffer.len() + data.len() > MAX_DOCUMENT_BYTES {
+            return Err(std::io::Error::other("document too large"));
+        }
+        self.buffer.extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Streaming decompression of one object: feed compressed chunks, then [`Document::finish`].
+pub struct Document<'a> {
+    name: String,
+    gzip: Option<flate2::write::MultiGzDecoder<Bounded<'a>>>,
+    plain: Option<Bounded<'a>>,
+}
+
+impl<'a> Document<'a> {
+    /// Starts a document; `buffer` is cleared and reused.
+    pub fn new(name: &str, gzip: bool, buffer: &'a mut Vec<u8>) -> Document<'a> {
+        buffer.clear();
+        let sink = Bounded { buffer };
+        if gzip {
+            Document {
+                name: name.to_string(),
+                gzip: Some(flate2::write::MultiGzDecoder::new(sink)),
+                plain: None,
+            }
+        } else {
+            Document {
+                name: name.to_string(),
+                gzip: None,
+                plain: Some(sink),
+            }
+        }
+    }
+
+    fn error(&self, e: std::io::Error) -> FilesError {
+        if e.to_string().contains("too large") {
+            FilesError::TooLarge {
+                path: self.name.clone(),
+            }
+        } else {
+            FilesError::Invalid {
+                path: self.name.clone(),
+                message: e.to_string(),
+            }
+        }
+    }
+
+    /// Feeds a chunk of the (possibly compressed) object.
+    pub fn feed(&mut self, chunk: &[u8]) -> Result<(), FilesError> {
+        let result = match (&mut self.gzip, &mut self.plain) {
+            (Some(g), _) => g.write_all(chunk),
+            (None, Some(p)) => p.write_all(chunk),
+            (None, None) => Ok(()),
+        };
+        result.map_err(|e| self.error(e))
+    }
+
+    /// Ends the object and streams its records into `usage`; returns the records read.
+    pub fn finish(mut self, usage: &mut Usage, origin: Origin) -> Result<u64, FilesError> {
+        let name = self.name.clone();
+        let buffer: &mut Vec<u8> = match (self.gzip.take(), self.plain.take()) {
+            (Some(g), _) => g.finish().map_err(|e| self.error(e))?.buffer,
+            (None, Some(p)) => p.buffer,
+            (None, None) => return Ok(0),
+        };
+        for_each_record(buffer, |record| usage.add_record(&record, origin)).map_err(|e| {
+            FilesError::Invalid {
+                path: name,
+                message: e.to_string(),
+            }
+        })
+    }
+}
+
+/// Whether a name is a trail log file (digest files are skipped).
+pub fn is_log_file(name: &str) -> bool {
+    (name.ends_with(".json.gz") || name.ends_with(".json")) && !name.contains("CloudTrail-Digest")
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), FilesError> {
+    let io = |e: std::io::Error| FilesError::Io {
+        path: dir.display().to_string(),
+        message: e.to_string(),
+    };
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(io)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()
+        .map_err(io)?;
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            walk(&path, out)?;
+        } else if is_log_file(&path.to_string_lossy()) {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Reads every log file under `dir` (sorted, recursively) into `usage`. Any unreadable or
+/// invalid file is an error: a partial scan never yields a smaller policy.
+pub fn read_directory(
+    dir: &Path,
+    usage: &mut Usage,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<SourceReport, FilesError> {
+    let mut files = Vec::new();
+    walk(dir, &mut files)?;
+    if files.is_empty() {
+        return Err(FilesError::Empty {
+            path: dir.display().to_string(),
+        });
+    }
+    let mut buffer = Vec::new();
+    let mut chunk = vec![0u8; 256 * 1024];
+    for (index, path) in files.iter().enumerate() {
+        let name = path.display().to_string();
+        let mut file = std::fs::File::open(path).map_err(|e| FilesError::Io {
+            path: name.clone(),
+            message: e.to_string(),
+        })?;
+        let mut document = Document::new(&name, name.ends_with(".gz"), &mut buffer);
+        loop {
+            let n = file.read(&mut chunk).map_err(|e| FilesError::Io {
+                path: name.clone(),
+                message: e.to_string(),
+            })?;
+            if n == 0 {
+                break;
+            }
+            document.feed(&chunk[..n])?;
+        }
+        document.finish(usage, Origin::Files)?;
+        progress(index as u64 + 1, usage.counters.events_read);
+    }
+    Ok(SourceReport {
+        origin: Origin::Files,
+        detail: dir.display().to_string(),
+        regions: usage.counters.regions_seen.iter().cloned().collect(),
+        units_read: files.len() as u64,
+    })
+}
