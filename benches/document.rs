@@ -3,6 +3,7 @@
 //! managed-policy size limit (6,144 characters).
 //!
 //! `cargo bench --bench document`
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
 

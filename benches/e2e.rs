@@ -10,6 +10,7 @@
 //! `AGR_BENCH_STEADY_SECONDS` (60), `AGR_BENCH_EMULATOR` (path of the `kube-emulator` binary,
 //! default `target/release/kube-emulator`; the scale phase runs the emulator in a child process
 //! so the controller's RSS is measured alone).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../tests/support/controller.rs"]
 #[allow(unused_imports)]

@@ -4,6 +4,7 @@
 //! evaluation, so criterion's `elem/s` reads as evaluations per second on one core.
 //!
 //! `cargo bench --bench evaluate` (target: at least 1,000,000 evaluations per second per core).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
 

@@ -2,6 +2,7 @@
 //! Prometheus holding 30 days of 1-minute data for 10 services (all of a decision's queries issued
 //! concurrently), the same SLO report computed by Google's slo-generator on the same data (as a
 //! ratio), and pure rule evaluations per second. Needs `scripts/test-deps.sh`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../tests/gate/data.rs"]
 mod data;

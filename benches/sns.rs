@@ -4,6 +4,7 @@
 //! (`tests/fixtures/signals/*` payloads, `policies/signals/*` signal files).
 //!
 //! `cargo bench --bench sns`
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../tests/support/sns_signing.rs"]
 mod sns_signing;

@@ -5,6 +5,7 @@
 //!
 //! `cargo bench --bench sns_load` (environment: `AGR_BENCH_MESSAGES`, default 1000;
 //! `AGR_BENCH_CONCURRENCY`, default 32).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../tests/support/controller.rs"]
 #[allow(unused_imports)]

@@ -4,6 +4,7 @@
 //! `/events` endpoint; walks the Quarantine through PendingApproval → approve → Active (the deny
 //! shown) → release, printing each step and the `kubectl` command a person would type.
 //! Interactive (a terminal): stays up for kubectl until Ctrl-C. Otherwise: finishes and exits 0.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};

@@ -2,6 +2,7 @@
 //! production wiring against the bundled three-week logs, a CloudTrail/Account/Bedrock/GitHub
 //! stub speaking the documented protocols, moto for IAM, S3 and Athena, cfn-lint and python-hcl2
 //! for the patches, and @cloud-copilot/iam-simulate as an independent evaluator.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../support/moto.rs"]
 mod moto;

@@ -1,6 +1,7 @@
 //! The controller's tests: the pure core, the controllers on the API emulator with in-memory IAM,
 //! the AWS adapters against moto, the signal endpoints, Slack. One binary: the shared support
 //! and the crate are linked once (decision 087).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../support/mod.rs"]
 mod support;

@@ -1,5 +1,6 @@
 //! End to end: the real `autoguardrails` binary as a user runs it (config file, env, kubectl,
 //! the emulator, moto, a Slack receiver), the example policies, and the Helm chart.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../support/mod.rs"]
 mod support;
