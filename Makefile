@@ -3,10 +3,20 @@ SHELL := /bin/bash
 CARGO ?= cargo
 VENV := .venv
 
-.PHONY: simulate-examples test deps fmt-check lint crd-check chart-check unit demo crds bench clean-venv real-cluster
+.PHONY: simulate-examples test deps fmt-check lint build-lint crd-check chart-check unit demo crds bench clean-venv real-cluster
 
-## test: everything CI runs — install test dependencies, format, lint, CRD checks, all tests
-test: deps fmt-check lint crd-check chart-check unit
+# `make test` lints while it builds (decision 088): clippy-driver is the compiler for our own
+# crates, with the same arguments `cargo clippy -- -D warnings` gives it, so the one build of every
+# target is also the lint, and dependencies are compiled once instead of once for `cargo check`
+# and again for the tests. Every cargo command of `make test` sees the same two variables, so
+# later steps reuse that build.
+CLIPPY_DRIVER := $(shell rustc --print sysroot 2>/dev/null)/bin/clippy-driver
+test: export RUSTC_WORKSPACE_WRAPPER := $(CLIPPY_DRIVER)
+test: export CLIPPY_ARGS := -D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__
+
+## test: everything CI runs — install test dependencies (while the build runs), format, lint and
+## build every target, CRD checks, chart checks, all tests
+test: fmt-check build-lint crd-check chart-check unit
 
 ## deps: install the test dependencies (Python venv with moto, kubectl, kubernetes-validate, helm SDK; promtool)
 deps:
@@ -15,8 +25,20 @@ deps:
 fmt-check:
 	$(CARGO) fmt --all --check
 
+## lint: clippy on every target (what `make test` does during its build)
 lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## build-lint: installs the test dependencies in the background while every target of the
+## workspace is built with clippy as the compiler wrapper (a lint failure fails the build);
+## the dependency log is shown when the installation fails
+build-lint:
+	@test -x "$(CLIPPY_DRIVER)" || { echo "clippy-driver not found at $(CLIPPY_DRIVER)"; exit 1; }
+	@mkdir -p target; ./scripts/test-deps.sh > target/test-deps.log 2>&1 & deps=$$!; \
+	  $(CARGO) test --workspace --all-targets --no-run; build=$$?; \
+	  wait $$deps; dep=$$?; cat target/test-deps.log; \
+	  if [ $$dep -ne 0 ]; then echo "test dependencies failed (exit $$dep)"; exit $$dep; fi; \
+	  exit $$build
 
 ## crd-check: committed CRDs equal the generated ones and validate as Kubernetes 1.37 manifests
 crd-check:

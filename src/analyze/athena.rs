@@ -115,11 +115,9 @@ pub struct SdkAthena {
 }
 
 impl SdkAthena {
-    /// From a base configuration.
-    pub fn new(config: &aws_config::SdkConfig) -> SdkAthena {
-        SdkAthena {
-            client: aws_sdk_athena::Client::new(config),
-        }
+    /// Over a client from the shared factory (`SdkClientFactory::athena`).
+    pub fn new(client: aws_sdk_athena::Client) -> SdkAthena {
+        SdkAthena { client }
     }
 }
 

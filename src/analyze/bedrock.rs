@@ -42,20 +42,9 @@ pub struct SdkModel {
 }
 
 impl SdkModel {
-    /// From a base configuration; `endpoint_url` overrides Bedrock's endpoint (tests).
-    pub fn new(
-        config: &aws_config::SdkConfig,
-        endpoint_url: Option<String>,
-        timeout: Duration,
-    ) -> SdkModel {
-        let mut builder = aws_sdk_bedrockruntime::config::Builder::from(config);
-        if let Some(url) = endpoint_url {
-            builder = builder.endpoint_url(url);
-        }
-        SdkModel {
-            client: aws_sdk_bedrockruntime::Client::from_conf(builder.build()),
-            timeout,
-        }
+    /// Over a client from the shared factory (`SdkClientFactory::bedrock_runtime`).
+    pub fn new(client: aws_sdk_bedrockruntime::Client, timeout: Duration) -> SdkModel {
+        SdkModel { client, timeout }
     }
 }
 

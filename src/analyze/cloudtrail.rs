@@ -4,6 +4,7 @@
 //! with exponential backoff on throttling and transport errors. A scan that did not complete is
 //! an error, never a smaller result. Read-only. It must not decide anything about the records.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -14,6 +15,7 @@ use super::proposal::SourceReport;
 use super::record::Record;
 use super::usage::{Origin, Usage};
 use crate::aws::ratelimit::RateLimiter;
+use crate::aws::sdk::SdkClientFactory;
 
 /// Requests per second per region that LookupEvents allows.
 pub const LOOKUP_REQUESTS_PER_SECOND: f64 = 2.0;
@@ -141,26 +143,21 @@ where
 
 /// The SDK implementation (one client per region; SDK retries off: the scan retries itself).
 pub struct SdkEventHistory {
-    base: aws_config::SdkConfig,
+    factory: Arc<SdkClientFactory>,
     endpoint_url: Option<String>,
 }
 
 impl SdkEventHistory {
-    /// From the base configuration; `endpoint_url` overrides CloudTrail's endpoint (tests).
-    pub fn new(base: &aws_config::SdkConfig, endpoint_url: Option<String>) -> SdkEventHistory {
+    /// Over the shared factory; `endpoint_url` overrides CloudTrail's endpoint (tests).
+    pub fn new(factory: Arc<SdkClientFactory>, endpoint_url: Option<String>) -> SdkEventHistory {
         SdkEventHistory {
-            base: base.clone(),
+            factory,
             endpoint_url,
         }
     }
     fn client(&self, region: &str) -> aws_sdk_cloudtrail::Client {
-        let mut builder = aws_sdk_cloudtrail::config::Builder::from(&self.base)
-            .region(aws_sdk_cloudtrail::config::Region::new(region.to_string()))
-            .retry_config(aws_sdk_cloudtrail::config::retry::RetryConfig::disabled());
-        if let Some(url) = &self.endpoint_url {
-            builder = builder.endpoint_url(url);
-        }
-        aws_sdk_cloudtrail::Client::from_conf(builder.build())
+        self.factory
+            .cloudtrail(region, self.endpoint_url.as_deref())
     }
 }
 
@@ -200,15 +197,9 @@ pub struct SdkRegionLister {
 }
 
 impl SdkRegionLister {
-    /// From the base configuration; `endpoint_url` overrides the Account endpoint (tests).
-    pub fn new(base: &aws_config::SdkConfig, endpoint_url: Option<String>) -> SdkRegionLister {
-        let mut builder = aws_sdk_account::config::Builder::from(base);
-        if let Some(url) = endpoint_url {
-            builder = builder.endpoint_url(url);
-        }
-        SdkRegionLister {
-            client: aws_sdk_account::Client::from_conf(builder.build()),
-        }
+    /// Over a client from the shared factory (`SdkClientFactory::account`).
+    pub fn new(client: aws_sdk_account::Client) -> SdkRegionLister {
+        SdkRegionLister { client }
     }
 }
 

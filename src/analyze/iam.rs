@@ -157,11 +157,9 @@ pub struct SdkIamReader {
 }
 
 impl SdkIamReader {
-    /// From a base configuration.
-    pub fn new(config: &aws_config::SdkConfig) -> SdkIamReader {
-        SdkIamReader {
-            client: aws_sdk_iam::Client::new(config),
-        }
+    /// Over a client from the shared factory (`SdkClientFactory::iam`).
+    pub fn new(client: aws_sdk_iam::Client) -> SdkIamReader {
+        SdkIamReader { client }
     }
 }
 

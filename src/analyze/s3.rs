@@ -71,15 +71,9 @@ pub struct SdkLogStore {
 }
 
 impl SdkLogStore {
-    /// A store from a base configuration (path-style addressing when an endpoint is overridden).
-    pub fn new(config: &aws_config::SdkConfig) -> SdkLogStore {
-        let mut builder = aws_sdk_s3::config::Builder::from(config);
-        if config.endpoint_url().is_some() {
-            builder = builder.force_path_style(true);
-        }
-        SdkLogStore {
-            client: aws_sdk_s3::Client::from_conf(builder.build()),
-        }
+    /// Over a client from the shared factory (`SdkClientFactory::s3`).
+    pub fn new(client: aws_sdk_s3::Client) -> SdkLogStore {
+        SdkLogStore { client }
     }
 }
 

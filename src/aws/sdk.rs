@@ -797,9 +797,72 @@ impl SdkClientFactory {
         aws_sdk_ssm::Client::from_conf(builder.build())
     }
 
-    /// The Cost Explorer client (anomaly poller), from the base configuration.
+    /// The Cost Explorer client (the controller's anomaly poller, the gate's observed spend),
+    /// from the base configuration.
     pub fn cost_explorer(&self) -> aws_sdk_costexplorer::Client {
         aws_sdk_costexplorer::Client::new(&self.base)
+    }
+
+    /// A factory for a part that reads one account with the ambient (or configured static)
+    /// credentials: the gate and the analyzer. No per-account roles.
+    pub async fn ambient(settings: SdkSettings) -> Self {
+        let base = load_base_config(&settings).await;
+        SdkClientFactory::new(base, settings, BTreeMap::new())
+    }
+
+    /// An IAM client with the base credentials (the analyzer reads the role's current policies).
+    pub fn iam(&self) -> aws_sdk_iam::Client {
+        aws_sdk_iam::Client::new(&self.base)
+    }
+
+    /// A CloudTrail client for one region, SDK retries off (the analyzer's scan paces and
+    /// retries its own `LookupEvents` calls); `endpoint_url` overrides CloudTrail's endpoint only.
+    pub fn cloudtrail(
+        &self,
+        region: &str,
+        endpoint_url: Option<&str>,
+    ) -> aws_sdk_cloudtrail::Client {
+        let mut builder = aws_sdk_cloudtrail::config::Builder::from(&self.base)
+            .region(Region::new(region.to_string()))
+            .retry_config(RetryConfig::disabled());
+        if let Some(url) = endpoint_url {
+            builder = builder.endpoint_url(url);
+        }
+        aws_sdk_cloudtrail::Client::from_conf(builder.build())
+    }
+
+    /// The Account client (`ListRegions`); `endpoint_url` overrides its endpoint only.
+    pub fn account(&self, endpoint_url: Option<&str>) -> aws_sdk_account::Client {
+        let mut builder = aws_sdk_account::config::Builder::from(&self.base);
+        if let Some(url) = endpoint_url {
+            builder = builder.endpoint_url(url);
+        }
+        aws_sdk_account::Client::from_conf(builder.build())
+    }
+
+    /// The S3 client (CloudTrail log files); path-style addressing when the endpoint is
+    /// overridden (a local S3 has no per-bucket host names).
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        let mut builder = aws_sdk_s3::config::Builder::from(&self.base);
+        if self.base.endpoint_url().is_some() {
+            builder = builder.force_path_style(true);
+        }
+        aws_sdk_s3::Client::from_conf(builder.build())
+    }
+
+    /// The Athena client (organisation-wide CloudTrail queries).
+    pub fn athena(&self) -> aws_sdk_athena::Client {
+        aws_sdk_athena::Client::new(&self.base)
+    }
+
+    /// The Bedrock runtime client (the analyzer's optional model); `endpoint_url` overrides
+    /// its endpoint only.
+    pub fn bedrock_runtime(&self, endpoint_url: Option<&str>) -> aws_sdk_bedrockruntime::Client {
+        let mut builder = aws_sdk_bedrockruntime::config::Builder::from(&self.base);
+        if let Some(url) = endpoint_url {
+            builder = builder.endpoint_url(url);
+        }
+        aws_sdk_bedrockruntime::Client::from_conf(builder.build())
     }
 
     /// The SDK configuration used for an account (assumed-role credentials when configured).

@@ -21,7 +21,7 @@ use crate::analyze::proposal::{
 use crate::analyze::record::PrincipalMatcher;
 use crate::analyze::usage::{Usage, Window};
 use crate::analyze::{athena, bedrock, files, iam, reasoning, render, s3};
-use crate::aws::sdk::{SdkSettings, load_base_config};
+use crate::aws::sdk::{SdkClientFactory, SdkSettings};
 use crate::principal::{PrincipalArn, PrincipalKind};
 
 /// The troubleshooting steps printed with "No CloudTrail events found".
@@ -290,7 +290,7 @@ async fn analyze(
         args.from_files.is_none() || args.current_policy.is_empty() || args.bedrock_model.is_some();
     let config = if needs_aws {
         Some(
-            load_base_config(&SdkSettings {
+            SdkClientFactory::ambient(SdkSettings {
                 endpoint_url: args.aws_endpoint_url.clone(),
                 region: args.aws_region.clone(),
                 max_attempts: args.aws_max_attempts,
@@ -299,6 +299,7 @@ async fn analyze(
             })
             .await,
         )
+        .map(std::sync::Arc::new)
     } else {
         None
     };
@@ -316,7 +317,7 @@ async fn analyze(
         })
         .map_err(|e| e.to_string())?
     } else if let (Some(bucket), Some(config)) = (&args.s3_bucket, &config) {
-        let store = s3::SdkLogStore::new(config);
+        let store = s3::SdkLogStore::new(config.s3());
         s3::read_bucket(
             &store,
             bucket,
@@ -332,7 +333,7 @@ async fn analyze(
         (&args.athena_workgroup, &args.athena_table, &config)
     {
         athena::scan(
-            &athena::SdkAthena::new(config),
+            &athena::SdkAthena::new(config.athena()),
             workgroup,
             table,
             args.athena_output_location.as_deref(),
@@ -343,7 +344,7 @@ async fn analyze(
         .map_err(|e| e.to_string())?
     } else if let Some(config) = &config {
         let regions = if args.regions.is_empty() {
-            SdkRegionLister::new(config, args.account_endpoint_url.clone())
+            SdkRegionLister::new(config.account(args.account_endpoint_url.as_deref()))
                 .enabled_regions()
                 .await
                 .map_err(|e| format!("{e} (pass --regions to name the regions to scan)"))?
@@ -352,7 +353,7 @@ async fn analyze(
         };
         let start = end - jiff::SignedDuration::from_hours(24 * i64::from(days.unwrap_or(30)));
         cloudtrail::scan(
-            &SdkEventHistory::new(config, args.cloudtrail_endpoint_url.clone()),
+            &SdkEventHistory::new(config.clone(), args.cloudtrail_endpoint_url.clone()),
             &regions,
             start.as_second(),
             end.as_second(),
@@ -375,7 +376,7 @@ async fn analyze(
         let Some(config) = &config else {
             return Err("no AWS configuration".into());
         };
-        let (p, created) = iam::read_permissions(&iam::SdkIamReader::new(config), &principal)
+        let (p, created) = iam::read_permissions(&iam::SdkIamReader::new(config.iam()), &principal)
             .await
             .map_err(|e| e.to_string())?;
         (p, created, "IAM".to_string())
@@ -440,8 +441,7 @@ async fn analyze(
     };
     if let (Some(model), Some(config)) = (&args.bedrock_model, &config) {
         let client = bedrock::SdkModel::new(
-            config,
-            args.bedrock_endpoint_url.clone(),
+            config.bedrock_runtime(args.bedrock_endpoint_url.as_deref()),
             Duration::from_secs(60),
         );
         report.proposal.model_reasoning =

@@ -12,7 +12,7 @@ use jiff::civil::Date;
 
 use super::config::{CostExplorerSettings, CostFilter};
 use super::cost::DailyCost;
-use crate::aws::sdk::{SdkSettings, load_base_config};
+use crate::aws::sdk::{SdkClientFactory, SdkSettings};
 
 /// At most this many pages per request (each page costs USD 0.01).
 pub const MAX_PAGES: usize = 10;
@@ -82,9 +82,8 @@ impl CostExplorerSource {
             rate_limit: None,
             static_credentials,
         };
-        let config = load_base_config(&sdk).await;
         CostExplorerSource {
-            client: aws_sdk_costexplorer::Client::new(&config),
+            client: SdkClientFactory::ambient(sdk).await.cost_explorer(),
             metric: settings.metric.clone(),
         }
     }
