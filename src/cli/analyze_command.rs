@@ -289,7 +289,7 @@ async fn analyze(
     let needs_aws =
         args.from_files.is_none() || args.current_policy.is_empty() || args.bedrock_model.is_some();
     let config = if needs_aws {
-        Some(
+        Some(std::sync::Arc::new(
             SdkClientFactory::ambient(SdkSettings {
                 endpoint_url: args.aws_endpoint_url.clone(),
                 region: args.aws_region.clone(),
@@ -298,8 +298,7 @@ async fn analyze(
                 static_credentials: None,
             })
             .await,
-        )
-        .map(std::sync::Arc::new)
+        ))
     } else {
         None
     };
