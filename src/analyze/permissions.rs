@@ -549,7 +549,7 @@ mod tests {
         };
         assert_eq!(
             c["StringLike"]["aws:RequestedRegion"],
-            serde_json::json!(["us-*"])
+            serde_json::json!("us-*")
         );
         assert_eq!(
             c["StringEquals"]["aws:RequestedRegion"],

@@ -103,6 +103,7 @@ const RESOURCE_PATTERNS: &[&str] = &[
     "arn:aws:lambda:*:111122223333:function:f1",
     "arn:aws:dynamodb:us-east-1:111122223333:table/*",
     "arn:aws:ec2:*:111122223333:instance/*",
+    "arn:aws:kms:eu-west-1:111122223333:key/k2",
 ];
 
 fn condition(index: usize) -> Option<Value> {
@@ -721,7 +722,7 @@ fn regression_identity_and_boundary_conditions_both_apply() {
 #[test]
 fn regression_conditions_per_narrowed_resource() {
     let case = (
-        vec![vec![allow(&[13], &[8], 0), allow(&[13], &[9], 2)]],
+        vec![vec![allow(&[13], &[8], 2), allow(&[13], &[13], 0)]],
         None,
         vec![call(10, 0), call(10, 1)],
         (true, false, 0, false),
