@@ -308,7 +308,7 @@ fn call_record(index: usize, call: &CallSpec) -> Value {
         record["resources"] = json!(resources);
     }
     if denied {
-        record["errorCode"] = json!(if index % 2 == 0 {
+        record["errorCode"] = json!(if index.is_multiple_of(2) {
             "AccessDenied"
         } else {
             "Client.UnauthorizedOperation"
