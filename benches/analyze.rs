@@ -1089,12 +1089,6 @@ fn only_trailscraper(action: &str, report: &Value, catalog: &Catalog) -> String 
             return format!("our decision {}: {}", e["decision"], e["detail"]);
         }
     }
-    if catalog
-        .lookup(action)
-        .is_some_and(|a| a.full_name().starts_with("apigateway:"))
-    {
-        return "API Gateway management calls are authorized by HTTP method (apigateway:GET, ...); trailscraper derives it from botocore's model, our mapping reports GetRestApis as unknown (a gap)".into();
-    }
     "UNEXPLAINED".into()
 }
 
