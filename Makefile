@@ -89,3 +89,5 @@ bench:
 	AGR_BENCH_PHASES=scale $(CARGO) bench --bench e2e
 	$(CARGO) bench --bench sns_load
 	$(CARGO) bench --bench gate
+	./scripts/bench-deps.sh
+	$(CARGO) bench --bench analyze

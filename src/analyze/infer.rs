@@ -25,6 +25,9 @@ pub const REASON_CREATE_TAGS: &str =
 /// Reason: EBS/EC2 encryption with a customer managed key.
 pub const REASON_KMS_GRANT: &str = "the call names a KMS key for EBS encryption; EC2 creates a grant on it with the caller's permissions (kms:CreateGrant)";
 
+/// The event source whose `roleArn` names the role assumed (`AssumeRole*`), never a passed role.
+pub const STS_SOURCE: &str = "sts.amazonaws.com";
+
 /// An inferred permission.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Inferred {
@@ -82,7 +85,9 @@ pub fn infer(groups: &BTreeMap<GroupKey, Group>, partition: &str, account: &str)
     for (key, group) in groups.iter().filter(|(k, _)| !k.denied) {
         let from = format!("{}:{}", key.source, key.event);
         let hints = &group.hints;
-        if !hints.passed_roles.values.is_empty() || hints.passed_role_unnamed {
+        // STS's `roleArn` is the role being assumed, not a role passed to a service.
+        let passes_roles = !key.source.eq_ignore_ascii_case(STS_SOURCE);
+        if passes_roles && (!hints.passed_roles.values.is_empty() || hints.passed_role_unnamed) {
             let mut resources: Vec<String> = hints
                 .passed_roles
                 .values
@@ -266,6 +271,16 @@ mod tests {
         let actions: Vec<&str> = out.iter().map(|i| i.action.as_str()).collect();
         assert_eq!(actions, vec!["kms:Decrypt", "s3:ListBucket"]);
         assert_eq!(out[1].resources, vec!["arn:aws:s3:::data"]);
+    }
+
+    #[test]
+    fn assuming_a_role_passes_none() {
+        let mut g = Group::default();
+        g.hints
+            .passed_roles
+            .add("arn:aws:iam::123456789012:role/deploy", 8);
+        let groups = BTreeMap::from([(key("sts.amazonaws.com", "AssumeRole"), g)]);
+        assert!(infer(&groups, "aws", "123456789012").is_empty());
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub const REASON_MULTIPART: &str = "multipart uploads are authorized by s3:PutOb
 /// Reason for Lambda's versioned event names.
 pub const REASON_LAMBDA_VERSION: &str =
     "Lambda logs API-version suffixes (20150331, v2) that are not part of the IAM action";
+/// Reason for API Gateway management calls.
+pub const REASON_API_GATEWAY_METHOD: &str = "API Gateway management calls are authorized as the HTTP method of the call (apigateway:GET, POST, PATCH, PUT, DELETE on the API's resource path)";
 /// Reason for a call that needs no IAM permission.
 pub const REASON_NO_PERMISSION: &str = "this call needs no IAM permission";
 /// Reason for an event that is not an API call the caller authorized.
@@ -362,7 +364,36 @@ pub fn map_event(catalog: &Catalog, event_source: &str, event_name: &str) -> Map
         (event_name.to_string(), None)
     };
     let candidate = format!("{prefix}:{name}");
+    if prefix == "apigateway"
+        && catalog.lookup(&candidate).is_none()
+        && let Some(method) = api_gateway_method(event_name)
+    {
+        return canonical(
+            catalog,
+            &[&format!("apigateway:{method}")],
+            Some(REASON_API_GATEWAY_METHOD),
+        );
+    }
     canonical(catalog, &[candidate.as_str()], reason)
+}
+
+/// API Gateway's management calls (REST and HTTP/WebSocket APIs: `GetRestApis`, `CreateApi`,
+/// `UpdateStage`, ...) are authorized as the HTTP method of the call; only the name prefixes
+/// whose method is unambiguous are mapped (others stay unknown, reported).
+pub fn api_gateway_method(event_name: &str) -> Option<&'static str> {
+    const METHODS: &[(&str, &str)] = &[
+        ("Get", "GET"),
+        ("Create", "POST"),
+        ("Update", "PATCH"),
+        ("Delete", "DELETE"),
+        ("Put", "PUT"),
+    ];
+    METHODS.iter().find_map(|(prefix, method)| {
+        event_name
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_uppercase()))
+            .then_some(*method)
+    })
 }
 
 fn canonical(catalog: &Catalog, actions: &[&str], reason: Option<&'static str>) -> Mapped {

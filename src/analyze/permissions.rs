@@ -320,10 +320,17 @@ impl Permissions {
         };
         match &self.boundary {
             None => identity,
-            Some(boundary) => match allow_of(std::iter::once(boundary), action, resource) {
-                (true, None) => identity,
-                (_, Some(c)) if identity == Decision::Allowed => Decision::Conditional(c),
-                (_, Some(_)) => identity,
+            Some(boundary) => match (
+                allow_of(std::iter::once(boundary), action, resource),
+                identity,
+            ) {
+                ((true, None), identity) => identity,
+                ((_, Some(c)), Decision::Allowed) => Decision::Conditional(c),
+                // Both conditional: both conditions must hold.
+                ((_, Some(b)), Decision::Conditional(i)) => match conjoin_conditions(&i, &b) {
+                    Some(both) => Decision::Conditional(both),
+                    None => Decision::ImplicitDeny,
+                },
                 _ => Decision::ImplicitDeny,
             },
         }
@@ -379,6 +386,65 @@ impl Permissions {
     pub fn is_empty(&self) -> bool {
         self.policies.is_empty()
     }
+}
+
+fn condition_values(value: &Value) -> Option<Vec<Value>> {
+    match value {
+        Value::Array(items) => Some(items.clone()),
+        Value::Object(_) => None,
+        other => Some(vec![other.clone()]),
+    }
+}
+
+fn condition_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The conjunction of two `Condition` blocks (a request must satisfy both), `None` when no
+/// request can, or a block is not of the `{operator: {key: value(s)}}` shape. Different operators
+/// coexist (IAM ANDs them); under the same operator and key, the values of a positive operator
+/// (alternatives) are intersected, those of a negated one (`...Not...`: none of them) united.
+pub fn conjoin_conditions(a: &Value, b: &Value) -> Option<Value> {
+    let mut out = a.as_object()?.clone();
+    for (op, keys) in b.as_object()? {
+        let negated = op.contains("Not");
+        let entry = out
+            .entry(op.clone())
+            .or_insert_with(|| Value::Object(serde_json::Map::new()))
+            .as_object_mut()?;
+        for (key, values) in keys.as_object()? {
+            let right = condition_values(values)?;
+            let merged = match entry.get(key) {
+                None => right,
+                Some(existing) => {
+                    let left = condition_values(existing)?;
+                    if negated {
+                        let mut all = left;
+                        for v in right {
+                            if !all.iter().any(|l| condition_text(l) == condition_text(&v)) {
+                                all.push(v);
+                            }
+                        }
+                        all
+                    } else {
+                        left.into_iter()
+                            .filter(|l| {
+                                right.iter().any(|r| condition_text(r) == condition_text(l))
+                            })
+                            .collect()
+                    }
+                }
+            };
+            if merged.is_empty() {
+                return None;
+            }
+            entry.insert(key.clone(), Value::Array(merged));
+        }
+    }
+    Some(Value::Object(out))
 }
 
 fn deny_covers(s: &Statement, resource: &str) -> bool {
@@ -466,6 +532,41 @@ mod tests {
             p.granted_resources("s3:getobject"),
             vec!["arn:aws:s3:::b/*"]
         );
+    }
+
+    #[test]
+    fn conditions_of_identity_and_boundary_both_hold() {
+        let p = Permissions {
+            policies: vec![policy(
+                r#"{"Statement":{"Effect":"Allow","Action":"iam:PassRole","Resource":"*","Condition":{"StringLike":{"aws:RequestedRegion":"us-*"}}}}"#,
+            )],
+            boundary: Some(policy(
+                r#"{"Statement":{"Effect":"Allow","Action":"iam:*","Resource":"*","Condition":{"StringEquals":{"aws:RequestedRegion":"eu-west-1"}}}}"#,
+            )),
+        };
+        let Decision::Conditional(c) = p.decide("iam:PassRole", "*") else {
+            panic!("conditional expected");
+        };
+        assert_eq!(
+            c["StringLike"]["aws:RequestedRegion"],
+            serde_json::json!("us-*")
+        );
+        assert_eq!(
+            c["StringEquals"]["aws:RequestedRegion"],
+            serde_json::json!(["eu-west-1"])
+        );
+        let same =
+            serde_json::json!({"StringEquals": {"k": ["a", "b"]}, "StringNotEquals": {"n": "x"}});
+        let other =
+            serde_json::json!({"StringEquals": {"k": ["b", "c"]}, "StringNotEquals": {"n": "y"}});
+        assert_eq!(
+            conjoin_conditions(&same, &other),
+            Some(
+                serde_json::json!({"StringEquals": {"k": ["b"]}, "StringNotEquals": {"n": ["x", "y"]}})
+            )
+        );
+        let disjoint = serde_json::json!({"StringEquals": {"k": "z"}});
+        assert_eq!(conjoin_conditions(&same, &disjoint), None);
     }
 
     #[test]

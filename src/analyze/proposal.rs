@@ -17,7 +17,7 @@ use super::generate::{
 use super::guardrails::{Preset, Rules, Violation};
 use super::infer;
 use super::mapping::{self, Mapped};
-use super::permissions::{Decision, Permissions, PolicySource};
+use super::permissions::{Decision, Permissions, PolicySource, conjoin_conditions};
 use super::risk::{self, RiskInput, RiskSignal};
 use super::usage::{Bounded, Counters, Origin, RESOURCE_LIMIT, Usage, Window};
 use crate::principal::{PrincipalArn, PrincipalKind};
@@ -69,6 +69,8 @@ pub const REASON_INVISIBLE_GRANT: &str = "the call succeeded but the principal's
 /// Reason: a call denied today.
 pub const REASON_DENIED: &str =
     "the call failed with an access-denied error: it is not granted today and is not proposed";
+/// Reason: today's conditions on the grant exclude the conditions the call needs.
+pub const REASON_CONDITIONS_EXCLUDE: &str = "granted today only under a condition that excludes the inferred condition (no request satisfies both): not proposed";
 /// Reason: explicitly denied today.
 pub const REASON_EXPLICIT_DENY: &str = "explicitly denied by a current policy: not proposed";
 
@@ -474,6 +476,25 @@ fn add_condition(conditions: &mut Conditions, op: &str, key: &str, values: &[Str
         .extend(values.iter().cloned());
 }
 
+/// Resources granted per condition block (keyed by the block's JSON).
+type Grants = BTreeMap<String, (Conditions, BTreeSet<String>)>;
+
+fn add_grant(grants: &mut Grants, conditions: Conditions, resource: String) {
+    let key = serde_json::to_string(&conditions).unwrap_or_default();
+    grants
+        .entry(key)
+        .or_insert_with(|| (conditions, BTreeSet::new()))
+        .1
+        .insert(resource);
+}
+
+/// `base` (the inferred conditions) restricted by a condition block under which the grant holds
+/// today: both must hold. `None` when no request can satisfy both, or the block cannot be read.
+fn restrict(base: &Conditions, granted_today: &Value) -> Option<Conditions> {
+    let base = serde_json::to_value(base).ok()?;
+    condition_from_value(&conjoin_conditions(&base, granted_today)?)
+}
+
 fn merge_observed(evidence: &mut Evidence, group: &super::usage::Group, event: &str) {
     evidence.count += group.count;
     if evidence.first_seen.is_empty() || group.first_seen < evidence.first_seen {
@@ -652,28 +673,22 @@ pub fn analyze(
                 .filter(|_| settings.scope_resources || action == "iam:PassRole")
                 .map(|set| (set.clone(), NOTE_NARROWED))
         };
-        let mut conditions: Conditions = e.inferred_conditions.clone();
-        let mut resources: BTreeSet<String> = BTreeSet::new();
+        // Each grant: resources allowed under one condition block (the inferred conditions,
+        // restricted by today's condition when the grant is conditional today).
+        let inferred = e.inferred_conditions.clone();
+        let mut grants: Grants = BTreeMap::new();
         let mut note: &'static str = "";
         let mut denial: Option<String> = None;
         if let Some((candidates, why)) = narrow_candidates {
             for arn in candidates {
                 match permissions.decide(action, &arn) {
-                    Decision::Allowed => {
-                        resources.insert(arn);
-                    }
-                    Decision::Conditional(c) => match condition_from_value(&c) {
-                        Some(c) => {
-                            for (op, keys) in c {
-                                for (k, v) in keys {
-                                    let v: Vec<String> = v.into_iter().collect();
-                                    add_condition(&mut conditions, &op, &k, &v);
-                                }
-                            }
-                            resources.insert(arn);
+                    Decision::Allowed => add_grant(&mut grants, inferred.clone(), arn),
+                    Decision::Conditional(c) => match restrict(&inferred, &c) {
+                        Some(conditions) => {
+                            add_grant(&mut grants, conditions, arn);
                             notes.insert(format!("{action}: {NOTE_CONDITIONAL}"));
                         }
-                        None => denial = Some(REASON_INVISIBLE_GRANT.into()),
+                        None => denial = Some(REASON_CONDITIONS_EXCLUDE.into()),
                     },
                     Decision::ExplicitDeny(_) => denial = Some(REASON_EXPLICIT_DENY.into()),
                     Decision::ImplicitDeny => denial = Some(REASON_INVISIBLE_GRANT.into()),
@@ -683,7 +698,7 @@ pub fn analyze(
         } else {
             match permissions.decide(action, "*") {
                 Decision::Allowed => {
-                    resources.insert("*".into());
+                    add_grant(&mut grants, inferred.clone(), "*".into());
                     note = if !info.scopable() {
                         NOTE_STAR_UNSCOPABLE
                     } else if e.observed_resources.overflow {
@@ -694,32 +709,45 @@ pub fn analyze(
                         NOTE_STAR_NOT_ASKED
                     };
                 }
-                Decision::Conditional(c) => match condition_from_value(&c) {
-                    Some(c) => {
-                        for (op, keys) in c {
-                            for (k, v) in keys {
-                                let v: Vec<String> = v.into_iter().collect();
-                                add_condition(&mut conditions, &op, &k, &v);
-                            }
-                        }
-                        resources.insert("*".into());
+                Decision::Conditional(c) => match restrict(&inferred, &c) {
+                    Some(conditions) => {
+                        add_grant(&mut grants, conditions, "*".into());
                         note = NOTE_CONDITIONAL;
                     }
-                    None => denial = Some(REASON_INVISIBLE_GRANT.into()),
+                    None => denial = Some(REASON_CONDITIONS_EXCLUDE.into()),
                 },
                 Decision::ExplicitDeny(_) => denial = Some(REASON_EXPLICIT_DENY.into()),
                 Decision::ImplicitDeny => {
-                    let patterns = permissions.granted_resources(action);
-                    if patterns.is_empty() {
+                    let mut resources: BTreeSet<String> =
+                        permissions.granted_resources(action).into_iter().collect();
+                    // Resources the calls named that the copied patterns miss but today's
+                    // policies allow (through `NotResource`, which has no pattern to copy): kept
+                    // as named, so an observed call that works today keeps working.
+                    if !e.observed_resources.overflow {
+                        for arn in &e.observed_resources.values {
+                            let covered = resources
+                                .iter()
+                                .any(|p| super::permissions::wildcard_match(p, arn, false));
+                            if !covered
+                                && !catalog.matching_resource_types(info, arn).is_empty()
+                                && permissions.decide(action, arn) == Decision::Allowed
+                            {
+                                resources.insert(arn.clone());
+                            }
+                        }
+                    }
+                    if resources.is_empty() {
                         denial = Some(REASON_INVISIBLE_GRANT.into());
                     } else {
-                        resources.extend(patterns);
                         note = NOTE_CURRENT_PATTERNS;
+                    }
+                    for resource in resources {
+                        add_grant(&mut grants, inferred.clone(), resource);
                     }
                 }
             }
         }
-        if resources.is_empty() {
+        if grants.is_empty() {
             e.decision = DECISION_NOT_GRANTED.into();
             e.detail = denial.unwrap_or_else(|| REASON_INVISIBLE_GRANT.into());
             if e.basis == "observed" {
@@ -745,24 +773,35 @@ pub fn analyze(
             violations.extend(found);
             continue;
         }
-        if settings.rules.require_region_condition && !e.regions.is_empty() {
-            let regions: Vec<String> = e.regions.iter().cloned().collect();
-            add_condition(
-                &mut conditions,
-                "StringEquals",
-                "aws:RequestedRegion",
-                &regions,
+        e.decision = DECISION_KEPT.into();
+        e.resource_note = note.to_string();
+        if grants.len() > 1 {
+            e.resource_note.push_str(
+                " (granted today under different conditions per resource: one statement each)",
             );
         }
-        e.decision = DECISION_KEPT.into();
-        e.resources = resources.iter().cloned().collect();
-        e.resource_note = note.to_string();
-        e.conditions = conditions.clone();
-        emitted.push(Permission {
-            action: action.clone(),
-            resources,
-            conditions,
-        });
+        let mut resources = BTreeSet::new();
+        for (index, (mut conditions, granted)) in grants.into_values().enumerate() {
+            if settings.rules.require_region_condition && !e.regions.is_empty() {
+                let regions: Vec<String> = e.regions.iter().cloned().collect();
+                add_condition(
+                    &mut conditions,
+                    "StringEquals",
+                    "aws:RequestedRegion",
+                    &regions,
+                );
+            }
+            if index == 0 {
+                e.conditions = conditions.clone();
+            }
+            resources.extend(granted.iter().cloned());
+            emitted.push(Permission {
+                action: action.clone(),
+                resources: granted,
+                conditions,
+            });
+        }
+        e.resources = resources.into_iter().collect();
     }
 
     if emitted.is_empty() && violations.is_empty() {

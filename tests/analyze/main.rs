@@ -11,6 +11,7 @@ mod golden;
 mod mapping;
 mod sources;
 mod stub;
+mod subset;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

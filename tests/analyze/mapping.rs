@@ -105,3 +105,42 @@ fn unknown_events_are_reported_never_emitted() {
         Mapped::Unknown { .. }
     ));
 }
+
+/// API Gateway's management events map to the HTTP method; its named actions stay as named.
+#[test]
+fn api_gateway_management_calls_map_to_their_http_method() {
+    use autoguardrails::analyze::mapping::REASON_API_GATEWAY_METHOD;
+    let catalog = Catalog::embedded().unwrap();
+    for (event, action) in [
+        ("GetRestApis", "apigateway:GET"),
+        ("CreateDeployment", "apigateway:POST"),
+        ("UpdateStage", "apigateway:PATCH"),
+        ("DeleteRestApi", "apigateway:DELETE"),
+        ("PutIntegration", "apigateway:PUT"),
+        ("GetApis", "apigateway:GET"),
+    ] {
+        assert_eq!(
+            map_event(catalog, "apigateway.amazonaws.com", event),
+            Mapped::Actions {
+                actions: vec![action.to_string()],
+                reason: Some(REASON_API_GATEWAY_METHOD)
+            },
+            "{event}"
+        );
+    }
+    assert_eq!(
+        map_event(catalog, "apigateway.amazonaws.com", "CreatePortal"),
+        Mapped::Actions {
+            actions: vec!["apigateway:CreatePortal".to_string()],
+            reason: None
+        }
+    );
+    assert!(matches!(
+        map_event(
+            catalog,
+            "apigateway.amazonaws.com",
+            "ImportDocumentationParts"
+        ),
+        Mapped::Unknown { .. }
+    ));
+}
