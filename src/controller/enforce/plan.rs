@@ -970,6 +970,72 @@ mod tests {
     }
 
     #[test]
+    fn release_is_not_clean_while_a_principal_is_unreadable() {
+        let mut o = ObservedAccount::default();
+        o.principals.insert(
+            role("r"),
+            ObservedPrincipal::Unreadable("throttled".into(), ErrorCategory::Transient),
+        );
+        let p = plan(&[], &o, &[]);
+        assert_eq!(p.unreadable.len(), 1);
+        assert!(p.steps.is_empty());
+    }
+
+    #[test]
+    fn release_removes_our_recent_writes_that_reads_do_not_show() {
+        let gone = desired(&["old"], &["r"]);
+        let arn = gone[0].policy_arn.clone();
+        let mut o = ObservedAccount::default();
+        o.principals.insert(role("r"), present(&[], 0));
+        o.recent_writes = vec![
+            (WriteKey::Policy(arn.clone()), key("old")),
+            (WriteKey::Attachment(role("r"), arn.clone()), key("old")),
+            (
+                WriteKey::Inline(role("r"), gone[0].inline_name.clone()),
+                key("old"),
+            ),
+        ];
+        let p = plan(&[], &o, &[]);
+        let kinds: Vec<&str> = p
+            .steps
+            .iter()
+            .map(|s| match s {
+                Step::DetachManaged { .. } => "detach",
+                Step::DeleteInline { .. } => "inline",
+                Step::DeletePolicy { .. } => "delete",
+                _ => "other",
+            })
+            .collect();
+        assert_eq!(kinds, ["detach", "inline", "delete"]);
+        // Still desired: nothing is removed.
+        let p = plan(&gone, &o, &[]);
+        assert!(
+            p.steps.iter().all(|s| s.class() == StepClass::Enforce),
+            "{:?}",
+            p.steps
+        );
+    }
+
+    #[test]
+    fn release_detaches_groups_before_deleting_the_policy() {
+        let gone = desired(&["old"], &["r"]);
+        let mut o = ObservedAccount::default();
+        o.policies.push(ObservedPolicy {
+            arn: gone[0].policy_arn.clone(),
+            name: gone[0].policy_name.clone(),
+            owner: key("old"),
+            default_version_id: "v1".into(),
+            default_document: None,
+            non_default_versions: Some(vec![]),
+            entities: vec![],
+            groups: vec!["devs".into()],
+        });
+        let p = plan(&[], &o, &[]);
+        assert!(matches!(&p.steps[0], Step::DetachGroup { group, .. } if group == "devs"));
+        assert!(matches!(p.steps[1], Step::DeletePolicy { .. }));
+    }
+
+    #[test]
     fn attachments_under_our_path_that_are_not_ours_are_ignored() {
         let mut o = ObservedAccount::default();
         o.principals.insert(
