@@ -719,6 +719,7 @@ fn released_status(q: &Quarantine, activated: Timestamp) -> QuarantineStatus {
         deny: Some(PlannedDeny {
             policy_name: managed_policy_name(CLUSTER, &desired::key(q), &account),
             document: document.json,
+            cluster_id: Some(CLUSTER.to_string()),
         }),
         targets: q
             .spec

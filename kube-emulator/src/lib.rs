@@ -85,7 +85,8 @@ pub struct Faults {
 
 impl Faults {
     /// Makes the next `count` requests with `verb` (`get`, `list`, `watch`, `create`, `update`, `patch`, `delete`, or `*`)
-    /// on `resource` (plural like `configmaps`, or `*`) fail with `status_code` and a matching Status.
+    /// on `resource` (plural like `configmaps`, which includes its subresources; `quarantines/status`
+    /// for one subresource only; or `*`) fail with `status_code` and a matching Status.
     pub fn fail_next(&self, verb: &str, resource: &str, count: usize, status_code: u16) {
         self.state.fail_next(verb, resource, count, status_code);
     }

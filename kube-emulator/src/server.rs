@@ -119,13 +119,16 @@ impl State {
         self.faults().latency = latency;
     }
 
-    /// Takes a matching fault, if any.
-    fn take_fault(&self, verb: &str, resource: &str) -> Option<u16> {
+    /// Takes a matching fault, if any. A rule for `plural` matches the resource and its
+    /// subresources; a rule for `plural/subresource` (e.g. `quarantines/status`) only that one.
+    fn take_fault(&self, verb: &str, resource: &str, subresource: Option<&str>) -> Option<u16> {
         let mut faults = self.faults();
         let rule = faults.rules.iter_mut().find(|rule| {
             rule.remaining > 0
                 && (rule.verb == "*" || rule.verb == verb)
-                && (rule.resource == "*" || rule.resource == resource)
+                && (rule.resource == "*"
+                    || rule.resource == resource
+                    || Some(rule.resource.as_str()) == subresource)
         })?;
         rule.remaining -= 1;
         let code = rule.code;
@@ -325,12 +328,16 @@ pub async fn handle(
     let content_type = header("content-type");
     let query = parse_query(&query_text);
     let route = parse_route(&path);
-    let (verb, resource) = match &route {
+    let (verb, resource, subresource) = match &route {
         Route::Resource(resource_path) => (
             resource_verb(&method, resource_path, &query),
             resource_path.plural.clone(),
+            resource_path
+                .subresource
+                .as_ref()
+                .map(|sub| format!("{}/{sub}", resource_path.plural)),
         ),
-        _ => (method.to_lowercase(), String::new()),
+        _ => (method.to_lowercase(), String::new(), None),
     };
     let body = match request.into_body().collect().await {
         Ok(collected) => collected.to_bytes(),
@@ -341,7 +348,7 @@ pub async fn handle(
             return Ok(response);
         }
     };
-    let response = match state.take_fault(&verb, &resource) {
+    let response = match state.take_fault(&verb, &resource, subresource.as_deref()) {
         Some(code) => json_response(
             code,
             &ApiError::new(

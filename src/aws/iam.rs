@@ -117,11 +117,13 @@ pub struct AttachedPolicy {
     pub arn: String,
 }
 
-/// The roles and users a managed policy is attached to.
+/// The roles, users and groups a managed policy is attached to.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PolicyEntities {
-    /// Attached roles and users (groups are never used by the engine and are not listed).
+    /// Attached roles and users.
     pub principals: Vec<PrincipalRef>,
+    /// Attached IAM group names (the engine never attaches to a group; release detaches them).
+    pub groups: Vec<String>,
 }
 
 /// The quotas `GetAccountSummary` reports that the engine uses.
@@ -201,6 +203,8 @@ pub enum Operation {
     AttachUserPolicy,
     /// The `DetachUserPolicy` API call.
     DetachUserPolicy,
+    /// The `DetachGroupPolicy` API call (release only).
+    DetachGroupPolicy,
     /// The `ListAttachedUserPolicies` API call.
     ListAttachedUserPolicies,
     /// The `PutRolePolicy` API call.
@@ -248,6 +252,7 @@ impl Operation {
             ListAttachedRolePolicies => "ListAttachedRolePolicies",
             AttachUserPolicy => "AttachUserPolicy",
             DetachUserPolicy => "DetachUserPolicy",
+            DetachGroupPolicy => "DetachGroupPolicy",
             ListAttachedUserPolicies => "ListAttachedUserPolicies",
             PutRolePolicy => "PutRolePolicy",
             DeleteRolePolicy => "DeleteRolePolicy",
@@ -277,6 +282,7 @@ impl Operation {
                 | DetachRolePolicy
                 | AttachUserPolicy
                 | DetachUserPolicy
+                | DetachGroupPolicy
                 | PutRolePolicy
                 | DeleteRolePolicy
                 | PutUserPolicy
@@ -500,6 +506,8 @@ pub trait Iam: Send + Sync {
     async fn attach_policy(&self, principal: &PrincipalRef, policy_arn: &str) -> AwsResult<()>;
     /// `DetachRolePolicy` / `DetachUserPolicy`.
     async fn detach_policy(&self, principal: &PrincipalRef, policy_arn: &str) -> AwsResult<()>;
+    /// `DetachGroupPolicy`: removes a managed policy from an IAM group (release only).
+    async fn detach_group_policy(&self, group: &str, policy_arn: &str) -> AwsResult<()>;
     /// `ListAttachedRolePolicies` / `ListAttachedUserPolicies`, optionally filtered by path prefix.
     async fn list_attached_policies(
         &self,

@@ -70,6 +70,17 @@ pub struct StoredPrincipal {
     pub inline: BTreeMap<String, String>,
 }
 
+/// A stored IAM group (only what the engine meets: the managed policies attached to it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredGroup {
+    /// ARN.
+    pub arn: String,
+    /// Name.
+    pub name: String,
+    /// Attached managed policy ARNs, in attach order.
+    pub attached: Vec<String>,
+}
+
 /// The whole IAM state of one account; cloned for eventual-consistency snapshots.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IamState {
@@ -77,6 +88,8 @@ pub struct IamState {
     pub policies: BTreeMap<String, StoredPolicy>,
     /// Roles and users keyed by kind and lower-cased name.
     pub principals: BTreeMap<(PrincipalKind, String), StoredPrincipal>,
+    /// Groups keyed by lower-cased name.
+    pub groups: BTreeMap<String, StoredGroup>,
 }
 
 impl IamState {
@@ -96,6 +109,13 @@ impl IamState {
     pub fn attached(&self, p: &PrincipalRef) -> Vec<String> {
         self.principal(p)
             .map(|s| s.attached.clone())
+            .unwrap_or_default()
+    }
+    /// The managed policy ARNs attached to a group (empty when it does not exist).
+    pub fn group_attached(&self, group: &str) -> Vec<String> {
+        self.groups
+            .get(&group.to_lowercase())
+            .map(|g| g.attached.clone())
             .unwrap_or_default()
     }
     /// The inline policies of a principal (empty when it does not exist).
@@ -557,6 +577,27 @@ impl OutsideActor<'_> {
         );
         arn
     }
+    /// Creates a group; returns its ARN.
+    pub fn create_group(&mut self, name: &str) -> String {
+        let arn = format!("arn:aws:iam::{}:group/{}", self.account_id, name);
+        self.state
+            .groups
+            .entry(name.to_lowercase())
+            .or_insert_with(|| StoredGroup {
+                arn: arn.clone(),
+                name: name.to_string(),
+                attached: Vec::new(),
+            });
+        arn
+    }
+    /// Attaches a managed policy to a group (someone else's doing: the engine never does).
+    pub fn attach_group(&mut self, group: &str, policy_arn: &str) {
+        if let Some(g) = self.state.groups.get_mut(&group.to_lowercase())
+            && !g.attached.iter().any(|a| a == policy_arn)
+        {
+            g.attached.push(policy_arn.to_string());
+        }
+    }
     /// Attaches a managed policy, ignoring quotas.
     pub fn attach(&mut self, principal: &PrincipalRef, policy_arn: &str) {
         if let Some(p) = self.state.principal_mut(principal)
@@ -856,6 +897,10 @@ impl Iam for InMemoryIam {
                 .principals
                 .values()
                 .any(|pr| pr.attached.iter().any(|a| a == policy_arn))
+                || s
+                    .groups
+                    .values()
+                    .any(|g| g.attached.iter().any(|a| a == policy_arn))
             {
                 return Err(err(
                     op,
@@ -891,7 +936,36 @@ impl Iam for InMemoryIam {
                         name: p.name.clone(),
                     })
                     .collect(),
+                groups: s
+                    .groups
+                    .values()
+                    .filter(|g| g.attached.iter().any(|a| a == policy_arn))
+                    .map(|g| g.name.clone())
+                    .collect(),
             })
+        })
+    }
+
+    async fn detach_group_policy(&self, group: &str, policy_arn: &str) -> AwsResult<()> {
+        let op = Operation::DetachGroupPolicy;
+        self.write(op, format!("group/{group} {policy_arn}"), |s, _, _, _| {
+            let g = s.groups.get_mut(&group.to_lowercase()).ok_or_else(|| {
+                err(
+                    op,
+                    ErrorCode::NoSuchEntity,
+                    format!("The group with name {group} cannot be found."),
+                )
+            })?;
+            let before = g.attached.len();
+            g.attached.retain(|a| a != policy_arn);
+            if before == g.attached.len() {
+                return Err(err(
+                    op,
+                    ErrorCode::NoSuchEntity,
+                    format!("Policy {policy_arn} was not found."),
+                ));
+            }
+            Ok(())
         })
     }
 

@@ -396,11 +396,28 @@ impl Iam for SdkIam {
                     });
                 }
             }
+            for g in out.policy_groups() {
+                if let Some(name) = g.group_name() {
+                    all.groups.push(name.to_string());
+                }
+            }
             match (out.is_truncated(), out.marker()) {
                 (true, Some(m)) => marker = Some(m.to_string()),
                 _ => return Ok(all),
             }
         }
+    }
+
+    async fn detach_group_policy(&self, group: &str, policy_arn: &str) -> AwsResult<()> {
+        self.limit().await;
+        self.client
+            .detach_group_policy()
+            .group_name(group)
+            .policy_arn(policy_arn)
+            .send()
+            .await
+            .map_err(|e| map_err(Operation::DetachGroupPolicy, e))?;
+        Ok(())
     }
 
     async fn attach_policy(&self, principal: &PrincipalRef, policy_arn: &str) -> AwsResult<()> {

@@ -591,3 +591,92 @@ async fn converge_cycle_through_the_sdk() {
     let e = iam.get_policy(&policy_arn).await.unwrap_err();
     assert_eq!(e.code, ErrorCode::NoSuchEntity);
 }
+
+/// Issue 18, defect 7, through the real SDK: our policy attached to an IAM group by someone else
+/// is listed by `ListEntitiesForPolicy` (groups), detached with `DetachGroupPolicy` on release,
+/// and the policy is deleted (no `DeleteConflict`).
+#[tokio::test]
+async fn release_detaches_our_policy_from_a_group_through_the_sdk() {
+    let server = MotoServer::shared();
+    let settings = server.settings();
+    let base = load_base_config(&settings).await;
+    let (admin, _, _) = admin().await;
+    let role = create_role(&admin, &unique("dev-ci")).await;
+    let group = unique("developers");
+    admin
+        .create_group()
+        .group_name(&group)
+        .send()
+        .await
+        .unwrap();
+    let factory = SdkClientFactory::new(base, settings, BTreeMap::new());
+    let cluster = unique("cluster");
+    let engine = Engine::new(EngineConfig {
+        cluster_id: cluster.clone(),
+        protected: ProtectedPrincipals::default(),
+        settle: Duration::ZERO,
+    });
+    let key = QuarantineKey {
+        namespace: "guardrails".into(),
+        name: unique("q"),
+        uid: unique("uid"),
+    };
+    let known = vec![KnownPrincipal {
+        kind: PrincipalKind::Role,
+        arn: role.clone(),
+    }];
+    let desired = DesiredQuarantine {
+        key: key.clone(),
+        account_id: MOTO_ACCOUNT.into(),
+        targets: vec![DesiredTarget {
+            kind: PrincipalKind::Role,
+            arn: role.clone(),
+            attached_before: false,
+        }],
+        document: doc("ec2:RunInstances"),
+    };
+    let input = |d: Vec<DesiredQuarantine>| ConvergeInput {
+        desired: d,
+        known_principals: known.clone(),
+        accounts: vec![MOTO_ACCOUNT.into()],
+        gate: WriteGate::Enforce,
+        scope: Scope::only(key.clone()),
+    };
+    let r = engine
+        .converge(&factory, &input(vec![desired]))
+        .await
+        .unwrap();
+    assert!(r.is_converged(), "{r:#?}");
+    let policy_name = ownership::managed_policy_name(&cluster, &key, MOTO_ACCOUNT);
+    let policy_arn = ownership::managed_policy_arn("aws", MOTO_ACCOUNT, &policy_name);
+    admin
+        .attach_group_policy()
+        .group_name(&group)
+        .policy_arn(&policy_arn)
+        .send()
+        .await
+        .unwrap();
+    let iam = factory.iam_for(MOTO_ACCOUNT).await.unwrap();
+    let entities = iam.list_entities_for_policy(&policy_arn).await.unwrap();
+    assert_eq!(entities.groups, vec![group.clone()]);
+
+    let r = engine.converge(&factory, &input(vec![])).await.unwrap();
+    assert!(r.errors.is_empty(), "{r:#?}");
+    assert_eq!(r.group_detachments.len(), 1, "{r:#?}");
+    assert!(
+        r.writes
+            .iter()
+            .any(|w| w.operation == Operation::DetachGroupPolicy && w.error.is_none())
+    );
+    let attached = admin
+        .list_attached_group_policies()
+        .group_name(&group)
+        .send()
+        .await
+        .unwrap();
+    assert!(attached.attached_policies().is_empty());
+    match iam.get_policy(&policy_arn).await {
+        Err(e) => assert_eq!(e.code, ErrorCode::NoSuchEntity),
+        Ok(p) => panic!("policy still exists: {p:?}"),
+    }
+}

@@ -30,6 +30,7 @@ mod notify_worker;
 mod ops_http;
 mod poller_costexplorer;
 mod rbac_checker;
+mod release_failures;
 mod shutdown_signal;
 mod signal_e2e;
 mod signal_http;

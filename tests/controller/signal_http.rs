@@ -807,3 +807,104 @@ async fn unreachable_certificate_host_is_a_retry_and_not_remembered() {
         .unwrap();
     assert_eq!(response.status().as_u16(), 404);
 }
+
+/// Issue 18, defect 6: a redelivery overlapping the first delivery (still in intake) is asked to
+/// retry, never answered "replayed"; when the first then fails, the next redelivery is handled.
+#[tokio::test]
+async fn an_overlapping_redelivery_is_asked_to_retry_and_the_signal_is_not_lost() {
+    let server = start().await;
+    let signer = Signer::test();
+    let body = anomaly_notification(&signer, "m-overlap", "a-overlap");
+    server.intake.set(Behaviour::Transient);
+    let held = server.intake.gate.acquire_many(1 << 20).await.unwrap();
+    let (base, client, first) = (server.base.clone(), server.client.clone(), body.clone());
+    let pending = tokio::spawn(async move {
+        client
+            .post(format!("{base}/sns"))
+            .body(first)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    });
+    while server.intake.entered.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let (status, answer) = server.post("/sns", body.clone()).await;
+    assert_eq!(
+        status, 503,
+        "an overlapping redelivery must not be acknowledged: {answer}"
+    );
+    drop(held);
+    assert_eq!(pending.await.unwrap(), 503, "the first delivery failed");
+    server.intake.set(Behaviour::Ok);
+    let (status, answer) = server.post("/sns", body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["outcome"], "accepted");
+    assert_eq!(server.intake.ids(), ["a-overlap"]);
+}
+
+/// Issue 18, defect 6: a client that disconnects while its delivery is in intake does not burn
+/// the MessageId: the redelivery reaches intake.
+#[tokio::test]
+async fn a_disconnected_delivery_does_not_make_its_redelivery_a_replay() {
+    let server = start().await;
+    let signer = Signer::test();
+    let body = anomaly_notification(&signer, "m-gone", "a-gone");
+    let held = server.intake.gate.acquire_many(1 << 20).await.unwrap();
+    let impatient = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let answer = impatient
+        .post(format!("{}/sns", server.base))
+        .body(body.clone())
+        .send()
+        .await;
+    assert!(answer.is_err(), "the client gave up");
+    // Give the server a moment to notice the closed connection, then let intake go on.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    drop(held);
+    let mut accepted = false;
+    for _ in 0..50 {
+        let (status, answer) = server.post("/sns", body.clone()).await;
+        if status == 200 {
+            accepted = true;
+            break;
+        }
+        assert_eq!(status, 503, "{answer}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(accepted);
+    assert_eq!(
+        server.intake.ids(),
+        ["a-gone"],
+        "the signal reached intake exactly once"
+    );
+}
+
+/// Issue 18: `maxFutureSkew` is bounded (a message dated far ahead would stay acceptable after
+/// its id left the replay cache).
+#[tokio::test]
+async fn an_unbounded_max_future_skew_is_refused() {
+    let mut settings = settings();
+    settings.sns.max_future_skew = jiff::SignedDuration::from_hours(24);
+    let result = SignalState::new(
+        &settings,
+        RecordingIntake::new(),
+        Arc::new(Metrics::new().unwrap()),
+        certificates(),
+    );
+    assert!(result.is_err(), "a 24 h future skew must be refused");
+    settings.sns.max_future_skew = jiff::SignedDuration::from_mins(30);
+    assert!(
+        SignalState::new(
+            &settings,
+            RecordingIntake::new(),
+            Arc::new(Metrics::new().unwrap()),
+            certificates(),
+        )
+        .is_ok()
+    );
+}

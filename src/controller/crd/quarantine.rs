@@ -248,6 +248,10 @@ pub struct PlannedDeny {
     pub policy_name: String,
     /// The exact IAM policy document (JSON).
     pub document: String,
+    /// The cluster id the deny's IAM objects are named, tagged and marked with (recorded once, so
+    /// a later change of the controller's `clusterId` still finds them; decision 096).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_id: Option<String>,
 }
 
 /// What the controller observed and did for a Quarantine.

@@ -139,7 +139,7 @@ pub struct SnsSettings {
     pub allowed_topics: Vec<String>,
     /// Oldest accepted message age (`1h`).
     pub max_age: SignedDuration,
-    /// Largest accepted clock skew into the future (`5m`).
+    /// Largest accepted clock skew into the future (`5m`; at most `1h`, decision 095).
     pub max_future_skew: SignedDuration,
     /// MessageIds remembered for replay protection (kept at least `maxAge`).
     pub replay_capacity: usize,
@@ -244,6 +244,8 @@ pub struct SignalState {
     metrics: Arc<Metrics>,
     verifier: VerifierConfig,
     replay: Mutex<ReplayCache>,
+    /// MessageIds whose first delivery is being handled right now (decision 092).
+    in_flight: Mutex<std::collections::HashSet<String>>,
     certificates: Arc<dyn CertificateFetcher>,
     confirmer: Option<Arc<dyn SubscriptionConfirmer>>,
     confirmations: ConfirmationLog,
@@ -285,17 +287,29 @@ impl SignalState {
                 message: e.to_string(),
             })?;
         let max_age = std_duration("sns.maxAge", settings.sns.max_age)?;
+        let skew = settings.sns.max_future_skew.abs();
+        if skew > MAX_FUTURE_SKEW_LIMIT {
+            return Err(SignalsError::Setting {
+                field: "sns.maxFutureSkew",
+                message: format!(
+                    "{skew:#} is more than the {MAX_FUTURE_SKEW_LIMIT:#} allowed (a message dated ahead stays acceptable that long)"
+                ),
+            });
+        }
         let mut verifier = VerifierConfig::new(settings.sns.allowed_topics.iter().cloned());
         verifier.max_age = settings.sns.max_age;
-        verifier.max_future_skew = settings.sns.max_future_skew.abs();
-        // Keep ids a little longer than the age limit, so a message at the edge cannot replay.
+        verifier.max_future_skew = skew;
+        // A message is acceptable from `Timestamp - maxFutureSkew` until `Timestamp + maxAge`:
+        // keep its id for that whole window plus a margin, so no redelivery inside it is new.
         let retention = SignedDuration::try_from(max_age + Duration::from_secs(600))
-            .unwrap_or(settings.sns.max_age);
+            .unwrap_or(settings.sns.max_age)
+            .saturating_add(skew);
         Ok(SignalState {
             intake,
             metrics,
             verifier,
             replay: Mutex::new(ReplayCache::new(settings.sns.replay_capacity, retention)),
+            in_flight: Mutex::new(std::collections::HashSet::new()),
             certificates,
             confirmer: None,
             confirmations: ConfirmationLog::new(settings.sns.confirmation_log_size),
@@ -625,12 +639,39 @@ async fn verify_sns(state: &SignalState, body: &str, now: Timestamp) -> Result<E
         .map_err(|e| sns_rejection(&e))
 }
 
-fn forget_message(state: &SignalState, message_id: &str) {
-    state
-        .replay
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .forget(message_id);
+/// The largest `sns.maxFutureSkew` accepted.
+pub const MAX_FUTURE_SKEW_LIMIT: SignedDuration = SignedDuration::from_hours(1);
+
+/// A MessageId claimed by the delivery handling it; released when dropped (also when the client
+/// disconnects and the handler's future is dropped), so a redelivery is handled again.
+struct InFlight<'a> {
+    state: &'a SignalState,
+    message_id: String,
+}
+
+impl<'a> InFlight<'a> {
+    /// Claims `message_id`; `None` when another delivery of it is being handled.
+    fn claim(state: &'a SignalState, message_id: &str) -> Option<InFlight<'a>> {
+        let fresh = state
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(message_id.to_string());
+        fresh.then(|| InFlight {
+            state,
+            message_id: message_id.to_string(),
+        })
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.state
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.message_id);
+    }
 }
 
 /// Hands a signal to intake and maps the result to an answer.
@@ -720,14 +761,40 @@ async fn handle_sns(state: &SignalState, headers: &HeaderMap, body: Body) -> Ans
         Ok(envelope) => envelope,
         Err(answer) => return answer,
     };
-    let replay = state
+    // Decision 092: a MessageId is recorded only once its handling reached a final answer; a
+    // delivery overlapping one still in progress is asked to retry (503), never told "replayed".
+    let seen = state
         .replay
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .check_and_insert(&envelope.message_id, now);
-    if let Err(error) = replay {
+        .check(&envelope.message_id, now);
+    if let Err(error) = seen {
         return sns_rejection(&error);
     }
+    let Some(_claim) = InFlight::claim(state, &envelope.message_id) else {
+        return Answer::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            OUTCOME_RETRY_LATER,
+            format!(
+                "message {} is being handled by an earlier delivery; retry later",
+                envelope.message_id
+            ),
+        );
+    };
+    let answer = handle_envelope(state, &envelope, now).await;
+    if !answer.status.is_server_error() {
+        // The claim makes this the only delivery that can record the id.
+        let _ = state
+            .replay
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .check_and_insert(&envelope.message_id, now);
+    }
+    answer
+}
+
+/// Handles a verified, not yet seen SNS message.
+async fn handle_envelope(state: &SignalState, envelope: &Envelope, now: Timestamp) -> Answer {
     match envelope.message_type {
         MessageType::Notification => {
             let hint = Hint {
@@ -738,13 +805,9 @@ async fn handle_sns(state: &SignalState, headers: &HeaderMap, body: Body) -> Ans
                 Ok(signal) => signal,
                 Err(error) => return unusable(&error),
             };
-            let answer = submit(state, SOURCE_SNS, &signal).await;
-            if answer.status.is_server_error() {
-                forget_message(state, &envelope.message_id);
-            }
-            answer
+            submit(state, SOURCE_SNS, &signal).await
         }
-        MessageType::SubscriptionConfirmation => confirm(state, &envelope, now).await,
+        MessageType::SubscriptionConfirmation => confirm(state, envelope, now).await,
         MessageType::UnsubscribeConfirmation => {
             state.confirmations.push(ConfirmationRecord {
                 at: now,
@@ -803,7 +866,6 @@ async fn confirm(state: &SignalState, envelope: &Envelope, now: Timestamp) -> An
             )
         }
         Err(error) => {
-            forget_message(state, &envelope.message_id);
             state
                 .confirmations
                 .push(record("failed", None, Some(error.to_string())));

@@ -342,6 +342,8 @@ pub struct ConvergeReport {
     pub refused_releases: Vec<String>,
     /// Policies under our path that are not provably ours (never touched).
     pub foreign_policies: Vec<String>,
+    /// Our policies found attached to IAM groups (by someone else) and detached on release.
+    pub group_detachments: Vec<String>,
     /// Every write issued, sent or not.
     pub writes: Vec<RecordedWrite>,
     /// AWS calls.
@@ -401,10 +403,13 @@ pub struct EngineConfig {
     pub settle: Duration,
 }
 
+/// The engine's memory of one recent write: when, and for which quarantine.
+type RecentWrites = HashMap<(String, WriteKey), (Instant, QuarantineKey)>;
+
 /// The enforcement engine: configuration plus the in-process memory of recent writes.
 pub struct Engine {
     config: EngineConfig,
-    recent: Mutex<HashMap<(String, WriteKey), Instant>>,
+    recent: Mutex<RecentWrites>,
 }
 
 fn crashed<T>(r: AwsResult<T>) -> Result<AwsResult<T>, EnforceError> {
@@ -432,23 +437,41 @@ impl Engine {
         &self.config
     }
 
-    fn recent_lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, WriteKey), Instant>> {
+    fn recent_lock(&self) -> std::sync::MutexGuard<'_, RecentWrites> {
         self.recent.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn recent_for(&self, account_id: &str) -> BTreeSet<WriteKey> {
-        let settle = self.config.settle;
-        let mut g = self.recent_lock();
-        g.retain(|_, t| t.elapsed() < settle);
-        g.keys()
-            .filter(|(a, _)| a == account_id)
-            .map(|(_, k)| k.clone())
+        self.recent_owned(account_id)
+            .into_iter()
+            .map(|(k, _)| k)
             .collect()
     }
 
-    fn remember(&self, account_id: &str, key: WriteKey) {
-        self.recent_lock()
-            .insert((account_id.to_string(), key), Instant::now());
+    /// Recent writes in an account with the quarantine each was made for.
+    fn recent_owned(&self, account_id: &str) -> Vec<(WriteKey, QuarantineKey)> {
+        let settle = self.config.settle;
+        let mut g = self.recent_lock();
+        g.retain(|_, (t, _)| t.elapsed() < settle);
+        let mut out: Vec<(WriteKey, QuarantineKey)> = g
+            .iter()
+            .filter(|((a, _), _)| a == account_id)
+            .map(|((_, k), (_, owner))| (k.clone(), owner.clone()))
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn remember(&self, account_id: &str, key: WriteKey, owner: &QuarantineKey) {
+        self.recent_lock().insert(
+            (account_id.to_string(), key),
+            (Instant::now(), owner.clone()),
+        );
+    }
+
+    /// Forgets a write once its object was removed (a later release need not remove it again).
+    fn forget(&self, account_id: &str, key: WriteKey) {
+        self.recent_lock().remove(&(account_id.to_string(), key));
     }
 
     /// Converges all accounts concerned: desired targets' accounts, known principals' accounts
@@ -458,13 +481,27 @@ impl Engine {
         clients: &dyn ClientFactory,
         input: &ConvergeInput,
     ) -> Result<ConvergeReport, EnforceError> {
+        self.converge_as(&self.config.cluster_id, clients, input)
+            .await
+    }
+
+    /// [`Engine::converge`] under the cluster id a quarantine's objects were written with (its
+    /// status records it): names, tags and the inline marker come from `cluster`, so a quarantine
+    /// enforced before a change of the configured cluster id is still kept and released
+    /// (decision 096).
+    pub async fn converge_as(
+        &self,
+        cluster: &str,
+        clients: &dyn ClientFactory,
+        input: &ConvergeInput,
+    ) -> Result<ConvergeReport, EnforceError> {
         let in_scope: Vec<DesiredQuarantine> = input
             .desired
             .iter()
             .filter(|d| input.scope.includes(&d.key))
             .cloned()
             .collect();
-        let resolved = resolve(&self.config.cluster_id, &in_scope, &self.config.protected);
+        let resolved = resolve(cluster, &in_scope, &self.config.protected);
         let mut report = ConvergeReport::default();
         for r in &resolved.rejected {
             report.errors.push(ErrorRecord {
@@ -527,15 +564,21 @@ impl Engine {
                     continue;
                 }
             };
-            self.converge_account(
-                iam.as_ref(),
-                &account,
-                &entries,
-                &known_here,
-                &AccountScope::new(input.gate, &input.scope, &self.config.cluster_id, &account),
-                &mut report,
-            )
-            .await?;
+            let recorder = Recorder::new(iam.as_ref());
+            let result = self
+                .converge_account_inner(
+                    cluster,
+                    &recorder,
+                    &account,
+                    &entries,
+                    &known_here,
+                    &AccountScope::new(input.gate, &input.scope, cluster, &account),
+                    &mut report,
+                )
+                .await;
+            report.writes.extend(recorder.writes());
+            report.merge_calls(recorder.stats());
+            result?;
         }
         Ok(report)
     }
@@ -552,15 +595,25 @@ impl Engine {
     ) -> Result<(), EnforceError> {
         let recorder = Recorder::new(iam);
         let result = self
-            .converge_account_inner(&recorder, account_id, entries, known, scope, report)
+            .converge_account_inner(
+                &self.config.cluster_id,
+                &recorder,
+                account_id,
+                entries,
+                known,
+                scope,
+                report,
+            )
             .await;
         report.writes.extend(recorder.writes());
         report.merge_calls(recorder.stats());
         result
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn converge_account_inner(
         &self,
+        cluster: &str,
         rec: &Recorder<'_>,
         account_id: &str,
         entries: &[DesiredEntry],
@@ -575,8 +628,8 @@ impl Engine {
             .chain(known.iter().map(|p| p.partition.clone()))
             .next()
             .unwrap_or_else(|| "aws".to_string());
-        let observed = match self
-            .gather(rec, account_id, &partition, entries, known, scope)
+        let mut observed = match self
+            .gather(cluster, rec, account_id, &partition, entries, known, scope)
             .await?
         {
             Ok(o) => o,
@@ -605,6 +658,11 @@ impl Engine {
         report
             .foreign_policies
             .extend(observed.foreign_policies.iter().cloned());
+        observed.recent_writes = self
+            .recent_owned(account_id)
+            .into_iter()
+            .filter(|(_, owner)| scope.scope.includes(owner))
+            .collect();
         let recent = self.recent_for(account_id);
         let plan = plan_account(
             &partition,
@@ -614,14 +672,16 @@ impl Engine {
             &self.config.protected,
             &recent,
         );
-        self.execute(rec, account_id, &partition, plan, gate, report)
+        self.execute(cluster, rec, account_id, &partition, plan, gate, report)
             .await
     }
 
     /// Reads the state of one account. The outer `Result` is a crash abort; the inner one a
     /// failure to read something without which the account cannot be planned.
+    #[allow(clippy::too_many_arguments)]
     async fn gather(
         &self,
+        cluster: &str,
         iam: &dyn Iam,
         account_id: &str,
         partition: &str,
@@ -629,7 +689,6 @@ impl Engine {
         known: &[Principal],
         scope: &AccountScope,
     ) -> Result<Result<ObservedAccount, EnforceError>, EnforceError> {
-        let cluster = &self.config.cluster_id;
         let protected = &self.config.protected;
         let gather_err = |what: String, source: AwsError| EnforceError::Gather {
             account_id: account_id.to_string(),
@@ -664,8 +723,8 @@ impl Engine {
             if !scope.scope.includes(&owner) {
                 continue;
             }
-            let entities = match crashed(iam.list_entities_for_policy(&pol.arn).await)? {
-                Ok(e) => e.principals,
+            let (entities, groups) = match crashed(iam.list_entities_for_policy(&pol.arn).await)? {
+                Ok(e) => (e.principals, e.groups),
                 Err(e) if e.code == ErrorCode::NoSuchEntity => continue,
                 Err(e) => return Ok(Err(gather_err(format!("attachments of {}", pol.arn), e))),
             };
@@ -709,6 +768,7 @@ impl Engine {
                 default_document,
                 non_default_versions,
                 entities,
+                groups,
             });
         }
 
@@ -727,7 +787,7 @@ impl Engine {
             if protected.contains_ref(partition, account_id, &pref) {
                 continue; // never even read a protected principal
             }
-            let mut state = self.read_principal(iam, &pref).await?;
+            let mut state = self.read_principal(cluster, iam, &pref).await?;
             if let ObservedPrincipal::Present { inline_ours, .. } = &mut state {
                 inline_ours.retain(|name, _| scope.inline_name(name));
             }
@@ -762,6 +822,7 @@ impl Engine {
 
     async fn read_principal(
         &self,
+        cluster: &str,
         iam: &dyn Iam,
         pref: &PrincipalRef,
     ) -> Result<ObservedPrincipal, EnforceError> {
@@ -782,7 +843,7 @@ impl Engine {
         {
             match crashed(iam.get_inline_policy(pref, &name).await)? {
                 Ok(doc) => {
-                    if is_our_inline_policy(&self.config.cluster_id, &name, &doc) {
+                    if is_our_inline_policy(cluster, &name, &doc) {
                         inline_ours.insert(name, doc);
                     }
                 }
@@ -802,9 +863,10 @@ impl Engine {
         })
     }
 
-    #[allow(clippy::too_many_lines)]
+    #[allow(clippy::too_many_lines, clippy::too_many_arguments)]
     async fn execute(
         &self,
+        cluster: &str,
         rec: &Recorder<'_>,
         account_id: &str,
         partition: &str,
@@ -812,22 +874,27 @@ impl Engine {
         gate: WriteGate,
         report: &mut ConvergeReport,
     ) -> Result<(), EnforceError> {
-        let cluster = &self.config.cluster_id;
         let mut failed_keys: BTreeMap<QuarantineKey, (ErrorCategory, String)> = BTreeMap::new();
         let mut failed_policies: BTreeSet<String> = BTreeSet::new();
         // (key, principal) → (state, attachment, error)
         let mut outcomes: BTreeMap<(QuarantineKey, PrincipalRef), TargetStatus> = BTreeMap::new();
 
+        // Refused releases are reported on their own (not as errors): the caller decides whether
+        // a deny left on a protected principal ends the release (decision 093).
         for (p, name) in &plan.refused_releases {
-            let msg = format!(
+            report.refused_releases.push(format!(
                 "refusing to release {name} from protected {} {}",
                 p.kind, p.name
-            );
-            report.refused_releases.push(msg.clone());
+            ));
+        }
+        for (p, message, category) in &plan.unreadable {
             report.errors.push(ErrorRecord {
                 account_id: account_id.to_string(),
-                category: ErrorCategory::Invalid,
-                message: msg,
+                category: *category,
+                message: format!(
+                    "cannot tell whether {} {} still holds a deny of ours: {message}",
+                    p.kind, p.name
+                ),
             });
         }
 
@@ -858,7 +925,7 @@ impl Engine {
                 } => match crashed(rec.create_policy(name, POLICY_PATH, document, tags).await)? {
                     Ok(_) => {
                         if allowed {
-                            self.remember(account_id, WriteKey::Policy(arn.clone()));
+                            self.remember(account_id, WriteKey::Policy(arn.clone()), key);
                         }
                         ok_outcome
                     }
@@ -931,7 +998,11 @@ impl Engine {
                     match r {
                         Ok(_) => {
                             if allowed {
-                                self.remember(account_id, WriteKey::Version(policy_arn.clone()));
+                                self.remember(
+                                    account_id,
+                                    WriteKey::Version(policy_arn.clone()),
+                                    key,
+                                );
                             }
                             match crashed(
                                 rec.delete_policy_version(policy_arn, replaced_version)
@@ -953,7 +1024,21 @@ impl Engine {
                             });
                             ok_outcome
                         }
-                        Err(e) => fail(&e),
+                        Err(e) => {
+                            // The policy's document is someone else's edit: attaching it anywhere
+                            // now would grant whatever it says. No attach of it in this run.
+                            failed_keys.insert(
+                                key.clone(),
+                                (
+                                    e.category(),
+                                    format!(
+                                        "{}; not attaching a policy whose document was edited",
+                                        fail_msg(step, &e)
+                                    ),
+                                ),
+                            );
+                            fail(&e)
+                        }
                     }
                 }
                 Step::AttachManaged {
@@ -984,6 +1069,7 @@ impl Engine {
                                 self.remember(
                                     account_id,
                                     WriteKey::Attachment(pref.clone(), policy_arn.clone()),
+                                    key,
                                 );
                             }
                             (
@@ -1007,6 +1093,7 @@ impl Engine {
                                         self.remember(
                                             account_id,
                                             WriteKey::Inline(pref.clone(), fallback.name.clone()),
+                                            key,
                                         );
                                     }
                                     (
@@ -1084,6 +1171,7 @@ impl Engine {
                                 self.remember(
                                     account_id,
                                     WriteKey::Inline(pref.clone(), inline.name.clone()),
+                                    key,
                                 );
                             }
                             if *repair {
@@ -1119,12 +1207,41 @@ impl Engine {
                     policy_arn,
                 } => match crashed(rec.detach_policy(principal, policy_arn).await)? {
                     Ok(()) => {
+                        if allowed {
+                            self.forget(
+                                account_id,
+                                WriteKey::Attachment(principal.clone(), policy_arn.clone()),
+                            );
+                        }
                         report.targets.push(released_status(
                             Some(key.clone()),
                             principal_arn(partition, account_id, principal),
                             AttachmentKind::Managed,
                             name_of(policy_arn),
                             allowed,
+                        ));
+                        ok_outcome
+                    }
+                    Err(e) if e.code == ErrorCode::NoSuchEntity => {
+                        if allowed {
+                            self.forget(
+                                account_id,
+                                WriteKey::Attachment(principal.clone(), policy_arn.clone()),
+                            );
+                        }
+                        ok_outcome
+                    }
+                    Err(e) => {
+                        failed_policies.insert(policy_arn.clone());
+                        fail(&e)
+                    }
+                },
+                Step::DetachGroup {
+                    group, policy_arn, ..
+                } => match crashed(rec.detach_group_policy(group, policy_arn).await)? {
+                    Ok(()) => {
+                        report.group_detachments.push(format!(
+                            "{policy_arn} was attached to IAM group {group} (not by this controller; see CloudTrail AttachGroupPolicy); detached"
                         ));
                         ok_outcome
                     }
@@ -1137,6 +1254,12 @@ impl Engine {
                 Step::DeleteInline { principal, name } => {
                     match crashed(rec.delete_inline_policy(principal, name).await)? {
                         Ok(()) => {
+                            if allowed {
+                                self.forget(
+                                    account_id,
+                                    WriteKey::Inline(principal.clone(), name.clone()),
+                                );
+                            }
                             report.targets.push(released_status(
                                 None,
                                 principal_arn(partition, account_id, principal),
@@ -1146,7 +1269,15 @@ impl Engine {
                             ));
                             ok_outcome
                         }
-                        Err(e) if e.code == ErrorCode::NoSuchEntity => ok_outcome,
+                        Err(e) if e.code == ErrorCode::NoSuchEntity => {
+                            if allowed {
+                                self.forget(
+                                    account_id,
+                                    WriteKey::Inline(principal.clone(), name.clone()),
+                                );
+                            }
+                            ok_outcome
+                        }
                         Err(e) => fail(&e),
                     }
                 }
@@ -1157,8 +1288,18 @@ impl Engine {
                         )
                     } else {
                         match crashed(rec.delete_policy(policy_arn).await)? {
-                            Ok(()) => ok_outcome,
-                            Err(e) if e.code == ErrorCode::NoSuchEntity => ok_outcome,
+                            Ok(()) => {
+                                if allowed {
+                                    self.forget(account_id, WriteKey::Policy(policy_arn.clone()));
+                                }
+                                ok_outcome
+                            }
+                            Err(e) if e.code == ErrorCode::NoSuchEntity => {
+                                if allowed {
+                                    self.forget(account_id, WriteKey::Policy(policy_arn.clone()));
+                                }
+                                ok_outcome
+                            }
                             Err(e) => fail(&e),
                         }
                     }
@@ -1236,6 +1377,19 @@ impl Engine {
         attachment: &Attachment,
         document: &str,
     ) -> Result<Verification, EnforceError> {
+        self.verify_target_as(&self.config.cluster_id, iam, target, attachment, document)
+            .await
+    }
+
+    /// [`Engine::verify_target`] under the cluster id the quarantine's objects were written with.
+    pub async fn verify_target_as(
+        &self,
+        cluster: &str,
+        iam: &dyn Iam,
+        target: &DesiredTarget,
+        attachment: &Attachment,
+        document: &str,
+    ) -> Result<Verification, EnforceError> {
         let principal = match parse_principal(target.kind, &target.arn) {
             Ok(p) => p,
             Err(e) => {
@@ -1275,8 +1429,7 @@ impl Engine {
                 }
             }
             AttachmentKind::Inline => {
-                let expected =
-                    ownership::mark_document(&self.config.cluster_id, document).unwrap_or_default();
+                let expected = ownership::mark_document(cluster, document).unwrap_or_default();
                 let recently =
                     recent.contains(&WriteKey::Inline(pref.clone(), attachment.name.clone()));
                 match crashed(rec.get_inline_policy(&pref, &attachment.name).await)? {

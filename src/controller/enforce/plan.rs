@@ -232,6 +232,8 @@ pub struct ObservedPolicy {
     pub non_default_versions: Option<Vec<String>>,
     /// Roles/users it is attached to.
     pub entities: Vec<PrincipalRef>,
+    /// IAM groups it is attached to (never by us: someone attached it by hand; detached on release).
+    pub groups: Vec<String>,
 }
 
 /// What a read of one principal showed.
@@ -263,6 +265,10 @@ pub struct ObservedAccount {
     pub quota: Option<AccountSummary>,
     /// Policies under our path that failed the ownership proof (never touched; for audit).
     pub foreign_policies: Vec<String>,
+    /// This engine's own writes within the settle window, with the quarantine each was made for
+    /// (already restricted to the run's scope). A read may not show them yet; release removes
+    /// them anyway (decision 090).
+    pub recent_writes: Vec<(WriteKey, QuarantineKey)>,
 }
 
 /// Something we wrote recently enough that a read saying "missing" is not trusted yet.
@@ -374,6 +380,15 @@ pub enum Step {
         /// Inline policy name.
         name: String,
     },
+    /// Detach one of our managed policies from an IAM group someone attached it to (release only).
+    DetachGroup {
+        /// Owner of the policy.
+        key: QuarantineKey,
+        /// Group name.
+        group: String,
+        /// Policy ARN.
+        policy_arn: String,
+    },
     /// Delete one of our managed policies (after detaching it everywhere and pruning versions).
     DeletePolicy {
         /// Owner.
@@ -392,9 +407,10 @@ impl Step {
             | Step::AttachManaged { .. }
             | Step::PutInline { .. } => StepClass::Enforce,
             Step::DeletePolicyVersion { class, .. } => *class,
-            Step::DetachManaged { .. } | Step::DeleteInline { .. } | Step::DeletePolicy { .. } => {
-                StepClass::Release
-            }
+            Step::DetachManaged { .. }
+            | Step::DetachGroup { .. }
+            | Step::DeleteInline { .. }
+            | Step::DeletePolicy { .. } => StepClass::Release,
         }
     }
 
@@ -432,6 +448,9 @@ impl Step {
                     principal.kind, principal.name
                 )
             }
+            Step::DetachGroup {
+                group, policy_arn, ..
+            } => format!("detach {policy_arn} from group {group}"),
             Step::DeletePolicy { policy_arn, .. } => format!("delete deny policy {policy_arn}"),
         }
     }
@@ -459,6 +478,9 @@ pub struct Plan {
     pub targets: Vec<(QuarantineKey, Principal, TargetExpectation)>,
     /// Release steps refused because the principal is protected (principal, policy or inline name).
     pub refused_releases: Vec<(PrincipalRef, String)>,
+    /// Principals that may hold one of our denies but could not be read (principal, message,
+    /// category): the run is not clean until they are read (decision 090).
+    pub unreadable: Vec<(PrincipalRef, String, ErrorCategory)>,
 }
 
 /// Plans one account. Pure and deterministic.
@@ -494,7 +516,20 @@ pub fn plan_account(
     // ---- Release: detach our managed policies where not desired.
     let mut detached: BTreeSet<(PrincipalRef, String)> = BTreeSet::new();
     let mut blocked_policies: BTreeSet<String> = BTreeSet::new();
+    let desired_target = |p: &PrincipalRef| {
+        desired
+            .iter()
+            .any(|d| d.targets.iter().any(|(t, _)| &t.reference() == p))
+    };
     for (pref, obs) in &observed.principals {
+        if let ObservedPrincipal::Unreadable(message, category) = obs
+            && !desired_target(pref)
+        {
+            // It may carry an inline deny of ours that no list shows: not released until read.
+            // (A desired target that cannot be read is reported by its expectation below.)
+            plan.unreadable
+                .push((pref.clone(), message.clone(), *category));
+        }
         let ObservedPrincipal::Present {
             attached_our_path,
             inline_ours,
@@ -542,10 +577,52 @@ pub fn plan_account(
             });
         }
     }
+    // ---- Release: our own recent writes a lagging read does not show yet.
+    for (write, owner) in &observed.recent_writes {
+        match write {
+            WriteKey::Attachment(pref, arn) => {
+                if wanted(owner, pref)
+                    || is_protected(pref)
+                    || detached.contains(&(pref.clone(), arn.clone()))
+                    || shows_attached(observed, pref, arn)
+                {
+                    continue;
+                }
+                detached.insert((pref.clone(), arn.clone()));
+                plan.steps.push(Step::DetachManaged {
+                    key: owner.clone(),
+                    principal: pref.clone(),
+                    policy_arn: arn.clone(),
+                });
+            }
+            WriteKey::Inline(pref, name) => {
+                let keep = desired_inline
+                    .get(name.as_str())
+                    .is_some_and(|d| wanted(&d.key, pref));
+                if keep || is_protected(pref) || shows_inline(observed, pref, name) {
+                    continue;
+                }
+                plan.steps.push(Step::DeleteInline {
+                    principal: pref.clone(),
+                    name: name.clone(),
+                });
+            }
+            WriteKey::Policy(_) | WriteKey::Version(_) => {}
+        }
+    }
+
     // ---- Release: orphan policies (owner not desired in this account).
     for pol in &observed.policies {
         if desired_by_key.contains_key(&pol.owner) {
             continue;
+        }
+        for group in &pol.groups {
+            // Someone attached our deny to a group: its members hold it. Detach (release only).
+            plan.steps.push(Step::DetachGroup {
+                key: pol.owner.clone(),
+                group: group.clone(),
+                policy_arn: pol.arn.clone(),
+            });
         }
         let mut blocked = blocked_policies.contains(&pol.arn);
         for e in &pol.entities {
@@ -579,6 +656,20 @@ pub fn plan_account(
             key: pol.owner.clone(),
             policy_arn: pol.arn.clone(),
         });
+    }
+    // A policy we created moments ago that the list does not show yet: delete it too (a
+    // `NoSuchEntity` answer means it is gone; a conflict fails the run, which is retried).
+    for (write, owner) in &observed.recent_writes {
+        if let WriteKey::Policy(arn) = write
+            && !desired_by_key.contains_key(owner)
+            && !our_policy_arns.contains_key(arn.as_str())
+            && !blocked_policies.contains(arn)
+        {
+            plan.steps.push(Step::DeletePolicy {
+                key: owner.clone(),
+                policy_arn: arn.clone(),
+            });
+        }
     }
 
     // ---- Enforce.
@@ -707,6 +798,22 @@ pub fn plan_account(
     plan
 }
 
+/// Whether a read of `pref` shows our managed policy `arn` attached.
+fn shows_attached(observed: &ObservedAccount, pref: &PrincipalRef, arn: &str) -> bool {
+    matches!(
+        observed.principals.get(pref),
+        Some(ObservedPrincipal::Present { attached_our_path, .. }) if attached_our_path.iter().any(|a| a == arn)
+    )
+}
+
+/// Whether a read of `pref` shows our inline policy `name`.
+fn shows_inline(observed: &ObservedAccount, pref: &PrincipalRef, name: &str) -> bool {
+    matches!(
+        observed.principals.get(pref),
+        Some(ObservedPrincipal::Present { inline_ours, .. }) if inline_ours.contains_key(name)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -830,6 +937,7 @@ mod tests {
             default_document: None,
             non_default_versions: Some(vec!["v1".into()]),
             entities: vec![role("r"), role("other")],
+            groups: Vec::new(),
         });
         o.principals.insert(role("r"), present(&[&arn], 1));
         o.principals.insert(role("other"), present(&[&arn], 1));
@@ -859,6 +967,72 @@ mod tests {
         assert!(!p.steps.iter().any(
             |s| matches!(s, Step::DetachManaged { principal, .. } if principal.name == "breakglass")
         ));
+    }
+
+    #[test]
+    fn release_is_not_clean_while_a_principal_is_unreadable() {
+        let mut o = ObservedAccount::default();
+        o.principals.insert(
+            role("r"),
+            ObservedPrincipal::Unreadable("throttled".into(), ErrorCategory::Transient),
+        );
+        let p = plan(&[], &o, &[]);
+        assert_eq!(p.unreadable.len(), 1);
+        assert!(p.steps.is_empty());
+    }
+
+    #[test]
+    fn release_removes_our_recent_writes_that_reads_do_not_show() {
+        let gone = desired(&["old"], &["r"]);
+        let arn = gone[0].policy_arn.clone();
+        let mut o = ObservedAccount::default();
+        o.principals.insert(role("r"), present(&[], 0));
+        o.recent_writes = vec![
+            (WriteKey::Policy(arn.clone()), key("old")),
+            (WriteKey::Attachment(role("r"), arn.clone()), key("old")),
+            (
+                WriteKey::Inline(role("r"), gone[0].inline_name.clone()),
+                key("old"),
+            ),
+        ];
+        let p = plan(&[], &o, &[]);
+        let kinds: Vec<&str> = p
+            .steps
+            .iter()
+            .map(|s| match s {
+                Step::DetachManaged { .. } => "detach",
+                Step::DeleteInline { .. } => "inline",
+                Step::DeletePolicy { .. } => "delete",
+                _ => "other",
+            })
+            .collect();
+        assert_eq!(kinds, ["detach", "inline", "delete"]);
+        // Still desired: nothing is removed.
+        let p = plan(&gone, &o, &[]);
+        assert!(
+            p.steps.iter().all(|s| s.class() == StepClass::Enforce),
+            "{:?}",
+            p.steps
+        );
+    }
+
+    #[test]
+    fn release_detaches_groups_before_deleting_the_policy() {
+        let gone = desired(&["old"], &["r"]);
+        let mut o = ObservedAccount::default();
+        o.policies.push(ObservedPolicy {
+            arn: gone[0].policy_arn.clone(),
+            name: gone[0].policy_name.clone(),
+            owner: key("old"),
+            default_version_id: "v1".into(),
+            default_document: None,
+            non_default_versions: Some(vec![]),
+            entities: vec![],
+            groups: vec!["devs".into()],
+        });
+        let p = plan(&[], &o, &[]);
+        assert!(matches!(&p.steps[0], Step::DetachGroup { group, .. } if group == "devs"));
+        assert!(matches!(p.steps[1], Step::DeletePolicy { .. }));
     }
 
     #[test]

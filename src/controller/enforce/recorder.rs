@@ -247,6 +247,16 @@ impl Iam for Recorder<'_> {
         let r = self.inner.detach_policy(principal, policy_arn).await;
         self.finish_write(r)
     }
+    async fn detach_group_policy(&self, group: &str, policy_arn: &str) -> AwsResult<()> {
+        if !self.begin_write(
+            Operation::DetachGroupPolicy,
+            format!("group/{group} {policy_arn}"),
+        ) {
+            return Ok(());
+        }
+        let r = self.inner.detach_group_policy(group, policy_arn).await;
+        self.finish_write(r)
+    }
     async fn list_attached_policies(
         &self,
         principal: &PrincipalRef,

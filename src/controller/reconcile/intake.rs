@@ -39,7 +39,17 @@ pub struct Intake {
     stores: Stores,
     settings: ControllerSettings,
     recorder: Arc<Recorder>,
+    created: CreatedNotCached,
 }
+
+/// How long a Quarantine this intake created is remembered while the cache may not have it.
+const CREATED_MEMORY: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Quarantines this intake created that the cache may not show yet, with when they were
+/// created. The lock also serialises evaluate → create for matching signals, so two different
+/// signals for the same targets arriving within one cache round-trip make one Quarantine, not
+/// two (decision 097).
+type CreatedNotCached = Arc<tokio::sync::Mutex<Vec<(Quarantine, std::time::Instant)>>>;
 
 /// The newest `lastSignal` per policy not yet written, by (namespace, name).
 type PendingRecords = Arc<Mutex<HashMap<(String, String), (LastSignal, Timestamp)>>>;
@@ -93,6 +103,7 @@ impl Intake {
                 kill_switch,
             },
             recorder,
+            created: CreatedNotCached::default(),
         }
     }
 
@@ -122,9 +133,12 @@ impl Intake {
         api.patch(&name, &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(q))
             .await
             .map_err(|e| match e {
+                // The Quarantine is ours, built from a validated and normalised signal: a refusal
+                // is a controller or CRD mismatch, not the sender's fault. Keep the signal with
+                // the sender (retryable answer) rather than acknowledge and drop it (decision 094).
                 kube::Error::Api(s) if s.code == 422 || s.code == 400 => {
-                    IntakeError::Invalid(format!(
-                        "Quarantine {ns}/{name} rejected by the API server: {}",
+                    IntakeError::Transient(format!(
+                        "Quarantine {ns}/{name} refused by the API server (a controller/CRD mismatch; the signal is kept for a retry): {}",
                         s.message
                     ))
                 }
@@ -227,6 +241,15 @@ fn recorded_after(policy: &GuardrailPolicy, at: Timestamp) -> bool {
         .is_some_and(|t| t.0.as_second() > at.as_second())
 }
 
+/// Of two errors, the one the sender must see so the signal is not lost: a retryable error
+/// (`Transient`, `Unavailable`) wins over `Invalid`; otherwise the first is kept.
+fn more_retryable(kept: IntakeError, new: IntakeError) -> IntakeError {
+    match (&kept, &new) {
+        (IntakeError::Invalid(_), IntakeError::Transient(_) | IntakeError::Unavailable(_)) => new,
+        _ => kept,
+    }
+}
+
 fn transient(e: &kube::Error) -> IntakeError {
     IntakeError::Transient(format!("Kubernetes API: {e}"))
 }
@@ -262,8 +285,11 @@ impl SignalIntake for Intake {
                 settings: &self.settings,
                 now,
             });
+            // Held from evaluation until the Quarantine exists, for matching signals only.
+            let mut created_guard = None;
             let decision = if probe.quarantine.is_some() {
-                let existing: Vec<Quarantine> = all_quarantines
+                let mut created = self.created.lock().await;
+                let mut existing: Vec<Quarantine> = all_quarantines
                     .get_or_insert_with(|| self.stores.quarantines())
                     .iter()
                     .filter(|q| {
@@ -272,6 +298,23 @@ impl SignalIntake for Intake {
                     })
                     .map(|q| (**q).clone())
                     .collect();
+                // Forget what the cache shows now (or is old); add the rest of this policy's.
+                created.retain(|(q, at)| {
+                    at.elapsed() < CREATED_MEMORY
+                        && self
+                            .stores
+                            .quarantine(&q.namespace().unwrap_or_default(), &q.name_any())
+                            .is_none()
+                });
+                for (q, _) in created.iter() {
+                    if q.spec.policy_ref.name == policy_name
+                        && q.metadata.namespace.as_deref() == Some(ns.as_str())
+                        && !existing.iter().any(|e| e.metadata.name == q.metadata.name)
+                    {
+                        existing.push(q.clone());
+                    }
+                }
+                created_guard = Some(created);
                 policy::evaluate(Input {
                     policy,
                     signal,
@@ -291,7 +334,12 @@ impl SignalIntake for Intake {
                 created: false,
             };
             if let Some(q) = &decision.quarantine {
-                match self.create(q).await {
+                let result = self.create(q).await;
+                if let (Ok(true), Some(guard)) = (&result, created_guard.as_mut()) {
+                    guard.push((q.clone(), std::time::Instant::now()));
+                }
+                drop(created_guard);
+                match result {
                     Ok(created) => {
                         outcome.quarantine = Some(q.name_any());
                         outcome.created = created;
@@ -301,7 +349,10 @@ impl SignalIntake for Intake {
                     }
                     Err(e) => {
                         tracing::warn!(policy = %format!("{ns}/{policy_name}"), error = %e, "creating the quarantine failed");
-                        first_error.get_or_insert(e);
+                        first_error = Some(match first_error.take() {
+                            Some(kept) => more_retryable(kept, e),
+                            None => e,
+                        });
                         continue;
                     }
                 }

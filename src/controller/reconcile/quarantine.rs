@@ -35,6 +35,8 @@ use crate::metrics::CONTROLLER_QUARANTINE;
 
 /// History and Event reason: an attachment someone removed was put back.
 pub const REASON_DRIFT_REPAIRED: &str = "DriftRepaired";
+/// Event reason: our deny policy was found attached to an IAM group (by someone else) and detached.
+pub const REASON_DETACHED_FROM_GROUP: &str = "DetachedFromGroup";
 /// Condition reason: the spec cannot be used (bad duration, deny document too large).
 pub const REASON_INVALID_SPEC: &str = "InvalidSpec";
 /// Condition type: the controller can act on this quarantine.
@@ -82,6 +84,16 @@ pub async fn reconcile(q: Arc<Quarantine>, ctx: Arc<Shared>) -> Result<Action, E
         let _ = &uid;
     }
     result
+}
+
+/// The cluster id this quarantine's IAM objects carry: the one its status recorded when it was
+/// first planned, else the configured one (decision 096).
+pub fn cluster_of(q: &Quarantine, ctx: &Shared) -> String {
+    q.status
+        .as_ref()
+        .and_then(|s| s.deny.as_ref())
+        .and_then(|d| d.cluster_id.clone())
+        .unwrap_or_else(|| ctx.settings.cluster_id.clone())
 }
 
 /// Requeues with per-object backoff after an error, and counts it.
@@ -135,8 +147,13 @@ async fn apply(q: &Quarantine, ctx: &Shared, deleting: bool) -> Result<Action, E
         && (state.is_none()
             || !lifecycle::holds_attachment(state.as_ref().map_or(Phase::Expired, |s| s.phase)))
     {
-        // Never enforced: nothing to release; wait for the spec to change.
+        // Never enforced as far as status says; wait for the spec to change. A deleting object
+        // with no recorded state may still hold a deny (enforced before its first status write
+        // failed): release what the engine can find before the finalizer goes.
         if deleting {
+            if state.is_none() {
+                return release_unrecorded(q, ctx).await;
+            }
             return Ok(Action::await_change());
         }
         let flipped = set_condition(
@@ -163,7 +180,7 @@ async fn apply(q: &Quarantine, ctx: &Shared, deleting: bool) -> Result<Action, E
 
     // ---- step
     let transition = match state {
-        None if deleting => return Ok(Action::await_change()),
+        None if deleting => return release_unrecorded(q, ctx).await,
         None => lifecycle::create(&context, now),
         Some(state) => {
             let mut events = Vec::new();
@@ -252,9 +269,11 @@ async fn apply(q: &Quarantine, ctx: &Shared, deleting: bool) -> Result<Action, E
     status.observed_generation = q.metadata.generation;
     if let Ok(doc) = &document {
         let account = desired::accounts(q).into_iter().next().unwrap_or_default();
+        let cluster = cluster_of(q, ctx);
         status.deny = Some(PlannedDeny {
-            policy_name: managed_policy_name(&ctx.settings.cluster_id, &desired::key(q), &account),
+            policy_name: managed_policy_name(&cluster, &desired::key(q), &account),
             document: doc.json.clone(),
+            cluster_id: Some(cluster),
         });
     }
     status.targets = match new_targets {
@@ -508,6 +527,58 @@ fn planned_targets(q: &Quarantine, status: &QuarantineStatus, phase: Phase) -> V
     }
 }
 
+/// Spec targets the owning policy does not allow (not in its scope, or excepted), with why. A
+/// Quarantine's targets can be edited after intake chose them; they are held to the policy's
+/// scope and exceptions on every enforcement (decision 098). Hand-made quarantines (no owning
+/// policy) and a policy not in the cache are not checked here (protected principals always are).
+fn outside_policy(q: &Quarantine, ctx: &Shared) -> Vec<(String, String)> {
+    let Some(owner) = q
+        .owner_references()
+        .iter()
+        .find(|o| o.kind == "GuardrailPolicy")
+    else {
+        return Vec::new();
+    };
+    let ns = q.namespace().unwrap_or_default();
+    let Some(policy) = ctx.stores.policy(&ns, &owner.name) else {
+        return Vec::new();
+    };
+    if policy.uid().as_deref() != Some(owner.uid.as_str()) {
+        return Vec::new();
+    }
+    let exclusions =
+        crate::controller::policy::exclusions(&policy.spec, &ctx.settings.protected_principals)
+            .ok();
+    q.spec
+        .targets
+        .iter()
+        .filter_map(|t| {
+            if !policy
+                .spec
+                .scope
+                .principals
+                .iter()
+                .any(|s| s.same_principal(t))
+            {
+                return Some((
+                    t.arn.clone(),
+                    format!("not in the scope of policy {}", owner.name),
+                ));
+            }
+            let excluded = match (&exclusions, t.parse()) {
+                (Some(ex), Ok(parsed)) => ex.check(&parsed).is_some(),
+                _ => false,
+            };
+            excluded.then(|| {
+                (
+                    t.arn.clone(),
+                    format!("excepted or protected by policy {}", owner.name),
+                )
+            })
+        })
+        .collect()
+}
+
 /// True when the owning policy (by ownerReference uid) is gone or being deleted.
 async fn policy_deleted(q: &Quarantine, ctx: &Shared) -> Result<bool, Error> {
     let Some(owner) = q
@@ -654,7 +725,12 @@ async fn enforce(
     {
         return Ok(outcome);
     }
-    let desired = desired::desired(q, document);
+    let mut desired = desired::desired(q, document);
+    // Decision 098: a spec edited after intake is checked against the owning policy again.
+    let outside = outside_policy(q, ctx);
+    desired
+        .targets
+        .retain(|t| !outside.iter().any(|(arn, _)| *arn == t.arn));
     let input = ConvergeInput {
         desired: vec![desired],
         known_principals: desired::known_principals(q),
@@ -662,15 +738,42 @@ async fn enforce(
         gate: gate(ctx, q),
         scope: Scope::only(desired::key(q)),
     };
+    let cluster = cluster_of(q, ctx);
     let report = {
         let _shared = ctx.iam_lock.read().await;
         ctx.engine
-            .converge(ctx.clients.as_ref(), &input)
+            .converge_as(&cluster, ctx.clients.as_ref(), &input)
             .await
             .map_err(|e| Error::Aborted(e.to_string()))?
     };
     count_calls(ctx, &report);
     mark_full_converge(ctx, &uid);
+    // A deny of ours on a protected principal is never touched; while enforcing, it is a failure
+    // a person must resolve (release reports it as a warning instead).
+    let mut report = report;
+    for (arn, reason) in &outside {
+        report.errors.push(engine::ErrorRecord {
+            account_id: String::new(),
+            category: ErrorCategory::Invalid,
+            message: format!("refused target {arn}: {reason}"),
+        });
+        report.targets.push(engine::TargetStatus {
+            key: Some(desired::key(q)),
+            arn: arn.clone(),
+            state: engine::TargetState::Failed,
+            attachment: None,
+            confirmed: false,
+            last_error: Some(reason.clone()),
+            error_category: Some(ErrorCategory::Invalid),
+        });
+    }
+    for message in report.refused_releases.clone() {
+        report.errors.push(engine::ErrorRecord {
+            account_id: String::new(),
+            category: ErrorCategory::Invalid,
+            message,
+        });
+    }
     let key = desired::key(q);
     let drift: Vec<String> = report
         .drift_repairs
@@ -825,7 +928,7 @@ async fn verify(
         };
         let v = ctx
             .engine
-            .verify_target(iam.as_ref(), d, &attachment, document)
+            .verify_target_as(&cluster_of(q, ctx), iam.as_ref(), d, &attachment, document)
             .await
             .map_err(|e| Error::Aborted(e.to_string()))?;
         calls += v.calls.sent();
@@ -872,6 +975,49 @@ async fn verify(
     }))
 }
 
+/// Releases a deleting quarantine that has no recorded state: the first reconcile may have
+/// enforced before its first status write failed. The engine finds this quarantine's objects by
+/// their names, tags and inline marker (and its own recent writes); the finalizer stays until
+/// that release is clean (decision 091).
+async fn release_unrecorded(q: &Quarantine, ctx: &Shared) -> Result<Action, Error> {
+    let outcome = release(q, ctx).await?;
+    for effect in &outcome.extra_effects {
+        if let Effect::PublishEvent {
+            event_type,
+            reason,
+            message,
+            ..
+        } = effect
+        {
+            ctx.publish(
+                q,
+                *event_type == EventType::Warning,
+                reason,
+                "Release",
+                message.clone(),
+            )
+            .await;
+        }
+    }
+    match outcome.failure {
+        None => Ok(Action::await_change()),
+        Some((_, reason)) => {
+            ctx.publish(
+                q,
+                true,
+                lifecycle::REASON_RELEASE_FAILED,
+                "Release",
+                reason.clone(),
+            )
+            .await;
+            Err(Error::Release(format!(
+                "{} (deleted before its first status write): {reason}",
+                object_key(q)
+            )))
+        }
+    }
+}
+
 /// Removes the deny from every target the quarantine ever had; never blocked by mode or kill switch.
 async fn release(q: &Quarantine, ctx: &Shared) -> Result<IamOutcome, Error> {
     let key = desired::key(q);
@@ -888,10 +1034,11 @@ async fn release(q: &Quarantine, ctx: &Shared) -> Result<IamOutcome, Error> {
         },
         scope: Scope::only(key.clone()),
     };
+    let cluster = cluster_of(q, ctx);
     let report = {
         let _shared = ctx.iam_lock.read().await;
         ctx.engine
-            .converge(ctx.clients.as_ref(), &input)
+            .converge_as(&cluster, ctx.clients.as_ref(), &input)
             .await
             .map_err(|e| Error::Aborted(e.to_string()))?
     };
@@ -904,6 +1051,17 @@ async fn release(q: &Quarantine, ctx: &Shared) -> Result<IamOutcome, Error> {
     let now = Timestamp::now();
     if report.errors.is_empty() {
         let mut extra = Vec::new();
+        if !report.group_detachments.is_empty() {
+            extra.push(Effect::PublishEvent {
+                event_type: EventType::Warning,
+                reason: REASON_DETACHED_FROM_GROUP,
+                actor: CONTROLLER_ACTOR.into(),
+                message: format!(
+                    "our deny was attached to IAM groups by someone else; detached: {}",
+                    report.group_detachments.join("; ")
+                ),
+            });
+        }
         if !report.refused_releases.is_empty() {
             extra.push(Effect::PublishEvent {
                 event_type: EventType::Warning,

@@ -86,19 +86,34 @@ impl CostSignal {
         Ok(())
     }
 
-    /// The signal as recorded in a Quarantine's spec (without the raw payload).
+    /// The signal as recorded in a Quarantine's spec (without the raw payload), normalised to what
+    /// the Quarantine schema accepts so the API server never refuses it: a region the schema does
+    /// not know (Cost Explorer reports `global`, `NoRegion`) becomes no region, and the summary is
+    /// cut to the schema's 1024 characters (decision 094).
     pub fn to_record(&self) -> SignalRecord {
         SignalRecord {
             source: self.source,
             id: self.id.clone(),
             account_id: self.account_id.clone(),
             service: self.service.clone(),
-            region: self.region.clone(),
+            region: self.region.clone().filter(|r| is_schema_region(r)),
             budget_name: self.budget_name.clone(),
             impact_usd: self.impact_usd,
             observed_at: Time(self.observed_at),
             details_url: self.details_url.clone(),
-            summary: self.summary.clone(),
+            summary: self
+                .summary
+                .as_ref()
+                .map(|s| s.chars().take(1024).collect()),
         }
     }
+}
+
+/// Whether a region matches the Quarantine schema's region pattern (`crd::REGION_PATTERN`).
+pub fn is_schema_region(region: &str) -> bool {
+    static PATTERN: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
+    PATTERN
+        .get_or_init(|| regex::Regex::new(crate::controller::crd::REGION_PATTERN).ok())
+        .as_ref()
+        .is_some_and(|p| p.is_match(region))
 }

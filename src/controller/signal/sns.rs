@@ -600,6 +600,17 @@ impl ReplayCache {
         }
     }
 
+    /// Rejects an id seen within the retention, without recording it.
+    pub fn check(&mut self, message_id: &str, now: Timestamp) -> Result<(), SnsError> {
+        self.expire(now);
+        if self.seen.contains_key(message_id) {
+            return Err(SnsError::Replayed(
+                message_id.chars().take(MAX_MESSAGE_ID_BYTES).collect(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Rejects an id seen within the retention; otherwise records it at `now`.
     pub fn check_and_insert(&mut self, message_id: &str, now: Timestamp) -> Result<(), SnsError> {
         self.expire(now);
