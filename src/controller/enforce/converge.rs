@@ -564,21 +564,16 @@ impl Engine {
                     continue;
                 }
             };
-            let recorder = Recorder::new(iam.as_ref());
-            let result = self
-                .converge_account_inner(
-                    cluster,
-                    &recorder,
-                    &account,
-                    &entries,
-                    &known_here,
-                    &AccountScope::new(input.gate, &input.scope, cluster, &account),
-                    &mut report,
-                )
-                .await;
-            report.writes.extend(recorder.writes());
-            report.merge_calls(recorder.stats());
-            result?;
+            self.converge_account_as(
+                cluster,
+                iam.as_ref(),
+                &account,
+                &entries,
+                &known_here,
+                &AccountScope::new(input.gate, &input.scope, cluster, &account),
+                &mut report,
+            )
+            .await?;
         }
         Ok(report)
     }
@@ -593,16 +588,35 @@ impl Engine {
         scope: &AccountScope,
         report: &mut ConvergeReport,
     ) -> Result<(), EnforceError> {
+        self.converge_account_as(
+            &self.config.cluster_id,
+            iam,
+            account_id,
+            entries,
+            known,
+            scope,
+            report,
+        )
+        .await
+    }
+
+    /// [`Engine::converge_account`] under a given cluster id; the account's writes and call
+    /// counts are appended to `report` whatever the outcome.
+    #[allow(clippy::too_many_arguments)]
+    async fn converge_account_as(
+        &self,
+        cluster: &str,
+        iam: &dyn Iam,
+        account_id: &str,
+        entries: &[DesiredEntry],
+        known: &[Principal],
+        scope: &AccountScope,
+        report: &mut ConvergeReport,
+    ) -> Result<(), EnforceError> {
         let recorder = Recorder::new(iam);
         let result = self
             .converge_account_inner(
-                &self.config.cluster_id,
-                &recorder,
-                account_id,
-                entries,
-                known,
-                scope,
-                report,
+                cluster, &recorder, account_id, entries, known, scope, report,
             )
             .await;
         report.writes.extend(recorder.writes());
@@ -658,12 +672,12 @@ impl Engine {
         report
             .foreign_policies
             .extend(observed.foreign_policies.iter().cloned());
-        observed.recent_writes = self
-            .recent_owned(account_id)
+        let owned = self.recent_owned(account_id);
+        let recent: BTreeSet<WriteKey> = owned.iter().map(|(k, _)| k.clone()).collect();
+        observed.recent_writes = owned
             .into_iter()
             .filter(|(_, owner)| scope.scope.includes(owner))
             .collect();
-        let recent = self.recent_for(account_id);
         let plan = plan_account(
             &partition,
             account_id,

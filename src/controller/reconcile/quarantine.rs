@@ -323,29 +323,7 @@ async fn apply(q: &Quarantine, ctx: &Shared, deleting: bool) -> Result<Action, E
     patch_status(&api, q, &old_status, &status, FOREIGN_STATUS_FIELDS).await?;
 
     // ---- Events (after the status write, so a conflict retry does not duplicate them)
-    for effect in &effects {
-        if let Effect::PublishEvent {
-            event_type,
-            reason,
-            actor,
-            message,
-        } = effect
-        {
-            let note = if actor == CONTROLLER_ACTOR {
-                message.clone()
-            } else {
-                format!("{message} (by {actor})")
-            };
-            ctx.publish(
-                q,
-                *event_type == EventType::Warning,
-                reason,
-                "Lifecycle",
-                note,
-            )
-            .await;
-        }
-    }
+    publish_effects(q, ctx, &effects, "Lifecycle").await;
     for message in &drift {
         ctx.publish(q, true, REASON_DRIFT_REPAIRED, "Enforce", message.clone())
             .await;
@@ -739,7 +717,7 @@ async fn enforce(
         scope: Scope::only(desired::key(q)),
     };
     let cluster = cluster_of(q, ctx);
-    let report = {
+    let mut report = {
         let _shared = ctx.iam_lock.read().await;
         ctx.engine
             .converge_as(&cluster, ctx.clients.as_ref(), &input)
@@ -748,9 +726,7 @@ async fn enforce(
     };
     count_calls(ctx, &report);
     mark_full_converge(ctx, &uid);
-    // A deny of ours on a protected principal is never touched; while enforcing, it is a failure
-    // a person must resolve (release reports it as a warning instead).
-    let mut report = report;
+    // Targets outside the owning policy are refused, never denied.
     for (arn, reason) in &outside {
         report.errors.push(engine::ErrorRecord {
             account_id: String::new(),
@@ -767,6 +743,8 @@ async fn enforce(
             error_category: Some(ErrorCategory::Invalid),
         });
     }
+    // A deny of ours on a protected principal is never touched; while enforcing, it is a failure
+    // a person must resolve (release reports it as a warning instead).
     for message in report.refused_releases.clone() {
         report.errors.push(engine::ErrorRecord {
             account_id: String::new(),
@@ -975,30 +953,34 @@ async fn verify(
     }))
 }
 
+/// Publishes the Events among `effects` (a person's actions name the actor).
+async fn publish_effects(q: &Quarantine, ctx: &Shared, effects: &[Effect], source: &str) {
+    for effect in effects {
+        if let Effect::PublishEvent {
+            event_type,
+            reason,
+            actor,
+            message,
+        } = effect
+        {
+            let note = if actor == CONTROLLER_ACTOR {
+                message.clone()
+            } else {
+                format!("{message} (by {actor})")
+            };
+            ctx.publish(q, *event_type == EventType::Warning, reason, source, note)
+                .await;
+        }
+    }
+}
+
 /// Releases a deleting quarantine that has no recorded state: the first reconcile may have
 /// enforced before its first status write failed. The engine finds this quarantine's objects by
 /// their names, tags and inline marker (and its own recent writes); the finalizer stays until
 /// that release is clean (decision 091).
 async fn release_unrecorded(q: &Quarantine, ctx: &Shared) -> Result<Action, Error> {
     let outcome = release(q, ctx).await?;
-    for effect in &outcome.extra_effects {
-        if let Effect::PublishEvent {
-            event_type,
-            reason,
-            message,
-            ..
-        } = effect
-        {
-            ctx.publish(
-                q,
-                *event_type == EventType::Warning,
-                reason,
-                "Release",
-                message.clone(),
-            )
-            .await;
-        }
-    }
+    publish_effects(q, ctx, &outcome.extra_effects, "Release").await;
     match outcome.failure {
         None => Ok(Action::await_change()),
         Some((_, reason)) => {
