@@ -649,6 +649,21 @@ fn principal_missing(op: Operation, p: &PrincipalRef) -> AwsError {
     )
 }
 
+/// Removes `policy_arn` from a role's, user's or group's attached list; `NoSuchEntity` as IAM
+/// answers when it was not attached.
+fn detach_from(attached: &mut Vec<String>, op: Operation, policy_arn: &str) -> AwsResult<()> {
+    let before = attached.len();
+    attached.retain(|a| a != policy_arn);
+    if before == attached.len() {
+        return Err(err(
+            op,
+            ErrorCode::NoSuchEntity,
+            format!("Policy {policy_arn} was not found."),
+        ));
+    }
+    Ok(())
+}
+
 fn policy_missing(op: Operation, arn: &str) -> AwsError {
     err(
         op,
@@ -956,16 +971,7 @@ impl Iam for InMemoryIam {
                     format!("The group with name {group} cannot be found."),
                 )
             })?;
-            let before = g.attached.len();
-            g.attached.retain(|a| a != policy_arn);
-            if before == g.attached.len() {
-                return Err(err(
-                    op,
-                    ErrorCode::NoSuchEntity,
-                    format!("Policy {policy_arn} was not found."),
-                ));
-            }
-            Ok(())
+            detach_from(&mut g.attached, op, policy_arn)
         })
     }
 
@@ -1024,16 +1030,7 @@ impl Iam for InMemoryIam {
                 let p = s
                     .principal_mut(principal)
                     .ok_or_else(|| principal_missing(op, principal))?;
-                let before = p.attached.len();
-                p.attached.retain(|a| a != policy_arn);
-                if before == p.attached.len() {
-                    return Err(err(
-                        op,
-                        ErrorCode::NoSuchEntity,
-                        format!("Policy {policy_arn} was not found."),
-                    ));
-                }
-                Ok(())
+                detach_from(&mut p.attached, op, policy_arn)
             },
         )
     }
