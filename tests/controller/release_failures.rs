@@ -231,13 +231,14 @@ async fn a_group_attachment_does_not_block_release() {
     h.wait_phase(&name, Phase::Released).await;
     assert!(h.iam.state().group_attached("developers").is_empty());
     assert_iam_clean(&h, "after release with a group attachment");
-    let events = h.events(&name).await;
-    assert!(
-        events
+    // Events are published after the status write that says Released.
+    h.eventually("an Event names the group", || async {
+        h.events(&name)
+            .await
             .iter()
-            .any(|e| e.1 == REASON_DETACHED_FROM_GROUP && e.2.contains("developers")),
-        "{events:?}"
-    );
+            .any(|e| e.1 == REASON_DETACHED_FROM_GROUP && e.2.contains("developers"))
+    })
+    .await;
 }
 
 /// Defect 8 (first half): our deny attached by hand to a protected principal is never touched;
@@ -260,13 +261,13 @@ async fn a_deny_on_a_protected_principal_is_left_with_a_warning_and_release_fini
         vec![arn.clone()],
         "never touched"
     );
-    let events = h.events(&name).await;
-    assert!(
-        events
+    h.eventually("a Warning says what was left in place", || async {
+        h.events(&name)
+            .await
             .iter()
-            .any(|e| e.0 == "Warning" && e.2.contains("left in place on protected principals")),
-        "{events:?}"
-    );
+            .any(|e| e.0 == "Warning" && e.2.contains("left in place on protected principals"))
+    })
+    .await;
 }
 
 /// Defect 5: a root cause region the Quarantine schema refuses (`global`, `NoRegion`) is
