@@ -10,6 +10,7 @@ use std::marker::PhantomData;
 
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 
 use crate::principal::PrincipalArn;
 
@@ -151,6 +152,38 @@ impl<T> Object<T> {
     }
 }
 
+/// A nested object of a record kept as its JSON text until it is asked for. Most records of a
+/// log belong to other principals: their nested objects are skipped, never parsed (decision
+/// 129). Absent, `null` and non-object values read as absent when parsed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Nested<'a>(Option<&'a RawValue>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Nested<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Option::<&'a RawValue>::deserialize(deserializer).map(Nested)
+    }
+}
+
+impl<'a> Nested<'a> {
+    /// The JSON text of the value, when the field was present.
+    pub fn text(&self) -> Option<&'a str> {
+        self.0.map(RawValue::get)
+    }
+    /// The value as the object `T`, when it is one.
+    pub fn object<T: Deserialize<'a>>(&self) -> Option<T> {
+        serde_json::from_str::<Object<T>>(self.text()?)
+            .ok()
+            .and_then(|o| o.0)
+    }
+    /// The value as an array of `T`, empty when it is none.
+    pub fn array<T: Deserialize<'a>>(&self) -> Vec<T> {
+        self.text()
+            .and_then(|text| serde_json::from_str::<Option<Vec<T>>>(text).ok())
+            .flatten()
+            .unwrap_or_default()
+    }
+}
+
 /// `userIdentity.sessionContext.sessionIssuer`.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct SessionIssuer<'a> {
@@ -287,21 +320,21 @@ pub struct Record<'a> {
     /// `AwsApiCall`, `AwsServiceEvent`, `AwsConsoleSignIn`, ...
     #[serde(borrow, default)]
     pub event_type: Text<'a>,
-    /// The caller.
-    #[serde(borrow, default)]
-    pub user_identity: Object<UserIdentity<'a>>,
-    /// Selected request parameters.
-    #[serde(borrow, default)]
-    pub request_parameters: Object<RequestParameters<'a>>,
-    /// Selected response elements.
-    #[serde(borrow, default)]
-    pub response_elements: Object<ResponseElements<'a>>,
-    /// Selected additional event data.
-    #[serde(borrow, default)]
-    pub additional_event_data: Object<AdditionalEventData<'a>>,
-    /// Resources named by the event (data events always name theirs).
-    #[serde(borrow, default)]
-    pub resources: Option<Vec<RecordResource<'a>>>,
+    /// The caller ([`Record::user_identity`]).
+    #[serde(borrow, default, rename = "userIdentity")]
+    pub raw_user_identity: Nested<'a>,
+    /// [`Record::request_parameters`].
+    #[serde(borrow, default, rename = "requestParameters")]
+    pub raw_request_parameters: Nested<'a>,
+    /// [`Record::response_elements`].
+    #[serde(borrow, default, rename = "responseElements")]
+    pub raw_response_elements: Nested<'a>,
+    /// [`Record::additional_event_data`].
+    #[serde(borrow, default, rename = "additionalEventData")]
+    pub raw_additional_event_data: Nested<'a>,
+    /// [`Record::resources`].
+    #[serde(borrow, default, rename = "resources")]
+    pub raw_resources: Nested<'a>,
 }
 
 impl<'a> Record<'a> {
@@ -310,18 +343,54 @@ impl<'a> Record<'a> {
         serde_json::from_str(text).map_err(|e| RecordError::Record(e.to_string()))
     }
 
+    /// The caller.
+    pub fn user_identity(&self) -> Option<UserIdentity<'a>> {
+        self.raw_user_identity.object()
+    }
+    /// Selected request parameters.
+    pub fn request_parameters(&self) -> Option<RequestParameters<'a>> {
+        self.raw_request_parameters.object()
+    }
+    /// Selected response elements.
+    pub fn response_elements(&self) -> Option<ResponseElements<'a>> {
+        self.raw_response_elements.object()
+    }
+    /// Selected additional event data.
+    pub fn additional_event_data(&self) -> Option<AdditionalEventData<'a>> {
+        self.raw_additional_event_data.object()
+    }
+    /// Resources named by the event (data events always name theirs).
+    pub fn resources(&self) -> Vec<RecordResource<'a>> {
+        self.raw_resources.array()
+    }
+
     /// The ARN that identifies the caller for principal matching: the session issuer of a
     /// role session, else `userIdentity.arn`.
-    pub fn caller_arn(&self) -> Option<&str> {
-        let identity = self.user_identity.get()?;
+    pub fn caller_arn(&self) -> Option<Cow<'a, str>> {
+        let identity = self.user_identity()?;
         identity
             .session_context
-            .get()
-            .and_then(|c| c.session_issuer.get())
-            .and_then(|i| i.arn.get())
+            .0
+            .and_then(|c| c.session_issuer.0)
+            .and_then(|i| i.arn.0)
             .filter(|a| !a.is_empty())
-            .or_else(|| identity.arn.get())
+            .or(identity.arn.0)
     }
+}
+
+/// Whether `text` (JSON) may hold `name` in a string, ASCII case ignored: it holds it
+/// literally, or it has a `\u` escape that could spell it.
+fn may_hold(text: &[u8], name: &[u8]) -> bool {
+    let Some((&first, rest)) = name.split_first() else {
+        return true;
+    };
+    if memchr::memmem::find(text, b"\\u").is_some() {
+        return true;
+    }
+    memchr::memchr2_iter(first.to_ascii_lowercase(), first.to_ascii_uppercase(), text).any(|at| {
+        text.get(at + 1..at + 1 + rest.len())
+            .is_some_and(|tail| tail.eq_ignore_ascii_case(rest))
+    })
 }
 
 /// Decides whether a record's caller is the analysed principal, with a cache of caller ARNs (a
@@ -350,10 +419,19 @@ impl PrincipalMatcher {
     /// Whether `record` was made by the analysed principal (a role's sessions count as the
     /// role; ARNs are compared with the project's principal rule, never as strings).
     pub fn matches(&mut self, record: &Record) -> bool {
+        // IAM compares names without regard to ASCII case, and every ARN that names the
+        // principal or one of its sessions holds its name: a caller whose text does not hold
+        // it is someone else, found without parsing (decision 129).
+        let Some(identity) = record.raw_user_identity.text() else {
+            return false;
+        };
+        if !may_hold(identity.as_bytes(), self.target.name().as_bytes()) {
+            return false;
+        }
         let Some(arn) = record.caller_arn() else {
             return false;
         };
-        self.matches_arn(arn)
+        self.matches_arn(&arn)
     }
     /// As [`PrincipalMatcher::matches`], for a caller ARN.
     pub fn matches_arn(&mut self, arn: &str) -> bool {
@@ -443,17 +521,19 @@ mod tests {
         assert_eq!(r.event_name.get(), Some("GetObject"));
         assert_eq!(
             r.caller_arn(),
-            Some("arn:aws:iam::123456789012:role/ci/Deployer")
+            Some("arn:aws:iam::123456789012:role/ci/Deployer".into())
         );
         assert_eq!(
-            r.additional_event_data.get().unwrap().sse_applied.get(),
+            r.additional_event_data().unwrap().sse_applied.get(),
             Some("SSE_KMS")
         );
         let odd =
             r#"{"eventName":5,"requestParameters":"text","resources":[],"responseElements":[1]}"#;
         let r = Record::parse(odd).unwrap();
         assert_eq!(r.event_name.get(), None);
-        assert!(r.request_parameters.get().is_none());
+        assert!(r.request_parameters().is_none());
+        assert!(r.response_elements().is_none());
+        assert!(r.resources().is_empty());
     }
 
     #[test]
@@ -466,6 +546,30 @@ mod tests {
         assert!(!m.matches_arn("arn:aws:iam::123456789012:user/Deployer"));
         assert!(!m.matches_arn("arn:aws:sts::210987654321:assumed-role/Deployer/x"));
         assert!(!m.matches_arn("not an arn"));
+    }
+
+    #[test]
+    fn a_caller_is_skipped_unparsed_only_when_its_text_cannot_name_the_principal() {
+        assert!(may_hold(br#"{"arn":"x:role/DePloyer"}"#, b"deployer"));
+        assert!(may_hold(br#"{"arn":"x:role/D\u0065ployer"}"#, b"deployer"));
+        assert!(!may_hold(br#"{"arn":"x:role/deploye"}"#, b"deployer"));
+        assert!(!may_hold(b"", b"deployer"));
+        assert!(may_hold(b"anything", b""));
+        let mut m = PrincipalMatcher::new(
+            PrincipalArn::parse("arn:aws:iam::123456789012:role/deployer").unwrap(),
+        );
+        // An escaped spelling of the role is still the role.
+        let escaped = ASSUMED.replace("role/ci/Deployer", "role/ci/D\\u0065ployer");
+        assert!(m.matches(&Record::parse(&escaped).unwrap()));
+        let other = ASSUMED
+            .replace("role/ci/Deployer", "role/ci/Builder")
+            .replace("assumed-role/Deployer", "assumed-role/Builder");
+        assert!(!m.matches(&Record::parse(&other).unwrap()));
+        // Odd shapes of nested values read as absent, never as a failed record.
+        let odd = r#"{"userIdentity":"x","resources":{"ARN":"a"},"additionalEventData":null}"#;
+        let r = Record::parse(odd).unwrap();
+        assert!(r.user_identity().is_none() && r.resources().is_empty());
+        assert!(r.additional_event_data().is_none() && !m.matches(&r));
     }
 
     #[test]

@@ -327,7 +327,7 @@ impl Usage {
             *group.error_codes.entry(error.to_string()).or_default() += 1;
         }
         let mut named = false;
-        for resource in record.resources.iter().flatten() {
+        for resource in record.resources() {
             if let Some(arn) = resource.arn.get() {
                 named = true;
                 group.resources.add(
@@ -340,7 +340,7 @@ impl Usage {
             group.unnamed += 1;
         }
         let hints = &mut group.hints;
-        if let Some(p) = record.request_parameters.get() {
+        if let Some(p) = record.request_parameters() {
             for role in [
                 &p.role,
                 &p.role_arn,
@@ -368,7 +368,7 @@ impl Usage {
                 }
             }
         }
-        if let Some(r) = record.response_elements.get() {
+        if let Some(r) = record.response_elements() {
             if r.sse.get() == Some("aws:kms") {
                 hints.sse_kms = true;
             }
@@ -377,7 +377,7 @@ impl Usage {
                 hints.kms_keys.add(key, HINT_LIMIT);
             }
         }
-        if let Some(a) = record.additional_event_data.get()
+        if let Some(a) = record.additional_event_data()
             && a.sse_applied.get() == Some("SSE_KMS")
         {
             hints.sse_kms = true;
@@ -425,6 +425,58 @@ impl Usage {
         if !row.kms_key.is_empty() {
             group.hints.sse_kms = true;
             group.hints.kms_keys.add(&row.kms_key, HINT_LIMIT);
+        }
+    }
+
+    /// An empty usage with the same principal, window and matcher cache: the part of a scan
+    /// that one worker reads, merged back with [`Usage::merge`].
+    pub fn fork(&self) -> Usage {
+        Usage {
+            matcher: self.matcher.clone(),
+            window: self.window.clone(),
+            groups: BTreeMap::new(),
+            counters: Counters::default(),
+        }
+    }
+
+    /// Adds the usage of records read after this usage's own (the next file of a scan). The
+    /// result equals reading both in that order, except which values a bounded set keeps once
+    /// it overflowed (an overflowed set's values are not used).
+    pub fn merge(&mut self, other: Usage) {
+        let c = other.counters;
+        self.counters.events_read += c.events_read;
+        self.counters.events_matched += c.events_matched;
+        self.counters.events_outside_window += c.events_outside_window;
+        self.counters.events_skipped += c.events_skipped;
+        for time in [c.earliest, c.latest].into_iter().flatten() {
+            self.see_time(&time, None);
+        }
+        self.counters.regions_seen.extend(c.regions_seen);
+        for (key, theirs) in other.groups {
+            let Some(group) = self.groups.get_mut(&key) else {
+                self.groups.insert(key, theirs);
+                continue;
+            };
+            group.count += theirs.count;
+            update_times(
+                group,
+                &theirs.first_seen,
+                &theirs.last_seen,
+                &theirs.sample_event_id,
+            );
+            group.regions.extend(theirs.regions);
+            group.resources.merge(&theirs.resources, RESOURCE_LIMIT);
+            group.unnamed += theirs.unnamed;
+            group.origins.extend(theirs.origins);
+            for (code, n) in theirs.error_codes {
+                *group.error_codes.entry(code).or_default() += n;
+            }
+            let (h, t) = (&mut group.hints, theirs.hints);
+            h.passed_roles.merge(&t.passed_roles, HINT_LIMIT);
+            h.passed_role_unnamed |= t.passed_role_unnamed;
+            h.sse_kms |= t.sse_kms;
+            h.kms_keys.merge(&t.kms_keys, HINT_LIMIT);
+            h.tag_on_create |= t.tag_on_create;
         }
     }
 

@@ -57,6 +57,10 @@ pub struct AnalyzeArgs {
     /// Read trail log files (*.json.gz, *.json) from this directory instead of Event History.
     #[arg(long, conflicts_with_all = ["s3_bucket", "athena_workgroup"])]
     pub from_files: Option<PathBuf>,
+    /// Threads that read `--from-files` logs, one file each at a time (default: the cores
+    /// available, at most 8). The result does not depend on it.
+    #[arg(long, requires = "from_files", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub scan_threads: Option<u16>,
     /// Read trail log files from this S3 bucket.
     #[arg(long, conflicts_with = "athena_workgroup")]
     pub s3_bucket: Option<String>,
@@ -311,9 +315,15 @@ async fn analyze(
         .clone()
         .unwrap_or_else(|| principal.account_id().to_string());
     let source: SourceReport = if let Some(dir) = &args.from_files {
-        files::read_directory(dir, &mut usage, &mut |files, events| {
-            progress.line(&format!("{files} files, {events} events read"))
-        })
+        let workers = args
+            .scan_threads
+            .map_or_else(files::default_workers, usize::from);
+        files::read_directory_with(
+            dir,
+            &mut usage,
+            &mut |files, events| progress.line(&format!("{files} files, {events} events read")),
+            workers,
+        )
         .map_err(|e| e.to_string())?
     } else if let (Some(bucket), Some(config)) = (&args.s3_bucket, &config) {
         let store = s3::SdkLogStore::new(config.s3());

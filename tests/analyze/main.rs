@@ -9,6 +9,7 @@ mod moto;
 
 mod golden;
 mod mapping;
+mod scan;
 mod sources;
 mod stub;
 mod subset;
