@@ -100,9 +100,11 @@ async fn error_budget_and_burn_rates_agree_with_slo_generator() {
                 // slo-generator rounds to one decimal, and the two range queries may cover one
                 // 1-minute sample more or less at the window's edge, depending on how `now`
                 // falls between samples: in a 5-minute window that alone moves the rate by a
-                // fifth (seen: 0.5 vs 0.4 at the same instant).
+                // fifth (seen: 0.5 vs 0.4 at the same instant), and on a loaded machine the
+                // two queries may differ by a sample at each end (seen: 0.5 vs 0.3). Relative
+                // to the larger of the two answers.
                 let edge = 60.0 / window as f64;
-                let tolerance = 0.051 + (0.02 + edge) * high;
+                let tolerance = 0.051 + (0.02 + 2.0 * edge) * high.max(their_burn);
                 assert!(
                     their_burn >= low - tolerance && their_burn <= high + tolerance,
                     "{scenario} window {window}: ours {low}..{high} vs slo-generator {their_burn}"
