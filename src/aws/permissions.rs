@@ -82,8 +82,14 @@ pub const CONTROLLER_READ: PermissionSet = PermissionSet {
         call("list_policy_versions", &["iam:ListPolicyVersions"]),
         call("list_policy_tags", &["iam:ListPolicyTags"]),
         call("list_entities_for_policy", &["iam:ListEntitiesForPolicy"]),
-        call("list_attached_role_policies", &["iam:ListAttachedRolePolicies"]),
-        call("list_attached_user_policies", &["iam:ListAttachedUserPolicies"]),
+        call(
+            "list_attached_role_policies",
+            &["iam:ListAttachedRolePolicies"],
+        ),
+        call(
+            "list_attached_user_policies",
+            &["iam:ListAttachedUserPolicies"],
+        ),
         call("list_role_policies", &["iam:ListRolePolicies"]),
         call("list_user_policies", &["iam:ListUserPolicies"]),
         call("get_role_policy", &["iam:GetRolePolicy"]),
@@ -189,8 +195,14 @@ pub const ANALYZER_IAM: PermissionSet = PermissionSet {
         call("get_role_policy", &["iam:GetRolePolicy"]),
         call("get_user_policy", &["iam:GetUserPolicy"]),
         call("get_group_policy", &["iam:GetGroupPolicy"]),
-        call("list_attached_role_policies", &["iam:ListAttachedRolePolicies"]),
-        call("list_attached_user_policies", &["iam:ListAttachedUserPolicies"]),
+        call(
+            "list_attached_role_policies",
+            &["iam:ListAttachedRolePolicies"],
+        ),
+        call(
+            "list_attached_user_policies",
+            &["iam:ListAttachedUserPolicies"],
+        ),
         call(
             "list_attached_group_policies",
             &["iam:ListAttachedGroupPolicies"],
@@ -242,11 +254,15 @@ pub const ANALYZER_ATHENA: PermissionSet = PermissionSet {
                 "glue:GetTable",
                 "glue:GetPartitions",
                 "s3:GetBucketLocation",
+                "s3:ListBucket",
                 "s3:PutObject",
             ],
         ),
         call("get_query_execution", &["athena:GetQueryExecution"]),
-        call("get_query_results", &["athena:GetQueryResults"]),
+        call(
+            "get_query_results",
+            &["athena:GetQueryResults", "s3:GetObject"],
+        ),
     ],
 };
 
@@ -287,6 +303,37 @@ pub fn actions(part: Part, writes: Option<bool>) -> Vec<&'static str> {
     all.sort_unstable();
     all.dedup();
     all
+}
+
+/// The `Sid` prefix of a set's statements in the templates: `controller-read` → `ControllerRead`.
+pub fn sid(set: &PermissionSet) -> String {
+    set.name
+        .split('-')
+        .map(|word| {
+            let mut chars = word.chars();
+            chars
+                .next()
+                .map(|first| first.to_ascii_uppercase().to_string() + chars.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// The permission sets of a part as a Markdown table (docs/aws-permissions.md and the chart's
+/// README embed it between `<!-- permissions:PART -->` markers; `aws-setup --permissions` prints it).
+pub fn markdown(part: Part) -> String {
+    let mut out = String::from("| Set | Needed when | Actions |\n|---|---|---|\n");
+    for set in ALL.iter().filter(|s| s.part == part) {
+        let actions: Vec<String> = set.actions().iter().map(|a| format!("`{a}`")).collect();
+        out.push_str(&format!(
+            "| `{}`{} | {} | {} |\n",
+            set.name,
+            if set.writes { " (write)" } else { "" },
+            set.when,
+            actions.join(", ")
+        ));
+    }
+    out
 }
 
 /// Every SDK operation the product calls (snake case), sorted and deduplicated.
@@ -344,23 +391,58 @@ mod tests {
         for op in all {
             // Exhaustive: a new variant fails to compile here until it is added above.
             match op {
-                CreatePolicy | TagPolicy | GetPolicy | ListPolicies | ListPolicyTags
-                | GetPolicyVersion | ListPolicyVersions | CreatePolicyVersion
-                | DeletePolicyVersion | DeletePolicy | ListEntitiesForPolicy
-                | AttachRolePolicy | DetachRolePolicy | ListAttachedRolePolicies
-                | AttachUserPolicy | DetachUserPolicy | DetachGroupPolicy
-                | ListAttachedUserPolicies | PutRolePolicy | DeleteRolePolicy | GetRolePolicy
-                | ListRolePolicies | PutUserPolicy | DeleteUserPolicy | GetUserPolicy
-                | ListUserPolicies | GetAccountSummary | GetCallerIdentity | AssumeRole => {}
+                CreatePolicy
+                | TagPolicy
+                | GetPolicy
+                | ListPolicies
+                | ListPolicyTags
+                | GetPolicyVersion
+                | ListPolicyVersions
+                | CreatePolicyVersion
+                | DeletePolicyVersion
+                | DeletePolicy
+                | ListEntitiesForPolicy
+                | AttachRolePolicy
+                | DetachRolePolicy
+                | ListAttachedRolePolicies
+                | AttachUserPolicy
+                | DetachUserPolicy
+                | DetachGroupPolicy
+                | ListAttachedUserPolicies
+                | PutRolePolicy
+                | DeleteRolePolicy
+                | GetRolePolicy
+                | ListRolePolicies
+                | PutUserPolicy
+                | DeleteUserPolicy
+                | GetUserPolicy
+                | ListUserPolicies
+                | GetAccountSummary
+                | GetCallerIdentity
+                | AssumeRole => {}
             }
             let sets: Vec<&PermissionSet> = ALL
                 .iter()
                 .filter(|s| s.part == Part::Controller)
-                .filter(|s| s.calls.iter().any(|c| snake_to_pascal(c.operation) == op.name()))
+                .filter(|s| {
+                    s.calls
+                        .iter()
+                        .any(|c| snake_to_pascal(c.operation) == op.name())
+                })
                 .collect();
-            assert_eq!(sets.len(), 1, "{} is in exactly one controller set", op.name());
+            assert_eq!(
+                sets.len(),
+                1,
+                "{} is in exactly one controller set",
+                op.name()
+            );
             let set = sets[0];
-            assert_eq!(set.writes, op.is_write(), "{}: write set iff write", op.name());
+            assert_eq!(
+                set.writes,
+                op.is_write(),
+                "{}: write set iff write",
+                op.name()
+            );
             if op != GetCallerIdentity {
                 let service = if op == AssumeRole { "sts" } else { "iam" };
                 let action = format!("{service}:{}", op.name());
@@ -392,7 +474,11 @@ mod tests {
                 let verb = action.split(':').nth(1).unwrap_or_default();
                 let is_iam_write = action.starts_with("iam:")
                     && !(verb.starts_with("Get") || verb.starts_with("List"));
-                assert!(!is_iam_write, "{} is read-only but grants {action}", set.name);
+                assert!(
+                    !is_iam_write,
+                    "{} is read-only but grants {action}",
+                    set.name
+                );
             }
         }
     }

@@ -2,6 +2,7 @@
 
     aws_templates.py cfn FILE...                      the templates as JSON (cfn-lint's decoder)
     aws_templates.py hcl DIR                          every *.tf under DIR as JSON (python-hcl2)
+    aws_templates.py patterns TEMPLATE EVENT...       which events each EventBridge rule matches
     aws_templates.py deploy URL NAME TEMPLATE PARAMS  CreateStack on the moto server at URL, then
                                                       what was created (roles with their policies,
                                                       topics with attributes and subscriptions,
@@ -17,7 +18,7 @@ import warnings
 
 
 def cfn(files):
-    from cfn_lint.decode import decode
+    from cfnlint.decode import decode
 
     out = {}
     for path in files:
@@ -26,6 +27,17 @@ def cfn(files):
             raise SystemExit(f"{path}: {[str(m) for m in matches]}")
         out[os.path.basename(path)] = template
     return out
+
+
+def unquote(value):
+    """python-hcl2 keeps string quotes and marks blocks; the test wants plain values."""
+    if isinstance(value, dict):
+        return {unquote(k): unquote(v) for k, v in value.items() if k != "__is_block__"}
+    if isinstance(value, list):
+        return [unquote(v) for v in value]
+    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1]
+    return value
 
 
 def hcl(directory):
@@ -37,7 +49,26 @@ def hcl(directory):
             if name.endswith(".tf"):
                 path = os.path.join(base, name)
                 with open(path) as handle:
-                    out[os.path.relpath(path, directory)] = hcl2.load(handle)
+                    out[os.path.relpath(path, directory)] = unquote(hcl2.load(handle))
+    return out
+
+
+def patterns(template_path, event_paths):
+    """For every AWS::Events::Rule of the template, which of the events match its pattern, by
+    moto's EventBridge pattern matcher (its TestEventPattern API answers nothing)."""
+    from moto.events.models import EventPattern
+
+    template = cfn([template_path])[os.path.basename(template_path)]
+    out = {}
+    for logical, resource in template["Resources"].items():
+        if resource["Type"] != "AWS::Events::Rule":
+            continue
+        pattern = EventPattern.load(json.dumps(resource["Properties"]["EventPattern"]))
+        out[logical] = {}
+        for path in event_paths:
+            with open(path) as handle:
+                event = json.load(handle)
+            out[logical][os.path.basename(path)] = pattern.matches_event(event)
     return out
 
 
@@ -129,6 +160,8 @@ def main():
         out = cfn(sys.argv[2:])
     elif command == "hcl":
         out = hcl(sys.argv[2])
+    elif command == "patterns":
+        out = patterns(sys.argv[2], sys.argv[3:])
     elif command == "deploy":
         out = deploy(*sys.argv[2:6])
     else:

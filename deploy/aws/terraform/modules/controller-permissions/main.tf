@@ -88,7 +88,7 @@ data "aws_iam_policy_document" "write" {
     }
   }
   statement {
-    sid       = "ControllerReleaseFromGroups"
+    sid       = "ControllerAttachGroupRelease"
     effect    = "Allow"
     actions   = ["iam:DetachGroupPolicy"]
     resources = ["arn:${local.partition}:iam::${local.account}:group/*"]
