@@ -307,8 +307,12 @@ pub fn actions(part: Part, writes: Option<bool>) -> Vec<&'static str> {
 
 /// The `Sid` prefix of a set's statements in the templates: `controller-read` → `ControllerRead`.
 pub fn sid(set: &PermissionSet) -> String {
-    set.name
-        .split('-')
+    pascal_case(set.name, '-')
+}
+
+/// `controller-read` (separator `-`) or `create_policy` (`_`) in Pascal case.
+fn pascal_case(text: &str, separator: char) -> String {
+    text.split(separator)
         .map(|word| {
             let mut chars = word.chars();
             chars
@@ -353,81 +357,17 @@ mod tests {
     use crate::aws::Operation;
 
     /// Every operation of the controller's `Iam`/`Sts` traits is in a controller set, with the
-    /// action named after it, and every write operation is in a write set.
+    /// action named after it, and an operation is in a write set exactly when it writes.
     #[test]
     fn every_trait_operation_is_listed_with_its_action() {
-        use Operation::*;
-        let all = [
-            CreatePolicy,
-            TagPolicy,
-            GetPolicy,
-            ListPolicies,
-            ListPolicyTags,
-            GetPolicyVersion,
-            ListPolicyVersions,
-            CreatePolicyVersion,
-            DeletePolicyVersion,
-            DeletePolicy,
-            ListEntitiesForPolicy,
-            AttachRolePolicy,
-            DetachRolePolicy,
-            ListAttachedRolePolicies,
-            AttachUserPolicy,
-            DetachUserPolicy,
-            DetachGroupPolicy,
-            ListAttachedUserPolicies,
-            PutRolePolicy,
-            DeleteRolePolicy,
-            GetRolePolicy,
-            ListRolePolicies,
-            PutUserPolicy,
-            DeleteUserPolicy,
-            GetUserPolicy,
-            ListUserPolicies,
-            GetAccountSummary,
-            GetCallerIdentity,
-            AssumeRole,
-        ];
-        for op in all {
-            // Exhaustive: a new variant fails to compile here until it is added above.
-            match op {
-                CreatePolicy
-                | TagPolicy
-                | GetPolicy
-                | ListPolicies
-                | ListPolicyTags
-                | GetPolicyVersion
-                | ListPolicyVersions
-                | CreatePolicyVersion
-                | DeletePolicyVersion
-                | DeletePolicy
-                | ListEntitiesForPolicy
-                | AttachRolePolicy
-                | DetachRolePolicy
-                | ListAttachedRolePolicies
-                | AttachUserPolicy
-                | DetachUserPolicy
-                | DetachGroupPolicy
-                | ListAttachedUserPolicies
-                | PutRolePolicy
-                | DeleteRolePolicy
-                | GetRolePolicy
-                | ListRolePolicies
-                | PutUserPolicy
-                | DeleteUserPolicy
-                | GetUserPolicy
-                | ListUserPolicies
-                | GetAccountSummary
-                | GetCallerIdentity
-                | AssumeRole => {}
-            }
+        for op in Operation::ALL {
             let sets: Vec<&PermissionSet> = ALL
                 .iter()
                 .filter(|s| s.part == Part::Controller)
                 .filter(|s| {
                     s.calls
                         .iter()
-                        .any(|c| snake_to_pascal(c.operation) == op.name())
+                        .any(|c| pascal_case(c.operation, '_') == op.name())
                 })
                 .collect();
             assert_eq!(
@@ -443,8 +383,12 @@ mod tests {
                 "{}: write set iff write",
                 op.name()
             );
-            if op != GetCallerIdentity {
-                let service = if op == AssumeRole { "sts" } else { "iam" };
+            if op != Operation::GetCallerIdentity {
+                let service = if op == Operation::AssumeRole {
+                    "sts"
+                } else {
+                    "iam"
+                };
                 let action = format!("{service}:{}", op.name());
                 assert!(
                     set.actions().contains(&action.as_str()),
@@ -453,18 +397,6 @@ mod tests {
                 );
             }
         }
-    }
-
-    fn snake_to_pascal(snake: &str) -> String {
-        snake
-            .split('_')
-            .map(|w| {
-                let mut c = w.chars();
-                c.next()
-                    .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
-                    .unwrap_or_default()
-            })
-            .collect()
     }
 
     #[test]

@@ -278,8 +278,9 @@ impl ChartSide {
     }
 }
 
-/// CloudFormation parameter name → the example root module's variable name.
-fn terraform_name(parameter: &str) -> String {
+/// CloudFormation parameter name → the Terraform variable name (`OidcIssuerUrl` →
+/// `oidc_issuer_url`).
+pub fn snake_case(parameter: &str) -> String {
     let mut out = String::new();
     for (i, c) in parameter.chars().enumerate() {
         if c.is_ascii_uppercase() {
@@ -386,13 +387,8 @@ pub fn run(args: &AwsSetupArgs, out: &mut dyn Write, err: &mut dyn Write) -> Res
                 if matches!(*key, "EnableEvents" | "TargetAccountRoleArns") {
                     continue;
                 }
-                writeln!(
-                    out,
-                    "{} = {}",
-                    terraform_name(key),
-                    terraform_value(key, value)
-                )
-                .map_err(io)?;
+                writeln!(out, "{} = {}", snake_case(key), terraform_value(key, value))
+                    .map_err(io)?;
             }
         }
         SetupFormat::Text => write_text(&side, &role, &signals, out).map_err(io)?,
@@ -492,7 +488,7 @@ mod tests {
 
     #[test]
     fn terraform_names_are_snake_case() {
-        assert_eq!(terraform_name("OidcIssuerUrl"), "oidc_issuer_url");
+        assert_eq!(snake_case("OidcIssuerUrl"), "oidc_issuer_url");
         assert_eq!(
             terraform_value("ProtectedPrincipalArns", "a,b"),
             r#"["a", "b"]"#
