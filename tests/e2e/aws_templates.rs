@@ -542,28 +542,22 @@ fn terraform_has_the_same_resources_variables_and_outputs() {
         let missing: Vec<_> = cfn_types.difference(&tf_types).collect();
         assert!(missing.is_empty(), "{file}: Terraform lacks {missing:?}");
         let module = module_dirs[0];
-        let variables = tf_blocks(module, "variables.tf", "variable");
-        let parameters: BTreeSet<String> = template["Parameters"]
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(|p| snake(p))
-            .collect();
-        assert_eq!(
-            parameters, variables,
-            "{file}: parameters vs variables of {module}"
-        );
-        let outputs = tf_blocks(module, "outputs.tf", "output");
-        let cfn_outputs: BTreeSet<String> = template["Outputs"]
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(|p| snake(p))
-            .collect();
-        assert_eq!(
-            cfn_outputs, outputs,
-            "{file}: outputs vs outputs of {module}"
-        );
+        for (section, file_name, kind) in [
+            ("Parameters", "variables.tf", "variable"),
+            ("Outputs", "outputs.tf", "output"),
+        ] {
+            let cfn_names: BTreeSet<String> = template[section]
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(|p| snake(p))
+                .collect();
+            assert_eq!(
+                cfn_names,
+                tf_blocks(module, file_name, kind),
+                "{file}: {section} vs {file_name} of {module}"
+            );
+        }
     }
     // The example root module uses every module.
     let example = &terraform()["examples/complete/main.tf"].to_string();
