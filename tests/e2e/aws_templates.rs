@@ -12,7 +12,9 @@ use std::sync::OnceLock;
 use autoguardrails::analyze::permissions::{Decision, Permissions, Policy, PolicySource};
 use autoguardrails::aws::permissions::{self, Part, PermissionSet};
 use autoguardrails::cli::aws_setup_command::snake_case as snake;
-use autoguardrails::controller::enforce::ownership::{MANAGED_POLICY_PREFIX, POLICY_PATH};
+use autoguardrails::controller::enforce::ownership::{
+    MANAGED_POLICY_PREFIX, POLICY_PATH, TAG_CLUSTER,
+};
 use serde_json::{Value, json};
 
 use crate::support::moto::{MotoServer, unique};
@@ -318,6 +320,16 @@ fn write_grants_are_scoped_to_our_policy_path_and_name_prefix() {
             }
         }
         assert_eq!(checked, 4, "{file}: write statements checked");
+        // Creation is denied without the ownership tag the controller always sends.
+        let tag_deny = cfn_statements(template)
+            .into_iter()
+            .find(|s| s["Sid"] == "ControllerCreateOnlyWithOwnershipTag")
+            .unwrap_or_else(|| panic!("{file}: no ownership-tag Deny"));
+        assert_eq!(tag_deny["Effect"], "Deny");
+        assert_eq!(
+            tag_deny["Condition"]["Null"][format!("aws:RequestTag/{TAG_CLUSTER}")],
+            "true"
+        );
         // Every write statement sits in a resource that read-only mode leaves out.
         let write_actions = permissions::actions(Part::Controller, Some(true));
         for (logical, resource) in template["Resources"].as_object().unwrap() {
@@ -891,8 +903,17 @@ fn moto_deploys_the_controller_role_from_aws_setup_parameters() {
     for action in permissions::CONTROLLER_READ.actions() {
         assert_eq!(p.decide(action, "*"), Decision::Allowed, "{action}");
     }
-    let target = format!("arn:aws:iam::{ACCOUNT}:role/ci/runner");
-    for action in ["iam:AttachRolePolicy", "iam:DetachRolePolicy"] {
+    // Principals under the path prefix (/ci/) and outside it, by the kind the action names.
+    let principal = |action: &str, path: &str| {
+        let kind = ["Role", "User", "Group"]
+            .into_iter()
+            .find(|k| action.contains(k))
+            .unwrap()
+            .to_lowercase();
+        format!("arn:aws:iam::{ACCOUNT}:{kind}/{path}x")
+    };
+    for action in permissions::CONTROLLER_ATTACH.actions() {
+        let target = principal(action, "ci/");
         match p.decide(action, &target) {
             Decision::Conditional(c) => assert_eq!(
                 c["ArnLike"]["iam:PolicyARN"],
@@ -901,14 +922,28 @@ fn moto_deploys_the_controller_role_from_aws_setup_parameters() {
             ),
             other => panic!("{action} on {target}: {other:?}"),
         }
-        let outside = format!("arn:aws:iam::{ACCOUNT}:role/platform/admin");
+        if !action.contains("Group") {
+            let outside = principal(action, "platform/");
+            assert_eq!(
+                p.decide(action, &outside),
+                Decision::ImplicitDeny,
+                "{action} {outside}"
+            );
+        }
+    }
+    for action in permissions::CONTROLLER_INLINE.actions() {
+        assert_eq!(
+            p.decide(action, &principal(action, "ci/")),
+            Decision::Allowed,
+            "{action}"
+        );
+        let outside = principal(action, "platform/");
         assert_eq!(
             p.decide(action, &outside),
             Decision::ImplicitDeny,
             "{action} {outside}"
         );
     }
-    assert_eq!(p.decide("iam:PutRolePolicy", &target), Decision::Allowed);
     for protected in [
         format!("arn:aws:iam::{ACCOUNT}:role/break-glass"),
         format!("arn:aws:iam::{ACCOUNT}:role/{role_name}"),
