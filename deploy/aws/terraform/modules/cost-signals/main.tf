@@ -157,10 +157,12 @@ resource "aws_ce_anomaly_subscription" "signals" {
 
 # The /events API key: generated here, read by EventBridge through the connection, and copied
 # once into the chart's Secret (signals.events.apiKeySecret); see docs/aws-setup.md.
-resource "random_password" "events_api_key" {
-  count   = var.enable_events ? 1 : 0
-  length  = 64
-  special = false
+# Secrets Manager generates the key (as GenerateSecretString does in the template); the version
+# keeps the first one, so a new plan does not rotate it.
+data "aws_secretsmanager_random_password" "events_api_key" {
+  count               = var.enable_events ? 1 : 0
+  password_length     = 64
+  exclude_punctuation = true
 }
 
 resource "aws_secretsmanager_secret" "events_api_key" {
@@ -172,7 +174,10 @@ resource "aws_secretsmanager_secret" "events_api_key" {
 resource "aws_secretsmanager_secret_version" "events_api_key" {
   count         = var.enable_events ? 1 : 0
   secret_id     = aws_secretsmanager_secret.events_api_key[0].id
-  secret_string = random_password.events_api_key[0].result
+  secret_string = data.aws_secretsmanager_random_password.events_api_key[0].random_password
+  lifecycle {
+    ignore_changes = [secret_string]
+  }
 }
 
 resource "aws_cloudwatch_event_connection" "events" {
@@ -183,7 +188,7 @@ resource "aws_cloudwatch_event_connection" "events" {
   auth_parameters {
     api_key {
       key   = var.events_api_key_header
-      value = random_password.events_api_key[0].result
+      value = aws_secretsmanager_secret_version.events_api_key[0].secret_string
     }
   }
 }
