@@ -8,6 +8,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub mod analyze_command;
+pub mod aws_setup_command;
 pub mod controller_command;
 pub mod gate_command;
 pub mod signal_command;
@@ -56,6 +57,9 @@ pub enum Command {
     Analyze(Box<analyze_command::AnalyzeArgs>),
     /// Open a GitHub pull request with a proposal from `analyze`.
     Propose(analyze_command::ProposeArgs),
+    /// Print the parameters of the AWS templates (deploy/aws) that match a chart installation:
+    /// ServiceAccount, namespace, endpoint URL, /events key header, OIDC issuer.
+    AwsSetup(aws_setup_command::AwsSetupArgs),
     /// Policy file tools.
     Policy {
         /// The policy command.
@@ -130,6 +134,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
             command: PolicyCommand::Convert { file, namespace },
         } => convert(&file, namespace.as_deref(), out),
         Command::Signal { command } => signal_command::run(command, out, err),
+        Command::AwsSetup(args) => aws_setup_command::run(&args, out, err),
         Command::Controller(args) => return controller_command::run(&args, out, err),
         Command::Gate(args) => return gate_command::run(args, out, err),
         Command::Analyze(args) => return analyze_command::run_analyze(&args, out, err),

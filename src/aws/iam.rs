@@ -169,6 +169,7 @@ impl fmt::Debug for TemporaryCredentials {
 }
 
 /// Every AWS operation behind the traits, for call logs, metrics labels and the dry-run recorder.
+/// A new variant goes into [`Operation::ALL`] too (the permission list is checked against it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Operation {
     /// The `CreatePolicy` API call.
@@ -232,6 +233,39 @@ pub enum Operation {
 }
 
 impl Operation {
+    /// Every operation, in declaration order.
+    pub const ALL: [Operation; 29] = [
+        Operation::CreatePolicy,
+        Operation::TagPolicy,
+        Operation::GetPolicy,
+        Operation::ListPolicies,
+        Operation::ListPolicyTags,
+        Operation::GetPolicyVersion,
+        Operation::ListPolicyVersions,
+        Operation::CreatePolicyVersion,
+        Operation::DeletePolicyVersion,
+        Operation::DeletePolicy,
+        Operation::ListEntitiesForPolicy,
+        Operation::AttachRolePolicy,
+        Operation::DetachRolePolicy,
+        Operation::ListAttachedRolePolicies,
+        Operation::AttachUserPolicy,
+        Operation::DetachUserPolicy,
+        Operation::DetachGroupPolicy,
+        Operation::ListAttachedUserPolicies,
+        Operation::PutRolePolicy,
+        Operation::DeleteRolePolicy,
+        Operation::GetRolePolicy,
+        Operation::ListRolePolicies,
+        Operation::PutUserPolicy,
+        Operation::DeleteUserPolicy,
+        Operation::GetUserPolicy,
+        Operation::ListUserPolicies,
+        Operation::GetAccountSummary,
+        Operation::GetCallerIdentity,
+        Operation::AssumeRole,
+    ];
+
     /// The API name, e.g. `AttachRolePolicy` (used as a metric label).
     pub fn name(self) -> &'static str {
         use Operation::*;

@@ -6,6 +6,7 @@ pub mod costexplorer;
 pub mod factory;
 pub mod iam;
 pub mod memory;
+pub mod permissions;
 pub mod ratelimit;
 pub mod sdk;
 

@@ -1,10 +1,12 @@
 //! End to end: the real `autoguardrails` binary as a user runs it (config file, env, kubectl,
-//! the emulator, moto, a Slack receiver), the example policies, and the Helm chart.
+//! the emulator, moto, a Slack receiver), the example policies, the Helm chart, and the AWS
+//! templates (deploy/aws).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../support/mod.rs"]
 mod support;
 
+mod aws_templates;
 mod chart;
 mod controller_binary;
 mod controller_cli;
