@@ -183,8 +183,18 @@ async fn reject_and_approval_timeout_never_write_to_iam() {
         .await;
     let q = h.wait_phase(&first, Phase::Rejected).await;
     assert_eq!(q.status.unwrap().rejected_by.as_deref(), Some("carol"));
+    // Intake decides from the cache: wait until it has seen the rejection (else the target is
+    // still held and the second signal makes no quarantine).
+    h.eventually("the cache sees the rejection", || async {
+        h.running()
+            .stores
+            .quarantine(harness::NS, &first)
+            .and_then(|q| q.status.as_ref().and_then(|s| s.phase))
+            == Some(Phase::Rejected)
+    })
+    .await;
 
-    // A second incident on a different role is never approved: it expires.
+    // A second incident is never approved: it expires.
     let b = h.submit(&anomaly("r-2", harness::ACCOUNT, 900.0)).await;
     let second = b.created().next().unwrap().quarantine.clone().unwrap();
     let q = h.wait_phase(&second, Phase::Expired).await;

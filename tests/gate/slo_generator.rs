@@ -76,6 +76,17 @@ async fn error_budget_and_burn_rates_agree_with_slo_generator() {
         assert_eq!(theirs.len(), windows.len(), "{theirs:?}");
         for t in &theirs {
             let window = t["window"].as_u64().unwrap();
+            // slo-generator asks for good and valid events in two queries at two instants; in a
+            // 5-minute window of a healthy service the good count can then exceed the valid one
+            // and it refuses its own SLI (seen: 1.000722). That is the reference failing, not
+            // us: the window is left out of the comparison, never the longer ones.
+            let own_race = t["errors"]
+                .to_string()
+                .contains("SLI is not between 0 and 1");
+            if window == 300 && own_race {
+                eprintln!("{scenario}: slo-generator's own 5-minute SLI raced: {t}");
+                continue;
+            }
             assert!(
                 t["errors"].is_null(),
                 "{scenario}: slo-generator could not compute window {window}: {t}"
