@@ -267,8 +267,6 @@ impl SignalIntake for Intake {
         }
         let now = Timestamp::now();
         let policies = self.stores.policies();
-        // Listed only once a policy matches: most signals match none.
-        let mut all_quarantines: Option<Vec<Arc<Quarantine>>> = None;
         let mut report = IntakeReport::default();
         let mut first_error = None;
         for policy in &policies {
@@ -289,15 +287,7 @@ impl SignalIntake for Intake {
             let mut created_guard = None;
             let decision = if probe.quarantine.is_some() {
                 let mut created = self.created.lock().await;
-                let mut existing: Vec<Quarantine> = all_quarantines
-                    .get_or_insert_with(|| self.stores.quarantines())
-                    .iter()
-                    .filter(|q| {
-                        q.spec.policy_ref.name == policy_name
-                            && q.metadata.namespace.as_deref() == Some(ns.as_str())
-                    })
-                    .map(|q| (**q).clone())
-                    .collect();
+                let mut existing = self.stores.quarantines_of(&ns, &policy_name);
                 // Forget what the cache shows now (or is old); add the rest of this policy's.
                 created.retain(|(q, at)| {
                     at.elapsed() < CREATED_MEMORY

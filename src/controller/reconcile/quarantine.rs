@@ -16,12 +16,15 @@ use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::{Resource, ResourceExt};
 
 use super::desired;
-use super::{Error, FINALIZER, Shared, object_key, patch_status, requeue};
+use super::finalizers::{self, FINALIZER, Migration};
+use super::{Error, Shared, object_key, patch_status, requeue};
 use crate::aws::ErrorCategory;
-use crate::controller::crd::conditions::set_condition;
+use crate::controller::crd::conditions::{
+    ENFORCED, READY, REASON_ATTACHED, REASON_INVALID_SPEC, REASON_RECONCILED, set_condition,
+};
 use crate::controller::crd::{
-    Attachment, AttachmentKind, GuardrailPolicy, HistoryEntry, MAX_HISTORY, Mode, Phase,
-    PlannedDeny, Quarantine, QuarantineStatus, TargetState, TargetStatus,
+    Attachment, AttachmentKind, GuardrailPolicy, Mode, Phase, PlannedDeny, Quarantine,
+    QuarantineStatus, TargetState, TargetStatus,
 };
 use crate::controller::enforce::converge::{
     self as engine, ConvergeInput, ConvergeReport, Scope, Verified, WriteGate,
@@ -29,24 +32,18 @@ use crate::controller::enforce::converge::{
 use crate::controller::enforce::ownership::managed_policy_name;
 use crate::controller::enforce::plan;
 use crate::controller::lifecycle::{
-    self, CONTROLLER_ACTOR, Context, Effect, Event, EventType, State, parse_annotations,
+    self, CONTROLLER_ACTOR, Context, Effect, Event, EventType, REASON_DRIFT_REPAIRED, State,
+    parse_annotations,
 };
 use crate::metrics::CONTROLLER_QUARANTINE;
 
-/// History and Event reason: an attachment someone removed was put back.
-pub const REASON_DRIFT_REPAIRED: &str = "DriftRepaired";
 /// Event reason: our deny policy was found attached to an IAM group (by someone else) and detached.
 pub const REASON_DETACHED_FROM_GROUP: &str = "DetachedFromGroup";
-/// Condition reason: the spec cannot be used (bad duration, deny document too large).
-pub const REASON_INVALID_SPEC: &str = "InvalidSpec";
-/// Condition type: the controller can act on this quarantine.
-pub const CONDITION_READY: &str = "Ready";
-/// Condition type: the deny is attached to every target.
-pub const CONDITION_ENFORCED: &str = "Enforced";
 /// Status fields owned by other writers (the Slack worker), never sent by this controller.
 pub const FOREIGN_STATUS_FIELDS: &[&str] = &["notifications"];
 
 /// The kube-runtime reconcile entry point.
+#[tracing::instrument(name = "reconcile_quarantine", skip_all, fields(namespace = %q.namespace().unwrap_or_default(), name = %q.name_any()))]
 pub async fn reconcile(q: Arc<Quarantine>, ctx: Arc<Shared>) -> Result<Action, Error> {
     let metrics = ctx.metrics.clone();
     metrics
@@ -59,30 +56,36 @@ pub async fn reconcile(q: Arc<Quarantine>, ctx: Arc<Shared>) -> Result<Action, E
         .start_timer();
     let ns = q.namespace().ok_or(Error::MissingField("namespace"))?;
     let api: Api<Quarantine> = Api::namespaced(ctx.client.clone(), &ns);
-    let span = tracing::info_span!("reconcile", quarantine = %object_key(q.as_ref()));
-    let _enter = span.enter();
-    drop(_enter);
-    let uid = q.uid().unwrap_or_default();
-    let result = finalizer(&api, FINALIZER, q, |event| async {
-        match event {
-            FinalizerEvent::Apply(q) => apply(&q, &ctx, false).await,
-            FinalizerEvent::Cleanup(q) => apply(&q, &ctx, true).await,
-        }
-    })
-    .await
-    .map_err(|e| match e {
-        kube::runtime::finalizer::Error::ApplyFailed(e)
-        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
-        // Keep the API error so a 409 is counted as a conflict, a 500 as kubernetes.
-        kube::runtime::finalizer::Error::AddFinalizer(e)
-        | kube::runtime::finalizer::Error::RemoveFinalizer(e) => Error::Kube(e),
-        other => Error::Finalizer(other.to_string()),
-    });
+    let name = q.name_any();
+    let result = match finalizers::migration(&q) {
+        Migration::None => finalizer(&api, FINALIZER, q, |event| async {
+            match event {
+                FinalizerEvent::Apply(q) => apply(&q, &ctx, false).await,
+                FinalizerEvent::Cleanup(q) => apply(&q, &ctx, true).await,
+            }
+        })
+        .await
+        .map_err(|e| match e {
+            kube::runtime::finalizer::Error::ApplyFailed(e)
+            | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+            // Keep the API error so a 409 is counted as a conflict, a 500 as kubernetes.
+            kube::runtime::finalizer::Error::AddFinalizer(e)
+            | kube::runtime::finalizer::Error::RemoveFinalizer(e) => Error::Kube(e),
+            other => Error::Finalizer(Box::new(other)),
+        }),
+        Migration::Rename(index) => finalizers::rename(&api, &name, index).await,
+        Migration::Drop(index) => finalizers::remove(&api, &name, index)
+            .await
+            .map(|()| Action::await_change()),
+        // Released exactly as the finalizer helper would (cleanup, then the finalizer goes).
+        Migration::Release(index) => match apply(&q, &ctx, true).await {
+            Ok(action) => finalizers::remove(&api, &name, index)
+                .await
+                .map(|()| action),
+            Err(e) => Err(e),
+        },
+    };
     timer.observe_duration();
-    if result.is_ok() {
-        // Backoff is reset by apply itself when nothing asked for a retry.
-        let _ = &uid;
-    }
     result
 }
 
@@ -100,7 +103,7 @@ pub fn cluster_of(q: &Quarantine, ctx: &Shared) -> String {
 pub fn error_policy(q: Arc<Quarantine>, error: &Error, ctx: Arc<Shared>) -> Action {
     ctx.metrics
         .reconcile_errors
-        .with_label_values(&[CONTROLLER_QUARANTINE, error.category()])
+        .with_label_values(&[CONTROLLER_QUARANTINE, error.category().label()])
         .inc();
     let wait = ctx.backoff(&q.uid().unwrap_or_default());
     tracing::warn!(quarantine = %object_key(q.as_ref()), error = %error, retry_in = ?wait, "reconcile failed");
@@ -136,8 +139,9 @@ async fn apply(q: &Quarantine, ctx: &Shared, deleting: bool) -> Result<Action, E
         (Err(e), _) => Some(e.to_string()),
         (_, Err(e)) => Some(format!("deny document: {e}")),
         (Ok(_), Ok(d)) if !d.fits_managed() => Some(format!(
-            "the deny document is {} characters; a managed policy allows 6144",
-            crate::controller::enforce::document::iam_size(&d.json)
+            "the deny document is {} characters; a managed policy allows {}",
+            crate::aws::limits::policy_size(&d.json),
+            crate::aws::limits::MANAGED_POLICY
         )),
         _ => None,
     };
@@ -158,7 +162,7 @@ async fn apply(q: &Quarantine, ctx: &Shared, deleting: bool) -> Result<Action, E
         }
         let flipped = set_condition(
             &mut status.conditions,
-            CONDITION_READY,
+            READY,
             false,
             REASON_INVALID_SPEC,
             problem,
@@ -234,7 +238,10 @@ async fn apply(q: &Quarantine, ctx: &Shared, deleting: bool) -> Result<Action, E
             // A failed release ends the reconcile in an error, counted by `error_policy`.
             ctx.metrics
                 .reconcile_errors
-                .with_label_values(&[CONTROLLER_QUARANTINE, iam_error_label(*category)])
+                .with_label_values(&[
+                    CONTROLLER_QUARANTINE,
+                    super::ErrorCategory::Iam(*category).label(),
+                ])
                 .inc();
         }
         effects.extend(outcome.extra_effects);
@@ -247,22 +254,15 @@ async fn apply(q: &Quarantine, ctx: &Shared, deleting: bool) -> Result<Action, E
             let first_enforcement = !old_status
                 .conditions
                 .iter()
-                .any(|c| c.type_ == CONDITION_ENFORCED && c.status == "True");
+                .any(|c| c.type_ == ENFORCED && c.status == "True");
             observe_latencies(ctx, &state, before, &event, later, first_enforcement);
         }
     }
     let finished_at = Timestamp::now();
     for message in &drift {
-        state.history.push(HistoryEntry {
-            time: Time(finished_at),
-            event: REASON_DRIFT_REPAIRED.to_string(),
-            actor: CONTROLLER_ACTOR.to_string(),
-            message: message.clone(),
-        });
+        state.record_drift_repaired(finished_at, message.clone());
         ctx.metrics.drift_repairs.inc();
     }
-    let excess = state.history.len().saturating_sub(MAX_HISTORY);
-    state.history.drain(..excess);
 
     // ---- status
     state.apply_to_status(&mut status);
@@ -288,9 +288,9 @@ async fn apply(q: &Quarantine, ctx: &Shared, deleting: bool) -> Result<Action, E
     status.targets_summary = Some(format!("{attached}/{}", q.spec.targets.len()));
     set_condition(
         &mut status.conditions,
-        CONDITION_READY,
+        READY,
         true,
-        "Reconciled",
+        REASON_RECONCILED,
         "the controller acts on this quarantine",
         q.metadata.generation,
         finished_at,
@@ -308,12 +308,12 @@ async fn apply(q: &Quarantine, ctx: &Shared, deleting: bool) -> Result<Action, E
         {
             (category.as_str(), format!("{summary}: {message}"))
         }
-        _ if enforced => ("Attached", summary),
+        _ if enforced => (REASON_ATTACHED, summary),
         _ => (state.phase.as_str(), summary),
     };
     set_condition(
         &mut status.conditions,
-        CONDITION_ENFORCED,
+        ENFORCED,
         enforced,
         enforced_reason,
         &super::truncate(&enforced_text, 1000),
@@ -722,7 +722,7 @@ async fn enforce(
         ctx.engine
             .converge_as(&cluster, ctx.clients.as_ref(), &input)
             .await
-            .map_err(|e| Error::Aborted(e.to_string()))?
+            .map_err(Error::Aborted)?
     };
     count_calls(ctx, &report);
     mark_full_converge(ctx, &uid);
@@ -840,18 +840,6 @@ fn worst(categories: &[ErrorCategory]) -> ErrorCategory {
         .unwrap_or(ErrorCategory::Transient)
 }
 
-/// The `reconcile_errors_total{category}` label of an IAM failure (`iam_access_denied`, ...).
-pub fn iam_error_label(category: ErrorCategory) -> &'static str {
-    match category {
-        ErrorCategory::Transient => "iam_transient",
-        ErrorCategory::AccessDenied => "iam_access_denied",
-        ErrorCategory::Quota => "iam_quota",
-        ErrorCategory::NotFound => "iam_not_found",
-        ErrorCategory::Invalid => "iam_invalid",
-        ErrorCategory::Conflict => "iam_conflict",
-    }
-}
-
 /// Steady-state verification; `None` means "run a full converge" (something is missing).
 async fn verify(
     q: &Quarantine,
@@ -908,7 +896,7 @@ async fn verify(
             .engine
             .verify_target_as(&cluster_of(q, ctx), iam.as_ref(), d, &attachment, document)
             .await
-            .map_err(|e| Error::Aborted(e.to_string()))?;
+            .map_err(Error::Aborted)?;
         calls += v.calls.sent();
         for (op, n) in &v.calls.by_operation {
             ctx.metrics
@@ -1022,7 +1010,7 @@ async fn release(q: &Quarantine, ctx: &Shared) -> Result<IamOutcome, Error> {
         ctx.engine
             .converge_as(&cluster, ctx.clients.as_ref(), &input)
             .await
-            .map_err(|e| Error::Aborted(e.to_string()))?
+            .map_err(Error::Aborted)?
     };
     count_calls(ctx, &report);
     let uid = q.uid().unwrap_or_default();
