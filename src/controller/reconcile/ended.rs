@@ -15,6 +15,7 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::runtime::watcher::Event;
 
+use super::index::{Entries, Relisted};
 use crate::controller::crd::{
     DenySpec, Mode, Phase, PolicyRef, Principal, Quarantine, QuarantineSpec, QuarantineStatus,
 };
@@ -53,13 +54,13 @@ type Key = (Box<str>, Box<str>);
 
 /// (namespace, policy) → quarantine name → what is kept; (namespace, name) → policy.
 #[derive(Default)]
-struct Entries {
+struct Outlines {
     by_policy: HashMap<Key, BTreeMap<Box<str>, Ended>>,
     policy_of: HashMap<Key, Box<str>>,
 }
 
-impl Entries {
-    fn remove(&mut self, namespace: &str, name: &str) {
+impl Outlines {
+    fn forget(&mut self, namespace: &str, name: &str) {
         let key = (Box::from(namespace), Box::from(name));
         if let Some(policy) = self.policy_of.remove(&key) {
             let group = (Box::from(namespace), policy);
@@ -72,10 +73,10 @@ impl Entries {
         }
     }
 
-    fn put(&mut self, q: &Quarantine) {
+    fn record(&mut self, q: &Quarantine) {
         let namespace = q.metadata.namespace.as_deref().unwrap_or_default();
         let name = q.metadata.name.as_deref().unwrap_or_default();
-        self.remove(namespace, name);
+        self.forget(namespace, name);
         if !settled(q) {
             return;
         }
@@ -102,41 +103,31 @@ impl Entries {
     }
 }
 
-#[derive(Default)]
-struct State {
-    current: Entries,
-    relisting: Option<Entries>,
+impl Entries for Outlines {
+    fn put(&mut self, q: &Quarantine) {
+        self.record(q);
+    }
+
+    fn remove(&mut self, q: &Quarantine) {
+        self.forget(
+            q.metadata.namespace.as_deref().unwrap_or_default(),
+            q.metadata.name.as_deref().unwrap_or_default(),
+        );
+    }
 }
 
 /// The ended Quarantines, kept from the same watch events as the quarantine cache. Cheap to clone
 /// (shared).
 #[derive(Clone, Default)]
 pub struct EndedIndex {
-    state: Arc<Mutex<State>>,
+    state: Arc<Mutex<Relisted<Outlines>>>,
 }
 
 impl EndedIndex {
     /// Applies one watch event (every object, settled or not).
     pub fn observe(&self, event: &Event<Quarantine>) {
-        let Ok(mut state) = self.state.lock() else {
-            return;
-        };
-        match event {
-            Event::Init => state.relisting = Some(Entries::default()),
-            Event::InitApply(q) => match state.relisting.as_mut() {
-                Some(entries) => entries.put(q),
-                None => state.current.put(q),
-            },
-            Event::InitDone => {
-                if let Some(entries) = state.relisting.take() {
-                    state.current = entries;
-                }
-            }
-            Event::Apply(q) => state.current.put(q),
-            Event::Delete(q) => state.current.remove(
-                q.metadata.namespace.as_deref().unwrap_or_default(),
-                q.metadata.name.as_deref().unwrap_or_default(),
-            ),
+        if let Ok(mut state) = self.state.lock() {
+            state.observe(event);
         }
     }
 
@@ -232,30 +223,8 @@ fn outline(namespace: &str, policy: &str, name: &str, ended: &Ended) -> Quaranti
 
 #[cfg(test)]
 mod tests {
+    use super::super::index::tests::quarantine;
     use super::*;
-
-    fn quarantine(name: &str, policy: &str, phase: Option<Phase>) -> Quarantine {
-        let mut q: Quarantine = serde_json::from_value(serde_json::json!({
-            "apiVersion": "autoguardrails.io/v1alpha1",
-            "kind": "Quarantine",
-            "metadata": { "name": name, "namespace": "team", "generation": 1 },
-            "spec": {
-                "policyRef": { "name": policy },
-                "targets": [{ "kind": "IamRole", "arn": "arn:aws:iam::111111111111:role/r" }],
-                "deny": { "actions": ["ec2:RunInstances"] },
-                "mode": "Auto",
-                "ttl": "1h"
-            }
-        }))
-        .expect("quarantine");
-        q.status = phase.map(|p| QuarantineStatus {
-            phase: Some(p),
-            observed_generation: Some(1),
-            released_at: Some(Time("2026-01-01T00:00:00Z".parse().expect("time"))),
-            ..QuarantineStatus::default()
-        });
-        q
-    }
 
     #[test]
     fn settled_only_when_nothing_is_left_to_do() {

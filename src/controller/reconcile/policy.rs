@@ -113,6 +113,7 @@ pub fn validate_spec(policy: &GuardrailPolicy, protected: &PrincipalSet) -> Vec<
 }
 
 /// The kube-runtime reconcile entry point.
+#[tracing::instrument(name = "reconcile_policy", skip_all, fields(namespace = %policy.namespace().unwrap_or_default(), name = %policy.name_any()))]
 pub async fn reconcile(policy: Arc<GuardrailPolicy>, ctx: Arc<Shared>) -> Result<Action, Error> {
     ctx.metrics
         .reconciles

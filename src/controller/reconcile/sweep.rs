@@ -67,6 +67,7 @@ pub fn refresh_gauges(ctx: &Shared) {
 
 /// One sweep: release objects owned by quarantines that are absent from the cache or ended.
 /// Returns how many release writes were sent.
+#[tracing::instrument(name = "orphan_sweep", skip_all)]
 pub async fn sweep_once(ctx: &Shared) -> usize {
     let _exclusive = ctx.iam_lock.write().await;
     let quarantines = ctx.stores.quarantines();
