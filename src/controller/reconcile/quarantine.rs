@@ -29,6 +29,7 @@ use crate::controller::crd::{
 use crate::controller::enforce::converge::{
     self as engine, ConvergeInput, ConvergeReport, Scope, Verified, WriteGate,
 };
+use crate::controller::enforce::document::{DenyDocument, DocumentError};
 use crate::controller::enforce::ownership::managed_policy_name;
 use crate::controller::enforce::plan;
 use crate::controller::lifecycle::{
@@ -120,13 +121,59 @@ struct IamOutcome {
     extra_effects: Vec<Effect>,
 }
 
+/// One reconcile of a Quarantine, as named steps: validate the spec, step the lifecycle, act on
+/// IAM, build the status, write it, announce (Events, handled annotations) and choose when to come
+/// back. Each step is a function below; only `write_status` and `announce` write to the API, only
+/// `act` to IAM.
 async fn apply(q: &Quarantine, ctx: &Shared, deleting: bool) -> Result<Action, Error> {
     let now = Timestamp::now();
     let uid = q.uid().ok_or(Error::MissingField("uid"))?;
     let ns = q.namespace().ok_or(Error::MissingField("namespace"))?;
     let api: Api<Quarantine> = Api::namespaced(ctx.client.clone(), &ns);
     let old_status = q.status.clone().unwrap_or_default();
-    let mut status = old_status.clone();
+    let checked = match validate(q, ctx, &api, &old_status, deleting, now).await? {
+        Validated::Usable(checked) => checked,
+        Validated::Done(action) => return Ok(action),
+        Validated::ReleaseUnrecorded => return release_unrecorded(q, ctx).await,
+    };
+    let Some(transition) = step(q, ctx, &checked, deleting, now).await? else {
+        return release_unrecorded(q, ctx).await;
+    };
+    let acted = act(q, ctx, &checked, &old_status, transition).await?;
+    let status = build_status(q, ctx, &checked, &old_status, &acted);
+    patch_status(&api, q, &old_status, &status, FOREIGN_STATUS_FIELDS).await?;
+    announce(q, ctx, &api, &acted, deleting).await?;
+    next_action(q, ctx, &uid, &acted)
+}
+
+/// What validation found usable: the deny document, the lifecycle context and recorded state.
+struct Checked {
+    document: Result<DenyDocument, DocumentError>,
+    context: Context,
+    state: Option<State>,
+}
+
+/// The outcome of [`validate`].
+enum Validated {
+    /// Go on with these.
+    Usable(Box<Checked>),
+    /// Nothing more to do in this reconcile.
+    Done(Action),
+    /// Deleted with no recorded state: release what the engine finds first.
+    ReleaseUnrecorded,
+}
+
+/// Step 1, validate: a spec that cannot be used (bad duration, deny document too large) on a
+/// Quarantine that never held a deny sets `Ready=False/InvalidSpec` and waits for the spec to
+/// change. One that may hold a deny goes on (release must always work).
+async fn validate(
+    q: &Quarantine,
+    ctx: &Shared,
+    api: &Api<Quarantine>,
+    old_status: &QuarantineStatus,
+    deleting: bool,
+    now: Timestamp,
+) -> Result<Validated, Error> {
     let created_at = q
         .metadata
         .creation_timestamp
@@ -145,8 +192,7 @@ async fn apply(q: &Quarantine, ctx: &Shared, deleting: bool) -> Result<Action, E
         )),
         _ => None,
     };
-    let state = State::from_status(&status);
-
+    let state = State::from_status(old_status);
     if let Some(problem) = &spec_problem
         && (state.is_none()
             || !lifecycle::holds_attachment(state.as_ref().map_or(Phase::Expired, |s| s.phase)))
@@ -156,10 +202,11 @@ async fn apply(q: &Quarantine, ctx: &Shared, deleting: bool) -> Result<Action, E
         // failed): release what the engine can find before the finalizer goes.
         if deleting {
             if state.is_none() {
-                return release_unrecorded(q, ctx).await;
+                return Ok(Validated::ReleaseUnrecorded);
             }
-            return Ok(Action::await_change());
+            return Ok(Validated::Done(Action::await_change()));
         }
+        let mut status = old_status.clone();
         let flipped = set_condition(
             &mut status.conditions,
             READY,
@@ -170,22 +217,37 @@ async fn apply(q: &Quarantine, ctx: &Shared, deleting: bool) -> Result<Action, E
             now,
         );
         status.observed_generation = q.metadata.generation;
-        patch_status(&api, q, &old_status, &status, FOREIGN_STATUS_FIELDS).await?;
+        patch_status(api, q, old_status, &status, FOREIGN_STATUS_FIELDS).await?;
         if flipped {
             ctx.publish(q, true, REASON_INVALID_SPEC, "Validate", problem.clone())
                 .await;
         }
-        return Ok(Action::await_change());
+        return Ok(Validated::Done(Action::await_change()));
     }
     let context = match context {
         Ok(c) => c,
         Err(_) => fallback_context(q, created_at, ctx.settings.kill_switch),
     };
+    Ok(Validated::Usable(Box::new(Checked {
+        document,
+        context,
+        state,
+    })))
+}
 
-    // ---- step
-    let transition = match state {
-        None if deleting => return release_unrecorded(q, ctx).await,
-        None => lifecycle::create(&context, now),
+/// Step 2, the lifecycle: the pure state machine from the recorded state and what happened
+/// (deletion, policy deleted, annotations, time). `None` when a deleted Quarantine has no
+/// recorded state (the caller releases what the engine finds).
+async fn step(
+    q: &Quarantine,
+    ctx: &Shared,
+    checked: &Checked,
+    deleting: bool,
+    now: Timestamp,
+) -> Result<Option<lifecycle::Transition>, Error> {
+    Ok(Some(match checked.state.clone() {
+        None if deleting => return Ok(None),
+        None => lifecycle::create(&checked.context, now),
         Some(state) => {
             let mut events = Vec::new();
             if deleting {
@@ -199,13 +261,32 @@ async fn apply(q: &Quarantine, ctx: &Shared, deleting: bool) -> Result<Action, E
                 ));
             }
             events.push(Event::Tick);
-            lifecycle::step_all(state, &context, &events, now)
+            lifecycle::step_all(state, &checked.context, &events, now)
         }
-    };
+    }))
+}
+
+/// What [`act`] leaves for the status, the announcements and the requeue.
+struct Acted {
+    state: State,
+    effects: Vec<Effect>,
+    drift: Vec<String>,
+    new_targets: Option<Vec<TargetStatus>>,
+    failure: Option<(ErrorCategory, String)>,
+    wants_release: bool,
+}
+
+/// Step 3, IAM: enforce or release when the lifecycle asks for it, and step the lifecycle again
+/// with the outcome. Drift repairs are recorded in the history (through the lifecycle).
+async fn act(
+    q: &Quarantine,
+    ctx: &Shared,
+    checked: &Checked,
+    old_status: &QuarantineStatus,
+    transition: lifecycle::Transition,
+) -> Result<Acted, Error> {
     let mut state = transition.state;
     let mut effects = transition.effects;
-
-    // ---- enforce / release
     let wants_enforce = state.phase == Phase::Active && effects.contains(&Effect::Enforce);
     let wants_release = state.phase == Phase::Releasing && effects.contains(&Effect::Release);
     let mut drift = Vec::new();
@@ -215,8 +296,8 @@ async fn apply(q: &Quarantine, ctx: &Shared, deleting: bool) -> Result<Action, E
         let outcome = if wants_release {
             release(q, ctx).await?
         } else {
-            match &document {
-                Ok(doc) => enforce(q, ctx, &doc.json, &status).await?,
+            match &checked.document {
+                Ok(doc) => enforce(q, ctx, &doc.json, old_status).await?,
                 Err(e) => IamOutcome {
                     event: Some(Event::EnforcementFailed {
                         reason: format!("deny document: {e}"),
@@ -248,7 +329,7 @@ async fn apply(q: &Quarantine, ctx: &Shared, deleting: bool) -> Result<Action, E
         if let Some(event) = outcome.event {
             let before = state.phase;
             let later = Timestamp::now();
-            let t = lifecycle::step(state, &context, &event, later);
+            let t = lifecycle::step(state, &checked.context, &event, later);
             state = t.state;
             effects.extend(t.effects);
             let first_enforcement = !old_status
@@ -263,11 +344,31 @@ async fn apply(q: &Quarantine, ctx: &Shared, deleting: bool) -> Result<Action, E
         state.record_drift_repaired(finished_at, message.clone());
         ctx.metrics.drift_repairs.inc();
     }
+    Ok(Acted {
+        state,
+        effects,
+        drift,
+        new_targets,
+        failure,
+        wants_release,
+    })
+}
 
-    // ---- status
+/// Step 4, the status: the lifecycle's fields, the planned deny, the targets and the `Ready` and
+/// `Enforced` conditions. Pure (reads the clock for condition times only).
+fn build_status(
+    q: &Quarantine,
+    ctx: &Shared,
+    checked: &Checked,
+    old_status: &QuarantineStatus,
+    acted: &Acted,
+) -> QuarantineStatus {
+    let finished_at = Timestamp::now();
+    let state = &acted.state;
+    let mut status = old_status.clone();
     state.apply_to_status(&mut status);
     status.observed_generation = q.metadata.generation;
-    if let Ok(doc) = &document {
+    if let Ok(doc) = &checked.document {
         let account = desired::accounts(q).into_iter().next().unwrap_or_default();
         let cluster = cluster_of(q, ctx);
         status.deny = Some(PlannedDeny {
@@ -276,8 +377,8 @@ async fn apply(q: &Quarantine, ctx: &Shared, deleting: bool) -> Result<Action, E
             cluster_id: Some(cluster),
         });
     }
-    status.targets = match new_targets {
-        Some(t) => t,
+    status.targets = match &acted.new_targets {
+        Some(t) => t.clone(),
         None => planned_targets(q, &status, state.phase),
     };
     let attached = status
@@ -297,7 +398,7 @@ async fn apply(q: &Quarantine, ctx: &Shared, deleting: bool) -> Result<Action, E
     );
     let enforced = state.phase == Phase::Active && attached == q.spec.targets.len();
     let summary = enforced_message(state.phase, attached, q.spec.targets.len());
-    let (enforced_reason, enforced_text) = match &failure {
+    let (enforced_reason, enforced_text) = match &acted.failure {
         // Say why, with the IAM error category as the reason (e.g. AccessDenied).
         Some((category, message))
             if !enforced
@@ -320,17 +421,25 @@ async fn apply(q: &Quarantine, ctx: &Shared, deleting: bool) -> Result<Action, E
         q.metadata.generation,
         finished_at,
     );
-    patch_status(&api, q, &old_status, &status, FOREIGN_STATUS_FIELDS).await?;
+    status
+}
 
-    // ---- Events (after the status write, so a conflict retry does not duplicate them)
-    publish_effects(q, ctx, &effects, "Lifecycle").await;
-    for message in &drift {
+/// Step 5, announce (after the status write, so a conflict retry does not duplicate them): the
+/// lifecycle's Events, drift repairs, and the handled annotations cleared.
+async fn announce(
+    q: &Quarantine,
+    ctx: &Shared,
+    api: &Api<Quarantine>,
+    acted: &Acted,
+    deleting: bool,
+) -> Result<(), Error> {
+    publish_effects(q, ctx, &acted.effects, "Lifecycle").await;
+    for message in &acted.drift {
         ctx.publish(q, true, REASON_DRIFT_REPAIRED, "Enforce", message.clone())
             .await;
     }
-
-    // ---- clear handled annotations
-    let clear: Vec<&str> = effects
+    let clear: Vec<&str> = acted
+        .effects
         .iter()
         .filter_map(|e| match e {
             Effect::ClearAnnotation(key) => Some(*key),
@@ -338,23 +447,29 @@ async fn apply(q: &Quarantine, ctx: &Shared, deleting: bool) -> Result<Action, E
         })
         .collect();
     if !clear.is_empty() && !deleting {
-        clear_annotations(&api, q, &clear).await?;
+        clear_annotations(api, q, &clear).await?;
     }
+    Ok(())
+}
 
-    // ---- requeue
-    if wants_release && state.phase == Phase::Releasing {
+/// Step 6, when to come back: an unfinished release is an error (retried with backoff); else the
+/// soonest of the lifecycle's deadlines and the drift period.
+fn next_action(q: &Quarantine, ctx: &Shared, uid: &str, acted: &Acted) -> Result<Action, Error> {
+    let state = &acted.state;
+    let effects = &acted.effects;
+    if acted.wants_release && state.phase == Phase::Releasing {
         return Err(Error::Release(format!(
             "{} still holds the deny on some target",
             object_key(q)
         )));
     }
     if effects.contains(&Effect::RequeueWithBackoff) {
-        return Ok(requeue(ctx.backoff(&uid)));
+        return Ok(requeue(ctx.backoff(uid)));
     }
-    ctx.reset_backoff(&uid);
+    ctx.reset_backoff(uid);
     let mut next: Option<Duration> = None;
     let mut sooner = |d: Duration| next = Some(next.map_or(d, |n| n.min(d)));
-    for effect in &effects {
+    for effect in effects {
         if let Effect::RequeueAt(at) = effect {
             sooner(until(*at, Timestamp::now()));
         }

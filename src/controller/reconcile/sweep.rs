@@ -91,6 +91,9 @@ pub async fn sweep_once(ctx: &Shared) -> usize {
         }
         known.push(desired::known_principal(&target));
     }
+    // Many ended quarantines name the same principal: scan each once (exact duplicates only).
+    let mut seen = BTreeSet::new();
+    known.retain(|k| seen.insert((k.arn.clone(), format!("{:?}", k.kind))));
     let input = ConvergeInput {
         desired: Vec::new(),
         known_principals: known,
