@@ -244,6 +244,13 @@ async fn wait_quiet(metrics: &Metrics, quiet: Duration, limit: Duration) {
 }
 
 fn main() {
+    // Logs only when asked (`RUST_LOG=autoguardrails=debug`): they cost time of their own.
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     let phases = std::env::var("AGR_BENCH_PHASES")
         .unwrap_or_else(|_| "latency,drift,scale,cost".to_string());
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -822,7 +829,9 @@ async fn scale(report: &mut Report) {
             )
         })
         .collect();
-    let policies = create_policies(&client, yamls, 32).await;
+    let mut policies = create_policies(&client, yamls, 32).await;
+    // Created concurrently: put them back in name order, so policy i is `scale-i`.
+    policies.sort_by_key(|p| p.name_any());
     let policies_seconds = seeding.elapsed().as_secs_f64();
     let quarantines: Api<Quarantine> = Api::namespaced(client.clone(), NS);
     let settings = ControllerSettings::default();
