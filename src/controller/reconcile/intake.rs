@@ -15,7 +15,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, Resource, ResourceExt};
 use tokio::sync::mpsc;
 
-use super::{FIELD_MANAGER, Stores};
+use super::{FIELD_MANAGER, Stores, object_key};
 use crate::controller::crd::{GuardrailPolicy, LastSignal, Quarantine};
 use crate::controller::intake::{IntakeError, IntakeReport, PolicyOutcome, SignalIntake};
 use crate::controller::policy::{self, ControllerSettings, Input};
@@ -271,6 +271,19 @@ impl SignalIntake for Intake {
         let mut first_error = None;
         for policy in &policies {
             if policy.meta().deletion_timestamp.is_some() {
+                continue;
+            }
+            // Most policies do not watch a given signal: their outcome is the reason alone (the
+            // message is only for the debug log), without an evaluation.
+            if let Some(reason) = policy::unwatched(policy, signal) {
+                tracing::debug!(policy = %object_key(policy.as_ref()), signal = %signal.id, reason, "signal evaluated");
+                report.outcomes.push(PolicyOutcome {
+                    namespace: policy.namespace().unwrap_or_default(),
+                    policy: policy.name_any(),
+                    reason: reason.to_string(),
+                    quarantine: None,
+                    created: false,
+                });
                 continue;
             }
             let ns = policy.namespace().unwrap_or_default();
