@@ -1023,6 +1023,29 @@ async fn scale(report: &mut Report) {
     }
     let intake_ms = sorted(intake_ms);
     let attach_ms = sorted(attach_ms);
+    // The decision alone: a signal no policy watches (every policy answered, nothing written).
+    let mut decision_ms = Vec::new();
+    for i in 0..active.max(1) {
+        let s = signal(&format!("scale-none-{i:05}"), "scale-service-none");
+        let sent = Instant::now();
+        intake.submit(&s).await.expect("intake at scale");
+        decision_ms.push(sent.elapsed().as_secs_f64() * 1e3);
+    }
+    let decision_ms = sorted(decision_ms);
+    report.figure(
+        "scale.decision_ms.p50",
+        percentile(&decision_ms, 0.5),
+        "ms",
+        "intake decision, no policy watches the signal (nothing written), p50",
+        "",
+    );
+    report.figure(
+        "scale.decision_ms.p99",
+        percentile(&decision_ms, 0.99),
+        "ms",
+        &format!("intake decision, p99 of {}", decision_ms.len()),
+        "< 5 ms",
+    );
     report.figure(
         "scale.intake_ms.p50",
         percentile(&intake_ms, 0.5),
