@@ -17,17 +17,11 @@ use super::iam::{
 pub const DEFAULT_ATTACHED_POLICIES_QUOTA: u32 = 10;
 /// IAM's limit on managed-policy versions.
 pub const DEFAULT_VERSIONS_QUOTA: u32 = 5;
-/// Managed policy document size limit (characters, whitespace not counted).
-pub const MANAGED_POLICY_SIZE_LIMIT: usize = 6_144;
-/// Aggregate inline policy size limit for a role.
-pub const ROLE_INLINE_SIZE_LIMIT: usize = 10_240;
-/// Aggregate inline policy size limit for a user.
-pub const USER_INLINE_SIZE_LIMIT: usize = 2_048;
-
-/// Counts the characters IAM counts against size limits (whitespace is not counted).
-pub fn policy_size(document: &str) -> usize {
-    document.chars().filter(|c| !c.is_whitespace()).count()
-}
+pub use crate::aws::limits::policy_size;
+use crate::aws::limits::{
+    MANAGED_POLICY as MANAGED_POLICY_SIZE_LIMIT, ROLE_INLINE as ROLE_INLINE_SIZE_LIMIT,
+    USER_INLINE as USER_INLINE_SIZE_LIMIT,
+};
 
 /// A stored managed policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -693,7 +687,7 @@ impl Iam for InMemoryIam {
                 return Err(err(
                     op,
                     ErrorCode::LimitExceeded,
-                    "Cannot exceed quota for PolicySize: 6144",
+                    format!("Cannot exceed quota for PolicySize: {MANAGED_POLICY_SIZE_LIMIT}"),
                 ));
             }
             if s.policies.contains_key(&name.to_lowercase()) {
@@ -848,7 +842,7 @@ impl Iam for InMemoryIam {
                     return Err(err(
                         op,
                         ErrorCode::LimitExceeded,
-                        "Cannot exceed quota for PolicySize: 6144",
+                        format!("Cannot exceed quota for PolicySize: {MANAGED_POLICY_SIZE_LIMIT}"),
                     ));
                 }
                 let p = s

@@ -5,6 +5,7 @@
 pub mod costexplorer;
 pub mod factory;
 pub mod iam;
+pub mod limits;
 pub mod memory;
 pub mod permissions;
 pub mod ratelimit;

@@ -162,6 +162,7 @@ impl SdkIam {
 
 #[async_trait]
 impl Iam for SdkIam {
+    #[tracing::instrument(level = "debug", skip(self, document, tags), err(level = "debug"))]
     async fn create_policy(
         &self,
         name: &str,
@@ -184,6 +185,7 @@ impl Iam for SdkIam {
         to_policy(op, out.policy().ok_or_else(|| missing(op, "policy"))?)
     }
 
+    #[tracing::instrument(level = "debug", skip(self, tags), err(level = "debug"))]
     async fn tag_policy(&self, policy_arn: &str, tags: &[Tag]) -> AwsResult<()> {
         let op = Operation::TagPolicy;
         self.limit().await;
@@ -197,6 +199,7 @@ impl Iam for SdkIam {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip(self), err(level = "debug"))]
     async fn get_policy(&self, policy_arn: &str) -> AwsResult<ManagedPolicy> {
         let op = Operation::GetPolicy;
         self.limit().await;
@@ -210,6 +213,7 @@ impl Iam for SdkIam {
         to_policy(op, out.policy().ok_or_else(|| missing(op, "policy"))?)
     }
 
+    #[tracing::instrument(level = "debug", skip(self), err(level = "debug"))]
     async fn list_policies(&self, path_prefix: &str) -> AwsResult<Vec<ManagedPolicy>> {
         let op = Operation::ListPolicies;
         let mut all = Vec::new();
@@ -236,6 +240,7 @@ impl Iam for SdkIam {
         }
     }
 
+    #[tracing::instrument(level = "debug", skip(self), err(level = "debug"))]
     async fn list_policy_tags(&self, policy_arn: &str) -> AwsResult<Vec<Tag>> {
         let op = Operation::ListPolicyTags;
         let mut all = Vec::new();
@@ -258,6 +263,7 @@ impl Iam for SdkIam {
         }
     }
 
+    #[tracing::instrument(level = "debug", skip(self), err(level = "debug"))]
     async fn get_policy_version(
         &self,
         policy_arn: &str,
@@ -283,6 +289,7 @@ impl Iam for SdkIam {
         })
     }
 
+    #[tracing::instrument(level = "debug", skip(self), err(level = "debug"))]
     async fn list_policy_versions(&self, policy_arn: &str) -> AwsResult<Vec<PolicyVersion>> {
         let op = Operation::ListPolicyVersions;
         let mut all = Vec::new();
@@ -314,6 +321,7 @@ impl Iam for SdkIam {
         }
     }
 
+    #[tracing::instrument(level = "debug", skip(self, document), err(level = "debug"))]
     async fn create_policy_version(
         &self,
         policy_arn: &str,
@@ -341,6 +349,7 @@ impl Iam for SdkIam {
         })
     }
 
+    #[tracing::instrument(level = "debug", skip(self), err(level = "debug"))]
     async fn delete_policy_version(&self, policy_arn: &str, version_id: &str) -> AwsResult<()> {
         let op = Operation::DeletePolicyVersion;
         self.limit().await;
@@ -354,6 +363,7 @@ impl Iam for SdkIam {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip(self), err(level = "debug"))]
     async fn delete_policy(&self, policy_arn: &str) -> AwsResult<()> {
         let op = Operation::DeletePolicy;
         self.limit().await;
@@ -366,6 +376,7 @@ impl Iam for SdkIam {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip(self), err(level = "debug"))]
     async fn list_entities_for_policy(&self, policy_arn: &str) -> AwsResult<PolicyEntities> {
         let op = Operation::ListEntitiesForPolicy;
         let mut all = PolicyEntities::default();
@@ -408,6 +419,7 @@ impl Iam for SdkIam {
         }
     }
 
+    #[tracing::instrument(level = "debug", skip(self), err(level = "debug"))]
     async fn detach_group_policy(&self, group: &str, policy_arn: &str) -> AwsResult<()> {
         self.limit().await;
         self.client
@@ -420,6 +432,7 @@ impl Iam for SdkIam {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip(self), err(level = "debug"))]
     async fn attach_policy(&self, principal: &PrincipalRef, policy_arn: &str) -> AwsResult<()> {
         self.limit().await;
         match principal.kind {
@@ -445,6 +458,7 @@ impl Iam for SdkIam {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip(self), err(level = "debug"))]
     async fn detach_policy(&self, principal: &PrincipalRef, policy_arn: &str) -> AwsResult<()> {
         self.limit().await;
         match principal.kind {
@@ -470,6 +484,7 @@ impl Iam for SdkIam {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip(self), err(level = "debug"))]
     async fn list_attached_policies(
         &self,
         principal: &PrincipalRef,
@@ -528,6 +543,7 @@ impl Iam for SdkIam {
         }
     }
 
+    #[tracing::instrument(level = "debug", skip(self, document), err(level = "debug"))]
     async fn put_inline_policy(
         &self,
         principal: &PrincipalRef,
@@ -560,6 +576,7 @@ impl Iam for SdkIam {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip(self), err(level = "debug"))]
     async fn delete_inline_policy(&self, principal: &PrincipalRef, name: &str) -> AwsResult<()> {
         self.limit().await;
         match principal.kind {
@@ -585,6 +602,7 @@ impl Iam for SdkIam {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip(self), err(level = "debug"))]
     async fn get_inline_policy(&self, principal: &PrincipalRef, name: &str) -> AwsResult<String> {
         self.limit().await;
         let document = match principal.kind {
@@ -612,6 +630,7 @@ impl Iam for SdkIam {
         Ok(decode_policy_document(&document))
     }
 
+    #[tracing::instrument(level = "debug", skip(self), err(level = "debug"))]
     async fn list_inline_policies(&self, principal: &PrincipalRef) -> AwsResult<Vec<String>> {
         let mut all = Vec::new();
         let mut marker: Option<String> = None;
@@ -657,6 +676,7 @@ impl Iam for SdkIam {
         }
     }
 
+    #[tracing::instrument(level = "debug", skip(self), err(level = "debug"))]
     async fn get_account_summary(&self) -> AwsResult<AccountSummary> {
         let op = Operation::GetAccountSummary;
         self.limit().await;
@@ -697,6 +717,7 @@ impl SdkSts {
 
 #[async_trait]
 impl Sts for SdkSts {
+    #[tracing::instrument(level = "debug", skip(self), err(level = "debug"))]
     async fn get_caller_identity(&self) -> AwsResult<CallerIdentity> {
         let op = Operation::GetCallerIdentity;
         let out = self
@@ -714,6 +735,7 @@ impl Sts for SdkSts {
         })
     }
 
+    #[tracing::instrument(level = "debug", skip(self, external_id), err(level = "debug"))]
     async fn assume_role(
         &self,
         role_arn: &str,

@@ -243,6 +243,8 @@ struct Parts {
     clients: Arc<dyn ClientFactory>,
     metrics: Arc<Metrics>,
     intake: Arc<dyn SignalIntake>,
+    /// The caches intake reads; a leader's controllers run on them too (decision 142).
+    stores: controller::Stores,
     submitted: Arc<SubmittedSignals>,
     identity: String,
     sdk: Option<Arc<SdkClientFactory>>,
@@ -279,7 +281,8 @@ pub async fn serve_until(config: Config, shutdown: Shutdown) -> Result<(), RunEr
         sdk,
     } = clients_for(&config).await;
 
-    // Intake caches, on every replica: a standby answers /sns and /events too.
+    // The caches, on every replica: a standby answers /sns and /events too, and a leader's
+    // controllers run on the same caches (one copy of each object, decision 142).
     let (stores_stop, stores_stop_rx) = watch::channel(false);
     let (intake_stores, intake_watch) =
         controller::watch_stores(client.clone(), &config.namespaces, stores_stop_rx);
@@ -381,6 +384,7 @@ pub async fn serve_until(config: Config, shutdown: Shutdown) -> Result<(), RunEr
         clients,
         metrics,
         intake,
+        stores: intake_stores,
         submitted,
         identity,
         sdk,
@@ -463,7 +467,8 @@ async fn wait_until(receiver: &mut watch::Receiver<bool>, wanted: bool) -> bool 
 /// shutdown is asked for; then they finish in-flight work (bounded by `shutdownTimeout`).
 async fn lead(parts: &Parts, shutdown: &Shutdown, leadership: &mut watch::Receiver<bool>) {
     let (stop, stop_rx) = watch::channel(false);
-    let (running, controllers) = controller::start(
+    let (running, controllers) = controller::start_on(
+        parts.stores.clone(),
         parts.client.clone(),
         parts.settings.clone(),
         parts.clients.clone(),

@@ -82,7 +82,7 @@ async fn auto_mode_enforces_then_releases_at_ttl() {
             .finalizers
             .unwrap_or_default()
             .iter()
-            .any(|f| f == "autoguardrails.io/release")
+            .any(|f| f == autoguardrails::controller::reconcile::FINALIZER)
     );
 
     let q = h.wait_phase(&name, Phase::Released).await;

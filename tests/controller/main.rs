@@ -21,6 +21,7 @@ mod enforce_dryrun;
 mod enforce_pipeline;
 mod enforce_scope;
 mod evaluate;
+mod finalizer_migration;
 mod leader;
 mod notify_blocks;
 mod notify_controller;

@@ -278,25 +278,22 @@ async fn a_signal_is_never_acknowledged_and_dropped() {
     let h = Harness::start().await;
     h.apply_policy(&policy_yaml("p-a", "DryRun", "1h", &["dev-ci"]))
         .await;
-    let mut names = Vec::new();
+    let mut created = Vec::new();
     for region in ["global", "NoRegion"] {
         let mut signal = anomaly(&format!("r-{region}"), harness::ACCOUNT, 500.0);
         signal.region = Some(region.to_string());
         match h.intake().submit(&signal).await {
             Ok(report) => {
                 assert_eq!(report.created().count(), 1, "{report:?}");
-                names.extend(report.created().filter_map(|o| o.quarantine.clone()));
+                created.extend(report.created().filter_map(|o| o.quarantine.clone()));
             }
             Err(e) => panic!("signal with region {region} refused: {e}"),
         }
     }
-    // The faults below are for the intake's writes: let the controller finish its own first
-    // writes (finalizer, status) of these quarantines, which would otherwise take them.
-    for name in &names {
-        h.eventually(&format!("{name} reconciled"), || async {
-            h.phase(name).await.is_some()
-        })
-        .await;
+    // The faults below are for intake's writes: let the controller finish its own patches of
+    // these two first (finalizer, status), so none of them takes a fault meant for intake.
+    for name in &created {
+        h.wait_phase(name, Phase::DryRun).await;
     }
     h.apply_policy(&policy_yaml("p-b", "DryRun", "1h", &["batch"]))
         .await;

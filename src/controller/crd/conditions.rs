@@ -12,14 +12,27 @@ pub const ENFORCED: &str = "Enforced";
 /// by the notification worker).
 pub const NOTIFIED: &str = "Notified";
 
-/// Reason: the object is valid and reconciled.
+// The one vocabulary of condition reasons (decision 143); the lifecycle's history and Event
+// reasons are in `lifecycle`, intake's decision reasons in `policy`.
+
+/// Reason (Quarantine `Ready`): the object is valid and reconciled.
 pub const REASON_RECONCILED: &str = "Reconciled";
-/// Reason: the spec needs fixing before anything can happen.
+/// Reason (Quarantine `Ready`): the spec needs fixing before anything can happen.
 pub const REASON_INVALID_SPEC: &str = "InvalidSpec";
-/// Reason: a target is a protected principal.
-pub const REASON_PROTECTED_PRINCIPAL: &str = "ProtectedPrincipal";
-/// Reason: the deny document cannot fit IAM's size limits.
-pub const REASON_DOCUMENT_TOO_LARGE: &str = "DocumentTooLarge";
+/// Reason (Quarantine `Enforced`): the deny is attached to every target.
+pub const REASON_ATTACHED: &str = "Attached";
+/// Reason (GuardrailPolicy `Ready`): the policy is valid.
+pub const REASON_VALID: &str = "Valid";
+/// Reason (GuardrailPolicy `Ready`): a scope principal is not a valid role or user ARN.
+pub const REASON_INVALID_PRINCIPAL: &str = "InvalidPrincipal";
+/// Reason (GuardrailPolicy `Ready`): every target is a protected principal.
+pub const REASON_PROTECTED_TARGET: &str = "ProtectedTarget";
+/// Reason (GuardrailPolicy `Ready`): the deny document cannot fit IAM's size limits.
+pub const REASON_DENY_TOO_LARGE: &str = "DenyTooLarge";
+/// Reason (GuardrailPolicy `Ready`): the Slack webhook Secret is missing.
+pub const REASON_SLACK_SECRET_MISSING: &str = "SlackSecretMissing";
+/// Reason (GuardrailPolicy `Ready`): scope minus exceptions leaves no target.
+pub const REASON_NO_ELIGIBLE_TARGETS: &str = "NoEligibleTargets";
 
 /// The schema of a `conditions` list: a list-map keyed by `type`, as Kubernetes API conventions ask.
 pub fn schema(generator: &mut SchemaGenerator) -> Schema {

@@ -21,8 +21,6 @@ pub const GROUP: &str = "autoguardrails.io";
 pub const VERSION: &str = "v1alpha1";
 /// Annotation prefix for the actions a person takes with `kubectl annotate`.
 pub const ANNOTATION_PREFIX: &str = "autoguardrails.io/";
-/// Finalizer that makes deletion release the deny first.
-pub const QUARANTINE_FINALIZER: &str = "autoguardrails.io/release";
 
 /// Pattern for a Go-style duration string such as `4h`, `30m` or `1h30m` (what CEL `duration()` accepts).
 pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$";

@@ -4,12 +4,10 @@
 use crate::controller::crd::DenySpec;
 use serde::Serialize;
 
-/// IAM's limit for a customer-managed policy document, in non-whitespace characters.
-pub const MANAGED_POLICY_LIMIT: usize = 6_144;
-/// IAM's limit for all inline policies of one role together.
-pub const INLINE_ROLE_LIMIT: usize = 10_240;
-/// IAM's limit for all inline policies of one user together.
-pub const INLINE_USER_LIMIT: usize = 2_048;
+pub use crate::aws::limits::{
+    MANAGED_POLICY as MANAGED_POLICY_LIMIT, ROLE_INLINE as INLINE_ROLE_LIMIT,
+    USER_INLINE as INLINE_USER_LIMIT, policy_size as iam_size,
+};
 /// Every statement id we write starts with this (alphanumeric, as IAM requires of a Sid).
 pub const SID_PREFIX: &str = "AutoGuardRailsDeny";
 
@@ -151,11 +149,6 @@ pub fn sid_suffix(namespace: &str, name: &str) -> String {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(format!("{namespace}/{name}").as_bytes());
     digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
-}
-
-/// The size of a policy document as IAM counts it: every character except whitespace.
-pub fn iam_size(json: &str) -> usize {
-    json.chars().filter(|c| !c.is_whitespace()).count()
 }
 
 #[cfg(test)]

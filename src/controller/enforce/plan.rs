@@ -153,8 +153,8 @@ pub fn resolve(
             }
         };
         let document = q.document.clone();
-        let size = crate::aws::memory::policy_size(&document);
-        let too_big = size > crate::aws::memory::MANAGED_POLICY_SIZE_LIMIT;
+        let size = crate::aws::limits::policy_size(&document);
+        let too_big = size > crate::aws::limits::MANAGED_POLICY;
         let mut by_account: BTreeMap<String, Vec<(Principal, bool)>> = BTreeMap::new();
         for t in &q.targets {
             let reject = |reason: String| Rejection {
@@ -176,7 +176,8 @@ pub fn resolve(
             }
             if too_big {
                 out.rejected.push(reject(format!(
-                    "deny document is {size} characters, over the managed policy limit of 6144"
+                    "deny document is {size} characters, over the managed policy limit of {}",
+                    crate::aws::limits::MANAGED_POLICY
                 )));
                 continue;
             }

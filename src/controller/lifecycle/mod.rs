@@ -25,6 +25,8 @@ pub const DEFAULT_APPROVAL_TIMEOUT: SignedDuration = SignedDuration::from_hours(
 /// The actor recorded for what the controller does on its own (deadlines, IAM results).
 pub const CONTROLLER_ACTOR: &str = "controller";
 
+/// Reason: an attachment someone removed was put back (recorded by the reconcile).
+pub const REASON_DRIFT_REPAIRED: &str = "DriftRepaired";
 /// Reason: a DryRun plan was recorded; nothing will be written to AWS.
 pub const REASON_PLANNED: &str = "Planned";
 /// Reason: the kill switch turned an Auto quarantine into a dry-run at creation.
@@ -218,7 +220,32 @@ pub struct State {
     pub history: Vec<HistoryEntry>,
 }
 
+/// The newest [`MAX_HISTORY`] entries of `history`: the one place history is cut.
+pub(crate) fn newest(mut history: Vec<HistoryEntry>) -> Vec<HistoryEntry> {
+    let excess = history.len().saturating_sub(MAX_HISTORY);
+    history.drain(..excess);
+    history
+}
+
 impl State {
+    /// Appends one entry to the audit trail, dropping the oldest beyond [`MAX_HISTORY`]. The one
+    /// place history grows: the state machine records its transitions through it, and the
+    /// reconcile its drift repairs (through [`State::record_drift_repaired`]).
+    fn append_history(&mut self, now: Timestamp, event: &str, actor: &str, message: String) {
+        self.history.push(HistoryEntry {
+            time: Time(now),
+            event: event.to_string(),
+            actor: actor.to_string(),
+            message,
+        });
+        self.history = newest(std::mem::take(&mut self.history));
+    }
+
+    /// Records that the controller put back an attachment someone removed.
+    pub fn record_drift_repaired(&mut self, now: Timestamp, message: String) {
+        self.append_history(now, REASON_DRIFT_REPAIRED, CONTROLLER_ACTOR, message);
+    }
+
     /// A state in `phase` with no timestamps and no history.
     pub fn new(phase: Phase) -> State {
         State {
@@ -492,14 +519,8 @@ impl<'a> Machine<'a> {
         actor: &str,
         message: String,
     ) {
-        self.state.history.push(HistoryEntry {
-            time: Time(self.now),
-            event: reason.to_string(),
-            actor: actor.to_string(),
-            message: message.clone(),
-        });
-        let excess = self.state.history.len().saturating_sub(MAX_HISTORY);
-        self.state.history.drain(..excess);
+        self.state
+            .append_history(self.now, reason, actor, message.clone());
         self.publish(event_type, reason, actor, message);
     }
 

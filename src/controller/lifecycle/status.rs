@@ -3,18 +3,17 @@
 //! rest (targets, conditions, deny, observedGeneration) to their owners.
 
 use super::{ReleaseReason, State};
-use crate::controller::crd::{MAX_HISTORY, QuarantineStatus};
+use crate::controller::crd::QuarantineStatus;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 impl State {
     /// Reads the lifecycle state from status; `None` when status has no phase yet (call `create`).
     ///
     /// Never fails, so a hand-edited status can still be released: an unknown `releaseReason` reads
-    /// as none, and history is cut to the newest [`MAX_HISTORY`] entries.
+    /// as none, and history is cut to the newest `MAX_HISTORY` entries.
     pub fn from_status(status: &QuarantineStatus) -> Option<State> {
         let phase = status.phase?;
         let time = |value: &Option<Time>| value.as_ref().map(|time| time.0);
-        let skip = status.history.len().saturating_sub(MAX_HISTORY);
         Some(State {
             phase,
             approved_by: status.approved_by.clone(),
@@ -29,7 +28,7 @@ impl State {
                 .release_reason
                 .as_deref()
                 .and_then(ReleaseReason::from_name),
-            history: status.history[skip..].to_vec(),
+            history: super::newest(status.history.clone()),
         })
     }
 
@@ -49,8 +48,7 @@ impl State {
         status.release_reason = self
             .release_reason
             .map(|reason| reason.as_str().to_string());
-        let skip = self.history.len().saturating_sub(MAX_HISTORY);
-        status.history = self.history[skip..].to_vec();
+        status.history = super::newest(self.history.clone());
         *status != before
     }
 }

@@ -35,9 +35,6 @@ pub const MAX_FALLBACK_TEXT: usize = 3000;
 /// The most targets or actions listed before "and N more".
 pub const MAX_LISTED_ITEMS: usize = 10;
 
-/// The history event `DriftRepaired` the controller records when it re-attaches a removed deny.
-pub const EVENT_DRIFT_REPAIRED: &str = "DriftRepaired";
-
 /// A lifecycle change that warrants a Slack message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum MessageKind {
@@ -92,7 +89,7 @@ impl MessageKind {
             MessageKind::KillSwitchDryRun => REASON_KILL_SWITCH_DRY_RUN,
             MessageKind::PendingApproval => REASON_PENDING_APPROVAL,
             MessageKind::Activated => REASON_ACTIVATED,
-            MessageKind::DriftRepaired => EVENT_DRIFT_REPAIRED,
+            MessageKind::DriftRepaired => crate::controller::lifecycle::REASON_DRIFT_REPAIRED,
             MessageKind::Released => REASON_RELEASED,
             MessageKind::Rejected => REASON_REJECTED,
             MessageKind::Expired => REASON_EXPIRED,

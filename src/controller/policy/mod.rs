@@ -196,6 +196,37 @@ pub fn concerns(reason: &str) -> bool {
     )
 }
 
+/// Why `policy` does not watch `signal` at all (its source, account, service or budget is not in
+/// `match`), checked in that order: the reason [`evaluate`] gives, without building its message.
+/// `None` when the policy watches the signal. Intake uses it to pass over most policies cheaply.
+pub fn unwatched(policy: &GuardrailPolicy, signal: &CostSignal) -> Option<&'static str> {
+    let matcher = &policy.spec.matcher;
+    if !matcher.sources.contains(&signal.source) {
+        return Some(SOURCE_NOT_MATCHED);
+    }
+    if !matcher.account_ids.is_empty() && !matcher.account_ids.contains(&signal.account_id) {
+        return Some(ACCOUNT_NOT_MATCHED);
+    }
+    if !matcher.services.is_empty()
+        && !signal
+            .service
+            .as_ref()
+            .is_some_and(|s| matcher.services.contains(s))
+    {
+        return Some(SERVICE_NOT_MATCHED);
+    }
+    if signal.source == SignalSource::Budget
+        && !matcher.budget_names.is_empty()
+        && !signal
+            .budget_name
+            .as_ref()
+            .is_some_and(|b| matcher.budget_names.contains(b))
+    {
+        return Some(BUDGET_NOT_MATCHED);
+    }
+    None
+}
+
 /// Evaluates one signal against one policy.
 pub fn evaluate(input: Input<'_>) -> Decision {
     let Input {
@@ -218,53 +249,26 @@ pub fn evaluate(input: Input<'_>) -> Decision {
         return Decision::skip(INVALID_SIGNAL, e.to_string());
     }
     let matcher = &spec.matcher;
-    if !matcher.sources.contains(&signal.source) {
-        return Decision::skip(
-            SOURCE_NOT_MATCHED,
-            format!(
+    if let Some(reason) = unwatched(policy, signal) {
+        let message = match reason {
+            SOURCE_NOT_MATCHED => format!(
                 "{} signals are not in match.sources of policy {policy_name}",
                 signal.source.as_str()
             ),
-        );
-    }
-    if !matcher.account_ids.is_empty() && !matcher.account_ids.contains(&signal.account_id) {
-        return Decision::skip(
-            ACCOUNT_NOT_MATCHED,
-            format!(
+            ACCOUNT_NOT_MATCHED => format!(
                 "account {} is not in match.accountIds of policy {policy_name}",
                 signal.account_id
             ),
-        );
-    }
-    if !matcher.services.is_empty() {
-        let matched = signal
-            .service
-            .as_ref()
-            .is_some_and(|s| matcher.services.contains(s));
-        if !matched {
-            return Decision::skip(
-                SERVICE_NOT_MATCHED,
-                format!(
-                    "service {} is not in match.services of policy {policy_name}",
-                    signal.service.as_deref().unwrap_or("(unknown)")
-                ),
-            );
-        }
-    }
-    if signal.source == SignalSource::Budget && !matcher.budget_names.is_empty() {
-        let matched = signal
-            .budget_name
-            .as_ref()
-            .is_some_and(|b| matcher.budget_names.contains(b));
-        if !matched {
-            return Decision::skip(
-                BUDGET_NOT_MATCHED,
-                format!(
-                    "budget {} is not in match.budgetNames of policy {policy_name}",
-                    signal.budget_name.as_deref().unwrap_or("(unknown)")
-                ),
-            );
-        }
+            SERVICE_NOT_MATCHED => format!(
+                "service {} is not in match.services of policy {policy_name}",
+                signal.service.as_deref().unwrap_or("(unknown)")
+            ),
+            _ => format!(
+                "budget {} is not in match.budgetNames of policy {policy_name}",
+                signal.budget_name.as_deref().unwrap_or("(unknown)")
+            ),
+        };
+        return Decision::skip(reason, message);
     }
     if signal.impact_usd < matcher.min_impact_usd {
         return Decision::skip(

@@ -68,17 +68,17 @@ pub fn desired(q: &Quarantine, document: &str) -> DesiredQuarantine {
     }
 }
 
+/// A spec target as a principal the engine scans for our inline policies.
+pub fn known_principal(t: &crd::Principal) -> KnownPrincipal {
+    KnownPrincipal {
+        kind: principal_kind(t.kind),
+        arn: t.arn.clone(),
+    }
+}
+
 /// Every principal the quarantine ever targeted (spec and status), scanned for our inline policies.
 pub fn known_principals(q: &Quarantine) -> Vec<KnownPrincipal> {
-    let mut out: Vec<KnownPrincipal> = q
-        .spec
-        .targets
-        .iter()
-        .map(|t| KnownPrincipal {
-            kind: principal_kind(t.kind),
-            arn: t.arn.clone(),
-        })
-        .collect();
+    let mut out: Vec<KnownPrincipal> = q.spec.targets.iter().map(known_principal).collect();
     for t in q.status.iter().flat_map(|s| s.targets.iter()) {
         let Ok(parsed) = PrincipalArn::parse(&t.arn) else {
             continue;

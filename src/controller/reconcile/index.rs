@@ -10,21 +10,61 @@ use kube::runtime::watcher::Event;
 
 use crate::controller::crd::{Phase, Quarantine};
 
-/// (namespace, quarantine name) → policy name, for quarantines holding a deny.
-type Entries = HashMap<(String, String), String>;
-
+/// An index kept from a cache's watch events: what the last complete list and the events since
+/// say, and a re-list in progress (built from its objects, swapped in when it is done).
 #[derive(Default)]
-struct State {
-    /// What the last complete list and the events since say.
-    current: Entries,
-    /// A re-list in progress: built from its objects, swapped in when it is done.
-    relisting: Option<Entries>,
+pub(crate) struct Relisted<T> {
+    pub(crate) current: T,
+    relisting: Option<T>,
+}
+
+/// How one kind of index takes an object in and lets it go.
+pub(crate) trait Entries: Default {
+    /// Records `q` (or forgets it when it does not belong).
+    fn put(&mut self, q: &Quarantine);
+    /// Forgets `q`.
+    fn remove(&mut self, q: &Quarantine);
+}
+
+impl<T: Entries> Relisted<T> {
+    /// Applies one watch event.
+    pub(crate) fn observe(&mut self, event: &Event<Quarantine>) {
+        match event {
+            Event::Init => self.relisting = Some(T::default()),
+            Event::InitApply(q) => self.relisting.as_mut().unwrap_or(&mut self.current).put(q),
+            Event::InitDone => {
+                if let Some(entries) = self.relisting.take() {
+                    self.current = entries;
+                }
+            }
+            Event::Apply(q) => self.current.put(q),
+            Event::Delete(q) => self.current.remove(q),
+        }
+    }
+}
+
+/// (namespace, quarantine name) → policy name, for quarantines holding a deny.
+#[derive(Default)]
+struct Holding(HashMap<(String, String), String>);
+
+impl Entries for Holding {
+    fn put(&mut self, q: &Quarantine) {
+        if holds_deny(q) {
+            self.0.insert(key(q), q.spec.policy_ref.name.clone());
+        } else {
+            self.0.remove(&key(q));
+        }
+    }
+
+    fn remove(&mut self, q: &Quarantine) {
+        self.0.remove(&key(q));
+    }
 }
 
 /// Quarantines in phase Active or Releasing, by policy. Cheap to clone (shared).
 #[derive(Clone, Default)]
 pub struct ActiveIndex {
-    state: Arc<Mutex<State>>,
+    state: Arc<Mutex<Relisted<Holding>>>,
 }
 
 fn holds_deny(q: &Quarantine) -> bool {
@@ -41,35 +81,11 @@ fn key(q: &Quarantine) -> (String, String) {
     )
 }
 
-fn put(entries: &mut Entries, q: &Quarantine) {
-    if holds_deny(q) {
-        entries.insert(key(q), q.spec.policy_ref.name.clone());
-    } else {
-        entries.remove(&key(q));
-    }
-}
-
 impl ActiveIndex {
     /// Applies one watch event (after the cache applied it).
     pub fn observe(&self, event: &Event<Quarantine>) {
-        let Ok(mut state) = self.state.lock() else {
-            return;
-        };
-        match event {
-            Event::Init => state.relisting = Some(Entries::new()),
-            Event::InitApply(q) => match state.relisting.as_mut() {
-                Some(entries) => put(entries, q),
-                None => put(&mut state.current, q),
-            },
-            Event::InitDone => {
-                if let Some(entries) = state.relisting.take() {
-                    state.current = entries;
-                }
-            }
-            Event::Apply(q) => put(&mut state.current, q),
-            Event::Delete(q) => {
-                state.current.remove(&key(q));
-            }
+        if let Ok(mut state) = self.state.lock() {
+            state.observe(event);
         }
     }
 
@@ -78,6 +94,7 @@ impl ActiveIndex {
         self.state.lock().map_or(0, |state| {
             state
                 .current
+                .0
                 .iter()
                 .filter(|((ns, _), p)| ns == namespace && p.as_str() == policy)
                 .count()
@@ -86,15 +103,16 @@ impl ActiveIndex {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::controller::crd::QuarantineStatus;
 
-    fn quarantine(name: &str, policy: &str, phase: Option<Phase>) -> Quarantine {
+    /// A quarantine of `policy` in `phase`, its status at its generation (for the index tests).
+    pub(crate) fn quarantine(name: &str, policy: &str, phase: Option<Phase>) -> Quarantine {
         let mut q: Quarantine = serde_json::from_value(serde_json::json!({
             "apiVersion": "autoguardrails.io/v1alpha1",
             "kind": "Quarantine",
-            "metadata": { "name": name, "namespace": "team" },
+            "metadata": { "name": name, "namespace": "team", "generation": 1 },
             "spec": {
                 "policyRef": { "name": policy },
                 "signal": { "source": "CostAnomaly", "id": "a", "accountId": "111111111111",
@@ -108,6 +126,10 @@ mod tests {
         .expect("quarantine");
         q.status = phase.map(|p| QuarantineStatus {
             phase: Some(p),
+            observed_generation: Some(1),
+            released_at: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                "2026-01-01T00:00:00Z".parse().expect("time"),
+            )),
             ..QuarantineStatus::default()
         });
         q

@@ -15,7 +15,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, Resource, ResourceExt};
 use tokio::sync::mpsc;
 
-use super::{FIELD_MANAGER, Stores};
+use super::{FIELD_MANAGER, Stores, object_key};
 use crate::controller::crd::{GuardrailPolicy, LastSignal, Quarantine};
 use crate::controller::intake::{IntakeError, IntakeReport, PolicyOutcome, SignalIntake};
 use crate::controller::policy::{self, ControllerSettings, Input};
@@ -267,12 +267,23 @@ impl SignalIntake for Intake {
         }
         let now = Timestamp::now();
         let policies = self.stores.policies();
-        // Listed only once a policy matches: most signals match none.
-        let mut all_quarantines: Option<Vec<Arc<Quarantine>>> = None;
         let mut report = IntakeReport::default();
         let mut first_error = None;
         for policy in &policies {
             if policy.meta().deletion_timestamp.is_some() {
+                continue;
+            }
+            // Most policies do not watch a given signal: their outcome is the reason alone (the
+            // message is only for the debug log), without an evaluation.
+            if let Some(reason) = policy::unwatched(policy, signal) {
+                tracing::debug!(policy = %object_key(policy.as_ref()), signal = %signal.id, reason, "signal evaluated");
+                report.outcomes.push(PolicyOutcome {
+                    namespace: policy.namespace().unwrap_or_default(),
+                    policy: policy.name_any(),
+                    reason: reason.to_string(),
+                    quarantine: None,
+                    created: false,
+                });
                 continue;
             }
             let ns = policy.namespace().unwrap_or_default();
@@ -289,15 +300,7 @@ impl SignalIntake for Intake {
             let mut created_guard = None;
             let decision = if probe.quarantine.is_some() {
                 let mut created = self.created.lock().await;
-                let mut existing: Vec<Quarantine> = all_quarantines
-                    .get_or_insert_with(|| self.stores.quarantines())
-                    .iter()
-                    .filter(|q| {
-                        q.spec.policy_ref.name == policy_name
-                            && q.metadata.namespace.as_deref() == Some(ns.as_str())
-                    })
-                    .map(|q| (**q).clone())
-                    .collect();
+                let mut existing = self.stores.quarantines_of(&ns, &policy_name);
                 // Forget what the cache shows now (or is old); add the rest of this policy's.
                 created.retain(|(q, at)| {
                     at.elapsed() < CREATED_MEMORY

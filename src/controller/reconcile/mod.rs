@@ -3,7 +3,10 @@
 //! (`quarantine`), signal intake (`intake`), and the orphan sweep (`sweep`). Decisions live in the
 //! pure modules; this module gathers, applies and writes status. It must not parse payloads.
 
+pub mod cache;
 pub mod desired;
+pub mod ended;
+pub mod finalizers;
 pub mod index;
 pub mod intake;
 pub mod policy;
@@ -31,8 +34,7 @@ use crate::controller::crd::{GuardrailPolicy, Quarantine};
 use crate::controller::enforce::converge::Engine;
 use crate::metrics::Metrics;
 
-/// The finalizer that holds a Quarantine until its deny is released.
-pub const FINALIZER: &str = "autoguardrails.io/release";
+pub use finalizers::FINALIZER;
 /// The field manager for server-side apply and patches.
 pub const FIELD_MANAGER: &str = "autoguardrails";
 /// The controller name reported on Events.
@@ -81,21 +83,23 @@ impl Default for Settings {
     }
 }
 
-/// Why a reconcile did not finish; `category()` labels metrics.
+/// Why a reconcile did not finish. Each keeps its cause (`#[source]`); [`Error::category`] gives
+/// the one [`ErrorCategory`] that labels `reconcile_errors_total` (decision 145).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A Kubernetes API call failed.
     #[error("Kubernetes API call failed: {0}")]
     Kube(#[from] kube::Error),
-    /// The finalizer helper failed.
+    /// The finalizer helper failed for a reason other than the reconcile's own error.
     #[error("finalizer: {0}")]
-    Finalizer(String),
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     /// Release did not finish; retried with backoff.
     #[error("release not finished: {0}")]
     Release(String),
-    /// The enforcement engine aborted (a crash injected by a test double).
+    /// The enforcement engine stopped before it finished (an IAM read it needs failed, or a crash
+    /// injected by a test double).
     #[error("enforcement aborted: {0}")]
-    Aborted(String),
+    Aborted(#[source] crate::controller::enforce::converge::EnforceError),
     /// The object lacks a field the API server always sets.
     #[error("object has no {0}")]
     MissingField(&'static str),
@@ -104,43 +108,75 @@ pub enum Error {
     Serialize(#[from] serde_json::Error),
 }
 
-impl Error {
-    /// A short label for metrics and logs.
-    pub fn category(&self) -> &'static str {
+/// What kind of failure ended a reconcile: the one vocabulary of `reconcile_errors_total`'s
+/// `category` label (snake_case, as Prometheus labels are).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorCategory {
+    /// A write lost to a concurrent writer (HTTP 409); retried.
+    Conflict,
+    /// Any other Kubernetes API failure.
+    Kubernetes,
+    /// The finalizer helper failed.
+    Finalizer,
+    /// Release is not finished yet; retried until it is.
+    Release,
+    /// An IAM failure, by IAM's category.
+    Iam(crate::aws::iam::ErrorCategory),
+    /// The object is malformed.
+    Invalid,
+    /// A bug of ours (status that cannot be serialised).
+    Internal,
+}
+
+impl ErrorCategory {
+    /// The metric label, e.g. `conflict` or `iam_access_denied`.
+    pub fn label(self) -> &'static str {
+        use crate::aws::iam::ErrorCategory as Iam;
         match self {
-            Error::Kube(kube::Error::Api(s)) if s.code == 409 => "conflict",
-            Error::Kube(_) => "kubernetes",
-            Error::Finalizer(_) => "finalizer",
-            Error::Release(_) => "release",
-            Error::Aborted(_) => "aborted",
-            Error::MissingField(_) => "invalid",
-            Error::Serialize(_) => "internal",
+            ErrorCategory::Conflict => "conflict",
+            ErrorCategory::Kubernetes => "kubernetes",
+            ErrorCategory::Finalizer => "finalizer",
+            ErrorCategory::Release => "release",
+            ErrorCategory::Iam(Iam::Transient) => "iam_transient",
+            ErrorCategory::Iam(Iam::AccessDenied) => "iam_access_denied",
+            ErrorCategory::Iam(Iam::Quota) => "iam_quota",
+            ErrorCategory::Iam(Iam::NotFound) => "iam_not_found",
+            ErrorCategory::Iam(Iam::Invalid) => "iam_invalid",
+            ErrorCategory::Iam(Iam::Conflict) => "iam_conflict",
+            ErrorCategory::Invalid => "invalid",
+            ErrorCategory::Internal => "internal",
         }
     }
 }
 
-/// The informer caches of every watched namespace.
+impl Error {
+    /// The category of this failure (the metric label is `category().label()`).
+    pub fn category(&self) -> ErrorCategory {
+        match self {
+            Error::Kube(kube::Error::Api(s)) if s.code == 409 => ErrorCategory::Conflict,
+            Error::Kube(_) => ErrorCategory::Kubernetes,
+            Error::Finalizer(_) => ErrorCategory::Finalizer,
+            Error::Release(_) => ErrorCategory::Release,
+            Error::Aborted(e) => ErrorCategory::Iam(e.category()),
+            Error::MissingField(_) => ErrorCategory::Invalid,
+            Error::Serialize(_) => ErrorCategory::Internal,
+        }
+    }
+}
+
+/// The informer caches of every watched namespace: one per kind, shared by intake and the
+/// controllers (decision 142).
 #[derive(Clone, Default)]
 pub struct Stores {
     policies: Vec<Store<GuardrailPolicy>>,
     quarantines: Vec<Store<Quarantine>>,
+    policy_feeds: Vec<cache::Fanout<GuardrailPolicy>>,
+    quarantine_feeds: Vec<cache::Fanout<Quarantine>>,
     active: index::ActiveIndex,
+    ended: ended::EndedIndex,
 }
 
 impl Stores {
-    /// Builds from per-namespace stores and the index their quarantine watches keep.
-    fn new(
-        policies: Vec<Store<GuardrailPolicy>>,
-        quarantines: Vec<Store<Quarantine>>,
-        active: index::ActiveIndex,
-    ) -> Self {
-        Stores {
-            policies,
-            quarantines,
-            active,
-        }
-    }
-
     /// How many quarantines of the policy are Active or Releasing (from an index, not a scan).
     pub fn active_quarantines(&self, namespace: &str, policy: &str) -> usize {
         self.active.count(namespace, policy)
@@ -151,9 +187,31 @@ impl Stores {
         self.policies.iter().flat_map(|s| s.state()).collect()
     }
 
-    /// Every cached quarantine.
+    /// Every cached quarantine that is not ended (ended ones are in [`Stores::ended`]).
     pub fn quarantines(&self) -> Vec<Arc<Quarantine>> {
         self.quarantines.iter().flat_map(|s| s.state()).collect()
+    }
+
+    /// What is kept of the ended quarantines (decision 140).
+    pub fn ended(&self) -> &ended::EndedIndex {
+        &self.ended
+    }
+
+    /// The quarantines of policy `namespace/policy` that policy evaluation must see: the cached
+    /// ones, and outlines of the ended ones (never written anywhere).
+    pub fn quarantines_of(&self, namespace: &str, policy: &str) -> Vec<Quarantine> {
+        let mut out: Vec<Quarantine> = self
+            .quarantines
+            .iter()
+            .flat_map(|s| s.state())
+            .filter(|q| {
+                q.spec.policy_ref.name == policy
+                    && q.metadata.namespace.as_deref() == Some(namespace)
+            })
+            .map(|q| (*q).clone())
+            .collect();
+        out.extend(self.ended.for_policy(namespace, policy));
+        out
     }
 
     /// One cached policy.
@@ -162,10 +220,14 @@ impl Stores {
         self.policies.iter().find_map(|s| s.get(&r))
     }
 
-    /// One cached quarantine.
+    /// One quarantine: the cached object, or for an ended one its outline (name, policy, targets,
+    /// phase, release time: for reading only, never to be written anywhere; decision 140).
     pub fn quarantine(&self, namespace: &str, name: &str) -> Option<Arc<Quarantine>> {
         let r = ObjectRef::new(name).within(namespace);
-        self.quarantines.iter().find_map(|s| s.get(&r))
+        self.quarantines
+            .iter()
+            .find_map(|s| s.get(&r))
+            .or_else(|| self.ended.get(namespace, name).map(Arc::new))
     }
 
     /// Waits until every store has its first full list. Polls: kube-runtime's readiness future
@@ -365,9 +427,30 @@ pub struct Running {
     pub shared: Arc<Shared>,
 }
 
-/// Builds the stores and the shared state, and returns a future that runs both controllers and
-/// the orphan sweep until `shutdown` resolves.
+/// Builds the caches and the shared state, and returns a future that runs the caches, both
+/// controllers and the orphan sweep until `shutdown` resolves.
 pub fn start(
+    client: Client,
+    settings: Settings,
+    clients: Arc<dyn ClientFactory>,
+    metrics: Arc<Metrics>,
+    instance: Option<String>,
+    shutdown: watch::Receiver<bool>,
+) -> (Running, futures::future::BoxFuture<'static, ()>) {
+    let (stores, caches) = watch_stores(client.clone(), &settings.namespaces, shutdown.clone());
+    let (running, controllers) = start_on(
+        stores, client, settings, clients, metrics, instance, shutdown,
+    );
+    let future = Box::pin(async move {
+        futures::future::join(caches, controllers).await;
+    });
+    (running, future)
+}
+
+/// Runs both controllers and the orphan sweep on caches that are already kept current (the
+/// intake's, from [`watch_stores`]), until `shutdown` resolves.
+pub fn start_on(
+    stores: Stores,
     client: Client,
     settings: Settings,
     clients: Arc<dyn ClientFactory>,
@@ -375,30 +458,28 @@ pub fn start(
     instance: Option<String>,
     mut shutdown: watch::Receiver<bool>,
 ) -> (Running, futures::future::BoxFuture<'static, ()>) {
-    let config = watcher::Config::default().any_semantic();
     let runtime = kube::runtime::controller::Config::default()
         .concurrency(settings.reconcile_concurrency.max(1));
     let mut policy_controllers = Vec::new();
     let mut quarantine_controllers = Vec::new();
-    let mut policy_stores = Vec::new();
-    let mut quarantine_stores = Vec::new();
-    let active = index::ActiveIndex::default();
-    for (policies, quarantines) in watched_apis(&client, &settings.namespaces) {
-        let (policy_store, policy_stream) = cached(policies, &config, |_| {});
-        let index = active.clone();
-        let (quarantine_store, quarantine_stream) =
-            cached(quarantines.clone(), &config, move |e| index.observe(e));
-        let pc = Controller::for_stream(policy_stream, policy_store.clone())
-            .owns(quarantines, config.clone())
+    for (((policy_store, policy_feed), quarantine_store), quarantine_feed) in stores
+        .policies
+        .iter()
+        .zip(&stores.policy_feeds)
+        .zip(&stores.quarantines)
+        .zip(&stores.quarantine_feeds)
+    {
+        let pc = Controller::for_stream(policy_feed.subscribe(false), policy_store.clone())
+            .owns_stream(quarantine_feed.subscribe(true))
             .with_config(runtime.clone());
-        let qc = Controller::for_stream(quarantine_stream, quarantine_store.clone())
-            .with_config(runtime.clone());
-        policy_stores.push(policy_store);
-        quarantine_stores.push(quarantine_store);
+        let live = quarantine_feed
+            .subscribe(false)
+            .filter(|q| futures::future::ready(q.as_ref().is_ok_and(|q| !ended::settled(q))));
+        let qc =
+            Controller::for_stream(live, quarantine_store.clone()).with_config(runtime.clone());
         policy_controllers.push(pc);
         quarantine_controllers.push(qc);
     }
-    let stores = Stores::new(policy_stores, quarantine_stores, active);
     let shared = Arc::new(Shared::new(
         client,
         settings,
@@ -408,7 +489,7 @@ pub fn start(
         instance,
     ));
     let running = Running {
-        stores: stores.clone(),
+        stores,
         shared: shared.clone(),
     };
     let mut tasks: Vec<futures::future::BoxFuture<'static, ()>> = Vec::new();
@@ -470,96 +551,51 @@ fn watched_apis(
         .collect()
 }
 
-/// Caches of GuardrailPolicies and Quarantines without any reconciler: what signal intake reads on
-/// every replica (a standby serves `/sns` too). Returns the stores and the future that keeps them
-/// current until `shutdown` turns true.
+/// The caches of GuardrailPolicies and Quarantines of every watched namespace, kept current until
+/// `shutdown` turns true: what intake reads on every replica (a standby serves `/sns` too), and
+/// what a leader's controllers run on ([`start_on`]). Returns the stores and the future that keeps
+/// them current.
 pub fn watch_stores(
     client: Client,
     namespaces: &[String],
     shutdown: watch::Receiver<bool>,
 ) -> (Stores, futures::future::BoxFuture<'static, ()>) {
     let config = watcher::Config::default().any_semantic();
-    let mut policy_stores = Vec::new();
-    let mut quarantine_stores = Vec::new();
+    let mut stores = Stores::default();
     let mut tasks: Vec<futures::future::BoxFuture<'static, ()>> = Vec::new();
-    let active = index::ActiveIndex::default();
     for (policies, quarantines) in watched_apis(&client, namespaces) {
-        let (reader, stream) = cached(policies, &config, |_| {});
-        policy_stores.push(reader);
-        tasks.push(keep_current(stream, shutdown.clone(), "guardrailpolicy"));
-        let index = active.clone();
-        let (reader, stream) = cached(quarantines, &config, move |e| index.observe(e));
-        quarantine_stores.push(reader);
-        tasks.push(keep_current(stream, shutdown.clone(), "quarantine"));
+        let (reader, feed, task) = cache::cached(
+            policies,
+            &config,
+            cache::keep_all,
+            |_| {},
+            wait_for_shutdown(shutdown.clone()),
+            "guardrailpolicy",
+        );
+        stores.policies.push(reader);
+        stores.policy_feeds.push(feed);
+        tasks.push(task);
+        let (active, ended) = (stores.active.clone(), stores.ended.clone());
+        let (reader, feed, task) = cache::cached(
+            quarantines,
+            &config,
+            |q| !ended::settled(q),
+            move |e| {
+                active.observe(e);
+                ended.observe(e);
+            },
+            wait_for_shutdown(shutdown.clone()),
+            "quarantine",
+        );
+        stores.quarantines.push(reader);
+        stores.quarantine_feeds.push(feed);
+        tasks.push(task);
     }
     let future = Box::pin(async move {
         futures::future::join_all(tasks).await;
     });
-    (
-        Stores::new(policy_stores, quarantine_stores, active),
-        future,
-    )
+    (stores, future)
 }
-
-/// A cache of `api` and the stream that keeps it current (with backoff on watch errors); `observe`
-/// sees every watch event once the cache has applied it. Objects are stored without
-/// `metadata.managedFields` and kubectl's last-applied annotation: nothing here reads them, and at
-/// 100,000 Quarantines they were most of the memory (decision 082).
-fn cached<K>(
-    api: Api<K>,
-    config: &watcher::Config,
-    observe: impl Fn(&watcher::Event<K>) + Send + Sync + 'static,
-) -> (
-    Store<K>,
-    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
-)
-where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    use futures::TryStreamExt as _;
-    use kube::runtime::{WatchStreamExt, reflector};
-    let (reader, writer) = reflector::store();
-    let stream = watcher(api, config.clone())
-        .default_backoff()
-        .modify(|object: &mut K| {
-            let meta = object.meta_mut();
-            meta.managed_fields = None;
-            if let Some(annotations) = meta.annotations.as_mut() {
-                annotations.remove(LAST_APPLIED_ANNOTATION);
-            }
-        })
-        .reflect(writer)
-        .inspect_ok(move |event| observe(event))
-        .applied_objects();
-    (reader, stream)
-}
-
-/// Drives a cache's stream until `shutdown` turns true; watch errors are logged (the stream backs
-/// off and re-watches by itself).
-fn keep_current<K: Send + 'static>(
-    stream: impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
-    shutdown: watch::Receiver<bool>,
-    kind: &'static str,
-) -> futures::future::BoxFuture<'static, ()> {
-    Box::pin(
-        stream
-            .take_until(wait_for_shutdown(shutdown))
-            .for_each(move |event| async move {
-                if let Err(e) = event {
-                    tracing::warn!(error = %e, kind, "intake cache: watch failed");
-                }
-            }),
-    )
-}
-
-/// What `kubectl apply` (client side) keeps on every object it applied: the whole object again.
-const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// Resolves once `shutdown` turns true (or its sender is gone).
 pub async fn wait_for_shutdown(mut shutdown: watch::Receiver<bool>) {

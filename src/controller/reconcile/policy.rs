@@ -14,25 +14,15 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 
 use super::{Error, Shared, object_key, patch_status, requeue};
-use crate::controller::crd::conditions::{condition_status, set_condition};
+use crate::controller::crd::conditions::{
+    READY, REASON_DENY_TOO_LARGE, REASON_INVALID_PRINCIPAL, REASON_NO_ELIGIBLE_TARGETS,
+    REASON_PROTECTED_TARGET, REASON_SLACK_SECRET_MISSING, REASON_VALID, condition_status,
+    set_condition,
+};
 use crate::controller::crd::{DenySpec, GuardrailPolicy};
 use crate::controller::enforce::document;
 use crate::metrics::CONTROLLER_POLICY;
 
-/// Condition type on a policy.
-pub const CONDITION_READY: &str = "Ready";
-/// Ready reason: every check passed.
-pub const REASON_VALID: &str = "Valid";
-/// Not Ready: a scoped or excepted principal is not a valid principal ARN.
-pub const REASON_INVALID_PRINCIPAL: &str = "InvalidPrincipal";
-/// Not Ready: a scoped principal is protected by the controller's configuration.
-pub const REASON_PROTECTED_TARGET: &str = "ProtectedTarget";
-/// Not Ready: the deny document cannot fit IAM's limits.
-pub const REASON_DENY_TOO_LARGE: &str = "DenyTooLarge";
-/// Not Ready: the Slack webhook Secret or its key is missing.
-pub const REASON_SLACK_SECRET_MISSING: &str = "SlackSecretMissing";
-/// Not Ready: every scoped principal is excepted or protected.
-pub const REASON_NO_ELIGIBLE_TARGETS: &str = "NoEligibleTargets";
 /// How often a policy is re-checked without changes (the Slack Secret may appear).
 pub const RECHECK: Duration = Duration::from_secs(300);
 
@@ -108,8 +98,9 @@ pub fn validate_spec(policy: &GuardrailPolicy, protected: &PrincipalSet) -> Vec<
         Ok(doc) if !doc.fits_managed() => problems.push(Problem {
             reason: REASON_DENY_TOO_LARGE,
             message: format!(
-                "the deny document is {} characters; IAM allows 6144 for a managed policy: deny fewer actions or use wildcards",
-                document::iam_size(&doc.json)
+                "the deny document is {} characters; IAM allows {} for a managed policy: deny fewer actions or use wildcards",
+                document::iam_size(&doc.json),
+                document::MANAGED_POLICY_LIMIT
             ),
         }),
         Ok(doc) if !doc.fits_inline_user() => {
@@ -122,6 +113,7 @@ pub fn validate_spec(policy: &GuardrailPolicy, protected: &PrincipalSet) -> Vec<
 }
 
 /// The kube-runtime reconcile entry point.
+#[tracing::instrument(name = "reconcile_policy", skip_all, fields(namespace = %policy.namespace().unwrap_or_default(), name = %policy.name_any()))]
 pub async fn reconcile(policy: Arc<GuardrailPolicy>, ctx: Arc<Shared>) -> Result<Action, Error> {
     ctx.metrics
         .reconciles
@@ -141,7 +133,7 @@ pub async fn reconcile(policy: Arc<GuardrailPolicy>, ctx: Arc<Shared>) -> Result
 pub fn error_policy(policy: Arc<GuardrailPolicy>, error: &Error, ctx: Arc<Shared>) -> Action {
     ctx.metrics
         .reconcile_errors
-        .with_label_values(&[CONTROLLER_POLICY, error.category()])
+        .with_label_values(&[CONTROLLER_POLICY, error.category().label()])
         .inc();
     let wait = ctx.backoff(&policy.uid().unwrap_or_default());
     tracing::warn!(policy = %object_key(policy.as_ref()), error = %error, retry_in = ?wait, "reconcile failed");
@@ -212,7 +204,7 @@ async fn apply(policy: &GuardrailPolicy, ctx: &Shared) -> Result<Action, Error> 
     let mut status = old.clone();
     status.observed_generation = policy.metadata.generation;
     status.active_quarantines = i32::try_from(active).unwrap_or(i32::MAX);
-    let was_ready = condition_status(&old.conditions, CONDITION_READY) == Some("True");
+    let was_ready = condition_status(&old.conditions, READY) == Some("True");
     let (ready, reason, message) = match problems.first() {
         None => (
             true,
@@ -231,7 +223,7 @@ async fn apply(policy: &GuardrailPolicy, ctx: &Shared) -> Result<Action, Error> 
     };
     set_condition(
         &mut status.conditions,
-        CONDITION_READY,
+        READY,
         ready,
         reason,
         &message,

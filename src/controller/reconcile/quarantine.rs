@@ -16,37 +16,35 @@ use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::{Resource, ResourceExt};
 
 use super::desired;
-use super::{Error, FINALIZER, Shared, object_key, patch_status, requeue};
+use super::finalizers::{self, FINALIZER, Migration};
+use super::{Error, Shared, object_key, patch_status, requeue};
 use crate::aws::ErrorCategory;
-use crate::controller::crd::conditions::set_condition;
+use crate::controller::crd::conditions::{
+    ENFORCED, READY, REASON_ATTACHED, REASON_INVALID_SPEC, REASON_RECONCILED, set_condition,
+};
 use crate::controller::crd::{
-    Attachment, AttachmentKind, GuardrailPolicy, HistoryEntry, MAX_HISTORY, Mode, Phase,
-    PlannedDeny, Quarantine, QuarantineStatus, TargetState, TargetStatus,
+    Attachment, AttachmentKind, GuardrailPolicy, Mode, Phase, PlannedDeny, Quarantine,
+    QuarantineStatus, TargetState, TargetStatus,
 };
 use crate::controller::enforce::converge::{
     self as engine, ConvergeInput, ConvergeReport, Scope, Verified, WriteGate,
 };
+use crate::controller::enforce::document::{DenyDocument, DocumentError};
 use crate::controller::enforce::ownership::managed_policy_name;
 use crate::controller::enforce::plan;
 use crate::controller::lifecycle::{
-    self, CONTROLLER_ACTOR, Context, Effect, Event, EventType, State, parse_annotations,
+    self, CONTROLLER_ACTOR, Context, Effect, Event, EventType, REASON_DRIFT_REPAIRED, State,
+    parse_annotations,
 };
 use crate::metrics::CONTROLLER_QUARANTINE;
 
-/// History and Event reason: an attachment someone removed was put back.
-pub const REASON_DRIFT_REPAIRED: &str = "DriftRepaired";
 /// Event reason: our deny policy was found attached to an IAM group (by someone else) and detached.
 pub const REASON_DETACHED_FROM_GROUP: &str = "DetachedFromGroup";
-/// Condition reason: the spec cannot be used (bad duration, deny document too large).
-pub const REASON_INVALID_SPEC: &str = "InvalidSpec";
-/// Condition type: the controller can act on this quarantine.
-pub const CONDITION_READY: &str = "Ready";
-/// Condition type: the deny is attached to every target.
-pub const CONDITION_ENFORCED: &str = "Enforced";
 /// Status fields owned by other writers (the Slack worker), never sent by this controller.
 pub const FOREIGN_STATUS_FIELDS: &[&str] = &["notifications"];
 
 /// The kube-runtime reconcile entry point.
+#[tracing::instrument(name = "reconcile_quarantine", skip_all, fields(namespace = %q.namespace().unwrap_or_default(), name = %q.name_any()))]
 pub async fn reconcile(q: Arc<Quarantine>, ctx: Arc<Shared>) -> Result<Action, Error> {
     let metrics = ctx.metrics.clone();
     metrics
@@ -59,30 +57,36 @@ pub async fn reconcile(q: Arc<Quarantine>, ctx: Arc<Shared>) -> Result<Action, E
         .start_timer();
     let ns = q.namespace().ok_or(Error::MissingField("namespace"))?;
     let api: Api<Quarantine> = Api::namespaced(ctx.client.clone(), &ns);
-    let span = tracing::info_span!("reconcile", quarantine = %object_key(q.as_ref()));
-    let _enter = span.enter();
-    drop(_enter);
-    let uid = q.uid().unwrap_or_default();
-    let result = finalizer(&api, FINALIZER, q, |event| async {
-        match event {
-            FinalizerEvent::Apply(q) => apply(&q, &ctx, false).await,
-            FinalizerEvent::Cleanup(q) => apply(&q, &ctx, true).await,
-        }
-    })
-    .await
-    .map_err(|e| match e {
-        kube::runtime::finalizer::Error::ApplyFailed(e)
-        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
-        // Keep the API error so a 409 is counted as a conflict, a 500 as kubernetes.
-        kube::runtime::finalizer::Error::AddFinalizer(e)
-        | kube::runtime::finalizer::Error::RemoveFinalizer(e) => Error::Kube(e),
-        other => Error::Finalizer(other.to_string()),
-    });
+    let name = q.name_any();
+    let result = match finalizers::migration(&q) {
+        Migration::None => finalizer(&api, FINALIZER, q, |event| async {
+            match event {
+                FinalizerEvent::Apply(q) => apply(&q, &ctx, false).await,
+                FinalizerEvent::Cleanup(q) => apply(&q, &ctx, true).await,
+            }
+        })
+        .await
+        .map_err(|e| match e {
+            kube::runtime::finalizer::Error::ApplyFailed(e)
+            | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+            // Keep the API error so a 409 is counted as a conflict, a 500 as kubernetes.
+            kube::runtime::finalizer::Error::AddFinalizer(e)
+            | kube::runtime::finalizer::Error::RemoveFinalizer(e) => Error::Kube(e),
+            other => Error::Finalizer(Box::new(other)),
+        }),
+        Migration::Rename(index) => finalizers::rename(&api, &name, index).await,
+        Migration::Drop(index) => finalizers::remove(&api, &name, index)
+            .await
+            .map(|()| Action::await_change()),
+        // Released exactly as the finalizer helper would (cleanup, then the finalizer goes).
+        Migration::Release(index) => match apply(&q, &ctx, true).await {
+            Ok(action) => finalizers::remove(&api, &name, index)
+                .await
+                .map(|()| action),
+            Err(e) => Err(e),
+        },
+    };
     timer.observe_duration();
-    if result.is_ok() {
-        // Backoff is reset by apply itself when nothing asked for a retry.
-        let _ = &uid;
-    }
     result
 }
 
@@ -100,7 +104,7 @@ pub fn cluster_of(q: &Quarantine, ctx: &Shared) -> String {
 pub fn error_policy(q: Arc<Quarantine>, error: &Error, ctx: Arc<Shared>) -> Action {
     ctx.metrics
         .reconcile_errors
-        .with_label_values(&[CONTROLLER_QUARANTINE, error.category()])
+        .with_label_values(&[CONTROLLER_QUARANTINE, error.category().label()])
         .inc();
     let wait = ctx.backoff(&q.uid().unwrap_or_default());
     tracing::warn!(quarantine = %object_key(q.as_ref()), error = %error, retry_in = ?wait, "reconcile failed");
@@ -117,13 +121,59 @@ struct IamOutcome {
     extra_effects: Vec<Effect>,
 }
 
+/// One reconcile of a Quarantine, as named steps: validate the spec, step the lifecycle, act on
+/// IAM, build the status, write it, announce (Events, handled annotations) and choose when to come
+/// back. Each step is a function below; only `write_status` and `announce` write to the API, only
+/// `act` to IAM.
 async fn apply(q: &Quarantine, ctx: &Shared, deleting: bool) -> Result<Action, Error> {
     let now = Timestamp::now();
     let uid = q.uid().ok_or(Error::MissingField("uid"))?;
     let ns = q.namespace().ok_or(Error::MissingField("namespace"))?;
     let api: Api<Quarantine> = Api::namespaced(ctx.client.clone(), &ns);
     let old_status = q.status.clone().unwrap_or_default();
-    let mut status = old_status.clone();
+    let checked = match validate(q, ctx, &api, &old_status, deleting, now).await? {
+        Validated::Usable(checked) => checked,
+        Validated::Done(action) => return Ok(action),
+        Validated::ReleaseUnrecorded => return release_unrecorded(q, ctx).await,
+    };
+    let Some(transition) = step(q, ctx, &checked, deleting, now).await? else {
+        return release_unrecorded(q, ctx).await;
+    };
+    let acted = act(q, ctx, &checked, &old_status, transition).await?;
+    let status = build_status(q, ctx, &checked, &old_status, &acted);
+    patch_status(&api, q, &old_status, &status, FOREIGN_STATUS_FIELDS).await?;
+    announce(q, ctx, &api, &acted, deleting).await?;
+    next_action(q, ctx, &uid, &acted)
+}
+
+/// What validation found usable: the deny document, the lifecycle context and recorded state.
+struct Checked {
+    document: Result<DenyDocument, DocumentError>,
+    context: Context,
+    state: Option<State>,
+}
+
+/// The outcome of [`validate`].
+enum Validated {
+    /// Go on with these.
+    Usable(Box<Checked>),
+    /// Nothing more to do in this reconcile.
+    Done(Action),
+    /// Deleted with no recorded state: release what the engine finds first.
+    ReleaseUnrecorded,
+}
+
+/// Step 1, validate: a spec that cannot be used (bad duration, deny document too large) on a
+/// Quarantine that never held a deny sets `Ready=False/InvalidSpec` and waits for the spec to
+/// change. One that may hold a deny goes on (release must always work).
+async fn validate(
+    q: &Quarantine,
+    ctx: &Shared,
+    api: &Api<Quarantine>,
+    old_status: &QuarantineStatus,
+    deleting: bool,
+    now: Timestamp,
+) -> Result<Validated, Error> {
     let created_at = q
         .metadata
         .creation_timestamp
@@ -136,13 +186,13 @@ async fn apply(q: &Quarantine, ctx: &Shared, deleting: bool) -> Result<Action, E
         (Err(e), _) => Some(e.to_string()),
         (_, Err(e)) => Some(format!("deny document: {e}")),
         (Ok(_), Ok(d)) if !d.fits_managed() => Some(format!(
-            "the deny document is {} characters; a managed policy allows 6144",
-            crate::controller::enforce::document::iam_size(&d.json)
+            "the deny document is {} characters; a managed policy allows {}",
+            crate::aws::limits::policy_size(&d.json),
+            crate::aws::limits::MANAGED_POLICY
         )),
         _ => None,
     };
-    let state = State::from_status(&status);
-
+    let state = State::from_status(old_status);
     if let Some(problem) = &spec_problem
         && (state.is_none()
             || !lifecycle::holds_attachment(state.as_ref().map_or(Phase::Expired, |s| s.phase)))
@@ -152,13 +202,14 @@ async fn apply(q: &Quarantine, ctx: &Shared, deleting: bool) -> Result<Action, E
         // failed): release what the engine can find before the finalizer goes.
         if deleting {
             if state.is_none() {
-                return release_unrecorded(q, ctx).await;
+                return Ok(Validated::ReleaseUnrecorded);
             }
-            return Ok(Action::await_change());
+            return Ok(Validated::Done(Action::await_change()));
         }
+        let mut status = old_status.clone();
         let flipped = set_condition(
             &mut status.conditions,
-            CONDITION_READY,
+            READY,
             false,
             REASON_INVALID_SPEC,
             problem,
@@ -166,22 +217,37 @@ async fn apply(q: &Quarantine, ctx: &Shared, deleting: bool) -> Result<Action, E
             now,
         );
         status.observed_generation = q.metadata.generation;
-        patch_status(&api, q, &old_status, &status, FOREIGN_STATUS_FIELDS).await?;
+        patch_status(api, q, old_status, &status, FOREIGN_STATUS_FIELDS).await?;
         if flipped {
             ctx.publish(q, true, REASON_INVALID_SPEC, "Validate", problem.clone())
                 .await;
         }
-        return Ok(Action::await_change());
+        return Ok(Validated::Done(Action::await_change()));
     }
     let context = match context {
         Ok(c) => c,
         Err(_) => fallback_context(q, created_at, ctx.settings.kill_switch),
     };
+    Ok(Validated::Usable(Box::new(Checked {
+        document,
+        context,
+        state,
+    })))
+}
 
-    // ---- step
-    let transition = match state {
-        None if deleting => return release_unrecorded(q, ctx).await,
-        None => lifecycle::create(&context, now),
+/// Step 2, the lifecycle: the pure state machine from the recorded state and what happened
+/// (deletion, policy deleted, annotations, time). `None` when a deleted Quarantine has no
+/// recorded state (the caller releases what the engine finds).
+async fn step(
+    q: &Quarantine,
+    ctx: &Shared,
+    checked: &Checked,
+    deleting: bool,
+    now: Timestamp,
+) -> Result<Option<lifecycle::Transition>, Error> {
+    Ok(Some(match checked.state.clone() {
+        None if deleting => return Ok(None),
+        None => lifecycle::create(&checked.context, now),
         Some(state) => {
             let mut events = Vec::new();
             if deleting {
@@ -195,13 +261,32 @@ async fn apply(q: &Quarantine, ctx: &Shared, deleting: bool) -> Result<Action, E
                 ));
             }
             events.push(Event::Tick);
-            lifecycle::step_all(state, &context, &events, now)
+            lifecycle::step_all(state, &checked.context, &events, now)
         }
-    };
+    }))
+}
+
+/// What [`act`] leaves for the status, the announcements and the requeue.
+struct Acted {
+    state: State,
+    effects: Vec<Effect>,
+    drift: Vec<String>,
+    new_targets: Option<Vec<TargetStatus>>,
+    failure: Option<(ErrorCategory, String)>,
+    wants_release: bool,
+}
+
+/// Step 3, IAM: enforce or release when the lifecycle asks for it, and step the lifecycle again
+/// with the outcome. Drift repairs are recorded in the history (through the lifecycle).
+async fn act(
+    q: &Quarantine,
+    ctx: &Shared,
+    checked: &Checked,
+    old_status: &QuarantineStatus,
+    transition: lifecycle::Transition,
+) -> Result<Acted, Error> {
     let mut state = transition.state;
     let mut effects = transition.effects;
-
-    // ---- enforce / release
     let wants_enforce = state.phase == Phase::Active && effects.contains(&Effect::Enforce);
     let wants_release = state.phase == Phase::Releasing && effects.contains(&Effect::Release);
     let mut drift = Vec::new();
@@ -211,8 +296,8 @@ async fn apply(q: &Quarantine, ctx: &Shared, deleting: bool) -> Result<Action, E
         let outcome = if wants_release {
             release(q, ctx).await?
         } else {
-            match &document {
-                Ok(doc) => enforce(q, ctx, &doc.json, &status).await?,
+            match &checked.document {
+                Ok(doc) => enforce(q, ctx, &doc.json, old_status).await?,
                 Err(e) => IamOutcome {
                     event: Some(Event::EnforcementFailed {
                         reason: format!("deny document: {e}"),
@@ -234,40 +319,56 @@ async fn apply(q: &Quarantine, ctx: &Shared, deleting: bool) -> Result<Action, E
             // A failed release ends the reconcile in an error, counted by `error_policy`.
             ctx.metrics
                 .reconcile_errors
-                .with_label_values(&[CONTROLLER_QUARANTINE, iam_error_label(*category)])
+                .with_label_values(&[
+                    CONTROLLER_QUARANTINE,
+                    super::ErrorCategory::Iam(*category).label(),
+                ])
                 .inc();
         }
         effects.extend(outcome.extra_effects);
         if let Some(event) = outcome.event {
             let before = state.phase;
             let later = Timestamp::now();
-            let t = lifecycle::step(state, &context, &event, later);
+            let t = lifecycle::step(state, &checked.context, &event, later);
             state = t.state;
             effects.extend(t.effects);
             let first_enforcement = !old_status
                 .conditions
                 .iter()
-                .any(|c| c.type_ == CONDITION_ENFORCED && c.status == "True");
+                .any(|c| c.type_ == ENFORCED && c.status == "True");
             observe_latencies(ctx, &state, before, &event, later, first_enforcement);
         }
     }
     let finished_at = Timestamp::now();
     for message in &drift {
-        state.history.push(HistoryEntry {
-            time: Time(finished_at),
-            event: REASON_DRIFT_REPAIRED.to_string(),
-            actor: CONTROLLER_ACTOR.to_string(),
-            message: message.clone(),
-        });
+        state.record_drift_repaired(finished_at, message.clone());
         ctx.metrics.drift_repairs.inc();
     }
-    let excess = state.history.len().saturating_sub(MAX_HISTORY);
-    state.history.drain(..excess);
+    Ok(Acted {
+        state,
+        effects,
+        drift,
+        new_targets,
+        failure,
+        wants_release,
+    })
+}
 
-    // ---- status
+/// Step 4, the status: the lifecycle's fields, the planned deny, the targets and the `Ready` and
+/// `Enforced` conditions. Pure (reads the clock for condition times only).
+fn build_status(
+    q: &Quarantine,
+    ctx: &Shared,
+    checked: &Checked,
+    old_status: &QuarantineStatus,
+    acted: &Acted,
+) -> QuarantineStatus {
+    let finished_at = Timestamp::now();
+    let state = &acted.state;
+    let mut status = old_status.clone();
     state.apply_to_status(&mut status);
     status.observed_generation = q.metadata.generation;
-    if let Ok(doc) = &document {
+    if let Ok(doc) = &checked.document {
         let account = desired::accounts(q).into_iter().next().unwrap_or_default();
         let cluster = cluster_of(q, ctx);
         status.deny = Some(PlannedDeny {
@@ -276,8 +377,8 @@ async fn apply(q: &Quarantine, ctx: &Shared, deleting: bool) -> Result<Action, E
             cluster_id: Some(cluster),
         });
     }
-    status.targets = match new_targets {
-        Some(t) => t,
+    status.targets = match &acted.new_targets {
+        Some(t) => t.clone(),
         None => planned_targets(q, &status, state.phase),
     };
     let attached = status
@@ -288,16 +389,16 @@ async fn apply(q: &Quarantine, ctx: &Shared, deleting: bool) -> Result<Action, E
     status.targets_summary = Some(format!("{attached}/{}", q.spec.targets.len()));
     set_condition(
         &mut status.conditions,
-        CONDITION_READY,
+        READY,
         true,
-        "Reconciled",
+        REASON_RECONCILED,
         "the controller acts on this quarantine",
         q.metadata.generation,
         finished_at,
     );
     let enforced = state.phase == Phase::Active && attached == q.spec.targets.len();
     let summary = enforced_message(state.phase, attached, q.spec.targets.len());
-    let (enforced_reason, enforced_text) = match &failure {
+    let (enforced_reason, enforced_text) = match &acted.failure {
         // Say why, with the IAM error category as the reason (e.g. AccessDenied).
         Some((category, message))
             if !enforced
@@ -308,29 +409,37 @@ async fn apply(q: &Quarantine, ctx: &Shared, deleting: bool) -> Result<Action, E
         {
             (category.as_str(), format!("{summary}: {message}"))
         }
-        _ if enforced => ("Attached", summary),
+        _ if enforced => (REASON_ATTACHED, summary),
         _ => (state.phase.as_str(), summary),
     };
     set_condition(
         &mut status.conditions,
-        CONDITION_ENFORCED,
+        ENFORCED,
         enforced,
         enforced_reason,
         &super::truncate(&enforced_text, 1000),
         q.metadata.generation,
         finished_at,
     );
-    patch_status(&api, q, &old_status, &status, FOREIGN_STATUS_FIELDS).await?;
+    status
+}
 
-    // ---- Events (after the status write, so a conflict retry does not duplicate them)
-    publish_effects(q, ctx, &effects, "Lifecycle").await;
-    for message in &drift {
+/// Step 5, announce (after the status write, so a conflict retry does not duplicate them): the
+/// lifecycle's Events, drift repairs, and the handled annotations cleared.
+async fn announce(
+    q: &Quarantine,
+    ctx: &Shared,
+    api: &Api<Quarantine>,
+    acted: &Acted,
+    deleting: bool,
+) -> Result<(), Error> {
+    publish_effects(q, ctx, &acted.effects, "Lifecycle").await;
+    for message in &acted.drift {
         ctx.publish(q, true, REASON_DRIFT_REPAIRED, "Enforce", message.clone())
             .await;
     }
-
-    // ---- clear handled annotations
-    let clear: Vec<&str> = effects
+    let clear: Vec<&str> = acted
+        .effects
         .iter()
         .filter_map(|e| match e {
             Effect::ClearAnnotation(key) => Some(*key),
@@ -338,23 +447,29 @@ async fn apply(q: &Quarantine, ctx: &Shared, deleting: bool) -> Result<Action, E
         })
         .collect();
     if !clear.is_empty() && !deleting {
-        clear_annotations(&api, q, &clear).await?;
+        clear_annotations(api, q, &clear).await?;
     }
+    Ok(())
+}
 
-    // ---- requeue
-    if wants_release && state.phase == Phase::Releasing {
+/// Step 6, when to come back: an unfinished release is an error (retried with backoff); else the
+/// soonest of the lifecycle's deadlines and the drift period.
+fn next_action(q: &Quarantine, ctx: &Shared, uid: &str, acted: &Acted) -> Result<Action, Error> {
+    let state = &acted.state;
+    let effects = &acted.effects;
+    if acted.wants_release && state.phase == Phase::Releasing {
         return Err(Error::Release(format!(
             "{} still holds the deny on some target",
             object_key(q)
         )));
     }
     if effects.contains(&Effect::RequeueWithBackoff) {
-        return Ok(requeue(ctx.backoff(&uid)));
+        return Ok(requeue(ctx.backoff(uid)));
     }
-    ctx.reset_backoff(&uid);
+    ctx.reset_backoff(uid);
     let mut next: Option<Duration> = None;
     let mut sooner = |d: Duration| next = Some(next.map_or(d, |n| n.min(d)));
-    for effect in &effects {
+    for effect in effects {
         if let Effect::RequeueAt(at) = effect {
             sooner(until(*at, Timestamp::now()));
         }
@@ -722,7 +837,7 @@ async fn enforce(
         ctx.engine
             .converge_as(&cluster, ctx.clients.as_ref(), &input)
             .await
-            .map_err(|e| Error::Aborted(e.to_string()))?
+            .map_err(Error::Aborted)?
     };
     count_calls(ctx, &report);
     mark_full_converge(ctx, &uid);
@@ -840,18 +955,6 @@ fn worst(categories: &[ErrorCategory]) -> ErrorCategory {
         .unwrap_or(ErrorCategory::Transient)
 }
 
-/// The `reconcile_errors_total{category}` label of an IAM failure (`iam_access_denied`, ...).
-pub fn iam_error_label(category: ErrorCategory) -> &'static str {
-    match category {
-        ErrorCategory::Transient => "iam_transient",
-        ErrorCategory::AccessDenied => "iam_access_denied",
-        ErrorCategory::Quota => "iam_quota",
-        ErrorCategory::NotFound => "iam_not_found",
-        ErrorCategory::Invalid => "iam_invalid",
-        ErrorCategory::Conflict => "iam_conflict",
-    }
-}
-
 /// Steady-state verification; `None` means "run a full converge" (something is missing).
 async fn verify(
     q: &Quarantine,
@@ -908,7 +1011,7 @@ async fn verify(
             .engine
             .verify_target_as(&cluster_of(q, ctx), iam.as_ref(), d, &attachment, document)
             .await
-            .map_err(|e| Error::Aborted(e.to_string()))?;
+            .map_err(Error::Aborted)?;
         calls += v.calls.sent();
         for (op, n) in &v.calls.by_operation {
             ctx.metrics
@@ -1022,7 +1125,7 @@ async fn release(q: &Quarantine, ctx: &Shared) -> Result<IamOutcome, Error> {
         ctx.engine
             .converge_as(&cluster, ctx.clients.as_ref(), &input)
             .await
-            .map_err(|e| Error::Aborted(e.to_string()))?
+            .map_err(Error::Aborted)?
     };
     count_calls(ctx, &report);
     let uid = q.uid().unwrap_or_default();

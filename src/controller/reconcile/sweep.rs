@@ -9,10 +9,9 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use super::policy::CONDITION_READY;
 use super::{Shared, desired};
 use crate::controller::crd::Phase;
-use crate::controller::crd::conditions::condition_status;
+use crate::controller::crd::conditions::{READY, condition_status};
 use crate::controller::enforce::converge::{ConvergeInput, Scope, WriteGate};
 
 /// Every phase, for the gauge.
@@ -36,7 +35,7 @@ pub fn refresh_gauges(ctx: &Shared) {
         match p
             .status
             .as_ref()
-            .and_then(|s| condition_status(&s.conditions, CONDITION_READY))
+            .and_then(|s| condition_status(&s.conditions, READY))
         {
             Some("True") => ready_true += 1,
             Some("False") => ready_false += 1,
@@ -57,6 +56,10 @@ pub fn refresh_gauges(ctx: &Shared) {
             *counts.entry(p.as_str()).or_insert(0) += 1;
         }
     }
+    let (_, ended) = ctx.stores.ended().targets_and_phases();
+    for (phase, n) in ended {
+        *counts.entry(phase).or_insert(0) += n;
+    }
     for (phase, n) in counts {
         ctx.metrics.quarantines.with_label_values(&[phase]).set(n);
     }
@@ -64,6 +67,7 @@ pub fn refresh_gauges(ctx: &Shared) {
 
 /// One sweep: release objects owned by quarantines that are absent from the cache or ended.
 /// Returns how many release writes were sent.
+#[tracing::instrument(name = "orphan_sweep", skip_all)]
 pub async fn sweep_once(ctx: &Shared) -> usize {
     let _exclusive = ctx.iam_lock.write().await;
     let quarantines = ctx.stores.quarantines();
@@ -79,6 +83,17 @@ pub async fn sweep_once(ctx: &Shared) -> usize {
             keep.insert(desired::key(q));
         }
     }
+    // Ended quarantines outside the cache (decision 140): their targets are scanned as before.
+    let (ended, _) = ctx.stores.ended().targets_and_phases();
+    for target in ended {
+        if let Ok(parsed) = target.parse() {
+            accounts.insert(parsed.account_id().to_string());
+        }
+        known.push(desired::known_principal(&target));
+    }
+    // Many ended quarantines name the same principal: scan each once (exact duplicates only).
+    let mut seen = BTreeSet::new();
+    known.retain(|k| seen.insert((k.arn.clone(), format!("{:?}", k.kind))));
     let input = ConvergeInput {
         desired: Vec::new(),
         known_principals: known,

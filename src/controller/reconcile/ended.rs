@@ -1,0 +1,301 @@
+//! Ended Quarantines out of the full-object cache (decision 140). A Quarantine whose phase is
+//! terminal (Released, Rejected, Expired), whose status has seen its current generation, that is
+//! not being deleted and carries no lifecycle annotation or legacy finalizer has nothing left for a
+//! reconcile to do: it is kept here as the little that intake's cooldown check, the orphan sweep and
+//! the phase gauge need (policy, phase, targets, release time), not as the whole object. Anything
+//! that gives it work again (a deletion, an edit, an annotation) makes it "live" again, and the
+//! watch event that says so puts the whole object back into the cache and triggers a reconcile.
+//! Nothing here is ever written back to the API: the reconcile only ever writes objects it read
+//! whole from the cache.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use kube::runtime::watcher::Event;
+
+use super::index::{Entries, Relisted};
+use crate::controller::crd::{
+    DenySpec, Mode, Phase, PolicyRef, Principal, Quarantine, QuarantineSpec, QuarantineStatus,
+};
+use crate::controller::lifecycle::Annotation;
+
+/// True when `q` has nothing left for a reconcile to do (see the module header).
+pub fn settled(q: &Quarantine) -> bool {
+    let Some(status) = q.status.as_ref() else {
+        return false;
+    };
+    let terminal = status.phase.is_some_and(Phase::is_terminal);
+    let meta = &q.metadata;
+    let seen = status.observed_generation == meta.generation;
+    let annotated = meta.annotations.as_ref().is_some_and(|a| {
+        Annotation::PROCESSING_ORDER
+            .iter()
+            .any(|k| a.contains_key(k.key()))
+    });
+    let legacy = meta.finalizers.as_ref().is_some_and(|f| {
+        f.iter()
+            .any(|name| name == super::finalizers::LEGACY_FINALIZER)
+    });
+    terminal && seen && meta.deletion_timestamp.is_none() && !annotated && !legacy
+}
+
+/// What is kept of one ended Quarantine.
+#[derive(Clone, Debug, PartialEq)]
+struct Ended {
+    phase: Phase,
+    released_at: Option<Timestamp>,
+    targets: Box<[Principal]>,
+}
+
+/// (namespace, name) or (namespace, policy).
+type Key = (Box<str>, Box<str>);
+
+/// (namespace, policy) → quarantine name → what is kept; (namespace, name) → policy.
+#[derive(Default)]
+struct Outlines {
+    by_policy: HashMap<Key, BTreeMap<Box<str>, Ended>>,
+    policy_of: HashMap<Key, Box<str>>,
+}
+
+impl Outlines {
+    fn forget(&mut self, namespace: &str, name: &str) {
+        let key = (Box::from(namespace), Box::from(name));
+        if let Some(policy) = self.policy_of.remove(&key) {
+            let group = (Box::from(namespace), policy);
+            if let Some(names) = self.by_policy.get_mut(&group) {
+                names.remove(name);
+                if names.is_empty() {
+                    self.by_policy.remove(&group);
+                }
+            }
+        }
+    }
+
+    fn record(&mut self, q: &Quarantine) {
+        let namespace = q.metadata.namespace.as_deref().unwrap_or_default();
+        let name = q.metadata.name.as_deref().unwrap_or_default();
+        self.forget(namespace, name);
+        if !settled(q) {
+            return;
+        }
+        let Some(status) = q.status.as_ref() else {
+            return;
+        };
+        let Some(phase) = status.phase else {
+            return;
+        };
+        let policy: Box<str> = Box::from(q.spec.policy_ref.name.as_str());
+        self.policy_of
+            .insert((Box::from(namespace), Box::from(name)), policy.clone());
+        self.by_policy
+            .entry((Box::from(namespace), policy))
+            .or_default()
+            .insert(
+                Box::from(name),
+                Ended {
+                    phase,
+                    released_at: status.released_at.as_ref().map(|t| t.0),
+                    targets: q.spec.targets.clone().into_boxed_slice(),
+                },
+            );
+    }
+}
+
+impl Entries for Outlines {
+    fn put(&mut self, q: &Quarantine) {
+        self.record(q);
+    }
+
+    fn remove(&mut self, q: &Quarantine) {
+        self.forget(
+            q.metadata.namespace.as_deref().unwrap_or_default(),
+            q.metadata.name.as_deref().unwrap_or_default(),
+        );
+    }
+}
+
+/// The ended Quarantines, kept from the same watch events as the quarantine cache. Cheap to clone
+/// (shared).
+#[derive(Clone, Default)]
+pub struct EndedIndex {
+    state: Arc<Mutex<Relisted<Outlines>>>,
+}
+
+impl EndedIndex {
+    /// Applies one watch event (every object, settled or not).
+    pub fn observe(&self, event: &Event<Quarantine>) {
+        if let Ok(mut state) = self.state.lock() {
+            state.observe(event);
+        }
+    }
+
+    /// The ended quarantines of policy `namespace/policy`, as objects holding only what policy
+    /// evaluation reads of an ended quarantine (name, policy, targets, phase, release time). For
+    /// evaluation only: such an object is never written anywhere.
+    pub fn for_policy(&self, namespace: &str, policy: &str) -> Vec<Quarantine> {
+        let Ok(state) = self.state.lock() else {
+            return Vec::new();
+        };
+        let group = (Box::from(namespace), Box::from(policy));
+        state
+            .current
+            .by_policy
+            .get(&group)
+            .map(|names| {
+                names
+                    .iter()
+                    .map(|(name, ended)| outline(namespace, policy, name, ended))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The outline of one ended quarantine (see [`EndedIndex::for_policy`]).
+    pub fn get(&self, namespace: &str, name: &str) -> Option<Quarantine> {
+        let state = self.state.lock().ok()?;
+        let policy = state
+            .current
+            .policy_of
+            .get(&(Box::from(namespace), Box::from(name)))?;
+        let ended = state
+            .current
+            .by_policy
+            .get(&(Box::from(namespace), policy.clone()))?
+            .get(name)?;
+        Some(outline(namespace, policy, name, ended))
+    }
+
+    /// The target principals of every ended quarantine (what the orphan sweep scans for
+    /// leftovers), and how many ended quarantines each terminal phase has.
+    pub fn targets_and_phases(&self) -> (Vec<Principal>, BTreeMap<&'static str, i64>) {
+        let mut targets = Vec::new();
+        let mut phases = BTreeMap::new();
+        if let Ok(state) = self.state.lock() {
+            for ended in state.current.by_policy.values().flat_map(|n| n.values()) {
+                targets.extend(ended.targets.iter().cloned());
+                *phases.entry(ended.phase.as_str()).or_insert(0) += 1;
+            }
+        }
+        (targets, phases)
+    }
+
+    /// How many ended quarantines are kept.
+    pub fn len(&self) -> usize {
+        self.state
+            .lock()
+            .map_or(0, |state| state.current.policy_of.len())
+    }
+
+    /// True when none is kept.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn outline(namespace: &str, policy: &str, name: &str, ended: &Ended) -> Quarantine {
+    Quarantine {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            namespace: Some(namespace.to_string()),
+            ..ObjectMeta::default()
+        },
+        spec: QuarantineSpec {
+            policy_ref: PolicyRef {
+                name: policy.to_string(),
+            },
+            signal: None,
+            targets: ended.targets.to_vec(),
+            deny: DenySpec::default(),
+            mode: Mode::default(),
+            ttl: String::new(),
+            approval_timeout: None,
+            notify: None,
+        },
+        status: Some(QuarantineStatus {
+            phase: Some(ended.phase),
+            released_at: ended.released_at.map(Time),
+            ..QuarantineStatus::default()
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::index::tests::quarantine;
+    use super::*;
+
+    #[test]
+    fn settled_only_when_nothing_is_left_to_do() {
+        assert!(settled(&quarantine("a", "p", Some(Phase::Released))));
+        assert!(settled(&quarantine("a", "p", Some(Phase::Rejected))));
+        assert!(settled(&quarantine("a", "p", Some(Phase::Expired))));
+        assert!(!settled(&quarantine("a", "p", Some(Phase::Active))));
+        assert!(!settled(&quarantine("a", "p", Some(Phase::Failed))));
+        assert!(!settled(&quarantine("a", "p", None)));
+        let mut edited = quarantine("a", "p", Some(Phase::Released));
+        edited.metadata.generation = Some(2);
+        assert!(!settled(&edited));
+        let mut deleting = quarantine("a", "p", Some(Phase::Released));
+        deleting.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
+        assert!(!settled(&deleting));
+        let mut annotated = quarantine("a", "p", Some(Phase::Released));
+        annotated.metadata.annotations = Some(
+            [(Annotation::Release.key().to_string(), "x".to_string())]
+                .into_iter()
+                .collect(),
+        );
+        assert!(!settled(&annotated));
+        let mut legacy = quarantine("a", "p", Some(Phase::Released));
+        legacy.metadata.finalizers = Some(vec![super::super::finalizers::LEGACY_FINALIZER.into()]);
+        assert!(!settled(&legacy));
+    }
+
+    #[test]
+    fn follows_events_and_relists() {
+        let index = EndedIndex::default();
+        index.observe(&Event::Init);
+        index.observe(&Event::InitApply(quarantine(
+            "a",
+            "p",
+            Some(Phase::Released),
+        )));
+        index.observe(&Event::InitApply(quarantine("b", "p", Some(Phase::Active))));
+        assert!(index.for_policy("team", "p").is_empty());
+        index.observe(&Event::InitDone);
+        let outlines = index.for_policy("team", "p");
+        assert_eq!(outlines.len(), 1);
+        assert_eq!(outlines[0].metadata.name.as_deref(), Some("a"));
+        assert_eq!(
+            outlines[0].status.as_ref().and_then(|s| s.phase),
+            Some(Phase::Released)
+        );
+        assert!(
+            outlines[0]
+                .status
+                .as_ref()
+                .and_then(|s| s.released_at.as_ref())
+                .is_some()
+        );
+        assert_eq!(outlines[0].spec.targets.len(), 1);
+
+        index.observe(&Event::Apply(quarantine("b", "p", Some(Phase::Released))));
+        assert_eq!(index.len(), 2);
+        let mut deleting = quarantine("a", "p", Some(Phase::Released));
+        deleting.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
+        index.observe(&Event::Apply(deleting));
+        assert_eq!(index.len(), 1);
+        index.observe(&Event::Delete(quarantine("b", "p", Some(Phase::Released))));
+        assert!(index.is_empty());
+        assert!(index.for_policy("team", "p").is_empty());
+
+        index.observe(&Event::Apply(quarantine("c", "q", Some(Phase::Expired))));
+        let (targets, phases) = index.targets_and_phases();
+        assert_eq!(targets.len(), 1);
+        assert_eq!(phases.get("Expired"), Some(&1));
+        index.observe(&Event::Init);
+        index.observe(&Event::InitDone);
+        assert!(index.is_empty());
+    }
+}
