@@ -186,10 +186,14 @@ async fn reject_and_approval_timeout_never_write_to_iam() {
     // Intake decides from the cache: wait until it has seen the rejection (else the target is
     // still held and the second signal makes no quarantine).
     h.eventually("the cache sees the rejection", || async {
-        h.running()
-            .stores
-            .quarantine(harness::NS, &first)
-            .and_then(|q| q.status.as_ref().and_then(|s| s.phase))
+        let stores = &h.running().stores;
+        let live = stores
+            .quarantines()
+            .into_iter()
+            .find(|q| q.name_any() == first)
+            .map(|q| (*q).clone());
+        live.or_else(|| stores.ended().get(harness::NS, &first))
+            .and_then(|q| q.status.and_then(|s| s.phase))
             == Some(Phase::Rejected)
     })
     .await;
