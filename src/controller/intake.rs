@@ -25,15 +25,23 @@ pub struct PolicyOutcome {
 /// The result of handing one signal to intake.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct IntakeReport {
-    /// One entry per policy evaluated (policies whose source or account cannot match are included
-    /// with their reason, so a person can see why nothing happened).
+    /// One entry per policy that watches the signal's source, account, service and budget, with
+    /// the reason of its decision (so a person can see why nothing happened).
     pub outcomes: Vec<PolicyOutcome>,
+    /// How many policies do not watch the signal at all and were passed over without an entry
+    /// (their reasons are in the debug log; decision 147).
+    pub passed_over: usize,
 }
 
 impl IntakeReport {
     /// Quarantines created by this call.
     pub fn created(&self) -> impl Iterator<Item = &PolicyOutcome> {
         self.outcomes.iter().filter(|o| o.created)
+    }
+
+    /// How many policies answered: those with an outcome and those passed over.
+    pub fn policies(&self) -> usize {
+        self.outcomes.len() + self.passed_over
     }
 
     /// True when at least one policy matched (created or found its Quarantine).

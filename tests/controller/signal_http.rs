@@ -84,6 +84,7 @@ impl SignalIntake for RecordingIntake {
                         quarantine: Some(format!("q-{}", signal.id)),
                         created: true,
                     }],
+                    passed_over: 0,
                 })
             }
         }

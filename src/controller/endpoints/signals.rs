@@ -695,7 +695,7 @@ async fn submit(state: &SignalState, source: &'static str, signal: &CostSignal) 
                 source,
                 signal = %signal.id,
                 account = %signal.account_id,
-                policies = report.outcomes.len(),
+                policies = report.policies(),
                 matched,
                 created = ?created,
                 "signal handed to intake"
@@ -706,7 +706,7 @@ async fn submit(state: &SignalState, source: &'static str, signal: &CostSignal) 
                 format!(
                     "signal {} evaluated by {} policies; {} quarantines matched, {} created",
                     signal.id,
-                    report.outcomes.len(),
+                    report.policies(),
                     matched,
                     created.len()
                 ),
