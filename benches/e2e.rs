@@ -4,7 +4,8 @@
 //!
 //! `cargo bench --bench e2e` (or `make bench`, which runs the scale phase in a process of its own so
 //! that its RSS figures start from a fresh heap). Sizes and phases come from the environment:
-//! `AGR_BENCH_PHASES` (default `latency,drift,scale,cost`), `AGR_BENCH_SINGLE` (50),
+//! `AGR_BENCH_PHASES` (default `latency,drift,scale,cost`; `binary` runs the scale measurement on
+//! the real `autoguardrails controller` binary, `AGR_BENCH_BINARY`, default `target/release/autoguardrails`), `AGR_BENCH_SINGLE` (50),
 //! `AGR_BENCH_BURST` (1000), `AGR_BENCH_RELEASE_TTL_SECONDS` (60), `AGR_BENCH_DRIFT_SAMPLES` (10),
 //! `AGR_BENCH_POLICIES` (10000), `AGR_BENCH_QUARANTINES` (100000), `AGR_BENCH_ACTIVE` (100),
 //! `AGR_BENCH_STEADY_SECONDS` (60), `AGR_BENCH_LIVE` (a tenth of the quarantines: how many of the
@@ -269,6 +270,9 @@ fn main() {
             );
         }
         runtime.block_on(scale(&mut report));
+    }
+    if phases.contains("binary") {
+        runtime.block_on(binary_scale(&mut report));
     }
     if phases.contains("cost") {
         cost_explorer(&mut report);
@@ -802,106 +806,16 @@ async fn scale(report: &mut Report) {
         return;
     };
     let client = emulator.client().await;
-    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
-        Api::all(client.clone());
-    for crd in autoguardrails::controller::crd::all_crds() {
-        crds.create(&PostParams::default(), &crd)
-            .await
-            .expect("create CRD");
-    }
-    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
-    let ns: k8s_openapi::api::core::v1::Namespace =
-        serde_json::from_value(serde_json::json!({"metadata": {"name": NS}})).expect("namespace");
-    namespaces
-        .create(&PostParams::default(), &ns)
-        .await
-        .expect("create namespace");
-
-    // ---- seed through the API (the emulator has no bulk-load API)
-    let seeding = Instant::now();
-    let yamls: Vec<String> = (0..policy_count)
-        .map(|i| {
-            policy_yaml(
-                &format!("scale-{i:05}"),
-                &format!("scale-service-{i:05}"),
-                &format!("scale-{i:05}"),
-                "1h",
-            )
-        })
-        .collect();
-    let mut policies = create_policies(&client, yamls, 32).await;
-    // Created concurrently: put them back in name order, so policy i is `scale-i`.
-    policies.sort_by_key(|p| p.name_any());
-    let policies_seconds = seeding.elapsed().as_secs_f64();
-    let quarantines: Api<Quarantine> = Api::namespaced(client.clone(), NS);
-    let settings = ControllerSettings::default();
-    let activated: Timestamp = "2026-01-05T08:00:00Z".parse().expect("timestamp");
-    let policies = Arc::new(policies);
-    let created = futures::stream::iter(0..quarantine_count)
-        .map(|k| {
-            let api = quarantines.clone();
-            let policies = policies.clone();
-            let settings = settings.clone();
-            async move {
-                // Live ones wait for approval on the policies the Active phase leaves alone.
-                let is_live = k < live;
-                let spare = (policies.len() - active).max(1);
-                let policy = if is_live {
-                    &policies[policies.len() - 1 - (k % spare)]
-                } else {
-                    &policies[k % policies.len()]
-                };
-                let service = policy
-                    .spec
-                    .matcher
-                    .services
-                    .first()
-                    .cloned()
-                    .unwrap_or_default();
-                let s = signal(&format!("old-anomaly-{k:06}"), &service);
-                let decision = policy::evaluate(Input {
-                    policy,
-                    signal: &s,
-                    existing: &[],
-                    settings: &settings,
-                    now: activated,
-                });
-                let mut q = decision.quarantine.expect("seed quarantine");
-                q.metadata.finalizers = Some(vec![FINALIZER.to_string()]);
-                if is_live {
-                    // No status: the cold start creates it (PendingApproval for a day).
-                    q.spec.mode = autoguardrails::controller::crd::Mode::Manual;
-                    q.spec.approval_timeout = Some("24h".into());
-                }
-                let stored = api
-                    .create(&PostParams::default(), &q)
-                    .await
-                    .expect("create quarantine");
-                if is_live {
-                    return;
-                }
-                let status =
-                    released_status(&stored, activated + SignedDuration::from_secs(k as i64));
-                let body = serde_json::json!({ "status": status });
-                api.patch_status(
-                    &stored.name_any(),
-                    &PatchParams::default(),
-                    &Patch::Merge(&body),
-                )
-                .await
-                .expect("seed status");
-            }
-        })
-        .buffer_unordered(32)
-        .count()
-        .await;
-    let seed_seconds = seeding.elapsed().as_secs_f64();
-    println!(
-        "  seeded {policy_count} policies in {policies_seconds:.1} s and {created} quarantines (create + status) in {:.1} s through the API; emulator RSS {} MiB",
-        seed_seconds - policies_seconds,
-        rss_kib(Some(emulator.child.id())) / 1024
-    );
-    report.figure("scale.seed_s", seed_seconds, "s", &format!("seed {policy_count} policies + {quarantine_count} quarantines through the API (not a target)"), "");
+    seed(
+        report,
+        &emulator,
+        &client,
+        policy_count,
+        quarantine_count,
+        live,
+        active,
+    )
+    .await;
 
     // ---- cold start
     let iam = Arc::new(InMemoryIam::new(ACCOUNT));
@@ -1194,6 +1108,562 @@ async fn scale(report: &mut Report) {
     let _ = tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(30), handle).await;
     drop(emulator);
+}
+
+/// Creates the CRDs, the namespace, `policy_count` policies and `quarantine_count` quarantines
+/// (`live` of them waiting for approval without status, the rest Released with the status the
+/// controller leaves) through the API: the emulator has no bulk-load API.
+async fn seed(
+    report: &mut Report,
+    emulator: &ChildEmulator,
+    client: &Client,
+    policy_count: usize,
+    quarantine_count: usize,
+    live: usize,
+    active: usize,
+) {
+    let client = client.clone();
+    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        Api::all(client.clone());
+    for crd in autoguardrails::controller::crd::all_crds() {
+        crds.create(&PostParams::default(), &crd)
+            .await
+            .expect("create CRD");
+    }
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let ns: k8s_openapi::api::core::v1::Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": NS}})).expect("namespace");
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("create namespace");
+
+    // ---- seed through the API (the emulator has no bulk-load API)
+    let seeding = Instant::now();
+    let yamls: Vec<String> = (0..policy_count)
+        .map(|i| {
+            policy_yaml(
+                &format!("scale-{i:05}"),
+                &format!("scale-service-{i:05}"),
+                &format!("scale-{i:05}"),
+                "1h",
+            )
+        })
+        .collect();
+    let mut policies = create_policies(&client, yamls, 32).await;
+    // Created concurrently: put them back in name order, so policy i is `scale-i`.
+    policies.sort_by_key(|p| p.name_any());
+    let policies_seconds = seeding.elapsed().as_secs_f64();
+    let quarantines: Api<Quarantine> = Api::namespaced(client.clone(), NS);
+    let settings = ControllerSettings::default();
+    let activated: Timestamp = "2026-01-05T08:00:00Z".parse().expect("timestamp");
+    let policies = Arc::new(policies);
+    let created = futures::stream::iter(0..quarantine_count)
+        .map(|k| {
+            let api = quarantines.clone();
+            let policies = policies.clone();
+            let settings = settings.clone();
+            async move {
+                // Live ones wait for approval on the policies the Active phase leaves alone.
+                let is_live = k < live;
+                let spare = (policies.len() - active).max(1);
+                let policy = if is_live {
+                    &policies[policies.len() - 1 - (k % spare)]
+                } else {
+                    &policies[k % policies.len()]
+                };
+                let service = policy
+                    .spec
+                    .matcher
+                    .services
+                    .first()
+                    .cloned()
+                    .unwrap_or_default();
+                let s = signal(&format!("old-anomaly-{k:06}"), &service);
+                let decision = policy::evaluate(Input {
+                    policy,
+                    signal: &s,
+                    existing: &[],
+                    settings: &settings,
+                    now: activated,
+                });
+                let mut q = decision.quarantine.expect("seed quarantine");
+                q.metadata.finalizers = Some(vec![FINALIZER.to_string()]);
+                if is_live {
+                    // No status: the cold start creates it (PendingApproval for a day).
+                    q.spec.mode = autoguardrails::controller::crd::Mode::Manual;
+                    q.spec.approval_timeout = Some("24h".into());
+                }
+                let stored = api
+                    .create(&PostParams::default(), &q)
+                    .await
+                    .expect("create quarantine");
+                if is_live {
+                    return;
+                }
+                let status =
+                    released_status(&stored, activated + SignedDuration::from_secs(k as i64));
+                let body = serde_json::json!({ "status": status });
+                api.patch_status(
+                    &stored.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&body),
+                )
+                .await
+                .expect("seed status");
+            }
+        })
+        .buffer_unordered(32)
+        .count()
+        .await;
+    let seed_seconds = seeding.elapsed().as_secs_f64();
+    println!(
+        "  seeded {policy_count} policies in {policies_seconds:.1} s and {created} quarantines (create + status) in {:.1} s through the API; emulator RSS {} MiB",
+        seed_seconds - policies_seconds,
+        rss_kib(Some(emulator.child.id())) / 1024
+    );
+    report.figure("scale.seed_s", seed_seconds, "s", &format!("seed {policy_count} policies + {quarantine_count} quarantines through the API (not a target)"), "");
+}
+
+/// The `autoguardrails controller` binary at scale, as users run it (issue 21): leader, intake on
+/// `/events`, the in-memory IAM backend seeded with every role, the emulator in another process.
+/// RSS is the binary's own (`VmRSS`, and the peak `VmHWM`); "every object reconciled" is read from
+/// its `/metrics`; the intake decision is the `/events` round trip of a signal no policy watches.
+async fn binary_scale(report: &mut Report) {
+    let policy_count = setting("AGR_BENCH_POLICIES", 10_000).max(1);
+    let quarantine_count = setting("AGR_BENCH_QUARANTINES", 100_000);
+    let active = setting("AGR_BENCH_ACTIVE", 100).min(policy_count);
+    let steady = setting("AGR_BENCH_STEADY_SECONDS", 60);
+    let live = setting("AGR_BENCH_LIVE", quarantine_count / 10).min(quarantine_count);
+    let binary = std::env::var("AGR_BENCH_BINARY").unwrap_or_else(|_| {
+        let target = std::env::var("CARGO_TARGET_DIR")
+            .unwrap_or_else(|_| format!("{}/target", env!("CARGO_MANIFEST_DIR")));
+        format!("{target}/release/autoguardrails")
+    });
+    if !std::path::Path::new(&binary).exists() {
+        println!(
+            "binary: SKIPPED ({binary} not found; `cargo build --release --bin autoguardrails`)"
+        );
+        return;
+    }
+    println!(
+        "binary: {binary}: {policy_count} policies, {quarantine_count} quarantines ({live} PendingApproval, {} Released) + {active} Active, steady state over {steady} s",
+        quarantine_count - live
+    );
+    let Some(emulator) = ChildEmulator::start() else {
+        println!("binary: SKIPPED (no emulator binary)");
+        return;
+    };
+    let client = emulator.client().await;
+    seed(
+        report,
+        &emulator,
+        &client,
+        policy_count,
+        quarantine_count,
+        live,
+        active,
+    )
+    .await;
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), NS);
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": "events-key", "namespace": NS },
+        "stringData": { "apiKey": BENCH_API_KEY }
+    }))
+    .expect("secret");
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("create the /events key Secret");
+
+    let dir = std::env::temp_dir().join(format!("agr-bench-binary-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("bench dir");
+    let roles: Vec<String> = (0..policy_count).map(|i| format!("scale-{i:05}")).collect();
+    let (ops_port, signals_port) = (free_port(), free_port());
+    let config = format!(
+        r#"clusterId: {CLUSTER}
+namespaces: [{NS}]
+metricsAddr: 127.0.0.1:{ops_port}
+signalsAddr: 127.0.0.1:{signals_port}
+aws:
+  backend: memory
+  memory:
+    "{ACCOUNT}": {{ roles: [{}] }}
+leaderElection:
+  leaseNamespace: {NS}
+signals:
+  events:
+    apiKeySecret: {{ name: events-key, key: apiKey }}
+notifications:
+  enabled: false
+"#,
+        roles.join(", ")
+    );
+    let config_path = dir.join("config.yaml");
+    std::fs::write(&config_path, config).expect("config");
+    let http = reqwest::Client::new();
+    let ops = format!("http://127.0.0.1:{ops_port}");
+    let events = format!("http://127.0.0.1:{signals_port}/events");
+
+    for (label, first) in [("cold", true), ("restart", false)] {
+        let rv_before = current_resource_version(&client).await;
+        let started = Instant::now();
+        let mut process = BinaryProcess::start(&binary, &config_path, &emulator, &dir, label);
+        let pid = process.child.id();
+        let mut ready_s = None;
+        let deadline = Instant::now() + Duration::from_secs(600);
+        let mut counts = (0, 0);
+        while Instant::now() < deadline {
+            if process.exited() {
+                panic!(
+                    "the controller exited during its {label} start; log: {}",
+                    process.log_tail()
+                );
+            }
+            if ready_s.is_none()
+                && http
+                    .get(format!("{ops}/readyz"))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            {
+                ready_s = Some(started.elapsed().as_secs_f64());
+            }
+            if ready_s.is_some() {
+                counts = binary_reconciles(&http, &ops).await;
+                if counts.0 >= (live + usize::from(!first) * active) as u64
+                    && counts.1 >= policy_count as u64
+                {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let reconciled_s = started.elapsed().as_secs_f64();
+        // Quiet: the reconcile counters stand still for 2 s.
+        let quiet_deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let now = binary_reconciles(&http, &ops).await;
+            if now == counts || Instant::now() > quiet_deadline {
+                break;
+            }
+            counts = now;
+        }
+        let writes = current_resource_version(&client)
+            .await
+            .saturating_sub(rv_before);
+        let (rss, peak) = rss_and_peak_kib(pid);
+        println!(
+            "  {label} start: ready {:.1} s, every object reconciled once {reconciled_s:.1} s ({} quarantine and {} policy reconciles), {writes} API writes, RSS {} MiB (peak {} MiB)",
+            ready_s.unwrap_or(f64::NAN),
+            counts.0,
+            counts.1,
+            rss / 1024,
+            peak / 1024
+        );
+        report.figure(
+            &format!("binary.{label}.ready_s"),
+            ready_s.unwrap_or(f64::NAN),
+            "s",
+            &format!("binary {label} start → /readyz (caches synced)"),
+            "",
+        );
+        report.figure(
+            &format!("binary.{label}.reconciled_s"),
+            reconciled_s,
+            "s",
+            &format!("binary {label} start → every object reconciled once"),
+            "< 10 s",
+        );
+        report.figure(
+            &format!("binary.{label}.writes"),
+            writes as f64,
+            "writes",
+            &format!("API writes during the {label} start"),
+            "",
+        );
+        report.figure(
+            &format!("binary.{label}.rss_mib"),
+            rss as f64 / 1024.0,
+            "MiB",
+            &format!("binary RSS after the {label} start"),
+            "< 128 MiB",
+        );
+        report.figure(
+            &format!("binary.{label}.peak_rss_mib"),
+            peak as f64 / 1024.0,
+            "MiB",
+            &format!("binary peak RSS (VmHWM) by the end of the {label} start"),
+            "",
+        );
+        if !first {
+            process.stop();
+            break;
+        }
+
+        // Active quarantines through /events (the real listener, intake and controllers).
+        let mut created_ms = Vec::new();
+        for i in 0..active {
+            let body = anomaly_event(
+                &format!("scale-new-{i:05}"),
+                &format!("scale-service-{i:05}"),
+            );
+            let sent = Instant::now();
+            let answer = http
+                .post(&events)
+                .header("x-api-key", BENCH_API_KEY)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .expect("/events answers");
+            assert!(answer.status().is_success(), "{:?}", answer.text().await);
+            created_ms.push(sent.elapsed().as_secs_f64() * 1e3);
+        }
+        // The decision alone: signals no policy watches (every policy answers, nothing written).
+        let mut decision_ms = Vec::new();
+        for i in 0..active.max(100) {
+            let body = anomaly_event(&format!("scale-none-{i:05}"), "scale-service-none");
+            let sent = Instant::now();
+            let answer = http
+                .post(&events)
+                .header("x-api-key", BENCH_API_KEY)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .expect("/events answers");
+            assert!(answer.status().is_success(), "{:?}", answer.text().await);
+            decision_ms.push(sent.elapsed().as_secs_f64() * 1e3);
+        }
+        let created_ms = sorted(created_ms);
+        let decision_ms = sorted(decision_ms);
+        for (key, values, what, target) in [
+            (
+                "decision",
+                &decision_ms,
+                "intake decision through /events, no policy watches the signal (nothing written)",
+                "< 5 ms",
+            ),
+            (
+                "created",
+                &created_ms,
+                "intake through /events with the Quarantine created",
+                "",
+            ),
+        ] {
+            report.figure(
+                &format!("binary.{key}_ms.p50"),
+                percentile(values, 0.5),
+                "ms",
+                &format!("{what}, p50"),
+                "",
+            );
+            report.figure(
+                &format!("binary.{key}_ms.p99"),
+                percentile(values, 0.99),
+                "ms",
+                &format!("{what}, p99 of {}", values.len()),
+                target,
+            );
+        }
+        // Let the Active ones settle (attached, first drift checks).
+        tokio::time::sleep(Duration::from_secs(5)).await;
+
+        // Steady state.
+        let aws_before = memory_writes(&http, &ops).await;
+        let rv_steady = current_resource_version(&client).await;
+        let window = Instant::now();
+        tokio::time::sleep(Duration::from_secs(steady as u64)).await;
+        let minutes = window.elapsed().as_secs_f64() / 60.0;
+        let aws_writes = memory_writes(&http, &ops).await.saturating_sub(aws_before);
+        let kube_writes = current_resource_version(&client)
+            .await
+            .saturating_sub(rv_steady);
+        let (rss, peak) = rss_and_peak_kib(pid);
+        println!(
+            "  steady state over {steady} s: {aws_writes} AWS writes, {:.1} API writes/min; RSS {} MiB (peak {} MiB)",
+            kube_writes as f64 / minutes,
+            rss / 1024,
+            peak / 1024
+        );
+        report.figure(
+            "binary.steady.aws_writes",
+            aws_writes as f64,
+            "writes",
+            "binary steady state AWS writes",
+            "0",
+        );
+        report.figure(
+            "binary.steady.kube_writes_per_min",
+            kube_writes as f64 / minutes,
+            "writes/min",
+            "binary steady state Kubernetes API writes",
+            "0",
+        );
+        report.figure(
+            "binary.steady.rss_mib",
+            rss as f64 / 1024.0,
+            "MiB",
+            "binary RSS at the end of the steady state",
+            "< 128 MiB",
+        );
+        report.figure(
+            "binary.steady.peak_rss_mib",
+            peak as f64 / 1024.0,
+            "MiB",
+            "binary peak RSS (VmHWM) by the end of the steady state",
+            "",
+        );
+        process.stop();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    drop(emulator);
+}
+
+const BENCH_API_KEY: &str = "bench-events-key-0123456789";
+
+/// An EventBridge "Anomaly Detected" event for `service` in the bench account.
+fn anomaly_event(id: &str, service: &str) -> String {
+    let mut event: serde_json::Value = serde_json::from_str(include_str!(
+        "../tests/fixtures/signals/eventbridge-anomaly.json"
+    ))
+    .expect("fixture");
+    event["id"] = serde_json::json!(format!("evt-{id}"));
+    event["account"] = serde_json::json!(ACCOUNT);
+    event["detail"]["anomalyId"] = serde_json::json!(id);
+    event["detail"]["dimensionalValue"] = serde_json::json!(service);
+    event["detail"]["impact"]["totalImpact"] = serde_json::json!(500.0);
+    event["detail"]["rootCauses"][0]["linkedAccount"] = serde_json::json!(ACCOUNT);
+    event["detail"]["rootCauses"][0]["service"] = serde_json::json!(service);
+    event.to_string()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// `VmRSS` and `VmHWM` of a process, in KiB.
+fn rss_and_peak_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// The binary's quarantine and policy reconcile counters, from its `/metrics`.
+async fn binary_reconciles(http: &reqwest::Client, ops: &str) -> (u64, u64) {
+    let Ok(text) = async {
+        http.get(format!("{ops}/metrics"))
+            .send()
+            .await?
+            .text()
+            .await
+    }
+    .await
+    else {
+        return (0, 0);
+    };
+    let count = |controller: &str| -> u64 {
+        text.lines()
+            .filter(|l| {
+                l.starts_with("autoguardrails_reconciles_total{")
+                    && l.contains(&format!("controller=\"{controller}\""))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    };
+    (count(CONTROLLER_QUARANTINE), count(CONTROLLER_POLICY))
+}
+
+/// The in-memory IAM's write count, from the binary's read-only `/debug/iam`.
+async fn memory_writes(http: &reqwest::Client, ops: &str) -> u64 {
+    let Ok(view) = async {
+        http.get(format!("{ops}/debug/iam"))
+            .send()
+            .await?
+            .json::<serde_json::Value>()
+            .await
+    }
+    .await
+    else {
+        return 0;
+    };
+    view.as_object()
+        .map(|accounts| {
+            accounts
+                .values()
+                .filter_map(|a| a["writeCalls"].as_u64())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// The controller binary in a child process; stopped with SIGTERM (killed on drop).
+struct BinaryProcess {
+    child: std::process::Child,
+    log: std::path::PathBuf,
+}
+
+impl BinaryProcess {
+    fn start(
+        binary: &str,
+        config: &std::path::Path,
+        emulator: &ChildEmulator,
+        dir: &std::path::Path,
+        label: &str,
+    ) -> BinaryProcess {
+        let log = dir.join(format!("controller-{label}.log"));
+        let child = std::process::Command::new(binary)
+            .args(["controller", "--config"])
+            .arg(config)
+            .env("KUBECONFIG", &emulator._kubeconfig)
+            .env("POD_NAME", format!("bench-{label}"))
+            .env("POD_NAMESPACE", NS)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("start the controller binary");
+        BinaryProcess { child, log }
+    }
+
+    fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        text.lines().rev().take(20).collect::<Vec<_>>().join("\n")
+    }
+
+    /// SIGTERM, then waits for the exit (the lease is released so a restart leads at once).
+    fn stop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline && !self.exited() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for BinaryProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// The size of the controller's cached objects serialised as JSON, and the part that is
