@@ -345,6 +345,7 @@ fn signal_strategy() -> impl Strategy<Value = CostSignal> {
             observed_at: at("2026-11-20T08:00:00Z"),
             details_url: None,
             summary: None,
+            principal: None,
             raw: None,
         })
 }
