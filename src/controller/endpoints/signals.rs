@@ -799,7 +799,7 @@ async fn track(
         match answer.outcome {
             OUTCOME_ACCEPTED | OUTCOME_UNUSABLE => {
                 tracker.acknowledge(&signal.id);
-                taken.push(format!("signal {}: {}", signal.id, answer.reason));
+                taken.push(answer.reason);
             }
             _ => {
                 return Answer::new(
