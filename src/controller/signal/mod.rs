@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CostSignal {
-    /// CostAnomaly or Budget.
+    /// CostAnomaly, Budget or Velocity.
     pub source: SignalSource,
     /// A stable id: the anomaly id, or budget name + period + threshold for a budget alert.
     pub id: String,
