@@ -329,6 +329,13 @@ pub async fn serve_until(config: Config, shutdown: Shutdown) -> Result<(), RunEr
     if let Some(tracker) = &velocity {
         ops = ops.with_routes(signals::velocity_router(tracker.clone()));
     }
+    if let Some(tracker) = &velocity
+        && config.leader_election.enabled
+    {
+        // Only the leader counts velocity events (decision 177); `follow_leadership` below
+        // switches the tracker as the lease changes hands.
+        tracker.stand_by(jiff::Timestamp::now());
+    }
     let velocity_saver = velocity.clone().map(|tracker| {
         let interval =
             Duration::try_from(config.velocity.save_interval).unwrap_or(Duration::from_secs(5));
@@ -387,6 +394,9 @@ pub async fn serve_until(config: Config, shutdown: Shutdown) -> Result<(), RunEr
         let elector = LeaderElector::new(client.clone(), settings, metrics.clone())
             .map_err(|e| RunError::Leader(e.to_string()))?;
         let handle = elector.start(elector_shutdown.clone());
+        if let Some(tracker) = &velocity {
+            tokio::spawn(follow_leadership(tracker.clone(), handle.subscribe()));
+        }
         (handle.subscribe(), Some(handle))
     } else {
         tracing::info!("leader election off: this replica always enforces");
@@ -459,6 +469,25 @@ pub async fn serve_until(config: Config, shutdown: Shutdown) -> Result<(), RunEr
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Counts velocity events while this replica leads, and stands by otherwise (decision 177).
+async fn follow_leadership(tracker: Arc<Tracker>, mut leadership: watch::Receiver<bool>) {
+    loop {
+        let leading = *leadership.borrow_and_update();
+        let switched = tracker.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            if leading {
+                switched.lead(jiff::Timestamp::now());
+            } else {
+                switched.stand_by(jiff::Timestamp::now());
+            }
+        })
+        .await;
+        if leadership.changed().await.is_err() {
+            break;
+        }
+    }
 }
 
 /// Writes the velocity state file every `interval` when it changed, and once more after

@@ -1034,3 +1034,39 @@ async fn without_velocity_a_cloudtrail_event_stays_an_unsupported_event() {
     );
     assert!(server.intake.signals.lock().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_standby_replica_makes_the_sender_retry_velocity_events() {
+    let tracker = velocity_tracker();
+    let server = start_with(settings(), |s| s.with_velocity(tracker.clone())).await;
+    let key = [("x-api-key", API_KEY)];
+    let now: Timestamp = NOW.parse().unwrap();
+    tracker.stand_by(now);
+    let (status, answer) = server
+        .post_with("/events", cloudtrail_launch("ev-s"), &key)
+        .await;
+    assert_eq!(
+        (status, answer["outcome"].as_str()),
+        (503, Some("retry_later"))
+    );
+    assert!(tracker.burns().is_empty(), "a standby counts nothing");
+    // Other signals are still served by a standby (decision 051).
+    let (status, _) = server
+        .post_with(
+            "/events",
+            include_str!("../fixtures/signals/eventbridge-anomaly.json"),
+            &key,
+        )
+        .await;
+    assert_eq!(status, 200);
+    // Once it leads, the retry is counted.
+    tracker.lead(now);
+    let (status, answer) = server
+        .post_with("/events", cloudtrail_launch("ev-s"), &key)
+        .await;
+    assert_eq!(
+        (status, answer["outcome"].as_str()),
+        (200, Some("accepted")),
+        "{answer}"
+    );
+}

@@ -149,6 +149,23 @@ fn start(config: &Path, kubeconfig: &Path, log: PathBuf) -> ControllerProcess {
     }
 }
 
+/// Ready, and leading: only the leader counts velocity events (a standby answers 503).
+async fn wait_leading(http: &reqwest::Client, ops: &str) {
+    wait_for("/readyz and the lease", Duration::from_secs(60), || async {
+        let ready =
+            matches!(http.get(format!("{ops}/readyz")).send().await, Ok(r) if r.status() == 200);
+        let leading = match http.get(format!("{ops}/metrics")).send().await {
+            Ok(r) => r
+                .text()
+                .await
+                .is_ok_and(|t| t.lines().any(|l| l == "autoguardrails_leader 1")),
+            Err(_) => false,
+        };
+        ready && leading
+    })
+    .await;
+}
+
 async fn stop(controller: &mut ControllerProcess) {
     let mut child = controller.child.take().unwrap();
     let pid = child.id().to_string();
@@ -219,7 +236,10 @@ aws:
   maxAttempts: 1
   requestsPerSecond: 0
 leaderElection:
-  enabled: false
+  leaseNamespace: {NS}
+  leaseDuration: 4s
+  renewDeadline: 3s
+  retryPeriod: 500ms
 signals:
   maxBodyBytes: 65536
   events:
@@ -242,10 +262,7 @@ velocity:
     let mut controller = start(&config, &kubeconfig, dir.join("controller-1.log"));
     let http = reqwest::Client::new();
     let ops = format!("http://127.0.0.1:{metrics_port}");
-    wait_for("/readyz", Duration::from_secs(60), || async {
-        matches!(http.get(format!("{ops}/readyz")).send().await, Ok(r) if r.status() == 200)
-    })
-    .await;
+    wait_leading(&http, &ops).await;
     kubectl.run_with_input(&["apply", "-f", "-"], Some(POLICY));
     kubectl.run(&[
         "wait",

@@ -767,6 +767,15 @@ async fn track(
     text: &str,
     malformed: StatusCode,
 ) -> Answer {
+    if !tracker.is_counting() {
+        // Decision 177: one estimator counts every event; a standby makes the sender retry, and
+        // the retry reaches the leader (or this replica once it leads).
+        return Answer::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            OUTCOME_RETRY_LATER,
+            "velocity events are counted by the leader replica; retry",
+        );
+    }
     let now = (state.clock)();
     let observation = match tracker.observe(text, now) {
         Ok(observation) => observation,

@@ -7,7 +7,7 @@
 //! The pure core is [`pricing`] (the snapshot), [`event`] (reading one CloudTrail event) and
 //! [`estimator`] (burn, idempotency, out-of-order handling, crossings); [`tracker`] is the thin
 //! adapter that holds the estimator for the HTTP handlers and keeps its state in a file
-//! across restarts (decisions 170–176).
+//! across restarts (decisions 170–177).
 
 pub mod estimator;
 pub mod event;

@@ -166,6 +166,9 @@ pub struct Tracker {
     state_file: Option<PathBuf>,
     dirty: AtomicBool,
     save_lock: Mutex<()>,
+    /// Whether this replica counts events (the leader; decision 177). A standby answers them
+    /// with a retry, so every event is counted by one estimator.
+    counting: AtomicBool,
 }
 
 impl Tracker {
@@ -192,6 +195,7 @@ impl Tracker {
             state_file: settings.state_file.clone(),
             dirty: AtomicBool::new(false),
             save_lock: Mutex::new(()),
+            counting: AtomicBool::new(true),
         })
     }
 
@@ -202,7 +206,46 @@ impl Tracker {
             state_file,
             dirty: AtomicBool::new(false),
             save_lock: Mutex::new(()),
+            counting: AtomicBool::new(true),
         }
+    }
+
+    /// Whether this replica counts events now.
+    pub fn is_counting(&self) -> bool {
+        self.counting.load(Ordering::Acquire)
+    }
+
+    /// Stops counting (this replica stands by): events are answered with a retry. Blocking I/O
+    /// when a state file is set (the state is saved first): call it from a blocking task.
+    pub fn stand_by(&self, now: Timestamp) {
+        if self.counting.swap(false, Ordering::AcqRel) {
+            if let Err(e) = self.save_if_changed(now) {
+                tracing::error!(error = %e, "cannot write the velocity state file");
+            }
+            tracing::info!("velocity: standing by; events are counted by the leader");
+        }
+    }
+
+    /// Starts counting (this replica leads). With a state file, the state is read back from it
+    /// first, so a replica that takes over continues from what the previous leader saved when
+    /// the file is on storage both share (docs/signals.md). Blocking I/O: call it from a
+    /// blocking task.
+    pub fn lead(&self, now: Timestamp) {
+        if self.counting.load(Ordering::Acquire) {
+            return;
+        }
+        if let Some(state) = self.state_file.as_deref().and_then(load_state) {
+            let mut estimator = self.estimator.lock().unwrap_or_else(|p| p.into_inner());
+            let replaced = Estimator::restore(
+                estimator.settings().clone(),
+                estimator.prices().clone(),
+                state,
+                now,
+            );
+            *estimator = replaced;
+        }
+        self.counting.store(true, Ordering::Release);
+        tracing::info!("velocity: leading; counting events");
     }
 
     /// Reads and counts one CloudTrail event.
