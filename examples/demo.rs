@@ -343,7 +343,7 @@ async fn run() -> Result<(), Error> {
     }
 
     println!(
-        "\nDemo walked signal → PendingApproval → approve → Active → release in {:.1} s.",
+        "\nDemo walked signal → PendingApproval → approve → Active → release, then contained a launch burst, in {:.1} s.",
         started.elapsed().as_secs_f64()
     );
     if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() {

@@ -1035,3 +1035,107 @@ mod tests {
         assert_eq!(level_of(f64::MAX, 50.0), 30);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::controller::velocity::event::{Start, parse_event};
+    use proptest::prelude::*;
+
+    fn launch(id: usize) -> Call {
+        let text = include_str!("../../../tests/fixtures/velocity/run-instances.json");
+        let mut call = parse_event(text).unwrap();
+        call.event_id = format!("run-{id}");
+        call.effect = Effect::Start(vec![Start {
+            resource: format!("ec2:i-{id}"),
+            price: PriceRef::Snapshot(PricedService::Ec2, "m5.large".into()),
+            quantity: 1,
+        }]);
+        call
+    }
+
+    fn stop(id: usize) -> Call {
+        let mut call = launch(id);
+        call.event_id = format!("stop-{id}");
+        call.principal = None;
+        call.effect = Effect::Stop(vec![format!("ec2:i-{id}")]);
+        call
+    }
+
+    proptest! {
+        /// Whatever the delivery order and however often each event is delivered, the burn is
+        /// the price of the launched instances that were not terminated.
+        #[test]
+        fn order_and_repetition_do_not_change_the_burn(
+            launched in proptest::collection::btree_set(0usize..40, 0..40),
+            stopped in proptest::collection::btree_set(0usize..40, 0..40),
+            order in proptest::collection::vec(any::<u16>(), 0..200),
+            repeats in proptest::collection::vec(0usize..3, 80),
+        ) {
+            let mut events: Vec<Call> = Vec::new();
+            for (n, id) in launched.iter().enumerate() {
+                for _ in 0..=repeats[n % repeats.len()] {
+                    events.push(launch(*id));
+                }
+            }
+            for (n, id) in stopped.iter().enumerate() {
+                for _ in 0..=repeats[(n + 40) % repeats.len()] {
+                    events.push(stop(*id));
+                }
+            }
+            // A deterministic shuffle from `order`.
+            for (i, r) in order.iter().enumerate() {
+                if events.len() > 1 {
+                    let a = i % events.len();
+                    let b = usize::from(*r) % events.len();
+                    events.swap(a, b);
+                }
+            }
+            let mut e = Estimator::new(
+                Settings { signal_at_usd: 1e9, ..Settings::default() },
+                PriceTable::bundled().unwrap(),
+            );
+            let now: Timestamp = "2026-12-05T02:05:00Z".parse().unwrap();
+            for call in &events {
+                e.observe(call, now);
+            }
+            let running = launched.difference(&stopped).count();
+            let burn = e.burns().first().map(|b| b.usd_per_hour).unwrap_or(0.0);
+            prop_assert_eq!(burn, cents(running as f64 * 0.096));
+            prop_assert!(e.burns().iter().all(|b| b.usd_per_hour >= 0.0));
+        }
+
+        /// Hostile text never panics the event reader.
+        #[test]
+        fn any_text_is_read_or_refused(text in ".{0,400}") {
+            let _ = crate::controller::velocity::event::is_cloudtrail_event(&text);
+            let _ = parse_event(&text);
+        }
+
+        /// A fixture with one field replaced by any JSON value is read or refused, never a panic.
+        #[test]
+        fn any_field_value_is_read_or_refused(
+            field in prop_oneof![
+                Just("eventID"), Just("eventTime"), Just("awsRegion"), Just("userIdentity"),
+                Just("requestParameters"), Just("responseElements"), Just("errorCode"),
+                Just("recipientAccountId"), Just("eventSource"), Just("eventName"),
+            ],
+            value in prop_oneof![
+                Just(serde_json::Value::Null),
+                any::<i64>().prop_map(serde_json::Value::from),
+                ".{0,20}".prop_map(serde_json::Value::from),
+                Just(json!([1, "a", {}])),
+                Just(json!({"instancesSet": {"items": [{"instanceId": 5}]}})),
+            ],
+        ) {
+            let text = include_str!("../../../tests/fixtures/velocity/run-instances.json");
+            let mut event: serde_json::Value = serde_json::from_str(text).unwrap();
+            event["detail"][field] = value;
+            if let Ok(call) = parse_event(&event.to_string()) {
+                let mut e = Estimator::new(Settings::default(), PriceTable::bundled().unwrap());
+                let now: Timestamp = "2026-12-05T02:05:00Z".parse().unwrap();
+                e.observe(&call, now);
+            }
+        }
+    }
+}
