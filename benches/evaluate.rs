@@ -78,6 +78,7 @@ fn signal() -> CostSignal {
         observed_at: "2026-11-20T09:55:00Z".parse().expect("timestamp"),
         details_url: None,
         summary: Some("benchmark anomaly".into()),
+        principal: None,
         raw: None,
     }
 }

@@ -300,6 +300,8 @@ async fn run() -> Result<(), Error> {
     )
     .await?;
 
+    velocity(&http, &quarantines, &ops, signals_port).await?;
+
     step("History and Events, as `kubectl describe` shows them");
     kubectl(&format!("describe -n {NS} quarantine/{name}"));
     let q = quarantines.get(&name).await?;
@@ -341,7 +343,7 @@ async fn run() -> Result<(), Error> {
     }
 
     println!(
-        "\nDemo walked signal → PendingApproval → approve → Active → release in {:.1} s.",
+        "\nDemo walked signal → PendingApproval → approve → Active → release, then contained a launch burst, in {:.1} s.",
         started.elapsed().as_secs_f64()
     );
     if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() {
@@ -358,6 +360,93 @@ async fn run() -> Result<(), Error> {
         tokio::signal::ctrl_c().await?;
     }
     drop(controller);
+    Ok(())
+}
+
+/// Spend velocity: CloudTrail RunInstances events of one CI role on `/events`, until its burn
+/// crosses the Auto policy `ci-velocity` (policies/ci-velocity-auto.yaml); the time from the
+/// crossing event's POST to the deny attached in the in-memory IAM is printed.
+async fn velocity(
+    http: &reqwest::Client,
+    quarantines: &Api<Quarantine>,
+    ops: &str,
+    signals_port: u16,
+) -> Result<(), Error> {
+    step(
+        "Spend velocity: role ci-deployer launches p3.2xlarge instances, one call at a time \
+         (CloudTrail events via EventBridge on /events)",
+    );
+    let fixture: Value = serde_json::from_str(&std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/velocity/run-instances.json"),
+    )?)?;
+    let url = format!("http://127.0.0.1:{signals_port}/events");
+    let mut crossed = None;
+    for k in 0..20 {
+        let mut event = fixture.clone();
+        let now = jiff::Timestamp::now().to_string();
+        let account = "111111111111";
+        event["account"] = account.into();
+        let detail = &mut event["detail"];
+        detail["eventID"] = format!("demo-launch-{k:02}").into();
+        detail["eventTime"] = now.into();
+        detail["recipientAccountId"] = account.into();
+        detail["userIdentity"]["arn"] =
+            format!("arn:aws:sts::{account}:assumed-role/ci-deployer/gh-run-4711").into();
+        detail["userIdentity"]["sessionContext"]["sessionIssuer"]["arn"] =
+            format!("arn:aws:iam::{account}:role/ci-deployer").into();
+        detail["responseElements"]["instancesSet"]["items"] =
+            json!([{"instanceId": format!("i-demo{k:02}"), "instanceType": "p3.2xlarge"}]);
+        let sent = Instant::now();
+        let answer = http
+            .post(&url)
+            .header("x-api-key", API_KEY)
+            .header("content-type", "application/json")
+            .body(event.to_string())
+            .send()
+            .await?;
+        let status = answer.status();
+        let body: Value = answer.json().await.unwrap_or(Value::Null);
+        let reason = body["reason"].as_str().unwrap_or_default().to_string();
+        if !status.is_success() {
+            return Err(
+                format!("the endpoint refused a CloudTrail event: {status} {reason}").into(),
+            );
+        }
+        if k < 2 || reason.contains("signal velocity-") {
+            println!("    RunInstances #{:<2} answer {status}: {reason}", k + 1);
+        } else if k == 2 {
+            println!("    …");
+        }
+        if reason.contains("signal velocity-") {
+            crossed = Some(sent);
+            break;
+        }
+    }
+    let sent = crossed.ok_or("the launches never crossed the velocity threshold")?;
+    let name = quarantines
+        .list(&Default::default())
+        .await?
+        .items
+        .into_iter()
+        .find(|q| q.spec.policy_ref.name == "ci-velocity")
+        .map(|q| q.name_any())
+        .ok_or("no velocity Quarantine was created")?;
+    wait_phase(quarantines, &name, Phase::Active).await?;
+    let contained = sent.elapsed();
+    show_quarantine(quarantines, &name).await?;
+    show_iam_in(
+        http,
+        ops,
+        "111111111111",
+        "the deny is on ci-deployer only (etl is in scope but started nothing)",
+    )
+    .await?;
+    println!(
+        "    contained {:.0} ms after the crossing CloudTrail event reached /events (Auto mode; \
+         in-memory IAM). AWS adds its CloudTrail → EventBridge delivery, typically a few minutes; \
+         AWS Budgets would have evaluated this spend within up to about 8 hours.",
+        contained.as_secs_f64() * 1e3
+    );
     Ok(())
 }
 
@@ -396,7 +485,7 @@ leaderElection:
 aws:
   backend: memory
   memory:
-    "111111111111": {{ roles: [dev-ci] }}
+    "111111111111": {{ roles: [dev-ci, ci-deployer, etl] }}
     "222222222222": {{ roles: [sandbox-developer, sandbox-automation] }}
     "333333333333": {{ roles: [ml-training-pipeline, break-glass] }}
     "444444444444": {{ users: [data-exporter] }}
@@ -405,6 +494,9 @@ signals:
     apiKeySecret: {{ name: events-key, key: apiKey }}
 notifications:
   initialBackoff: 1s
+velocity:
+  enabled: true
+  signalAtUsd: 50
 "#
     )
 }
@@ -540,14 +632,23 @@ async fn show_quarantine(api: &Api<Quarantine>, name: &str) -> Result<(), Error>
 }
 
 async fn show_iam(http: &reqwest::Client, ops: &str, title: &str) -> Result<(), Error> {
+    show_iam_in(http, ops, "333333333333", title).await
+}
+
+async fn show_iam_in(
+    http: &reqwest::Client,
+    ops: &str,
+    account: &str,
+    title: &str,
+) -> Result<(), Error> {
     let view: Value = http
         .get(format!("{ops}/debug/iam"))
         .send()
         .await?
         .json()
         .await?;
-    println!("    IAM ({title}):");
-    let account = &view["333333333333"];
+    println!("    IAM of {account} ({title}):");
+    let account = &view[account];
     for p in account["principals"].as_array().into_iter().flatten() {
         println!(
             "      {:<24} attached: {}",

@@ -15,6 +15,7 @@ use crate::controller::endpoints::signals::SignalSettings;
 use crate::controller::notify::worker::NotifySettings;
 use crate::controller::poller::PollerSettings;
 use crate::controller::reconcile::Settings;
+use crate::controller::velocity::VelocitySettings;
 
 /// The largest configuration file read (a config is a few kilobytes).
 pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
@@ -267,6 +268,8 @@ pub struct Config {
     pub poller: PollerSettings,
     /// Slack notifications.
     pub notifications: NotifySettings,
+    /// The spend-velocity signal from CloudTrail events (off by default; decision 170).
+    pub velocity: VelocitySettings,
 }
 
 impl Default for Config {
@@ -292,6 +295,7 @@ impl Default for Config {
             signals: SignalSettings::default(),
             poller: PollerSettings::default(),
             notifications: NotifySettings::default(),
+            velocity: VelocitySettings::default(),
         }
     }
 }
@@ -464,6 +468,15 @@ impl Config {
                 }
                 Err(e) => return invalid("protectedPrincipals", e.to_string()),
             }
+        }
+        if let Err(e) = self.velocity.validate() {
+            let field = match &e {
+                crate::controller::velocity::tracker::TrackerError::Setting { field, .. } => *field,
+                crate::controller::velocity::tracker::TrackerError::Prices { .. } => {
+                    "velocity.priceFile"
+                }
+            };
+            return invalid(field, e.to_string());
         }
         for ns in &self.namespaces {
             if !is_dns_label(ns, 63) {

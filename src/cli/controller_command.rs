@@ -25,6 +25,7 @@ use crate::controller::notify::worker::Worker;
 use crate::controller::poller::{self, SubmittedSignals};
 use crate::controller::reconcile::intake::Intake;
 use crate::controller::reconcile::{self as controller, wait_for_shutdown};
+use crate::controller::velocity::Tracker;
 use crate::http::ops::{OpsServer, Readiness};
 use crate::metrics::Metrics;
 use crate::shutdown::{Shutdown, ShutdownCause};
@@ -298,17 +299,26 @@ pub async fn serve_until(config: Config, shutdown: Shutdown) -> Result<(), RunEr
     ));
 
     let readiness = Readiness::new();
-    let signal_state = Arc::new(
-        SignalState::production(
-            &config.signals,
-            client.clone(),
-            &pod_namespace,
-            intake.clone(),
-            metrics.clone(),
-        )
-        .map_err(|e| RunError::Signals(e.to_string()))?
-        .with_submitted(submitted.clone()),
-    );
+    let velocity = if config.velocity.enabled {
+        let tracker = Tracker::start(&config.velocity, jiff::Timestamp::now())
+            .map_err(|e| RunError::Config(e.to_string()))?;
+        Some(Arc::new(tracker))
+    } else {
+        None
+    };
+    let mut signal_state = SignalState::production(
+        &config.signals,
+        client.clone(),
+        &pod_namespace,
+        intake.clone(),
+        metrics.clone(),
+    )
+    .map_err(|e| RunError::Signals(e.to_string()))?
+    .with_submitted(submitted.clone());
+    if let Some(tracker) = &velocity {
+        signal_state = signal_state.with_velocity(tracker.clone());
+    }
+    let signal_state = Arc::new(signal_state);
     let mut ops = OpsServer::bind(config.metrics_addr, metrics.clone(), readiness.clone())
         .await
         .map_err(|e| RunError::Listener(e.to_string()))?
@@ -316,6 +326,22 @@ pub async fn serve_until(config: Config, shutdown: Shutdown) -> Result<(), RunEr
     if let Some(accounts) = memory {
         ops = ops.with_routes(memory_routes(accounts));
     }
+    if let Some(tracker) = &velocity {
+        ops = ops.with_routes(signals::velocity_router(tracker.clone()));
+    }
+    if let Some(tracker) = &velocity
+        && config.leader_election.enabled
+    {
+        // Only the leader counts velocity events (decision 177); `follow_leadership` below
+        // switches the tracker as the lease changes hands.
+        tracker.stand_by(jiff::Timestamp::now());
+    }
+    let velocity_saver = velocity.clone().map(|tracker| {
+        let interval =
+            Duration::try_from(config.velocity.save_interval).unwrap_or(Duration::from_secs(5));
+        let shutdown = shutdown.clone();
+        tokio::spawn(save_velocity(tracker, interval, shutdown))
+    });
     let signals_listener = tokio::net::TcpListener::bind(config.signals_addr)
         .await
         .map_err(|e| RunError::Listener(format!("{}: {e}", config.signals_addr)))?;
@@ -368,6 +394,9 @@ pub async fn serve_until(config: Config, shutdown: Shutdown) -> Result<(), RunEr
         let elector = LeaderElector::new(client.clone(), settings, metrics.clone())
             .map_err(|e| RunError::Leader(e.to_string()))?;
         let handle = elector.start(elector_shutdown.clone());
+        if let Some(tracker) = &velocity {
+            tokio::spawn(follow_leadership(tracker.clone(), handle.subscribe()));
+        }
         (handle.subscribe(), Some(handle))
     } else {
         tracing::info!("leader election off: this replica always enforces");
@@ -414,6 +443,12 @@ pub async fn serve_until(config: Config, shutdown: Shutdown) -> Result<(), RunEr
         Ok(_) => {}
         Err(_) => tracing::warn!("signal listener did not stop in time"),
     }
+    if let Some(saver) = velocity_saver {
+        match tokio::time::timeout(timeout, saver).await {
+            Ok(Ok(())) => {}
+            _ => tracing::warn!("the velocity state was not saved at shutdown"),
+        }
+    }
     let _ = stores_stop.send(true);
     let _ = tokio::time::timeout(timeout, intake_watch).await;
     elector_shutdown.trigger(cause);
@@ -434,6 +469,49 @@ pub async fn serve_until(config: Config, shutdown: Shutdown) -> Result<(), RunEr
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Counts velocity events while this replica leads, and stands by otherwise (decision 177).
+async fn follow_leadership(tracker: Arc<Tracker>, mut leadership: watch::Receiver<bool>) {
+    loop {
+        let leading = *leadership.borrow_and_update();
+        let switched = tracker.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            if leading {
+                switched.lead(jiff::Timestamp::now());
+            } else {
+                switched.stand_by(jiff::Timestamp::now());
+            }
+        })
+        .await;
+        if leadership.changed().await.is_err() {
+            break;
+        }
+    }
+}
+
+/// Writes the velocity state file every `interval` when it changed, and once more after
+/// `shutdown` (after the signal listener stopped taking events).
+async fn save_velocity(tracker: Arc<Tracker>, interval: Duration, shutdown: Shutdown) {
+    let save = |tracker: Arc<Tracker>| async move {
+        let result =
+            tokio::task::spawn_blocking(move || tracker.save_if_changed(jiff::Timestamp::now()))
+                .await;
+        match result {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot write the velocity state file"),
+            Err(e) => tracing::error!(error = %e, "velocity state writer failed"),
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => break,
+            _ = tokio::time::sleep(interval) => save(tracker.clone()).await,
+        }
+    }
+    // The signal listener drains first; a short pause lets its last events land.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    save(tracker).await;
 }
 
 /// The User-Agent of every API request, so audit logs and RBAC checks can tell ours apart.

@@ -17,3 +17,4 @@ pub mod poller;
 pub mod reconcile;
 pub mod signal;
 pub mod simulate;
+pub mod velocity;

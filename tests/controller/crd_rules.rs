@@ -152,8 +152,8 @@ fn policy_cases() -> Vec<Case> {
             "/spec/match/sources",
             json!(["Manual"]),
             "spec.match.sources",
-            "sources may list CostAnomaly and Budget",
-            Some("self.all(s, s == 'CostAnomaly' || s == 'Budget')"),
+            "sources may list CostAnomaly, Budget and Velocity",
+            Some("self.all(s, s == 'CostAnomaly' || s == 'Budget' || s == 'Velocity')"),
         ),
         (
             "negative minimum impact",

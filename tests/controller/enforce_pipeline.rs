@@ -148,6 +148,7 @@ fn signal(id: &str, account: usize) -> CostSignal {
         observed_at: at("2026-11-20T08:00:00Z"),
         details_url: None,
         summary: None,
+        principal: None,
         raw: None,
     }
 }

@@ -345,6 +345,7 @@ fn signal_strategy() -> impl Strategy<Value = CostSignal> {
             observed_at: at("2026-11-20T08:00:00Z"),
             details_url: None,
             summary: None,
+            principal: None,
             raw: None,
         })
 }
@@ -422,4 +423,64 @@ proptest! {
             prop_assert!(errors.is_empty(), "{:?}", errors);
         }
     }
+}
+
+#[test]
+fn a_velocity_signal_quarantines_only_the_principal_it_names() {
+    let p = fixture_policy("ci-velocity-auto.yaml");
+    let s = fixture_signal("velocity-ci-deployer-52.yaml");
+    let d = evaluate(&p, &s, &[], &ControllerSettings::default(), NOW);
+    assert_eq!(d.reason, policy::MATCHED, "{}", d.message);
+    let q = d.quarantine.expect("quarantine");
+    assert_eq!(
+        q.spec.targets,
+        vec![Principal {
+            kind: PrincipalKind::IamRole,
+            arn: "arn:aws:iam::111111111111:role/ci-deployer".into()
+        }],
+        "etl is in scope but started nothing"
+    );
+    assert_eq!(
+        q.spec.signal.expect("record").source,
+        SignalSource::Velocity
+    );
+
+    // A principal outside the scope is not this policy's business (and is not recorded).
+    let outsider = fixture_signal("velocity-intruder-80.yaml");
+    let d = evaluate(&p, &outsider, &[], &ControllerSettings::default(), NOW);
+    assert_eq!(d.reason, policy::PRINCIPAL_NOT_MATCHED, "{}", d.message);
+    assert!(d.message.contains("user/intruder"), "{}", d.message);
+    assert!(!policy::concerns(d.reason));
+
+    // The named principal compares by IAM's identity rule (case of the name ignored).
+    let mut shouting = s.clone();
+    shouting.principal = Some("arn:aws:iam::111111111111:role/CI-Deployer".into());
+    let d = evaluate(&p, &shouting, &[], &ControllerSettings::default(), NOW);
+    assert_eq!(d.reason, policy::MATCHED);
+
+    // A protected named principal leaves no eligible target: nobody else is taken instead.
+    let settings = ControllerSettings {
+        protected_principals: autoguardrails::principal::PrincipalSet::parse_all([
+            "arn:aws:iam::111111111111:role/ci-deployer",
+        ])
+        .unwrap(),
+        kill_switch: false,
+    };
+    let d = evaluate(&p, &s, &[], &settings, NOW);
+    assert_eq!(d.reason, policy::NO_ELIGIBLE_TARGETS, "{}", d.message);
+}
+
+#[test]
+fn a_velocity_signal_must_name_a_role_or_user() {
+    let mut s = fixture_signal("velocity-ci-deployer-52.yaml");
+    s.principal = None;
+    assert!(s.validate().unwrap_err().to_string().contains("principal"));
+    s.principal = Some("arn:aws:iam::111111111111:group/devs".into());
+    assert!(s.validate().is_err());
+    let mut anomaly = fixture_signal("anomaly-dev-ec2-912.yaml");
+    anomaly.principal = Some("arn:aws:iam::111111111111:role/ci-deployer".into());
+    assert!(
+        anomaly.validate().is_err(),
+        "only Velocity signals name a principal"
+    );
 }

@@ -909,3 +909,165 @@ async fn an_unbounded_max_future_skew_is_refused() {
         .is_ok()
     );
 }
+
+// ---- The velocity source (issue 26) on both endpoints ----
+
+/// A tracker over the bundled snapshot that signals at USD 5/hour.
+fn velocity_tracker() -> Arc<autoguardrails::controller::velocity::Tracker> {
+    use autoguardrails::controller::velocity::{Estimator, PriceTable, Settings, Tracker};
+    let settings = Settings {
+        signal_at_usd: 5.0,
+        ..Settings::default()
+    };
+    Arc::new(Tracker::with_estimator(
+        Estimator::new(settings, PriceTable::bundled().unwrap()),
+        None,
+    ))
+}
+
+/// The RunInstances fixture (2 x p3.2xlarge = USD 6.12/hour by ci-deployer) at `NOW`.
+fn cloudtrail_launch(event_id: &str) -> String {
+    let mut event: Value =
+        serde_json::from_str(include_str!("../fixtures/velocity/run-instances.json")).unwrap();
+    event["detail"]["eventID"] = event_id.into();
+    event["detail"]["eventTime"] = SENT.into();
+    event.to_string()
+}
+
+#[tokio::test]
+async fn a_cloudtrail_event_via_sns_is_counted_and_its_crossing_handed_to_intake() {
+    let server = start_with(settings(), |s| s.with_velocity(velocity_tracker())).await;
+    let signer = Signer::test();
+    let fields = sns_signing::notification("m-velocity-1", SENT, &cloudtrail_launch("ev-1"));
+    let body = signer.envelope(&fields, "2");
+    let (status, answer) = server.post("/sns", body.clone()).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["outcome"], "accepted", "{answer}");
+    let signals = server.intake.signals.lock().unwrap().clone();
+    assert_eq!(signals.len(), 1);
+    assert_eq!(
+        signals[0].source,
+        autoguardrails::controller::crd::SignalSource::Velocity
+    );
+    assert_eq!(
+        signals[0].principal.as_deref(),
+        Some("arn:aws:iam::123456789012:role/ci-deployer")
+    );
+    assert_eq!(signals[0].impact_usd, 6.12);
+    // The same SNS message again is a replay; the same event in a new message counts once.
+    let (_, again) = server.post("/sns", body).await;
+    assert_eq!(again["outcome"], "replayed");
+    let fields = sns_signing::notification("m-velocity-2", SENT, &cloudtrail_launch("ev-1"));
+    let (status, answer) = server.post("/sns", signer.envelope(&fields, "2")).await;
+    assert_eq!(
+        (status, answer["outcome"].as_str()),
+        (200, Some("replayed"))
+    );
+    assert_eq!(server.intake.signals.lock().unwrap().len(), 1);
+    // An authentic message holding an unreadable event is never retried (200, unusable).
+    let mut broken: Value = serde_json::from_str(&cloudtrail_launch("ev-2")).unwrap();
+    broken["detail"]
+        .as_object_mut()
+        .unwrap()
+        .remove("awsRegion");
+    let fields = sns_signing::notification("m-velocity-3", SENT, &broken.to_string());
+    let (status, answer) = server.post("/sns", signer.envelope(&fields, "2")).await;
+    assert_eq!(
+        (status, answer["outcome"].as_str()),
+        (200, Some("unusable"))
+    );
+    assert!(
+        answer["reason"].as_str().unwrap().contains("awsRegion"),
+        "{answer}"
+    );
+}
+
+#[tokio::test]
+async fn a_crossing_intake_could_not_take_is_retried_by_the_redelivery() {
+    let server = start_with(settings(), |s| s.with_velocity(velocity_tracker())).await;
+    let key = [("x-api-key", API_KEY)];
+    server.intake.set(Behaviour::Transient);
+    let (status, answer) = server
+        .post_with("/events", cloudtrail_launch("ev-r"), &key)
+        .await;
+    assert_eq!(status, 503, "the sender must retry: {answer}");
+    assert_eq!(answer["outcome"], "retry_later");
+    // EventBridge redelivers the same event: counted once, the signal handed over again.
+    server.intake.set(Behaviour::Ok);
+    let (status, answer) = server
+        .post_with("/events", cloudtrail_launch("ev-r"), &key)
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["outcome"], "replayed");
+    assert!(
+        answer["reason"].as_str().unwrap().contains("USD 6.12/hour"),
+        "{answer}"
+    );
+    assert_eq!(server.intake.signals.lock().unwrap().len(), 1);
+    // Taken now: a further redelivery hands nothing over.
+    server
+        .post_with("/events", cloudtrail_launch("ev-r"), &key)
+        .await;
+    assert_eq!(server.intake.signals.lock().unwrap().len(), 1);
+    assert_eq!(server.count("events", "retry_later"), 1);
+}
+
+#[tokio::test]
+async fn without_velocity_a_cloudtrail_event_stays_an_unsupported_event() {
+    let server = start().await;
+    let (status, answer) = server
+        .post_with(
+            "/events",
+            cloudtrail_launch("ev-off"),
+            &[("x-api-key", API_KEY)],
+        )
+        .await;
+    assert_eq!(
+        (status, answer["outcome"].as_str()),
+        (200, Some("unusable"))
+    );
+    assert!(
+        answer["reason"]
+            .as_str()
+            .unwrap()
+            .contains("UnsupportedEvent"),
+        "{answer}"
+    );
+    assert!(server.intake.signals.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_standby_replica_makes_the_sender_retry_velocity_events() {
+    let tracker = velocity_tracker();
+    let server = start_with(settings(), |s| s.with_velocity(tracker.clone())).await;
+    let key = [("x-api-key", API_KEY)];
+    let now: Timestamp = NOW.parse().unwrap();
+    tracker.stand_by(now);
+    let (status, answer) = server
+        .post_with("/events", cloudtrail_launch("ev-s"), &key)
+        .await;
+    assert_eq!(
+        (status, answer["outcome"].as_str()),
+        (503, Some("retry_later"))
+    );
+    assert!(tracker.burns().is_empty(), "a standby counts nothing");
+    // Other signals are still served by a standby (decision 051).
+    let (status, _) = server
+        .post_with(
+            "/events",
+            include_str!("../fixtures/signals/eventbridge-anomaly.json"),
+            &key,
+        )
+        .await;
+    assert_eq!(status, 200);
+    // Once it leads, the retry is counted.
+    tracker.lead(now);
+    let (status, answer) = server
+        .post_with("/events", cloudtrail_launch("ev-s"), &key)
+        .await;
+    assert_eq!(
+        (status, answer["outcome"].as_str()),
+        (200, Some("accepted")),
+        "{answer}"
+    );
+}

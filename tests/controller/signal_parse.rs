@@ -438,6 +438,7 @@ fn anomaly_signal() -> impl Strategy<Value = CostSignal> {
                 observed_at: Timestamp::from_second(seconds).unwrap(),
                 details_url: url,
                 summary: None,
+                principal: None,
                 raw: None,
             },
         )

@@ -1228,7 +1228,8 @@ fn eventbridge_rules_match_the_events_the_controller_reads() {
         out,
         json!({
             "AnomalyEventsRule": {"eventbridge-anomaly.json": true, "eventbridge-iam-change.json": false},
-            "IamChangeEventsRule": {"eventbridge-anomaly.json": false, "eventbridge-iam-change.json": true}
+            "IamChangeEventsRule": {"eventbridge-anomaly.json": false, "eventbridge-iam-change.json": true},
+            "VelocityEventsRule": {"eventbridge-anomaly.json": false, "eventbridge-iam-change.json": false}
         })
     );
     // The API destination posts to /events with the controller's key header.
@@ -1289,4 +1290,48 @@ fn docs_and_chart_show_the_permission_list() {
             "docs/aws-permissions.md names {a}, which no part calls"
         );
     }
+}
+
+#[test]
+fn the_velocity_rule_forwards_every_supported_call_and_nothing_else() {
+    use autoguardrails::controller::velocity::event::SUPPORTED_CALLS;
+    let fixtures = root().join("tests/fixtures/velocity");
+    let mut paths: Vec<String> = std::fs::read_dir(&fixtures)
+        .unwrap()
+        .map(|e| e.unwrap().path().to_str().unwrap().to_string())
+        .filter(|p| p.ends_with(".json"))
+        .collect();
+    paths.sort();
+    paths.push(
+        root()
+            .join("tests/fixtures/signals/eventbridge-iam-change.json")
+            .to_str()
+            .unwrap()
+            .to_string(),
+    );
+    let template = template_path("cost-signals.yaml");
+    let mut args: Vec<&str> = vec!["patterns", &template];
+    args.extend(paths.iter().map(String::as_str));
+    let out = helper(&args);
+    let velocity = out["VelocityEventsRule"].as_object().unwrap();
+    for (file, matched) in velocity {
+        let expected = file != "eventbridge-iam-change.json";
+        assert_eq!(matched, &json!(expected), "{file}");
+    }
+    // Every fixture is a supported call, and every supported call has a fixture.
+    let mut names: BTreeSet<String> = BTreeSet::new();
+    for path in &paths[..paths.len() - 1] {
+        let event: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        names.insert(event["detail"]["eventName"].as_str().unwrap().to_string());
+    }
+    let supported: BTreeSet<String> = SUPPORTED_CALLS.iter().map(|(_, n)| n.to_string()).collect();
+    assert_eq!(names, supported);
+    // The template's pattern lists exactly the supported calls.
+    let pattern = &templates()["cost-signals.yaml"]["Resources"]["VelocityEventsRule"]["Properties"]
+        ["EventPattern"]["detail"];
+    let listed: BTreeSet<String> = strings(&pattern["eventName"]).into_iter().collect();
+    assert_eq!(listed, supported);
+    let sources: BTreeSet<String> = strings(&pattern["eventSource"]).into_iter().collect();
+    let wanted: BTreeSet<String> = SUPPORTED_CALLS.iter().map(|(s, _)| s.to_string()).collect();
+    assert_eq!(sources, wanted);
 }

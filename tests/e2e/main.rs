@@ -13,3 +13,4 @@ mod controller_cli;
 mod policies;
 mod principal_identity;
 mod signal_cli;
+mod velocity_binary;

@@ -304,6 +304,7 @@ pub fn anomaly(id: &str, account: &str, impact: f64) -> CostSignal {
         observed_at: jiff::Timestamp::now(),
         details_url: None,
         summary: Some("test anomaly".into()),
+        principal: None,
         raw: None,
     }
 }

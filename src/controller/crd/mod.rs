@@ -77,6 +77,9 @@ pub enum SignalSource {
     Budget,
     /// Created by a person for an emergency containment.
     Manual,
+    /// Spend velocity: the hourly burn that one principal started, priced from CloudTrail
+    /// management events (`controller::velocity`, decision 170).
+    Velocity,
 }
 
 impl SignalSource {
@@ -86,6 +89,7 @@ impl SignalSource {
             SignalSource::CostAnomaly => "CostAnomaly",
             SignalSource::Budget => "Budget",
             SignalSource::Manual => "Manual",
+            SignalSource::Velocity => "Velocity",
         }
     }
 }

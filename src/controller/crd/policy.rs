@@ -76,9 +76,11 @@ pub struct GuardrailPolicySpec {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MatchSpec {
-    /// Signal kinds this policy reacts to (CostAnomaly, Budget). At least one.
-    #[schemars(length(min = 1, max = 2))]
-    #[x_kube(validation = Rule::new("self.all(s, s == 'CostAnomaly' || s == 'Budget')").message("sources may list CostAnomaly and Budget"))]
+    /// Signal kinds this policy reacts to (CostAnomaly, Budget, Velocity). At least one. A
+    /// Velocity signal names the principal that started the spend, and quarantines only that
+    /// principal, when it is in `scope.principals`.
+    #[schemars(length(min = 1, max = 3))]
+    #[x_kube(validation = Rule::new("self.all(s, s == 'CostAnomaly' || s == 'Budget' || s == 'Velocity')").message("sources may list CostAnomaly, Budget and Velocity"))]
     pub sources: Vec<SignalSource>,
     /// AWS account ids (12 digits) whose signals match; empty matches every account.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -34,6 +34,7 @@ use crate::controller::signal::sns::{
     CertificateSource, Envelope, MAX_ENVELOPE_BYTES, MessageType, ReplayCache, SnsError,
     ValidatedCertUrl, Verifier, VerifierConfig,
 };
+use crate::controller::velocity::{self, Tracker};
 use crate::metrics::Metrics;
 
 /// `source` label for `/sns`.
@@ -258,6 +259,8 @@ pub struct SignalState {
     limits: ListenerLimits,
     clock: Clock,
     submitted: Option<Arc<SubmittedSignals>>,
+    /// The spend-velocity estimator, when `velocity.enabled` (decision 174).
+    velocity: Option<Arc<Tracker>>,
 }
 
 impl SignalState {
@@ -337,6 +340,7 @@ impl SignalState {
             },
             clock: Arc::new(Timestamp::now),
             submitted: None,
+            velocity: None,
         })
     }
 
@@ -393,6 +397,12 @@ impl SignalState {
         self
     }
 
+    /// Reads CloudTrail API call events (on `/events` and `/sns`) into `tracker`.
+    pub fn with_velocity(mut self, tracker: Arc<Tracker>) -> Self {
+        self.velocity = Some(tracker);
+        self
+    }
+
     /// Replaces the clock (tests).
     pub fn with_clock(mut self, clock: Clock) -> Self {
         self.clock = clock;
@@ -433,6 +443,22 @@ pub fn confirmations_router(state: Arc<SignalState>) -> Router {
             }),
         )
         .with_state(state)
+}
+
+/// `GET /velocity`: every principal's committed hourly burn as JSON (operators, tests). Meant for
+/// the internal operations listener, not the Internet-facing signals listener.
+pub fn velocity_router(tracker: Arc<Tracker>) -> Router {
+    Router::new()
+        .route(
+            "/velocity",
+            get(|State(tracker): State<Arc<Tracker>>| async move {
+                axum::Json(serde_json::json!({
+                    "priceSnapshot": tracker.snapshot_date(),
+                    "principals": tracker.burns(),
+                }))
+            }),
+        )
+        .with_state(tracker)
 }
 
 /// Serves the signals router on `listener` until `shutdown` completes.
@@ -730,6 +756,87 @@ async fn submit(state: &SignalState, source: &'static str, signal: &CostSignal) 
     }
 }
 
+/// Counts one CloudTrail event in the velocity estimator and hands any crossing to intake. The
+/// event is answered 2xx only once every signal it produced was taken by intake; otherwise the
+/// sender retries, the retry is a duplicate `eventID`, and the estimator hands the same signal
+/// over again (decision 174).
+async fn track(
+    state: &SignalState,
+    tracker: &Tracker,
+    source: &'static str,
+    text: &str,
+    malformed: StatusCode,
+) -> Answer {
+    if !tracker.is_counting() {
+        // Decision 177: one estimator counts every event; a standby makes the sender retry, and
+        // the retry reaches the leader (or this replica once it leads).
+        return Answer::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            OUTCOME_RETRY_LATER,
+            "velocity events are counted by the leader replica; retry",
+        );
+    }
+    let now = (state.clock)();
+    let observation = match tracker.observe(text, now) {
+        Ok(observation) => observation,
+        Err(error) => {
+            let outcome = if malformed.is_success() {
+                OUTCOME_UNUSABLE
+            } else {
+                OUTCOME_MALFORMED
+            };
+            return Answer::new(malformed, outcome, format!("Malformed: {error}"));
+        }
+    };
+    let burns: Vec<String> = observation
+        .burns
+        .iter()
+        .map(|b| {
+            let mut text = format!(
+                "{} in {}: USD {:.2}/hour from {} running resource(s)",
+                b.principal, b.account, b.usd_per_hour, b.resources
+            );
+            if b.unpriced > 0 {
+                text.push_str(&format!(" ({} of unknown price)", b.unpriced));
+            }
+            text
+        })
+        .collect();
+    let mut taken = Vec::new();
+    for signal in &observation.signals {
+        let answer = submit(state, source, signal).await;
+        match answer.outcome {
+            OUTCOME_ACCEPTED | OUTCOME_UNUSABLE => {
+                tracker.acknowledge(&signal.id);
+                taken.push(answer.reason);
+            }
+            _ => {
+                return Answer::new(
+                    answer.status,
+                    answer.outcome,
+                    format!(
+                        "velocity signal {} not taken yet: {}",
+                        signal.id, answer.reason
+                    ),
+                );
+            }
+        }
+    }
+    let (outcome, what) = match &observation.outcome {
+        velocity::Outcome::Duplicate => (OUTCOME_REPLAYED, "already counted".to_string()),
+        velocity::Outcome::Ignored(why) => (OUTCOME_UNUSABLE, why.describe()),
+        velocity::Outcome::Counted => (OUTCOME_ACCEPTED, "counted".to_string()),
+    };
+    let mut reason = format!("velocity: {what}");
+    if !burns.is_empty() {
+        reason.push_str(&format!("; {}", burns.join("; ")));
+    }
+    if !taken.is_empty() {
+        reason.push_str(&format!("; {}", taken.join("; ")));
+    }
+    Answer::new(StatusCode::OK, outcome, reason)
+}
+
 fn unusable(error: &ParseError) -> Answer {
     Answer::new(
         StatusCode::OK,
@@ -797,6 +904,19 @@ async fn handle_sns(state: &SignalState, headers: &HeaderMap, body: Body) -> Ans
 async fn handle_envelope(state: &SignalState, envelope: &Envelope, now: Timestamp) -> Answer {
     match envelope.message_type {
         MessageType::Notification => {
+            if let Some(tracker) = &state.velocity
+                && velocity::event::is_cloudtrail_event(&envelope.message)
+            {
+                // An authentic message that is not a readable event is never retried (200).
+                return track(
+                    state,
+                    tracker,
+                    SOURCE_SNS,
+                    &envelope.message,
+                    StatusCode::OK,
+                )
+                .await;
+            }
             let hint = Hint {
                 format: parse::Format::Auto,
                 delivered_at: Some(envelope.timestamp),
@@ -927,6 +1047,11 @@ async fn handle_events(state: &SignalState, headers: &HeaderMap, body: Body) -> 
         Ok(text) => text,
         Err(answer) => return answer,
     };
+    if let Some(tracker) = &state.velocity
+        && velocity::event::is_cloudtrail_event(text)
+    {
+        return track(state, tracker, SOURCE_EVENTS, text, StatusCode::BAD_REQUEST).await;
+    }
     // An EventBridge event carries its own `time`; text (Budgets) falls back to the arrival time.
     let hint = Hint {
         format: parse::Format::Auto,

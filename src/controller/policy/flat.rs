@@ -187,7 +187,7 @@ impl FlatPolicy {
         if sources_raw.is_empty() {
             return Err(invalid(
                 "match.source",
-                "needs at least one of budgets, anomaly",
+                "needs at least one of budgets, anomaly, velocity",
             ));
         }
         let mut sources = Vec::new();
@@ -195,10 +195,11 @@ impl FlatPolicy {
             let source = match s.as_str() {
                 "budgets" | "budget" => SignalSource::Budget,
                 "anomaly" | "anomalies" => SignalSource::CostAnomaly,
+                "velocity" => SignalSource::Velocity,
                 other => {
                     return Err(invalid(
                         format!("match.source[{i}]"),
-                        format!("{other:?} is not budgets or anomaly"),
+                        format!("{other:?} is not budgets, anomaly or velocity"),
                     ));
                 }
             };

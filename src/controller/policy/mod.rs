@@ -29,6 +29,8 @@ pub const BELOW_MINIMUM_IMPACT: &str = "BelowMinimumImpact";
 pub const SERVICE_NOT_MATCHED: &str = "ServiceNotMatched";
 /// Reason: the budget is not in `match.budgetNames`.
 pub const BUDGET_NOT_MATCHED: &str = "BudgetNotMatched";
+/// Reason: a Velocity signal names a principal that is not in `scope.principals`.
+pub const PRINCIPAL_NOT_MATCHED: &str = "PrincipalNotMatched";
 /// Reason: an exception window covers `now`.
 pub const EXCEPTION_WINDOW: &str = "ExceptionWindow";
 /// Reason: every target is excepted or protected.
@@ -192,7 +194,11 @@ fn regex_lite_duration(text: &str) -> bool {
 pub fn concerns(reason: &str) -> bool {
     !matches!(
         reason,
-        SOURCE_NOT_MATCHED | ACCOUNT_NOT_MATCHED | SERVICE_NOT_MATCHED | BUDGET_NOT_MATCHED
+        SOURCE_NOT_MATCHED
+            | ACCOUNT_NOT_MATCHED
+            | SERVICE_NOT_MATCHED
+            | BUDGET_NOT_MATCHED
+            | PRINCIPAL_NOT_MATCHED
     )
 }
 
@@ -224,7 +230,26 @@ pub fn unwatched(policy: &GuardrailPolicy, signal: &CostSignal) -> Option<&'stat
     {
         return Some(BUDGET_NOT_MATCHED);
     }
+    if let Some(arn) = &signal.principal
+        && !names_a_scoped_principal(policy, arn)
+    {
+        return Some(PRINCIPAL_NOT_MATCHED);
+    }
     None
+}
+
+/// Whether `arn` (a signal's principal) is one of the policy's scope principals, by IAM's
+/// identity rule. An ARN that does not parse names nobody.
+fn names_a_scoped_principal(policy: &GuardrailPolicy, arn: &str) -> bool {
+    let Ok(named) = PrincipalArn::parse(arn) else {
+        return false;
+    };
+    policy
+        .spec
+        .scope
+        .principals
+        .iter()
+        .any(|p| p.parse().is_ok_and(|p| p.same_principal(&named)))
 }
 
 /// Evaluates one signal against one policy.
@@ -262,6 +287,10 @@ pub fn evaluate(input: Input<'_>) -> Decision {
             SERVICE_NOT_MATCHED => format!(
                 "service {} is not in match.services of policy {policy_name}",
                 signal.service.as_deref().unwrap_or("(unknown)")
+            ),
+            PRINCIPAL_NOT_MATCHED => format!(
+                "principal {} is not in scope.principals of policy {policy_name}",
+                signal.principal.as_deref().unwrap_or("(none)")
             ),
             _ => format!(
                 "budget {} is not in match.budgetNames of policy {policy_name}",
@@ -342,6 +371,12 @@ pub fn evaluate(input: Input<'_>) -> Decision {
     let mut notes = Vec::new();
     let mut targets: Vec<Principal> = Vec::new();
     let mut chosen: Vec<PrincipalArn> = Vec::new();
+    // A signal that names a principal (Velocity) quarantines that principal only (decision 171).
+    let named = match signal.principal.as_deref().map(PrincipalArn::parse) {
+        None => None,
+        Some(Ok(named)) => Some(named),
+        Some(Err(e)) => return Decision::skip(INVALID_SIGNAL, e.to_string()),
+    };
     for principal in &spec.scope.principals {
         let parsed = match principal.parse() {
             Ok(parsed) => parsed,
@@ -349,6 +384,9 @@ pub fn evaluate(input: Input<'_>) -> Decision {
                 return Decision::skip(INVALID_POLICY, format!("policy {policy_name}: {e}"));
             }
         };
+        if named.as_ref().is_some_and(|n| !n.same_principal(&parsed)) {
+            continue;
+        }
         match exclusions.check(&parsed) {
             Some(Exclusion::Excepted) => {
                 notes.push(format!("{} is excepted by the policy", principal.arn));

@@ -124,6 +124,7 @@ pub fn parse_anomaly(
         observed_at,
         details_url,
         summary: Some(summary),
+        principal: None,
         raw: Some(raw.clone()),
     })
 }

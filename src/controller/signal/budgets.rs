@@ -257,6 +257,7 @@ pub fn parse_alert(text: &str, hint: &Hint) -> Result<CostSignal, ParseError> {
         summary: Some(format!(
             "{alert_type} cost ${amount:.2} vs budget {name} ${budgeted:.2} (threshold {threshold}): ${over:.2} over"
         )),
+        principal: None,
         raw: Some(Value::String(text.to_string())),
     })
 }
@@ -319,6 +320,7 @@ pub fn parse_action(text: &str, hint: &Hint) -> Result<CostSignal, ParseError> {
             truncate(action_type),
             truncate(status)
         )),
+        principal: None,
         raw: Some(Value::String(text.to_string())),
     })
 }

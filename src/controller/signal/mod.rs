@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CostSignal {
-    /// CostAnomaly or Budget.
+    /// CostAnomaly, Budget or Velocity.
     pub source: SignalSource,
     /// A stable id: the anomaly id, or budget name + period + threshold for a budget alert.
     pub id: String,
@@ -41,6 +41,11 @@ pub struct CostSignal {
     /// A one-line human summary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<String>,
+    /// Velocity signals only: the IAM role or user that started the spend (a role session is
+    /// named by its role). Policies quarantine only this principal, and only when it is in their
+    /// scope (decision 171).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
     /// The original payload, kept for audit; never interpreted after parsing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw: Option<serde_json::Value>,
@@ -81,7 +86,36 @@ impl CostSignal {
             );
         }
         if self.source == SignalSource::Manual {
-            return invalid("source", "must be CostAnomaly or Budget".into());
+            return invalid("source", "must be CostAnomaly, Budget or Velocity".into());
+        }
+        match (&self.principal, self.source) {
+            (None, SignalSource::Velocity) => {
+                return invalid(
+                    "principal",
+                    "a Velocity signal must name the principal that started the spend".into(),
+                );
+            }
+            (Some(_), SignalSource::CostAnomaly | SignalSource::Budget) => {
+                return invalid("principal", "only Velocity signals name a principal".into());
+            }
+            (Some(arn), _) => {
+                let parsed = crate::principal::PrincipalArn::parse(arn).map_err(|e| {
+                    SignalError::InvalidField {
+                        field: "principal",
+                        message: e.to_string(),
+                    }
+                })?;
+                if !matches!(
+                    parsed.kind(),
+                    crate::principal::PrincipalKind::Role | crate::principal::PrincipalKind::User
+                ) {
+                    return invalid(
+                        "principal",
+                        format!("{arn:?} is not an IAM role or user ARN"),
+                    );
+                }
+            }
+            (None, _) => {}
         }
         Ok(())
     }

@@ -292,3 +292,43 @@ resource "aws_cloudwatch_event_target" "iam_changes" {
   arn      = aws_cloudwatch_event_api_destination.events[0].arn
   role_arn = aws_iam_role.events_invoke[0].arn
 }
+
+resource "aws_cloudwatch_event_rule" "velocity_events" {
+  count       = var.enable_events && var.enable_velocity_events ? 1 : 0
+  name        = "autoguardrails-velocity"
+  description = "CloudTrail calls that start or stop spend, to the AutoGuardRails /events endpoint (velocity)"
+  event_pattern = jsonencode({
+    source        = ["aws.ec2", "aws.rds", "aws.eks", "aws.sagemaker"]
+    "detail-type" = ["AWS API Call via CloudTrail"]
+    detail = {
+      eventSource = [
+        "ec2.amazonaws.com",
+        "rds.amazonaws.com",
+        "eks.amazonaws.com",
+        "sagemaker.amazonaws.com",
+      ]
+      eventName = [
+        "RunInstances",
+        "TerminateInstances",
+        "CreateNatGateway",
+        "DeleteNatGateway",
+        "CreateDBInstance",
+        "DeleteDBInstance",
+        "CreateCluster",
+        "DeleteCluster",
+        "CreateTrainingJob",
+        "StopTrainingJob",
+        "CreateEndpointConfig",
+        "CreateEndpoint",
+        "DeleteEndpoint",
+      ]
+    }
+  })
+}
+
+resource "aws_cloudwatch_event_target" "velocity_events" {
+  count    = var.enable_events && var.enable_velocity_events ? 1 : 0
+  rule     = aws_cloudwatch_event_rule.velocity_events[0].name
+  arn      = aws_cloudwatch_event_api_destination.events[0].arn
+  role_arn = aws_iam_role.events_invoke[0].arn
+}

@@ -55,6 +55,12 @@ variable "events_api_key_header" {
   default     = "x-api-key"
 }
 
+variable "enable_velocity_events" {
+  description = "Also send the CloudTrail calls that start or stop spend to /events for the spend-velocity signal (controller velocity.enabled); CloudTrail events reach the default bus of the region of the call."
+  type        = bool
+  default     = false
+}
+
 variable "enable_iam_change_events" {
   description = "Also send CloudTrail events of IAM policy changes to /events (answered as unsupported by the controller today)."
   type        = bool
