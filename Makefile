@@ -80,14 +80,17 @@ real-cluster:
 
 ## bench: benchmarks that print figures (docs/benchmarks.md): criterion micro-benchmarks with short
 ## measurement times, the end-to-end program (the scale phase in a process of its own, so its RSS
-## figures start from a fresh heap; it runs the emulator binary in a child process) and the SNS
-## load benchmark; about 10 minutes on an idle 2-core machine, builds excluded
+## figures start from a fresh heap; it runs the emulator binary in a child process), the same
+## scale on the real `autoguardrails controller` binary, the SNS load and velocity benchmarks; about 10 minutes on an idle 2-core machine, builds excluded
 bench:
 	$(CARGO) build --release -q -p kube-emulator --bin kube-emulator
+	$(CARGO) build --release -q -p autoguardrails --bin autoguardrails
 	$(CARGO) bench --bench evaluate --bench sns --bench document -- --warm-up-time 1 --measurement-time 3
 	AGR_BENCH_PHASES=latency,drift,cost $(CARGO) bench --bench e2e
 	AGR_BENCH_PHASES=scale $(CARGO) bench --bench e2e
+	AGR_BENCH_PHASES=binary $(CARGO) bench --bench e2e
 	$(CARGO) bench --bench sns_load
+	$(CARGO) bench --bench velocity
 	$(CARGO) bench --bench gate
 	./scripts/bench-deps.sh
 	$(CARGO) bench --bench analyze
