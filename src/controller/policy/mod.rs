@@ -2,15 +2,15 @@
 //! `Decision` (PascalCase reason, human message, and the Quarantine to create, or none). Pure: no
 //! async, no I/O, no clock reads; the caller passes everything in.
 
+pub mod chain;
 pub mod flat;
 pub mod name;
 
 use crate::controller::crd::{
-    DenySpec, GuardrailPolicy, Mode, Phase, PolicyRef, Principal, Quarantine, QuarantineSpec,
-    SignalSource,
+    DenySpec, GuardrailPolicy, Mode, PolicyRef, Principal, Quarantine, QuarantineSpec, SignalSource,
 };
 use crate::controller::signal::CostSignal;
-use crate::principal::{Exclusion, Exclusions, PrincipalArn, PrincipalSet};
+use crate::principal::{Exclusions, PrincipalArn, PrincipalSet};
 use jiff::{SignedDuration, Timestamp};
 use kube::Resource;
 use kube::api::ObjectMeta;
@@ -252,271 +252,13 @@ fn names_a_scoped_principal(policy: &GuardrailPolicy, arn: &str) -> bool {
         .any(|p| p.parse().is_ok_and(|p| p.same_principal(&named)))
 }
 
-/// Evaluates one signal against one policy.
+/// Evaluates one signal against one policy: the checks of [`chain`], in order; the first that
+/// ends the evaluation gives the decision, and a signal that passes them all is matched.
 pub fn evaluate(input: Input<'_>) -> Decision {
-    let Input {
-        policy,
-        signal,
-        existing,
-        settings,
-        now,
-    } = input;
-    let spec = &policy.spec;
-    let policy_name = policy.metadata.name.as_deref().unwrap_or_default();
-
-    // The cheap match checks come first: most policies do not match a given signal, and a
-    // non-matching policy must cost a few comparisons, not a validation and three duration
-    // parses (issue 10: >= 1,000,000 evaluations per second per core). A signal that fails
-    // validation is still reported as INVALID_SIGNAL by every policy it would otherwise reach.
-    if !signal.impact_usd.is_finite()
-        && let Err(e) = signal.validate()
-    {
-        return Decision::skip(INVALID_SIGNAL, e.to_string());
-    }
-    let matcher = &spec.matcher;
-    if let Some(reason) = unwatched(policy, signal) {
-        let message = match reason {
-            SOURCE_NOT_MATCHED => format!(
-                "{} signals are not in match.sources of policy {policy_name}",
-                signal.source.as_str()
-            ),
-            ACCOUNT_NOT_MATCHED => format!(
-                "account {} is not in match.accountIds of policy {policy_name}",
-                signal.account_id
-            ),
-            SERVICE_NOT_MATCHED => format!(
-                "service {} is not in match.services of policy {policy_name}",
-                signal.service.as_deref().unwrap_or("(unknown)")
-            ),
-            PRINCIPAL_NOT_MATCHED => format!(
-                "principal {} is not in scope.principals of policy {policy_name}",
-                signal.principal.as_deref().unwrap_or("(none)")
-            ),
-            _ => format!(
-                "budget {} is not in match.budgetNames of policy {policy_name}",
-                signal.budget_name.as_deref().unwrap_or("(unknown)")
-            ),
-        };
-        return Decision::skip(reason, message);
-    }
-    if signal.impact_usd < matcher.min_impact_usd {
-        return Decision::skip(
-            BELOW_MINIMUM_IMPACT,
-            format!(
-                "impact USD {:.2} is below match.minImpactUsd {:.2} of policy {policy_name}",
-                signal.impact_usd, matcher.min_impact_usd
-            ),
-        );
-    }
-    if let Err(e) = signal.validate() {
-        return Decision::skip(INVALID_SIGNAL, e.to_string());
-    }
-    let durations = (
-        parse_duration(&spec.quarantine.ttl),
-        parse_duration(&spec.quarantine.approval_timeout),
-        parse_duration(&spec.quarantine.cooldown),
-    );
-    let (ttl, _approval, cooldown) = match durations {
-        (Ok(t), Ok(a), Ok(c)) => (t, a, c),
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
-            return Decision::skip(INVALID_POLICY, format!("policy {policy_name}: {e}"));
-        }
-    };
-    if ttl <= SignedDuration::ZERO {
-        return Decision::skip(
-            INVALID_POLICY,
-            format!("policy {policy_name}: ttl must be more than 0"),
-        );
-    }
-
-    if let Some(window) = spec
-        .exceptions
-        .windows
-        .iter()
-        .find(|w| w.start.0 <= now && now < w.end.0)
-    {
-        let why = if window.reason.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", window.reason)
-        };
-        return Decision::skip(
-            EXCEPTION_WINDOW,
-            format!(
-                "policy {policy_name} has an exception window from {} to {}{why}",
-                window.start.0, window.end.0
-            ),
-        );
-    }
-
-    let quarantine_name = name::quarantine_name(policy_name, &signal.id);
-    if existing
-        .iter()
-        .any(|q| q.metadata.name.as_deref() == Some(quarantine_name.as_str()))
-    {
-        return Decision::skip(
-            ALREADY_QUARANTINED,
-            format!(
-                "signal {} already has quarantine {quarantine_name}",
-                signal.id
-            ),
-        );
-    }
-
-    // Target selection: scope minus exceptions minus protected principals, by the one matcher.
-    let exclusions = match exclusions(spec, &settings.protected_principals) {
-        Ok(exclusions) => exclusions,
-        Err(e) => return Decision::skip(INVALID_POLICY, format!("policy {policy_name}: {e}")),
-    };
-    let mut notes = Vec::new();
-    let mut targets: Vec<Principal> = Vec::new();
-    let mut chosen: Vec<PrincipalArn> = Vec::new();
-    // A signal that names a principal (Velocity) quarantines that principal only (decision 171).
-    let named = match signal.principal.as_deref().map(PrincipalArn::parse) {
-        None => None,
-        Some(Ok(named)) => Some(named),
-        Some(Err(e)) => return Decision::skip(INVALID_SIGNAL, e.to_string()),
-    };
-    for principal in &spec.scope.principals {
-        let parsed = match principal.parse() {
-            Ok(parsed) => parsed,
-            Err(e) => {
-                return Decision::skip(INVALID_POLICY, format!("policy {policy_name}: {e}"));
-            }
-        };
-        if named.as_ref().is_some_and(|n| !n.same_principal(&parsed)) {
-            continue;
-        }
-        match exclusions.check(&parsed) {
-            Some(Exclusion::Excepted) => {
-                notes.push(format!("{} is excepted by the policy", principal.arn));
-            }
-            Some(Exclusion::Protected) => {
-                notes.push(format!("{} is a protected principal", principal.arn));
-            }
-            None if !chosen.contains(&parsed) => {
-                chosen.push(parsed);
-                targets.push(principal.clone());
-            }
-            None => {}
-        }
-    }
-    if targets.is_empty() {
-        return Decision::skip(
-            NO_ELIGIBLE_TARGETS,
-            format!(
-                "policy {policy_name} has no eligible target: {}",
-                notes.join("; ")
-            ),
-        );
-    }
-
-    // Live quarantines of this policy already holding a target make a new one redundant for it;
-    // a target released less than `cooldown` ago is skipped for now.
-    let mine: Vec<&Quarantine> = existing
-        .iter()
-        .filter(|q| q.spec.policy_ref.name == policy_name)
-        .collect();
-    let mut held = Vec::new();
-    let mut cooling = Vec::new();
-    targets.retain(|target| {
-        let holder = mine.iter().find(|q| {
-            // A quarantine the controller has not seen yet (no phase) will hold its targets
-            // unless it is a dry run, which never holds anything.
-            let live = match q.status.as_ref().and_then(|s| s.phase) {
-                None => q.spec.mode != Mode::DryRun,
-                Some(p) => matches!(
-                    p,
-                    Phase::PendingApproval | Phase::Active | Phase::Releasing | Phase::Failed
-                ),
-            };
-            live && q.spec.targets.iter().any(|t| t.same_principal(target))
-        });
-        if let Some(q) = holder {
-            held.push(format!(
-                "{} (held by {})",
-                target.arn,
-                q.metadata.name.as_deref().unwrap_or("?")
-            ));
-            return false;
-        }
-        let recently_released = mine.iter().any(|q| {
-            q.spec.targets.iter().any(|t| t.same_principal(target))
-                && q.status.as_ref().is_some_and(|s| {
-                    s.phase == Some(Phase::Released)
-                        && s.released_at
-                            .as_ref()
-                            .is_some_and(|at| now < at.0 + cooldown && now >= at.0)
-                })
-        });
-        if recently_released {
-            cooling.push(target.arn.clone());
-            return false;
-        }
-        true
-    });
-    if targets.is_empty() {
-        if !cooling.is_empty() && held.is_empty() {
-            return Decision::skip(
-                COOLING_DOWN,
-                format!(
-                    "{} released less than {} ago (policy {policy_name} cooldown)",
-                    cooling.join(", "),
-                    spec.quarantine.cooldown
-                ),
-            );
-        }
-        let mut parts = held;
-        parts.extend(
-            cooling
-                .into_iter()
-                .map(|arn| format!("{arn} (cooling down)")),
-        );
-        return Decision::skip(
-            ALREADY_ENFORCED,
-            format!("every target is already handled: {}", parts.join(", ")),
-        );
-    }
-    notes.extend(held.into_iter().map(|h| format!("{h} skipped")));
-    notes.extend(
-        cooling
-            .into_iter()
-            .map(|arn| format!("{arn} skipped: cooling down")),
-    );
-
-    let (mode, reason) = if settings.kill_switch && spec.mode != Mode::DryRun {
-        (Mode::DryRun, KILL_SWITCH_DRY_RUN)
-    } else {
-        (spec.mode, MATCHED)
-    };
-    let quarantine = build_quarantine(policy, signal, &quarantine_name, targets, mode);
-    let mut message = format!(
-        "{} signal {} in account {} (USD {:.2}) matched policy {policy_name}: quarantine {quarantine_name} in {} mode for {} on {} target(s)",
-        signal.source.as_str(),
-        signal.id,
-        signal.account_id,
-        signal.impact_usd,
-        mode.as_str(),
-        spec.quarantine.ttl,
-        quarantine.spec.targets.len()
-    );
-    if reason == KILL_SWITCH_DRY_RUN {
-        message.push_str(&format!(
-            "; the kill switch turned {} into DryRun",
-            spec.mode.as_str()
-        ));
-    }
-    if !notes.is_empty() {
-        message.push_str(&format!("; {}", notes.join("; ")));
-    }
-    Decision {
-        reason,
-        message,
-        quarantine: Some(quarantine),
-    }
+    chain::run(input)
 }
 
-fn build_quarantine(
+pub(crate) fn build_quarantine(
     policy: &GuardrailPolicy,
     signal: &CostSignal,
     name: &str,
