@@ -1533,25 +1533,14 @@ impl WriteCounter {
     async fn start(client: &Client) -> WriteCounter {
         let rv = current_resource_version(client).await.to_string();
         let counts = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::new()));
-        let mut tasks = Vec::new();
-        tasks.push(count_writes::<Quarantine>(
-            client,
-            &rv,
-            "quarantine",
-            &counts,
-        ));
-        tasks.push(count_writes::<GuardrailPolicy>(
-            client,
-            &rv,
-            "guardrailpolicy",
-            &counts,
-        ));
-        tasks.push(count_writes::<k8s_openapi::api::events::v1::Event>(
-            client, &rv, "event", &counts,
-        ));
-        tasks.push(count_writes::<k8s_openapi::api::coordination::v1::Lease>(
-            client, &rv, "lease", &counts,
-        ));
+        let tasks = vec![
+            count_writes::<Quarantine>(client, &rv, "quarantine", &counts),
+            count_writes::<GuardrailPolicy>(client, &rv, "guardrailpolicy", &counts),
+            count_writes::<k8s_openapi::api::events::v1::Event>(client, &rv, "event", &counts),
+            count_writes::<k8s_openapi::api::coordination::v1::Lease>(
+                client, &rv, "lease", &counts,
+            ),
+        ];
         WriteCounter { counts, tasks }
     }
 
