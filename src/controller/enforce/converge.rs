@@ -22,6 +22,8 @@ use super::plan::{
 };
 use super::recorder::{CallStats, RecordedWrite, Recorder};
 
+mod steps;
+
 /// Default time during which a read saying "missing" right after our own write is not trusted.
 pub const DEFAULT_SETTLE: Duration = Duration::from_secs(20);
 
@@ -888,11 +890,6 @@ impl Engine {
         gate: WriteGate,
         report: &mut ConvergeReport,
     ) -> Result<(), EnforceError> {
-        let mut failed_keys: BTreeMap<QuarantineKey, (ErrorCategory, String)> = BTreeMap::new();
-        let mut failed_policies: BTreeSet<String> = BTreeSet::new();
-        // (key, principal) → (state, attachment, error)
-        let mut outcomes: BTreeMap<(QuarantineKey, PrincipalRef), TargetStatus> = BTreeMap::new();
-
         // Refused releases are reported on their own (not as errors): the caller decides whether
         // a deny left on a protected principal ends the release (decision 093).
         for (p, name) in &plan.refused_releases {
@@ -912,427 +909,37 @@ impl Engine {
             });
         }
 
+        let mut run = steps::Run {
+            engine: self,
+            cluster,
+            rec,
+            account_id,
+            partition,
+            report,
+            failed_keys: BTreeMap::new(),
+            failed_policies: BTreeSet::new(),
+            outcomes: BTreeMap::new(),
+        };
         for step in &plan.steps {
             let class = step.class();
             let allowed = gate.allows(class);
             rec.allow_writes(allowed);
-            let ok_outcome = if allowed {
-                StepOutcome::Done
-            } else {
-                StepOutcome::Recorded
-            };
-            let fail = |e: &AwsError| StepOutcome::Failed {
-                category: e.category(),
-                message: EnforceError::Step {
-                    step: step.describe(),
-                    source: e.clone(),
-                }
-                .full_message(),
-            };
-            let outcome: StepOutcome = match step {
-                Step::CreatePolicy {
-                    key,
-                    name,
-                    arn,
-                    document,
-                    tags,
-                } => match crashed(rec.create_policy(name, POLICY_PATH, document, tags).await)? {
-                    Ok(_) => {
-                        if allowed {
-                            self.remember(account_id, WriteKey::Policy(arn.clone()), key);
-                        }
-                        ok_outcome
-                    }
-                    Err(e) if e.code == ErrorCode::EntityAlreadyExists => {
-                        // Create-then-tag race or lagging list: adopt only with proof of ownership.
-                        match crashed(rec.get_policy(arn).await)? {
-                            Ok(p)
-                                if owner_of_policy(
-                                    cluster, account_id, &p.path, &p.name, &p.tags,
-                                )
-                                .as_ref()
-                                    == Some(key) =>
-                            {
-                                StepOutcome::Adopted
-                            }
-                            Ok(_) => {
-                                let msg = format!(
-                                    "policy {name} exists but its tags do not prove it is ours; not touching it"
-                                );
-                                failed_keys
-                                    .insert(key.clone(), (ErrorCategory::Conflict, msg.clone()));
-                                StepOutcome::Failed {
-                                    category: ErrorCategory::Conflict,
-                                    message: msg,
-                                }
-                            }
-                            Err(e2) => {
-                                let o = fail(&e2);
-                                failed_keys.insert(key.clone(), (e2.category(), e2.to_string()));
-                                o
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        failed_keys.insert(key.clone(), (e.category(), fail_msg(step, &e)));
-                        fail(&e)
-                    }
-                },
-                Step::DeletePolicyVersion {
-                    policy_arn,
-                    version_id,
-                    ..
-                } => match crashed(rec.delete_policy_version(policy_arn, version_id).await)? {
-                    Ok(()) => ok_outcome,
-                    Err(e) if e.code == ErrorCode::NoSuchEntity => ok_outcome,
-                    Err(e) => {
-                        failed_policies.insert(policy_arn.clone());
-                        fail(&e)
-                    }
-                },
-                Step::RestoreDocument {
-                    key,
-                    policy_arn,
-                    document,
-                    replaced_version,
-                } => {
-                    let mut r =
-                        crashed(rec.create_policy_version(policy_arn, document, true).await)?;
-                    if matches!(&r, Err(e) if e.code == ErrorCode::LimitExceeded) {
-                        // Someone added versions since we listed: prune non-default ones, retry once.
-                        if let Ok(vs) = crashed(rec.list_policy_versions(policy_arn).await)? {
-                            for v in vs.iter().filter(|v| !v.is_default) {
-                                let _ = crashed(
-                                    rec.delete_policy_version(policy_arn, &v.version_id).await,
-                                )?;
-                            }
-                        }
-                        r = crashed(rec.create_policy_version(policy_arn, document, true).await)?;
-                    }
-                    match r {
-                        Ok(_) => {
-                            if allowed {
-                                self.remember(
-                                    account_id,
-                                    WriteKey::Version(policy_arn.clone()),
-                                    key,
-                                );
-                            }
-                            match crashed(
-                                rec.delete_policy_version(policy_arn, replaced_version)
-                                    .await,
-                            )? {
-                                Ok(()) => {}
-                                Err(e) if e.code == ErrorCode::NoSuchEntity => {}
-                                Err(e) => report.errors.push(ErrorRecord {
-                                    account_id: account_id.to_string(),
-                                    category: e.category(),
-                                    message: fail_msg(step, &e),
-                                }),
-                            }
-                            report.drift_repairs.push(DriftRepair {
-                                key: key.clone(),
-                                arn: policy_arn.clone(),
-                                kind: DriftKind::DocumentEdited,
-                                performed: allowed,
-                            });
-                            ok_outcome
-                        }
-                        Err(e) => {
-                            // The policy's document is someone else's edit: attaching it anywhere
-                            // now would grant whatever it says. No attach of it in this run.
-                            failed_keys.insert(
-                                key.clone(),
-                                (
-                                    e.category(),
-                                    format!(
-                                        "{}; not attaching a policy whose document was edited",
-                                        fail_msg(step, &e)
-                                    ),
-                                ),
-                            );
-                            fail(&e)
-                        }
-                    }
-                }
-                Step::AttachManaged {
-                    key,
-                    principal,
-                    policy_arn,
-                    fallback,
-                    repair,
-                } => {
-                    let pref = principal.reference();
-                    if let Some((cat, msg)) = failed_keys.get(key) {
-                        outcomes.insert(
-                            (key.clone(), pref),
-                            failed_status(key, &principal.arn, *cat, msg.clone()),
-                        );
-                        report.steps.push(StepRecord {
-                            account_id: account_id.to_string(),
-                            class,
-                            description: step.describe(),
-                            outcome: StepOutcome::Skipped(msg.clone()),
-                        });
-                        continue;
-                    }
-                    let r = crashed(rec.attach_policy(&pref, policy_arn).await)?;
-                    let (outcome, status) = match r {
-                        Ok(()) => {
-                            if allowed {
-                                self.remember(
-                                    account_id,
-                                    WriteKey::Attachment(pref.clone(), policy_arn.clone()),
-                                    key,
-                                );
-                            }
-                            (
-                                ok_outcome.clone(),
-                                attached_status(
-                                    key,
-                                    principal,
-                                    AttachmentKind::Managed,
-                                    &name_of(policy_arn),
-                                    allowed,
-                                ),
-                            )
-                        }
-                        Err(e) if e.code == ErrorCode::LimitExceeded => {
-                            match crashed(
-                                rec.put_inline_policy(&pref, &fallback.name, &fallback.document)
-                                    .await,
-                            )? {
-                                Ok(()) => {
-                                    if allowed {
-                                        self.remember(
-                                            account_id,
-                                            WriteKey::Inline(pref.clone(), fallback.name.clone()),
-                                            key,
-                                        );
-                                    }
-                                    (
-                                        StepOutcome::FellBackToInline,
-                                        attached_status(
-                                            key,
-                                            principal,
-                                            AttachmentKind::Inline,
-                                            &fallback.name,
-                                            allowed,
-                                        ),
-                                    )
-                                }
-                                Err(e2) => (
-                                    fail(&e2),
-                                    failed_status(
-                                        key,
-                                        &principal.arn,
-                                        e2.category(),
-                                        fail_msg(step, &e2),
-                                    ),
-                                ),
-                            }
-                        }
-                        Err(e)
-                            if e.code == ErrorCode::NoSuchEntity
-                                && self
-                                    .recent_for(account_id)
-                                    .contains(&WriteKey::Policy(policy_arn.clone())) =>
-                        {
-                            // We created the policy moments ago: IAM has not propagated it yet.
-                            // Not "missing": retry later (Transient), never re-create now.
-                            let msg = format!(
-                                "{}: policy {policy_arn} not yet visible after our CreatePolicy (IAM propagation): {e}",
-                                step.describe()
-                            );
-                            (
-                                StepOutcome::Failed {
-                                    category: ErrorCategory::Transient,
-                                    message: msg.clone(),
-                                },
-                                failed_status(key, &principal.arn, ErrorCategory::Transient, msg),
-                            )
-                        }
-                        Err(e) => (
-                            fail(&e),
-                            failed_status(key, &principal.arn, e.category(), fail_msg(step, &e)),
-                        ),
-                    };
-                    if *repair && status.state != TargetState::Failed {
-                        report.drift_repairs.push(DriftRepair {
-                            key: key.clone(),
-                            arn: principal.arn.clone(),
-                            kind: DriftKind::AttachmentRemoved,
-                            performed: allowed,
-                        });
-                    }
-                    outcomes.insert((key.clone(), pref), status);
-                    outcome
-                }
-                Step::PutInline {
-                    key,
-                    principal,
-                    inline,
-                    repair,
-                } => {
-                    let pref = principal.reference();
-                    let r = crashed(
-                        rec.put_inline_policy(&pref, &inline.name, &inline.document)
-                            .await,
-                    )?;
-                    let (outcome, status) = match r {
-                        Ok(()) => {
-                            if allowed {
-                                self.remember(
-                                    account_id,
-                                    WriteKey::Inline(pref.clone(), inline.name.clone()),
-                                    key,
-                                );
-                            }
-                            if *repair {
-                                report.drift_repairs.push(DriftRepair {
-                                    key: key.clone(),
-                                    arn: principal.arn.clone(),
-                                    kind: DriftKind::InlinePolicyChanged,
-                                    performed: allowed,
-                                });
-                            }
-                            (
-                                ok_outcome.clone(),
-                                attached_status(
-                                    key,
-                                    principal,
-                                    AttachmentKind::Inline,
-                                    &inline.name,
-                                    allowed,
-                                ),
-                            )
-                        }
-                        Err(e) => (
-                            fail(&e),
-                            failed_status(key, &principal.arn, e.category(), fail_msg(step, &e)),
-                        ),
-                    };
-                    outcomes.insert((key.clone(), pref), status);
-                    outcome
-                }
-                Step::DetachManaged {
-                    key,
-                    principal,
-                    policy_arn,
-                } => match crashed(rec.detach_policy(principal, policy_arn).await)? {
-                    Ok(()) => {
-                        if allowed {
-                            self.forget(
-                                account_id,
-                                WriteKey::Attachment(principal.clone(), policy_arn.clone()),
-                            );
-                        }
-                        report.targets.push(released_status(
-                            Some(key.clone()),
-                            principal_arn(partition, account_id, principal),
-                            AttachmentKind::Managed,
-                            name_of(policy_arn),
-                            allowed,
-                        ));
-                        ok_outcome
-                    }
-                    Err(e) if e.code == ErrorCode::NoSuchEntity => {
-                        if allowed {
-                            self.forget(
-                                account_id,
-                                WriteKey::Attachment(principal.clone(), policy_arn.clone()),
-                            );
-                        }
-                        ok_outcome
-                    }
-                    Err(e) => {
-                        failed_policies.insert(policy_arn.clone());
-                        fail(&e)
-                    }
-                },
-                Step::DetachGroup {
-                    group, policy_arn, ..
-                } => match crashed(rec.detach_group_policy(group, policy_arn).await)? {
-                    Ok(()) => {
-                        report.group_detachments.push(format!(
-                            "{policy_arn} was attached to IAM group {group} (not by this controller; see CloudTrail AttachGroupPolicy); detached"
-                        ));
-                        ok_outcome
-                    }
-                    Err(e) if e.code == ErrorCode::NoSuchEntity => ok_outcome,
-                    Err(e) => {
-                        failed_policies.insert(policy_arn.clone());
-                        fail(&e)
-                    }
-                },
-                Step::DeleteInline { principal, name } => {
-                    match crashed(rec.delete_inline_policy(principal, name).await)? {
-                        Ok(()) => {
-                            if allowed {
-                                self.forget(
-                                    account_id,
-                                    WriteKey::Inline(principal.clone(), name.clone()),
-                                );
-                            }
-                            report.targets.push(released_status(
-                                None,
-                                principal_arn(partition, account_id, principal),
-                                AttachmentKind::Inline,
-                                name.clone(),
-                                allowed,
-                            ));
-                            ok_outcome
-                        }
-                        Err(e) if e.code == ErrorCode::NoSuchEntity => {
-                            if allowed {
-                                self.forget(
-                                    account_id,
-                                    WriteKey::Inline(principal.clone(), name.clone()),
-                                );
-                            }
-                            ok_outcome
-                        }
-                        Err(e) => fail(&e),
-                    }
-                }
-                Step::DeletePolicy { policy_arn, .. } => {
-                    if failed_policies.contains(policy_arn) {
-                        StepOutcome::Skipped(
-                            "an earlier detach or version deletion failed".to_string(),
-                        )
-                    } else {
-                        match crashed(rec.delete_policy(policy_arn).await)? {
-                            Ok(()) => {
-                                if allowed {
-                                    self.forget(account_id, WriteKey::Policy(policy_arn.clone()));
-                                }
-                                ok_outcome
-                            }
-                            Err(e) if e.code == ErrorCode::NoSuchEntity => {
-                                if allowed {
-                                    self.forget(account_id, WriteKey::Policy(policy_arn.clone()));
-                                }
-                                ok_outcome
-                            }
-                            Err(e) => fail(&e),
-                        }
-                    }
-                }
-            };
+            let outcome = run.step(step, allowed).await?;
             if let StepOutcome::Failed { category, message } = &outcome {
-                report.errors.push(ErrorRecord {
+                run.report.errors.push(ErrorRecord {
                     account_id: account_id.to_string(),
                     category: *category,
                     message: message.clone(),
                 });
             }
-            report.steps.push(StepRecord {
+            run.report.steps.push(StepRecord {
                 account_id: account_id.to_string(),
                 class,
                 description: step.describe(),
                 outcome,
             });
         }
+        let mut outcomes = run.outcomes;
         rec.allow_writes(false);
 
         for (key, principal, expectation) in plan.targets {
