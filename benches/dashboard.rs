@@ -1,0 +1,3 @@
+//! placeholder
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+fn main() {}
