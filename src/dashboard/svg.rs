@@ -16,7 +16,9 @@ pub struct Bar {
 }
 
 fn fmt(value: f64) -> String {
-    if value.abs() >= 100.0 {
+    if !value.is_finite() {
+        "no data".to_string()
+    } else if value.abs() >= 100.0 {
         format!("{value:.0}")
     } else {
         format!("{value:.2}")
