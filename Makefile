@@ -91,6 +91,7 @@ bench:
 	AGR_BENCH_PHASES=binary $(CARGO) bench --bench e2e
 	$(CARGO) bench --bench sns_load
 	$(CARGO) bench --bench velocity
+	$(CARGO) bench --bench dashboard
 	$(CARGO) bench --bench gate
 	./scripts/bench-deps.sh
 	$(CARGO) bench --bench analyze

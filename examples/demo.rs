@@ -22,6 +22,8 @@ use serde_json::{Value, json};
 
 const NS: &str = "autoguardrails";
 const API_KEY: &str = "demo-events-key";
+/// The demo dashboard's bearer token (a real installation reads it from a Secret).
+const DASHBOARD_TOKEN: &str = "demo-dashboard-token-0001";
 const SIGNAL: &str = "policies/signals/anomaly-prod-sagemaker-5200.yaml";
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -120,8 +122,20 @@ async fn run() -> Result<(), Error> {
     step("Starting `autoguardrails controller` with the in-memory AWS backend");
     let metrics_port = free_port()?;
     let signals_port = free_port()?;
+    let dashboard_port = free_port()?;
+    let token_file = work.join("dashboard-token");
+    std::fs::write(&token_file, format!("{DASHBOARD_TOKEN}\n"))?;
     let config = work.join("controller.yaml");
-    std::fs::write(&config, controller_config(metrics_port, signals_port))?;
+    std::fs::write(
+        &config,
+        controller_config(
+            metrics_port,
+            signals_port,
+            dashboard_port,
+            &token_file,
+            root,
+        ),
+    )?;
     let log = work.join("controller.log");
     let binary = controller_binary()?;
     let child = Command::new(&binary)
@@ -157,6 +171,8 @@ async fn run() -> Result<(), Error> {
     )
     .await?;
     println!("    ready: {ops}/readyz answers 200; metrics at {ops}/metrics");
+    let dashboard = format!("http://127.0.0.1:{dashboard_port}/dashboard/quarantines");
+    println!("    dashboard (live, read-only): {dashboard}   token: {DASHBOARD_TOKEN}");
 
     step("Applying the example policies");
     let policies: Api<GuardrailPolicy> = Api::namespaced(client.clone(), NS);
@@ -356,6 +372,10 @@ async fn run() -> Result<(), Error> {
              http://127.0.0.1:{signals_port}/events"
         );
         println!("    curl -s {ops}/debug/iam   # the in-memory IAM");
+        println!("    open {dashboard}   (sign in with {DASHBOARD_TOKEN})");
+        println!(
+            "    curl -s -H 'authorization: Bearer {DASHBOARD_TOKEN}' http://127.0.0.1:{dashboard_port}/dashboard/api/quarantines"
+        );
         println!("Press Ctrl-C to stop.");
         tokio::signal::ctrl_c().await?;
     }
@@ -472,7 +492,16 @@ fn controller_binary() -> Result<PathBuf, Error> {
     }
 }
 
-fn controller_config(metrics_port: u16, signals_port: u16) -> String {
+fn controller_config(
+    metrics_port: u16,
+    signals_port: u16,
+    dashboard_port: u16,
+    token_file: &Path,
+    root: &Path,
+) -> String {
+    let token_file = token_file.display();
+    let proposal = root.join("tests/fixtures/dashboard/proposal.json");
+    let proposal = proposal.display();
     format!(
         r#"# Written by the demo. The memory backend keeps IAM inside the controller process.
 clusterId: demo
@@ -497,6 +526,11 @@ notifications:
 velocity:
   enabled: true
   signalAtUsd: 50
+dashboard:
+  enabled: true
+  addr: 127.0.0.1:{dashboard_port}
+  tokenFile: {token_file}
+  proposalFile: {proposal}
 "#
     )
 }

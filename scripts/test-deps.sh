@@ -47,4 +47,19 @@ if ! command -v promtool >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
   # The package's service is not wanted; no daemon is started in a container without systemd.
 fi
+# The dashboard's browser test (tests/e2e/dashboard_browser.py): Selenium in the venv, and
+# Debian's headless Chromium with its chromedriver (no browser download at test time).
+SELENIUM="selenium==4.38.0"
+if [ ! -f "$VENV/.stamp-selenium-${SELENIUM#*==}" ]; then
+  echo "test-deps: installing $SELENIUM into $VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "$SELENIUM"
+  touch "$VENV/.stamp-selenium-${SELENIUM#*==}"
+fi
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  echo "test-deps: installing chromium and chromium-driver (Debian)"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium chromium-driver fonts-dejavu-core >/dev/null
+fi
+
 echo "test-deps: ready (kubectl: $("$VENV/bin/kubectl" version --client 2>/dev/null | head -1))"

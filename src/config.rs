@@ -228,6 +228,43 @@ impl Default for LeaderSettings {
     }
 }
 
+/// The read-only web dashboard (docs/dashboard.md, decision 180): its own listener, off unless
+/// enabled; every page and JSON endpoint needs the bearer token read from `tokenFile`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct DashboardSettings {
+    /// Serve the dashboard.
+    pub enabled: bool,
+    /// Its listen address (separate from `/metrics` and the signal endpoints, so each can be
+    /// exposed on its own).
+    pub addr: SocketAddr,
+    /// A file holding the bearer token (a mounted Secret); required when enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+    /// A `proposal.json` of `autoguardrails analyze` shown on the Analysis page (re-read on
+    /// every view).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proposal_file: Option<PathBuf>,
+    /// The address of the gate's dashboard (`gate serve`), linked from the navigation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate_url: Option<String>,
+    /// Mark the sign-in cookie `Secure` (set when the dashboard is reached over HTTPS).
+    pub secure_cookie: bool,
+}
+
+impl Default for DashboardSettings {
+    fn default() -> Self {
+        DashboardSettings {
+            enabled: false,
+            addr: SocketAddr::from(([0, 0, 0, 0], 8082)),
+            token_file: None,
+            proposal_file: None,
+            gate_url: None,
+            secure_cookie: false,
+        }
+    }
+}
+
 /// The whole configuration, as the file spells it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
@@ -270,6 +307,8 @@ pub struct Config {
     pub notifications: NotifySettings,
     /// The spend-velocity signal from CloudTrail events (off by default; decision 170).
     pub velocity: VelocitySettings,
+    /// The web dashboard.
+    pub dashboard: DashboardSettings,
 }
 
 impl Default for Config {
@@ -296,6 +335,7 @@ impl Default for Config {
             poller: PollerSettings::default(),
             notifications: NotifySettings::default(),
             velocity: VelocitySettings::default(),
+            dashboard: DashboardSettings::default(),
         }
     }
 }
@@ -349,6 +389,15 @@ pub struct ControllerArgs {
     /// `json` or `text`.
     #[arg(long, env = "AGR_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Serve the read-only web dashboard (`dashboard.enabled`).
+    #[arg(long, env = "AGR_DASHBOARD", num_args = 0..=1, default_missing_value = "true")]
+    pub dashboard: Option<bool>,
+    /// Address of the dashboard (`dashboard.addr`).
+    #[arg(long, env = "AGR_DASHBOARD_ADDR")]
+    pub dashboard_addr: Option<SocketAddr>,
+    /// File holding the dashboard's bearer token (`dashboard.tokenFile`).
+    #[arg(long, env = "AGR_DASHBOARD_TOKEN_FILE")]
+    pub dashboard_token_file: Option<PathBuf>,
     /// Print the effective configuration as YAML and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -441,6 +490,15 @@ impl Config {
         if let Some(v) = args.log_format {
             self.log_format = v;
         }
+        if let Some(v) = args.dashboard {
+            self.dashboard.enabled = v;
+        }
+        if let Some(v) = args.dashboard_addr {
+            self.dashboard.addr = v;
+        }
+        if let Some(v) = &args.dashboard_token_file {
+            self.dashboard.token_file = Some(v.clone());
+        }
     }
 
     /// Checks ranges and consistency; the first problem is returned.
@@ -521,6 +579,21 @@ impl Config {
                 "signalsAddr",
                 format!("{} is also metricsAddr", self.signals_addr),
             );
+        }
+        if self.dashboard.enabled {
+            if self.dashboard.token_file.is_none() {
+                return invalid(
+                    "dashboard.tokenFile",
+                    "the dashboard needs a bearer token file (a mounted Secret); it is never served without one".into(),
+                );
+            }
+            if self.dashboard.addr == self.metrics_addr || self.dashboard.addr == self.signals_addr
+            {
+                return invalid(
+                    "dashboard.addr",
+                    format!("{} is also metricsAddr or signalsAddr", self.dashboard.addr),
+                );
+            }
         }
         for (account, a) in &self.aws.accounts {
             if !is_account_id(account) {

@@ -16,6 +16,7 @@ pub mod aws;
 pub mod cli;
 pub mod config;
 pub mod controller;
+pub mod dashboard;
 pub mod gate;
 pub mod http;
 pub mod metrics;

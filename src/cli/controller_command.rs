@@ -355,6 +355,50 @@ pub async fn serve_until(config: Config, shutdown: Shutdown) -> Result<(), RunEr
         "controller starting"
     );
 
+    // The dashboard (decision 180): its own listener, read-only, on the same caches.
+    let (dashboard_stop, dashboard_stop_rx) = watch::channel(false);
+    let dashboard_task = if config.dashboard.enabled {
+        let token_file = config.dashboard.token_file.clone().ok_or_else(|| {
+            RunError::Config("dashboard.tokenFile is required when the dashboard is enabled".into())
+        })?;
+        let access = crate::dashboard::access::Access::from_file(
+            &token_file,
+            config.dashboard.secure_cookie,
+        )
+        .map_err(|e| RunError::Config(e.to_string()))?;
+        let state = Arc::new(crate::dashboard::controller::ControllerDashboard {
+            stores: intake_stores.clone(),
+            recent: signal_state.recent(),
+            client: Some(client.clone()),
+            protected: controller_settings.protected_principals.clone(),
+            proposal: config.dashboard.proposal_file.clone(),
+            gate_url: config.dashboard.gate_url.clone(),
+            changes: crate::dashboard::live::Changes::default(),
+            stop: dashboard_stop_rx.clone(),
+        });
+        let listener = tokio::net::TcpListener::bind(config.dashboard.addr)
+            .await
+            .map_err(|e| RunError::Listener(format!("{}: {e}", config.dashboard.addr)))?;
+        tracing::info!(dashboard = %config.dashboard.addr, "serving the dashboard");
+        let follow = tokio::spawn(state.follow_changes());
+        Some(tokio::spawn(async move {
+            let result = crate::http::listener::serve(
+                listener,
+                crate::dashboard::controller::router(state, access),
+                crate::http::listener::ListenerLimits {
+                    drain_timeout: Duration::from_secs(5),
+                    ..Default::default()
+                },
+                wait_for_shutdown(dashboard_stop_rx),
+            )
+            .await;
+            follow.abort();
+            result
+        }))
+    } else {
+        None
+    };
+
     // The operations listener outlives everything else: it stops once the lease is released.
     let (ops_stop, ops_stop_rx) = watch::channel(false);
     let ops_task = tokio::spawn(ops.serve_until(wait_for_shutdown(ops_stop_rx)));
@@ -447,6 +491,14 @@ pub async fn serve_until(config: Config, shutdown: Shutdown) -> Result<(), RunEr
         match tokio::time::timeout(timeout, saver).await {
             Ok(Ok(())) => {}
             _ => tracing::warn!("the velocity state was not saved at shutdown"),
+        }
+    }
+    let _ = dashboard_stop.send(true);
+    if let Some(task) = dashboard_task {
+        match tokio::time::timeout(timeout, task).await {
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "dashboard stopped with an error"),
+            Ok(_) => {}
+            Err(_) => tracing::warn!("dashboard did not stop in time"),
         }
     }
     let _ = stores_stop.send(true);

@@ -125,6 +125,22 @@ pub enum GateCommand {
         /// Listen address.
         #[arg(long, default_value = "127.0.0.1:8088")]
         listen: String,
+        /// Serve the dashboard's Gate page under /dashboard, for holders of the bearer token in
+        /// this file (docs/dashboard.md). Without it no dashboard is served.
+        #[arg(long, env = "AGR_GATE_DASHBOARD_TOKEN_FILE")]
+        dashboard_token_file: Option<std::path::PathBuf>,
+        /// Let the dashboard's "run the gate" button evaluate and audit (off: read-only).
+        #[arg(long)]
+        dashboard_allow_run: bool,
+        /// A proposal.json shown on the dashboard's Analysis page.
+        #[arg(long)]
+        dashboard_proposal: Option<std::path::PathBuf>,
+        /// The controller's dashboard address, linked from the navigation.
+        #[arg(long)]
+        dashboard_controller_url: Option<String>,
+        /// Mark the sign-in cookie Secure (the dashboard is reached over HTTPS).
+        #[arg(long)]
+        dashboard_secure_cookie: bool,
     },
 }
 
@@ -531,7 +547,21 @@ async fn run_async(
             }
             Ok(EXIT_ALLOW)
         }
-        Some(GateCommand::Serve { listen }) => {
+        Some(GateCommand::Serve {
+            listen,
+            dashboard_token_file,
+            dashboard_allow_run,
+            dashboard_proposal,
+            dashboard_controller_url,
+            dashboard_secure_cookie,
+        }) => {
+            let access = match dashboard_token_file {
+                Some(path) => Some(
+                    crate::dashboard::access::Access::from_file(path, *dashboard_secure_cookie)
+                        .map_err(|e| Failure::Config(e.to_string()))?,
+                ),
+                None => None,
+            };
             let metrics = GateMetrics::new().map_err(|e| Failure::Internal(e.to_string()))?;
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
@@ -569,7 +599,22 @@ async fn run_async(
                     let _ = tokio::signal::ctrl_c().await;
                 }
             };
-            serve::serve(listener, serve::router(state), shutdown)
+            let mut router = serve::router(state.clone());
+            if let Some(access) = access {
+                let dashboard = Arc::new(crate::dashboard::gate::GateDashboard {
+                    serve: state,
+                    allow_run: *dashboard_allow_run,
+                    controller_url: dashboard_controller_url.clone(),
+                    proposal: dashboard_proposal.clone(),
+                });
+                router = router.merge(crate::dashboard::gate::router(dashboard, access));
+                write_text(
+                    out,
+                    &format!("dashboard on http://{address}/dashboard/gate\n"),
+                )?;
+                let _ = out.flush();
+            }
+            serve::serve(listener, router, shutdown)
                 .await
                 .map_err(|e| Failure::Internal(e.to_string()))?;
             Ok(EXIT_ALLOW)

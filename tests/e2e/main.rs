@@ -10,6 +10,7 @@ mod aws_templates;
 mod chart;
 mod controller_binary;
 mod controller_cli;
+mod dashboard;
 mod policies;
 mod principal_identity;
 mod signal_cli;

@@ -81,7 +81,12 @@ app.kubernetes.io/part-of: autoguardrails
 # Events: kube-runtime's Recorder creates events.k8s.io/v1 Events and patches a series.
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
+  {{- if .Values.dashboard.enabled }}
+  # list: the dashboard shows a quarantine's Events (read-only).
+  verbs: ["create", "patch", "list"]
+  {{- else }}
   verbs: ["create", "patch"]
+  {{- end }}
 {{- with .Values.rbac.slackWebhookSecretNames }}
 # Slack webhook Secrets referenced by policies: get by name only.
 - apiGroups: [""]

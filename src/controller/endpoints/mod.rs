@@ -6,4 +6,5 @@
 pub mod certs;
 pub mod confirm;
 pub mod keys;
+pub mod recent;
 pub mod signals;

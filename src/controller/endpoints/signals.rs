@@ -261,6 +261,7 @@ pub struct SignalState {
     submitted: Option<Arc<SubmittedSignals>>,
     /// The spend-velocity estimator, when `velocity.enabled` (decision 174).
     velocity: Option<Arc<Tracker>>,
+    recent: Arc<super::recent::RecentSignals>,
 }
 
 impl SignalState {
@@ -341,6 +342,7 @@ impl SignalState {
             clock: Arc::new(Timestamp::now),
             submitted: None,
             velocity: None,
+            recent: Arc::new(super::recent::RecentSignals::default()),
         })
     }
 
@@ -407,6 +409,11 @@ impl SignalState {
     pub fn with_clock(mut self, clock: Clock) -> Self {
         self.clock = clock;
         self
+    }
+
+    /// The latest deliveries and their answers (the dashboard's Signals page).
+    pub fn recent(&self) -> Arc<super::recent::RecentSignals> {
+        self.recent.clone()
     }
 
     /// The latest subscription events, newest last.
@@ -509,6 +516,14 @@ fn finish(state: &SignalState, source: &'static str, started: Instant, answer: A
         .with_label_values(&[source])
         .observe(started.elapsed().as_secs_f64());
     let reason: String = answer.reason.chars().take(512).collect();
+    state.recent.record(super::recent::Delivery {
+        at: (state.clock)(),
+        endpoint: source.to_string(),
+        outcome: answer.outcome.to_string(),
+        status: answer.status.as_u16(),
+        accepted: answer.outcome == OUTCOME_ACCEPTED,
+        reason: reason.clone(),
+    });
     if answer.status.is_success() {
         tracing::info!(source, outcome = answer.outcome, status = answer.status.as_u16(), %reason, "signal delivery");
     } else {

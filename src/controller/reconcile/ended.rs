@@ -181,6 +181,23 @@ impl EndedIndex {
         (targets, phases)
     }
 
+    /// The outline of every ended quarantine (see [`EndedIndex::for_policy`]); for reading only.
+    pub fn outlines(&self) -> Vec<Quarantine> {
+        let Ok(state) = self.state.lock() else {
+            return Vec::new();
+        };
+        state
+            .current
+            .by_policy
+            .iter()
+            .flat_map(|((namespace, policy), names)| {
+                names
+                    .iter()
+                    .map(move |(name, ended)| outline(namespace, policy, name, ended))
+            })
+            .collect()
+    }
+
     /// How many ended quarantines are kept.
     pub fn len(&self) -> usize {
         self.state

@@ -198,6 +198,22 @@ impl Stores {
         &self.ended
     }
 
+    /// A stream that yields once per change of any cached policy or quarantine (deletions
+    /// included), after one item per object cached now. For observers that only need to know
+    /// that something changed (the dashboard's live updates, decision 183); the objects are
+    /// read from the stores.
+    pub fn changes(&self) -> impl futures::Stream<Item = ()> + Send + 'static {
+        let policies = self
+            .policy_feeds
+            .iter()
+            .map(|f| f.subscribe(true).map(|_| ()).boxed());
+        let quarantines = self
+            .quarantine_feeds
+            .iter()
+            .map(|f| f.subscribe(true).map(|_| ()).boxed());
+        futures::stream::select_all(policies.chain(quarantines))
+    }
+
     /// The quarantines of policy `namespace/policy` that policy evaluation must see: the cached
     /// ones, and outlines of the ended ones (never written anywhere).
     pub fn quarantines_of(&self, namespace: &str, policy: &str) -> Vec<Quarantine> {
