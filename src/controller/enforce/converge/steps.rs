@@ -48,6 +48,20 @@ fn failed(step: &Step, e: &AwsError) -> StepOutcome {
 }
 
 impl Run<'_, '_> {
+    /// Remembers a write of `owner`'s for this account, when it was made (not a dry run).
+    fn remember(&self, allowed: bool, key: WriteKey, owner: &QuarantineKey) {
+        if allowed {
+            self.engine.remember(self.account_id, key, owner);
+        }
+    }
+
+    /// Forgets a write undone for this account, when it was undone (not a dry run).
+    fn forget(&self, allowed: bool, key: WriteKey) {
+        if allowed {
+            self.engine.forget(self.account_id, key);
+        }
+    }
+
     /// Runs one step (`allowed`: the write gate lets its class write).
     pub(super) async fn step(
         &mut self,
@@ -142,13 +156,7 @@ impl Run<'_, '_> {
                     .await,
             )? {
                 Ok(_) => {
-                    if allowed {
-                        self.engine.remember(
-                            self.account_id,
-                            WriteKey::Policy(arn.to_string()),
-                            key,
-                        );
-                    }
+                    self.remember(allowed, WriteKey::Policy(arn.to_string()), key);
                     ok_outcome
                 }
                 Err(e) if e.code == ErrorCode::EntityAlreadyExists => {
@@ -256,13 +264,7 @@ impl Run<'_, '_> {
             }
             match r {
                 Ok(_) => {
-                    if allowed {
-                        self.engine.remember(
-                            self.account_id,
-                            WriteKey::Version(policy_arn.to_string()),
-                            key,
-                        );
-                    }
+                    self.remember(allowed, WriteKey::Version(policy_arn.to_string()), key);
                     match crashed(
                         self.rec
                             .delete_policy_version(policy_arn, replaced_version)
@@ -332,13 +334,11 @@ impl Run<'_, '_> {
             let r = crashed(self.rec.attach_policy(&pref, policy_arn).await)?;
             let (outcome, status) = match r {
                 Ok(()) => {
-                    if allowed {
-                        self.engine.remember(
-                            self.account_id,
-                            WriteKey::Attachment(pref.clone(), policy_arn.to_string()),
-                            key,
-                        );
-                    }
+                    self.remember(
+                        allowed,
+                        WriteKey::Attachment(pref.clone(), policy_arn.to_string()),
+                        key,
+                    );
                     (
                         ok_outcome.clone(),
                         attached_status(
@@ -357,13 +357,11 @@ impl Run<'_, '_> {
                             .await,
                     )? {
                         Ok(()) => {
-                            if allowed {
-                                self.engine.remember(
-                                    self.account_id,
-                                    WriteKey::Inline(pref.clone(), fallback.name.clone()),
-                                    key,
-                                );
-                            }
+                            self.remember(
+                                allowed,
+                                WriteKey::Inline(pref.clone(), fallback.name.clone()),
+                                key,
+                            );
                             (
                                 StepOutcome::FellBackToInline,
                                 attached_status(
@@ -442,13 +440,11 @@ impl Run<'_, '_> {
             )?;
             let (outcome, status) = match r {
                 Ok(()) => {
-                    if allowed {
-                        self.engine.remember(
-                            self.account_id,
-                            WriteKey::Inline(pref.clone(), inline.name.clone()),
-                            key,
-                        );
-                    }
+                    self.remember(
+                        allowed,
+                        WriteKey::Inline(pref.clone(), inline.name.clone()),
+                        key,
+                    );
                     if repair {
                         self.report.drift_repairs.push(DriftRepair {
                             key: key.clone(),
@@ -493,12 +489,10 @@ impl Run<'_, '_> {
         Ok(
             match crashed(self.rec.detach_policy(principal, policy_arn).await)? {
                 Ok(()) => {
-                    if allowed {
-                        self.engine.forget(
-                            self.account_id,
-                            WriteKey::Attachment(principal.clone(), policy_arn.to_string()),
-                        );
-                    }
+                    self.forget(
+                        allowed,
+                        WriteKey::Attachment(principal.clone(), policy_arn.to_string()),
+                    );
                     self.report.targets.push(released_status(
                         Some(key.clone()),
                         principal_arn(self.partition, self.account_id, principal),
@@ -509,12 +503,10 @@ impl Run<'_, '_> {
                     ok_outcome
                 }
                 Err(e) if e.code == ErrorCode::NoSuchEntity => {
-                    if allowed {
-                        self.engine.forget(
-                            self.account_id,
-                            WriteKey::Attachment(principal.clone(), policy_arn.to_string()),
-                        );
-                    }
+                    self.forget(
+                        allowed,
+                        WriteKey::Attachment(principal.clone(), policy_arn.to_string()),
+                    );
                     ok_outcome
                 }
                 Err(e) => {
@@ -567,12 +559,10 @@ impl Run<'_, '_> {
         Ok({
             match crashed(self.rec.delete_inline_policy(principal, name).await)? {
                 Ok(()) => {
-                    if allowed {
-                        self.engine.forget(
-                            self.account_id,
-                            WriteKey::Inline(principal.clone(), name.to_string()),
-                        );
-                    }
+                    self.forget(
+                        allowed,
+                        WriteKey::Inline(principal.clone(), name.to_string()),
+                    );
                     self.report.targets.push(released_status(
                         None,
                         principal_arn(self.partition, self.account_id, principal),
@@ -583,12 +573,10 @@ impl Run<'_, '_> {
                     ok_outcome
                 }
                 Err(e) if e.code == ErrorCode::NoSuchEntity => {
-                    if allowed {
-                        self.engine.forget(
-                            self.account_id,
-                            WriteKey::Inline(principal.clone(), name.to_string()),
-                        );
-                    }
+                    self.forget(
+                        allowed,
+                        WriteKey::Inline(principal.clone(), name.to_string()),
+                    );
                     ok_outcome
                 }
                 Err(e) => fail(&e),
@@ -612,17 +600,11 @@ impl Run<'_, '_> {
             } else {
                 match crashed(self.rec.delete_policy(policy_arn).await)? {
                     Ok(()) => {
-                        if allowed {
-                            self.engine
-                                .forget(self.account_id, WriteKey::Policy(policy_arn.to_string()));
-                        }
+                        self.forget(allowed, WriteKey::Policy(policy_arn.to_string()));
                         ok_outcome
                     }
                     Err(e) if e.code == ErrorCode::NoSuchEntity => {
-                        if allowed {
-                            self.engine
-                                .forget(self.account_id, WriteKey::Policy(policy_arn.to_string()));
-                        }
+                        self.forget(allowed, WriteKey::Policy(policy_arn.to_string()));
                         ok_outcome
                     }
                     Err(e) => fail(&e),
