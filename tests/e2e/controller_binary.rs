@@ -8,7 +8,8 @@
 //! replicas and measures leader takeover after SIGTERM and after SIGKILL.
 
 use crate::support::binary::{
-    ControllerProcess, Kubectl, attached, free_port, iam_client, root, wait_for,
+    ControllerProcess, attached, cluster_with_events_key, create_roles, free_port, iam_client,
+    wait_for,
 };
 use crate::support::moto;
 use crate::support::promtool;
@@ -18,7 +19,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kube_emulator::{Emulator, Options};
 use serde_json::Value;
 
 const NS: &str = "autoguardrails";
@@ -51,32 +51,10 @@ spec:
 async fn a_person_drives_a_quarantine_with_kubectl_against_the_real_binary() {
     let moto = moto::MotoServer::start();
     let iam = iam_client(&moto).await;
-    for role in ["dev-ci", "etl"] {
-        iam.create_role()
-            .role_name(role)
-            .assume_role_policy_document(
-                r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#,
-            )
-            .send()
-            .await
-            .unwrap();
-    }
+    create_roles(&iam, &["dev-ci", "etl"]).await;
 
-    let emulator = Emulator::start_with(Options::default()).await.unwrap();
+    let (emulator, kubectl) = cluster_with_events_key(NS, API_KEY).await;
     let kubeconfig = emulator.kubeconfig_path().to_path_buf();
-    let kubectl = Kubectl::new(kubeconfig.clone());
-    let crds = root().join("crds");
-    kubectl.run(&["apply", "-f", crds.to_str().unwrap()]);
-    kubectl.run(&["create", "namespace", NS]);
-    kubectl.run(&[
-        "create",
-        "secret",
-        "generic",
-        "events-key",
-        "-n",
-        NS,
-        &format!("--from-literal=apiKey={API_KEY}"),
-    ]);
 
     let metrics_port = free_port();
     let signals_port = free_port();
@@ -498,20 +476,8 @@ fn signal_process(replica: &mut Replica, signal: &str) {
 /// enforces a signal that arrived on the standby. Prints both takeover times.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_replica_takes_over_and_enforces() {
-    let emulator = Emulator::start_with(Options::default()).await.unwrap();
+    let (emulator, kubectl) = cluster_with_events_key(NS, API_KEY).await;
     let kubeconfig = emulator.kubeconfig_path().to_path_buf();
-    let kubectl = Kubectl::new(kubeconfig.clone());
-    kubectl.run(&["apply", "-f", root().join("crds").to_str().unwrap()]);
-    kubectl.run(&["create", "namespace", NS]);
-    kubectl.run(&[
-        "create",
-        "secret",
-        "generic",
-        "events-key",
-        "-n",
-        NS,
-        &format!("--from-literal=apiKey={API_KEY}"),
-    ]);
     let dir = std::env::temp_dir().join(format!("agr-ha-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let http = reqwest::Client::builder()

@@ -5,14 +5,16 @@
 //! stream) and in headless Chromium (tests/e2e/dashboard_browser.py: live update without reload,
 //! countdowns, approver, console errors, axe-core, screenshots under target/dashboard-screenshots).
 
-use crate::support::binary::{ControllerProcess, Kubectl, free_port, iam_client, root, wait_for};
+use crate::support::binary::{
+    ControllerProcess, Kubectl, cluster_with_events_key, create_roles, free_port, iam_client, root,
+    wait_for,
+};
 use crate::support::moto;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use kube_emulator::{Emulator, Options};
 use serde_json::Value;
 
 const NS: &str = "autoguardrails";
@@ -51,7 +53,7 @@ spec:
 /// Everything running for one test.
 struct Env {
     _moto: moto::MotoServer,
-    _emulator: Emulator,
+    _emulator: kube_emulator::Emulator,
     kubectl: Kubectl,
     controller: ControllerProcess,
     gate: ControllerProcess,
@@ -73,30 +75,9 @@ fn event_body() -> String {
 async fn start(name: &str) -> Env {
     let moto = moto::MotoServer::start();
     let iam = iam_client(&moto).await;
-    for role in ["dev-ci", "etl"] {
-        iam.create_role()
-            .role_name(role)
-            .assume_role_policy_document(
-                r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#,
-            )
-            .send()
-            .await
-            .unwrap();
-    }
-    let emulator = Emulator::start_with(Options::default()).await.unwrap();
+    create_roles(&iam, &["dev-ci", "etl"]).await;
+    let (emulator, kubectl) = cluster_with_events_key(NS, API_KEY).await;
     let kubeconfig = emulator.kubeconfig_path().to_path_buf();
-    let kubectl = Kubectl::new(kubeconfig.clone());
-    kubectl.run(&["apply", "-f", root().join("crds").to_str().unwrap()]);
-    kubectl.run(&["create", "namespace", NS]);
-    kubectl.run(&[
-        "create",
-        "secret",
-        "generic",
-        "events-key",
-        "-n",
-        NS,
-        &format!("--from-literal=apiKey={API_KEY}"),
-    ]);
     kubectl.run(&[
         "create",
         "secret",

@@ -6,7 +6,7 @@
 //! are not events, and the hardened listener under many half-open connections.
 
 use crate::support::binary::{
-    ControllerProcess, Kubectl, attached, free_port, iam_client, root, wait_for,
+    ControllerProcess, attached, cluster_with_events_key, free_port, iam_client, wait_for,
 };
 use crate::support::moto;
 use crate::support::slack_receiver::SlackReceiver;
@@ -15,7 +15,6 @@ use std::io::Write as _;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use kube_emulator::{Emulator, Options};
 use serde_json::Value;
 
 const NS: &str = "autoguardrails";
@@ -247,20 +246,8 @@ async fn the_binary_excepts_by_identity_reads_the_webhook_from_ssm_and_answers_b
         .await
         .unwrap();
 
-    let emulator = Emulator::start_with(Options::default()).await.unwrap();
+    let (emulator, kubectl) = cluster_with_events_key(NS, API_KEY).await;
     let kubeconfig = emulator.kubeconfig_path().to_path_buf();
-    let kubectl = Kubectl::new(kubeconfig.clone());
-    kubectl.run(&["apply", "-f", root().join("crds").to_str().unwrap()]);
-    kubectl.run(&["create", "namespace", NS]);
-    kubectl.run(&[
-        "create",
-        "secret",
-        "generic",
-        "events-key",
-        "-n",
-        NS,
-        &format!("--from-literal=apiKey={API_KEY}"),
-    ]);
 
     let (metrics_port, signals_port) = (free_port(), free_port());
     let dir = tempdir("binary");

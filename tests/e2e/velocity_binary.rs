@@ -6,7 +6,8 @@
 //! in IAM. Forged, oversized and malformed bodies get clear HTTP answers.
 
 use crate::support::binary::{
-    ControllerProcess, Kubectl, attached, free_port, iam_client, root, wait_for,
+    ControllerProcess, attached, cluster_with_events_key, create_roles, free_port, iam_client,
+    wait_for,
 };
 use crate::support::moto;
 
@@ -14,7 +15,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kube_emulator::{Emulator, Options};
 use serde_json::{Value, json};
 
 const NS: &str = "autoguardrails";
@@ -191,30 +191,9 @@ async fn stop(controller: &mut ControllerProcess) {
 async fn a_burst_of_launches_by_one_role_quarantines_that_role_in_auto_mode() {
     let moto = moto::MotoServer::start();
     let iam = iam_client(&moto).await;
-    for role in ["ci-deployer", "etl"] {
-        iam.create_role()
-            .role_name(role)
-            .assume_role_policy_document(
-                r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#,
-            )
-            .send()
-            .await
-            .unwrap();
-    }
-    let emulator = Emulator::start_with(Options::default()).await.unwrap();
+    create_roles(&iam, &["ci-deployer", "etl"]).await;
+    let (emulator, kubectl) = cluster_with_events_key(NS, API_KEY).await;
     let kubeconfig = emulator.kubeconfig_path().to_path_buf();
-    let kubectl = Kubectl::new(kubeconfig.clone());
-    kubectl.run(&["apply", "-f", root().join("crds").to_str().unwrap()]);
-    kubectl.run(&["create", "namespace", NS]);
-    kubectl.run(&[
-        "create",
-        "secret",
-        "generic",
-        "events-key",
-        "-n",
-        NS,
-        &format!("--from-literal=apiKey={API_KEY}"),
-    ]);
 
     let metrics_port = free_port();
     let signals_port = free_port();

@@ -102,6 +102,44 @@ pub async fn iam_client(moto: &moto::MotoServer) -> IamClient {
     IamClient::new(&config)
 }
 
+/// Creates IAM roles in moto, each trusting EC2.
+pub async fn create_roles(iam: &IamClient, roles: &[&str]) {
+    for role in roles {
+        iam.create_role()
+            .role_name(*role)
+            .assume_role_policy_document(
+                r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#,
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+/// The emulator with our CRDs applied, `namespace` created and the `/events` key Secret
+/// (`events-key`, key `apiKey`) in it, as the chart leaves a cluster; and kubectl pointed at it.
+pub async fn cluster_with_events_key(
+    namespace: &str,
+    api_key: &str,
+) -> (kube_emulator::Emulator, Kubectl) {
+    let emulator = kube_emulator::Emulator::start_with(kube_emulator::Options::default())
+        .await
+        .unwrap();
+    let kubectl = Kubectl::new(emulator.kubeconfig_path().to_path_buf());
+    kubectl.run(&["apply", "-f", root().join("crds").to_str().unwrap()]);
+    kubectl.run(&["create", "namespace", namespace]);
+    kubectl.run(&[
+        "create",
+        "secret",
+        "generic",
+        "events-key",
+        "-n",
+        namespace,
+        &format!("--from-literal=apiKey={api_key}"),
+    ]);
+    (emulator, kubectl)
+}
+
 pub async fn attached(iam: &IamClient, role: &str) -> Vec<String> {
     iam.list_attached_role_policies()
         .role_name(role)
