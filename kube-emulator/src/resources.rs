@@ -177,6 +177,14 @@ impl Registry {
             builtin("", "v1", "events", "Event", true, &["ev"]),
             builtin("events.k8s.io", "v1", "events", "Event", true, &["ev"]),
             builtin("coordination.k8s.io", "v1", "leases", "Lease", true, &[]),
+            builtin(
+                "authentication.k8s.io",
+                "v1",
+                "selfsubjectreviews",
+                "SelfSubjectReview",
+                false,
+                &[],
+            ),
             crds,
         ];
         let mut registry = Self {

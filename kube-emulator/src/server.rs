@@ -1,5 +1,6 @@
 //! The HTTP layer: routing, verbs, patches, list/watch streaming, discovery, faults and the request log.
 
+use crate::auth::{Impersonation, UserInfo};
 use crate::error::ApiError;
 use crate::fields;
 use crate::resources::ResourceType;
@@ -80,6 +81,8 @@ pub struct State {
     pub bookmark_interval: Duration,
     /// The server's own address, for `/api`.
     pub address: String,
+    /// Bearer tokens and anonymous access.
+    pub authenticator: RwLock<crate::auth::Authenticator>,
 }
 
 impl State {
@@ -328,6 +331,7 @@ pub async fn handle(
     let content_type = header("content-type");
     let query = parse_query(&query_text);
     let route = parse_route(&path);
+    let identity = identify(&state, &route, &request);
     let (verb, resource, subresource) = match &route {
         Route::Resource(resource_path) => (
             resource_verb(&method, resource_path, &query),
@@ -345,6 +349,22 @@ pub async fn handle(
             let response = error_response(&ApiError::bad_request(format!(
                 "reading the body failed: {error}"
             )));
+            return Ok(response);
+        }
+    };
+    let user = match identity {
+        Ok(user) => user,
+        Err(error) => {
+            let response = error_response(&error);
+            state.record(RequestRecord {
+                verb,
+                method,
+                path,
+                query: query_text,
+                resource,
+                user_agent,
+                status: response.status().as_u16(),
+            });
             return Ok(response);
         }
     };
@@ -369,6 +389,7 @@ pub async fn handle(
                 &accept,
                 &content_type,
                 &user_agent,
+                &user,
                 body,
             )
             .await
@@ -384,6 +405,77 @@ pub async fn handle(
         status: response.status().as_u16(),
     });
     Ok(response)
+}
+
+/// Authenticates a request and applies its impersonation headers. Health checks need no credentials.
+fn identify(
+    state: &State,
+    route: &Route,
+    request: &Request<Incoming>,
+) -> Result<UserInfo, ApiError> {
+    let authorization = request
+        .headers()
+        .get("authorization")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    let authenticated = state
+        .authenticator
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .authenticate(authorization);
+    let user = match (authenticated, route) {
+        (Ok(user), _) => user,
+        (Err(_), Route::Health) => return Ok(UserInfo::default()),
+        (Err(error), _) => return Err(error),
+    };
+    let headers = request
+        .headers()
+        .iter()
+        .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)));
+    let Some(impersonation) = Impersonation::from_headers(headers)? else {
+        return Ok(user);
+    };
+    // Without an RBAC authorizer only the superuser group may impersonate (as on a server
+    // where no binding grants the `impersonate` verb).
+    if !user.in_group(crate::auth::MASTERS_GROUP)
+        && let Some((group, resource, _, name)) = impersonation.checks().into_iter().next()
+    {
+        let qualified = if group.is_empty() {
+            resource.clone()
+        } else {
+            format!("{resource}.{group}")
+        };
+        let mut error = ApiError::new(
+            403,
+            "Forbidden",
+            format!(
+                "{qualified} {name:?} is forbidden: User {:?} cannot impersonate resource {resource:?} in API group {group:?} at the cluster scope",
+                user.username
+            ),
+        );
+        error.details = Some(json!({"name": name, "group": group, "kind": resource}));
+        return Err(error);
+    }
+    Ok(impersonation.user())
+}
+
+/// `authentication.k8s.io/v1` SelfSubjectReview (`kubectl auth whoami`): create only, nothing stored.
+fn self_subject_review(verb: &str, user: &UserInfo) -> Result<Response<Body>, ApiError> {
+    if verb != "create" {
+        return Err(ApiError::method_not_allowed(format!(
+            "verb {verb} is not supported on selfsubjectreviews (create only)"
+        )));
+    }
+    Ok(json_response(
+        201,
+        &json!({
+            "kind": "SelfSubjectReview",
+            "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {"creationTimestamp": null},
+            "status": {"userInfo": user.to_json()},
+        }),
+        &[],
+    ))
 }
 
 /// The Kubernetes verb of a resource request.
@@ -413,6 +505,7 @@ async fn dispatch(
     accept: &str,
     content_type: &str,
     user_agent: &str,
+    user: &UserInfo,
     body: Bytes,
 ) -> Response<Body> {
     if !matches!(route, Route::Resource(_)) && method != "GET" {
@@ -470,6 +563,7 @@ async fn dispatch(
                 accept,
                 content_type,
                 user_agent,
+                user,
                 body,
             };
             match resource_request(state, &path, request).await {
@@ -518,6 +612,8 @@ struct ResourceRequest<'a> {
     content_type: &'a str,
     /// User-Agent header.
     user_agent: &'a str,
+    /// The authenticated (or impersonated) user.
+    user: &'a UserInfo,
     /// Request body.
     body: Bytes,
 }
@@ -566,6 +662,9 @@ async fn resource_request(
             object
         }
     };
+    if resource.group == "authentication.k8s.io" && resource.plural == "selfsubjectreviews" {
+        return self_subject_review(request.verb, request.user);
+    }
     if matches!(request.verb, "update" | "patch") && path.name.is_none() {
         return Err(ApiError::method_not_allowed(format!(
             "the server does not allow this method on the requested resource ({} on a collection)",

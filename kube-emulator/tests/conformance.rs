@@ -41,6 +41,15 @@ async fn raw(
         "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
+    if !headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("authorization"))
+    {
+        request.push_str(&format!(
+            "Authorization: Bearer {}\r\n",
+            kube_emulator::auth::ADMIN_TOKEN
+        ));
+    }
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -1855,5 +1864,182 @@ async fn apply_crd_yaml_installs_the_project_crds() {
     assert!(
         kinds.contains(&"GuardrailPolicy".to_string()) && kinds.contains(&"Quarantine".to_string()),
         "{kinds:?}"
+    );
+}
+
+/// The user a SelfSubjectReview reports for the given headers (status code, userInfo).
+async fn whoami(emulator: &Emulator, headers: &[(&str, &str)]) -> (u16, Value) {
+    let body = r#"{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}"#;
+    let mut all = vec![("Content-Type", "application/json")];
+    all.extend_from_slice(headers);
+    let (status, _, text) = raw(
+        emulator,
+        "POST",
+        "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+        &all,
+        body,
+    )
+    .await;
+    let value: Value = serde_json::from_str(&text).unwrap();
+    (status, value)
+}
+
+#[tokio::test]
+async fn authentication_refuses_missing_and_unknown_tokens_and_knows_the_token_file() {
+    let tokens = kube_emulator::auth::parse_token_file(
+        "alice-token,alice,uid-alice,\"approvers,team-a\"\nbob-token,bob,uid-bob\n",
+    )
+    .unwrap();
+    let emulator = Emulator::start_with(kube_emulator::Options {
+        tokens,
+        unauthenticated: kube_emulator::auth::Unauthenticated::Refuse,
+        ..kube_emulator::Options::default()
+    })
+    .await
+    .unwrap();
+    for authorization in ["", "Bearer", "Bearer wrong", "Basic YWxpY2U6eA=="] {
+        let headers: &[(&str, &str)] = &[("Authorization", authorization)];
+        let (status, _, body) = raw(&emulator, "GET", "/api/v1/namespaces", headers, "").await;
+        assert_eq!(status, 401, "{authorization:?}: {body}");
+        let status_object: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(status_object["reason"], "Unauthorized");
+        assert_eq!(status_object["code"], 401);
+    }
+    // Health checks need no credentials; discovery does.
+    let (status, _, _) = raw(&emulator, "GET", "/readyz", &[("Authorization", "")], "").await;
+    assert_eq!(status, 200);
+    let (status, _, _) = raw(&emulator, "GET", "/apis", &[("Authorization", "")], "").await;
+    assert_eq!(status, 401);
+
+    let (status, review) = whoami(&emulator, &[("Authorization", "Bearer alice-token")]).await;
+    assert_eq!(status, 201, "{review}");
+    assert_eq!(review["kind"], "SelfSubjectReview");
+    assert_eq!(
+        review["status"]["userInfo"],
+        json!({"username": "alice", "uid": "uid-alice", "groups": ["approvers", "team-a", "system:authenticated"]})
+    );
+    let (_, review) = whoami(&emulator, &[]).await;
+    assert_eq!(
+        review["status"]["userInfo"]["username"],
+        "kube-emulator-admin"
+    );
+    assert_eq!(
+        review["status"]["userInfo"]["groups"],
+        json!(["system:masters", "system:authenticated"])
+    );
+
+    // Tokens added at run time work at once; the admin's own client keeps working.
+    let (status, _) = whoami(&emulator, &[("Authorization", "Bearer carol-token")]).await;
+    assert_eq!(status, 401);
+    emulator.add_token(kube_emulator::TokenEntry::new(
+        "carol-token",
+        "carol",
+        "uid-carol",
+        &[],
+    ));
+    let (status, review) = whoami(&emulator, &[("Authorization", "Bearer carol-token")]).await;
+    assert_eq!(status, 201);
+    assert_eq!(review["status"]["userInfo"]["username"], "carol");
+    let client = emulator.client().await.unwrap();
+    let namespaces: Api<Namespace> = Api::all(client);
+    namespaces.list(&ListParams::default()).await.unwrap();
+    // A refused request is still in the request log.
+    assert!(
+        emulator
+            .requests()
+            .iter()
+            .any(|record| record.status == 401 && record.path == "/api/v1/namespaces")
+    );
+}
+
+#[tokio::test]
+async fn requests_without_credentials_are_the_admin_anonymous_or_refused_as_configured() {
+    let plain = Emulator::start().await.unwrap();
+    let (status, review) = whoami(&plain, &[("Authorization", "")]).await;
+    assert_eq!(status, 201);
+    assert_eq!(
+        review["status"]["userInfo"]["username"],
+        "kube-emulator-admin"
+    );
+    let (status, _) = whoami(&plain, &[("Authorization", "Bearer wrong")]).await;
+    assert_eq!(status, 401);
+    let emulator = Emulator::start_with(kube_emulator::Options {
+        unauthenticated: kube_emulator::auth::Unauthenticated::Anonymous,
+        ..kube_emulator::Options::default()
+    })
+    .await
+    .unwrap();
+    let (status, review) = whoami(&emulator, &[("Authorization", "")]).await;
+    assert_eq!(status, 201);
+    assert_eq!(
+        review["status"]["userInfo"],
+        json!({"username": "system:anonymous", "groups": ["system:unauthenticated"]})
+    );
+    // A wrong token is 401 even with anonymous access on.
+    let (status, _) = whoami(&emulator, &[("Authorization", "Bearer wrong")]).await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn impersonation_is_for_the_superuser_group_only_and_names_the_impersonated_user() {
+    let emulator = Emulator::start_with(kube_emulator::Options {
+        tokens: vec![kube_emulator::TokenEntry::new(
+            "bob-token",
+            "bob",
+            "uid-bob",
+            &["dev"],
+        )],
+        unauthenticated: kube_emulator::auth::Unauthenticated::Refuse,
+        ..kube_emulator::Options::default()
+    })
+    .await
+    .unwrap();
+    let (status, review) = whoami(
+        &emulator,
+        &[
+            ("Impersonate-User", "alice"),
+            ("Impersonate-Group", "approvers"),
+            ("Impersonate-Group", "team-a"),
+            ("Impersonate-Uid", "uid-alice"),
+            ("Impersonate-Extra-Reason", "audit"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 201, "{review}");
+    assert_eq!(
+        review["status"]["userInfo"],
+        json!({"username": "alice", "uid": "uid-alice", "groups": ["approvers", "team-a", "system:authenticated"], "extra": {"reason": ["audit"]}})
+    );
+    // Not in system:masters: refused with the API server's message shape, before anything runs.
+    let (status, _, body) = raw(
+        &emulator,
+        "POST",
+        "/api/v1/namespaces",
+        &[
+            ("Authorization", "Bearer bob-token"),
+            ("Impersonate-User", "alice"),
+            ("Content-Type", "application/json"),
+        ],
+        r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"from-bob"}}"#,
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    let refusal: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(refusal["reason"], "Forbidden");
+    assert_eq!(
+        refusal["message"],
+        "users \"alice\" is forbidden: User \"bob\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope"
+    );
+    let client = emulator.client().await.unwrap();
+    let namespaces: Api<Namespace> = Api::all(client);
+    assert!(namespaces.get_opt("from-bob").await.unwrap().is_none());
+    // Groups without a user are a bad request.
+    let (status, body) = whoami(&emulator, &[("Impersonate-Group", "approvers")]).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("without impersonating a user")
     );
 }

@@ -714,3 +714,39 @@ async fn kubectl_create_sends_protobuf_for_configmaps_secrets_namespaces() {
         .await;
     assert!(!gone.success);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_auth_whoami_names_the_admin_and_the_user_impersonated_with_as() {
+    // kubectl sends no bearer token over plain HTTP, so it runs as the bootstrap admin here;
+    // impersonation headers are sent, and the admin (system:masters) may impersonate.
+    let emulator = Emulator::start().await.unwrap();
+    let admin = Kubectl::new(&emulator);
+    let who: serde_json::Value =
+        serde_json::from_str(&admin.ok(&["auth", "whoami", "-o", "json"]).await).unwrap();
+    assert_eq!(who["status"]["userInfo"]["username"], "kube-emulator-admin");
+    let who: serde_json::Value = serde_json::from_str(
+        &admin
+            .ok(&[
+                "auth",
+                "whoami",
+                "--as",
+                "alice",
+                "--as-group",
+                "approvers",
+                "--as-uid",
+                "uid-alice",
+                "-o",
+                "json",
+            ])
+            .await,
+    )
+    .unwrap();
+    assert_eq!(
+        who["status"]["userInfo"],
+        json!({"username": "alice", "uid": "uid-alice", "groups": ["approvers", "system:authenticated"]})
+    );
+    let refused = admin
+        .run(&["auth", "whoami", "--as-group", "approvers"])
+        .await;
+    assert!(!refused.success);
+}
