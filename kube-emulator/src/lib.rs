@@ -16,6 +16,7 @@ pub mod events;
 pub mod fields;
 pub mod openapi;
 pub mod protobuf;
+pub mod rbac;
 pub mod resources;
 pub mod schema;
 pub mod selectors;

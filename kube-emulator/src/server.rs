@@ -331,7 +331,6 @@ pub async fn handle(
     let content_type = header("content-type");
     let query = parse_query(&query_text);
     let route = parse_route(&path);
-    let identity = identify(&state, &route, &request);
     let (verb, resource, subresource) = match &route {
         Route::Resource(resource_path) => (
             resource_verb(&method, resource_path, &query),
@@ -343,6 +342,14 @@ pub async fn handle(
         ),
         _ => (method.to_lowercase(), String::new(), None),
     };
+    let identity = identify(&state, &route, &request).and_then(|user| {
+        let attributes = attributes_of(&route, &verb, &path);
+        if matches!(route, Route::Health) || authorize(&state, &user, &attributes).allowed {
+            Ok(user)
+        } else {
+            Err(crate::rbac::forbidden(&user, &attributes))
+        }
+    });
     let body = match request.into_body().collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(error) => {
@@ -435,28 +442,74 @@ fn identify(
     let Some(impersonation) = Impersonation::from_headers(headers)? else {
         return Ok(user);
     };
-    // Without an RBAC authorizer only the superuser group may impersonate (as on a server
-    // where no binding grants the `impersonate` verb).
-    if !user.in_group(crate::auth::MASTERS_GROUP)
-        && let Some((group, resource, _, name)) = impersonation.checks().into_iter().next()
-    {
-        let qualified = if group.is_empty() {
-            resource.clone()
-        } else {
-            format!("{resource}.{group}")
+    for (group, resource, namespace, name) in impersonation.checks() {
+        let (resource, subresource) = match resource.split_once('/') {
+            Some((resource, subresource)) => (resource.to_string(), subresource.to_string()),
+            None => (resource, String::new()),
         };
-        let mut error = ApiError::new(
-            403,
-            "Forbidden",
-            format!(
-                "{qualified} {name:?} is forbidden: User {:?} cannot impersonate resource {resource:?} in API group {group:?} at the cluster scope",
-                user.username
-            ),
-        );
-        error.details = Some(json!({"name": name, "group": group, "kind": resource}));
-        return Err(error);
+        let attributes = crate::rbac::Attributes {
+            verb: "impersonate".to_string(),
+            resource_request: true,
+            group,
+            resource,
+            subresource,
+            namespace,
+            name,
+            path: String::new(),
+        };
+        if !authorize(state, &user, &attributes).allowed {
+            return Err(crate::rbac::forbidden(&user, &attributes));
+        }
     }
     Ok(impersonation.user())
+}
+
+/// The authorizer's view of a request.
+fn attributes_of(route: &Route, verb: &str, path: &str) -> crate::rbac::Attributes {
+    match route {
+        Route::Resource(resource) => crate::rbac::Attributes {
+            verb: verb.to_string(),
+            resource_request: true,
+            group: resource.group.clone(),
+            resource: resource.plural.clone(),
+            subresource: resource.subresource.clone().unwrap_or_default(),
+            namespace: resource.namespace.clone().unwrap_or_default(),
+            name: resource.name.clone().unwrap_or_default(),
+            path: String::new(),
+        },
+        _ => crate::rbac::Attributes {
+            verb: verb.to_string(),
+            path: path.to_string(),
+            ..crate::rbac::Attributes::default()
+        },
+    }
+}
+
+/// Asks the RBAC authorizer (the superuser group is decided without reading the store).
+pub fn authorize(
+    state: &State,
+    user: &UserInfo,
+    attributes: &crate::rbac::Attributes,
+) -> crate::rbac::Decision {
+    if user.in_group(crate::auth::MASTERS_GROUP) {
+        return crate::rbac::Objects::default().authorize(user, attributes);
+    }
+    let store = state.read();
+    let list = |plural: &str| {
+        store
+            .registry
+            .get(crate::rbac::GROUP, "v1", plural)
+            .map(|resource| store.list(&resource, None, None))
+            .unwrap_or_default()
+    };
+    let objects = crate::rbac::Objects {
+        roles: list("roles"),
+        cluster_roles: list("clusterroles"),
+        role_bindings: list("rolebindings"),
+        cluster_role_bindings: list("clusterrolebindings"),
+    };
+    drop(store);
+    objects.authorize(user, attributes)
 }
 
 /// `authentication.k8s.io/v1` SelfSubjectReview (`kubectl auth whoami`): create only, nothing stored.

@@ -1969,12 +1969,17 @@ async fn requests_without_credentials_are_the_admin_anonymous_or_refused_as_conf
     })
     .await
     .unwrap();
-    let (status, review) = whoami(&emulator, &[("Authorization", "")]).await;
-    assert_eq!(status, 201);
+    // system:anonymous is not system:authenticated: it may read /version, not ask about itself.
+    let (status, refusal) = whoami(&emulator, &[("Authorization", "")]).await;
+    assert_eq!(status, 403);
     assert_eq!(
-        review["status"]["userInfo"],
-        json!({"username": "system:anonymous", "groups": ["system:unauthenticated"]})
+        refusal["message"],
+        "selfsubjectreviews.authentication.k8s.io is forbidden: User \"system:anonymous\" cannot create resource \"selfsubjectreviews\" in API group \"authentication.k8s.io\" at the cluster scope"
     );
+    let (status, _, _) = raw(&emulator, "GET", "/version", &[("Authorization", "")], "").await;
+    assert_eq!(status, 200);
+    let (status, _, _) = raw(&emulator, "GET", "/apis", &[("Authorization", "")], "").await;
+    assert_eq!(status, 403);
     // A wrong token is 401 even with anonymous access on.
     let (status, _) = whoami(&emulator, &[("Authorization", "Bearer wrong")]).await;
     assert_eq!(status, 401);
@@ -2042,4 +2047,203 @@ async fn impersonation_is_for_the_superuser_group_only_and_names_the_impersonate
             .unwrap()
             .contains("without impersonating a user")
     );
+}
+
+/// A raw JSON request with a bearer token: (status, body as JSON).
+async fn as_token(
+    emulator: &Emulator,
+    token: &str,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &str,
+) -> (u16, Value) {
+    let authorization = format!("Bearer {token}");
+    let (status, _, text) = raw(
+        emulator,
+        method,
+        path,
+        &[
+            ("Authorization", authorization.as_str()),
+            ("Content-Type", content_type),
+        ],
+        body,
+    )
+    .await;
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn rbac_roles_and_bindings_are_served_and_decide_every_request() {
+    let emulator = Emulator::start_with(kube_emulator::Options {
+        tokens: kube_emulator::auth::parse_token_file(
+            "alice-token,alice,uid-alice,approvers\nmallory-token,mallory,uid-mallory\n",
+        )
+        .unwrap(),
+        unauthenticated: kube_emulator::auth::Unauthenticated::Refuse,
+        ..kube_emulator::Options::default()
+    })
+    .await
+    .unwrap();
+    let client = emulator.client().await.unwrap();
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    config_maps
+        .create(&PostParams::default(), &config_map("conf", &[("a", "1")]))
+        .await
+        .unwrap();
+    let json = "application/json";
+    let merge = "application/merge-patch+json";
+    let patch = r#"{"data":{"a":"2"}}"#;
+    let path = "/api/v1/namespaces/default/configmaps/conf";
+
+    // Nothing granted yet: refused with the API server's message, nothing changed.
+    let (status, refusal) = as_token(&emulator, "mallory-token", "PATCH", path, merge, patch).await;
+    assert_eq!(status, 403, "{refusal}");
+    assert_eq!(refusal["reason"], "Forbidden");
+    assert_eq!(
+        refusal["message"],
+        "configmaps \"conf\" is forbidden: User \"mallory\" cannot patch resource \"configmaps\" in API group \"\" in the namespace \"default\""
+    );
+    assert_eq!(refusal["details"]["name"], "conf");
+    assert_eq!(
+        config_maps.get("conf").await.unwrap().data.unwrap()["a"],
+        "1"
+    );
+    // Discovery and asking about oneself are granted to every authenticated user.
+    let (status, _) = as_token(&emulator, "mallory-token", "GET", "/apis", json, "").await;
+    assert_eq!(status, 200);
+    let (status, refusal) = as_token(
+        &emulator,
+        "mallory-token",
+        "GET",
+        "/api/v1/namespaces",
+        json,
+        "",
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert_eq!(
+        refusal["message"],
+        "namespaces is forbidden: User \"mallory\" cannot list resource \"namespaces\" in API group \"\" at the cluster scope"
+    );
+
+    // A Role limited by resourceNames, bound in one namespace; the RBAC kinds are real resources.
+    let rbac = "/apis/rbac.authorization.k8s.io/v1";
+    let (status, created) = as_token(&emulator, kube_emulator::auth::ADMIN_TOKEN, "POST",
+        &format!("{rbac}/namespaces/default/roles"), json,
+        r#"{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"Role","metadata":{"name":"conf-patcher"},
+            "rules":[{"apiGroups":[""],"resources":["configmaps"],"verbs":["get","patch"],"resourceNames":["conf"]}]}"#).await;
+    assert_eq!(status, 201, "{created}");
+    let (status, _) = as_token(&emulator, kube_emulator::auth::ADMIN_TOKEN, "POST",
+        &format!("{rbac}/namespaces/default/rolebindings"), json,
+        r#"{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"RoleBinding","metadata":{"name":"mallory-patches"},
+            "roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"Role","name":"conf-patcher"},
+            "subjects":[{"kind":"User","apiGroup":"rbac.authorization.k8s.io","name":"mallory"}]}"#).await;
+    assert_eq!(status, 201);
+    let (status, patched) = as_token(&emulator, "mallory-token", "PATCH", path, merge, patch).await;
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(patched["data"]["a"], "2");
+    let (status, _) = as_token(&emulator, "mallory-token", "DELETE", path, json, "").await;
+    assert_eq!(status, 403);
+    let (status, _) = as_token(
+        &emulator,
+        "mallory-token",
+        "GET",
+        "/api/v1/namespaces/default/configmaps",
+        json,
+        "",
+    )
+    .await;
+    assert_eq!(status, 403, "resourceNames never grant a list");
+
+    // An aggregated ClusterRole with a custom verb, bound to a group, reaches alice through the
+    // aggregation label; mallory (not in the group) cannot use it. Impersonation is a verb too.
+    for body in [
+        r#"{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRole","metadata":{"name":"approver"},
+            "aggregationRule":{"clusterRoleSelectors":[{"matchLabels":{"example.io/aggregate-to-approver":"true"}}]}}"#,
+        r#"{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRole","metadata":{"name":"impersonate-alice","labels":{"example.io/aggregate-to-approver":"true"}},
+            "rules":[{"apiGroups":[""],"resources":["users"],"verbs":["impersonate"],"resourceNames":["bob"]}]}"#,
+        r#"{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRoleBinding","metadata":{"name":"approvers"},
+            "roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":"approver"},
+            "subjects":[{"kind":"Group","apiGroup":"rbac.authorization.k8s.io","name":"approvers"}]}"#,
+    ] {
+        let kind: Value = serde_json::from_str(body).unwrap();
+        let plural = format!("{}s", kind["kind"].as_str().unwrap().to_lowercase());
+        let (status, answer) = as_token(
+            &emulator,
+            kube_emulator::auth::ADMIN_TOKEN,
+            "POST",
+            &format!("{rbac}/{plural}"),
+            json,
+            body,
+        )
+        .await;
+        assert_eq!(status, 201, "{answer}");
+    }
+    let (status, review) = whoami(
+        &emulator,
+        &[
+            ("Authorization", "Bearer alice-token"),
+            ("Impersonate-User", "bob"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 201, "{review}");
+    assert_eq!(review["status"]["userInfo"]["username"], "bob");
+    let (status, refusal) = whoami(
+        &emulator,
+        &[
+            ("Authorization", "Bearer alice-token"),
+            ("Impersonate-User", "carol"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert_eq!(
+        refusal["message"],
+        "users \"carol\" is forbidden: User \"alice\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope"
+    );
+    let (status, _) = whoami(
+        &emulator,
+        &[
+            ("Authorization", "Bearer mallory-token"),
+            ("Impersonate-User", "bob"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 403);
+    // Impersonating bob, alice is decided as bob.
+    let (status, _, body) = raw(
+        &emulator,
+        "GET",
+        path,
+        &[
+            ("Authorization", "Bearer alice-token"),
+            ("Impersonate-User", "bob"),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(status, 403);
+    let refusal: Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        refusal["message"]
+            .as_str()
+            .unwrap()
+            .contains("User \"bob\" cannot get resource"),
+        "{body}"
+    );
+    // Removing the binding takes the right away at once.
+    let (status, _) = as_token(
+        &emulator,
+        kube_emulator::auth::ADMIN_TOKEN,
+        "DELETE",
+        &format!("{rbac}/namespaces/default/rolebindings/mallory-patches"),
+        json,
+        "",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = as_token(&emulator, "mallory-token", "PATCH", path, merge, patch).await;
+    assert_eq!(status, 403);
 }
