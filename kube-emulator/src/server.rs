@@ -531,6 +531,134 @@ fn self_subject_review(verb: &str, user: &UserInfo) -> Result<Response<Body>, Ap
     ))
 }
 
+/// `authorization.k8s.io/v1` SubjectAccessReview, LocalSubjectAccessReview and
+/// SelfSubjectAccessReview (`kubectl auth can-i`): create only, answered by the RBAC authorizer,
+/// nothing stored.
+fn access_review(
+    state: &State,
+    resource: &ResourceType,
+    namespace: &str,
+    request: &ResourceRequest<'_>,
+) -> Result<Response<Body>, ApiError> {
+    if request.verb != "create" {
+        return Err(ApiError::method_not_allowed(format!(
+            "verb {} is not supported on {} (create only)",
+            request.verb, resource.plural
+        )));
+    }
+    let mut review = parse_body(&request.body, request.content_type)?;
+    let spec = review["spec"].clone();
+    let invalid = |field: &str, message: &str| {
+        ApiError::invalid(
+            &resource.group,
+            &resource.kind,
+            "",
+            &[crate::error::Cause::new(
+                "FieldValueRequired",
+                field,
+                message,
+            )],
+        )
+    };
+    let text = |value: &Value| value.as_str().unwrap_or_default().to_string();
+    let resource_attributes = &spec["resourceAttributes"];
+    let non_resource_attributes = &spec["nonResourceAttributes"];
+    let attributes = match (
+        resource_attributes.is_object(),
+        non_resource_attributes.is_object(),
+    ) {
+        (true, false) => {
+            let mut attributes_namespace = text(&resource_attributes["namespace"]);
+            if resource.plural == "localsubjectaccessreviews" {
+                if attributes_namespace.is_empty() {
+                    attributes_namespace = namespace.to_string();
+                    review["spec"]["resourceAttributes"]["namespace"] = json!(namespace);
+                } else if attributes_namespace != namespace {
+                    return Err(invalid(
+                        "spec.resourceAttributes.namespace",
+                        "must match metadata.namespace",
+                    ));
+                }
+            }
+            crate::rbac::Attributes {
+                verb: text(&resource_attributes["verb"]),
+                resource_request: true,
+                group: text(&resource_attributes["group"]),
+                resource: text(&resource_attributes["resource"]),
+                subresource: text(&resource_attributes["subresource"]),
+                namespace: attributes_namespace,
+                name: text(&resource_attributes["name"]),
+                path: String::new(),
+            }
+        }
+        (false, true) => crate::rbac::Attributes {
+            verb: text(&non_resource_attributes["verb"]),
+            path: text(&non_resource_attributes["path"]),
+            ..crate::rbac::Attributes::default()
+        },
+        _ => {
+            return Err(invalid(
+                "spec.resourceAttributes",
+                "Required value: exactly one of nonResourceAttributes or resourceAttributes must be specified",
+            ));
+        }
+    };
+    let subject = if resource.plural == "selfsubjectaccessreviews" {
+        request.user.clone()
+    } else {
+        let groups: Vec<String> = spec["groups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect();
+        let username = text(&spec["user"]);
+        if username.is_empty() && groups.is_empty() {
+            return Err(invalid(
+                "spec.user",
+                "Required value: at least one of user or group must be specified",
+            ));
+        }
+        let extra = spec["extra"]
+            .as_object()
+            .map(|extra| {
+                extra
+                    .iter()
+                    .map(|(key, values)| {
+                        let values = values
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(Value::as_str)
+                            .map(str::to_string)
+                            .collect();
+                        (key.clone(), values)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        UserInfo {
+            username,
+            uid: text(&spec["uid"]),
+            groups,
+            extra,
+        }
+    };
+    let decision = authorize(state, &subject, &attributes);
+    review["apiVersion"] = json!("authorization.k8s.io/v1");
+    review["kind"] = json!(resource.kind);
+    if !review["metadata"].is_object() {
+        review["metadata"] = json!({});
+    }
+    review["metadata"]["creationTimestamp"] = Value::Null;
+    review["status"] = json!({"allowed": decision.allowed});
+    if !decision.reason.is_empty() {
+        review["status"]["reason"] = json!(decision.reason);
+    }
+    Ok(json_response(201, &review, &[]))
+}
+
 /// The Kubernetes verb of a resource request.
 fn resource_verb(method: &str, path: &ResourcePath, query: &Query) -> String {
     match (method, path.name.is_some()) {
@@ -717,6 +845,9 @@ async fn resource_request(
     };
     if resource.group == "authentication.k8s.io" && resource.plural == "selfsubjectreviews" {
         return self_subject_review(request.verb, request.user);
+    }
+    if resource.group == "authorization.k8s.io" {
+        return access_review(state, &resource, &namespace, &request);
     }
     if matches!(request.verb, "update" | "patch") && path.name.is_none() {
         return Err(ApiError::method_not_allowed(format!(

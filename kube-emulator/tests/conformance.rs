@@ -2247,3 +2247,177 @@ async fn rbac_roles_and_bindings_are_served_and_decide_every_request() {
     let (status, _) = as_token(&emulator, "mallory-token", "PATCH", path, merge, patch).await;
     assert_eq!(status, 403);
 }
+
+#[tokio::test]
+async fn subject_access_reviews_answer_for_any_user_and_for_oneself() {
+    use k8s_openapi::api::authorization::v1::{
+        NonResourceAttributes, ResourceAttributes, SelfSubjectAccessReview,
+        SelfSubjectAccessReviewSpec, SubjectAccessReview, SubjectAccessReviewSpec,
+    };
+    let emulator = Emulator::start_with(kube_emulator::Options {
+        tokens: vec![kube_emulator::TokenEntry::new(
+            "alice-token",
+            "alice",
+            "uid-alice",
+            &["approvers"],
+        )],
+        unauthenticated: kube_emulator::auth::Unauthenticated::Refuse,
+        ..kube_emulator::Options::default()
+    })
+    .await
+    .unwrap();
+    let client = emulator.client().await.unwrap();
+    let (status, _) = as_token(
+        &emulator,
+        kube_emulator::auth::ADMIN_TOKEN,
+        "POST",
+        "/api/v1/namespaces",
+        "application/json",
+        r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"team-a"}}"#,
+    )
+    .await;
+    assert_eq!(status, 201);
+    let rbac = "/apis/rbac.authorization.k8s.io/v1";
+    for (plural, body) in [
+        (
+            "clusterroles",
+            r#"{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRole","metadata":{"name":"approver"},
+            "rules":[{"apiGroups":["autoguardrails.io"],"resources":["quarantines"],"verbs":["approve"],"resourceNames":["q-1"]}]}"#,
+        ),
+        (
+            "namespaces/team-a/rolebindings",
+            r#"{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"RoleBinding","metadata":{"name":"approvers"},
+            "roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":"approver"},
+            "subjects":[{"kind":"Group","apiGroup":"rbac.authorization.k8s.io","name":"approvers"}]}"#,
+        ),
+    ] {
+        let (status, answer) = as_token(
+            &emulator,
+            kube_emulator::auth::ADMIN_TOKEN,
+            "POST",
+            &format!("{rbac}/{plural}"),
+            "application/json",
+            body,
+        )
+        .await;
+        assert_eq!(status, 201, "{answer}");
+    }
+    let reviews: Api<SubjectAccessReview> = Api::all(client.clone());
+    let review = |user: &str, groups: &[&str], name: &str, namespace: &str| SubjectAccessReview {
+        spec: SubjectAccessReviewSpec {
+            user: Some(user.to_string()),
+            groups: Some(groups.iter().map(|group| group.to_string()).collect()),
+            resource_attributes: Some(ResourceAttributes {
+                group: Some("autoguardrails.io".to_string()),
+                resource: Some("quarantines".to_string()),
+                verb: Some("approve".to_string()),
+                namespace: Some(namespace.to_string()),
+                name: Some(name.to_string()),
+                ..ResourceAttributes::default()
+            }),
+            ..SubjectAccessReviewSpec::default()
+        },
+        ..SubjectAccessReview::default()
+    };
+    let answer = reviews
+        .create(
+            &PostParams::default(),
+            &review("alice", &["approvers"], "q-1", "team-a"),
+        )
+        .await
+        .unwrap();
+    let status = answer.status.unwrap();
+    assert!(status.allowed);
+    assert_eq!(
+        status.reason.as_deref(),
+        Some(
+            "RBAC: allowed by RoleBinding \"approvers/team-a\" of ClusterRole \"approver\" to User \"alice\""
+        )
+    );
+    for (user, groups, name, namespace) in [
+        ("alice", &["approvers"][..], "q-2", "team-a"),
+        ("alice", &["approvers"][..], "q-1", "team-b"),
+        ("alice", &[][..], "q-1", "team-a"),
+        ("mallory", &[][..], "q-1", "team-a"),
+    ] {
+        let answer = reviews
+            .create(
+                &PostParams::default(),
+                &review(user, groups, name, namespace),
+            )
+            .await
+            .unwrap();
+        assert!(
+            !answer.status.unwrap().allowed,
+            "{user} {groups:?} {name} {namespace}"
+        );
+    }
+    let empty = reviews
+        .create(&PostParams::default(), &SubjectAccessReview::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(empty, kube::Error::Api(status) if status.code == 422));
+    let non_resource = SubjectAccessReview {
+        spec: SubjectAccessReviewSpec {
+            user: Some("alice".to_string()),
+            groups: Some(vec!["system:authenticated".to_string()]),
+            non_resource_attributes: Some(NonResourceAttributes {
+                path: Some("/apis".to_string()),
+                verb: Some("get".to_string()),
+            }),
+            ..SubjectAccessReviewSpec::default()
+        },
+        ..SubjectAccessReview::default()
+    };
+    assert!(
+        reviews
+            .create(&PostParams::default(), &non_resource)
+            .await
+            .unwrap()
+            .status
+            .unwrap()
+            .allowed
+    );
+
+    // Alice may ask about herself, not about others (that needs create on subjectaccessreviews).
+    let self_review = serde_json::to_string(&SelfSubjectAccessReview {
+        spec: SelfSubjectAccessReviewSpec {
+            resource_attributes: review("", &[], "q-1", "team-a").spec.resource_attributes,
+            ..SelfSubjectAccessReviewSpec::default()
+        },
+        ..SelfSubjectAccessReview::default()
+    })
+    .unwrap();
+    let (status, answer) = as_token(
+        &emulator,
+        "alice-token",
+        "POST",
+        "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+        "application/json",
+        &self_review,
+    )
+    .await;
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(answer["status"]["allowed"], true);
+    let (status, _) = as_token(
+        &emulator,
+        "alice-token",
+        "POST",
+        "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+        "application/json",
+        &serde_json::to_string(&review("mallory", &[], "q-1", "team-a")).unwrap(),
+    )
+    .await;
+    assert_eq!(status, 403);
+    // Nothing is stored: a list is not a served verb on a review.
+    let (status, _) = as_token(
+        &emulator,
+        kube_emulator::auth::ADMIN_TOKEN,
+        "GET",
+        "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+        "application/json",
+        "",
+    )
+    .await;
+    assert_eq!(status, 405);
+}
