@@ -702,7 +702,11 @@ impl ChildEmulator {
     }
 
     async fn client(&self) -> Client {
-        let config = kube::Config::new(self.url.parse().expect("emulator URL"));
+        // The kubeconfig carries the bootstrap admin's token (the emulator refuses anonymous requests).
+        let mut config = kube_emulator::config_from_kubeconfig(&self._kubeconfig)
+            .await
+            .expect("the emulator's kubeconfig");
+        config.cluster_url = self.url.parse().expect("emulator URL");
         Client::try_from(config).expect("client")
     }
 }

@@ -9,12 +9,14 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod cel_rules;
 pub mod error;
 pub mod events;
 pub mod fields;
 pub mod openapi;
 pub mod protobuf;
+pub mod rbac;
 pub mod resources;
 pub mod schema;
 pub mod selectors;
@@ -22,6 +24,7 @@ pub mod server;
 pub mod store;
 pub mod table;
 
+pub use auth::TokenEntry;
 pub use error::{ApiError, EmulatorError};
 pub use server::RequestRecord;
 
@@ -47,6 +50,10 @@ pub struct Options {
     pub broadcast_capacity: usize,
     /// Interval of periodic BOOKMARK events.
     pub bookmark_interval: Duration,
+    /// Bearer tokens besides the bootstrap admin's (`auth::ADMIN_TOKEN`, always known).
+    pub tokens: Vec<TokenEntry>,
+    /// Who requests without credentials are (see `auth::Unauthenticated`).
+    pub unauthenticated: auth::Unauthenticated,
 }
 
 impl Default for Options {
@@ -57,6 +64,8 @@ impl Default for Options {
             history_capacity: 10_000,
             broadcast_capacity: 16_384,
             bookmark_interval: Duration::from_secs(1),
+            tokens: Vec::new(),
+            unauthenticated: auth::Unauthenticated::default(),
         }
     }
 }
@@ -130,6 +139,10 @@ impl Emulator {
             close_watches,
             bookmark_interval: options.bookmark_interval,
             address: address.to_string(),
+            authenticator: RwLock::new(auth::Authenticator::new(
+                std::iter::once(TokenEntry::admin()).chain(options.tokens),
+                options.unauthenticated,
+            )),
         });
         let (kubeconfig_path, temporary_directory) = match options.kubeconfig_path {
             Some(path) => (path, None),
@@ -171,15 +184,36 @@ impl Emulator {
         &self.kubeconfig_path
     }
 
-    /// A `kube::Client` for this emulator (default namespace `default`).
+    /// A `kube::Client` for this emulator as the bootstrap admin (default namespace `default`).
     pub async fn client(&self) -> Result<kube::Client, EmulatorError> {
-        let url = self
-            .url()
-            .parse()
-            .map_err(|error| EmulatorError::Parse(format!("{error}")))?;
-        let mut config = kube::Config::new(url);
-        config.default_namespace = "default".to_string();
-        Ok(kube::Client::try_from(config)?)
+        Ok(kube::Client::try_from(self.config().await?)?)
+    }
+
+    /// The client configuration of the bootstrap admin (from the emulator's kubeconfig), for
+    /// callers that add headers or settings before building a client.
+    pub async fn config(&self) -> Result<kube::Config, EmulatorError> {
+        config_from_kubeconfig(&self.kubeconfig_path).await
+    }
+
+    /// Makes `entry`'s token known from now on (replacing an entry with the same token).
+    pub fn add_token(&self, entry: TokenEntry) {
+        self.state
+            .authenticator
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .add(entry);
+    }
+
+    /// Writes a kubeconfig that authenticates with `token` (next to the emulator's own) and returns its path.
+    pub fn kubeconfig_for(&self, name: &str, token: &str) -> Result<PathBuf, EmulatorError> {
+        let directory = self
+            .kubeconfig_path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(std::env::temp_dir);
+        let path = directory.join(format!("{name}.kubeconfig"));
+        std::fs::write(&path, kubeconfig_with_token(&self.url(), token))?;
+        Ok(path)
     }
 
     /// Fault injection.
@@ -269,10 +303,24 @@ impl Drop for Emulator {
     }
 }
 
-/// The kubeconfig text for a server URL.
+/// A kube client configuration read from a kubeconfig file (its current context).
+pub async fn config_from_kubeconfig(path: &Path) -> Result<kube::Config, EmulatorError> {
+    let kubeconfig = kube::config::Kubeconfig::read_from(path)
+        .map_err(|error| EmulatorError::Parse(error.to_string()))?;
+    kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+        .await
+        .map_err(|error| EmulatorError::Parse(error.to_string()))
+}
+
+/// The kubeconfig text for a server URL, authenticating as the bootstrap admin.
 pub fn kubeconfig(server: &str) -> String {
+    kubeconfig_with_token(server, auth::ADMIN_TOKEN)
+}
+
+/// The kubeconfig text for a server URL and a bearer token.
+pub fn kubeconfig_with_token(server: &str, token: &str) -> String {
     format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: kube-emulator\n  cluster:\n    server: {server}\nusers:\n- name: kube-emulator\n  user:\n    token: kube-emulator-token\ncontexts:\n- name: kube-emulator\n  context:\n    cluster: kube-emulator\n    user: kube-emulator\n    namespace: default\ncurrent-context: kube-emulator\n"
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: kube-emulator\n  cluster:\n    server: {server}\nusers:\n- name: kube-emulator\n  user:\n    token: {token}\ncontexts:\n- name: kube-emulator\n  context:\n    cluster: kube-emulator\n    user: kube-emulator\n    namespace: default\ncurrent-context: kube-emulator\n"
     )
 }
 

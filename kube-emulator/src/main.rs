@@ -21,12 +21,37 @@ struct Arguments {
     /// Watch history size (older resourceVersions get 410 Gone).
     #[arg(long, default_value_t = 10_000)]
     history: usize,
+    /// A static token file (`token,user,uid[,"group1,group2"]` per line, kube-apiserver's format);
+    /// the bootstrap admin token of the written kubeconfig is always accepted besides.
+    #[arg(long)]
+    token_auth_file: Option<PathBuf>,
+    /// Who requests without credentials are: `admin` (the bootstrap admin; kubectl sends no
+    /// token over plain HTTP), `anonymous` (`system:anonymous`) or `refuse` (401).
+    #[arg(long, default_value = "admin")]
+    unauthenticated: kube_emulator::auth::Unauthenticated,
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let arguments = Arguments::parse();
+    let tokens = match &arguments.token_auth_file {
+        None => Vec::new(),
+        Some(path) => {
+            let parsed = std::fs::read_to_string(path)
+                .map_err(|error| error.to_string())
+                .and_then(|text| kube_emulator::auth::parse_token_file(&text));
+            match parsed {
+                Ok(tokens) => tokens,
+                Err(error) => {
+                    eprintln!("kube-emulator: token file {}: {error}", path.display());
+                    return std::process::ExitCode::FAILURE;
+                }
+            }
+        }
+    };
     let options = kube_emulator::Options {
+        tokens,
+        unauthenticated: arguments.unauthenticated,
         listen: arguments.listen,
         kubeconfig_path: Some(arguments.kubeconfig.clone()),
         history_capacity: arguments.history,

@@ -180,10 +180,54 @@ fn decode_kind(kind: &str, raw: &[u8]) -> Option<Value> {
                 }
                 object.insert("spec".into(), json!({"finalizers": finalizers}));
             }
+            ("SelfSubjectAccessReview", 2, Field::Bytes(spec)) => {
+                object.insert("spec".into(), access_review_spec(spec)?);
+            }
             _ => {}
         }
     }
     Some(Value::Object(object))
+}
+
+/// Named string fields of a message (field number → JSON name).
+fn string_fields(bytes: &[u8], names: &[(u64, &str)]) -> Option<Value> {
+    let mut object = Map::new();
+    for (number, field) in fields(bytes)? {
+        if let (Field::Bytes(raw), Some((_, name))) = (
+            field,
+            names.iter().find(|(candidate, _)| *candidate == number),
+        ) {
+            object.insert((*name).into(), json!(text(raw)?));
+        }
+    }
+    Some(Value::Object(object))
+}
+
+/// A `SelfSubjectAccessReviewSpec` (what `kubectl auth can-i` sends).
+fn access_review_spec(bytes: &[u8]) -> Option<Value> {
+    let mut spec = Map::new();
+    for (number, field) in fields(bytes)? {
+        match (number, field) {
+            (1, Field::Bytes(raw)) => {
+                let names = [
+                    (1, "namespace"),
+                    (2, "verb"),
+                    (3, "group"),
+                    (4, "version"),
+                    (5, "resource"),
+                    (6, "subresource"),
+                    (7, "name"),
+                ];
+                spec.insert("resourceAttributes".into(), string_fields(raw, &names)?);
+            }
+            (2, Field::Bytes(raw)) => {
+                let names = [(1, "path"), (2, "verb")];
+                spec.insert("nonResourceAttributes".into(), string_fields(raw, &names)?);
+            }
+            _ => {}
+        }
+    }
+    Some(Value::Object(spec))
 }
 
 /// Decodes a protobuf request body into JSON; only ConfigMap, Secret and Namespace are understood.
@@ -208,7 +252,12 @@ pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
             _ => {}
         }
     }
-    if api_version != "v1" || !matches!(kind.as_str(), "ConfigMap" | "Secret" | "Namespace") {
+    let supported = match api_version.as_str() {
+        "v1" => matches!(kind.as_str(), "ConfigMap" | "Secret" | "Namespace"),
+        "authorization.k8s.io/v1" => kind == "SelfSubjectAccessReview",
+        _ => false,
+    };
+    if !supported {
         return Err(unsupported());
     }
     let mut object =
@@ -254,5 +303,47 @@ mod tests {
             json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "labels": {"a": "b"}}, "data": {"key": "value"}})
         );
         assert_eq!(base64_encode(b"hi!?"), "aGkhPw==");
+    }
+
+    #[test]
+    fn decodes_a_self_subject_access_review() {
+        let attributes = [
+            bytes_field(1, b"team-a"),
+            bytes_field(2, b"approve"),
+            bytes_field(3, b"autoguardrails.io"),
+            bytes_field(5, b"quarantines"),
+        ]
+        .concat();
+        let spec = bytes_field(1, &attributes);
+        let object = [bytes_field(1, &[]), bytes_field(2, &spec)].concat();
+        let type_meta = [
+            bytes_field(1, b"authorization.k8s.io/v1"),
+            bytes_field(2, b"SelfSubjectAccessReview"),
+        ]
+        .concat();
+        let envelope = [
+            MAGIC.to_vec(),
+            bytes_field(1, &type_meta),
+            bytes_field(2, &object),
+        ]
+        .concat();
+        assert_eq!(
+            decode(&envelope).unwrap(),
+            json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview", "metadata": {},
+                "spec": {"resourceAttributes": {"namespace": "team-a", "verb": "approve", "group": "autoguardrails.io", "resource": "quarantines"}}})
+        );
+        let other = [
+            MAGIC.to_vec(),
+            bytes_field(
+                1,
+                &[
+                    bytes_field(1, b"authorization.k8s.io/v1"),
+                    bytes_field(2, b"SubjectAccessReview"),
+                ]
+                .concat(),
+            ),
+        ]
+        .concat();
+        assert_eq!(decode(&other).unwrap_err().code, 415);
     }
 }

@@ -1,5 +1,6 @@
 //! The HTTP layer: routing, verbs, patches, list/watch streaming, discovery, faults and the request log.
 
+use crate::auth::{Impersonation, UserInfo};
 use crate::error::ApiError;
 use crate::fields;
 use crate::resources::ResourceType;
@@ -80,6 +81,8 @@ pub struct State {
     pub bookmark_interval: Duration,
     /// The server's own address, for `/api`.
     pub address: String,
+    /// Bearer tokens and anonymous access.
+    pub authenticator: RwLock<crate::auth::Authenticator>,
 }
 
 impl State {
@@ -339,12 +342,36 @@ pub async fn handle(
         ),
         _ => (method.to_lowercase(), String::new(), None),
     };
+    let identity = identify(&state, &route, &request).and_then(|user| {
+        let attributes = attributes_of(&route, &verb, &path);
+        if matches!(route, Route::Health) || authorize(&state, &user, &attributes).allowed {
+            Ok(user)
+        } else {
+            Err(crate::rbac::forbidden(&user, &attributes))
+        }
+    });
     let body = match request.into_body().collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(error) => {
             let response = error_response(&ApiError::bad_request(format!(
                 "reading the body failed: {error}"
             )));
+            return Ok(response);
+        }
+    };
+    let user = match identity {
+        Ok(user) => user,
+        Err(error) => {
+            let response = error_response(&error);
+            state.record(RequestRecord {
+                verb,
+                method,
+                path,
+                query: query_text,
+                resource,
+                user_agent,
+                status: response.status().as_u16(),
+            });
             return Ok(response);
         }
     };
@@ -369,6 +396,7 @@ pub async fn handle(
                 &accept,
                 &content_type,
                 &user_agent,
+                &user,
                 body,
             )
             .await
@@ -384,6 +412,251 @@ pub async fn handle(
         status: response.status().as_u16(),
     });
     Ok(response)
+}
+
+/// Authenticates a request and applies its impersonation headers. Health checks need no credentials.
+fn identify(
+    state: &State,
+    route: &Route,
+    request: &Request<Incoming>,
+) -> Result<UserInfo, ApiError> {
+    let authorization = request
+        .headers()
+        .get("authorization")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    let authenticated = state
+        .authenticator
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .authenticate(authorization);
+    let user = match (authenticated, route) {
+        (Ok(user), _) => user,
+        (Err(_), Route::Health) => return Ok(UserInfo::default()),
+        (Err(error), _) => return Err(error),
+    };
+    let headers = request
+        .headers()
+        .iter()
+        .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)));
+    let Some(impersonation) = Impersonation::from_headers(headers)? else {
+        return Ok(user);
+    };
+    for (group, resource, namespace, name) in impersonation.checks() {
+        let (resource, subresource) = match resource.split_once('/') {
+            Some((resource, subresource)) => (resource.to_string(), subresource.to_string()),
+            None => (resource, String::new()),
+        };
+        let attributes = crate::rbac::Attributes {
+            verb: "impersonate".to_string(),
+            resource_request: true,
+            group,
+            resource,
+            subresource,
+            namespace,
+            name,
+            path: String::new(),
+        };
+        if !authorize(state, &user, &attributes).allowed {
+            return Err(crate::rbac::forbidden(&user, &attributes));
+        }
+    }
+    Ok(impersonation.user())
+}
+
+/// The authorizer's view of a request.
+fn attributes_of(route: &Route, verb: &str, path: &str) -> crate::rbac::Attributes {
+    match route {
+        Route::Resource(resource) => crate::rbac::Attributes {
+            verb: verb.to_string(),
+            resource_request: true,
+            group: resource.group.clone(),
+            resource: resource.plural.clone(),
+            subresource: resource.subresource.clone().unwrap_or_default(),
+            namespace: resource.namespace.clone().unwrap_or_default(),
+            name: resource.name.clone().unwrap_or_default(),
+            path: String::new(),
+        },
+        _ => crate::rbac::Attributes {
+            verb: verb.to_string(),
+            path: path.to_string(),
+            ..crate::rbac::Attributes::default()
+        },
+    }
+}
+
+/// Asks the RBAC authorizer (the superuser group is decided without reading the store).
+pub fn authorize(
+    state: &State,
+    user: &UserInfo,
+    attributes: &crate::rbac::Attributes,
+) -> crate::rbac::Decision {
+    if user.in_group(crate::auth::MASTERS_GROUP) {
+        return crate::rbac::Objects::default().authorize(user, attributes);
+    }
+    let store = state.read();
+    let list = |plural: &str| {
+        store
+            .registry
+            .get(crate::rbac::GROUP, "v1", plural)
+            .map(|resource| store.list(&resource, None, None))
+            .unwrap_or_default()
+    };
+    let objects = crate::rbac::Objects {
+        roles: list("roles"),
+        cluster_roles: list("clusterroles"),
+        role_bindings: list("rolebindings"),
+        cluster_role_bindings: list("clusterrolebindings"),
+    };
+    drop(store);
+    objects.authorize(user, attributes)
+}
+
+/// `authentication.k8s.io/v1` SelfSubjectReview (`kubectl auth whoami`): create only, nothing stored.
+fn self_subject_review(verb: &str, user: &UserInfo) -> Result<Response<Body>, ApiError> {
+    if verb != "create" {
+        return Err(ApiError::method_not_allowed(format!(
+            "verb {verb} is not supported on selfsubjectreviews (create only)"
+        )));
+    }
+    Ok(json_response(
+        201,
+        &json!({
+            "kind": "SelfSubjectReview",
+            "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {"creationTimestamp": null},
+            "status": {"userInfo": user.to_json()},
+        }),
+        &[],
+    ))
+}
+
+/// `authorization.k8s.io/v1` SubjectAccessReview, LocalSubjectAccessReview and
+/// SelfSubjectAccessReview (`kubectl auth can-i`): create only, answered by the RBAC authorizer,
+/// nothing stored.
+fn access_review(
+    state: &State,
+    resource: &ResourceType,
+    namespace: &str,
+    request: &ResourceRequest<'_>,
+) -> Result<Response<Body>, ApiError> {
+    if request.verb != "create" {
+        return Err(ApiError::method_not_allowed(format!(
+            "verb {} is not supported on {} (create only)",
+            request.verb, resource.plural
+        )));
+    }
+    let mut review = parse_body(&request.body, request.content_type)?;
+    let spec = review["spec"].clone();
+    let invalid = |field: &str, message: &str| {
+        ApiError::invalid(
+            &resource.group,
+            &resource.kind,
+            "",
+            &[crate::error::Cause::new(
+                "FieldValueRequired",
+                field,
+                message,
+            )],
+        )
+    };
+    let text = |value: &Value| value.as_str().unwrap_or_default().to_string();
+    let resource_attributes = &spec["resourceAttributes"];
+    let non_resource_attributes = &spec["nonResourceAttributes"];
+    let attributes = match (
+        resource_attributes.is_object(),
+        non_resource_attributes.is_object(),
+    ) {
+        (true, false) => {
+            let mut attributes_namespace = text(&resource_attributes["namespace"]);
+            if resource.plural == "localsubjectaccessreviews" {
+                if attributes_namespace.is_empty() {
+                    attributes_namespace = namespace.to_string();
+                    review["spec"]["resourceAttributes"]["namespace"] = json!(namespace);
+                } else if attributes_namespace != namespace {
+                    return Err(invalid(
+                        "spec.resourceAttributes.namespace",
+                        "must match metadata.namespace",
+                    ));
+                }
+            }
+            crate::rbac::Attributes {
+                verb: text(&resource_attributes["verb"]),
+                resource_request: true,
+                group: text(&resource_attributes["group"]),
+                resource: text(&resource_attributes["resource"]),
+                subresource: text(&resource_attributes["subresource"]),
+                namespace: attributes_namespace,
+                name: text(&resource_attributes["name"]),
+                path: String::new(),
+            }
+        }
+        (false, true) => crate::rbac::Attributes {
+            verb: text(&non_resource_attributes["verb"]),
+            path: text(&non_resource_attributes["path"]),
+            ..crate::rbac::Attributes::default()
+        },
+        _ => {
+            return Err(invalid(
+                "spec.resourceAttributes",
+                "Required value: exactly one of nonResourceAttributes or resourceAttributes must be specified",
+            ));
+        }
+    };
+    let subject = if resource.plural == "selfsubjectaccessreviews" {
+        request.user.clone()
+    } else {
+        let groups: Vec<String> = spec["groups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect();
+        let username = text(&spec["user"]);
+        if username.is_empty() && groups.is_empty() {
+            return Err(invalid(
+                "spec.user",
+                "Required value: at least one of user or group must be specified",
+            ));
+        }
+        let extra = spec["extra"]
+            .as_object()
+            .map(|extra| {
+                extra
+                    .iter()
+                    .map(|(key, values)| {
+                        let values = values
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(Value::as_str)
+                            .map(str::to_string)
+                            .collect();
+                        (key.clone(), values)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        UserInfo {
+            username,
+            uid: text(&spec["uid"]),
+            groups,
+            extra,
+        }
+    };
+    let decision = authorize(state, &subject, &attributes);
+    review["apiVersion"] = json!("authorization.k8s.io/v1");
+    review["kind"] = json!(resource.kind);
+    if !review["metadata"].is_object() {
+        review["metadata"] = json!({});
+    }
+    review["metadata"]["creationTimestamp"] = Value::Null;
+    review["status"] = json!({"allowed": decision.allowed});
+    if !decision.reason.is_empty() {
+        review["status"]["reason"] = json!(decision.reason);
+    }
+    Ok(json_response(201, &review, &[]))
 }
 
 /// The Kubernetes verb of a resource request.
@@ -413,6 +686,7 @@ async fn dispatch(
     accept: &str,
     content_type: &str,
     user_agent: &str,
+    user: &UserInfo,
     body: Bytes,
 ) -> Response<Body> {
     if !matches!(route, Route::Resource(_)) && method != "GET" {
@@ -470,6 +744,7 @@ async fn dispatch(
                 accept,
                 content_type,
                 user_agent,
+                user,
                 body,
             };
             match resource_request(state, &path, request).await {
@@ -518,6 +793,8 @@ struct ResourceRequest<'a> {
     content_type: &'a str,
     /// User-Agent header.
     user_agent: &'a str,
+    /// The authenticated (or impersonated) user.
+    user: &'a UserInfo,
     /// Request body.
     body: Bytes,
 }
@@ -566,6 +843,12 @@ async fn resource_request(
             object
         }
     };
+    if resource.group == "authentication.k8s.io" && resource.plural == "selfsubjectreviews" {
+        return self_subject_review(request.verb, request.user);
+    }
+    if resource.group == "authorization.k8s.io" {
+        return access_review(state, &resource, &namespace, &request);
+    }
     if matches!(request.verb, "update" | "patch") && path.name.is_none() {
         return Err(ApiError::method_not_allowed(format!(
             "the server does not allow this method on the requested resource ({} on a collection)",

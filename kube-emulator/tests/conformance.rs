@@ -41,6 +41,15 @@ async fn raw(
         "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
+    if !headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("authorization"))
+    {
+        request.push_str(&format!(
+            "Authorization: Bearer {}\r\n",
+            kube_emulator::auth::ADMIN_TOKEN
+        ));
+    }
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -1856,4 +1865,559 @@ async fn apply_crd_yaml_installs_the_project_crds() {
         kinds.contains(&"GuardrailPolicy".to_string()) && kinds.contains(&"Quarantine".to_string()),
         "{kinds:?}"
     );
+}
+
+/// The user a SelfSubjectReview reports for the given headers (status code, userInfo).
+async fn whoami(emulator: &Emulator, headers: &[(&str, &str)]) -> (u16, Value) {
+    let body = r#"{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}"#;
+    let mut all = vec![("Content-Type", "application/json")];
+    all.extend_from_slice(headers);
+    let (status, _, text) = raw(
+        emulator,
+        "POST",
+        "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+        &all,
+        body,
+    )
+    .await;
+    let value: Value = serde_json::from_str(&text).unwrap();
+    (status, value)
+}
+
+#[tokio::test]
+async fn authentication_refuses_missing_and_unknown_tokens_and_knows_the_token_file() {
+    let tokens = kube_emulator::auth::parse_token_file(
+        "alice-token,alice,uid-alice,\"approvers,team-a\"\nbob-token,bob,uid-bob\n",
+    )
+    .unwrap();
+    let emulator = Emulator::start_with(kube_emulator::Options {
+        tokens,
+        unauthenticated: kube_emulator::auth::Unauthenticated::Refuse,
+        ..kube_emulator::Options::default()
+    })
+    .await
+    .unwrap();
+    for authorization in ["", "Bearer", "Bearer wrong", "Basic YWxpY2U6eA=="] {
+        let headers: &[(&str, &str)] = &[("Authorization", authorization)];
+        let (status, _, body) = raw(&emulator, "GET", "/api/v1/namespaces", headers, "").await;
+        assert_eq!(status, 401, "{authorization:?}: {body}");
+        let status_object: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(status_object["reason"], "Unauthorized");
+        assert_eq!(status_object["code"], 401);
+    }
+    // Health checks need no credentials; discovery does.
+    let (status, _, _) = raw(&emulator, "GET", "/readyz", &[("Authorization", "")], "").await;
+    assert_eq!(status, 200);
+    let (status, _, _) = raw(&emulator, "GET", "/apis", &[("Authorization", "")], "").await;
+    assert_eq!(status, 401);
+
+    let (status, review) = whoami(&emulator, &[("Authorization", "Bearer alice-token")]).await;
+    assert_eq!(status, 201, "{review}");
+    assert_eq!(review["kind"], "SelfSubjectReview");
+    assert_eq!(
+        review["status"]["userInfo"],
+        json!({"username": "alice", "uid": "uid-alice", "groups": ["approvers", "team-a", "system:authenticated"]})
+    );
+    let (_, review) = whoami(&emulator, &[]).await;
+    assert_eq!(
+        review["status"]["userInfo"]["username"],
+        "kube-emulator-admin"
+    );
+    assert_eq!(
+        review["status"]["userInfo"]["groups"],
+        json!(["system:masters", "system:authenticated"])
+    );
+
+    // Tokens added at run time work at once; the admin's own client keeps working.
+    let (status, _) = whoami(&emulator, &[("Authorization", "Bearer carol-token")]).await;
+    assert_eq!(status, 401);
+    emulator.add_token(kube_emulator::TokenEntry::new(
+        "carol-token",
+        "carol",
+        "uid-carol",
+        &[],
+    ));
+    let (status, review) = whoami(&emulator, &[("Authorization", "Bearer carol-token")]).await;
+    assert_eq!(status, 201);
+    assert_eq!(review["status"]["userInfo"]["username"], "carol");
+    let client = emulator.client().await.unwrap();
+    let namespaces: Api<Namespace> = Api::all(client);
+    namespaces.list(&ListParams::default()).await.unwrap();
+    // A refused request is still in the request log.
+    assert!(
+        emulator
+            .requests()
+            .iter()
+            .any(|record| record.status == 401 && record.path == "/api/v1/namespaces")
+    );
+}
+
+#[tokio::test]
+async fn requests_without_credentials_are_the_admin_anonymous_or_refused_as_configured() {
+    let plain = Emulator::start().await.unwrap();
+    let (status, review) = whoami(&plain, &[("Authorization", "")]).await;
+    assert_eq!(status, 201);
+    assert_eq!(
+        review["status"]["userInfo"]["username"],
+        "kube-emulator-admin"
+    );
+    let (status, _) = whoami(&plain, &[("Authorization", "Bearer wrong")]).await;
+    assert_eq!(status, 401);
+    let emulator = Emulator::start_with(kube_emulator::Options {
+        unauthenticated: kube_emulator::auth::Unauthenticated::Anonymous,
+        ..kube_emulator::Options::default()
+    })
+    .await
+    .unwrap();
+    // system:anonymous is not system:authenticated: it may read /version, not ask about itself.
+    let (status, refusal) = whoami(&emulator, &[("Authorization", "")]).await;
+    assert_eq!(status, 403);
+    assert_eq!(
+        refusal["message"],
+        "selfsubjectreviews.authentication.k8s.io is forbidden: User \"system:anonymous\" cannot create resource \"selfsubjectreviews\" in API group \"authentication.k8s.io\" at the cluster scope"
+    );
+    let (status, _, _) = raw(&emulator, "GET", "/version", &[("Authorization", "")], "").await;
+    assert_eq!(status, 200);
+    let (status, _, _) = raw(&emulator, "GET", "/apis", &[("Authorization", "")], "").await;
+    assert_eq!(status, 403);
+    // A wrong token is 401 even with anonymous access on.
+    let (status, _) = whoami(&emulator, &[("Authorization", "Bearer wrong")]).await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn impersonation_is_for_the_superuser_group_only_and_names_the_impersonated_user() {
+    let emulator = Emulator::start_with(kube_emulator::Options {
+        tokens: vec![kube_emulator::TokenEntry::new(
+            "bob-token",
+            "bob",
+            "uid-bob",
+            &["dev"],
+        )],
+        unauthenticated: kube_emulator::auth::Unauthenticated::Refuse,
+        ..kube_emulator::Options::default()
+    })
+    .await
+    .unwrap();
+    let (status, review) = whoami(
+        &emulator,
+        &[
+            ("Impersonate-User", "alice"),
+            ("Impersonate-Group", "approvers"),
+            ("Impersonate-Group", "team-a"),
+            ("Impersonate-Uid", "uid-alice"),
+            ("Impersonate-Extra-Reason", "audit"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 201, "{review}");
+    assert_eq!(
+        review["status"]["userInfo"],
+        json!({"username": "alice", "uid": "uid-alice", "groups": ["approvers", "team-a", "system:authenticated"], "extra": {"reason": ["audit"]}})
+    );
+    // Not in system:masters: refused with the API server's message shape, before anything runs.
+    let (status, _, body) = raw(
+        &emulator,
+        "POST",
+        "/api/v1/namespaces",
+        &[
+            ("Authorization", "Bearer bob-token"),
+            ("Impersonate-User", "alice"),
+            ("Content-Type", "application/json"),
+        ],
+        r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"from-bob"}}"#,
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    let refusal: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(refusal["reason"], "Forbidden");
+    assert_eq!(
+        refusal["message"],
+        "users \"alice\" is forbidden: User \"bob\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope"
+    );
+    let client = emulator.client().await.unwrap();
+    let namespaces: Api<Namespace> = Api::all(client);
+    assert!(namespaces.get_opt("from-bob").await.unwrap().is_none());
+    // Groups without a user are a bad request.
+    let (status, body) = whoami(&emulator, &[("Impersonate-Group", "approvers")]).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("without impersonating a user")
+    );
+}
+
+/// A raw JSON request with a bearer token: (status, body as JSON).
+async fn as_token(
+    emulator: &Emulator,
+    token: &str,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &str,
+) -> (u16, Value) {
+    let authorization = format!("Bearer {token}");
+    let (status, _, text) = raw(
+        emulator,
+        method,
+        path,
+        &[
+            ("Authorization", authorization.as_str()),
+            ("Content-Type", content_type),
+        ],
+        body,
+    )
+    .await;
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn rbac_roles_and_bindings_are_served_and_decide_every_request() {
+    let emulator = Emulator::start_with(kube_emulator::Options {
+        tokens: kube_emulator::auth::parse_token_file(
+            "alice-token,alice,uid-alice,approvers\nmallory-token,mallory,uid-mallory\n",
+        )
+        .unwrap(),
+        unauthenticated: kube_emulator::auth::Unauthenticated::Refuse,
+        ..kube_emulator::Options::default()
+    })
+    .await
+    .unwrap();
+    let client = emulator.client().await.unwrap();
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    config_maps
+        .create(&PostParams::default(), &config_map("conf", &[("a", "1")]))
+        .await
+        .unwrap();
+    let json = "application/json";
+    let merge = "application/merge-patch+json";
+    let patch = r#"{"data":{"a":"2"}}"#;
+    let path = "/api/v1/namespaces/default/configmaps/conf";
+
+    // Nothing granted yet: refused with the API server's message, nothing changed.
+    let (status, refusal) = as_token(&emulator, "mallory-token", "PATCH", path, merge, patch).await;
+    assert_eq!(status, 403, "{refusal}");
+    assert_eq!(refusal["reason"], "Forbidden");
+    assert_eq!(
+        refusal["message"],
+        "configmaps \"conf\" is forbidden: User \"mallory\" cannot patch resource \"configmaps\" in API group \"\" in the namespace \"default\""
+    );
+    assert_eq!(refusal["details"]["name"], "conf");
+    assert_eq!(
+        config_maps.get("conf").await.unwrap().data.unwrap()["a"],
+        "1"
+    );
+    // Discovery and asking about oneself are granted to every authenticated user.
+    let (status, _) = as_token(&emulator, "mallory-token", "GET", "/apis", json, "").await;
+    assert_eq!(status, 200);
+    let (status, refusal) = as_token(
+        &emulator,
+        "mallory-token",
+        "GET",
+        "/api/v1/namespaces",
+        json,
+        "",
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert_eq!(
+        refusal["message"],
+        "namespaces is forbidden: User \"mallory\" cannot list resource \"namespaces\" in API group \"\" at the cluster scope"
+    );
+
+    // A Role limited by resourceNames, bound in one namespace; the RBAC kinds are real resources.
+    let rbac = "/apis/rbac.authorization.k8s.io/v1";
+    let (status, created) = as_token(&emulator, kube_emulator::auth::ADMIN_TOKEN, "POST",
+        &format!("{rbac}/namespaces/default/roles"), json,
+        r#"{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"Role","metadata":{"name":"conf-patcher"},
+            "rules":[{"apiGroups":[""],"resources":["configmaps"],"verbs":["get","patch"],"resourceNames":["conf"]}]}"#).await;
+    assert_eq!(status, 201, "{created}");
+    let (status, _) = as_token(&emulator, kube_emulator::auth::ADMIN_TOKEN, "POST",
+        &format!("{rbac}/namespaces/default/rolebindings"), json,
+        r#"{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"RoleBinding","metadata":{"name":"mallory-patches"},
+            "roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"Role","name":"conf-patcher"},
+            "subjects":[{"kind":"User","apiGroup":"rbac.authorization.k8s.io","name":"mallory"}]}"#).await;
+    assert_eq!(status, 201);
+    let (status, patched) = as_token(&emulator, "mallory-token", "PATCH", path, merge, patch).await;
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(patched["data"]["a"], "2");
+    let (status, _) = as_token(&emulator, "mallory-token", "DELETE", path, json, "").await;
+    assert_eq!(status, 403);
+    let (status, _) = as_token(
+        &emulator,
+        "mallory-token",
+        "GET",
+        "/api/v1/namespaces/default/configmaps",
+        json,
+        "",
+    )
+    .await;
+    assert_eq!(status, 403, "resourceNames never grant a list");
+
+    // An aggregated ClusterRole with a custom verb, bound to a group, reaches alice through the
+    // aggregation label; mallory (not in the group) cannot use it. Impersonation is a verb too.
+    for body in [
+        r#"{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRole","metadata":{"name":"approver"},
+            "aggregationRule":{"clusterRoleSelectors":[{"matchLabels":{"example.io/aggregate-to-approver":"true"}}]}}"#,
+        r#"{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRole","metadata":{"name":"impersonate-alice","labels":{"example.io/aggregate-to-approver":"true"}},
+            "rules":[{"apiGroups":[""],"resources":["users"],"verbs":["impersonate"],"resourceNames":["bob"]}]}"#,
+        r#"{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRoleBinding","metadata":{"name":"approvers"},
+            "roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":"approver"},
+            "subjects":[{"kind":"Group","apiGroup":"rbac.authorization.k8s.io","name":"approvers"}]}"#,
+    ] {
+        let kind: Value = serde_json::from_str(body).unwrap();
+        let plural = format!("{}s", kind["kind"].as_str().unwrap().to_lowercase());
+        let (status, answer) = as_token(
+            &emulator,
+            kube_emulator::auth::ADMIN_TOKEN,
+            "POST",
+            &format!("{rbac}/{plural}"),
+            json,
+            body,
+        )
+        .await;
+        assert_eq!(status, 201, "{answer}");
+    }
+    let (status, review) = whoami(
+        &emulator,
+        &[
+            ("Authorization", "Bearer alice-token"),
+            ("Impersonate-User", "bob"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 201, "{review}");
+    assert_eq!(review["status"]["userInfo"]["username"], "bob");
+    let (status, refusal) = whoami(
+        &emulator,
+        &[
+            ("Authorization", "Bearer alice-token"),
+            ("Impersonate-User", "carol"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert_eq!(
+        refusal["message"],
+        "users \"carol\" is forbidden: User \"alice\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope"
+    );
+    let (status, _) = whoami(
+        &emulator,
+        &[
+            ("Authorization", "Bearer mallory-token"),
+            ("Impersonate-User", "bob"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 403);
+    // Impersonating bob, alice is decided as bob.
+    let (status, _, body) = raw(
+        &emulator,
+        "GET",
+        path,
+        &[
+            ("Authorization", "Bearer alice-token"),
+            ("Impersonate-User", "bob"),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(status, 403);
+    let refusal: Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        refusal["message"]
+            .as_str()
+            .unwrap()
+            .contains("User \"bob\" cannot get resource"),
+        "{body}"
+    );
+    // Removing the binding takes the right away at once.
+    let (status, _) = as_token(
+        &emulator,
+        kube_emulator::auth::ADMIN_TOKEN,
+        "DELETE",
+        &format!("{rbac}/namespaces/default/rolebindings/mallory-patches"),
+        json,
+        "",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = as_token(&emulator, "mallory-token", "PATCH", path, merge, patch).await;
+    assert_eq!(status, 403);
+}
+
+#[tokio::test]
+async fn subject_access_reviews_answer_for_any_user_and_for_oneself() {
+    use k8s_openapi::api::authorization::v1::{
+        NonResourceAttributes, ResourceAttributes, SelfSubjectAccessReview,
+        SelfSubjectAccessReviewSpec, SubjectAccessReview, SubjectAccessReviewSpec,
+    };
+    let emulator = Emulator::start_with(kube_emulator::Options {
+        tokens: vec![kube_emulator::TokenEntry::new(
+            "alice-token",
+            "alice",
+            "uid-alice",
+            &["approvers"],
+        )],
+        unauthenticated: kube_emulator::auth::Unauthenticated::Refuse,
+        ..kube_emulator::Options::default()
+    })
+    .await
+    .unwrap();
+    let client = emulator.client().await.unwrap();
+    let (status, _) = as_token(
+        &emulator,
+        kube_emulator::auth::ADMIN_TOKEN,
+        "POST",
+        "/api/v1/namespaces",
+        "application/json",
+        r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"team-a"}}"#,
+    )
+    .await;
+    assert_eq!(status, 201);
+    let rbac = "/apis/rbac.authorization.k8s.io/v1";
+    for (plural, body) in [
+        (
+            "clusterroles",
+            r#"{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRole","metadata":{"name":"approver"},
+            "rules":[{"apiGroups":["autoguardrails.io"],"resources":["quarantines"],"verbs":["approve"],"resourceNames":["q-1"]}]}"#,
+        ),
+        (
+            "namespaces/team-a/rolebindings",
+            r#"{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"RoleBinding","metadata":{"name":"approvers"},
+            "roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":"approver"},
+            "subjects":[{"kind":"Group","apiGroup":"rbac.authorization.k8s.io","name":"approvers"}]}"#,
+        ),
+    ] {
+        let (status, answer) = as_token(
+            &emulator,
+            kube_emulator::auth::ADMIN_TOKEN,
+            "POST",
+            &format!("{rbac}/{plural}"),
+            "application/json",
+            body,
+        )
+        .await;
+        assert_eq!(status, 201, "{answer}");
+    }
+    let reviews: Api<SubjectAccessReview> = Api::all(client.clone());
+    let review = |user: &str, groups: &[&str], name: &str, namespace: &str| SubjectAccessReview {
+        spec: SubjectAccessReviewSpec {
+            user: Some(user.to_string()),
+            groups: Some(groups.iter().map(|group| group.to_string()).collect()),
+            resource_attributes: Some(ResourceAttributes {
+                group: Some("autoguardrails.io".to_string()),
+                resource: Some("quarantines".to_string()),
+                verb: Some("approve".to_string()),
+                namespace: Some(namespace.to_string()),
+                name: Some(name.to_string()),
+                ..ResourceAttributes::default()
+            }),
+            ..SubjectAccessReviewSpec::default()
+        },
+        ..SubjectAccessReview::default()
+    };
+    let answer = reviews
+        .create(
+            &PostParams::default(),
+            &review("alice", &["approvers"], "q-1", "team-a"),
+        )
+        .await
+        .unwrap();
+    let status = answer.status.unwrap();
+    assert!(status.allowed);
+    assert_eq!(
+        status.reason.as_deref(),
+        Some(
+            "RBAC: allowed by RoleBinding \"approvers/team-a\" of ClusterRole \"approver\" to User \"alice\""
+        )
+    );
+    for (user, groups, name, namespace) in [
+        ("alice", &["approvers"][..], "q-2", "team-a"),
+        ("alice", &["approvers"][..], "q-1", "team-b"),
+        ("alice", &[][..], "q-1", "team-a"),
+        ("mallory", &[][..], "q-1", "team-a"),
+    ] {
+        let answer = reviews
+            .create(
+                &PostParams::default(),
+                &review(user, groups, name, namespace),
+            )
+            .await
+            .unwrap();
+        assert!(
+            !answer.status.unwrap().allowed,
+            "{user} {groups:?} {name} {namespace}"
+        );
+    }
+    let empty = reviews
+        .create(&PostParams::default(), &SubjectAccessReview::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(empty, kube::Error::Api(status) if status.code == 422));
+    let non_resource = SubjectAccessReview {
+        spec: SubjectAccessReviewSpec {
+            user: Some("alice".to_string()),
+            groups: Some(vec!["system:authenticated".to_string()]),
+            non_resource_attributes: Some(NonResourceAttributes {
+                path: Some("/apis".to_string()),
+                verb: Some("get".to_string()),
+            }),
+            ..SubjectAccessReviewSpec::default()
+        },
+        ..SubjectAccessReview::default()
+    };
+    assert!(
+        reviews
+            .create(&PostParams::default(), &non_resource)
+            .await
+            .unwrap()
+            .status
+            .unwrap()
+            .allowed
+    );
+
+    // Alice may ask about herself, not about others (that needs create on subjectaccessreviews).
+    let self_review = serde_json::to_string(&SelfSubjectAccessReview {
+        spec: SelfSubjectAccessReviewSpec {
+            resource_attributes: review("", &[], "q-1", "team-a").spec.resource_attributes,
+            ..SelfSubjectAccessReviewSpec::default()
+        },
+        ..SelfSubjectAccessReview::default()
+    })
+    .unwrap();
+    let (status, answer) = as_token(
+        &emulator,
+        "alice-token",
+        "POST",
+        "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+        "application/json",
+        &self_review,
+    )
+    .await;
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(answer["status"]["allowed"], true);
+    let (status, _) = as_token(
+        &emulator,
+        "alice-token",
+        "POST",
+        "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+        "application/json",
+        &serde_json::to_string(&review("mallory", &[], "q-1", "team-a")).unwrap(),
+    )
+    .await;
+    assert_eq!(status, 403);
+    // Nothing is stored: a list is not a served verb on a review.
+    let (status, _) = as_token(
+        &emulator,
+        kube_emulator::auth::ADMIN_TOKEN,
+        "GET",
+        "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+        "application/json",
+        "",
+    )
+    .await;
+    assert_eq!(status, 405);
 }

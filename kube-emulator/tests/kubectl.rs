@@ -714,3 +714,160 @@ async fn kubectl_create_sends_protobuf_for_configmaps_secrets_namespaces() {
         .await;
     assert!(!gone.success);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_auth_whoami_names_the_admin_and_the_user_impersonated_with_as() {
+    // kubectl sends no bearer token over plain HTTP, so it runs as the bootstrap admin here;
+    // impersonation headers are sent, and the admin (system:masters) may impersonate.
+    let emulator = Emulator::start().await.unwrap();
+    let admin = Kubectl::new(&emulator);
+    let who: serde_json::Value =
+        serde_json::from_str(&admin.ok(&["auth", "whoami", "-o", "json"]).await).unwrap();
+    assert_eq!(who["status"]["userInfo"]["username"], "kube-emulator-admin");
+    let who: serde_json::Value = serde_json::from_str(
+        &admin
+            .ok(&[
+                "auth",
+                "whoami",
+                "--as",
+                "alice",
+                "--as-group",
+                "approvers",
+                "--as-uid",
+                "uid-alice",
+                "-o",
+                "json",
+            ])
+            .await,
+    )
+    .unwrap();
+    assert_eq!(
+        who["status"]["userInfo"],
+        json!({"username": "alice", "uid": "uid-alice", "groups": ["approvers", "system:authenticated"]})
+    );
+    let refused = admin
+        .run(&["auth", "whoami", "--as-group", "approvers"])
+        .await;
+    assert!(!refused.success);
+}
+
+const APPROVAL_RBAC: &str = r#"apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: quarantine-approver
+rules:
+- apiGroups: ["autoguardrails.io"]
+  resources: ["quarantines"]
+  verbs: ["approve"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: alice-approves
+  namespace: default
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: quarantine-approver
+subjects:
+- kind: User
+  apiGroup: rbac.authorization.k8s.io
+  name: alice
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: quarantine-patcher
+  namespace: default
+rules:
+- apiGroups: ["autoguardrails.io"]
+  resources: ["quarantines"]
+  verbs: ["get", "list", "patch"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: mallory-patches
+  namespace: default
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: Role
+  name: quarantine-patcher
+subjects:
+- kind: User
+  apiGroup: rbac.authorization.k8s.io
+  name: mallory
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_applies_rbac_and_auth_can_i_and_refusals_follow_it() {
+    let emulator = Emulator::start().await.unwrap();
+    let kubectl = Kubectl::new(&emulator);
+    let repository = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let crd = repository.join("crds/quarantines.autoguardrails.io.yaml");
+    kubectl.ok(&["apply", "-f", crd.to_str().unwrap()]).await;
+    let manifest = write_manifest(&emulator, "rbac.yaml", APPROVAL_RBAC);
+    let applied = kubectl.ok(&["apply", "-f", &manifest]).await;
+    assert!(
+        applied.contains("clusterrole.rbac.authorization.k8s.io/quarantine-approver created"),
+        "{applied}"
+    );
+    assert!(
+        kubectl
+            .ok(&["get", "rolebindings"])
+            .await
+            .contains("mallory-patches")
+    );
+
+    let can_i = |arguments: &'static [&'static str]| {
+        let kubectl = &kubectl;
+        async move {
+            let output = kubectl.run(arguments).await;
+            (output.success, output.stdout.trim().to_string())
+        }
+    };
+    assert_eq!(
+        can_i(&["auth", "can-i", "approve", "quarantines", "--as", "mallory"]).await,
+        (false, "no".to_string())
+    );
+    assert_eq!(
+        can_i(&["auth", "can-i", "approve", "quarantines", "--as", "alice"]).await,
+        (true, "yes".to_string())
+    );
+    assert_eq!(
+        can_i(&[
+            "auth",
+            "can-i",
+            "approve",
+            "quarantines",
+            "--as",
+            "alice",
+            "-n",
+            "other"
+        ])
+        .await,
+        (false, "no".to_string())
+    );
+    assert_eq!(
+        can_i(&["auth", "can-i", "patch", "quarantines", "--as", "mallory"]).await,
+        (true, "yes".to_string())
+    );
+    assert_eq!(
+        can_i(&["auth", "can-i", "delete", "quarantines", "--as", "mallory"]).await,
+        (false, "no".to_string())
+    );
+
+    let refused = kubectl.run(&["get", "configmaps", "--as", "mallory"]).await;
+    assert!(!refused.success);
+    assert!(
+        refused.stderr.contains(
+            "configmaps is forbidden: User \"mallory\" cannot list resource \"configmaps\" in API group \"\" in the namespace \"default\""
+        ),
+        "{}",
+        refused.stderr
+    );
+    let listed = kubectl
+        .run(&["get", "quarantines", "--as", "mallory"])
+        .await;
+    assert!(listed.success, "{}", listed.stderr);
+}

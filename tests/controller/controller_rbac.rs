@@ -23,9 +23,8 @@ use tokio::sync::watch;
 
 const CONTROLLER_AGENT: &str = "autoguardrails-controller-under-test";
 
-fn controller_client(emulator: &kube_emulator::Emulator) -> Client {
-    let mut config = kube::Config::new(emulator.url().parse().unwrap());
-    config.default_namespace = "default".to_string();
+async fn controller_client(emulator: &kube_emulator::Emulator) -> Client {
+    let mut config = emulator.config().await.unwrap();
     config
         .headers
         .push((USER_AGENT, HeaderValue::from_static(CONTROLLER_AGENT)));
@@ -62,7 +61,7 @@ async fn the_controllers_api_calls_are_allowed_by_the_chart_rbac() {
     h.crash(); // the harness's own controller shares the test client; run ours with a tagged one
     let start = h.emulator.requests().len();
 
-    let client = controller_client(&h.emulator);
+    let client = controller_client(&h.emulator).await;
     let clients = StaticClients::new()
         .with(ACCOUNT, h.iam.clone())
         .with(OTHER_ACCOUNT, h.other_iam.clone());
