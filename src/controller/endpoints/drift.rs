@@ -91,7 +91,19 @@ impl DriftRepair {
             .take(10)
             .map(|r| format!("{}/{}", r.namespace.as_deref().unwrap_or(""), r.name))
             .collect();
-        match self.stores.drift_trigger().check_now(&refs) {
+        let trigger = self.stores.drift_trigger();
+        if let Some((kind, name)) = &change.principal {
+            let kind = match kind {
+                crate::principal::PrincipalKind::User => crate::aws::PrincipalKind::User,
+                _ => crate::aws::PrincipalKind::Role,
+            };
+            let principal = crate::aws::PrincipalRef {
+                kind,
+                name: name.clone(),
+            };
+            trigger.report_change(&change.account, &principal);
+        }
+        match trigger.check_now(&refs) {
             Delivery::Queued => Reply::Checking(format!(
                 "{what}: checking {} quarantine(s) now: {}",
                 refs.len(),

@@ -3,7 +3,9 @@
 //! drift check stays the safety net: a request that cannot be delivered (no controller runs here,
 //! or its queue is full) is reported to the caller, never silently taken as done.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures::channel::mpsc;
 use kube::runtime::reflector::ObjectRef;
@@ -26,13 +28,67 @@ pub enum Delivery {
     Full,
 }
 
-/// Hands quarantine references to the running Quarantine controllers. Cheap to clone.
+/// How long a reported change is remembered (longer than the engine's settle window).
+pub const REPORT_MEMORY: Duration = Duration::from_secs(300);
+/// Most reported changes remembered; the oldest go first.
+pub const MAX_REPORTS: usize = 10_000;
+
+/// A principal as IAM events name it: account, kind and name key (`crate::principal::name_key`).
+type ReportKey = (String, crate::aws::PrincipalKind, String);
+
+/// Hands quarantine references to the running Quarantine controllers, and remembers which
+/// principals IAM reported changed and when. Cheap to clone.
 #[derive(Clone, Default)]
 pub struct DriftTrigger {
     senders: Arc<Mutex<Vec<mpsc::Sender<ObjectRef<Quarantine>>>>>,
+    reported: Arc<Mutex<HashMap<ReportKey, Instant>>>,
 }
 
 impl DriftTrigger {
+    /// Records that IAM reported a change to `principal` in `account` now. A read right after our
+    /// own write is normally distrusted for the settle window (IAM is eventually consistent); a
+    /// change reported after the write is evidence that the read is right (decision 200).
+    pub fn report_change(&self, account: &str, principal: &crate::aws::PrincipalRef) {
+        let now = Instant::now();
+        let mut reported = self.reported.lock().unwrap_or_else(|p| p.into_inner());
+        reported.retain(|_, at| now.duration_since(*at) < REPORT_MEMORY);
+        if reported.len() >= MAX_REPORTS
+            && let Some(oldest) = reported
+                .iter()
+                .min_by_key(|(_, at)| **at)
+                .map(|(k, _)| k.clone())
+        {
+            reported.remove(&oldest);
+        }
+        reported.insert(
+            (
+                account.to_string(),
+                principal.kind,
+                crate::principal::name_key(&principal.name),
+            ),
+            now,
+        );
+    }
+
+    /// Whether IAM reported a change to `principal` in `account` after `since`.
+    pub fn changed_after(
+        &self,
+        account: &str,
+        principal: &crate::aws::PrincipalRef,
+        since: Instant,
+    ) -> bool {
+        let key = (
+            account.to_string(),
+            principal.kind,
+            crate::principal::name_key(&principal.name),
+        );
+        self.reported
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .is_some_and(|at| *at > since)
+    }
+
     /// A new stream of requests for one controller; it ends being served when dropped.
     pub fn subscribe(&self) -> mpsc::Receiver<ObjectRef<Quarantine>> {
         let (sender, receiver) = mpsc::channel(QUEUE);
@@ -97,6 +153,30 @@ mod tests {
         drop(a);
         assert!(!trigger.has_controller());
         assert_eq!(trigger.check_now(&[r]), Delivery::NoController);
+    }
+
+    #[test]
+    fn a_reported_change_counts_only_after_the_given_instant_and_by_iam_name_rule() {
+        let trigger = DriftTrigger::default();
+        let role = crate::aws::PrincipalRef {
+            kind: crate::aws::PrincipalKind::Role,
+            name: "CI-Deployer".into(),
+        };
+        let lower = crate::aws::PrincipalRef {
+            kind: crate::aws::PrincipalKind::Role,
+            name: "ci-deployer".into(),
+        };
+        let user = crate::aws::PrincipalRef {
+            kind: crate::aws::PrincipalKind::User,
+            name: "ci-deployer".into(),
+        };
+        let before = Instant::now();
+        assert!(!trigger.changed_after("123456789012", &role, before));
+        trigger.report_change("123456789012", &role);
+        assert!(trigger.changed_after("123456789012", &lower, before));
+        assert!(!trigger.changed_after("123456789012", &user, before));
+        assert!(!trigger.changed_after("210987654321", &lower, before));
+        assert!(!trigger.changed_after("123456789012", &lower, Instant::now()));
     }
 
     #[tokio::test]

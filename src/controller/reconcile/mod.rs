@@ -318,7 +318,8 @@ impl Shared {
                 settings.protected_principals.clone(),
             ),
             settle: crate::controller::enforce::converge::DEFAULT_SETTLE,
-        });
+        })
+        .with_reports(stores.drift.clone());
         let recorder = Recorder::new(
             client.clone(),
             Reporter {
