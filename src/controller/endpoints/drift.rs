@@ -48,11 +48,10 @@ impl DriftRepair {
 
     /// Handles one IAM CloudTrail event (checked with [`DriftRepair::wants`]).
     pub fn handle(&self, event: &serde_json::Value) -> Reply {
-        let change = match iam_change::parse(event) {
-            Ok(change) => change,
-            Err(e) => return Reply::Malformed(e.to_string()),
+        let reply = match iam_change::parse(event) {
+            Ok(change) => self.route(&change),
+            Err(e) => Reply::Malformed(e.to_string()),
         };
-        let reply = self.route(&change);
         let outcome = match &reply {
             Reply::Malformed(_) => "malformed",
             Reply::Ignored(_) => "ignored",
