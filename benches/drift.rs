@@ -10,7 +10,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../tests/support/controller.rs"]
-#[allow(unused_imports, dead_code)]
+#[allow(unused_imports)]
 mod harness;
 
 use std::sync::Arc;
@@ -99,8 +99,10 @@ async fn run(targets: usize, repairs: usize) {
     .await;
     let policy_arn = h.attached(&roles[0])[0].clone();
 
-    let mut settings = SignalSettings::default();
-    settings.max_concurrency = 64;
+    let settings = SignalSettings {
+        max_concurrency: 64,
+        ..SignalSettings::default()
+    };
     let state = SignalState::new(
         &settings,
         Arc::new(h.intake()),
