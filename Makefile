@@ -92,6 +92,7 @@ bench:
 	$(CARGO) bench --bench sns_load
 	$(CARGO) bench --bench velocity
 	$(CARGO) bench --bench dashboard
+	$(CARGO) bench --bench drift
 	$(CARGO) bench --bench gate
 	./scripts/bench-deps.sh
 	$(CARGO) bench --bench analyze

@@ -41,6 +41,9 @@ pub struct Metrics {
     pub iam_calls: IntCounterVec,
     /// Attachments found missing and re-attached.
     pub drift_repairs: IntCounter,
+    /// IAM CloudTrail events read for drift repair, by outcome (`checked`: quarantines asked to
+    /// check now; `unheld`: about nothing we hold; `ignored`: a failed or harmless call).
+    pub iam_events: IntCounterVec,
     /// Actual release time minus `expiresAt`, in seconds (TTL releases only).
     pub release_lag: Histogram,
     /// Quarantine creation to deny attached on every target, in seconds.
@@ -145,6 +148,14 @@ impl Metrics {
             "Deny attachments found missing and re-attached.",
         )?;
         registry.register(Box::new(drift_repairs.clone()))?;
+        let iam_events = IntCounterVec::new(
+            Opts::new(
+                name("iam_events_total"),
+                "IAM CloudTrail events read for drift repair, by outcome.",
+            ),
+            &["outcome"],
+        )?;
+        registry.register(Box::new(iam_events.clone()))?;
         let release_lag = Histogram::with_opts(
             HistogramOpts::new(
                 name("release_lag_seconds"),
@@ -190,6 +201,7 @@ impl Metrics {
             policies,
             iam_calls,
             drift_repairs,
+            iam_events,
             release_lag,
             activation_latency,
             cost_explorer_requests,

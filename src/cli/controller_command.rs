@@ -314,7 +314,8 @@ pub async fn serve_until(config: Config, shutdown: Shutdown) -> Result<(), RunEr
         metrics.clone(),
     )
     .map_err(|e| RunError::Signals(e.to_string()))?
-    .with_submitted(submitted.clone());
+    .with_submitted(submitted.clone())
+    .with_drift_repair(intake_stores.clone());
     if let Some(tracker) = &velocity {
         signal_state = signal_state.with_velocity(tracker.clone());
     }

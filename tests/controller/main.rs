@@ -15,6 +15,7 @@ mod controller_policy_rules;
 mod controller_rbac;
 mod crd_rules;
 mod crds;
+mod drift_events;
 mod enforce_converge;
 mod enforce_crash;
 mod enforce_dryrun;

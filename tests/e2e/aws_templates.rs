@@ -1335,3 +1335,19 @@ fn the_velocity_rule_forwards_every_supported_call_and_nothing_else() {
     let wanted: BTreeSet<String> = SUPPORTED_CALLS.iter().map(|(s, _)| s.to_string()).collect();
     assert_eq!(sources, wanted);
 }
+
+#[test]
+fn the_iam_change_rule_lists_exactly_the_calls_the_controller_repairs_after() {
+    use autoguardrails::controller::signal::iam_change::DRIFT_CALLS;
+    let pattern = &templates()["cost-signals.yaml"]["Resources"]["IamChangeEventsRule"]["Properties"]
+        ["EventPattern"];
+    let listed: BTreeSet<String> = strings(&pattern["detail"]["eventName"])
+        .into_iter()
+        .collect();
+    let repaired: BTreeSet<String> = DRIFT_CALLS.iter().map(|n| n.to_string()).collect();
+    assert_eq!(listed, repaired);
+    assert_eq!(
+        strings(&pattern["detail"]["eventSource"]),
+        vec![autoguardrails::controller::signal::iam_change::IAM_EVENT_SOURCE.to_string()]
+    );
+}

@@ -11,6 +11,7 @@ mod chart;
 mod controller_binary;
 mod controller_cli;
 mod dashboard;
+mod drift_binary;
 mod policies;
 mod principal_identity;
 mod signal_cli;

@@ -5,6 +5,7 @@
 
 pub mod certs;
 pub mod confirm;
+pub mod drift;
 pub mod keys;
 pub mod recent;
 pub mod signals;

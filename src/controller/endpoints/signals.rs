@@ -261,6 +261,8 @@ pub struct SignalState {
     submitted: Option<Arc<SubmittedSignals>>,
     /// The spend-velocity estimator, when `velocity.enabled` (decision 174).
     velocity: Option<Arc<Tracker>>,
+    /// IAM change events: the quarantines they touch are checked at once (decision 200).
+    drift: Option<super::drift::DriftRepair>,
     recent: Arc<super::recent::RecentSignals>,
 }
 
@@ -342,6 +344,7 @@ impl SignalState {
             clock: Arc::new(Timestamp::now),
             submitted: None,
             velocity: None,
+            drift: None,
             recent: Arc::new(super::recent::RecentSignals::default()),
         })
     }
@@ -402,6 +405,13 @@ impl SignalState {
     /// Reads CloudTrail API call events (on `/events` and `/sns`) into `tracker`.
     pub fn with_velocity(mut self, tracker: Arc<Tracker>) -> Self {
         self.velocity = Some(tracker);
+        self
+    }
+
+    /// Reads IAM CloudTrail events (on `/events` and `/sns`) and has the quarantines they touch,
+    /// found in `stores`, checked for drift at once.
+    pub fn with_drift_repair(mut self, stores: super::super::reconcile::Stores) -> Self {
+        self.drift = Some(super::drift::DriftRepair::new(stores, self.metrics.clone()));
         self
     }
 
@@ -852,6 +862,38 @@ async fn track(
     Answer::new(StatusCode::OK, outcome, reason)
 }
 
+/// An IAM CloudTrail event, when drift repair is on and `text` is one: its answer. A malformed
+/// event gets `malformed` (the status the caller passes: 400 on `/events`, 200 for an authentic
+/// SNS message, which must not be redelivered).
+fn iam_change(state: &SignalState, text: &str, malformed: StatusCode) -> Option<Answer> {
+    use super::drift::{DriftRepair, Reply};
+    let drift = state.drift.as_ref()?;
+    if !velocity::event::is_cloudtrail_event(text) {
+        return None;
+    }
+    let event: serde_json::Value = serde_json::from_str(text).ok()?;
+    if !DriftRepair::wants(&event) {
+        return None;
+    }
+    Some(match drift.handle(&event) {
+        Reply::Malformed(reason) => {
+            let outcome = if malformed.is_success() {
+                OUTCOME_UNUSABLE
+            } else {
+                OUTCOME_MALFORMED
+            };
+            Answer::new(malformed, outcome, reason)
+        }
+        Reply::Ignored(reason) | Reply::Unheld(reason) => {
+            Answer::new(StatusCode::OK, OUTCOME_UNUSABLE, reason)
+        }
+        Reply::Checking(reason) => Answer::new(StatusCode::OK, OUTCOME_ACCEPTED, reason),
+        Reply::RetryLater(reason) => {
+            Answer::new(StatusCode::SERVICE_UNAVAILABLE, OUTCOME_RETRY_LATER, reason)
+        }
+    })
+}
+
 fn unusable(error: &ParseError) -> Answer {
     Answer::new(
         StatusCode::OK,
@@ -919,6 +961,9 @@ async fn handle_sns(state: &SignalState, headers: &HeaderMap, body: Body) -> Ans
 async fn handle_envelope(state: &SignalState, envelope: &Envelope, now: Timestamp) -> Answer {
     match envelope.message_type {
         MessageType::Notification => {
+            if let Some(answer) = iam_change(state, &envelope.message, StatusCode::OK) {
+                return answer;
+            }
             if let Some(tracker) = &state.velocity
                 && velocity::event::is_cloudtrail_event(&envelope.message)
             {
@@ -1062,6 +1107,9 @@ async fn handle_events(state: &SignalState, headers: &HeaderMap, body: Body) -> 
         Ok(text) => text,
         Err(answer) => return answer,
     };
+    if let Some(answer) = iam_change(state, text, StatusCode::BAD_REQUEST) {
+        return answer;
+    }
     if let Some(tracker) = &state.velocity
         && velocity::event::is_cloudtrail_event(text)
     {

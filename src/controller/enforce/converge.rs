@@ -412,6 +412,8 @@ type RecentWrites = HashMap<(String, WriteKey), (Instant, QuarantineKey)>;
 pub struct Engine {
     config: EngineConfig,
     recent: Mutex<RecentWrites>,
+    /// IAM changes reported by CloudTrail events (decision 200).
+    reports: Option<super::trigger::DriftTrigger>,
 }
 
 fn crashed<T>(r: AwsResult<T>) -> Result<AwsResult<T>, EnforceError> {
@@ -431,7 +433,15 @@ impl Engine {
         Engine {
             config,
             recent: Mutex::new(HashMap::new()),
+            reports: None,
         }
+    }
+
+    /// Trusts a "missing" read inside the settle window when IAM reported a change to that
+    /// principal after our write (a CloudTrail event: someone undid it).
+    pub fn with_reports(mut self, reports: super::trigger::DriftTrigger) -> Self {
+        self.reports = Some(reports);
+        self
     }
 
     /// The configuration.
@@ -450,14 +460,22 @@ impl Engine {
             .collect()
     }
 
-    /// Recent writes in an account with the quarantine each was made for.
+    /// Recent writes in an account with the quarantine each was made for. A write to a principal
+    /// IAM reported changed after it (a CloudTrail event) is no longer "recent": a read that
+    /// misses it is believed (decision 200).
     fn recent_owned(&self, account_id: &str) -> Vec<(WriteKey, QuarantineKey)> {
+        let undone = |key: &WriteKey, at: Instant| match (key, &self.reports) {
+            (WriteKey::Attachment(p, _) | WriteKey::Inline(p, _), Some(reports)) => {
+                reports.changed_after(account_id, p, at)
+            }
+            _ => false,
+        };
         let settle = self.config.settle;
         let mut g = self.recent_lock();
         g.retain(|_, (t, _)| t.elapsed() < settle);
         let mut out: Vec<(WriteKey, QuarantineKey)> = g
             .iter()
-            .filter(|((a, _), _)| a == account_id)
+            .filter(|((a, k), (t, _))| a == account_id && !undone(k, *t))
             .map(|((_, k), (_, owner))| (k.clone(), owner.clone()))
             .collect();
         out.sort();

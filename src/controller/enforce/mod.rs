@@ -6,3 +6,4 @@ pub mod document;
 pub mod ownership;
 pub mod plan;
 pub mod recorder;
+pub mod trigger;

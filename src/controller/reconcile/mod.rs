@@ -175,6 +175,7 @@ pub struct Stores {
     active: index::ActiveIndex,
     cached: index::CachedIndex,
     ended: ended::EndedIndex,
+    drift: crate::controller::enforce::trigger::DriftTrigger,
 }
 
 impl Stores {
@@ -191,6 +192,12 @@ impl Stores {
     /// Every cached quarantine that is not ended (ended ones are in [`Stores::ended`]).
     pub fn quarantines(&self) -> Vec<Arc<Quarantine>> {
         self.quarantines.iter().flat_map(|s| s.state()).collect()
+    }
+
+    /// Where the signal listener asks this replica's Quarantine controllers to check some
+    /// quarantines now (IAM change events, decision 200).
+    pub fn drift_trigger(&self) -> &crate::controller::enforce::trigger::DriftTrigger {
+        &self.drift
     }
 
     /// What is kept of the ended quarantines (decision 140).
@@ -311,7 +318,8 @@ impl Shared {
                 settings.protected_principals.clone(),
             ),
             settle: crate::controller::enforce::converge::DEFAULT_SETTLE,
-        });
+        })
+        .with_reports(stores.drift.clone());
         let recorder = Recorder::new(
             client.clone(),
             Reporter {
@@ -494,8 +502,9 @@ pub fn start_on(
         let live = quarantine_feed
             .subscribe(false)
             .filter(|q| futures::future::ready(q.as_ref().is_ok_and(|q| !ended::settled(q))));
-        let qc =
-            Controller::for_stream(live, quarantine_store.clone()).with_config(runtime.clone());
+        let qc = Controller::for_stream(live, quarantine_store.clone())
+            .reconcile_on(stores.drift.subscribe())
+            .with_config(runtime.clone());
         policy_controllers.push(pc);
         quarantine_controllers.push(qc);
     }

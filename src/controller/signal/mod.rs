@@ -5,6 +5,7 @@
 pub mod anomaly;
 pub mod budgets;
 pub mod eventbridge;
+pub mod iam_change;
 pub mod parse;
 pub mod sns;
 

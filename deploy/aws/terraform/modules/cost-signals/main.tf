@@ -268,17 +268,18 @@ resource "aws_cloudwatch_event_rule" "iam_changes" {
     detail = {
       eventSource = ["iam.amazonaws.com"]
       eventName = [
-        "AttachRolePolicy",
-        "AttachUserPolicy",
         "CreatePolicyVersion",
         "DeletePolicy",
         "DeletePolicyVersion",
+        "DeleteRolePermissionsBoundary",
         "DeleteRolePolicy",
+        "DeleteUserPermissionsBoundary",
         "DeleteUserPolicy",
-        "DetachGroupPolicy",
         "DetachRolePolicy",
         "DetachUserPolicy",
+        "PutRolePermissionsBoundary",
         "PutRolePolicy",
+        "PutUserPermissionsBoundary",
         "PutUserPolicy",
         "SetDefaultPolicyVersion",
       ]
