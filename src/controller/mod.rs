@@ -8,6 +8,7 @@
 pub mod crd;
 pub mod endpoints;
 pub mod enforce;
+pub mod events;
 pub mod intake;
 pub mod leader;
 pub mod lifecycle;

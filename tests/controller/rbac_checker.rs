@@ -1,6 +1,6 @@
 //! The RBAC checker (tests/support/rbac.rs) against the chart's rendered rules: synthetic
 //! requests it must allow or refuse, and the real requests of the leader elector and a
-//! kube-runtime event Recorder on the emulator, which the chart must allow.
+//! controller's event recorder on the emulator, which the chart must allow.
 
 use crate::support::rbac;
 
@@ -322,7 +322,7 @@ fn attributes_follow_the_authorizer() {
 
 #[tokio::test]
 async fn leader_election_and_event_recording_on_the_emulator_are_allowed() {
-    use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+    use autoguardrails::controller::events::{EventRecorder, Occurrence, Severity};
     let emulator = Emulator::start().await.unwrap();
     let client = emulator.client().await.unwrap();
     kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
@@ -353,7 +353,7 @@ async fn leader_election_and_event_recording_on_the_emulator_are_allowed() {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await; // a few renewals
 
-    let recorder = Recorder::new(client.clone(), Reporter::from("autoguardrails"));
+    let recorder = EventRecorder::new(client.clone(), "autoguardrails", None);
     let reference = k8s_openapi::api::core::v1::ObjectReference {
         api_version: Some("autoguardrails.io/v1alpha1".into()),
         kind: Some("Quarantine".into()),
@@ -362,27 +362,38 @@ async fn leader_election_and_event_recording_on_the_emulator_are_allowed() {
         uid: Some("00000000-0000-4000-8000-000000000001".into()),
         ..Default::default()
     };
-    let event = Event {
-        type_: EventType::Normal,
-        reason: "Approved".into(),
-        note: Some("approved by test".into()),
-        action: "Approve".into(),
-        secondary: None,
+    let event = Occurrence {
+        severity: Severity::Normal,
+        reason: "Approved",
+        note: "approved by test",
+        action: "Approve",
     };
-    recorder.publish(&event, &reference).await.unwrap();
-    recorder.publish(&event, &reference).await.unwrap(); // the series patch
+    recorder.publish(&reference, &event).await.unwrap();
+    recorder.publish(&reference, &event).await.unwrap(); // the series patch
 
     shutdown.trigger(ShutdownCause::Terminate);
     leadership.stopped().await;
 
     let log = emulator.requests();
     let controller_requests = &log[start..];
+    // Read back (after the controller's requests were taken): one Event, counted twice.
+    let events: kube::Api<k8s_openapi::api::events::v1::Event> =
+        kube::Api::namespaced(client.clone(), "autoguardrails");
+    let listed = events.list(&Default::default()).await.unwrap().items;
+    assert_eq!(listed.len(), 1, "a repeat continues the series: {listed:?}");
+    assert_eq!(listed[0].series.as_ref().map(|s| s.count), Some(2));
+    assert_eq!(listed[0].reason.as_deref(), Some("Approved"));
+    assert_eq!(recorder.remembered(), 1);
     let verbs: std::collections::BTreeSet<String> = controller_requests
         .iter()
         .map(|r| format!("{} {}", r.verb, r.resource))
         .collect();
     println!("controller-side requests: {verbs:?}");
-    assert!(verbs.contains("update leases") && verbs.contains("create events"));
+    assert!(
+        verbs.contains("update leases")
+            && verbs.contains("create events")
+            && verbs.contains("patch events")
+    );
     let rbac = chart_rbac("{}");
     let denied = rbac.check(controller_requests);
     assert!(

@@ -9,11 +9,11 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::controller::events::{EventRecorder, Occurrence, Severity};
 use futures::{FutureExt, StreamExt};
 use jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use serde::{Deserialize, Serialize};
@@ -165,7 +165,7 @@ struct Context {
     metrics: Arc<Metrics>,
     notifier: Arc<dyn Notifier>,
     sources: Arc<WebhookSources>,
-    recorder: Recorder,
+    recorder: EventRecorder,
     memory: Memory,
     locks: Locks,
 }
@@ -219,12 +219,10 @@ impl Worker {
             return;
         }
         let context = Arc::new(Context {
-            recorder: Recorder::new(
+            recorder: EventRecorder::new(
                 self.client.clone(),
-                Reporter {
-                    controller: FIELD_MANAGER.into(),
-                    instance: std::env::var("POD_NAME").ok(),
-                },
+                FIELD_MANAGER,
+                std::env::var("POD_NAME").ok(),
             ),
             ledger: self.settings.ledger(),
             client: self.client.clone(),
@@ -641,17 +639,16 @@ async fn account(
                 1000,
             );
             tracing::warn!(quarantine = %object.name_any(), event = %pending.event, state = state.as_str(), %error, "slack message not delivered");
-            let event = KubeEvent {
-                type_: EventType::Warning,
-                reason: reason.into(),
-                note: Some(message.clone()),
-                action: "Notify".into(),
-                secondary: None,
+            let event = Occurrence {
+                severity: Severity::Warning,
+                reason,
+                action: "Notify",
+                note: &message,
             };
             if publish_event
                 && let Err(publish_error) = context
                     .recorder
-                    .publish(&event, &object.object_ref(&()))
+                    .publish(&object.object_ref(&()), &event)
                     .await
             {
                 tracing::warn!(%publish_error, "could not publish the delivery Event");

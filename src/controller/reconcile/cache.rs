@@ -20,7 +20,7 @@ const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-config
 
 /// One change a subscriber hears of: the object as the watch delivered it, and whether it was
 /// deleted.
-type Change<K> = (K, bool);
+type Change<K> = (Arc<K>, bool);
 
 /// Hands a cache's changes to the controllers subscribed to it. Cheap to clone (shared).
 pub struct Fanout<K: Resource<DynamicType = ()> + Clone + 'static> {
@@ -43,16 +43,18 @@ where
 {
     /// Every change from now on, after every object the cache holds now (so a controller that
     /// starts on a synced cache still reconciles each object once). With `deletions`, deleted
-    /// objects are included (an owner's controller needs them; an object's own does not).
+    /// objects are included (an owner's controller needs them; an object's own does not). The
+    /// objects are shared, not copied: the snapshot hands out the store's own `Arc`s, so a leader
+    /// subscribing three times to 20,000 cached objects adds references, not 60,000 copies.
     pub fn subscribe(
         &self,
         deletions: bool,
-    ) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static {
+    ) -> impl futures::Stream<Item = Arc<K>> + Send + 'static {
         let (tx, rx) = mpsc::unbounded_channel();
         if let Ok(mut subscribers) = self.subscribers.lock() {
             // Under the lock, so no change slips between the snapshot and the subscription.
             for object in self.reader.state() {
-                let _ = tx.send(((*object).clone(), false));
+                let _ = tx.send((object, false));
             }
             subscribers.push(tx);
         }
@@ -60,7 +62,7 @@ where
             rx.recv().await.map(|change| (change, rx))
         })
         .filter_map(move |(object, deleted)| {
-            futures::future::ready((deletions || !deleted).then_some(Ok(object)))
+            futures::future::ready((deletions || !deleted).then_some(object))
         })
     }
 
@@ -71,7 +73,9 @@ where
         if subscribers.is_empty() {
             return;
         }
-        subscribers.retain(|tx| tx.send((object.clone(), deleted)).is_ok());
+        // One copy per change, shared by every subscriber.
+        let shared = Arc::new(object.clone());
+        subscribers.retain(|tx| tx.send((shared.clone(), deleted)).is_ok());
     }
 }
 

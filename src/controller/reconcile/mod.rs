@@ -18,10 +18,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::controller::events::{EventRecorder, Occurrence, Severity};
 use futures::StreamExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event as KubeEvent, EventType as KubeEventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
@@ -291,7 +291,7 @@ pub struct Shared {
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Event recorder.
-    pub recorder: Recorder,
+    pub recorder: EventRecorder,
     /// Informer caches.
     pub stores: Stores,
     /// Reconciles hold it shared while they write IAM; the orphan sweep holds it exclusively.
@@ -320,13 +320,7 @@ impl Shared {
             settle: crate::controller::enforce::converge::DEFAULT_SETTLE,
         })
         .with_reports(stores.drift.clone());
-        let recorder = Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: REPORTER.into(),
-                instance,
-            },
-        );
+        let recorder = EventRecorder::new(client.clone(), REPORTER, instance);
         Shared {
             client,
             settings,
@@ -347,19 +341,21 @@ impl Shared {
     where
         K: Resource<DynamicType = ()>,
     {
-        let note = truncate(&note, 1000);
-        let event = KubeEvent {
-            type_: if warning {
-                KubeEventType::Warning
+        let occurrence = Occurrence {
+            severity: if warning {
+                Severity::Warning
             } else {
-                KubeEventType::Normal
+                Severity::Normal
             },
-            reason: reason.to_string(),
-            note: Some(note),
-            action: action.to_string(),
-            secondary: None,
+            reason,
+            action,
+            note: &truncate(&note, 1000),
         };
-        if let Err(e) = self.recorder.publish(&event, &obj.object_ref(&())).await {
+        if let Err(e) = self
+            .recorder
+            .publish(&obj.object_ref(&()), &occurrence)
+            .await
+        {
             tracing::warn!(error = %e, reason, "failed to publish Event");
         }
     }
@@ -496,13 +492,13 @@ pub fn start_on(
         .zip(&stores.quarantines)
         .zip(&stores.quarantine_feeds)
     {
-        let pc = Controller::for_stream(policy_feed.subscribe(false), policy_store.clone())
-            .owns_stream(quarantine_feed.subscribe(true))
+        let pc = Controller::for_shared_stream(policy_feed.subscribe(false), policy_store.clone())
+            .owns_shared_stream(quarantine_feed.subscribe(true))
             .with_config(runtime.clone());
         let live = quarantine_feed
             .subscribe(false)
-            .filter(|q| futures::future::ready(q.as_ref().is_ok_and(|q| !ended::settled(q))));
-        let qc = Controller::for_stream(live, quarantine_store.clone())
+            .filter(|q| futures::future::ready(!ended::settled(q)));
+        let qc = Controller::for_shared_stream(live, quarantine_store.clone())
             .reconcile_on(stores.drift.subscribe())
             .with_config(runtime.clone());
         policy_controllers.push(pc);
