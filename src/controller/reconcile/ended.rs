@@ -8,7 +8,7 @@
 //! Nothing here is ever written back to the API: the reconcile only ever writes objects it read
 //! whole from the cache.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use jiff::Timestamp;
@@ -17,7 +17,8 @@ use kube::runtime::watcher::Event;
 
 use super::index::{Entries, Relisted};
 use crate::controller::crd::{
-    DenySpec, Mode, Phase, PolicyRef, Principal, Quarantine, QuarantineSpec, QuarantineStatus,
+    DenySpec, Mode, Phase, PolicyRef, Principal, PrincipalKind, Quarantine, QuarantineSpec,
+    QuarantineStatus,
 };
 use crate::controller::lifecycle::Annotation;
 
@@ -46,30 +47,90 @@ pub fn settled(q: &Quarantine) -> bool {
 struct Ended {
     phase: Phase,
     released_at: Option<Timestamp>,
-    targets: Box<[Principal]>,
+    targets: Box<[Target]>,
 }
 
-/// (namespace, name) or (namespace, policy).
-type Key = (Box<str>, Box<str>);
+/// One target principal; its ARN shared with every other outline naming it.
+#[derive(Clone, Debug, PartialEq)]
+struct Target {
+    kind: PrincipalKind,
+    arn: Arc<str>,
+}
 
-/// (namespace, policy) → quarantine name → what is kept; (namespace, name) → policy.
+impl Target {
+    fn principal(&self) -> Principal {
+        Principal {
+            kind: self.kind,
+            arn: self.arn.to_string(),
+        }
+    }
+}
+
+/// Strings many outlines repeat (namespaces, policy names, target ARNs), each held once. A string
+/// is dropped from the pool when the last outline using it goes.
+#[derive(Default)]
+struct Pool(HashSet<Arc<str>>);
+
+impl Pool {
+    fn get(&mut self, text: &str) -> Arc<str> {
+        if let Some(shared) = self.0.get(text) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = Arc::from(text);
+        self.0.insert(shared.clone());
+        shared
+    }
+
+    /// Lets go of one use of `shared`; the pool forgets it when no outline uses it any more.
+    fn release(&mut self, shared: Arc<str>) {
+        // The pool's own reference and `shared`.
+        if Arc::strong_count(&shared) <= 2 {
+            self.0.remove(&shared);
+        }
+    }
+}
+
+/// The outlines of one namespace's ended quarantines.
+#[derive(Default)]
+struct Namespace {
+    /// policy → quarantine name → what is kept.
+    by_policy: HashMap<Arc<str>, BTreeMap<Arc<str>, Ended>>,
+    /// quarantine name → its policy.
+    policy_of: HashMap<Arc<str>, Arc<str>>,
+}
+
+/// namespace → its outlines; the strings pooled (decision 152).
 #[derive(Default)]
 struct Outlines {
-    by_policy: HashMap<Key, BTreeMap<Box<str>, Ended>>,
-    policy_of: HashMap<Key, Box<str>>,
+    namespaces: HashMap<Arc<str>, Namespace>,
+    pool: Pool,
+    count: usize,
 }
 
 impl Outlines {
     fn forget(&mut self, namespace: &str, name: &str) {
-        let key = (Box::from(namespace), Box::from(name));
-        if let Some(policy) = self.policy_of.remove(&key) {
-            let group = (Box::from(namespace), policy);
-            if let Some(names) = self.by_policy.get_mut(&group) {
-                names.remove(name);
-                if names.is_empty() {
-                    self.by_policy.remove(&group);
-                }
+        let Some(space) = self.namespaces.get_mut(namespace) else {
+            return;
+        };
+        let Some((name, policy)) = space.policy_of.remove_entry(name) else {
+            return;
+        };
+        self.count -= 1;
+        if let Some(names) = space.by_policy.get_mut(&policy)
+            && let Some(ended) = names.remove(&name)
+        {
+            for target in ended.targets {
+                self.pool.release(target.arn);
             }
+            if names.is_empty() {
+                space.by_policy.remove(&policy);
+            }
+        }
+        self.pool.release(policy);
+        if space.policy_of.is_empty()
+            && let Some((namespace, _)) = self.namespaces.remove_entry(namespace)
+        {
+            self.pool.release(namespace);
         }
     }
 
@@ -86,20 +147,29 @@ impl Outlines {
         let Some(phase) = status.phase else {
             return;
         };
-        let policy: Box<str> = Box::from(q.spec.policy_ref.name.as_str());
-        self.policy_of
-            .insert((Box::from(namespace), Box::from(name)), policy.clone());
-        self.by_policy
-            .entry((Box::from(namespace), policy))
-            .or_default()
-            .insert(
-                Box::from(name),
-                Ended {
-                    phase,
-                    released_at: status.released_at.as_ref().map(|t| t.0),
-                    targets: q.spec.targets.clone().into_boxed_slice(),
-                },
-            );
+        let policy = self.pool.get(&q.spec.policy_ref.name);
+        let targets = q
+            .spec
+            .targets
+            .iter()
+            .map(|t| Target {
+                kind: t.kind,
+                arn: self.pool.get(&t.arn),
+            })
+            .collect();
+        let namespace = self.pool.get(namespace);
+        let space = self.namespaces.entry(namespace).or_default();
+        let name: Arc<str> = Arc::from(name);
+        space.policy_of.insert(name.clone(), policy.clone());
+        space.by_policy.entry(policy).or_default().insert(
+            name,
+            Ended {
+                phase,
+                released_at: status.released_at.as_ref().map(|t| t.0),
+                targets,
+            },
+        );
+        self.count += 1;
     }
 }
 
@@ -138,11 +208,11 @@ impl EndedIndex {
         let Ok(state) = self.state.lock() else {
             return Vec::new();
         };
-        let group = (Box::from(namespace), Box::from(policy));
         state
             .current
-            .by_policy
-            .get(&group)
+            .namespaces
+            .get(namespace)
+            .and_then(|space| space.by_policy.get(policy))
             .map(|names| {
                 names
                     .iter()
@@ -155,15 +225,9 @@ impl EndedIndex {
     /// The outline of one ended quarantine (see [`EndedIndex::for_policy`]).
     pub fn get(&self, namespace: &str, name: &str) -> Option<Quarantine> {
         let state = self.state.lock().ok()?;
-        let policy = state
-            .current
-            .policy_of
-            .get(&(Box::from(namespace), Box::from(name)))?;
-        let ended = state
-            .current
-            .by_policy
-            .get(&(Box::from(namespace), policy.clone()))?
-            .get(name)?;
+        let space = state.current.namespaces.get(namespace)?;
+        let policy = space.policy_of.get(name)?;
+        let ended = space.by_policy.get(policy)?.get(name)?;
         Some(outline(namespace, policy, name, ended))
     }
 
@@ -173,8 +237,9 @@ impl EndedIndex {
         let mut targets = Vec::new();
         let mut phases = BTreeMap::new();
         if let Ok(state) = self.state.lock() {
-            for ended in state.current.by_policy.values().flat_map(|n| n.values()) {
-                targets.extend(ended.targets.iter().cloned());
+            let all = state.current.namespaces.values();
+            for ended in all.flat_map(|space| space.by_policy.values().flat_map(|n| n.values())) {
+                targets.extend(ended.targets.iter().map(Target::principal));
                 *phases.entry(ended.phase.as_str()).or_insert(0) += 1;
             }
         }
@@ -188,21 +253,21 @@ impl EndedIndex {
         };
         state
             .current
-            .by_policy
+            .namespaces
             .iter()
-            .flat_map(|((namespace, policy), names)| {
-                names
-                    .iter()
-                    .map(move |(name, ended)| outline(namespace, policy, name, ended))
+            .flat_map(|(namespace, space)| {
+                space.by_policy.iter().flat_map(move |(policy, names)| {
+                    names
+                        .iter()
+                        .map(move |(name, ended)| outline(namespace, policy, name, ended))
+                })
             })
             .collect()
     }
 
     /// How many ended quarantines are kept.
     pub fn len(&self) -> usize {
-        self.state
-            .lock()
-            .map_or(0, |state| state.current.policy_of.len())
+        self.state.lock().map_or(0, |state| state.current.count)
     }
 
     /// True when none is kept.
@@ -223,7 +288,7 @@ fn outline(namespace: &str, policy: &str, name: &str, ended: &Ended) -> Quaranti
                 name: policy.to_string(),
             },
             signal: None,
-            targets: ended.targets.to_vec(),
+            targets: ended.targets.iter().map(Target::principal).collect(),
             deny: DenySpec::default(),
             mode: Mode::default(),
             ttl: String::new(),
@@ -314,5 +379,34 @@ mod tests {
         index.observe(&Event::Init);
         index.observe(&Event::InitDone);
         assert!(index.is_empty());
+    }
+
+    #[test]
+    fn repeated_strings_are_held_once_and_let_go_with_the_last_outline() {
+        let mut outlines = Outlines::default();
+        outlines.put(&quarantine("a", "p", Some(Phase::Released)));
+        outlines.put(&quarantine("b", "p", Some(Phase::Expired)));
+        // "team", "p" and the one target ARN, each once, shared by both outlines.
+        assert_eq!(outlines.pool.0.len(), 3);
+        let arn = outlines.pool.get("arn:aws:iam::111111111111:role/r");
+        assert_eq!(Arc::strong_count(&arn), 4, "pool, two outlines and this one");
+        drop(arn);
+        // Moving "a" to another policy keeps the ARN and adds the policy name.
+        let mut moved = quarantine("a", "q", Some(Phase::Released));
+        moved.spec.targets[0].arn = "arn:aws:iam::111111111111:role/other".into();
+        outlines.put(&moved);
+        assert_eq!(outlines.pool.0.len(), 5);
+        assert_eq!(outlines.count, 2);
+        outlines.remove(&quarantine("b", "p", Some(Phase::Expired)));
+        // "p" and the first ARN went with "b"; "team", "q" and the other ARN stay.
+        assert_eq!(outlines.pool.0.len(), 3);
+        assert!(!outlines.pool.0.contains("p"));
+        outlines.remove(&moved);
+        assert!(outlines.pool.0.is_empty() && outlines.namespaces.is_empty());
+        assert_eq!(outlines.count, 0);
+        // A quarantine that is not settled is not kept, and forgetting it twice is harmless.
+        outlines.put(&quarantine("c", "p", Some(Phase::Active)));
+        outlines.remove(&quarantine("c", "p", Some(Phase::Active)));
+        assert!(outlines.pool.0.is_empty() && outlines.count == 0);
     }
 }
