@@ -15,7 +15,7 @@ WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --bin autoguardrails \
+    cargo build --release --locked --features jemalloc --bin autoguardrails \
  && install -D -m 0755 target/release/autoguardrails /out/autoguardrails
 
 # glibc + libgcc only; runs as uid/gid 65532 ("nonroot"); no shell, no package manager.

@@ -84,15 +84,15 @@ real-cluster:
 ## scale on the real `autoguardrails controller` binary, the SNS load and velocity benchmarks; about 10 minutes on an idle 2-core machine, builds excluded
 bench:
 	$(CARGO) build --release -q -p kube-emulator --bin kube-emulator
-	$(CARGO) build --release -q -p autoguardrails --bin autoguardrails
-	$(CARGO) bench --bench evaluate --bench sns --bench document -- --warm-up-time 1 --measurement-time 3
-	AGR_BENCH_PHASES=latency,drift,cost $(CARGO) bench --bench e2e
-	AGR_BENCH_PHASES=scale $(CARGO) bench --bench e2e
-	AGR_BENCH_PHASES=binary $(CARGO) bench --bench e2e
-	$(CARGO) bench --bench sns_load
-	$(CARGO) bench --bench velocity
-	$(CARGO) bench --bench dashboard
-	$(CARGO) bench --bench drift
-	$(CARGO) bench --bench gate
+	$(CARGO) build --release -q -p autoguardrails --bin autoguardrails --features jemalloc
+	$(CARGO) bench --features jemalloc --bench evaluate --bench sns --bench document -- --warm-up-time 1 --measurement-time 3
+	AGR_BENCH_PHASES=latency,drift,cost $(CARGO) bench --features jemalloc --bench e2e
+	AGR_BENCH_PHASES=scale $(CARGO) bench --features jemalloc --bench e2e
+	AGR_BENCH_PHASES=binary $(CARGO) bench --features jemalloc --bench e2e
+	$(CARGO) bench --features jemalloc --bench sns_load
+	$(CARGO) bench --features jemalloc --bench velocity
+	$(CARGO) bench --features jemalloc --bench dashboard
+	$(CARGO) bench --features jemalloc --bench drift
+	$(CARGO) bench --features jemalloc --bench gate
 	./scripts/bench-deps.sh
-	$(CARGO) bench --bench analyze
+	$(CARGO) bench --features jemalloc --bench analyze

@@ -6,6 +6,13 @@ use autoguardrails::cli;
 use clap::Parser;
 use std::process::ExitCode;
 
+/// With `--features jemalloc` (the container image, `make bench`): jemalloc, configured at build
+/// time (`.cargo/config.toml`) to hand freed memory back to the system within a second (decision
+/// 153), so the controller's RSS follows its live data instead of its highest point.
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let args = match cli::Cli::try_parse() {
         Ok(args) => args,
