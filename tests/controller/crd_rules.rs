@@ -17,8 +17,10 @@ fn valid_policy() -> Value {
                       "regions": ["us-east-1"]},
             "deny": {"actions": ["ec2:RunInstances", "ec2:Create*"]},
             "quarantine": {"ttl": "4h", "approvalTimeout": "1h", "cooldown": "30m"},
-            "exceptions": {"principals": [], "windows": [
-                {"start": "2026-12-01T00:00:00Z", "end": "2026-12-02T00:00:00Z", "reason": "load test"}]},
+            "exceptions": {"principals": [], "accounts": ["222222222222"], "windows": [
+                {"start": "2026-12-01T00:00:00Z", "end": "2026-12-02T00:00:00Z", "reason": "load test"}],
+                "weekly": [{"days": ["Mon", "Fri"], "start": "08:00", "end": "24:00",
+                            "timeZone": "Europe/Berlin", "reason": "on shift"}]},
             "notify": {"slack": {"webhookSecretRef": {"name": "s", "key": "url"}, "channelHint": "#c"}}
         }
     })
@@ -233,6 +235,70 @@ fn policy_cases() -> Vec<Case> {
             json!("tomorrow"),
             "spec.exceptions.windows[0].start",
             "RFC 3339",
+            None,
+        ),
+        (
+            "excepted account that is not 12 digits",
+            "/spec/exceptions/accounts/0",
+            json!("22222222222"),
+            "spec.exceptions.accounts[0]",
+            "should match",
+            None,
+        ),
+        (
+            "weekly window ending before it starts",
+            "/spec/exceptions/weekly/0/end",
+            json!("07:59"),
+            "spec.exceptions.weekly[0]",
+            "weekly window end must be after start",
+            Some("self.start < self.end"),
+        ),
+        (
+            "weekly window of zero length",
+            "/spec/exceptions/weekly/0/end",
+            json!("08:00"),
+            "spec.exceptions.weekly[0]",
+            "weekly window end must be after start",
+            Some("self.start < self.end"),
+        ),
+        (
+            "weekly window with a bad day name",
+            "/spec/exceptions/weekly/0/days/1",
+            json!("Friday"),
+            "spec.exceptions.weekly[0].days[1]",
+            "Unsupported value",
+            None,
+        ),
+        (
+            "weekly window without days",
+            "/spec/exceptions/weekly/0/days",
+            json!([]),
+            "spec.exceptions.weekly[0].days",
+            "at least 1",
+            None,
+        ),
+        (
+            "weekly window with a time that is not HH:MM",
+            "/spec/exceptions/weekly/0/start",
+            json!("8:00"),
+            "spec.exceptions.weekly[0].start",
+            "should match",
+            None,
+        ),
+        (
+            "weekly window starting at 24:00",
+            "/spec/exceptions/weekly/0/start",
+            json!("24:00"),
+            "spec.exceptions.weekly[0].start",
+            "should match",
+            None,
+        ),
+        (
+            "weekly window with a time zone that is not a zone name",
+            "/spec/exceptions/weekly/0/timeZone",
+            json!("+02:00"),
+            "spec.exceptions.weekly[0].timeZone",
+            "should match",
             None,
         ),
         (
