@@ -16,3 +16,4 @@ mod policies;
 mod principal_identity;
 mod signal_cli;
 mod velocity_binary;
+mod weekly_windows_binary;
