@@ -578,3 +578,36 @@ fn a_velocity_signal_must_name_a_role_or_user() {
         "only Velocity signals name a principal"
     );
 }
+
+#[test]
+fn the_controller_reports_unusable_exceptions_as_not_ready() {
+    use autoguardrails::controller::reconcile::policy::validate_spec;
+    use autoguardrails::principal::PrincipalSet;
+    let p = fixture_policy("business-hours-berlin.yaml");
+    assert_eq!(validate_spec(&p, &PrincipalSet::new()), vec![]);
+    let mut unknown_zone = p.clone();
+    unknown_zone.spec.exceptions.weekly[0].time_zone = "Europe/Atlantis".into();
+    let problems = validate_spec(&unknown_zone, &PrincipalSet::new());
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].reason, "InvalidException");
+    assert!(
+        problems[0]
+            .message
+            .starts_with("exceptions.weekly[0]: unknown time zone \"Europe/Atlantis\""),
+        "{problems:?}"
+    );
+    let mut bad_account = p.clone();
+    bad_account.spec.exceptions.accounts = vec!["44444444444".into()];
+    let problems = validate_spec(&bad_account, &PrincipalSet::new());
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].reason, "InvalidException");
+    assert!(problems[0].message.contains("12-digit"), "{problems:?}");
+    // Every scoped principal excepted by account: the policy can never quarantine anything.
+    let mut all_excepted = p.clone();
+    all_excepted.spec.exceptions.accounts = vec!["111111111111".into(), "444444444444".into()];
+    let problems = validate_spec(&all_excepted, &PrincipalSet::new());
+    assert_eq!(
+        problems.iter().map(|p| p.reason).collect::<Vec<_>>(),
+        vec!["NoEligibleTargets"]
+    );
+}
