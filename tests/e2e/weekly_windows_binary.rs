@@ -106,6 +106,7 @@ notifications:
         &config,
         NS,
         &dir,
+        &[],
         &[("AUTOGUARDRAILS_TEST_CLOCK_FILE", clock.as_os_str())],
     );
     let http = reqwest::Client::new();

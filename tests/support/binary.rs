@@ -165,13 +165,14 @@ where
 }
 
 /// Starts `autoguardrails controller --config CONFIG` as the chart runs it (kubeconfig, test AWS
-/// credentials, pod name and namespace in the environment), with `extra_env` added and stderr
-/// in `dir/controller.log`.
+/// credentials, pod name and namespace in the environment), with `extra_args` and `extra_env`
+/// added and stderr in `dir/controller.log`.
 pub fn spawn_controller_with_env(
     kubeconfig: &Path,
     config: &Path,
     namespace: &str,
     dir: &Path,
+    extra_args: &[&str],
     extra_env: &[(&str, &std::ffi::OsStr)],
 ) -> ControllerProcess {
     let log = dir.join("controller.log");
@@ -184,6 +185,7 @@ pub fn spawn_controller_with_env(
             "--log-format",
             "text",
         ])
+        .args(extra_args)
         .env("KUBECONFIG", kubeconfig)
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
