@@ -382,7 +382,7 @@ impl CertificateFetcher for HttpsCertificates {
 }
 
 /// The file name a `SigningCertURL` ends in (`SimpleNotificationService-<id>.pem`): the key of a
-/// pinned certificate. AWS names each signing certificate this way in every region.
+/// pinned certificate (each signing certificate has its own file name).
 pub fn certificate_file_name(url: &ValidatedCertUrl) -> &str {
     url.as_str().rsplit('/').next().unwrap_or_default()
 }
