@@ -143,6 +143,8 @@ fn weekly_windows_and_excepted_accounts() {
         q.spec.targets[0].arn,
         "arn:aws:iam::111111111111:role/dev-ci"
     );
+    assert_eq!(q.spec.deny.conditions, p.spec.deny.conditions);
+    assert_eq!(q.spec.deny.conditions.len(), 1);
     assert!(
         d.message
             .contains("shared-runner is in account 444444444444, excepted by the policy"),
@@ -602,6 +604,22 @@ fn the_controller_reports_unusable_exceptions_as_not_ready() {
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert_eq!(problems[0].reason, "InvalidException");
     assert!(problems[0].message.contains("12-digit"), "{problems:?}");
+    // A deny condition repeating the one scope.regions adds cannot be one IAM statement.
+    let mut clash = p.clone();
+    clash.spec.scope.regions = vec!["us-east-1".into()];
+    clash.spec.deny.conditions[0].operator =
+        autoguardrails::controller::crd::ConditionOperator::StringEquals;
+    clash.spec.deny.conditions[0].key = "aws:RequestedRegion".into();
+    let problems = validate_spec(&clash, &PrincipalSet::new());
+    assert_eq!(
+        problems.iter().map(|p| p.reason).collect::<Vec<_>>(),
+        vec!["InvalidDeny"],
+        "{problems:?}"
+    );
+    assert!(
+        problems[0].message.contains("appears twice"),
+        "{problems:?}"
+    );
     // Every scoped principal excepted by account: the policy can never quarantine anything.
     let mut all_excepted = p.clone();
     all_excepted.spec.exceptions.accounts = vec!["111111111111".into(), "444444444444".into()];

@@ -120,6 +120,13 @@ pub struct PolicyDenySpec {
     /// IAM actions in `service:Action` form, wildcards allowed (`ec2:Run*`). At least one.
     #[schemars(length(min = 1, max = 100), inner(length(max = 128), regex(pattern = super::ACTION_PATTERN)))]
     pub actions: Vec<String>,
+    /// IAM conditions the deny applies under, all of which must hold (e.g. only
+    /// `ec2:InstanceType` `StringLike` `p4d.*`). `scope.regions` adds `StringEquals`
+    /// `aws:RequestedRegion`; do not list that pair here as well.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    #[x_kube(validation = Rule::new("self.all(c, self.exists_one(d, d.operator == c.operator && d.key == c.key))").message("each condition operator and key may appear once; list several values in one condition instead"))]
+    pub conditions: Vec<super::DenyCondition>,
 }
 
 /// Durations of the quarantine lifecycle, as Go durations (`4h`, `30m`, `1h30m`).

@@ -294,6 +294,7 @@ pub(crate) fn build_quarantine(
             deny: DenySpec {
                 actions: spec.deny.actions.clone(),
                 regions: spec.scope.regions.clone(),
+                conditions: spec.deny.conditions.clone(),
             },
             mode,
             ttl: spec.quarantine.ttl.clone(),
