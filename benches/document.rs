@@ -41,6 +41,7 @@ fn bench_document(c: &mut Criterion) {
             "ec2:StartInstances".into(),
         ],
         regions: vec!["us-east-1".into()],
+        conditions: Vec::new(),
     };
     let large = near_limit();
     let built = document::build(&large, "0123456789ab").expect("near-limit document fits");

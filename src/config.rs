@@ -398,6 +398,9 @@ pub struct ControllerArgs {
     /// File holding the dashboard's bearer token (`dashboard.tokenFile`).
     #[arg(long, env = "AGR_DASHBOARD_TOKEN_FILE")]
     pub dashboard_token_file: Option<PathBuf>,
+    /// Directory of pinned SNS signing certificates (`signals.sns.pinnedCertificatesDir`).
+    #[arg(long, env = "AGR_SNS_PINNED_CERTIFICATES_DIR")]
+    pub sns_pinned_certificates_dir: Option<PathBuf>,
     /// Print the effective configuration as YAML and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -498,6 +501,9 @@ impl Config {
         }
         if let Some(v) = &args.dashboard_token_file {
             self.dashboard.token_file = Some(v.clone());
+        }
+        if let Some(v) = &args.sns_pinned_certificates_dir {
+            self.signals.sns.pinned_certificates_dir = Some(v.clone());
         }
     }
 

@@ -66,6 +66,12 @@ pub enum PrincipalError {
         /// The text given.
         arn: String,
     },
+    /// An account id that is not exactly 12 digits.
+    #[error("{account:?} is not a 12-digit AWS account id")]
+    AccountId {
+        /// The text given.
+        account: String,
+    },
     /// Longer than IAM allows.
     #[error("principal ARN longer than {MAX_ARN_LENGTH} characters")]
     TooLong,
@@ -477,6 +483,8 @@ pub enum Exclusion {
     Protected,
     /// Listed in the policy's `exceptions.principals`.
     Excepted,
+    /// In an account listed in the policy's `exceptions.accounts`.
+    ExceptedAccount,
 }
 
 /// The one matcher deciding whether a principal may be a target: protected principals (controller
@@ -485,6 +493,7 @@ pub enum Exclusion {
 pub struct Exclusions {
     protected: PrincipalSet,
     excepted: PrincipalSet,
+    excepted_accounts: BTreeSet<String>,
 }
 
 impl Exclusions {
@@ -493,7 +502,25 @@ impl Exclusions {
         Exclusions {
             protected,
             excepted,
+            excepted_accounts: BTreeSet::new(),
         }
+    }
+    /// Also excepts every principal of these accounts (12-digit ids; anything else is an error,
+    /// never skipped).
+    pub fn with_excepted_accounts<S: AsRef<str>>(
+        mut self,
+        accounts: impl IntoIterator<Item = S>,
+    ) -> Result<Exclusions, PrincipalError> {
+        for account in accounts {
+            let account = account.as_ref();
+            if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(PrincipalError::AccountId {
+                    account: account.to_string(),
+                });
+            }
+            self.excepted_accounts.insert(account.to_string());
+        }
+        Ok(self)
     }
     /// Why `principal` must not be a target, or `None` when it may be.
     pub fn check(&self, principal: &PrincipalArn) -> Option<Exclusion> {
@@ -505,6 +532,8 @@ impl Exclusions {
             Some(Exclusion::Protected)
         } else if self.excepted.contains_identity(identity) {
             Some(Exclusion::Excepted)
+        } else if self.excepted_accounts.contains(&identity.account_id) {
+            Some(Exclusion::ExceptedAccount)
         } else {
             None
         }
@@ -606,6 +635,39 @@ mod tests {
             "another account is another principal"
         );
         assert!(PrincipalSet::parse_all(["not-an-arn"]).is_err());
+    }
+
+    #[test]
+    fn excepted_accounts_cover_every_principal_of_the_account() {
+        let m = Exclusions::new(
+            PrincipalSet::parse_all(["arn:aws:iam::111111111111:role/break-glass"]).unwrap(),
+            PrincipalSet::new(),
+        )
+        .with_excepted_accounts(["111111111111", "222222222222"])
+        .unwrap();
+        // Protection is checked first: it says more than the policy's exception.
+        assert_eq!(
+            m.check(&p("arn:aws:iam::111111111111:role/Break-Glass")),
+            Some(Exclusion::Protected)
+        );
+        assert_eq!(
+            m.check(&p("arn:aws:iam::222222222222:user/teams/alice")),
+            Some(Exclusion::ExceptedAccount)
+        );
+        assert_eq!(
+            m.check(&p("arn:aws:sts::222222222222:assumed-role/ci/session")),
+            Some(Exclusion::ExceptedAccount),
+            "a role session is its role, in its account"
+        );
+        assert_eq!(m.check(&p("arn:aws:iam::333333333333:role/dev")), None);
+        for bad in ["12345678901", "1234567890123", "12345678901a", ""] {
+            assert_eq!(
+                Exclusions::default().with_excepted_accounts([bad]),
+                Err(PrincipalError::AccountId {
+                    account: bad.to_string()
+                })
+            );
+        }
     }
 
     #[test]

@@ -288,12 +288,23 @@ pub async fn serve_until(config: Config, shutdown: Shutdown) -> Result<(), RunEr
     let (intake_stores, intake_watch) =
         controller::watch_stores(client.clone(), &config.namespaces, stores_stop_rx);
     let intake_watch = tokio::spawn(intake_watch);
-    let intake = Arc::new(Intake::new(
-        client.clone(),
-        intake_stores.clone(),
-        &controller_settings.protected_principals,
-        config.kill_switch,
-    ));
+    let clock = crate::controller::clock::EvaluationClock::from_env()
+        .map_err(|e| RunError::Config(e.to_string()))?;
+    if let crate::controller::clock::EvaluationClock::File(path) = &clock {
+        tracing::warn!(
+            file = %path.display(),
+            "TEST CLOCK: policies are evaluated at the instant in this file, not the system time. For the test suite only."
+        );
+    }
+    let intake = Arc::new(
+        Intake::new(
+            client.clone(),
+            intake_stores.clone(),
+            &controller_settings.protected_principals,
+            config.kill_switch,
+        )
+        .with_clock(clock),
+    );
     let submitted = Arc::new(SubmittedSignals::new(
         config.poller.remembered_anomalies.max(1),
     ));

@@ -113,7 +113,31 @@ fn check_policy_value(file: &str, value: &Value) -> Result<GuardrailPolicy, Inpu
             errors,
         });
     }
-    serde_json::from_value(value.clone()).map_err(|e| fields(file, "spec", e))
+    let policy: GuardrailPolicy =
+        serde_json::from_value(value.clone()).map_err(|e| fields(file, "spec", e))?;
+    // What the schema cannot know: whether a time zone exists (the controller reports the same
+    // as Ready=False InvalidException).
+    let errors: Vec<validate::FieldError> =
+        policy::schedule::problems(&policy.spec.exceptions.weekly)
+            .into_iter()
+            .map(|problem| match problem.split_once(": ") {
+                Some((field, message)) => validate::FieldError {
+                    field: format!("spec.{field}"),
+                    message: message.to_string(),
+                },
+                None => validate::FieldError {
+                    field: "spec.exceptions.weekly".into(),
+                    message: problem,
+                },
+            })
+            .collect();
+    if !errors.is_empty() {
+        return Err(InputError::Fields {
+            file: file.to_string(),
+            errors,
+        });
+    }
+    Ok(policy)
 }
 
 /// Loads a normalised `CostSignal` from YAML or JSON.

@@ -680,3 +680,60 @@ async fn release_detaches_our_policy_from_a_group_through_the_sdk() {
         Ok(p) => panic!("policy still exists: {p:?}"),
     }
 }
+
+/// A deny with conditions (issue 22, part 3) goes through the real SDK as built: IAM stores the
+/// document, it reads back as the same document, and it also fits a role's inline policy.
+#[tokio::test]
+async fn a_deny_with_conditions_is_stored_and_read_back_through_the_sdk() {
+    use autoguardrails::controller::crd::{ConditionOperator, DenyCondition, DenySpec};
+    use autoguardrails::controller::enforce::document;
+    let (admin, iam, _) = admin().await;
+    let spec = DenySpec {
+        actions: vec!["ec2:RunInstances".into(), "ec2:StartInstances".into()],
+        regions: vec!["us-east-1".into(), "eu-central-1".into()],
+        conditions: vec![
+            DenyCondition {
+                operator: ConditionOperator::StringLike,
+                key: "ec2:InstanceType".into(),
+                values: vec!["p4d.*".into(), "p5.*".into()],
+            },
+            DenyCondition {
+                operator: ConditionOperator::StringNotEquals,
+                key: "aws:ResourceTag/team".into(),
+                values: vec!["ml-platform".into()],
+            },
+        ],
+    };
+    let built = document::build(&spec, "Q1").unwrap();
+    assert!(built.fits_managed() && built.fits_inline_role());
+    let p = iam
+        .create_policy(&unique("agr-cond"), POLICY_PATH, &built.json, &[])
+        .await
+        .unwrap();
+    let stored = iam.get_policy_version(&p.arn, "v1").await.unwrap();
+    assert!(ownership::same_document(
+        stored.document.as_deref().unwrap(),
+        &built.json
+    ));
+    let value: serde_json::Value =
+        serde_json::from_str(stored.document.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        value["Statement"][0]["Condition"]["StringLike"]["ec2:InstanceType"],
+        serde_json::json!(["p4d.*", "p5.*"])
+    );
+    // The same document as an inline role policy (the fallback when the managed quota is full),
+    // through the adapter that decodes what IAM returns.
+    let role = create_role(&admin, &unique("cond-role")).await;
+    let principal = PrincipalRef {
+        kind: PrincipalKind::Role,
+        name: role.rsplit('/').next().unwrap().to_string(),
+    };
+    iam.put_inline_policy(&principal, "autoguardrails-cond", &built.json)
+        .await
+        .unwrap();
+    let inline = iam
+        .get_inline_policy(&principal, "autoguardrails-cond")
+        .await
+        .unwrap();
+    assert!(ownership::same_document(&inline, &built.json), "{inline}");
+}

@@ -118,6 +118,102 @@ fn exception_window_is_half_open() {
 }
 
 #[test]
+fn weekly_windows_and_excepted_accounts() {
+    let p = fixture_policy("business-hours-berlin.yaml");
+    let s = fixture_signal("anomaly-dev-ec2-912.yaml");
+    let settings = ControllerSettings::default();
+    // Friday 2026-11-20, 11:00 in Berlin: inside business hours.
+    let d = evaluate(&p, &s, &[], &settings, "2026-11-20T10:00:00Z");
+    assert_eq!(d.reason, policy::EXCEPTION_WINDOW);
+    assert!(
+        d.message
+            .contains("Mon,Tue,Wed,Thu,Fri 08:00-20:00 Europe/Berlin")
+            && d.message
+                .contains("2026-11-20T08:00:00+01:00[Europe/Berlin]")
+            && d.message.contains("people on shift"),
+        "{}",
+        d.message
+    );
+    // Friday 20:00 in Berlin: matched; the other account's role is excepted by account.
+    let d = evaluate(&p, &s, &[], &settings, "2026-11-20T19:00:00Z");
+    assert_eq!(d.reason, policy::MATCHED);
+    let q = d.quarantine.expect("quarantine");
+    assert_eq!(q.spec.targets.len(), 1);
+    assert_eq!(
+        q.spec.targets[0].arn,
+        "arn:aws:iam::111111111111:role/dev-ci"
+    );
+    assert_eq!(q.spec.deny.conditions, p.spec.deny.conditions);
+    assert_eq!(q.spec.deny.conditions.len(), 1);
+    assert!(
+        d.message
+            .contains("shared-runner is in account 444444444444, excepted by the policy"),
+        "{}",
+        d.message
+    );
+    // Both DST changes of 2026 around the Sunday batch window (02:30-06:00 Berlin).
+    for (now, reason) in [
+        ("2026-03-29T00:59:59Z", policy::MATCHED), // 01:59:59 CET, just before the jump
+        ("2026-03-29T01:00:00Z", policy::EXCEPTION_WINDOW), // 03:00 CEST: 02:30 never happened
+        ("2026-03-29T03:59:59Z", policy::EXCEPTION_WINDOW),
+        ("2026-03-29T04:00:00Z", policy::MATCHED), // 06:00 CEST
+        ("2026-10-25T00:29:59Z", policy::MATCHED), // 02:29:59 CEST
+        ("2026-10-25T00:30:00Z", policy::EXCEPTION_WINDOW), // the first 02:30
+        ("2026-10-25T01:10:00Z", policy::EXCEPTION_WINDOW), // 02:10 CET, the hour again
+        ("2026-10-25T04:59:59Z", policy::EXCEPTION_WINDOW),
+        ("2026-10-25T05:00:00Z", policy::MATCHED), // 06:00 CET
+    ] {
+        assert_eq!(
+            evaluate(&p, &s, &[], &settings, now).reason,
+            reason,
+            "{now}"
+        );
+    }
+
+    // Every scoped principal excepted by account: nothing is eligible.
+    let mut all_excepted = p.clone();
+    all_excepted.spec.exceptions.accounts = vec!["111111111111".into(), "444444444444".into()];
+    let d = evaluate(&all_excepted, &s, &[], &settings, "2026-11-21T10:00:00Z");
+    assert_eq!(d.reason, policy::NO_ELIGIBLE_TARGETS, "{}", d.message);
+
+    // A window that cannot be read makes the policy invalid; it never lets the signal through
+    // as if there were no exception, nor counts as one.
+    let mut unknown_zone = p.clone();
+    unknown_zone.spec.exceptions.weekly[1].time_zone = "Europe/Atlantis".into();
+    let d = evaluate(&unknown_zone, &s, &[], &settings, "2026-11-21T10:00:00Z");
+    assert_eq!(d.reason, policy::INVALID_POLICY);
+    assert!(
+        d.message
+            .contains("exceptions.weekly[1]: unknown time zone \"Europe/Atlantis\""),
+        "{}",
+        d.message
+    );
+    let mut bad_account = p.clone();
+    bad_account.spec.exceptions.accounts = vec!["4444".into()];
+    let d = evaluate(&bad_account, &s, &[], &settings, "2026-11-21T10:00:00Z");
+    assert_eq!(d.reason, policy::INVALID_POLICY);
+    assert!(d.message.contains("12-digit"), "{}", d.message);
+}
+
+#[test]
+fn simulate_refuses_an_unknown_time_zone_with_the_field() {
+    let path = format!(
+        "{}/policies/business-hours-berlin.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path)
+        .expect("fixture")
+        .replace("timeZone: Europe/Berlin", "timeZone: Europe/Berln");
+    let error = load_policy(&path, &text).expect_err("unknown zone refused");
+    let shown = error.to_string();
+    assert!(
+        shown.contains("spec.exceptions.weekly[0]")
+            && shown.contains("unknown time zone \"Europe/Berln\""),
+        "{shown}"
+    );
+}
+
+#[test]
 fn services_and_budget_names_filter() {
     let mut p = fixture_policy("ci-role-dryrun.yaml");
     let mut s = fixture_signal("anomaly-dev-ec2-912.yaml");
@@ -482,5 +578,54 @@ fn a_velocity_signal_must_name_a_role_or_user() {
     assert!(
         anomaly.validate().is_err(),
         "only Velocity signals name a principal"
+    );
+}
+
+#[test]
+fn the_controller_reports_unusable_exceptions_as_not_ready() {
+    use autoguardrails::controller::reconcile::policy::validate_spec;
+    use autoguardrails::principal::PrincipalSet;
+    let p = fixture_policy("business-hours-berlin.yaml");
+    assert_eq!(validate_spec(&p, &PrincipalSet::new()), vec![]);
+    let mut unknown_zone = p.clone();
+    unknown_zone.spec.exceptions.weekly[0].time_zone = "Europe/Atlantis".into();
+    let problems = validate_spec(&unknown_zone, &PrincipalSet::new());
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].reason, "InvalidException");
+    assert!(
+        problems[0]
+            .message
+            .starts_with("exceptions.weekly[0]: unknown time zone \"Europe/Atlantis\""),
+        "{problems:?}"
+    );
+    let mut bad_account = p.clone();
+    bad_account.spec.exceptions.accounts = vec!["44444444444".into()];
+    let problems = validate_spec(&bad_account, &PrincipalSet::new());
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].reason, "InvalidException");
+    assert!(problems[0].message.contains("12-digit"), "{problems:?}");
+    // A deny condition repeating the one scope.regions adds cannot be one IAM statement.
+    let mut clash = p.clone();
+    clash.spec.scope.regions = vec!["us-east-1".into()];
+    clash.spec.deny.conditions[0].operator =
+        autoguardrails::controller::crd::ConditionOperator::StringEquals;
+    clash.spec.deny.conditions[0].key = "aws:RequestedRegion".into();
+    let problems = validate_spec(&clash, &PrincipalSet::new());
+    assert_eq!(
+        problems.iter().map(|p| p.reason).collect::<Vec<_>>(),
+        vec!["InvalidDeny"],
+        "{problems:?}"
+    );
+    assert!(
+        problems[0].message.contains("appears twice"),
+        "{problems:?}"
+    );
+    // Every scoped principal excepted by account: the policy can never quarantine anything.
+    let mut all_excepted = p.clone();
+    all_excepted.spec.exceptions.accounts = vec!["111111111111".into(), "444444444444".into()];
+    let problems = validate_spec(&all_excepted, &PrincipalSet::new());
+    assert_eq!(
+        problems.iter().map(|p| p.reason).collect::<Vec<_>>(),
+        vec!["NoEligibleTargets"]
     );
 }

@@ -40,4 +40,5 @@ mod signal_http_fuzz;
 mod signal_https;
 mod signal_keys_emulator;
 mod signal_parse;
+mod signal_pinning;
 mod signal_sns;

@@ -77,6 +77,14 @@ fn the_binary_accepts_the_rendered_deployment_args_and_config() {
                 "interval: PT12H",
             ],
         ),
+        (
+            r#"{"signals":{"sns":{"pinnedCertificates":{"secretName":"sns-certs"},
+                "pinnedFingerprints":["16:2B:9C:DD:E0:9E:6B:39:AC:05:F6:A6:F9:53:77:0D:BC:11:21:FC:1C:B9:5B:4E:86:5D:A7:5B:9D:9B:37:52"]}}}"#,
+            vec![
+                "pinnedCertificatesDir: /etc/autoguardrails/sns-certificates",
+                "16:2B:9C:DD",
+            ],
+        ),
     ];
     for (values, expected) in cases {
         let (args, config) = rendered_args_and_config(values);
@@ -116,4 +124,49 @@ fn the_binary_accepts_the_rendered_deployment_args_and_config() {
         }
     }
     let _ = fs::remove_dir_all(&dir);
+}
+
+/// `signals.sns.pinnedCertificates.secretName` mounts that Secret read-only where the rendered
+/// config points `pinnedCertificatesDir`; without it nothing is mounted or configured.
+#[test]
+fn pinned_sns_certificates_are_mounted_from_their_secret() {
+    let mount = |values: &str| {
+        let manifests = rbac::parse_manifests(&rbac::render_chart(values));
+        let deployment = manifests
+            .iter()
+            .find(|m| m["kind"] == "Deployment")
+            .expect("a Deployment")
+            .clone();
+        let pod = &deployment["spec"]["template"]["spec"];
+        let volume = pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == "sns-certificates")
+            .cloned();
+        let mounted = pod["containers"][0]["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == "sns-certificates")
+            .cloned();
+        (volume, mounted)
+    };
+    let (volume, mounted) =
+        mount(r#"{"signals":{"sns":{"pinnedCertificates":{"secretName":"sns-certs"}}}}"#);
+    assert_eq!(volume.unwrap()["secret"]["secretName"], "sns-certs");
+    let mounted = mounted.unwrap();
+    assert_eq!(mounted["mountPath"], "/etc/autoguardrails/sns-certificates");
+    assert_eq!(mounted["readOnly"], true);
+    let (_, config) = rendered_args_and_config(
+        r#"{"signals":{"sns":{"pinnedCertificates":{"secretName":"sns-certs"}}}}"#,
+    );
+    assert!(
+        config.contains("pinnedCertificatesDir: /etc/autoguardrails/sns-certificates"),
+        "{config}"
+    );
+    let (volume, mounted) = mount("{}");
+    assert!(volume.is_none() && mounted.is_none());
+    let (_, config) = rendered_args_and_config("{}");
+    assert!(!config.contains("pinned"), "{config}");
 }

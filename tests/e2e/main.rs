@@ -15,4 +15,6 @@ mod drift_binary;
 mod policies;
 mod principal_identity;
 mod signal_cli;
+mod sns_pinned_binary;
 mod velocity_binary;
+mod weekly_windows_binary;

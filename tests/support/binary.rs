@@ -163,3 +163,84 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Starts `autoguardrails controller --config CONFIG` as the chart runs it (kubeconfig, test AWS
+/// credentials, pod name and namespace in the environment), with `extra_args` and `extra_env`
+/// added and stderr in `dir/controller.log`.
+pub fn spawn_controller_with_env(
+    kubeconfig: &Path,
+    config: &Path,
+    namespace: &str,
+    dir: &Path,
+    extra_args: &[&str],
+    extra_env: &[(&str, &std::ffi::OsStr)],
+) -> ControllerProcess {
+    let log = dir.join("controller.log");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_autoguardrails"));
+    command
+        .args([
+            "controller",
+            "--config",
+            config.to_str().unwrap(),
+            "--log-format",
+            "text",
+        ])
+        .args(extra_args)
+        .env("KUBECONFIG", kubeconfig)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("POD_NAME", "autoguardrails-0")
+        .env("POD_NAMESPACE", namespace)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    for (key, value) in extra_env {
+        command.env(key, value);
+    }
+    ControllerProcess {
+        child: Some(command.spawn().unwrap()),
+        log,
+    }
+}
+
+/// POSTs a JSON body to `/events` with the API key; the HTTP status and the answer's `outcome`
+/// and `reason`.
+pub async fn post_event(
+    http: &reqwest::Client,
+    url: &str,
+    api_key: &str,
+    body: &serde_json::Value,
+) -> (u16, String, String) {
+    let response = http
+        .post(url)
+        .header("x-api-key", api_key)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response.json().await.unwrap_or(serde_json::Value::Null);
+    (
+        status,
+        body["outcome"].as_str().unwrap_or_default().to_string(),
+        body["reason"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+/// The value of the first metric line starting with `line_prefix` on `ops/metrics`, 0 if none.
+pub async fn metric_value(http: &reqwest::Client, ops: &str, line_prefix: &str) -> f64 {
+    let text = http
+        .get(format!("{ops}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(line_prefix))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}

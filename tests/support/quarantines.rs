@@ -52,6 +52,7 @@ pub fn spec(mode: Mode, observed_at: Timestamp) -> QuarantineSpec {
                 "sagemaker:CreateTrainingJob".into(),
             ],
             regions: vec!["ap-northeast-1".into()],
+            conditions: Vec::new(),
         },
         mode,
         ttl: "4h".into(),

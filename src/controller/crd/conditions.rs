@@ -31,6 +31,10 @@ pub const REASON_PROTECTED_TARGET: &str = "ProtectedTarget";
 pub const REASON_DENY_TOO_LARGE: &str = "DenyTooLarge";
 /// Reason (GuardrailPolicy `Ready`): the Slack webhook Secret is missing.
 pub const REASON_SLACK_SECRET_MISSING: &str = "SlackSecretMissing";
+/// Reason (GuardrailPolicy `Ready`): the deny (its conditions) cannot be written as one statement.
+pub const REASON_INVALID_DENY: &str = "InvalidDeny";
+/// Reason (GuardrailPolicy `Ready`): an exception (account, weekly window) cannot be used.
+pub const REASON_INVALID_EXCEPTION: &str = "InvalidException";
 /// Reason (GuardrailPolicy `Ready`): scope minus exceptions leaves no target.
 pub const REASON_NO_ELIGIBLE_TARGETS: &str = "NoEligibleTargets";
 

@@ -151,6 +151,98 @@ pub struct DenySpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 40), inner(length(max = 32), regex(pattern = REGION_PATTERN)))]
     pub regions: Vec<String>,
+    /// IAM conditions the deny applies under, all of which must hold (e.g. `ec2:InstanceType`
+    /// `StringLike` `p4d.*`). Copied from the policy's `deny.conditions`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    #[x_kube(validation = Rule::new("self.all(c, self.exists_one(d, d.operator == c.operator && d.key == c.key))").message("each condition operator and key may appear once; list several values in one condition instead"))]
+    pub conditions: Vec<DenyCondition>,
+}
+
+/// IAM condition operators a deny may use (the `...IfExists` forms are not offered: a deny that
+/// silently applies when a key is absent is hard to reason about).
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema,
+)]
+pub enum ConditionOperator {
+    /// Exact, case-sensitive match of one of the values.
+    StringEquals,
+    /// None of the values matches exactly.
+    StringNotEquals,
+    /// Exact match ignoring case.
+    StringEqualsIgnoreCase,
+    /// Matches none of the values, ignoring case.
+    StringNotEqualsIgnoreCase,
+    /// Matches one of the patterns (`*`, `?`).
+    StringLike,
+    /// Matches none of the patterns.
+    StringNotLike,
+    /// Numeric equality.
+    NumericEquals,
+    /// Numeric inequality.
+    NumericNotEquals,
+    /// Less than.
+    NumericLessThan,
+    /// Less than or equal.
+    NumericLessThanEquals,
+    /// Greater than.
+    NumericGreaterThan,
+    /// Greater than or equal.
+    NumericGreaterThanEquals,
+    /// `true` or `false`.
+    Bool,
+    /// The source IP is in one of the CIDR ranges.
+    IpAddress,
+    /// The source IP is in none of the CIDR ranges.
+    NotIpAddress,
+    /// The ARN matches one of the patterns.
+    ArnLike,
+    /// The ARN matches none of the patterns.
+    ArnNotLike,
+}
+
+impl ConditionOperator {
+    /// The operator as IAM writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConditionOperator::StringEquals => "StringEquals",
+            ConditionOperator::StringNotEquals => "StringNotEquals",
+            ConditionOperator::StringEqualsIgnoreCase => "StringEqualsIgnoreCase",
+            ConditionOperator::StringNotEqualsIgnoreCase => "StringNotEqualsIgnoreCase",
+            ConditionOperator::StringLike => "StringLike",
+            ConditionOperator::StringNotLike => "StringNotLike",
+            ConditionOperator::NumericEquals => "NumericEquals",
+            ConditionOperator::NumericNotEquals => "NumericNotEquals",
+            ConditionOperator::NumericLessThan => "NumericLessThan",
+            ConditionOperator::NumericLessThanEquals => "NumericLessThanEquals",
+            ConditionOperator::NumericGreaterThan => "NumericGreaterThan",
+            ConditionOperator::NumericGreaterThanEquals => "NumericGreaterThanEquals",
+            ConditionOperator::Bool => "Bool",
+            ConditionOperator::IpAddress => "IpAddress",
+            ConditionOperator::NotIpAddress => "NotIpAddress",
+            ConditionOperator::ArnLike => "ArnLike",
+            ConditionOperator::ArnNotLike => "ArnNotLike",
+        }
+    }
+}
+
+/// A condition key as IAM spells them: `service:Key`, optionally with a `/tag-key` part
+/// (`aws:RequestedRegion`, `ec2:InstanceType`, `aws:ResourceTag/team`).
+pub const CONDITION_KEY_PATTERN: &str = r"^[a-zA-Z0-9-]+:[A-Za-z0-9_.:-]+(/[A-Za-z0-9_.:+=@/-]+)?$";
+
+/// One IAM condition of the deny statement: `operator` over `key` with one or more `values`
+/// (any value matching satisfies it; all conditions must hold).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DenyCondition {
+    /// The IAM condition operator, e.g. `StringEquals`, `StringLike`, `NumericGreaterThan`.
+    pub operator: ConditionOperator,
+    /// The condition key, e.g. `aws:RequestedRegion` or `ec2:InstanceType`.
+    #[schemars(length(min = 3, max = 128), regex(pattern = CONDITION_KEY_PATTERN))]
+    pub key: String,
+    /// The values; at least one.
+    #[schemars(length(min = 1, max = 50), inner(length(min = 1, max = 256)))]
+    pub values: Vec<String>,
 }
 
 /// `CustomResourceDefinition`s of both kinds, in a stable order.

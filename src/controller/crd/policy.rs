@@ -120,6 +120,13 @@ pub struct PolicyDenySpec {
     /// IAM actions in `service:Action` form, wildcards allowed (`ec2:Run*`). At least one.
     #[schemars(length(min = 1, max = 100), inner(length(max = 128), regex(pattern = super::ACTION_PATTERN)))]
     pub actions: Vec<String>,
+    /// IAM conditions the deny applies under, all of which must hold (e.g. only
+    /// `ec2:InstanceType` `StringLike` `p4d.*`). `scope.regions` adds `StringEquals`
+    /// `aws:RequestedRegion`; do not list that pair here as well.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    #[x_kube(validation = Rule::new("self.all(c, self.exists_one(d, d.operator == c.operator && d.key == c.key))").message("each condition operator and key may appear once; list several values in one condition instead"))]
+    pub conditions: Vec<super::DenyCondition>,
 }
 
 /// Durations of the quarantine lifecycle, as Go durations (`4h`, `30m`, `1h30m`).
@@ -171,17 +178,82 @@ pub struct Exceptions {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 100), inner(length(max = 2048), regex(pattern = PRINCIPAL_ARN_PATTERN)))]
     pub principals: Vec<String>,
+    /// AWS account ids (12 digits) whose principals are never quarantined even when in scope.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100), inner(length(max = 12), regex(pattern = ACCOUNT_ID_PATTERN)))]
+    pub accounts: Vec<String>,
     /// Time windows (e.g. a planned load test) in which signals do not quarantine.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 50))]
     pub windows: Vec<ExceptionWindow>,
+    /// Weekly recurring windows in a time zone (e.g. Mon-Fri 08:00-20:00 Europe/Berlin) in which
+    /// signals do not quarantine.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50))]
+    pub weekly: Vec<WeeklyWindow>,
 }
 
 impl Exceptions {
     /// True when nothing is excepted.
     pub fn is_empty(&self) -> bool {
-        self.principals.is_empty() && self.windows.is_empty()
+        self.principals.is_empty()
+            && self.accounts.is_empty()
+            && self.windows.is_empty()
+            && self.weekly.is_empty()
     }
+}
+
+/// A local wall-clock time `HH:MM` from 00:00 to 23:59.
+pub const LOCAL_TIME_PATTERN: &str = r"^([01][0-9]|2[0-3]):[0-5][0-9]$";
+/// A local wall-clock time `HH:MM` from 00:01 to 24:00 (the end of the day).
+pub const LOCAL_END_TIME_PATTERN: &str = r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$";
+/// The shape of an IANA time zone name (`Europe/Berlin`, `UTC`); whether the zone exists is
+/// checked by the controller and `simulate` against the time zone database built in.
+pub const TIME_ZONE_PATTERN: &str = r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+)*$";
+
+/// A day of the week, as written in weekly exception windows.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum Weekday {
+    /// Monday.
+    Mon,
+    /// Tuesday.
+    Tue,
+    /// Wednesday.
+    Wed,
+    /// Thursday.
+    Thu,
+    /// Friday.
+    Fri,
+    /// Saturday.
+    Sat,
+    /// Sunday.
+    Sun,
+}
+
+/// A window that opens every listed day at `start` and closes the same day at `end`, both local
+/// times in `timeZone`. Where a boundary falls into a skipped or repeated local hour (daylight
+/// saving changes), it is the first instant at which the local clock shows that time or a later
+/// one (docs/policies.md, decision 202).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.start < self.end").message("weekly window end must be after start on the same day (a window across midnight is two windows; 24:00 ends a day)"))]
+pub struct WeeklyWindow {
+    /// The days the window opens: Mon, Tue, Wed, Thu, Fri, Sat, Sun. At least one.
+    #[schemars(length(min = 1, max = 7))]
+    pub days: Vec<Weekday>,
+    /// Local time the window opens, `HH:MM` (00:00 to 23:59).
+    #[schemars(length(max = 5), regex(pattern = LOCAL_TIME_PATTERN))]
+    pub start: String,
+    /// Local time the window closes, `HH:MM` after start; `24:00` is the end of the day.
+    #[schemars(length(max = 5), regex(pattern = LOCAL_END_TIME_PATTERN))]
+    pub end: String,
+    /// IANA time zone of `start` and `end`, e.g. `Europe/Berlin` or `UTC`.
+    #[schemars(length(min = 1, max = 64), regex(pattern = TIME_ZONE_PATTERN))]
+    pub time_zone: String,
+    /// Why the window exists, shown in decisions and Events.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 256))]
+    pub reason: String,
 }
 
 /// A time window, in UTC, during which the policy does not quarantine.

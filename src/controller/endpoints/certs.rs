@@ -47,6 +47,24 @@ pub enum CertificateError {
     /// No certificate is known for the URL (static source).
     #[error("no certificate configured for {0}")]
     Unknown(String),
+    /// Certificates are pinned and this URL's certificate is not among them (decision 204).
+    #[error(
+        "SigningCertURL {0} is not pinned: this controller verifies SNS messages only with its pinned certificates (signals.sns.pinnedCertificatesDir) and never fetches one"
+    )]
+    NotPinned(String),
+    /// The certificate's SHA-256 fingerprint is not one of `signals.sns.pinnedFingerprints`.
+    #[error(
+        "certificate {url} has SHA-256 fingerprint {fingerprint}, which is not in signals.sns.pinnedFingerprints"
+    )]
+    FingerprintNotPinned {
+        /// The certificate URL.
+        url: String,
+        /// Its fingerprint, lower-case hex.
+        fingerprint: String,
+    },
+    /// A pinned certificate file or fingerprint is unusable (at start-up).
+    #[error("pinned SNS certificates: {0}")]
+    Pinning(String),
 }
 
 impl CertificateError {
@@ -58,6 +76,9 @@ impl CertificateError {
             CertificateError::Status { .. } => "Status",
             CertificateError::TooLarge(_) => "TooLarge",
             CertificateError::Unknown(_) => "Unknown",
+            CertificateError::NotPinned(_) => "NotPinned",
+            CertificateError::FingerprintNotPinned { .. } => "FingerprintNotPinned",
+            CertificateError::Pinning(_) => "Pinning",
         }
     }
 
@@ -69,7 +90,11 @@ impl CertificateError {
             CertificateError::Status { status, .. } => {
                 (300..500).contains(status) && !matches!(*status, 408 | 429)
             }
-            CertificateError::TooLarge(_) | CertificateError::Unknown(_) => true,
+            CertificateError::TooLarge(_)
+            | CertificateError::Unknown(_)
+            | CertificateError::NotPinned(_)
+            | CertificateError::FingerprintNotPinned { .. }
+            | CertificateError::Pinning(_) => true,
             CertificateError::Client(_) | CertificateError::Transport { .. } => false,
         }
     }
@@ -352,6 +377,151 @@ impl CertificateFetcher for HttpsCertificates {
                 tracing::warn!(url = url.as_str(), %error, "failed to fetch SNS signing certificate");
                 Err(error)
             }
+        }
+    }
+}
+
+/// The file name a `SigningCertURL` ends in (`SimpleNotificationService-<id>.pem`): the key of a
+/// pinned certificate (each signing certificate has its own file name).
+pub fn certificate_file_name(url: &ValidatedCertUrl) -> &str {
+    url.as_str().rsplit('/').next().unwrap_or_default()
+}
+
+/// SHA-256 of a PEM certificate's DER encoding, lower-case hex (what `openssl x509 -fingerprint
+/// -sha256` shows, without colons).
+pub fn certificate_fingerprint(pem: &[u8]) -> Result<String, String> {
+    use sha2::Digest as _;
+    use x509_cert::der::{DecodePem as _, Encode as _};
+    let certificate = x509_cert::Certificate::from_pem(pem)
+        .map_err(|e| format!("not a PEM X.509 certificate: {e}"))?;
+    let der = certificate
+        .to_der()
+        .map_err(|e| format!("cannot encode the certificate: {e}"))?;
+    Ok(sha2::Sha256::digest(&der)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// Parses a SHA-256 fingerprint as written by people and tools: 64 hex digits, optionally in
+/// colon-separated pairs, any case. Returns lower-case hex without colons.
+pub fn parse_fingerprint(text: &str) -> Result<String, String> {
+    let hex: String = text.trim().chars().filter(|c| *c != ':').collect();
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!(
+            "{text:?} is not a SHA-256 fingerprint (64 hex digits, colons allowed)"
+        ));
+    }
+    Ok(hex.to_ascii_lowercase())
+}
+
+/// Pinned SNS signing certificates (decision 204): the PEM files of a directory (a mounted Secret
+/// or ConfigMap), each named as the `SigningCertURL` it stands for ends. Never fetches: a URL
+/// whose file name is not pinned is refused ([`CertificateError::NotPinned`]).
+#[derive(Clone, Debug, Default)]
+pub struct PinnedCertificates {
+    by_file_name: BTreeMap<String, Arc<Vec<u8>>>,
+}
+
+impl PinnedCertificates {
+    /// Reads every `*.pem` file of `dir` (names starting with `.` are skipped: the bookkeeping
+    /// entries of a mounted Secret). Each must hold an X.509 certificate; at least one must exist.
+    pub fn load_dir(dir: &std::path::Path) -> Result<PinnedCertificates, CertificateError> {
+        let pinning = |message: String| CertificateError::Pinning(message);
+        let entries = std::fs::read_dir(dir)
+            .map_err(|e| pinning(format!("cannot read directory {}: {e}", dir.display())))?;
+        let mut pinned = PinnedCertificates::default();
+        for entry in entries {
+            let entry = entry
+                .map_err(|e| pinning(format!("cannot read directory {}: {e}", dir.display())))?;
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name.starts_with('.') || !name.ends_with(".pem") {
+                continue;
+            }
+            let path = entry.path();
+            let pem = std::fs::read(&path)
+                .map_err(|e| pinning(format!("cannot read {}: {e}", path.display())))?;
+            if pem.len() > MAX_CERTIFICATE_BYTES {
+                return Err(pinning(format!(
+                    "{} is larger than {MAX_CERTIFICATE_BYTES} bytes",
+                    path.display()
+                )));
+            }
+            certificate_fingerprint(&pem)
+                .map_err(|e| pinning(format!("{}: {e}", path.display())))?;
+            pinned.by_file_name.insert(name, Arc::new(pem));
+        }
+        if pinned.by_file_name.is_empty() {
+            return Err(pinning(format!(
+                "directory {} holds no *.pem certificate: every SNS message would be refused",
+                dir.display()
+            )));
+        }
+        Ok(pinned)
+    }
+
+    /// The pinned file names, for the start-up log.
+    pub fn file_names(&self) -> impl Iterator<Item = &str> {
+        self.by_file_name.keys().map(String::as_str)
+    }
+}
+
+#[async_trait]
+impl CertificateFetcher for PinnedCertificates {
+    async fn fetch(&self, url: &ValidatedCertUrl) -> Result<Arc<Vec<u8>>, CertificateError> {
+        self.by_file_name
+            .get(certificate_file_name(url))
+            .cloned()
+            .ok_or_else(|| CertificateError::NotPinned(url.as_str().to_string()))
+    }
+}
+
+/// Accepts only certificates whose SHA-256 fingerprint is listed, whatever source supplied them
+/// (the pinned directory or the HTTPS fetcher).
+pub struct FingerprintPinned {
+    inner: Arc<dyn CertificateFetcher>,
+    fingerprints: std::collections::BTreeSet<String>,
+}
+
+impl FingerprintPinned {
+    /// Wraps `inner`; `fingerprints` as written in the configuration (see [`parse_fingerprint`]).
+    pub fn new<S: AsRef<str>>(
+        inner: Arc<dyn CertificateFetcher>,
+        fingerprints: impl IntoIterator<Item = S>,
+    ) -> Result<FingerprintPinned, CertificateError> {
+        let fingerprints = fingerprints
+            .into_iter()
+            .map(|f| parse_fingerprint(f.as_ref()).map_err(CertificateError::Pinning))
+            .collect::<Result<std::collections::BTreeSet<_>, _>>()?;
+        if fingerprints.is_empty() {
+            return Err(CertificateError::Pinning(
+                "no fingerprint given: every SNS message would be refused".into(),
+            ));
+        }
+        Ok(FingerprintPinned {
+            inner,
+            fingerprints,
+        })
+    }
+}
+
+#[async_trait]
+impl CertificateFetcher for FingerprintPinned {
+    async fn fetch(&self, url: &ValidatedCertUrl) -> Result<Arc<Vec<u8>>, CertificateError> {
+        let pem = self.inner.fetch(url).await?;
+        let fingerprint = certificate_fingerprint(&pem).map_err(|message| {
+            CertificateError::FingerprintNotPinned {
+                url: url.as_str().to_string(),
+                fingerprint: message,
+            }
+        })?;
+        if self.fingerprints.contains(&fingerprint) {
+            Ok(pem)
+        } else {
+            Err(CertificateError::FingerprintNotPinned {
+                url: url.as_str().to_string(),
+                fingerprint,
+            })
         }
     }
 }

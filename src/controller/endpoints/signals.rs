@@ -22,7 +22,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
 use super::certs::{
-    CertificateError, CertificateFetcher, FetchedCertificate, HttpsCertificates, HttpsSettings,
+    CertificateError, CertificateFetcher, FetchedCertificate, FingerprintPinned, HttpsCertificates,
+    HttpsSettings, PinnedCertificates,
 };
 use super::confirm::{ConfirmationLog, ConfirmationRecord, HttpsConfirmer, SubscriptionConfirmer};
 use super::keys::{ApiKeySource, SecretApiKey, SecretKeyRef, SecretKeySettings};
@@ -148,6 +149,15 @@ pub struct SnsSettings {
     pub confirm_subscriptions: bool,
     /// How many subscription events are kept for operators.
     pub confirmation_log_size: usize,
+    /// A directory of pinned signing certificates (`SimpleNotificationService-<id>.pem` files, a
+    /// mounted Secret); when set, certificates are never fetched and a `SigningCertURL` not pinned
+    /// is refused (decision 204).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pinned_certificates_dir: Option<std::path::PathBuf>,
+    /// SHA-256 fingerprints (hex, colons allowed); when set, only certificates with one of them
+    /// verify, pinned or fetched.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pinned_fingerprints: Vec<String>,
 }
 
 impl Default for SnsSettings {
@@ -159,6 +169,8 @@ impl Default for SnsSettings {
             replay_capacity: 100_000,
             confirm_subscriptions: true,
             confirmation_log_size: 20,
+            pinned_certificates_dir: None,
+            pinned_fingerprints: Vec::new(),
         }
     }
 }
@@ -359,9 +371,8 @@ impl SignalState {
         metrics: Arc<Metrics>,
     ) -> Result<Self, SignalsError> {
         let https = HttpsSettings::default();
-        let certificates = HttpsCertificates::new(https.clone(), Some(metrics.clone()))
-            .map_err(|e| SignalsError::Https(e.to_string()))?;
-        let mut state = SignalState::new(settings, intake, metrics, Arc::new(certificates))?;
+        let certificates = pinned_or_fetched(&settings.sns, &https, &metrics)?;
+        let mut state = SignalState::new(settings, intake, metrics, certificates)?;
         if settings.sns.confirm_subscriptions {
             let confirmer =
                 HttpsConfirmer::new(&https).map_err(|e| SignalsError::Https(e.to_string()))?;
@@ -688,6 +699,43 @@ async fn verify_sns(state: &SignalState, body: &str, now: Timestamp) -> Result<E
     Verifier::new(state.verifier.clone(), FetchedCertificate::new(url, pem))
         .verify(body, now, &mut scratch)
         .map_err(|e| sns_rejection(&e))
+}
+
+/// The certificate source `sns` asks for: the pinned directory (never fetching) or the HTTPS
+/// fetcher, and in either case only certificates with a pinned fingerprint when any are listed.
+fn pinned_or_fetched(
+    sns: &SnsSettings,
+    https: &HttpsSettings,
+    metrics: &Arc<Metrics>,
+) -> Result<Arc<dyn CertificateFetcher>, SignalsError> {
+    let source: Arc<dyn CertificateFetcher> = match &sns.pinned_certificates_dir {
+        Some(dir) => {
+            let pinned = PinnedCertificates::load_dir(dir).map_err(|e| SignalsError::Setting {
+                field: "sns.pinnedCertificatesDir",
+                message: e.to_string(),
+            })?;
+            tracing::info!(
+                dir = %dir.display(),
+                certificates = ?pinned.file_names().collect::<Vec<_>>(),
+                "SNS signing certificates are pinned: none will be fetched"
+            );
+            Arc::new(pinned)
+        }
+        None => Arc::new(
+            HttpsCertificates::new(https.clone(), Some(metrics.clone()))
+                .map_err(|e| SignalsError::Https(e.to_string()))?,
+        ),
+    };
+    if sns.pinned_fingerprints.is_empty() {
+        return Ok(source);
+    }
+    let pinned = FingerprintPinned::new(source, &sns.pinned_fingerprints).map_err(|e| {
+        SignalsError::Setting {
+            field: "sns.pinnedFingerprints",
+            message: e.to_string(),
+        }
+    })?;
+    Ok(Arc::new(pinned))
 }
 
 /// The largest `sns.maxFutureSkew` accepted.

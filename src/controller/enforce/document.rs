@@ -3,6 +3,7 @@
 
 use crate::controller::crd::DenySpec;
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 pub use crate::aws::limits::{
     MANAGED_POLICY as MANAGED_POLICY_LIMIT, ROLE_INLINE as INLINE_ROLE_LIMIT,
@@ -44,6 +45,24 @@ pub enum DocumentError {
     /// A Sid suffix must be alphanumeric.
     #[error("statement id suffix {0:?} must be ASCII letters and digits")]
     InvalidSid(String),
+    /// Two conditions with the same operator and key (IAM would keep only one of them).
+    #[error(
+        "condition {operator} {key} appears twice (scope.regions adds StringEquals aws:RequestedRegion): list all values in one condition"
+    )]
+    DuplicateCondition {
+        /// The operator.
+        operator: &'static str,
+        /// The key.
+        key: String,
+    },
+    /// A condition without values.
+    #[error("condition {operator} {key} has no value")]
+    EmptyCondition {
+        /// The operator.
+        operator: &'static str,
+        /// The key.
+        key: String,
+    },
     /// The document can never fit a managed policy.
     #[error(
         "the deny document is {size} characters; IAM allows at most {limit} in a managed policy: deny fewer actions or use wildcards such as ec2:Run*"
@@ -60,7 +79,10 @@ impl DocumentError {
     /// A short category for metric labels and Event reasons.
     pub fn category(&self) -> &'static str {
         match self {
-            DocumentError::NoActions | DocumentError::InvalidSid(_) => "InvalidSpec",
+            DocumentError::NoActions
+            | DocumentError::InvalidSid(_)
+            | DocumentError::DuplicateCondition { .. }
+            | DocumentError::EmptyCondition { .. } => "InvalidSpec",
             DocumentError::TooLarge { .. } => "DocumentTooLarge",
         }
     }
@@ -80,26 +102,17 @@ struct Statement<'a> {
     effect: &'static str,
     action: Vec<&'a str>,
     resource: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    condition: Option<Condition<'a>>,
+    #[serde(skip_serializing_if = "Conditions::is_empty")]
+    condition: Conditions<'a>,
 }
 
-#[derive(Serialize)]
-struct Condition<'a> {
-    #[serde(rename = "StringEquals")]
-    string_equals: RegionCondition<'a>,
-}
-
-#[derive(Serialize)]
-struct RegionCondition<'a> {
-    #[serde(rename = "aws:RequestedRegion")]
-    requested_region: Vec<&'a str>,
-}
+/// `Condition`: operator → key → values, in a stable order (maps serialize sorted).
+type Conditions<'a> = BTreeMap<&'static str, BTreeMap<&'a str, Vec<&'a str>>>;
 
 /// Builds the deny document. Actions are de-duplicated (IAM compares them case-insensitively)
 /// and sorted, so the same spec always gives byte-identical JSON; `sid_suffix` (alphanumeric,
 /// may be empty) makes the statement id identify its quarantine.
-pub fn build(deny: &DenySpec, sid_suffix: &str) -> Result<DenyDocument, DocumentError> {
+pub fn build<'a>(deny: &'a DenySpec, sid_suffix: &str) -> Result<DenyDocument, DocumentError> {
     if !sid_suffix.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return Err(DocumentError::InvalidSid(sid_suffix.to_string()));
     }
@@ -117,6 +130,35 @@ pub fn build(deny: &DenySpec, sid_suffix: &str) -> Result<DenyDocument, Document
     let mut regions: Vec<&str> = deny.regions.iter().map(String::as_str).collect();
     regions.sort_unstable();
     regions.dedup();
+    let mut conditions: Conditions<'_> = BTreeMap::new();
+    let mut add = |operator: &'static str, key: &'a str, mut values: Vec<&'a str>| {
+        values.sort_unstable();
+        values.dedup();
+        if values.is_empty() {
+            return Err(DocumentError::EmptyCondition {
+                operator,
+                key: key.to_string(),
+            });
+        }
+        let keys = conditions.entry(operator).or_default();
+        if keys.insert(key, values).is_some() {
+            return Err(DocumentError::DuplicateCondition {
+                operator,
+                key: key.to_string(),
+            });
+        }
+        Ok(())
+    };
+    if !regions.is_empty() {
+        add("StringEquals", "aws:RequestedRegion", regions)?;
+    }
+    for condition in &deny.conditions {
+        add(
+            condition.operator.as_str(),
+            condition.key.as_str(),
+            condition.values.iter().map(String::as_str).collect(),
+        )?;
+    }
     let document = Document {
         version: "2012-10-17",
         statement: [Statement {
@@ -124,11 +166,7 @@ pub fn build(deny: &DenySpec, sid_suffix: &str) -> Result<DenyDocument, Document
             effect: "Deny",
             action: actions,
             resource: "*",
-            condition: (!regions.is_empty()).then_some(Condition {
-                string_equals: RegionCondition {
-                    requested_region: regions,
-                },
-            }),
+            condition: conditions,
         }],
     };
     // Serializing plain strings and vectors cannot fail.
@@ -160,6 +198,7 @@ mod tests {
         DenySpec {
             actions: actions.iter().map(|s| s.to_string()).collect(),
             regions: regions.iter().map(|s| s.to_string()).collect(),
+            conditions: Vec::new(),
         }
     }
 
@@ -192,6 +231,73 @@ mod tests {
     }
 
     #[test]
+    fn conditions_join_the_region_condition_in_a_stable_order() {
+        use crate::controller::crd::{ConditionOperator, DenyCondition};
+        let condition = |operator, key: &str, values: &[&str]| DenyCondition {
+            operator,
+            key: key.into(),
+            values: values.iter().map(|v| v.to_string()).collect(),
+        };
+        let mut spec = deny(&["ec2:RunInstances"], &["us-east-1"]);
+        spec.conditions = vec![
+            condition(
+                ConditionOperator::StringLike,
+                "ec2:InstanceType",
+                &["p4d.*", "g5.*", "p4d.*"],
+            ),
+            condition(ConditionOperator::Bool, "aws:ViaAWSService", &["false"]),
+            condition(
+                ConditionOperator::StringNotEquals,
+                "aws:ResourceTag/team",
+                &["ml"],
+            ),
+        ];
+        let doc = build(&spec, "Q").unwrap();
+        assert_eq!(
+            doc.json,
+            r#"{"Version":"2012-10-17","Statement":[{"Sid":"AutoGuardRailsDenyQ","Effect":"Deny","Action":["ec2:RunInstances"],"Resource":"*","Condition":{"Bool":{"aws:ViaAWSService":["false"]},"StringEquals":{"aws:RequestedRegion":["us-east-1"]},"StringLike":{"ec2:InstanceType":["g5.*","p4d.*"]},"StringNotEquals":{"aws:ResourceTag/team":["ml"]}}}]}"#
+        );
+        // The order conditions are listed in does not change a byte.
+        spec.conditions.reverse();
+        assert_eq!(build(&spec, "Q").unwrap(), doc);
+        // A document without conditions is byte-identical to what earlier versions wrote.
+        let plain = deny(&["ec2:RunInstances"], &["us-east-1"]);
+        assert_eq!(
+            build(&plain, "Q").unwrap().json,
+            r#"{"Version":"2012-10-17","Statement":[{"Sid":"AutoGuardRailsDenyQ","Effect":"Deny","Action":["ec2:RunInstances"],"Resource":"*","Condition":{"StringEquals":{"aws:RequestedRegion":["us-east-1"]}}}]}"#
+        );
+    }
+
+    #[test]
+    fn conditions_that_cannot_be_one_statement_are_refused() {
+        use crate::controller::crd::{ConditionOperator, DenyCondition};
+        let mut spec = deny(&["ec2:RunInstances"], &["us-east-1"]);
+        spec.conditions = vec![DenyCondition {
+            operator: ConditionOperator::StringEquals,
+            key: "aws:RequestedRegion".into(),
+            values: vec!["eu-west-1".into()],
+        }];
+        let error = build(&spec, "").unwrap_err();
+        assert_eq!(error.category(), "InvalidSpec");
+        assert!(error.to_string().contains("appears twice"), "{error}");
+        spec.regions.clear();
+        assert!(build(&spec, "").is_ok(), "alone it is fine");
+        spec.conditions[0].values.clear();
+        assert!(matches!(
+            build(&spec, ""),
+            Err(DocumentError::EmptyCondition { .. })
+        ));
+        // Conditions count towards the size limit like actions.
+        spec.conditions[0].values = (0..400)
+            .map(|i| format!("value-{i:04}-xxxxxxxxxxxxxxx"))
+            .collect();
+        assert!(matches!(
+            build(&spec, ""),
+            Err(DocumentError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
     fn whitespace_is_not_counted() {
         assert_eq!(iam_size("{ \"a\" :\n\t1 }"), 7);
     }
@@ -204,6 +310,7 @@ mod tests {
         let spec = DenySpec {
             actions: many,
             regions: vec![],
+            conditions: Vec::new(),
         };
         match build(&spec, "") {
             Err(DocumentError::TooLarge { size, limit }) => {
@@ -226,6 +333,7 @@ mod tests {
             &DenySpec {
                 actions,
                 regions: vec![],
+                conditions: Vec::new(),
             },
             "",
         )
@@ -241,10 +349,10 @@ mod tests {
             actions in proptest::collection::vec("[a-z0-9]{1,8}:[A-Za-z*]{1,12}", 1..30),
             regions in proptest::collection::vec("(us|eu|ap)-(east|west|north)-[1-3]", 0..4),
         ) {
-            let a = build(&DenySpec { actions: actions.clone(), regions: regions.clone() }, "X").unwrap();
+            let a = build(&DenySpec { actions: actions.clone(), regions: regions.clone(), conditions: Vec::new() }, "X").unwrap();
             let mut reversed = actions.clone();
             reversed.reverse();
-            let b = build(&DenySpec { actions: reversed, regions }, "X").unwrap();
+            let b = build(&DenySpec { actions: reversed, regions, conditions: Vec::new() }, "X").unwrap();
             prop_assert_eq!(&a, &b);
             let value: serde_json::Value = serde_json::from_str(&a.json).unwrap();
             prop_assert_eq!(&value["Statement"][0]["Effect"], "Deny");

@@ -925,6 +925,7 @@ fn context_from_spec() {
         deny: DenySpec {
             actions: vec!["ec2:RunInstances".into()],
             regions: vec![],
+            conditions: Vec::new(),
         },
         mode: Mode::Manual,
         ttl: "1h30m".into(),

@@ -12,7 +12,7 @@ use super::{
     ACCOUNT_NOT_MATCHED, ALREADY_ENFORCED, ALREADY_QUARANTINED, BELOW_MINIMUM_IMPACT, COOLING_DOWN,
     Decision, EXCEPTION_WINDOW, INVALID_POLICY, INVALID_SIGNAL, Input, KILL_SWITCH_DRY_RUN,
     MATCHED, NO_ELIGIBLE_TARGETS, PRINCIPAL_NOT_MATCHED, SERVICE_NOT_MATCHED, SOURCE_NOT_MATCHED,
-    build_quarantine, exclusions, name, parse_duration, unwatched,
+    build_quarantine, exclusions, name, parse_duration, schedule, unwatched,
 };
 use crate::controller::crd::{Mode, Phase, Principal, Quarantine};
 use crate::principal::{Exclusion, PrincipalArn};
@@ -223,32 +223,53 @@ fn valid_durations(e: &mut Evaluation<'_>) -> Result<(), Stop> {
     Ok(())
 }
 
-/// `now` is outside every exception window (half-open: start included, end excluded).
+/// `now` is outside every exception window, absolute and weekly (half-open: start included, end
+/// excluded). A weekly window that cannot be read (unknown time zone …) makes the policy invalid:
+/// it is never taken as "no exception" nor as "excepted".
 fn exception_window(e: &mut Evaluation<'_>) -> Result<(), Stop> {
     let now = e.input.now;
-    let Some(window) = e
-        .input
-        .policy
-        .spec
-        .exceptions
+    let exceptions = &e.input.policy.spec.exceptions;
+    let because = |reason: &str| {
+        if reason.is_empty() {
+            String::new()
+        } else {
+            format!(" ({reason})")
+        }
+    };
+    if let Some(window) = exceptions
         .windows
         .iter()
         .find(|w| w.start.0 <= now && now < w.end.0)
-    else {
-        return Ok(());
-    };
-    let why = if window.reason.is_empty() {
-        String::new()
-    } else {
-        format!(" ({})", window.reason)
-    };
-    Err(Stop::new(
-        EXCEPTION_WINDOW,
-        format!(
-            "policy {} has an exception window from {} to {}{why}",
-            e.policy_name, window.start.0, window.end.0
-        ),
-    ))
+    {
+        return Err(Stop::new(
+            EXCEPTION_WINDOW,
+            format!(
+                "policy {} has an exception window from {} to {}{}",
+                e.policy_name,
+                window.start.0,
+                window.end.0,
+                because(&window.reason)
+            ),
+        ));
+    }
+    for (i, window) in exceptions.weekly.iter().enumerate() {
+        let weekly = schedule::Weekly::parse(window)
+            .map_err(|err| e.invalid_policy(format!("exceptions.weekly[{i}]: {err}")))?;
+        if let Some(open) = weekly.covering(now) {
+            return Err(Stop::new(
+                EXCEPTION_WINDOW,
+                format!(
+                    "policy {} has a weekly exception window {}, open from {} to {}{}",
+                    e.policy_name,
+                    schedule::describe(window),
+                    open.opens.to_zoned(weekly.zone().clone()),
+                    open.closes.to_zoned(weekly.zone().clone()),
+                    because(&window.reason)
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// This signal has no Quarantine of this policy yet (names are deterministic).
@@ -292,6 +313,13 @@ fn eligible_targets(e: &mut Evaluation<'_>) -> Result<(), Stop> {
             Some(Exclusion::Excepted) => {
                 e.notes
                     .push(format!("{} is excepted by the policy", principal.arn));
+            }
+            Some(Exclusion::ExceptedAccount) => {
+                e.notes.push(format!(
+                    "{} is in account {}, excepted by the policy",
+                    principal.arn,
+                    parsed.account_id()
+                ));
             }
             Some(Exclusion::Protected) => {
                 e.notes

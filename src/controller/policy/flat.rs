@@ -306,7 +306,10 @@ impl FlatPolicy {
                 principals,
                 regions: self.scope.regions.clone(),
             },
-            deny: PolicyDenySpec { actions },
+            deny: PolicyDenySpec {
+                actions,
+                conditions: Vec::new(),
+            },
             quarantine: QuarantineSettings {
                 ttl: minutes(self.ttl_minutes),
                 approval_timeout: self

@@ -5,6 +5,7 @@
 pub mod chain;
 pub mod flat;
 pub mod name;
+pub mod schedule;
 
 use crate::controller::crd::{
     DenySpec, GuardrailPolicy, Mode, PolicyRef, Principal, Quarantine, QuarantineSpec, SignalSource,
@@ -293,6 +294,7 @@ pub(crate) fn build_quarantine(
             deny: DenySpec {
                 actions: spec.deny.actions.clone(),
                 regions: spec.scope.regions.clone(),
+                conditions: spec.deny.conditions.clone(),
             },
             mode,
             ttl: spec.quarantine.ttl.clone(),
@@ -305,15 +307,17 @@ pub(crate) fn build_quarantine(
 }
 
 /// The one matcher for a policy: the controller's protected principals and the policy's
-/// `exceptions.principals`. An exception that is not a principal ARN is an error, never skipped.
+/// `exceptions.principals` and `exceptions.accounts`. An exception that is not a principal ARN
+/// or an account id is an error, never skipped.
 pub fn exclusions(
     spec: &crate::controller::crd::GuardrailPolicySpec,
     protected: &PrincipalSet,
 ) -> Result<Exclusions, crate::principal::PrincipalError> {
-    Ok(Exclusions::new(
+    Exclusions::new(
         protected.clone(),
         PrincipalSet::parse_all(&spec.exceptions.principals)?,
-    ))
+    )
+    .with_excepted_accounts(&spec.exceptions.accounts)
 }
 
 #[cfg(test)]

@@ -139,6 +139,7 @@ mod tests {
                 deny: DenySpec {
                     actions: vec!["ec2:RunInstances".into()],
                     regions: vec![],
+                    conditions: Vec::new(),
                 },
                 mode: Mode::Auto,
                 ttl: "1h".into(),

@@ -7,6 +7,7 @@ use crate::principal::PrincipalSet;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use crate::controller::clock::EvaluationClock;
 use async_trait::async_trait;
 use futures::StreamExt;
 use jiff::Timestamp;
@@ -40,6 +41,7 @@ pub struct Intake {
     settings: ControllerSettings,
     recorder: Arc<Recorder>,
     created: CreatedNotCached,
+    clock: EvaluationClock,
 }
 
 /// How long a Quarantine this intake created is remembered while the cache may not have it.
@@ -104,7 +106,14 @@ impl Intake {
             },
             recorder,
             created: CreatedNotCached::default(),
+            clock: EvaluationClock::System,
         }
+    }
+
+    /// The same intake, evaluating policies at the instants `clock` gives (decision 203).
+    pub fn with_clock(mut self, clock: EvaluationClock) -> Intake {
+        self.clock = clock;
+        self
     }
 
     /// Builds the intake from a running controller.
@@ -265,7 +274,10 @@ impl SignalIntake for Intake {
                 "the controller's caches are not synced yet".into(),
             ));
         }
-        let now = Timestamp::now();
+        let now = self
+            .clock
+            .now()
+            .map_err(|e| IntakeError::Unavailable(e.to_string()))?;
         let policies = self.stores.policies();
         let mut report = IntakeReport::default();
         let mut first_error = None;

@@ -15,9 +15,9 @@ use kube::{Resource, ResourceExt};
 
 use super::{Error, Shared, object_key, patch_status, requeue};
 use crate::controller::crd::conditions::{
-    READY, REASON_DENY_TOO_LARGE, REASON_INVALID_PRINCIPAL, REASON_NO_ELIGIBLE_TARGETS,
-    REASON_PROTECTED_TARGET, REASON_SLACK_SECRET_MISSING, REASON_VALID, condition_status,
-    set_condition,
+    READY, REASON_DENY_TOO_LARGE, REASON_INVALID_DENY, REASON_INVALID_EXCEPTION,
+    REASON_INVALID_PRINCIPAL, REASON_NO_ELIGIBLE_TARGETS, REASON_PROTECTED_TARGET,
+    REASON_SLACK_SECRET_MISSING, REASON_VALID, condition_status, set_condition,
 };
 use crate::controller::crd::{DenySpec, GuardrailPolicy};
 use crate::controller::enforce::document;
@@ -40,8 +40,23 @@ pub struct Problem {
 pub fn validate_spec(policy: &GuardrailPolicy, protected: &PrincipalSet) -> Vec<Problem> {
     let spec = &policy.spec;
     let mut problems = Vec::new();
+    problems.extend(
+        crate::controller::policy::schedule::problems(&spec.exceptions.weekly)
+            .into_iter()
+            .map(|message| Problem {
+                reason: REASON_INVALID_EXCEPTION,
+                message,
+            }),
+    );
     let exclusions = match crate::controller::policy::exclusions(spec, protected) {
         Ok(exclusions) => exclusions,
+        Err(e @ crate::principal::PrincipalError::AccountId { .. }) => {
+            problems.push(Problem {
+                reason: REASON_INVALID_EXCEPTION,
+                message: format!("exceptions.accounts: {e}"),
+            });
+            return problems;
+        }
         Err(e) => {
             problems.push(Problem {
                 reason: REASON_INVALID_PRINCIPAL,
@@ -87,12 +102,17 @@ pub fn validate_spec(policy: &GuardrailPolicy, protected: &PrincipalSet) -> Vec<
     let deny = DenySpec {
         actions: spec.deny.actions.clone(),
         regions: spec.scope.regions.clone(),
+        conditions: spec.deny.conditions.clone(),
     };
     let name = policy.name_any();
     let ns = policy.namespace().unwrap_or_default();
     match document::build(&deny, &document::sid_suffix(&ns, &name)) {
-        Err(e) => problems.push(Problem {
+        Err(e @ document::DocumentError::TooLarge { .. }) => problems.push(Problem {
             reason: REASON_DENY_TOO_LARGE,
+            message: format!("the deny document cannot be built: {e}"),
+        }),
+        Err(e) => problems.push(Problem {
+            reason: REASON_INVALID_DENY,
             message: format!("the deny document cannot be built: {e}"),
         }),
         Ok(doc) if !doc.fits_managed() => problems.push(Problem {
