@@ -389,7 +389,11 @@ mod tests {
         // "team", "p" and the one target ARN, each once, shared by both outlines.
         assert_eq!(outlines.pool.0.len(), 3);
         let arn = outlines.pool.get("arn:aws:iam::111111111111:role/r");
-        assert_eq!(Arc::strong_count(&arn), 4, "pool, two outlines and this one");
+        assert_eq!(
+            Arc::strong_count(&arn),
+            4,
+            "pool, two outlines and this one"
+        );
         drop(arn);
         // Moving "a" to another policy keeps the ARN and adds the policy name.
         let mut moved = quarantine("a", "q", Some(Phase::Released));
