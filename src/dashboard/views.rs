@@ -13,7 +13,7 @@ use super::layout::badge;
 use super::svg;
 use crate::controller::crd::{GuardrailPolicy, Quarantine};
 use crate::controller::endpoints::recent::Delivery;
-use crate::principal::PrincipalSet;
+use crate::principal::{Exclusion, PrincipalSet};
 
 /// Rows per page unless asked otherwise.
 pub const DEFAULT_LIMIT: usize = 100;
@@ -749,7 +749,8 @@ pub fn quarantine_page(d: &QuarantineDetail, now: Timestamp) -> Markup {
 pub struct ScopeEntry {
     /// The ARN.
     pub arn: String,
-    /// `Quarantinable`, `Excepted` (policy exception) or `Protected` (never touched).
+    /// `Quarantinable`, `Excepted` (policy exception by principal), `ExceptedAccount` (by account),
+    /// `Protected` (never touched), `InvalidArn` or `InvalidExceptions` (the policy cannot be read).
     pub resolution: String,
 }
 
@@ -807,17 +808,8 @@ pub struct LastSignalView {
 pub fn policy_row(p: &GuardrailPolicy, protected: &PrincipalSet) -> PolicyRow {
     let status = p.status.clone().unwrap_or_default();
     let ready = status.conditions.iter().find(|c| c.type_ == "Ready");
-    let excepted = |arn: &str| {
-        p.spec.exceptions.principals.iter().any(|e| {
-            match (
-                crate::principal::PrincipalArn::parse(e),
-                crate::principal::PrincipalArn::parse(arn),
-            ) {
-                (Ok(a), Ok(b)) => a == b,
-                _ => e == arn,
-            }
-        })
-    };
+    // The one matcher (protected principals, then the policy's exceptions by principal and account).
+    let exclusions = crate::controller::policy::exclusions(&p.spec, protected);
     PolicyRow {
         namespace: p.metadata.namespace.clone().unwrap_or_default(),
         name: p.metadata.name.clone().unwrap_or_default(),
@@ -841,12 +833,16 @@ pub fn policy_row(p: &GuardrailPolicy, protected: &PrincipalSet) -> PolicyRow {
             .iter()
             .map(|t| ScopeEntry {
                 arn: t.arn.clone(),
-                resolution: if t.parse().is_ok_and(|a| protected.contains(&a)) {
-                    "Protected"
-                } else if excepted(&t.arn) {
-                    "Excepted"
-                } else {
-                    "Quarantinable"
+                resolution: match (&exclusions, t.parse()) {
+                    // An exception list that cannot be read decides nothing: say so.
+                    (Err(_), _) => "InvalidExceptions",
+                    (_, Err(_)) => "InvalidArn",
+                    (Ok(exclusions), Ok(arn)) => match exclusions.check(&arn) {
+                        Some(Exclusion::Protected) => "Protected",
+                        Some(Exclusion::Excepted) => "Excepted",
+                        Some(Exclusion::ExceptedAccount) => "ExceptedAccount",
+                        None => "Quarantinable",
+                    },
                 }
                 .to_string(),
             })
@@ -923,5 +919,64 @@ pub fn signals_page(deliveries: &[Delivery], now: Timestamp) -> Markup {
             }
         }
         @if deliveries.is_empty() { p { "No signal has arrived since this replica started." } }
+    }
+}
+
+#[cfg(test)]
+mod policy_row_tests {
+    use super::*;
+    use crate::principal::PrincipalArn;
+
+    fn policy(exceptions: serde_json::Value) -> GuardrailPolicy {
+        let mut p: GuardrailPolicy = serde_json::from_value(serde_json::json!({
+            "apiVersion": "autoguardrails.io/v1alpha1",
+            "kind": "GuardrailPolicy",
+            "metadata": { "name": "p", "namespace": "team" },
+            "spec": {
+                "mode": "Auto",
+                "match": { "sources": ["CostAnomaly"] },
+                "scope": { "principals": [
+                    { "kind": "IamRole", "arn": "arn:aws:iam::111111111111:role/admin" },
+                    { "kind": "IamRole", "arn": "arn:aws:iam::111111111111:role/release" },
+                    { "kind": "IamRole", "arn": "arn:aws:iam::444444444444:role/shared" },
+                    { "kind": "IamRole", "arn": "arn:aws:iam::111111111111:role/ci" }
+                ] },
+                "deny": { "actions": ["ec2:RunInstances"] },
+                "quarantine": { "ttl": "1h" }
+            }
+        }))
+        .expect("policy");
+        p.spec.exceptions = serde_json::from_value(exceptions).expect("exceptions");
+        p
+    }
+
+    #[test]
+    fn scope_is_resolved_by_the_shared_matcher() {
+        let protected =
+            PrincipalSet::of(&[
+                PrincipalArn::parse("arn:aws:iam::111111111111:role/admin").expect("arn")
+            ]);
+        let row = policy_row(
+            &policy(serde_json::json!({
+                "principals": ["arn:aws:iam::111111111111:role/release"],
+                "accounts": ["444444444444"]
+            })),
+            &protected,
+        );
+        let resolutions: Vec<&str> = row.scope.iter().map(|s| s.resolution.as_str()).collect();
+        assert_eq!(
+            resolutions,
+            ["Protected", "Excepted", "ExceptedAccount", "Quarantinable"]
+        );
+        // An exception that is not an ARN makes the policy unreadable, not "nothing excepted".
+        let row = policy_row(
+            &policy(serde_json::json!({ "principals": ["not-an-arn"] })),
+            &protected,
+        );
+        assert!(
+            row.scope
+                .iter()
+                .all(|s| s.resolution == "InvalidExceptions")
+        );
     }
 }
