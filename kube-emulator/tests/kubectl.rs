@@ -871,3 +871,94 @@ async fn kubectl_applies_rbac_and_auth_can_i_and_refusals_follow_it() {
         .await;
     assert!(listed.success, "{}", listed.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_over_https_sends_the_users_token_and_prints_webhook_refusals_and_warnings() {
+    let emulator = Emulator::start_with(kube_emulator::Options {
+        tls: Some(server_tls()),
+        unauthenticated: kube_emulator::auth::Unauthenticated::Refuse,
+        tokens: vec![kube_emulator::TokenEntry::new(
+            "token-carol",
+            "carol",
+            "uid-carol",
+            &["editors"],
+        )],
+        ..kube_emulator::Options::default()
+    })
+    .await
+    .unwrap();
+    assert!(emulator.url().starts_with("https://"));
+    let admin = Kubectl::new(&emulator);
+    admin
+        .ok(&[
+            "create",
+            "clusterrolebinding",
+            "editors-edit",
+            "--clusterrole=cluster-admin",
+            "--group=editors",
+        ])
+        .await;
+    admin
+        .ok(&[
+            "create",
+            "clusterrole",
+            "cluster-admin",
+            "--verb=*",
+            "--resource=*.*",
+        ])
+        .await;
+    let carol = Kubectl {
+        kubeconfig: emulator.kubeconfig_for("carol", "token-carol").unwrap(),
+        ..Kubectl::new(&emulator)
+    };
+    let who: serde_json::Value =
+        serde_json::from_str(&carol.ok(&["auth", "whoami", "-o", "json"]).await).unwrap();
+    assert_eq!(who["status"]["userInfo"]["username"], "carol");
+    let webhook = TestWebhook::start(std::sync::Arc::new(|review: &serde_json::Value| {
+        let user = review["request"]["userInfo"]["username"].as_str().unwrap_or_default().to_string();
+        if review["request"]["object"]["metadata"]["annotations"]["example.io/approve"].is_string() {
+            WebhookAnswer::Respond(json!({"allowed": false, "status": {"code": 403, "reason": "Forbidden", "message": format!("{user} may not approve")}}))
+        } else {
+            WebhookAnswer::Respond(json!({"allowed": true, "warnings": [format!("seen {user}")]}))
+        }
+    }))
+    .await;
+    let configuration = format!(
+        r#"{{"apiVersion":"admissionregistration.k8s.io/v1","kind":"ValidatingWebhookConfiguration","metadata":{{"name":"approvals"}},
+          "webhooks":[{{"name":"approvals.example.io","clientConfig":{{"url":"{}/","caBundle":"{}"}},
+          "rules":[{{"operations":["CREATE","UPDATE"],"apiGroups":[""],"apiVersions":["v1"],"resources":["configmaps"]}}],
+          "sideEffects":"None","admissionReviewVersions":["v1"]}}]}}"#,
+        webhook.url,
+        ca_bundle(TEST_CA)
+    );
+    let path = write_manifest(&emulator, "approvals.json", &configuration);
+    admin.ok(&["create", "-f", &path]).await;
+    let created = carol
+        .run(&["create", "configmap", "plain", "--from-literal=k=v"])
+        .await;
+    assert!(created.success, "{created:?}");
+    assert!(
+        created.stderr.contains("Warning: seen carol"),
+        "{created:?}"
+    );
+    let refused = carol
+        .run(&["annotate", "configmap", "plain", "example.io/approve=yes"])
+        .await;
+    assert!(!refused.success);
+    assert!(
+        refused.stderr.contains(
+            "admission webhook \"approvals.example.io\" denied the request: carol may not approve"
+        ),
+        "{refused:?}"
+    );
+    let annotations = admin
+        .ok(&[
+            "get",
+            "configmap",
+            "plain",
+            "-o",
+            "jsonpath={.metadata.annotations}",
+        ])
+        .await;
+    assert!(!annotations.contains("example.io/approve"));
+}
