@@ -1,7 +1,7 @@
 //! The one hardened HTTP listener every part serves through (the controller's signal and
-//! operations listeners, `gate serve`): HTTP/1.1 with a header-read timeout, a bound on open
-//! connections (back-pressure at the accept, not refusal), and graceful shutdown with a drain
-//! deadline. Body size and body-read timeouts are per route (the routes know their limits). It
+//! operations listeners, `gate serve`, the approval webhook over TLS): HTTP/1.1 with a
+//! header-read timeout (which also bounds the TLS handshake), a bound on open connections
+//! (back-pressure at the accept, not refusal), and graceful shutdown with a drain deadline. Body size and body-read timeouts are per route (the routes know their limits). It
 //! must not know any route.
 
 use std::future::Future;
@@ -53,6 +53,9 @@ pub enum ListenerError {
     /// The limits are unusable.
     #[error("invalid listener limits: {0}")]
     Limits(&'static str),
+    /// The TLS certificate or key is unusable.
+    #[error("failed to load the TLS certificate and key: {0}")]
+    Tls(String),
 }
 
 impl ListenerError {
@@ -61,14 +64,65 @@ impl ListenerError {
         match self {
             ListenerError::Accept { .. } => "Accept",
             ListenerError::Limits(_) => "Invalid",
+            ListenerError::Tls(_) => "Tls",
         }
     }
+}
+
+/// A TLS acceptor from a PEM certificate chain and private key (TLS 1.2 and 1.3, HTTP/1.1).
+pub fn tls_acceptor(
+    certificate_pem: &[u8],
+    key_pem: &[u8],
+) -> Result<tokio_rustls::TlsAcceptor, ListenerError> {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject as _;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(certificate_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|error| ListenerError::Tls(format!("certificate: {error}")))?;
+    if chain.is_empty() {
+        return Err(ListenerError::Tls("no PEM certificate found".into()));
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem)
+        .map_err(|error| ListenerError::Tls(format!("private key: {error}")))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|error| ListenerError::Tls(error.to_string()))?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .map_err(|error| ListenerError::Tls(error.to_string()))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then lets in-flight requests finish
 /// within `limits.drain_timeout`.
 pub async fn serve(
     listener: TcpListener,
+    router: Router,
+    limits: ListenerLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ListenerError> {
+    serve_with(listener, None, router, limits, shutdown).await
+}
+
+/// [`serve`] over TLS: each connection's handshake must finish within the header-read timeout.
+pub async fn serve_tls(
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    router: Router,
+    limits: ListenerLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ListenerError> {
+    serve_with(listener, Some(acceptor), router, limits, shutdown).await
+}
+
+/// The accept loop of [`serve`] and [`serve_tls`].
+async fn serve_with(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     router: Router,
     limits: ListenerLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -119,14 +173,39 @@ pub async fn serve(
                 }
             },
         };
-        let connection = builder.serve_connection(TokioIo::new(stream), service.clone());
-        let watched = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(error) = watched.await {
-                tracing::debug!(%peer, %error, "connection closed with an error");
+        match &tls {
+            None => {
+                let connection = builder.serve_connection(TokioIo::new(stream), service.clone());
+                let watched = graceful.watch(connection);
+                tokio::spawn(async move {
+                    if let Err(error) = watched.await {
+                        tracing::debug!(%peer, %error, "connection closed with an error");
+                    }
+                    drop(permit);
+                });
             }
-            drop(permit);
-        });
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                let watcher = graceful.watcher();
+                let builder = builder.clone();
+                let service = service.clone();
+                let handshake_timeout = limits.header_read_timeout;
+                tokio::spawn(async move {
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            let connection =
+                                builder.serve_connection(TokioIo::new(stream), service);
+                            if let Err(error) = watcher.watch(connection).await {
+                                tracing::debug!(%peer, %error, "connection closed with an error");
+                            }
+                        }
+                        Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                    drop(permit);
+                });
+            }
+        }
     }
     drop(listener);
     if tokio::time::timeout(limits.drain_timeout, graceful.shutdown())
