@@ -60,8 +60,8 @@ pub struct Metrics {
     pub leader: IntGauge,
     /// Always 1; labels carry the version.
     pub build_info: IntGaugeVec,
-    /// Approval webhook decisions, by verb (`approve`, `reject`, `extend`, `none`) and decision
-    /// (`allowed`, `refused`, `unchecked`, `error`).
+    /// Approval webhook decisions, by decision (`allowed`, `refused`, `unchecked`, `error`) and
+    /// verb (`approve`, `reject`, `extend`, `none`).
     pub approval_reviews: IntCounterVec,
     /// Approve, reject and extend requests the controller handled, by verb and `verified`
     /// (`true` when a valid webhook stamp named the person, `false` when it is self-asserted).
@@ -119,8 +119,8 @@ impl Metrics {
         )?;
         let approval_reviews = counter(
             "approval_reviews_total",
-            "Approval webhook decisions, by verb and decision.",
-            &["verb", "decision"],
+            "Approval webhook decisions, by decision and verb.",
+            &["decision", "verb"],
         )?;
         let approvals = counter(
             "approvals_total",

@@ -15,6 +15,12 @@ use crate::controller::lifecycle::Annotation;
 pub const GROUP: &str = "autoguardrails.io";
 /// The verb an approver needs.
 pub const APPROVE_VERB: &str = "approve";
+/// The webhook configuration's `matchConditions` expression (the chart renders the same file):
+/// the webhook is called only when an approve, reject or extend annotation, or a stamp, is given a
+/// new value. Removing one, release, status writes and every other change never reach it, so they
+/// keep working when the webhook is down.
+pub const MATCH_CONDITION: &str =
+    include_str!("../../../charts/autoguardrails/files/approval-match-condition.cel");
 
 /// One SubjectAccessReview to ask: may `identity` do `approve` on `resource`/`name` in `namespace`.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -103,7 +103,7 @@ async fn approve(
             state
                 .metrics
                 .approval_reviews
-                .with_label_values(&["none", "error"])
+                .with_label_values(&["error", "none"])
                 .inc();
             let verdict = Verdict::Refuse(400, format!("unreadable AdmissionReview: {reason}"));
             return axum::Json(review::response(&review_uid, &verdict));
@@ -133,7 +133,7 @@ async fn approve(
     state
         .metrics
         .approval_reviews
-        .with_label_values(&[verb, decision])
+        .with_label_values(&[decision, verb])
         .inc();
     match &verdict {
         Verdict::Refuse(_, message) => tracing::info!(
