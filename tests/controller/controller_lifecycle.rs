@@ -123,7 +123,7 @@ async fn manual_mode_waits_for_approval_then_release_annotation_ends_it() {
     .await;
     let q = h.wait_phase(&name, Phase::Active).await;
     let status = q.status.clone().unwrap();
-    assert_eq!(status.approved_by.as_deref(), Some("alice"));
+    assert_eq!(status.approved_by.as_deref(), Some("alice (unverified)"));
     h.eventually("deny attached", || async {
         h.attached("dev-ci").len() == 1
     })

@@ -8,7 +8,7 @@
 //! stopped, approving is refused while release by annotation and by delete still work, and the
 //! controller records approvals as unverified.
 
-use crate::support::binary::{ControllerProcess, free_port, metric_value, wait_for};
+use crate::support::binary::{free_port, metric_value, wait_for};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
