@@ -889,24 +889,12 @@ async fn kubectl_over_https_sends_the_users_token_and_prints_webhook_refusals_an
     .unwrap();
     assert!(emulator.url().starts_with("https://"));
     let admin = Kubectl::new(&emulator);
-    admin
-        .ok(&[
-            "create",
-            "clusterrolebinding",
-            "editors-edit",
-            "--clusterrole=cluster-admin",
-            "--group=editors",
-        ])
-        .await;
-    admin
-        .ok(&[
-            "create",
-            "clusterrole",
-            "cluster-admin",
-            "--verb=*",
-            "--resource=*.*",
-        ])
-        .await;
+    let rbac = write_manifest(
+        &emulator,
+        "editors.yaml",
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: everything\nrules:\n- apiGroups: ['*']\n  resources: ['*']\n  verbs: ['*']\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: editors-everything\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: everything}\nsubjects:\n- {kind: Group, apiGroup: rbac.authorization.k8s.io, name: editors}\n",
+    );
+    admin.ok(&["apply", "-f", &rbac]).await;
     let carol = Kubectl {
         kubeconfig: emulator.kubeconfig_for("carol", "token-carol").unwrap(),
         ..Kubectl::new(&emulator)
