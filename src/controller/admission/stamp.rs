@@ -14,7 +14,7 @@ use crate::controller::lifecycle::{Annotation, Event};
 /// The suffix of a stamp annotation: `autoguardrails.io/approve` + `-verified`.
 pub const STAMP_SUFFIX: &str = "-verified";
 /// What an actor gets appended when no valid stamp vouches for it.
-pub const UNVERIFIED_LABEL: &str = " (unverified)";
+pub const UNVERIFIED_LABEL: &str = crate::controller::lifecycle::UNVERIFIED_SUFFIX;
 /// The annotations whose changes need the `approve` permission (release never does).
 pub const GUARDED: [Annotation; 3] = [Annotation::Approve, Annotation::Reject, Annotation::Extend];
 

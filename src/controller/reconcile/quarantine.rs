@@ -587,6 +587,7 @@ fn fallback_context(q: &Quarantine, created_at: Timestamp, kill_switch: bool) ->
         ttl: lifecycle::DEFAULT_APPROVAL_TIMEOUT,
         approval_timeout: lifecycle::DEFAULT_APPROVAL_TIMEOUT,
         kill_switch,
+        required_approvers: q.spec.required_approvers.unwrap_or(1).max(1),
     }
 }
 
