@@ -32,6 +32,28 @@ fn tls_text(name: &str) -> String {
 const POLICIES: &str = r#"apiVersion: autoguardrails.io/v1alpha1
 kind: GuardrailPolicy
 metadata:
+  name: ci-four-eyes
+  namespace: autoguardrails
+spec:
+  mode: Manual
+  match:
+    sources: [CostAnomaly]
+    accountIds: ["123456789012"]
+    minImpactUsd: 100
+  scope:
+    principals:
+      - { kind: IamRole, arn: "arn:aws:iam::123456789012:role/ops" }
+  deny:
+    actions: ["ec2:RunInstances"]
+  quarantine:
+    ttl: 2h
+    approvalTimeout: 1h
+    cooldown: 30m
+    requiredApprovers: 2
+---
+apiVersion: autoguardrails.io/v1alpha1
+kind: GuardrailPolicy
+metadata:
   name: ci-a
   namespace: autoguardrails
 spec:
@@ -82,6 +104,7 @@ metadata:
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "autoguardrails:approver"}
 subjects:
 - {kind: User, apiGroup: rbac.authorization.k8s.io, name: alice}
+- {kind: User, apiGroup: rbac.authorization.k8s.io, name: carol}
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: Role
@@ -228,7 +251,7 @@ signalsAddr: 127.0.0.1:{signals_port}
 aws:
   backend: memory
   memory:
-    '{ACCOUNT}': {{roles: [dev-ci, etl]}}
+    '{ACCOUNT}': {{roles: [dev-ci, etl, ops]}}
 leaderElection:
   enabled: false
 signals:
@@ -301,6 +324,7 @@ async fn approvals_are_checked_and_stamped_with_the_verified_identity() {
             kube_emulator::TokenEntry::new("token-alice", "alice", "uid-alice", &["approvers"]),
             kube_emulator::TokenEntry::new("token-mallory", "mallory", "uid-mallory", &[]),
             kube_emulator::TokenEntry::new("token-operator", "operator", "uid-operator", &[]),
+            kube_emulator::TokenEntry::new("token-carol", "carol", "uid-carol", &[]),
         ],
         ..kube_emulator::Options::default()
     })
@@ -312,6 +336,7 @@ async fn approvals_are_checked_and_stamped_with_the_verified_identity() {
     let operator = emulator
         .kubeconfig_for("operator", "token-operator")
         .unwrap();
+    let carol = emulator.kubeconfig_for("carol", "token-carol").unwrap();
     let crds = crate::support::binary::root().join("crds");
     ok(&admin, &["apply", "-f", crds.to_str().unwrap()]);
     ok(&admin, &["create", "namespace", NS]);
@@ -399,7 +424,7 @@ async fn approvals_are_checked_and_stamped_with_the_verified_identity() {
     assert!(applied, "{out}{err}");
     let (applied, out, err) = kubectl(&admin, &["apply", "-f", "-"], Some(POLICIES));
     assert!(applied, "{out}{err}");
-    for policy in ["ci-a", "ci-b"] {
+    for policy in ["ci-a", "ci-b", "ci-four-eyes"] {
         ok(
             &admin,
             &[
@@ -426,13 +451,16 @@ async fn approvals_are_checked_and_stamped_with_the_verified_identity() {
     assert!(status < 300, "{status} {outcome} {reason}");
     let mut first = String::new();
     let mut second = String::new();
-    wait_for("two quarantines", Duration::from_secs(60), || {
+    let mut third = String::new();
+    wait_for("three quarantines", Duration::from_secs(60), || {
         first = quarantine_of(&admin, "ci-a");
         second = quarantine_of(&admin, "ci-b");
-        let both = !first.is_empty() && !second.is_empty();
-        async move { both }
+        third = quarantine_of(&admin, "ci-four-eyes");
+        let all = !first.is_empty() && !second.is_empty() && !third.is_empty();
+        async move { all }
     })
     .await;
+    wait_phase(&admin, &third, "PendingApproval").await;
     wait_phase(&admin, &first, "PendingApproval").await;
     wait_phase(&admin, &second, "PendingApproval").await;
 
@@ -551,6 +579,99 @@ async fn approvals_are_checked_and_stamped_with_the_verified_identity() {
         )
         .await,
         1.0
+    );
+
+    // Four-eyes: alice's approval is one of two; alice again does not count; carol's enforces.
+    ok(
+        &alice,
+        &[
+            "annotate",
+            "-n",
+            NS,
+            &format!("quarantine/{third}"),
+            "autoguardrails.io/approve=first look",
+        ],
+    );
+    let history_of = |name: &str| -> Vec<(String, String)> {
+        status_of(&admin, name)["status"]["history"]
+            .as_array()
+            .map(|history| {
+                history
+                    .iter()
+                    .map(|entry| {
+                        (
+                            entry["event"].as_str().unwrap_or_default().to_string(),
+                            entry["actor"].as_str().unwrap_or_default().to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    wait_for("alice's approval recorded", Duration::from_secs(60), || {
+        let recorded = history_of(&third).contains(&("ApprovalRecorded".into(), "alice".into()));
+        async move { recorded }
+    })
+    .await;
+    wait_for(
+        "alice's annotation cleared",
+        Duration::from_secs(60),
+        || {
+            let cleared =
+                status_of(&admin, &third)["metadata"]["annotations"]["autoguardrails.io/approve"]
+                    .is_null();
+            async move { cleared }
+        },
+    )
+    .await;
+    ok(
+        &alice,
+        &[
+            "annotate",
+            "-n",
+            NS,
+            &format!("quarantine/{third}"),
+            "autoguardrails.io/approve=me again",
+        ],
+    );
+    wait_for(
+        "alice's second approval refused",
+        Duration::from_secs(60),
+        || {
+            let refused = history_of(&third).contains(&("ApprovalRefused".into(), "alice".into()));
+            async move { refused }
+        },
+    )
+    .await;
+    assert_eq!(
+        status_of(&admin, &third)["status"]["phase"],
+        "PendingApproval"
+    );
+    wait_for(
+        "alice's second annotation cleared",
+        Duration::from_secs(60),
+        || {
+            let cleared =
+                status_of(&admin, &third)["metadata"]["annotations"]["autoguardrails.io/approve"]
+                    .is_null();
+            async move { cleared }
+        },
+    )
+    .await;
+    ok(
+        &carol,
+        &[
+            "annotate",
+            "-n",
+            NS,
+            &format!("quarantine/{third}"),
+            "autoguardrails.io/approve=agreed",
+        ],
+    );
+    wait_phase(&admin, &third, "Active").await;
+    assert_eq!(
+        status_of(&admin, &third)["status"]["approvedBy"],
+        "alice, carol"
     );
 
     // The webhook stops (the controller restarts with it off): approving fails closed, release
