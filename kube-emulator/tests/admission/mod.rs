@@ -560,3 +560,61 @@ async fn side_effects_decide_dry_run_and_bad_answers_are_failures() {
         error.message
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_side_apply_and_updates_are_admitted_with_the_operation_they_perform() {
+    let emulator = Emulator::start().await.unwrap();
+    let client = emulator.client().await.unwrap();
+    let webhook = TestWebhook::start(Arc::new(|review: &Value| {
+        let refused = review["request"]["object"]["data"]["k"] == "forbidden";
+        WebhookAnswer::Respond(
+            json!({"allowed": !refused, "status": {"message": "forbidden value"}}),
+        )
+    }))
+    .await;
+    validating(
+        &client,
+        "apply",
+        vec![entry(
+            "apply.example.io",
+            &webhook.url,
+            &["CREATE", "UPDATE"],
+        )],
+    )
+    .await;
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let apply = PatchParams::apply("tester");
+    let manifest = |value: &str| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "applied"}, "data": {"k": value}});
+    configmaps
+        .patch("applied", &apply, &Patch::Apply(manifest("one")))
+        .await
+        .unwrap();
+    let error = api_error(
+        configmaps
+            .patch("applied", &apply, &Patch::Apply(manifest("forbidden")))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        error.message,
+        "admission webhook \"apply.example.io\" denied the request: forbidden value"
+    );
+    let mut replaced = configmaps.get("applied").await.unwrap();
+    replaced.data = Some([("k".to_string(), "forbidden".to_string())].into());
+    assert!(
+        configmaps
+            .replace("applied", &PostParams::default(), &replaced)
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        configmaps.get("applied").await.unwrap().data.unwrap()["k"],
+        "one"
+    );
+    let operations: Vec<String> = webhook
+        .reviews()
+        .iter()
+        .map(|(_, review)| review["request"]["operation"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(operations, ["CREATE", "UPDATE", "UPDATE"]);
+}

@@ -65,8 +65,6 @@ pub struct Request {
     pub changed: Vec<(Annotation, String)>,
     /// Stamp annotations the request itself writes (added or changed).
     pub stamps_written: Vec<String>,
-    /// Whether the object already has annotations (a JSONPatch `add` needs the map).
-    pub has_annotations: bool,
 }
 
 /// The annotations of an object (`Null` gives none).
@@ -120,7 +118,6 @@ pub fn read(review: &Value) -> Result<Request, String> {
         policy: text(&object["spec"]["policyRef"]["name"]),
         changed,
         stamps_written,
-        has_annotations: object["metadata"]["annotations"].is_object(),
     })
 }
 
@@ -202,10 +199,8 @@ pub fn decide(request: &Request, answers: &[AccessAnswer], key: &StampKey) -> Ve
             ),
         );
     }
+    // A changed guarded annotation means the annotation map exists, so `add` needs no parent.
     let mut operations = Vec::new();
-    if !request.has_annotations {
-        operations.push(json!({"op": "add", "path": "/metadata/annotations", "value": {}}));
-    }
     for (annotation, value) in &request.changed {
         let stamp = key.sign(
             &request.quarantine_uid,
@@ -344,18 +339,17 @@ mod tests {
     }
 
     #[test]
-    fn a_quarantine_without_annotations_gets_the_map_first() {
+    fn an_extension_on_a_quarantine_without_annotations_is_stamped() {
         let key = StampKey::derive(b"k");
-        let mut new = quarantine(Value::Null);
-        new["metadata"]["annotations"] = json!({"autoguardrails.io/extend": "2h"});
         let mut old = quarantine(Value::Null);
         old["metadata"]
             .as_object_mut()
             .unwrap()
             .remove("annotations");
+        let new = quarantine(json!({"autoguardrails.io/extend": "2h"}));
         let request = read(&review(old, new)).unwrap();
-        assert!(request.has_annotations);
         let response = response("r1", &decide(&request, &[AccessAnswer::Allowed], &key));
+        assert_eq!(response["response"]["allowed"], true);
         assert_eq!(response["response"]["patchType"], "JSONPatch");
     }
 }
