@@ -950,3 +950,65 @@ async fn kubectl_over_https_sends_the_users_token_and_prints_webhook_refusals_an
         .await;
     assert!(!annotations.contains("example.io/approve"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_serves_https_with_the_given_certificate_and_refuses_anonymous_requests() {
+    use tokio::io::AsyncBufReadExt;
+    let directory =
+        std::env::temp_dir().join(format!("kube-emulator-tls-test-{}", std::process::id()));
+    std::fs::create_dir_all(&directory).unwrap();
+    let kubeconfig = directory.join("kubeconfig");
+    let fixture_path = |name: &str| fixture(&format!("tls/{name}"));
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kube-emulator"))
+        .args(["--listen", "127.0.0.1:0", "--unauthenticated", "refuse"])
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(["--tls-cert-file", &fixture_path("server.pem")])
+        .args(["--tls-private-key-file", &fixture_path("server-key.pem")])
+        .args(["--tls-ca-file", &fixture_path("test-ca.pem")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let url = lines.next_line().await.unwrap().unwrap();
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    let kubectl = Kubectl {
+        binary: kubectl_binary(),
+        kubeconfig: kubeconfig.clone(),
+        cache: directory.join("cache"),
+    };
+    // The written kubeconfig trusts the CA and carries the admin token, which kubectl now sends.
+    assert_eq!(
+        kubectl
+            .ok(&[
+                "auth",
+                "whoami",
+                "-o",
+                "jsonpath={.status.userInfo.username}"
+            ])
+            .await,
+        "kube-emulator-admin"
+    );
+    // Without a token (a kubeconfig trusting the CA, no credentials): refused as anonymous.
+    let anonymous = directory.join("anonymous.kubeconfig");
+    std::fs::write(
+        &anonymous,
+        kube_emulator::kubeconfig_text(&url, "", Some(include_str!("fixtures/tls/test-ca.pem"))),
+    )
+    .unwrap();
+    // kube client over HTTPS with no credentials: 401 (kubectl would prompt for a user name).
+    let config = kube_emulator::config_from_kubeconfig(&anonymous)
+        .await
+        .unwrap();
+    let client = kube::Client::try_from(config).unwrap();
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client);
+    match namespaces.list(&Default::default()).await {
+        Err(kube::Error::Api(status)) => assert_eq!(status.code, 401),
+        other => panic!("expected 401, got {other:?}"),
+    }
+    child.kill().await.unwrap();
+    std::fs::remove_dir_all(&directory).unwrap();
+}
