@@ -205,3 +205,110 @@ async fn the_webhook_asks_the_api_server_and_fails_closed() {
     let _ = stop.send(());
     server.await.unwrap().unwrap();
 }
+
+/// The reconcile with a stamp key (the webhook on): a valid stamp makes the stamped user the
+/// approver whatever the value claims; a forged stamp counts as none (unverified); the stamp goes
+/// with the annotation once handled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reconcile_records_the_stamped_identity_and_ignores_a_forged_one() {
+    use crate::support::controller::{Harness, anomaly, policy_yaml, test_settings};
+    use autoguardrails::controller::admission::Identity;
+    use autoguardrails::controller::crd::Phase;
+    use autoguardrails::controller::lifecycle::{APPROVE_ANNOTATION, EXTEND_ANNOTATION};
+    use kube::api::{Patch, PatchParams};
+
+    let key = StampKey::derive(b"the controller's TLS key");
+    let mut settings = test_settings();
+    settings.approval_stamp_key = Some(key.clone());
+    let h = Harness::start_with(settings).await;
+    h.apply_policy(&policy_yaml("manual-ci", "Manual", "1h", &["dev-ci"]))
+        .await;
+    let report = h
+        .submit(&anomaly(
+            "stamp-1",
+            crate::support::controller::ACCOUNT,
+            500.0,
+        ))
+        .await;
+    let name = report.created().next().unwrap().quarantine.clone().unwrap();
+    let q = h.wait_phase(&name, Phase::PendingApproval).await;
+    let uid = q.metadata.uid.clone().unwrap();
+    let alice = Identity {
+        username: "alice".into(),
+        uid: "uid-alice".into(),
+        groups: vec!["approvers".into()],
+    };
+    let value = "bob: runaway job";
+    let stamp = key.sign(&uid, APPROVE_ANNOTATION, value, &alice);
+    let annotate = |pairs: Value| {
+        let quarantines = h.quarantines();
+        let name = name.clone();
+        async move {
+            quarantines
+                .patch(
+                    &name,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"metadata": {"annotations": pairs}})),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    annotate(json!({APPROVE_ANNOTATION: value, format!("{APPROVE_ANNOTATION}-verified"): stamp}))
+        .await;
+    let q = h.wait_phase(&name, Phase::Active).await;
+    assert_eq!(q.status.unwrap().approved_by.as_deref(), Some("alice"));
+    h.eventually("the annotation and its stamp cleared", || async {
+        let annotations = h
+            .quarantine(&name)
+            .await
+            .unwrap()
+            .metadata
+            .annotations
+            .unwrap_or_default();
+        !annotations.contains_key(APPROVE_ANNOTATION)
+            && !annotations.contains_key(&format!("{APPROVE_ANNOTATION}-verified"))
+    })
+    .await;
+
+    // A stamp made with another key (or edited) is no stamp: the extension is unverified.
+    let forged =
+        StampKey::derive(b"someone else's key").sign(&uid, EXTEND_ANNOTATION, "3h", &alice);
+    annotate(json!({EXTEND_ANNOTATION: "3h", format!("{EXTEND_ANNOTATION}-verified"): forged}))
+        .await;
+    h.eventually("the extension recorded as unverified", || async {
+        h.quarantine(&name)
+            .await
+            .and_then(|q| q.status)
+            .is_some_and(|status| {
+                status
+                    .history
+                    .iter()
+                    .any(|entry| entry.actor == "kubectl-annotate (unverified)")
+            })
+    })
+    .await;
+    let history = h.quarantine(&name).await.unwrap().status.unwrap().history;
+    assert!(
+        !history
+            .iter()
+            .skip_while(|entry| entry.event != "Activated")
+            .skip(1)
+            .any(|entry| entry.actor == "alice"),
+        "{history:?}"
+    );
+    assert_eq!(
+        h.metrics
+            .approvals
+            .with_label_values(&["approve", "true"])
+            .get(),
+        1
+    );
+    assert_eq!(
+        h.metrics
+            .approvals
+            .with_label_values(&["extend", "false"])
+            .get(),
+        1
+    );
+}
