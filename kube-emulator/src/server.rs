@@ -1349,6 +1349,39 @@ async fn patch(
     mut options: WriteOptions,
 ) -> Result<Response<Body>, ApiError> {
     const ATTEMPTS: usize = 5;
+    if !webhooks_configured(state) {
+        // No admission: compute and write under one lock, as atomic as before webhooks existed.
+        let mut store = state.write();
+        let prepared = prepare_patch(
+            &store,
+            resource,
+            store_resource,
+            namespace,
+            name,
+            subresource,
+            request,
+        )?;
+        let created = prepared.live.is_none();
+        let result = if created {
+            options.manager = String::new();
+            store.create(store_resource, namespace, prepared.candidate, &options)?
+        } else {
+            store.update(
+                store_resource,
+                namespace,
+                name,
+                prepared.candidate,
+                subresource,
+                &options,
+                prepared.apply,
+            )?
+        };
+        return Ok(json_response(
+            if created { 201 } else { 200 },
+            &with_api_version(&result.object, resource),
+            &result.warnings,
+        ));
+    }
     for _ in 0..ATTEMPTS {
         let prepared = prepare_patch(
             &state.read(),
@@ -1520,6 +1553,20 @@ async fn admit(
         }
     }
     Ok((attributes.object, warnings))
+}
+
+/// Whether any webhook configuration is stored (else admission has nothing to call).
+fn webhooks_configured(state: &State) -> bool {
+    use crate::admission::{self, WebhookKind};
+    let store = state.read();
+    [WebhookKind::Mutating, WebhookKind::Validating]
+        .iter()
+        .any(|kind| {
+            store
+                .registry
+                .get(admission::GROUP, "v1", kind.plural())
+                .is_some_and(|resource| !store.list(&resource, None, None).is_empty())
+        })
 }
 
 /// A fresh UUID-shaped id for one AdmissionReview.
