@@ -9,6 +9,7 @@
 //! controller records approvals as unverified.
 
 use crate::support::binary::{free_port, metric_value, wait_for};
+use crate::support::rbac;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -778,4 +779,30 @@ async fn approvals_are_checked_and_stamped_with_the_verified_identity() {
         "the deleted quarantine is gone (its finalizer released it)"
     );
     drop(controller);
+
+    // Every API call the binary made (SubjectAccessReviews included) is allowed by the chart's
+    // RBAC with the webhook on.
+    let ours: Vec<_> = emulator
+        .requests()
+        .into_iter()
+        .filter(|r| r.user_agent.starts_with("autoguardrails/"))
+        .collect();
+    assert!(
+        ours.iter()
+            .any(|r| r.resource == "subjectaccessreviews" && r.verb == "create"),
+        "the webhook asked SubjectAccessReviews"
+    );
+    let manifests = rbac::parse_manifests(&rbac::render_chart(
+        r#"{"signals":{"events":{"apiKeySecret":{"name":"events-key","key":"apiKey"}}},"approvals":{"webhook":{"enabled":true}}}"#,
+    ));
+    let rules = rbac::Rbac::for_service_account(
+        &manifests,
+        rbac::SERVICE_ACCOUNT.0,
+        rbac::SERVICE_ACCOUNT.1,
+    );
+    let denied = rules.check(&ours);
+    assert!(
+        denied.is_empty(),
+        "calls the chart does not allow: {denied:#?}"
+    );
 }
