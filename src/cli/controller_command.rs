@@ -274,9 +274,15 @@ fn approval_webhook_tls(
             ))
         })
     };
-    let certificate = read("certFile", &settings.cert_file)?;
     let key = read("keyFile", &settings.key_file)?;
-    let acceptor = crate::http::listener::tls_acceptor(&certificate, &key)
+    let (Some(certificate_path), Some(key_path)) = (&settings.cert_file, &settings.key_file) else {
+        return Err(RunError::Config(
+            "approvalWebhook.certFile and keyFile are required when it is enabled".into(),
+        ));
+    };
+    // The certificate is re-read when the mounted Secret changes; the stamp key stays the one
+    // derived at start (decision 213).
+    let acceptor = crate::http::listener::tls_acceptor_from_files(certificate_path, key_path)
         .map_err(|e| RunError::Config(format!("approvalWebhook: {e}")))?;
     Ok((
         acceptor,

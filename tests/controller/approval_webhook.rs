@@ -312,3 +312,78 @@ async fn the_reconcile_records_the_stamped_identity_and_ignores_a_forged_one() {
         1
     );
 }
+
+/// The webhook's certificate files change (a renewed Secret): the next handshake serves the new
+/// certificate without a restart; an unreadable renewal keeps the last good one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewed_certificate_is_served_without_a_restart() {
+    use autoguardrails::http::listener::tls_acceptor_from_files;
+    let directory = std::env::temp_dir().join(format!("agr-tls-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&directory).unwrap();
+    let certificate = directory.join("tls.crt");
+    let key = directory.join("tls.key");
+    // Like a Secret volume: new files are written aside and renamed into place.
+    let install = |certificate_name: &str, key_name: &str| {
+        std::fs::write(directory.join("new.crt"), read(certificate_name)).unwrap();
+        std::fs::write(directory.join("new.key"), read(key_name)).unwrap();
+        std::fs::rename(directory.join("new.crt"), &certificate).unwrap();
+        std::fs::rename(directory.join("new.key"), &key).unwrap();
+    };
+    install("server.pem", "server-key.pem");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}/approve", listener.local_addr().unwrap());
+    let state = Arc::new(WebhookState {
+        reviewer: Arc::new(KubeAccessReviewer {
+            client: kube_emulator::Emulator::start()
+                .await
+                .unwrap()
+                .client()
+                .await
+                .unwrap(),
+        }),
+        key: StampKey::derive(b"k"),
+        metrics: Arc::new(Metrics::new().unwrap()),
+    });
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve_tls(
+        listener,
+        tls_acceptor_from_files(&certificate, &key).unwrap(),
+        router(state),
+        ListenerLimits::default(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let trusting = |ca: &str| {
+        reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(&read(ca)).unwrap()])
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap()
+    };
+    let answers = |ca: &'static str| {
+        let client = trusting(ca);
+        let url = url.clone();
+        async move { client.post(&url).body("{}").send().await.is_ok() }
+    };
+    assert!(answers("test-ca.pem").await);
+    assert!(!answers("rotated-ca.pem").await);
+
+    install("rotated-server.pem", "rotated-server-key.pem");
+    assert!(
+        answers("rotated-ca.pem").await,
+        "the renewed certificate is served"
+    );
+    assert!(!answers("test-ca.pem").await);
+
+    // A broken renewal: the last good certificate stays.
+    std::fs::write(directory.join("new.crt"), b"not a certificate").unwrap();
+    std::fs::rename(directory.join("new.crt"), &certificate).unwrap();
+    assert!(answers("rotated-ca.pem").await);
+
+    // The first read must succeed.
+    assert!(tls_acceptor_from_files(&directory.join("missing.crt"), &key).is_err());
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+    std::fs::remove_dir_all(&directory).unwrap();
+}
