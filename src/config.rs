@@ -265,6 +265,35 @@ impl Default for DashboardSettings {
     }
 }
 
+/// The approval webhook (docs/approvals.md, decisions 211-212): an HTTPS listener the API server
+/// calls when approve, reject or extend annotations change. Off unless enabled; with it off every
+/// approval is recorded as unverified.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ApprovalWebhookSettings {
+    /// Serve the webhook and trust the identity stamps it signs.
+    pub enabled: bool,
+    /// Its listen address (HTTPS).
+    pub addr: SocketAddr,
+    /// PEM certificate chain (a mounted Secret); required when enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key; required when enabled. Stamps are signed with a key derived from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+}
+
+impl Default for ApprovalWebhookSettings {
+    fn default() -> Self {
+        ApprovalWebhookSettings {
+            enabled: false,
+            addr: SocketAddr::from(([0, 0, 0, 0], 9443)),
+            cert_file: None,
+            key_file: None,
+        }
+    }
+}
+
 /// The whole configuration, as the file spells it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
@@ -309,6 +338,8 @@ pub struct Config {
     pub velocity: VelocitySettings,
     /// The web dashboard.
     pub dashboard: DashboardSettings,
+    /// The approval webhook.
+    pub approval_webhook: ApprovalWebhookSettings,
 }
 
 impl Default for Config {
@@ -336,6 +367,7 @@ impl Default for Config {
             notifications: NotifySettings::default(),
             velocity: VelocitySettings::default(),
             dashboard: DashboardSettings::default(),
+            approval_webhook: ApprovalWebhookSettings::default(),
         }
     }
 }
@@ -398,6 +430,18 @@ pub struct ControllerArgs {
     /// File holding the dashboard's bearer token (`dashboard.tokenFile`).
     #[arg(long, env = "AGR_DASHBOARD_TOKEN_FILE")]
     pub dashboard_token_file: Option<PathBuf>,
+    /// Serve the approval webhook (`approvalWebhook.enabled`).
+    #[arg(long, env = "AGR_APPROVAL_WEBHOOK", num_args = 0..=1, default_missing_value = "true")]
+    pub approval_webhook: Option<bool>,
+    /// Address of the approval webhook (`approvalWebhook.addr`).
+    #[arg(long, env = "AGR_APPROVAL_WEBHOOK_ADDR")]
+    pub approval_webhook_addr: Option<SocketAddr>,
+    /// PEM certificate of the approval webhook (`approvalWebhook.certFile`).
+    #[arg(long, env = "AGR_APPROVAL_WEBHOOK_CERT_FILE")]
+    pub approval_webhook_cert_file: Option<PathBuf>,
+    /// PEM private key of the approval webhook (`approvalWebhook.keyFile`).
+    #[arg(long, env = "AGR_APPROVAL_WEBHOOK_KEY_FILE")]
+    pub approval_webhook_key_file: Option<PathBuf>,
     /// Directory of pinned SNS signing certificates (`signals.sns.pinnedCertificatesDir`).
     #[arg(long, env = "AGR_SNS_PINNED_CERTIFICATES_DIR")]
     pub sns_pinned_certificates_dir: Option<PathBuf>,
@@ -495,6 +539,18 @@ impl Config {
         }
         if let Some(v) = args.dashboard {
             self.dashboard.enabled = v;
+        }
+        if let Some(v) = args.approval_webhook {
+            self.approval_webhook.enabled = v;
+        }
+        if let Some(v) = args.approval_webhook_addr {
+            self.approval_webhook.addr = v;
+        }
+        if let Some(v) = &args.approval_webhook_cert_file {
+            self.approval_webhook.cert_file = Some(v.clone());
+        }
+        if let Some(v) = &args.approval_webhook_key_file {
+            self.approval_webhook.key_file = Some(v.clone());
         }
         if let Some(v) = args.dashboard_addr {
             self.dashboard.addr = v;
@@ -601,6 +657,30 @@ impl Config {
                 );
             }
         }
+        if self.approval_webhook.enabled {
+            if self.approval_webhook.cert_file.is_none() || self.approval_webhook.key_file.is_none()
+            {
+                return invalid(
+                    "approvalWebhook.certFile",
+                    "the approval webhook needs certFile and keyFile (a mounted TLS Secret)".into(),
+                );
+            }
+            let taken = [self.metrics_addr, self.signals_addr]
+                .into_iter()
+                .chain(self.dashboard.enabled.then_some(self.dashboard.addr));
+            if taken
+                .into_iter()
+                .any(|addr| addr == self.approval_webhook.addr)
+            {
+                return invalid(
+                    "approvalWebhook.addr",
+                    format!(
+                        "{} is also metricsAddr, signalsAddr or dashboard.addr",
+                        self.approval_webhook.addr
+                    ),
+                );
+            }
+        }
         for (account, a) in &self.aws.accounts {
             if !is_account_id(account) {
                 return invalid(
@@ -687,6 +767,7 @@ impl Config {
                 .collect(),
             max_backoff: unsigned(self.max_backoff),
             reconcile_concurrency: self.reconcile_concurrency,
+            approval_stamp_key: None,
         })
     }
 

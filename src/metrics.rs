@@ -60,6 +60,12 @@ pub struct Metrics {
     pub leader: IntGauge,
     /// Always 1; labels carry the version.
     pub build_info: IntGaugeVec,
+    /// Approval webhook decisions, by decision (`allowed`, `refused`, `unchecked`, `error`) and
+    /// verb (`approve`, `reject`, `extend`, `none`).
+    pub approval_reviews: IntCounterVec,
+    /// Approve, reject and extend requests the controller handled, by verb and `verified`
+    /// (`true` when a valid webhook stamp named the person, `false` when it is self-asserted).
+    pub approvals: IntCounterVec,
 }
 
 fn name(short: &str) -> String {
@@ -110,6 +116,16 @@ impl Metrics {
             "sns_certificate_fetches_total",
             "SNS signing certificate look-ups, by outcome.",
             &["outcome"],
+        )?;
+        let approval_reviews = counter(
+            "approval_reviews_total",
+            "Approval webhook decisions, by decision and verb.",
+            &["decision", "verb"],
+        )?;
+        let approvals = counter(
+            "approvals_total",
+            "Approve, reject and extend requests handled, by verb and whether the identity was verified.",
+            &["verb", "verified"],
         )?;
         let signal_request_duration = HistogramVec::new(
             HistogramOpts::new(
@@ -210,6 +226,8 @@ impl Metrics {
             signal_request_duration,
             leader,
             build_info,
+            approval_reviews,
+            approvals,
         })
     }
 

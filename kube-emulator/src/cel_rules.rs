@@ -114,6 +114,26 @@ pub fn evaluate(
     }
 }
 
+/// Evaluates a boolean expression over named JSON variables (no schema: strings stay strings), as
+/// admission `matchConditions` do with `object`, `oldObject` and `request`. An error or a
+/// non-boolean result is `Err` with the reason.
+pub fn evaluate_condition(expression: &str, variables: &[(&str, &Value)]) -> Result<bool, String> {
+    let program = compile(expression)?;
+    let mut context = Context::default();
+    for (name, value) in variables {
+        context.add_variable_from_value(*name, to_cel(value, &Value::Null));
+    }
+    match program.execute(&context) {
+        Ok(CelValue::Bool(result)) => Ok(result),
+        Ok(other) => Err(format!(
+            "expression {expression:?} returned {other:?}, not a bool"
+        )),
+        Err(error) => Err(format!(
+            "expression {expression:?} failed to evaluate: {error}"
+        )),
+    }
+}
+
 /// The message of a failed rule: `messageExpression`, else `message`, else `failed rule: <rule>`.
 fn failure_message(rule: &Value, context: &Context, source: &str) -> String {
     if let Some(expression) = rule["messageExpression"].as_str()

@@ -9,6 +9,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod auth;
 pub mod cel_rules;
 pub mod error;
@@ -23,6 +24,7 @@ pub mod selectors;
 pub mod server;
 pub mod store;
 pub mod table;
+pub mod tls;
 
 pub use auth::TokenEntry;
 pub use error::{ApiError, EmulatorError};
@@ -54,6 +56,9 @@ pub struct Options {
     pub tokens: Vec<TokenEntry>,
     /// Who requests without credentials are (see `auth::Unauthenticated`).
     pub unauthenticated: auth::Unauthenticated,
+    /// Serve HTTPS with this certificate (kubectl sends bearer tokens only over HTTPS); plain
+    /// HTTP when None.
+    pub tls: Option<tls::ServerTls>,
 }
 
 impl Default for Options {
@@ -66,6 +71,7 @@ impl Default for Options {
             bookmark_interval: Duration::from_secs(1),
             tokens: Vec::new(),
             unauthenticated: auth::Unauthenticated::default(),
+            tls: None,
         }
     }
 }
@@ -83,6 +89,8 @@ pub struct Emulator {
     temporary_directory: Option<PathBuf>,
     /// Stops the accept loop and connections.
     shutdown: watch::Sender<bool>,
+    /// The CA PEM clients trust when serving HTTPS.
+    ca_pem: Option<String>,
 }
 
 /// Fault injection handle.
@@ -157,21 +165,45 @@ impl Emulator {
                 (directory.join("kubeconfig"), Some(directory))
             }
         };
-        std::fs::write(&kubeconfig_path, kubeconfig(&format!("http://{address}")))?;
+        let acceptor = match &options.tls {
+            Some(tls) => Some(tls::acceptor(tls).map_err(EmulatorError::Parse)?),
+            None => None,
+        };
+        let ca_pem = options.tls.as_ref().map(|tls| tls.ca_pem.clone());
+        let scheme = if ca_pem.is_some() { "https" } else { "http" };
+        std::fs::write(
+            &kubeconfig_path,
+            kubeconfig_text(
+                &format!("{scheme}://{address}"),
+                auth::ADMIN_TOKEN,
+                ca_pem.as_deref(),
+            ),
+        )?;
         let (shutdown, shutdown_receiver) = watch::channel(false);
-        tokio::spawn(accept_loop(listener, state.clone(), shutdown_receiver));
+        tokio::spawn(accept_loop(
+            listener,
+            acceptor,
+            state.clone(),
+            shutdown_receiver,
+        ));
         Ok(Self {
             state,
             address,
             kubeconfig_path,
             temporary_directory,
             shutdown,
+            ca_pem,
         })
     }
 
-    /// Base URL, e.g. `http://127.0.0.1:43123`.
+    /// Base URL, e.g. `http://127.0.0.1:43123` (`https://` when serving TLS).
     pub fn url(&self) -> String {
-        format!("http://{}", self.address)
+        let scheme = if self.ca_pem.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.address)
     }
 
     /// Bound address.
@@ -212,7 +244,10 @@ impl Emulator {
             .map(Path::to_path_buf)
             .unwrap_or_else(std::env::temp_dir);
         let path = directory.join(format!("{name}.kubeconfig"));
-        std::fs::write(&path, kubeconfig_with_token(&self.url(), token))?;
+        std::fs::write(
+            &path,
+            kubeconfig_text(&self.url(), token, self.ca_pem.as_deref()),
+        )?;
         Ok(path)
     }
 
@@ -319,14 +354,23 @@ pub fn kubeconfig(server: &str) -> String {
 
 /// The kubeconfig text for a server URL and a bearer token.
 pub fn kubeconfig_with_token(server: &str, token: &str) -> String {
+    kubeconfig_text(server, token, None)
+}
+
+/// The kubeconfig text for a server URL, a bearer token and the CA to trust (HTTPS).
+pub fn kubeconfig_text(server: &str, token: &str, ca_pem: Option<&str>) -> String {
+    let authority = ca_pem
+        .map(|pem| format!("\n    certificate-authority-data: {}", tls::base64_of(pem)))
+        .unwrap_or_default();
     format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: kube-emulator\n  cluster:\n    server: {server}\nusers:\n- name: kube-emulator\n  user:\n    token: {token}\ncontexts:\n- name: kube-emulator\n  context:\n    cluster: kube-emulator\n    user: kube-emulator\n    namespace: default\ncurrent-context: kube-emulator\n"
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: kube-emulator\n  cluster:\n    server: {server}{authority}\nusers:\n- name: kube-emulator\n  user:\n    token: {token}\ncontexts:\n- name: kube-emulator\n  context:\n    cluster: kube-emulator\n    user: kube-emulator\n    namespace: default\ncurrent-context: kube-emulator\n"
     )
 }
 
 /// Accepts connections until shutdown.
 async fn accept_loop(
     listener: TcpListener,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
     state: Arc<State>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -335,23 +379,38 @@ async fn accept_loop(
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
                 let state = state.clone();
-                let mut connection_shutdown = shutdown.clone();
+                let connection_shutdown = shutdown.clone();
+                let acceptor = acceptor.clone();
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |request| server::handle(state.clone(), request));
-                    let connection = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-                    tokio::pin!(connection);
-                    tokio::select! {
-                        result = &mut connection => {
-                            if let Err(error) = result {
-                                tracing::debug!(%error, "connection ended with an error");
-                            }
-                        }
-                        _ = connection_shutdown.changed() => {}
+                    match acceptor {
+                        None => serve_connection(stream, state, connection_shutdown).await,
+                        Some(acceptor) => match acceptor.accept(stream).await {
+                            Ok(stream) => serve_connection(stream, state, connection_shutdown).await,
+                            Err(error) => tracing::debug!(%error, "TLS handshake failed"),
+                        },
                     }
                 });
             }
             _ = shutdown.changed() => return,
         }
+    }
+}
+
+/// Serves one (plain or TLS) connection until it ends or the emulator stops.
+async fn serve_connection<S>(stream: S, state: Arc<State>, mut shutdown: watch::Receiver<bool>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |request| server::handle(state.clone(), request));
+    let connection = hyper::server::conn::http1::Builder::new()
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    tokio::select! {
+        result = &mut connection => {
+            if let Err(error) = result {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+        }
+        _ = shutdown.changed() => {}
     }
 }

@@ -29,6 +29,16 @@ struct Arguments {
     /// token over plain HTTP), `anonymous` (`system:anonymous`) or `refuse` (401).
     #[arg(long, default_value = "admin")]
     unauthenticated: kube_emulator::auth::Unauthenticated,
+    /// Serve HTTPS with this PEM certificate (with `--tls-private-key-file` and `--tls-ca-file`);
+    /// kubectl sends bearer tokens only over HTTPS.
+    #[arg(long, requires_all = ["tls_private_key_file", "tls_ca_file"])]
+    tls_cert_file: Option<PathBuf>,
+    /// The PEM private key of `--tls-cert-file`.
+    #[arg(long, requires = "tls_cert_file")]
+    tls_private_key_file: Option<PathBuf>,
+    /// The PEM CA written into the kubeconfig as `certificate-authority-data`.
+    #[arg(long, requires = "tls_cert_file")]
+    tls_ca_file: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -49,7 +59,34 @@ async fn main() -> std::process::ExitCode {
             }
         }
     };
+    let tls = match (
+        &arguments.tls_cert_file,
+        &arguments.tls_private_key_file,
+        &arguments.tls_ca_file,
+    ) {
+        (Some(certificate), Some(key), Some(ca)) => {
+            let read = |path: &PathBuf| {
+                std::fs::read_to_string(path)
+                    .map_err(|error| format!("{}: {error}", path.display()))
+            };
+            match (read(certificate), read(key), read(ca)) {
+                (Ok(certificate_pem), Ok(key_pem), Ok(ca_pem)) => {
+                    Some(kube_emulator::tls::ServerTls {
+                        certificate_pem,
+                        key_pem,
+                        ca_pem,
+                    })
+                }
+                (Err(error), _, _) | (_, Err(error), _) | (_, _, Err(error)) => {
+                    eprintln!("kube-emulator: {error}");
+                    return std::process::ExitCode::FAILURE;
+                }
+            }
+        }
+        _ => None,
+    };
     let options = kube_emulator::Options {
+        tls,
         tokens,
         unauthenticated: arguments.unauthenticated,
         listen: arguments.listen,

@@ -203,6 +203,22 @@ impl Registry {
                 &[],
             ),
             builtin(
+                crate::admission::GROUP,
+                "v1",
+                "validatingwebhookconfigurations",
+                "ValidatingWebhookConfiguration",
+                false,
+                &[],
+            ),
+            builtin(
+                crate::admission::GROUP,
+                "v1",
+                "mutatingwebhookconfigurations",
+                "MutatingWebhookConfiguration",
+                false,
+                &[],
+            ),
+            builtin(
                 "authorization.k8s.io",
                 "v1",
                 "subjectaccessreviews",

@@ -896,17 +896,58 @@ async fn resource_request(
                 ));
             }
             let object = to_storage(parse_body(&request.body, request.content_type)?);
+            let object_name = object["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let attributes = admission_attributes(
+                &store_resource,
+                "CREATE",
+                &namespace,
+                &object_name,
+                None,
+                request.user,
+                options.dry_run,
+                Some(object.clone()),
+                None,
+            );
+            let (admitted, mut warnings) = admit(state, attributes).await?;
+            let object = admitted.unwrap_or(object);
             let result = state
                 .write()
                 .create(&store_resource, &namespace, object, &options)?;
+            warnings.extend(result.warnings);
             Ok(json_response(
                 201,
                 &with_api_version(&result.object, &resource),
-                &result.warnings,
+                &warnings,
             ))
         }
         "update" => {
             let object = to_storage(parse_body(&request.body, request.content_type)?);
+            let old_object = state
+                .read()
+                .get(&store_resource, &namespace, &name)
+                .ok()
+                .map(|old| (*old).clone());
+            let operation = if old_object.is_some() {
+                "UPDATE"
+            } else {
+                "CREATE"
+            };
+            let attributes = admission_attributes(
+                &store_resource,
+                operation,
+                &namespace,
+                &name,
+                path.subresource.as_deref(),
+                request.user,
+                options.dry_run,
+                Some(object.clone()),
+                old_object,
+            );
+            let (admitted, mut warnings) = admit(state, attributes).await?;
+            let object = admitted.unwrap_or(object);
             let result = state.write().update(
                 &store_resource,
                 &namespace,
@@ -916,24 +957,45 @@ async fn resource_request(
                 &options,
                 false,
             )?;
+            warnings.extend(result.warnings);
             Ok(json_response(
                 200,
                 &with_api_version(&result.object, &resource),
-                &result.warnings,
+                &warnings,
             ))
         }
-        "patch" => patch(
-            state,
-            &resource,
-            &store_resource,
-            &namespace,
-            &name,
-            path.subresource.as_deref(),
-            &request,
-            options,
-        ),
+        "patch" => {
+            patch(
+                state,
+                &resource,
+                &store_resource,
+                &namespace,
+                &name,
+                path.subresource.as_deref(),
+                &request,
+                options,
+            )
+            .await
+        }
         "delete" => {
             let delete_options = delete_options(query, &request.body)?;
+            let old_object = state
+                .read()
+                .get(&store_resource, &namespace, &name)?
+                .as_ref()
+                .clone();
+            let attributes = admission_attributes(
+                &store_resource,
+                "DELETE",
+                &namespace,
+                &name,
+                None,
+                request.user,
+                delete_options.dry_run,
+                None,
+                Some(old_object),
+            );
+            admit(state, attributes).await?;
             let outcome =
                 state
                     .write()
@@ -1149,18 +1211,27 @@ fn strip_directives(value: &mut Value) {
     }
 }
 
-/// PATCH: JSON patch, merge patch, strategic merge (built-ins, as merge) and server-side apply.
-#[allow(clippy::too_many_arguments)]
-fn patch(
-    state: &Arc<State>,
+/// A patch computed against the live object, before admission.
+struct PreparedPatch {
+    /// The live object the patch was computed from (None: server-side apply creates it).
+    live: Option<Arc<Value>>,
+    /// The object the patch produces (storage form).
+    candidate: Value,
+    /// Whether it is a server-side apply.
+    apply: bool,
+}
+
+/// Computes what a patch makes of the live object (JSON patch, merge patch, strategic merge on
+/// built-ins as merge, server-side apply), without writing.
+fn prepare_patch(
+    store: &Store,
     resource: &ResourceType,
     store_resource: &ResourceType,
     namespace: &str,
     name: &str,
     subresource: Option<&str>,
     request: &ResourceRequest<'_>,
-    mut options: WriteOptions,
-) -> Result<Response<Body>, ApiError> {
+) -> Result<PreparedPatch, ApiError> {
     let media = request
         .content_type
         .split(';')
@@ -1168,7 +1239,6 @@ fn patch(
         .unwrap_or_default()
         .trim();
     let events_v1 = crate::events::is_events_v1(&resource.group, &resource.plural);
-    let mut store = state.write();
     if media == "application/apply-patch+yaml" {
         let manager = request
             .query
@@ -1205,7 +1275,7 @@ fn patch(
         let live = store.get(store_resource, namespace, name).ok();
         let subresource_name = subresource.unwrap_or_default();
         let time = crate::store::now();
-        let merged = fields::apply(
+        let mut merged = fields::apply(
             live.as_deref(),
             &config,
             manager,
@@ -1216,38 +1286,17 @@ fn patch(
             &store_resource.api_version(),
             &time,
         )?;
-        return match live {
-            None => {
-                if subresource.is_some() {
-                    return Err(ApiError::not_found(&resource.group, &resource.plural, name));
-                }
-                let mut merged = merged;
-                merged["metadata"]["name"] = json!(name);
-                options.manager = String::new();
-                let result = store.create(store_resource, namespace, merged, &options)?;
-                Ok(json_response(
-                    201,
-                    &with_api_version(&result.object, resource),
-                    &result.warnings,
-                ))
+        if live.is_none() {
+            if subresource.is_some() {
+                return Err(ApiError::not_found(&resource.group, &resource.plural, name));
             }
-            Some(_) => {
-                let result = store.update(
-                    store_resource,
-                    namespace,
-                    name,
-                    merged,
-                    subresource,
-                    &options,
-                    true,
-                )?;
-                Ok(json_response(
-                    200,
-                    &with_api_version(&result.object, resource),
-                    &result.warnings,
-                ))
-            }
-        };
+            merged["metadata"]["name"] = json!(name);
+        }
+        return Ok(PreparedPatch {
+            live,
+            candidate: merged,
+            apply: true,
+        });
     }
     let live = store.get(store_resource, namespace, name)?;
     let mut patched = if events_v1 {
@@ -1279,20 +1328,259 @@ fn patch(
     if events_v1 {
         patched = crate::events::to_core(&patched);
     }
-    let result = store.update(
-        store_resource,
-        namespace,
-        name,
-        patched,
-        subresource,
-        &options,
-        false,
-    )?;
-    Ok(json_response(
-        200,
-        &with_api_version(&result.object, resource),
-        &result.warnings,
-    ))
+    Ok(PreparedPatch {
+        live: Some(live),
+        candidate: patched,
+        apply: false,
+    })
+}
+
+/// PATCH: computes the patched object, runs admission, then writes it if the live object did not
+/// change meanwhile (else computes again, like the API server's patch retries).
+#[allow(clippy::too_many_arguments)]
+async fn patch(
+    state: &Arc<State>,
+    resource: &ResourceType,
+    store_resource: &ResourceType,
+    namespace: &str,
+    name: &str,
+    subresource: Option<&str>,
+    request: &ResourceRequest<'_>,
+    mut options: WriteOptions,
+) -> Result<Response<Body>, ApiError> {
+    const ATTEMPTS: usize = 5;
+    if !webhooks_configured(state) {
+        // No admission: compute and write under one lock, as atomic as before webhooks existed.
+        let mut store = state.write();
+        let prepared = prepare_patch(
+            &store,
+            resource,
+            store_resource,
+            namespace,
+            name,
+            subresource,
+            request,
+        )?;
+        let created = prepared.live.is_none();
+        let result = if created {
+            options.manager = String::new();
+            store.create(store_resource, namespace, prepared.candidate, &options)?
+        } else {
+            store.update(
+                store_resource,
+                namespace,
+                name,
+                prepared.candidate,
+                subresource,
+                &options,
+                prepared.apply,
+            )?
+        };
+        return Ok(json_response(
+            if created { 201 } else { 200 },
+            &with_api_version(&result.object, resource),
+            &result.warnings,
+        ));
+    }
+    for _ in 0..ATTEMPTS {
+        let prepared = prepare_patch(
+            &state.read(),
+            resource,
+            store_resource,
+            namespace,
+            name,
+            subresource,
+            request,
+        )?;
+        let operation = if prepared.live.is_some() {
+            "UPDATE"
+        } else {
+            "CREATE"
+        };
+        let attributes = admission_attributes(
+            store_resource,
+            operation,
+            namespace,
+            name,
+            subresource,
+            request.user,
+            options.dry_run,
+            Some(prepared.candidate.clone()),
+            prepared.live.as_deref().cloned(),
+        );
+        let (admitted, mut warnings) = admit(state, attributes).await?;
+        let candidate = admitted.unwrap_or(prepared.candidate);
+        let mut store = state.write();
+        let current_version = store
+            .get(store_resource, namespace, name)
+            .ok()
+            .map(|object| object["metadata"]["resourceVersion"].clone());
+        let prepared_version = prepared
+            .live
+            .as_ref()
+            .map(|object| object["metadata"]["resourceVersion"].clone());
+        if current_version != prepared_version {
+            continue;
+        }
+        let result = match prepared.live {
+            None => {
+                options.manager = String::new();
+                store.create(store_resource, namespace, candidate, &options)?
+            }
+            Some(_) => store.update(
+                store_resource,
+                namespace,
+                name,
+                candidate,
+                subresource,
+                &options,
+                prepared.apply,
+            )?,
+        };
+        warnings.extend(result.warnings);
+        let code = if operation == "CREATE" { 201 } else { 200 };
+        return Ok(json_response(
+            code,
+            &with_api_version(&result.object, resource),
+            &warnings,
+        ));
+    }
+    Err(ApiError::conflict(&resource.group, &resource.plural, name))
+}
+
+/// The admission view of a write.
+#[allow(clippy::too_many_arguments)]
+fn admission_attributes(
+    resource: &ResourceType,
+    operation: &str,
+    namespace: &str,
+    name: &str,
+    subresource: Option<&str>,
+    user: &UserInfo,
+    dry_run: bool,
+    object: Option<Value>,
+    old_object: Option<Value>,
+) -> crate::admission::Attributes {
+    crate::admission::Attributes {
+        operation: operation.to_string(),
+        group: resource.group.clone(),
+        version: resource.version.clone(),
+        resource: resource.plural.clone(),
+        subresource: subresource.unwrap_or_default().to_string(),
+        kind: resource.kind.clone(),
+        namespaced: resource.namespaced,
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+        user: user.clone(),
+        dry_run,
+        object,
+        old_object,
+        namespace_labels: Value::Null,
+    }
+}
+
+/// Runs admission for one write: the matching mutating webhooks in order (applying their
+/// patches to the object), then the matching validating webhooks. Returns the admitted object and
+/// the webhooks' warnings, or the refusal. Webhook configurations themselves are not admitted.
+async fn admit(
+    state: &State,
+    mut attributes: crate::admission::Attributes,
+) -> Result<(Option<Value>, Vec<String>), ApiError> {
+    use crate::admission::{self, WebhookKind};
+    if attributes.group == admission::GROUP {
+        return Ok((attributes.object, Vec::new()));
+    }
+    let webhooks: Vec<admission::Webhook> = {
+        let store = state.read();
+        let list = |kind: WebhookKind| {
+            let configurations = store
+                .registry
+                .get(admission::GROUP, "v1", kind.plural())
+                .map(|resource| store.list(&resource, None, None))
+                .unwrap_or_default();
+            admission::webhooks_of(kind, &configurations)
+        };
+        let mut webhooks = list(WebhookKind::Mutating);
+        webhooks.extend(list(WebhookKind::Validating));
+        if !webhooks.is_empty() && attributes.namespaced && !attributes.namespace.is_empty() {
+            attributes.namespace_labels = store
+                .registry
+                .get("", "v1", "namespaces")
+                .and_then(|namespaces| store.get(&namespaces, "", &attributes.namespace).ok())
+                .map(|namespace| namespace["metadata"]["labels"].clone())
+                .unwrap_or(Value::Null);
+        }
+        webhooks
+    };
+    let mut warnings = Vec::new();
+    for webhook in &webhooks {
+        match admission::should_call(webhook, &attributes) {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(reason) if webhook.ignores_failures() => {
+                tracing::info!(webhook = %webhook.name, %reason, "webhook skipped (failurePolicy Ignore)");
+                continue;
+            }
+            Err(reason) => return Err(admission::call_failed(webhook, &reason)),
+        }
+        if attributes.dry_run && !webhook.supports_dry_run() {
+            return Err(admission::no_dry_run(webhook));
+        }
+        let uid = review_uid();
+        let review = admission::review(&attributes, &uid);
+        let verdict = match admission::call_webhook(webhook, &review)
+            .await
+            .and_then(|answer| admission::interpret(webhook, &uid, &answer))
+        {
+            Ok(verdict) => verdict,
+            Err(reason) if webhook.ignores_failures() => {
+                tracing::info!(webhook = %webhook.name, %reason, "webhook call failed; ignored (failurePolicy Ignore)");
+                continue;
+            }
+            Err(reason) => return Err(admission::call_failed(webhook, &reason)),
+        };
+        warnings.extend(verdict.warnings);
+        if !verdict.allowed {
+            return Err(admission::denied(webhook, &verdict.status));
+        }
+        if let (Some(patch), Some(object)) = (verdict.patch, attributes.object.as_mut()) {
+            apply_json_patch(object, patch).map_err(|error| {
+                admission::call_failed(
+                    webhook,
+                    &format!("applying the webhook's patch failed: {}", error.message),
+                )
+            })?;
+        }
+    }
+    Ok((attributes.object, warnings))
+}
+
+/// Whether any webhook configuration is stored (else admission has nothing to call).
+fn webhooks_configured(state: &State) -> bool {
+    use crate::admission::{self, WebhookKind};
+    let store = state.read();
+    [WebhookKind::Mutating, WebhookKind::Validating]
+        .iter()
+        .any(|kind| {
+            store
+                .registry
+                .get(admission::GROUP, "v1", kind.plural())
+                .is_some_and(|resource| !store.list(&resource, None, None).is_empty())
+        })
+}
+
+/// A fresh UUID-shaped id for one AdmissionReview.
+fn review_uid() -> String {
+    let high = crate::store::random_u64();
+    let low = crate::store::random_u64();
+    format!(
+        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+        high >> 32,
+        (high >> 16) & 0xffff,
+        high & 0x0fff,
+        (low >> 48) & 0x0fff,
+        low & 0xffff_ffff_ffff
+    )
 }
 
 /// Applies an RFC 6902 patch like the API server does: a `test` of `null` against a missing path succeeds.

@@ -457,11 +457,29 @@ impl Store {
             },
         };
         metadata.insert("name".to_string(), json!(name));
+        // RBAC objects are named by path segments (`system:controller:x`, `autoguardrails:approver`).
+        let path_segment = resource.group == crate::rbac::GROUP;
         let valid_name = if resource.plural == "namespaces" {
             is_dns_label(&name)
+        } else if path_segment {
+            !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '%'])
         } else {
             is_dns_subdomain(&name)
         };
+        if !valid_name && path_segment {
+            return Err(ApiError::invalid(
+                &resource.group,
+                &resource.kind,
+                &name,
+                &[Cause::new(
+                    "FieldValueInvalid",
+                    "metadata.name",
+                    format!(
+                        "Invalid value: {name:?}: may not be '.' or '..' and may not contain '/' or '%'"
+                    ),
+                )],
+            ));
+        }
         if !valid_name {
             return Err(ApiError::invalid(
                 &resource.group,

@@ -1,5 +1,6 @@
 //! Conformance tests with the real `kube` 5 client and `kube-runtime` against the emulator.
 
+mod admission;
 mod common;
 
 use common::*;

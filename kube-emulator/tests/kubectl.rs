@@ -871,3 +871,144 @@ async fn kubectl_applies_rbac_and_auth_can_i_and_refusals_follow_it() {
         .await;
     assert!(listed.success, "{}", listed.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_over_https_sends_the_users_token_and_prints_webhook_refusals_and_warnings() {
+    let emulator = Emulator::start_with(kube_emulator::Options {
+        tls: Some(server_tls()),
+        unauthenticated: kube_emulator::auth::Unauthenticated::Refuse,
+        tokens: vec![kube_emulator::TokenEntry::new(
+            "token-carol",
+            "carol",
+            "uid-carol",
+            &["editors"],
+        )],
+        ..kube_emulator::Options::default()
+    })
+    .await
+    .unwrap();
+    assert!(emulator.url().starts_with("https://"));
+    let admin = Kubectl::new(&emulator);
+    let rbac = write_manifest(
+        &emulator,
+        "editors.yaml",
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: everything\nrules:\n- apiGroups: ['*']\n  resources: ['*']\n  verbs: ['*']\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: editors-everything\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: everything}\nsubjects:\n- {kind: Group, apiGroup: rbac.authorization.k8s.io, name: editors}\n",
+    );
+    admin.ok(&["apply", "-f", &rbac]).await;
+    let carol = Kubectl {
+        kubeconfig: emulator.kubeconfig_for("carol", "token-carol").unwrap(),
+        ..Kubectl::new(&emulator)
+    };
+    let who: serde_json::Value =
+        serde_json::from_str(&carol.ok(&["auth", "whoami", "-o", "json"]).await).unwrap();
+    assert_eq!(who["status"]["userInfo"]["username"], "carol");
+    let webhook = TestWebhook::start(std::sync::Arc::new(|review: &serde_json::Value| {
+        let user = review["request"]["userInfo"]["username"].as_str().unwrap_or_default().to_string();
+        if review["request"]["object"]["metadata"]["annotations"]["example.io/approve"].is_string() {
+            WebhookAnswer::Respond(json!({"allowed": false, "status": {"code": 403, "reason": "Forbidden", "message": format!("{user} may not approve")}}))
+        } else {
+            WebhookAnswer::Respond(json!({"allowed": true, "warnings": [format!("seen {user}")]}))
+        }
+    }))
+    .await;
+    let configuration = format!(
+        r#"{{"apiVersion":"admissionregistration.k8s.io/v1","kind":"ValidatingWebhookConfiguration","metadata":{{"name":"approvals"}},
+          "webhooks":[{{"name":"approvals.example.io","clientConfig":{{"url":"{}/","caBundle":"{}"}},
+          "rules":[{{"operations":["CREATE","UPDATE"],"apiGroups":[""],"apiVersions":["v1"],"resources":["configmaps"]}}],
+          "sideEffects":"None","admissionReviewVersions":["v1"]}}]}}"#,
+        webhook.url,
+        ca_bundle(TEST_CA)
+    );
+    let path = write_manifest(&emulator, "approvals.json", &configuration);
+    admin.ok(&["create", "-f", &path]).await;
+    let created = carol
+        .run(&["create", "configmap", "plain", "--from-literal=k=v"])
+        .await;
+    assert!(created.success, "{created:?}");
+    assert!(
+        created.stderr.contains("Warning: seen carol"),
+        "{created:?}"
+    );
+    let refused = carol
+        .run(&["annotate", "configmap", "plain", "example.io/approve=yes"])
+        .await;
+    assert!(!refused.success);
+    assert!(
+        refused.stderr.contains(
+            "admission webhook \"approvals.example.io\" denied the request: carol may not approve"
+        ),
+        "{refused:?}"
+    );
+    let annotations = admin
+        .ok(&[
+            "get",
+            "configmap",
+            "plain",
+            "-o",
+            "jsonpath={.metadata.annotations}",
+        ])
+        .await;
+    assert!(!annotations.contains("example.io/approve"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_serves_https_with_the_given_certificate_and_refuses_anonymous_requests() {
+    use tokio::io::AsyncBufReadExt;
+    let directory =
+        std::env::temp_dir().join(format!("kube-emulator-tls-test-{}", std::process::id()));
+    std::fs::create_dir_all(&directory).unwrap();
+    let kubeconfig = directory.join("kubeconfig");
+    let fixture_path = |name: &str| fixture(&format!("tls/{name}"));
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kube-emulator"))
+        .args(["--listen", "127.0.0.1:0", "--unauthenticated", "refuse"])
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(["--tls-cert-file", &fixture_path("server.pem")])
+        .args(["--tls-private-key-file", &fixture_path("server-key.pem")])
+        .args(["--tls-ca-file", &fixture_path("test-ca.pem")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let url = lines.next_line().await.unwrap().unwrap();
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    let kubectl = Kubectl {
+        binary: kubectl_binary(),
+        kubeconfig: kubeconfig.clone(),
+        cache: directory.join("cache"),
+    };
+    // The written kubeconfig trusts the CA and carries the admin token, which kubectl now sends.
+    assert_eq!(
+        kubectl
+            .ok(&[
+                "auth",
+                "whoami",
+                "-o",
+                "jsonpath={.status.userInfo.username}"
+            ])
+            .await,
+        "kube-emulator-admin"
+    );
+    // Without a token (a kubeconfig trusting the CA, no credentials): refused as anonymous.
+    let anonymous = directory.join("anonymous.kubeconfig");
+    std::fs::write(
+        &anonymous,
+        kube_emulator::kubeconfig_text(&url, "", Some(include_str!("fixtures/tls/test-ca.pem"))),
+    )
+    .unwrap();
+    // kube client over HTTPS with no credentials: 401 (kubectl would prompt for a user name).
+    let config = kube_emulator::config_from_kubeconfig(&anonymous)
+        .await
+        .unwrap();
+    let client = kube::Client::try_from(config).unwrap();
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client);
+    match namespaces.list(&Default::default()).await {
+        Err(kube::Error::Api(status)) => assert_eq!(status.code, 401),
+        other => panic!("expected 401, got {other:?}"),
+    }
+    child.kill().await.unwrap();
+    std::fs::remove_dir_all(&directory).unwrap();
+}

@@ -251,6 +251,45 @@ struct Parts {
     sdk: Option<Arc<SdkClientFactory>>,
 }
 
+/// The approval webhook's TLS acceptor and the stamp key derived from its private key.
+fn approval_webhook_tls(
+    settings: &crate::config::ApprovalWebhookSettings,
+) -> Result<
+    (
+        tokio_rustls::TlsAcceptor,
+        crate::controller::admission::StampKey,
+    ),
+    RunError,
+> {
+    let read = |field: &str, path: &Option<std::path::PathBuf>| {
+        let path = path.as_ref().ok_or_else(|| {
+            RunError::Config(format!(
+                "approvalWebhook.{field} is required when it is enabled"
+            ))
+        })?;
+        std::fs::read(path).map_err(|e| {
+            RunError::Config(format!(
+                "failed to read approvalWebhook.{field} {}: {e}",
+                path.display()
+            ))
+        })
+    };
+    let key = read("keyFile", &settings.key_file)?;
+    let (Some(certificate_path), Some(key_path)) = (&settings.cert_file, &settings.key_file) else {
+        return Err(RunError::Config(
+            "approvalWebhook.certFile and keyFile are required when it is enabled".into(),
+        ));
+    };
+    // The certificate is re-read when the mounted Secret changes; the stamp key stays the one
+    // derived at start (decision 213).
+    let acceptor = crate::http::listener::tls_acceptor_from_files(certificate_path, key_path)
+        .map_err(|e| RunError::Config(format!("approvalWebhook: {e}")))?;
+    Ok((
+        acceptor,
+        crate::controller::admission::StampKey::derive(&key),
+    ))
+}
+
 /// Runs the controller until SIGTERM/SIGINT.
 pub async fn serve(config: Config) -> Result<(), RunError> {
     let shutdown = Shutdown::new();
@@ -262,7 +301,7 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
 
 /// Runs the controller until `shutdown` is triggered (tests trigger it directly).
 pub async fn serve_until(config: Config, shutdown: Shutdown) -> Result<(), RunError> {
-    let controller_settings = config
+    let mut controller_settings = config
         .controller_settings()
         .map_err(|e| RunError::Config(e.to_string()))?;
     let metrics = Arc::new(Metrics::new().map_err(|e| RunError::Metrics(e.to_string()))?);
@@ -411,6 +450,39 @@ pub async fn serve_until(config: Config, shutdown: Shutdown) -> Result<(), RunEr
         None
     };
 
+    // The approval webhook (decisions 211-212): HTTPS on every replica, on the one listener.
+    let (webhook_stop, webhook_stop_rx) = watch::channel(false);
+    let webhook_task = if config.approval_webhook.enabled {
+        let (acceptor, key) = approval_webhook_tls(&config.approval_webhook)?;
+        controller_settings.approval_stamp_key = Some(key.clone());
+        let state = Arc::new(crate::controller::admission::server::WebhookState {
+            reviewer: Arc::new(crate::controller::admission::server::KubeAccessReviewer {
+                client: client.clone(),
+            }),
+            key,
+            metrics: metrics.clone(),
+        });
+        let listener = tokio::net::TcpListener::bind(config.approval_webhook.addr)
+            .await
+            .map_err(|e| RunError::Listener(format!("{}: {e}", config.approval_webhook.addr)))?;
+        tracing::info!(approval_webhook = %config.approval_webhook.addr, "serving the approval webhook");
+        Some(tokio::spawn(crate::http::listener::serve_tls(
+            listener,
+            acceptor,
+            crate::controller::admission::server::router(state),
+            crate::http::listener::ListenerLimits {
+                drain_timeout: Duration::from_secs(5),
+                ..Default::default()
+            },
+            wait_for_shutdown(webhook_stop_rx),
+        )))
+    } else {
+        tracing::warn!(
+            "approval webhook off: approve, reject and extend are recorded as unverified (the annotation's actor is self-asserted)"
+        );
+        None
+    };
+
     // The operations listener outlives everything else: it stops once the lease is released.
     let (ops_stop, ops_stop_rx) = watch::channel(false);
     let ops_task = tokio::spawn(ops.serve_until(wait_for_shutdown(ops_stop_rx)));
@@ -511,6 +583,14 @@ pub async fn serve_until(config: Config, shutdown: Shutdown) -> Result<(), RunEr
             Ok(Ok(Err(e))) => tracing::warn!(error = %e, "dashboard stopped with an error"),
             Ok(_) => {}
             Err(_) => tracing::warn!("dashboard did not stop in time"),
+        }
+    }
+    let _ = webhook_stop.send(true);
+    if let Some(task) = webhook_task {
+        match tokio::time::timeout(timeout, task).await {
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "approval webhook stopped with an error"),
+            Ok(_) => {}
+            Err(_) => tracing::warn!("approval webhook did not stop in time"),
         }
     }
     let _ = stores_stop.send(true);

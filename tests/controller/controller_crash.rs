@@ -266,7 +266,7 @@ async fn crash_at_every_iam_call_after_approval() {
         );
         assert_eq!(
             q.status.as_ref().and_then(|s| s.approved_by.as_deref()),
-            Some("alice")
+            Some("alice (unverified)")
         );
         let Some(hit) = hit else {
             // Past the last call of the path: every point was covered.
@@ -469,7 +469,7 @@ async fn crash_after_an_annotation_was_handled_but_not_cleared() {
     );
     assert_eq!(
         q.status.as_ref().unwrap().approved_by.as_deref(),
-        Some("alice")
+        Some("alice (unverified)")
     );
     assert_eq!(h.iam.write_count(), writes, "nothing re-enforced");
 

@@ -123,7 +123,7 @@ async fn manual_mode_waits_for_approval_then_release_annotation_ends_it() {
     .await;
     let q = h.wait_phase(&name, Phase::Active).await;
     let status = q.status.clone().unwrap();
-    assert_eq!(status.approved_by.as_deref(), Some("alice"));
+    assert_eq!(status.approved_by.as_deref(), Some("alice (unverified)"));
     h.eventually("deny attached", || async {
         h.attached("dev-ci").len() == 1
     })
@@ -182,7 +182,10 @@ async fn reject_and_approval_timeout_never_write_to_iam() {
     h.annotate(&first, REJECT_ANNOTATION, "carol: expected spend")
         .await;
     let q = h.wait_phase(&first, Phase::Rejected).await;
-    assert_eq!(q.status.unwrap().rejected_by.as_deref(), Some("carol"));
+    assert_eq!(
+        q.status.unwrap().rejected_by.as_deref(),
+        Some("carol (unverified)")
+    );
     // Intake decides from the cache: wait until it has seen the rejection (else the target is
     // still held and the second signal makes no quarantine).
     h.eventually("the cache sees the rejection", || async {

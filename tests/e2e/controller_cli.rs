@@ -97,6 +97,19 @@ fn bad_configuration_exits_2_naming_the_problem() {
             "cannot read config file",
         ),
         (vec!["--aws-backend".into(), "memory".into()], "aws.memory"),
+        (
+            vec!["--approval-webhook".into()],
+            "approvalWebhook.certFile",
+        ),
+        (
+            vec![
+                "--approval-webhook".into(),
+                "--approval-webhook-cert-file=/tls.crt".into(),
+                "--approval-webhook-key-file=/tls.key".into(),
+                "--approval-webhook-addr=0.0.0.0:8080".into(),
+            ],
+            "approvalWebhook.addr",
+        ),
     ];
     for (args, expected) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();

@@ -413,7 +413,7 @@ async fn every_page_and_its_json_need_the_token_escape_hostile_text_and_show_no_
     let row = &list["data"]["items"][0];
     assert_eq!(row["name"], short.as_str());
     assert_eq!(row["phase"], "Active");
-    assert_eq!(row["approvedBy"], "alice");
+    assert_eq!(row["approvedBy"], "alice (unverified)");
     assert_eq!(row["policy"], "ci-manual");
     assert_eq!(row["targets"][0], "arn:aws:iam::123456789012:role/dev-ci");
     assert!(row["expiresAt"].is_string(), "{row}");
@@ -450,7 +450,7 @@ async fn every_page_and_its_json_need_the_token_escape_hostile_text_and_show_no_
             .as_array()
             .unwrap()
             .iter()
-            .any(|h| h["actor"] == "alice"),
+            .any(|h| h["actor"] == "alice (unverified)"),
         "{detail}"
     );
     assert!(

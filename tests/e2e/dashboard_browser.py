@@ -136,7 +136,7 @@ def run(driver):
     # Approved with kubectl: the approver appears, still without a reload.
     kubectl("annotate", "-n", NS, f"quarantine/{name}", "autoguardrails.io/approve=alice: ticket OPS-9")
     WebDriverWait(driver, LIVE_WAIT).until(
-        lambda d: d.find_element(By.CSS_SELECTOR, "tr[data-quarantine] td.approver").text.strip() == "alice")
+        lambda d: d.find_element(By.CSS_SELECTOR, "tr[data-quarantine] td.approver").text.strip() == "alice (unverified)")
     WebDriverWait(driver, LIVE_WAIT).until(
         lambda d: "Active" in d.find_element(By.CSS_SELECTOR, "tr[data-quarantine]").text)
     check(driver.execute_script("return window.__notReloaded === true;"), "the page was reloaded")

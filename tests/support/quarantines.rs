@@ -57,6 +57,7 @@ pub fn spec(mode: Mode, observed_at: Timestamp) -> QuarantineSpec {
         mode,
         ttl: "4h".into(),
         approval_timeout: Some("1h".into()),
+        required_approvers: None,
         notify: Some(NotifySpec {
             slack: Some(SlackSpec {
                 webhook_secret_ref: Some(SecretKeyRef {

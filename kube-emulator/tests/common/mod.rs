@@ -119,3 +119,113 @@ where
     }
     panic!("timed out waiting for: {what}");
 }
+
+/// The test CA (PEM) that signed `fixtures/tls/server.pem` (SANs 127.0.0.1 and localhost).
+pub const TEST_CA: &str = include_str!("../fixtures/tls/test-ca.pem");
+/// A CA that signed nothing the tests serve.
+pub const OTHER_CA: &str = include_str!("../fixtures/tls/other-ca.pem");
+/// The server certificate signed by [`TEST_CA`].
+pub const SERVER_CERT: &str = include_str!("../fixtures/tls/server.pem");
+/// The server certificate's key.
+pub const SERVER_KEY: &str = include_str!("../fixtures/tls/server-key.pem");
+
+/// The emulator's HTTPS settings with the test certificate.
+pub fn server_tls() -> kube_emulator::tls::ServerTls {
+    kube_emulator::tls::ServerTls {
+        certificate_pem: SERVER_CERT.to_string(),
+        key_pem: SERVER_KEY.to_string(),
+        ca_pem: TEST_CA.to_string(),
+    }
+}
+
+/// How a test webhook answers one review: the `response` fields besides `uid` (e.g.
+/// `{"allowed": false, "status": {...}}`), or None to answer nothing for this long.
+pub type Answer = std::sync::Arc<dyn Fn(&serde_json::Value) -> WebhookAnswer + Send + Sync>;
+
+/// What a test webhook does with one review.
+pub enum WebhookAnswer {
+    /// Answer an AdmissionReview with these `response` fields (uid is added).
+    Respond(serde_json::Value),
+    /// Answer this raw JSON body as is.
+    Raw(serde_json::Value),
+    /// Do not answer within this long.
+    Stall(Duration),
+}
+
+/// A real HTTPS admission webhook on loopback (the test certificate), recording every review.
+pub struct TestWebhook {
+    /// `https://127.0.0.1:PORT`.
+    pub url: String,
+    /// (path, review) of every call.
+    pub reviews: std::sync::Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>>,
+}
+
+impl TestWebhook {
+    /// Starts a webhook that answers every path with `answer`.
+    pub async fn start(answer: Answer) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("https://{}", listener.local_addr().unwrap());
+        let acceptor = kube_emulator::tls::acceptor(&server_tls()).unwrap();
+        let reviews = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let recorded = reviews.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let acceptor = acceptor.clone();
+                let answer = answer.clone();
+                let recorded = recorded.clone();
+                tokio::spawn(async move {
+                    let Ok(stream) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let service = hyper::service::service_fn(
+                        move |request: hyper::Request<hyper::body::Incoming>| {
+                            let answer = answer.clone();
+                            let recorded = recorded.clone();
+                            async move {
+                                use http_body_util::BodyExt as _;
+                                let path = request.uri().to_string();
+                                let body = request.into_body().collect().await.unwrap().to_bytes();
+                                let review: serde_json::Value =
+                                    serde_json::from_slice(&body).unwrap();
+                                recorded.lock().unwrap().push((path, review.clone()));
+                                let reply = match answer(&review) {
+                                    WebhookAnswer::Respond(mut response) => {
+                                        response["uid"] = review["request"]["uid"].clone();
+                                        serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response})
+                                    }
+                                    WebhookAnswer::Raw(raw) => raw,
+                                    WebhookAnswer::Stall(duration) => {
+                                        tokio::time::sleep(duration).await;
+                                        serde_json::json!({})
+                                    }
+                                };
+                                Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                                    http_body_util::Full::new(bytes::Bytes::from(
+                                        serde_json::to_vec(&reply).unwrap(),
+                                    )),
+                                ))
+                            }
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self { url, reviews }
+    }
+
+    /// The reviews received so far.
+    pub fn reviews(&self) -> Vec<(String, serde_json::Value)> {
+        self.reviews.lock().unwrap().clone()
+    }
+}
+
+/// Base64 of a PEM, for `caBundle`.
+pub fn ca_bundle(pem: &str) -> String {
+    kube_emulator::tls::base64_of(pem)
+}

@@ -148,6 +148,12 @@ pub struct QuarantineSettings {
     #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
     #[x_kube(validation = Rule::new("duration(self) >= duration('0s') && duration(self) <= duration('168h')").message("cooldown must be at most 168h"))]
     pub cooldown: String,
+    /// Manual mode only, four-eyes: how many distinct people must approve (verified by the
+    /// approval webhook; unverified approvals do not count) before the deny is enforced. 1 to 5;
+    /// absent means 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 5))]
+    pub required_approvers: Option<u8>,
 }
 
 fn default_ttl() -> String {
@@ -166,6 +172,7 @@ impl Default for QuarantineSettings {
             ttl: default_ttl(),
             approval_timeout: default_approval_timeout(),
             cooldown: default_cooldown(),
+            required_approvers: None,
         }
     }
 }

@@ -85,6 +85,11 @@ pub struct QuarantineSpec {
     #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
     #[x_kube(validation = Rule::new("duration(self) > duration('0s') && duration(self) <= duration('168h')").message("approvalTimeout must be more than 0s and at most 168h"))]
     pub approval_timeout: Option<String>,
+    /// Copied from the policy at creation (Manual mode): how many distinct verified approvers
+    /// it needs (four-eyes); absent means 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 5))]
+    pub required_approvers: Option<u8>,
     /// Copied from the policy at creation: where to send messages about this quarantine (kept so
     /// the release can still be announced after the policy is deleted).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -16,6 +16,9 @@ pub const RELEASE_ANNOTATION: &str = "autoguardrails.io/release";
 pub const EXTEND_ANNOTATION: &str = "autoguardrails.io/extend";
 /// The actor recorded when the annotation value does not name one (`<actor>: <note>`).
 pub const DEFAULT_ACTOR: &str = "kubectl-annotate";
+/// Appended to an approve, reject or extend actor no approval-webhook stamp vouches for
+/// (decision 212): `bob (unverified)`.
+pub const UNVERIFIED_SUFFIX: &str = " (unverified)";
 /// The longest actor name taken from an annotation value.
 pub const MAX_ACTOR_CHARS: usize = 64;
 /// Notes longer than this are cut (on a character boundary) before they reach status and Events.

@@ -37,6 +37,8 @@ pub const REASON_PENDING_APPROVAL: &str = "PendingApproval";
 pub const REASON_APPROVED: &str = "Approved";
 /// Reason: an approval was refused because the kill switch is engaged.
 pub const REASON_APPROVAL_REFUSED: &str = "ApprovalRefused";
+/// History reason: one approval of several a four-eyes policy needs was recorded.
+pub const REASON_APPROVAL_RECORDED: &str = "ApprovalRecorded";
 /// Reason: the quarantine became Active; the deny is being enforced.
 pub const REASON_ACTIVATED: &str = "Activated";
 /// Reason: a person rejected a pending quarantine.
@@ -113,6 +115,8 @@ pub struct Context {
     pub approval_timeout: SignedDuration,
     /// The global kill switch (controller config): new enforcement becomes dry-run; release is never blocked.
     pub kill_switch: bool,
+    /// Manual mode, four-eyes: distinct verified approvers needed (1: the first approval enforces).
+    pub required_approvers: u8,
 }
 
 impl Context {
@@ -133,6 +137,7 @@ impl Context {
             ttl,
             approval_timeout,
             kill_switch,
+            required_approvers: spec.required_approvers.unwrap_or(1).max(1),
         })
     }
 }
@@ -806,6 +811,11 @@ impl<'a> Machine<'a> {
                 actor,
                 "approval refused: the kill switch is engaged, so nothing new is enforced; approve again once it is off".into(),
             ),
+            Phase::PendingApproval
+                if self.state.activated_at.is_none() && self.context.required_approvers > 1 =>
+            {
+                self.approve_four_eyes(actor, note)
+            }
             Phase::PendingApproval if self.state.activated_at.is_none() => {
                 self.state.approved_by = Some(actor.to_string());
                 self.state.approved_at = Some(self.now);
@@ -836,6 +846,59 @@ impl<'a> Machine<'a> {
             Phase::Released | Phase::Rejected | Phase::Expired => {
                 self.ignore(Annotation::Approve, actor, "it has ended")
             }
+        }
+    }
+
+    /// Four-eyes: counts distinct verified approvers (from the history's `ApprovalRecorded`
+    /// entries) and enforces once there are enough. An unverified approval never counts, and the
+    /// same person approving twice counts once, so nobody approves alone.
+    fn approve_four_eyes(&mut self, actor: &str, note: &str) {
+        let required = usize::from(self.context.required_approvers);
+        if actor.ends_with(UNVERIFIED_SUFFIX) {
+            self.record(
+                EventType::Warning,
+                REASON_APPROVAL_REFUSED,
+                actor,
+                format!("approval refused: this quarantine needs {required} distinct verified approvers (four-eyes), and this approval's identity is not verified by the approval webhook"),
+            );
+            return;
+        }
+        let mut approvers: Vec<String> = self
+            .state
+            .history
+            .iter()
+            .filter(|entry| entry.event == REASON_APPROVAL_RECORDED)
+            .map(|entry| entry.actor.clone())
+            .collect();
+        let mut seen = std::collections::BTreeSet::new();
+        approvers.retain(|approver| seen.insert(approver.clone()));
+        if approvers.iter().any(|approver| approver == actor) {
+            self.record(
+                EventType::Warning,
+                REASON_APPROVAL_REFUSED,
+                actor,
+                format!("approval not counted: {actor} already approved; {required} distinct approvers are needed (four-eyes)"),
+            );
+            return;
+        }
+        approvers.push(actor.to_string());
+        self.record(
+            EventType::Normal,
+            REASON_APPROVAL_RECORDED,
+            actor,
+            format!("approval {} of {required}: {note}", approvers.len()),
+        );
+        if approvers.len() >= required {
+            let names = approvers.join(", ");
+            self.state.approved_by = Some(names.clone());
+            self.state.approved_at = Some(self.now);
+            self.record(
+                EventType::Normal,
+                REASON_APPROVED,
+                actor,
+                format!("approved by {names}: {note}"),
+            );
+            self.activate();
         }
     }
 

@@ -37,6 +37,7 @@ fn context_strategy(
                 ttl: minutes(ttl),
                 approval_timeout: minutes(approval_timeout),
                 kill_switch,
+                required_approvers: 1,
             },
         )
 }

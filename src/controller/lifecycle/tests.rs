@@ -32,6 +32,7 @@ fn context(mode: Mode) -> Context {
         ttl: SignedDuration::from_hours(4),
         approval_timeout: SignedDuration::from_hours(1),
         kill_switch: false,
+        required_approvers: 1,
     }
 }
 
@@ -930,6 +931,7 @@ fn context_from_spec() {
         mode: Mode::Manual,
         ttl: "1h30m".into(),
         approval_timeout: None,
+        required_approvers: None,
         notify: None,
     };
     let context = Context::from_spec(&spec, origin(), true).unwrap();
@@ -962,4 +964,39 @@ fn context_from_spec() {
     }
     spec.ttl = "168h".into();
     assert!(Context::from_spec(&spec, origin(), false).is_ok());
+}
+
+#[test]
+fn four_eyes_needs_distinct_verified_approvers() {
+    let ctx = Context {
+        required_approvers: 2,
+        ..context(Mode::Manual)
+    };
+    let now = add(origin(), SignedDuration::from_mins(5));
+    let created = create(&ctx, origin());
+    assert_eq!(created.state.phase, Phase::PendingApproval);
+    let first = step(created.state, &ctx, &approve("alice"), now);
+    assert_eq!(first.state.phase, Phase::PendingApproval);
+    assert_eq!(reasons(&first.effects), vec![REASON_APPROVAL_RECORDED]);
+    assert!(!first.effects.contains(&Effect::Enforce));
+    // The same person again, and an unverified approval: refused, still waiting.
+    let again = step(first.state, &ctx, &approve("alice"), now);
+    assert_eq!(again.state.phase, Phase::PendingApproval);
+    assert_eq!(reasons(&again.effects), vec![REASON_APPROVAL_REFUSED]);
+    let unverified = step(again.state, &ctx, &approve("bob (unverified)"), now);
+    assert_eq!(unverified.state.phase, Phase::PendingApproval);
+    assert_eq!(reasons(&unverified.effects), vec![REASON_APPROVAL_REFUSED]);
+    // A second, different, verified person: enforced, both named.
+    let second = step(unverified.state, &ctx, &approve("carol"), now);
+    assert_eq!(second.state.phase, Phase::Active);
+    assert_eq!(second.state.approved_by.as_deref(), Some("alice, carol"));
+    assert!(second.effects.contains(&Effect::Enforce));
+    // One approver is the default.
+    let single = step(
+        create(&context(Mode::Manual), origin()).state,
+        &context(Mode::Manual),
+        &approve("bob (unverified)"),
+        now,
+    );
+    assert_eq!(single.state.phase, Phase::Active);
 }

@@ -320,6 +320,7 @@ impl FlatPolicy {
                     .cooldown_minutes
                     .map(minutes)
                     .unwrap_or(defaults.cooldown),
+                required_approvers: None,
             },
             exceptions: Exceptions::default(),
             notify,

@@ -300,6 +300,10 @@ pub(crate) fn build_quarantine(
             ttl: spec.quarantine.ttl.clone(),
             approval_timeout: (mode == Mode::Manual)
                 .then(|| spec.quarantine.approval_timeout.clone()),
+            required_approvers: spec
+                .quarantine
+                .required_approvers
+                .filter(|_| mode == Mode::Manual),
             notify: spec.notify.clone(),
         },
         status: None,

@@ -144,6 +144,7 @@ mod tests {
                 mode: Mode::Auto,
                 ttl: "1h".into(),
                 approval_timeout: None,
+                required_approvers: None,
                 notify: None,
             },
         );

@@ -293,6 +293,7 @@ fn outline(namespace: &str, policy: &str, name: &str, ended: &Ended) -> Quaranti
             mode: Mode::default(),
             ttl: String::new(),
             approval_timeout: None,
+            required_approvers: None,
             notify: None,
         },
         status: Some(QuarantineStatus {

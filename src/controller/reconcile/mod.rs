@@ -64,6 +64,9 @@ pub struct Settings {
     /// How many reconciles of each controller run at once. Bounds the memory and the API server
     /// load of a cold start with many objects (every object is reconciled once).
     pub reconcile_concurrency: u16,
+    /// The key that verifies the approval webhook's identity stamps; None when the webhook is
+    /// off (every approve, reject and extend is then recorded as unverified).
+    pub approval_stamp_key: Option<crate::controller::admission::StampKey>,
 }
 
 impl Default for Settings {
@@ -79,6 +82,7 @@ impl Default for Settings {
             accounts: Vec::new(),
             max_backoff: Duration::from_secs(300),
             reconcile_concurrency: 16,
+            approval_stamp_key: None,
         }
     }
 }

@@ -256,8 +256,14 @@ async fn step(
                 events.push(Event::PolicyDeleted);
             }
             if !deleting {
-                events.extend(parse_annotations(
-                    &q.metadata.annotations.clone().unwrap_or_default(),
+                // Approve, reject and extend take the identity the approval webhook verified,
+                // or are labelled unverified (decision 212).
+                let annotations = q.metadata.annotations.clone().unwrap_or_default();
+                events.extend(crate::controller::admission::stamp::attribute(
+                    parse_annotations(&annotations),
+                    &annotations,
+                    ctx.settings.approval_stamp_key.as_ref(),
+                    q.metadata.uid.as_deref().unwrap_or_default(),
                 ));
             }
             events.push(Event::Tick);
@@ -447,6 +453,7 @@ async fn announce(
         })
         .collect();
     if !clear.is_empty() && !deleting {
+        count_approvals(q, ctx, &clear);
         clear_annotations(api, q, &clear).await?;
     }
     Ok(())
@@ -492,9 +499,31 @@ fn next_action(q: &Quarantine, ctx: &Shared, uid: &str, acted: &Acted) -> Result
     })
 }
 
+/// Counts the handled approve, reject and extend annotations by whether a valid stamp named the
+/// person (`autoguardrails_approvals_total`).
+fn count_approvals(q: &Quarantine, ctx: &Shared, handled: &[&str]) {
+    let annotations = q.metadata.annotations.clone().unwrap_or_default();
+    let uid = q.metadata.uid.as_deref().unwrap_or_default();
+    for annotation in crate::controller::admission::stamp::GUARDED {
+        if !handled.contains(&annotation.key()) {
+            continue;
+        }
+        let verified = crate::controller::admission::stamp::is_verified(
+            annotation,
+            &annotations,
+            ctx.settings.approval_stamp_key.as_ref(),
+            uid,
+        );
+        ctx.metrics
+            .approvals
+            .with_label_values(&[annotation.verb(), if verified { "true" } else { "false" }])
+            .inc();
+    }
+}
+
 /// Removes handled annotations, each only if it still holds the value that was handled (a JSON
 /// patch `test` before `remove`): a person who set a new value meanwhile keeps it, and the next
-/// reconcile handles it.
+/// reconcile handles it. The identity stamp next to it (`<key>-verified`) goes with it.
 async fn clear_annotations(
     api: &Api<Quarantine>,
     q: &Quarantine,
@@ -510,10 +539,19 @@ async fn clear_annotations(
             "/metadata/annotations/{}",
             key.replace('~', "~0").replace('/', "~1")
         );
-        let patch: json_patch::Patch = serde_json::from_value(serde_json::json!([
-            { "op": "test", "path": path, "value": value },
-            { "op": "remove", "path": path },
-        ]))?;
+        let mut operations = vec![
+            serde_json::json!({ "op": "test", "path": path, "value": value }),
+            serde_json::json!({ "op": "remove", "path": path }),
+        ];
+        let stamp = format!("{key}{}", crate::controller::admission::stamp::STAMP_SUFFIX);
+        if annotations.contains_key(&stamp) {
+            operations.push(serde_json::json!({
+                "op": "remove",
+                "path": format!("{path}{}", crate::controller::admission::stamp::STAMP_SUFFIX),
+            }));
+        }
+        let patch: json_patch::Patch =
+            serde_json::from_value(serde_json::Value::Array(operations))?;
         match api
             .patch(&name, &PatchParams::default(), &Patch::<()>::Json(patch))
             .await
@@ -549,6 +587,7 @@ fn fallback_context(q: &Quarantine, created_at: Timestamp, kill_switch: bool) ->
         ttl: lifecycle::DEFAULT_APPROVAL_TIMEOUT,
         approval_timeout: lifecycle::DEFAULT_APPROVAL_TIMEOUT,
         kill_switch,
+        required_approvers: q.spec.required_approvers.unwrap_or(1).max(1),
     }
 }
 
