@@ -309,6 +309,8 @@ pub struct Config {
     pub velocity: VelocitySettings,
     /// The web dashboard.
     pub dashboard: DashboardSettings,
+    /// The durable audit store (DynamoDB table, JSON lines; decision 222).
+    pub audit: crate::controller::audit::AuditSettings,
 }
 
 impl Default for Config {
@@ -336,6 +338,7 @@ impl Default for Config {
             notifications: NotifySettings::default(),
             velocity: VelocitySettings::default(),
             dashboard: DashboardSettings::default(),
+            audit: crate::controller::audit::AuditSettings::default(),
         }
     }
 }
@@ -687,6 +690,8 @@ impl Config {
                 .collect(),
             max_backoff: unsigned(self.max_backoff),
             reconcile_concurrency: self.reconcile_concurrency,
+            // The sink is built by the command (it needs the AWS clients); timings from here.
+            audit: self.audit.outlet(None),
         })
     }
 

@@ -5,6 +5,7 @@
 //! `leader`, `notify`) do the I/O. Wiring lives in `crate::cli::controller_command`. It must not
 //! reach into the other parts (`crate::gate`, `crate::analyze`); shared pieces live at the crate root.
 
+pub mod audit;
 pub mod clock;
 pub mod crd;
 pub mod endpoints;

@@ -522,6 +522,7 @@ fn terraform_has_the_same_resources_variables_and_outputs() {
             "aws_cloudwatch_event_api_destination",
         ),
         ("AWS::Events::Rule", "aws_cloudwatch_event_rule"),
+        ("AWS::DynamoDB::Table", "aws_dynamodb_table"),
     ];
     for (file, module_dirs) in TEMPLATE_MODULES {
         let template = &templates()[file];

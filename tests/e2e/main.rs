@@ -6,6 +6,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod audit_binary;
 mod aws_templates;
 mod chart;
 mod controller_binary;

@@ -61,6 +61,8 @@ pub struct Settings {
     pub accounts: Vec<String>,
     /// The longest error backoff.
     pub max_backoff: Duration,
+    /// The audit store and its outbox settings (decision 222).
+    pub audit: crate::controller::audit::AuditOutlet,
     /// How many reconciles of each controller run at once. Bounds the memory and the API server
     /// load of a cold start with many objects (every object is reconciled once).
     pub reconcile_concurrency: u16,
@@ -79,6 +81,7 @@ impl Default for Settings {
             accounts: Vec::new(),
             max_backoff: Duration::from_secs(300),
             reconcile_concurrency: 16,
+            audit: crate::controller::audit::AuditOutlet::default(),
         }
     }
 }
@@ -106,6 +109,10 @@ pub enum Error {
     /// Serialising status failed.
     #[error("cannot serialise status: {0}")]
     Serialize(#[from] serde_json::Error),
+    /// A deleted Quarantine's audit records are not in the audit store yet; the finalizer waits
+    /// (bounded by `audit.deletionWait`).
+    #[error("audit records not flushed yet: {0}")]
+    AuditPending(String),
 }
 
 /// What kind of failure ended a reconcile: the one vocabulary of `reconcile_errors_total`'s
@@ -126,6 +133,8 @@ pub enum ErrorCategory {
     Invalid,
     /// A bug of ours (status that cannot be serialised).
     Internal,
+    /// The audit store did not take a deleted Quarantine's records yet.
+    Audit,
 }
 
 impl ErrorCategory {
@@ -145,6 +154,7 @@ impl ErrorCategory {
             ErrorCategory::Iam(Iam::Conflict) => "iam_conflict",
             ErrorCategory::Invalid => "invalid",
             ErrorCategory::Internal => "internal",
+            ErrorCategory::Audit => "audit",
         }
     }
 }
@@ -160,6 +170,7 @@ impl Error {
             Error::Aborted(e) => ErrorCategory::Iam(e.category()),
             Error::MissingField(_) => ErrorCategory::Invalid,
             Error::Serialize(_) => ErrorCategory::Internal,
+            Error::AuditPending(_) => ErrorCategory::Audit,
         }
     }
 }
@@ -542,6 +553,13 @@ pub fn start_on(
                     }
                 }),
         ));
+    }
+    if shared.settings.audit.enabled() {
+        let ctx = shared.clone();
+        let mut stop = shutdown.clone();
+        tasks.push(Box::pin(async move {
+            crate::controller::audit::flusher::run(ctx, &mut stop).await;
+        }));
     }
     {
         let ctx = shared.clone();
