@@ -334,6 +334,7 @@ async fn every_transition_reaches_the_table_once_through_outages_crashes_and_del
         .output()
         .unwrap();
     let table = String::from_utf8_lossy(&o.stdout);
+    eprintln!("{table}");
     assert!(table.starts_with("TIME"), "{table}");
     assert!(table.contains("alice (kubectl)"), "{table}");
     drop(controller);

@@ -337,8 +337,9 @@ pub struct AuditOutbox {
     /// Entries dropped unflushed because the outbox was full.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub dropped: u64,
-    /// Unflushed entries, oldest first, at most 100.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Unflushed entries, oldest first, at most 100 (always written, also empty: a merge patch
+    /// must replace the list when the flush emptied it).
+    #[serde(default)]
     #[schemars(length(max = 100))]
     pub entries: Vec<AuditEntry>,
 }
