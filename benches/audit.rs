@@ -280,12 +280,18 @@ async fn run(records: usize, signals: usize) {
         if left == 0 {
             break;
         }
-        assert!(Instant::now() < deadline, "backlog not drained: {left} left");
+        assert!(
+            Instant::now() < deadline,
+            "backlog not drained: {left} left"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let drained = started.elapsed().as_secs_f64();
     let stored = count(&dynamo, "bench-drain").await;
-    assert_eq!(stored, expected, "every record (and its principal copy) stored once");
+    assert_eq!(
+        stored, expected,
+        "every record (and its principal copy) stored once"
+    );
     println!(
         "backlog drain after a restart: {} records from {quarantines} statuses in {drained:.2} s ({:.0} records/s, cache sync and status writes included)",
         quarantines * PER_QUARANTINE,

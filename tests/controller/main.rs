@@ -6,6 +6,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod audit_outbox;
 mod audit_store;
 mod aws_memory;
 mod aws_sdk_moto;
