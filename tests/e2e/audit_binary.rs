@@ -339,3 +339,170 @@ async fn every_transition_reaches_the_table_once_through_outages_crashes_and_del
     assert!(table.contains("alice (kubectl)"), "{table}");
     drop(controller);
 }
+
+/// `autoguardrails audit` works with only the `controller-audit-read` actions, and those
+/// credentials cannot write a record. moto checks IAM policies after its first few (setup)
+/// actions; it authorises DynamoDB calls against resource `*`, so the auditor's policy names the
+/// actions of the read set on `*` here (the documented policy names the table).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_command_reads_with_read_only_credentials_that_cannot_write() {
+    use autoguardrails::audit::dynamodb::DynamoDbAudit;
+    use autoguardrails::audit::{Actor, AuditRecord, AuditSink, QuarantineRef, record_id};
+    use autoguardrails::aws::permissions::CONTROLLER_AUDIT_READ;
+
+    // Setup actions before moto starts checking: CreateUser, PutUserPolicy, CreateAccessKey,
+    // CreateTable, PutItem.
+    let moto = moto::MotoServer::start_with_env(&[("INITIAL_NO_AUTH_ACTION_COUNT", "5")]);
+    let iam = iam_client(&moto).await;
+    iam.create_user().user_name("auditor").send().await.unwrap();
+    let policy = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": CONTROLLER_AUDIT_READ.actions(), "Resource": "*"}]
+    });
+    iam.put_user_policy()
+        .user_name("auditor")
+        .policy_name("audit-read")
+        .policy_document(policy.to_string())
+        .send()
+        .await
+        .unwrap();
+    let key = iam
+        .create_access_key()
+        .user_name("auditor")
+        .send()
+        .await
+        .unwrap()
+        .access_key()
+        .cloned()
+        .unwrap();
+    let dynamo = dynamodb(&moto).await;
+    dynamo
+        .create_table()
+        .table_name(TABLE)
+        .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
+        .attribute_definitions(
+            aws_sdk_dynamodb::types::AttributeDefinition::builder()
+                .attribute_name("pk")
+                .attribute_type(aws_sdk_dynamodb::types::ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .attribute_definitions(
+            aws_sdk_dynamodb::types::AttributeDefinition::builder()
+                .attribute_name("sk")
+                .attribute_type(aws_sdk_dynamodb::types::ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            aws_sdk_dynamodb::types::KeySchemaElement::builder()
+                .attribute_name("pk")
+                .key_type(aws_sdk_dynamodb::types::KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            aws_sdk_dynamodb::types::KeySchemaElement::builder()
+                .attribute_name("sk")
+                .key_type(aws_sdk_dynamodb::types::KeyType::Range)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let record = AuditRecord {
+        id: record_id("uid-1", 0),
+        recorded_at: "2026-03-03T09:30:00Z".parse().unwrap(),
+        sequence: 0,
+        cluster: "e2e".into(),
+        quarantine: Some(QuarantineRef {
+            namespace: NS.into(),
+            name: "q1".into(),
+            uid: "uid-1".into(),
+        }),
+        policy: Some("ci-manual".into()),
+        principals: Vec::new(),
+        event: "Approved".into(),
+        actor: Actor {
+            name: "alice".into(),
+            verified: false,
+            channel: "kubectl".into(),
+        },
+        message: "approved: cost spike confirmed".into(),
+        mode: Some("Manual".into()),
+        signal: None,
+        request_ids: Vec::new(),
+    };
+    let writer = DynamoDbAudit::new(dynamo.clone(), TABLE, None);
+    writer.append(std::slice::from_ref(&record)).await.unwrap();
+
+    // From here moto checks every call. The auditor reads through the binary.
+    let auditor = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_autoguardrails"))
+            .args([
+                "audit",
+                "--table",
+                TABLE,
+                "--endpoint-url",
+                &moto.url,
+                "-o",
+                "json",
+            ])
+            .args(args)
+            .env("AWS_ACCESS_KEY_ID", key.access_key_id())
+            .env("AWS_SECRET_ACCESS_KEY", key.secret_access_key())
+            .env("AWS_REGION", "us-east-1")
+            .output()
+            .unwrap()
+    };
+    let o = auditor(&["--quarantine", &format!("{NS}/q1")]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let read: AuditRecord = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(read, record);
+
+    // The same credentials cannot write a record.
+    let settings = autoguardrails::aws::sdk::SdkSettings {
+        static_credentials: Some((
+            key.access_key_id().to_string(),
+            key.secret_access_key().to_string(),
+        )),
+        ..moto.settings()
+    };
+    let config = autoguardrails::aws::sdk::load_base_config(&settings).await;
+    let as_auditor = DynamoDbAudit::new(
+        autoguardrails::aws::factory::dynamodb_client(&config, None, None),
+        TABLE,
+        None,
+    );
+    let mut other = record.clone();
+    other.id = record_id("uid-1", 1);
+    other.sequence = 1;
+    let refused = as_auditor.append(&[other]).await;
+    match refused {
+        Err(autoguardrails::audit::AuditError::Table { message, .. }) => {
+            assert!(message.contains("AccessDenied"), "{message}")
+        }
+        other => panic!("expected AccessDenied, got {other:?}"),
+    }
+    // And credentials without the read set cannot read: exit 1 with the error.
+    let o = Command::new(env!("CARGO_BIN_EXE_autoguardrails"))
+        .args(["audit", "--table", TABLE, "--endpoint-url", &moto.url])
+        .args(["--quarantine", &format!("{NS}/q1")])
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("failed to Query on audit table"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
