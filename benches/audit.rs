@@ -355,16 +355,19 @@ async fn enforcement(
         }
         latencies.push(started.elapsed().as_secs_f64() * 1000.0);
     }
-    let active = h
-        .quarantines()
-        .list(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .iter()
-        .filter(|q| q.status.as_ref().and_then(|s| s.phase) == Some(Phase::Active))
-        .count();
-    assert!(active >= signals);
+    // The deny is attached before the status write that records it: wait for the last writes.
+    h.eventually("every quarantine Active", || async {
+        h.quarantines()
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .filter(|q| q.status.as_ref().and_then(|s| s.phase) == Some(Phase::Active))
+            .count()
+            >= signals
+    })
+    .await;
     latencies.sort_by(f64::total_cmp);
     latencies
 }
