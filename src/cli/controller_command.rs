@@ -197,7 +197,7 @@ async fn audit_outlet(
     use crate::audit::{AuditSink, Fanout, dynamodb::DynamoDbAudit, jsonl};
     let settings = &config.audit;
     let mut sinks: Vec<Arc<dyn AuditSink>> = Vec::new();
-    if let Some(table) = &settings.table {
+    if let Some(table) = settings.table.as_ref().filter(|t| !t.is_empty()) {
         let client = match sdk {
             Some(factory) => {
                 factory.dynamodb(settings.region.as_deref(), settings.endpoint_url.as_deref())
@@ -213,7 +213,7 @@ async fn audit_outlet(
         }
         sinks.push(Arc::new(table));
     }
-    if let Some(destination) = &settings.json_lines {
+    if let Some(destination) = settings.json_lines.as_ref().filter(|j| !j.is_empty()) {
         sinks.push(Arc::new(jsonl::JsonLinesSink::new(
             jsonl::Destination::parse(destination),
         )));

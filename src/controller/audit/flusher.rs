@@ -24,6 +24,47 @@ pub const REASON_AUDIT_FLUSH_ABANDONED: &str = "AuditFlushAbandoned";
 /// Event reason: the audit store refused or could not be reached.
 pub const REASON_AUDIT_FLUSH_FAILED: &str = "AuditFlushFailed";
 
+/// Tells the Quarantine controller whether an object changed in anything but `status.audit`
+/// (and its resourceVersion): the flusher's own writes then wake no reconcile. Keeps one
+/// fingerprint per uid of an object not yet settled (dropped when the object settles).
+#[derive(Clone, Default)]
+pub struct AuditBlind {
+    seen: Arc<std::sync::Mutex<std::collections::HashMap<String, u64>>>,
+}
+
+impl AuditBlind {
+    /// False for a settled object (forgotten) and for one whose only change since the last
+    /// object seen with its uid is in `status.audit`; true otherwise.
+    pub fn live_and_changed(&self, q: &Quarantine) -> bool {
+        let uid = q.uid().unwrap_or_default();
+        if crate::controller::reconcile::ended::settled(q) {
+            if let Ok(mut seen) = self.seen.lock() {
+                seen.remove(&uid);
+            }
+            return false;
+        }
+        let mut copy = q.clone();
+        copy.metadata.resource_version = None;
+        copy.metadata.managed_fields = None;
+        if let Some(status) = copy.status.as_mut() {
+            status.audit = None;
+        }
+        let Ok(bytes) = serde_json::to_vec(&copy) else {
+            return true;
+        };
+        let fingerprint = {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            bytes.hash(&mut hasher);
+            hasher.finish()
+        };
+        let Ok(mut seen) = self.seen.lock() else {
+            return true;
+        };
+        seen.insert(uid, fingerprint) != Some(fingerprint)
+    }
+}
+
 /// Runs until `shutdown` turns true.
 pub async fn run(ctx: Arc<Shared>, shutdown: &mut watch::Receiver<bool>) {
     let Some(sink) = ctx.settings.audit.sink.clone() else {

@@ -62,7 +62,8 @@ impl Default for AuditSettings {
 impl AuditSettings {
     /// True when any sink is configured.
     pub fn enabled(&self) -> bool {
-        self.table.is_some() || self.json_lines.is_some()
+        self.table.as_ref().is_some_and(|t| !t.is_empty())
+            || self.json_lines.as_ref().is_some_and(|j| !j.is_empty())
     }
 
     /// The retention as a duration (none when records are kept forever).

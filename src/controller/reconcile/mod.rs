@@ -506,9 +506,17 @@ pub fn start_on(
         let pc = Controller::for_shared_stream(policy_feed.subscribe(false), policy_store.clone())
             .owns_shared_stream(quarantine_feed.subscribe(true))
             .with_config(runtime.clone());
-        let live = quarantine_feed
-            .subscribe(false)
-            .filter(|q| futures::future::ready(!ended::settled(q)));
+        let feed = quarantine_feed.subscribe(false);
+        // With an audit store, the flusher's writes of `status.audit` alone wake no reconcile.
+        let live: futures::stream::BoxStream<'static, Arc<Quarantine>> = if settings.audit.enabled()
+        {
+            let seen = crate::controller::audit::flusher::AuditBlind::default();
+            feed.filter(move |q| futures::future::ready(seen.live_and_changed(q)))
+                .boxed()
+        } else {
+            feed.filter(|q| futures::future::ready(!ended::settled(q)))
+                .boxed()
+        };
         let qc = Controller::for_shared_stream(live, quarantine_store.clone())
             .reconcile_on(stores.drift.subscribe())
             .with_config(runtime.clone());
