@@ -20,6 +20,7 @@ fn near_limit() -> DenySpec {
             "us-west-2".into(),
             "ap-northeast-1".into(),
         ],
+        conditions: Vec::new(),
     };
     for index in 0..100 {
         deny.actions.push(format!(
