@@ -340,6 +340,8 @@ pub struct Config {
     pub dashboard: DashboardSettings,
     /// The approval webhook.
     pub approval_webhook: ApprovalWebhookSettings,
+    /// The durable audit store (DynamoDB table, JSON lines; decision 222).
+    pub audit: crate::controller::audit::AuditSettings,
 }
 
 impl Default for Config {
@@ -368,6 +370,7 @@ impl Default for Config {
             velocity: VelocitySettings::default(),
             dashboard: DashboardSettings::default(),
             approval_webhook: ApprovalWebhookSettings::default(),
+            audit: crate::controller::audit::AuditSettings::default(),
         }
     }
 }
@@ -768,6 +771,8 @@ impl Config {
             max_backoff: unsigned(self.max_backoff),
             reconcile_concurrency: self.reconcile_concurrency,
             approval_stamp_key: None,
+            // The sink is built by the command (it needs the AWS clients); timings from here.
+            audit: self.audit.outlet(None),
         })
     }
 
