@@ -340,6 +340,8 @@ pub struct Config {
     pub dashboard: DashboardSettings,
     /// The approval webhook.
     pub approval_webhook: ApprovalWebhookSettings,
+    /// Approving from Slack (decisions 230-233).
+    pub slack: crate::controller::slack::SlackSettings,
 }
 
 impl Default for Config {
@@ -368,6 +370,7 @@ impl Default for Config {
             velocity: VelocitySettings::default(),
             dashboard: DashboardSettings::default(),
             approval_webhook: ApprovalWebhookSettings::default(),
+            slack: crate::controller::slack::SlackSettings::default(),
         }
     }
 }
