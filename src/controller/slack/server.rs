@@ -54,8 +54,28 @@ pub const OUTCOME_TIMEOUT: &str = "timeout";
 
 /// Event reason for a Slack action done.
 pub const REASON_ACCEPTED: &str = "SlackActionAccepted";
-/// Event reason for a Slack action refused.
+/// Event reason for a Slack action refused by the SubjectAccessReview.
 pub const REASON_REFUSED: &str = "SlackActionRefused";
+/// Event reason for a click by a Slack user with no Kubernetes identity.
+pub const REASON_UNMAPPED: &str = "SlackUserUnmapped";
+/// Event reason for a click the access check could not be asked for (refused, fail closed).
+pub const REASON_UNAVAILABLE: &str = "SlackActionUnavailable";
+/// Event reason for a button that no longer applies.
+pub const REASON_STALE: &str = "SlackActionStale";
+/// Event reason for a click whose write failed.
+pub const REASON_FAILED: &str = "SlackActionFailed";
+
+/// The Event reason of an outcome label (distinct reasons keep Event series apart).
+fn reason_of(label: &str) -> &'static str {
+    match label {
+        OUTCOME_ACCEPTED => REASON_ACCEPTED,
+        OUTCOME_UNMAPPED => REASON_UNMAPPED,
+        OUTCOME_UNAVAILABLE => REASON_UNAVAILABLE,
+        OUTCOME_STALE => REASON_STALE,
+        OUTCOME_REFUSED => REASON_REFUSED,
+        _ => REASON_FAILED,
+    }
+}
 
 /// The Quarantine as the channel needs it.
 #[derive(Clone, Debug, PartialEq)]
@@ -463,11 +483,7 @@ async fn record_audit(state: &Interactions, click: &Click, outcome: &Outcome) {
         } else {
             Severity::Warning
         },
-        reason: if outcome.accepted {
-            REASON_ACCEPTED
-        } else {
-            REASON_REFUSED
-        },
+        reason: reason_of(outcome.label),
         action: "SlackInteraction",
         note: &note,
     };
