@@ -805,6 +805,7 @@ async fn lead(parts: &Parts, shutdown: &Shutdown, leadership: &mut watch::Receiv
     if notifications.namespaces.is_empty() {
         notifications.namespaces = parts.config.namespaces.clone();
     }
+    notifications.buttons = parts.config.slack.interactions;
     if notifications.cluster.is_none() {
         notifications.cluster = Some(parts.config.cluster_id.clone());
     }
