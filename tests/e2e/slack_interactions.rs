@@ -389,8 +389,9 @@ async fn slack_buttons_act_as_the_mapped_identity_and_refuse_everything_else() {
         401
     );
     assert_eq!(metric_value(&http, &ops, &metric("replayed")).await, 1.0);
-    // A fresh click on the same (now Active) Quarantine's Approve button no longer applies.
-    assert_eq!(post_signed(&http, &url, &approve).await, 200);
+    // Another click on the same (now Active) Quarantine's Approve button no longer applies.
+    let again = click("U0ALICE", "approve", &first_object, &answer_url);
+    assert_eq!(post_signed(&http, &url, &again).await, 200);
     let answer = answer_with(&received, "approve no longer applies").await;
     assert_eq!(answer["response_type"], "ephemeral");
 
