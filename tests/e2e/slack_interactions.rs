@@ -4,7 +4,8 @@
 //! `response_url`. The controller serves its approval webhook too (the emulator calls it for every
 //! approval written), maps Slack users to Kubernetes identities from its configuration, and asks
 //! SubjectAccessReviews exactly as for kubectl: alice (approver) approves and is recorded as
-//! herself, verified; mallory (may patch, not approve) and an unmapped user are refused and
+//! herself, verified, then extends (verified) and releases; mallory (may patch, not approve) is
+//! refused approve and release from Slack, and an unmapped user is refused, and
 //! nothing changes; bad signatures, old timestamps, replays and oversized bodies are refused before
 //! anything is read; a button that no longer applies says so; a `response_url` that is down does not
 //! undo the action.
@@ -395,14 +396,48 @@ async fn slack_buttons_act_as_the_mapped_identity_and_refuse_everything_else() {
     let answer = answer_with(&received, "approve no longer applies").await;
     assert_eq!(answer["response_type"], "ephemeral");
 
+    // Extend on the Active Quarantine: stamped like approve, recorded as alice, verified.
+    let extend = click("U0ALICE", "extend", &first_object, &answer_url);
+    assert_eq!(post_signed(&http, &url, &extend).await, 200);
+    answer_with(&received, "alice extended").await;
+    wait_for("the extension recorded", Duration::from_secs(30), || {
+        let q = status_of(&admin, &first);
+        let extended = q["status"]["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|entry| entry["event"] == "Extended" && entry["actor"] == "alice");
+        async move { extended }
+    })
+    .await;
+    assert_eq!(
+        metric_value(
+            &http,
+            &ops,
+            "autoguardrails_approvals_total{verb=\"extend\",verified=\"true\"}"
+        )
+        .await,
+        1.0
+    );
+    // mallory may patch Quarantines (kubectl could release) but from Slack release needs approve.
+    let release = click("U0MALLORY", "release", &first_object, &answer_url);
+    assert_eq!(post_signed(&http, &url, &release).await, 200);
+    answer_with(&received, "user \"mallory\" may not release").await;
+    assert_eq!(status_of(&admin, &first)["status"]["phase"], "Active");
+    // alice releases.
+    let release = click("U0ALICE", "release", &first_object, &answer_url);
+    assert_eq!(post_signed(&http, &url, &release).await, 200);
+    wait_phase(&admin, &first, "Released").await;
+    answer_with(&received, "alice asked to release").await;
+
     // Slack's response_url is down: the rejection stands anyway.
     let down = format!("http://127.0.0.1:{}/answer", free_port());
     let reject = click("U0ALICE", "reject", &second_object, &down);
     assert_eq!(post_signed(&http, &url, &reject).await, 200);
     wait_phase(&admin, &second, "Rejected").await;
     assert_eq!(status_of(&admin, &second)["status"]["rejectedBy"], "alice");
-    wait_for("accepted twice", Duration::from_secs(30), || async {
-        metric_value(&http, &ops, &metric("accepted")).await == 2.0
+    wait_for("accepted four times", Duration::from_secs(30), || async {
+        metric_value(&http, &ops, &metric("accepted")).await == 4.0
     })
     .await;
 
