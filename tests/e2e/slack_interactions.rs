@@ -474,4 +474,34 @@ async fn slack_buttons_act_as_the_mapped_identity_and_refuse_everything_else() {
     let log = controller.log();
     assert!(log.contains("slack interaction"), "{log}");
     assert!(!log.contains(SECRET), "the signing secret is never logged");
+    drop(controller);
+
+    // Without the approval webhook there is no stamp key: the controller refuses to start rather
+    // than record Slack approvals as unverified.
+    let without = dir.join("without-webhook");
+    std::fs::create_dir_all(&without).unwrap();
+    let config = std::fs::read_to_string(&config).unwrap();
+    let start = config.find("approvalWebhook:").unwrap();
+    let end = config.find("slack:").unwrap();
+    let unwebhooked = without.join("config.yaml");
+    std::fs::write(
+        &unwebhooked,
+        format!("{}{}", &config[..start], &config[end..]),
+    )
+    .unwrap();
+    let mut refused = crate::support::binary::spawn_controller_with_env(
+        &admin,
+        &unwebhooked,
+        NS,
+        &without,
+        &[],
+        &[],
+    );
+    let status = refused.child.take().unwrap().wait().unwrap();
+    assert!(!status.success());
+    let log = refused.log();
+    assert!(
+        log.contains("slack.interactions needs approvalWebhook.enabled"),
+        "{log}"
+    );
 }
