@@ -299,6 +299,7 @@ async fn slack_interactions(
     client: &kube::Client,
     metrics: Arc<Metrics>,
     instance: &str,
+    ssm: Option<aws_sdk_ssm::Client>,
 ) -> Result<(axum::Router, String), RunError> {
     use crate::controller::slack::{request, server};
     let key = key.ok_or_else(|| {
@@ -306,21 +307,41 @@ async fn slack_interactions(
             "slack.interactions needs approvalWebhook.enabled: Slack approvals are stamped with its key and checked by it".into(),
         )
     })?;
-    let path = settings.signing_secret_file.as_ref().ok_or_else(|| {
-        RunError::Config("slack.signingSecretFile is required when slack.interactions is on".into())
-    })?;
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        RunError::Config(format!(
-            "failed to read slack.signingSecretFile {}: {e}",
-            path.display()
-        ))
-    })?;
-    let secret = request::SigningSecret::new(&text).ok_or_else(|| {
-        RunError::Config(format!(
-            "slack.signingSecretFile {} is empty",
-            path.display()
-        ))
-    })?;
+    let secret = match (
+        &settings.signing_secret_file,
+        &settings.signing_secret_ssm_parameter,
+    ) {
+        (Some(path), None) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                RunError::Config(format!(
+                    "failed to read slack.signingSecretFile {}: {e}",
+                    path.display()
+                ))
+            })?;
+            request::SigningSecret::new(&text).ok_or_else(|| {
+                RunError::Config(format!(
+                    "slack.signingSecretFile {} is empty",
+                    path.display()
+                ))
+            })?
+        }
+        (None, Some(parameter)) => {
+            let ssm = ssm.ok_or_else(|| {
+                RunError::Config(
+                    "slack.signingSecretSsmParameter needs the sdk AWS backend (aws.backend: sdk)"
+                        .into(),
+                )
+            })?;
+            server::signing_secret_from_ssm(&ssm, parameter)
+                .await
+                .map_err(|e| RunError::Config(format!("slack.signingSecretSsmParameter: {e}")))?
+        }
+        _ => {
+            return Err(RunError::Config(
+                "slack.interactions needs exactly one of slack.signingSecretFile and slack.signingSecretSsmParameter".into(),
+            ));
+        }
+    };
     if settings.extend_by.parse::<jiff::SignedDuration>().is_err() {
         return Err(RunError::Config(format!(
             "slack.extendBy {:?} is not a duration such as 2h",
@@ -459,6 +480,8 @@ pub async fn serve_until(config: Config, shutdown: Shutdown) -> Result<(), RunEr
             &client,
             metrics.clone(),
             &identity,
+            sdk.as_ref()
+                .map(|factory| factory.ssm(config.notifications.ssm_region.as_deref())),
         )
         .await?;
         controller_username = Some(own);

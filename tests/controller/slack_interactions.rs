@@ -200,3 +200,53 @@ async fn an_unreachable_access_check_refuses_and_stale_buttons_say_so() {
         1
     );
 }
+
+/// The signing secret from an SSM SecureString through the real SDK against moto; a plain String
+/// parameter and a missing one are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_signing_secret_is_read_from_an_ssm_secure_string() {
+    use autoguardrails::controller::slack::server::signing_secret_from_ssm;
+    let config = autoguardrails::aws::sdk::load_base_config(
+        &crate::support::moto::MotoServer::shared().settings(),
+    )
+    .await;
+    let ssm = aws_sdk_ssm::Client::new(&config);
+    let name = format!(
+        "/autoguardrails/slack-signing-{}",
+        crate::support::moto::unique("p")
+    );
+    let put = |name: String, kind: aws_sdk_ssm::types::ParameterType| {
+        let ssm = ssm.clone();
+        async move {
+            ssm.put_parameter()
+                .name(name)
+                .value("from-ssm-secret\n")
+                .r#type(kind)
+                .overwrite(true)
+                .send()
+                .await
+                .unwrap();
+        }
+    };
+    let missing = signing_secret_from_ssm(&ssm, &name).await.unwrap_err();
+    assert!(
+        missing.contains("failed to read SSM parameter"),
+        "{missing}"
+    );
+    put(
+        name.clone(),
+        aws_sdk_ssm::types::ParameterType::SecureString,
+    )
+    .await;
+    let secret = signing_secret_from_ssm(&ssm, &name).await.unwrap();
+    assert_eq!(
+        secret.sign("1", b"x"),
+        SigningSecret::new("from-ssm-secret")
+            .unwrap()
+            .sign("1", b"x")
+    );
+    let plain = format!("{name}-plain");
+    put(plain.clone(), aws_sdk_ssm::types::ParameterType::String).await;
+    let refused = signing_secret_from_ssm(&ssm, &plain).await.unwrap_err();
+    assert!(refused.contains("is not a SecureString"), "{refused}");
+}

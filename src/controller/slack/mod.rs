@@ -21,9 +21,14 @@ pub struct SlackSettings {
     /// Serve `POST /slack/interactions` on the signals listener. Needs the approval webhook
     /// (its stamp key and its check of every stamp written).
     pub interactions: bool,
-    /// File holding the Slack app's signing secret (a mounted Secret); required when enabled.
+    /// File holding the Slack app's signing secret (a mounted Secret). This or
+    /// `signingSecretSsmParameter` is required when enabled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing_secret_file: Option<PathBuf>,
+    /// SSM SecureString parameter holding the signing secret (read at start; `aws.backend: sdk`,
+    /// region `notifications.ssmRegion`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_secret_ssm_parameter: Option<String>,
     /// Slack user id → Kubernetes user name and groups. Unlisted users are refused.
     pub users: Vec<intent::UserMapping>,
     /// What the Extend button adds.
@@ -39,6 +44,7 @@ impl Default for SlackSettings {
         SlackSettings {
             interactions: false,
             signing_secret_file: None,
+            signing_secret_ssm_parameter: None,
             users: Vec::new(),
             extend_by: "2h".into(),
             max_body_bytes: 64 * 1024,

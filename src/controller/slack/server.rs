@@ -181,6 +181,39 @@ pub struct Interactions {
     pub now: fn() -> i64,
 }
 
+/// The signing secret from an SSM SecureString parameter (read with decryption). A parameter of
+/// another type is refused: the secret must be stored encrypted.
+pub async fn signing_secret_from_ssm(
+    ssm: &aws_sdk_ssm::Client,
+    parameter: &str,
+) -> Result<SigningSecret, String> {
+    let output = ssm
+        .get_parameter()
+        .name(parameter)
+        .with_decryption(true)
+        .send()
+        .await
+        .map_err(|error| {
+            format!(
+                "failed to read SSM parameter {parameter}: {}",
+                aws_sdk_ssm::error::DisplayErrorContext(error.into_service_error())
+            )
+        })?;
+    let found = output
+        .parameter
+        .ok_or_else(|| format!("SSM parameter {parameter} has no value"))?;
+    if found.r#type != Some(aws_sdk_ssm::types::ParameterType::SecureString) {
+        return Err(format!(
+            "SSM parameter {parameter} is not a SecureString; store the signing secret encrypted"
+        ));
+    }
+    found
+        .value
+        .as_deref()
+        .and_then(SigningSecret::new)
+        .ok_or_else(|| format!("SSM parameter {parameter} is empty"))
+}
+
 /// Seconds since the epoch from the system clock.
 pub fn system_now() -> i64 {
     jiff::Timestamp::now().as_second()
