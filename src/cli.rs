@@ -8,6 +8,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub mod analyze_command;
+pub mod audit_command;
 pub mod aws_setup_command;
 pub mod controller_command;
 pub mod gate_command;
@@ -60,6 +61,9 @@ pub enum Command {
     /// Print the parameters of the AWS templates (deploy/aws) that match a chart installation:
     /// ServiceAccount, namespace, endpoint URL, /events key header, OIDC issuer.
     AwsSetup(aws_setup_command::AwsSetupArgs),
+    /// Read the audit trail (DynamoDB table or JSON-lines file): by quarantine, principal,
+    /// policy, actor and time range; read access is enough.
+    Audit(audit_command::AuditArgs),
     /// Policy file tools.
     Policy {
         /// The policy command.
@@ -136,6 +140,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         Command::Signal { command } => signal_command::run(command, out, err),
         Command::AwsSetup(args) => aws_setup_command::run(&args, out, err),
         Command::Controller(args) => return controller_command::run(&args, out, err),
+        Command::Audit(args) => return audit_command::run(&args, out, err),
         Command::Gate(args) => return gate_command::run(args, out, err),
         Command::Analyze(args) => return analyze_command::run_analyze(&args, out, err),
         Command::Propose(args) => return analyze_command::run_propose(&args, out, err),

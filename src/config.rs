@@ -342,6 +342,8 @@ pub struct Config {
     pub approval_webhook: ApprovalWebhookSettings,
     /// Approving from Slack (decisions 230-233).
     pub slack: crate::controller::slack::SlackSettings,
+    /// The durable audit store (DynamoDB table, JSON lines; decision 222).
+    pub audit: crate::controller::audit::AuditSettings,
 }
 
 impl Default for Config {
@@ -371,6 +373,7 @@ impl Default for Config {
             dashboard: DashboardSettings::default(),
             approval_webhook: ApprovalWebhookSettings::default(),
             slack: crate::controller::slack::SlackSettings::default(),
+            audit: crate::controller::audit::AuditSettings::default(),
         }
     }
 }
@@ -771,6 +774,8 @@ impl Config {
             max_backoff: unsigned(self.max_backoff),
             reconcile_concurrency: self.reconcile_concurrency,
             approval_stamp_key: None,
+            // The sink is built by the command (it needs the AWS clients); timings from here.
+            audit: self.audit.outlet(None),
         })
     }
 

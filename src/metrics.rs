@@ -58,6 +58,12 @@ pub struct Metrics {
     pub signal_request_duration: HistogramVec,
     /// 1 while this replica holds the leader lease, else 0.
     pub leader: IntGauge,
+    /// Audit records in Quarantine statuses not yet in the audit store.
+    pub audit_backlog_records: IntGauge,
+    /// Age in seconds of the oldest unflushed audit record (0 when none).
+    pub audit_backlog_oldest_seconds: IntGauge,
+    /// Audit records flushed, by outcome (`written`, `duplicate`, `failed`, `abandoned`).
+    pub audit_records: IntCounterVec,
     /// Always 1; labels carry the version.
     pub build_info: IntGaugeVec,
     /// Approval webhook decisions, by decision (`allowed`, `refused`, `unchecked`, `error`) and
@@ -204,6 +210,24 @@ impl Metrics {
             "1 while this replica holds the leader lease, else 0.",
         )?;
         registry.register(Box::new(leader.clone()))?;
+        let audit_backlog_records = IntGauge::new(
+            name("audit_backlog_records"),
+            "Audit records in Quarantine statuses not yet in the audit store.",
+        )?;
+        registry.register(Box::new(audit_backlog_records.clone()))?;
+        let audit_backlog_oldest_seconds = IntGauge::new(
+            name("audit_backlog_oldest_seconds"),
+            "Age in seconds of the oldest unflushed audit record (0 when none).",
+        )?;
+        registry.register(Box::new(audit_backlog_oldest_seconds.clone()))?;
+        let audit_records = IntCounterVec::new(
+            Opts::new(
+                name("audit_records_total"),
+                "Audit records flushed to the audit store, by outcome.",
+            ),
+            &["outcome"],
+        )?;
+        registry.register(Box::new(audit_records.clone()))?;
         let build_info = IntGaugeVec::new(
             Opts::new(name("build_info"), "Build information; always 1."),
             &["version"],
@@ -234,6 +258,9 @@ impl Metrics {
             sns_certificate_fetches,
             signal_request_duration,
             leader,
+            audit_backlog_records,
+            audit_backlog_oldest_seconds,
+            audit_records,
             build_info,
             approval_reviews,
             approvals,

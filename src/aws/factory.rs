@@ -1,6 +1,8 @@
 //! Maps an AWS account id to the IAM client the engine must use for it. The trait and the
 //! in-memory implementation live here; the SDK implementation (AssumeRole per account, ambient
-//! credentials otherwise) is in `sdk`. It must not decide anything about enforcement.
+//! credentials otherwise) is in `sdk`, with the builders of the other SDK clients; the DynamoDB
+//! client of the audit table is built here ([`dynamodb_client`]). It must not decide anything
+//! about enforcement.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -89,4 +91,21 @@ impl ClientFactory for StaticClients {
                 ambient_account: String::new(),
             })
     }
+}
+
+/// The DynamoDB client of the audit table, from the base configuration (credentials, retries);
+/// `region` and `endpoint_url` override the base's for this client only.
+pub fn dynamodb_client(
+    base: &aws_config::SdkConfig,
+    region: Option<&str>,
+    endpoint_url: Option<&str>,
+) -> aws_sdk_dynamodb::Client {
+    let mut builder = aws_sdk_dynamodb::config::Builder::from(base);
+    if let Some(region) = region {
+        builder = builder.region(aws_config::Region::new(region.to_string()));
+    }
+    if let Some(url) = endpoint_url {
+        builder = builder.endpoint_url(url);
+    }
+    aws_sdk_dynamodb::Client::from_conf(builder.build())
 }

@@ -171,6 +171,29 @@ pub const CONTROLLER_SLACK_SSM: PermissionSet = PermissionSet {
     calls: &[call("get_parameter", &["ssm:GetParameter"])],
 };
 
+/// Reading the audit table (decision 223): what `autoguardrails audit` needs, and all an auditor
+/// is granted. Also granted to the controller (its start-up check and the outbox's reads).
+pub const CONTROLLER_AUDIT_READ: PermissionSet = PermissionSet {
+    name: "controller-audit-read",
+    part: Part::Controller,
+    writes: false,
+    when: "`audit.table` is set (also the read-only policy of `autoguardrails audit`)",
+    calls: &[
+        call("query", &["dynamodb:Query"]),
+        call("describe_table", &["dynamodb:DescribeTable"]),
+    ],
+};
+
+/// Appending audit records to the audit table. Not an IAM write, and dry-run and read-only mode
+/// record their decisions too, so read-only mode grants it (decision 223).
+pub const CONTROLLER_AUDIT_WRITE: PermissionSet = PermissionSet {
+    name: "controller-audit-write",
+    part: Part::Controller,
+    writes: false,
+    when: "`audit.table` is set (conditional PutItem on the audit table only)",
+    calls: &[call("put_item", &["dynamodb:PutItem"])],
+};
+
 /// The deployment gate's observed spend.
 pub const GATE_COST: PermissionSet = PermissionSet {
     name: "gate-cost",
@@ -284,6 +307,8 @@ pub const ALL: &[PermissionSet] = &[
     CONTROLLER_ASSUME,
     CONTROLLER_POLLER,
     CONTROLLER_SLACK_SSM,
+    CONTROLLER_AUDIT_READ,
+    CONTROLLER_AUDIT_WRITE,
     GATE_COST,
     ANALYZER_IAM,
     ANALYZER_CLOUDTRAIL,

@@ -836,6 +836,15 @@ impl SdkClientFactory {
         aws_sdk_ssm::Client::from_conf(builder.build())
     }
 
+    /// The DynamoDB client of the audit table (see [`super::factory::dynamodb_client`]).
+    pub fn dynamodb(
+        &self,
+        region: Option<&str>,
+        endpoint_url: Option<&str>,
+    ) -> aws_sdk_dynamodb::Client {
+        super::factory::dynamodb_client(&self.base, region, endpoint_url)
+    }
+
     /// The Cost Explorer client (the controller's anomaly poller, the gate's observed spend),
     /// from the base configuration.
     pub fn cost_explorer(&self) -> aws_sdk_costexplorer::Client {

@@ -101,6 +101,8 @@ pub struct ChartSide {
     pub target_roles: Vec<String>,
     /// Whether the anomaly poller is configured.
     pub poller: bool,
+    /// The audit table (`controller.config.audit.table`), when set.
+    pub audit_table: Option<String>,
     /// Topics already allowed on `/sns`.
     pub allowed_topics: Vec<String>,
 }
@@ -236,6 +238,10 @@ impl ChartSide {
             protected_principals,
             target_roles,
             poller: !strings_at(config, &["poller", "monitorArns"]).is_empty(),
+            audit_table: at(config, &["audit", "table"])
+                .and_then(Value::as_str)
+                .filter(|t| !t.is_empty())
+                .map(str::to_string),
             allowed_topics: strings_at(config, &["signals", "sns", "allowedTopics"]),
         }
     }
@@ -263,7 +269,14 @@ impl ChartSide {
                 ),
                 ("TargetAccountRoleArns", self.target_roles.join(",")),
                 ("EnableAnomalyPoller", flag(self.poller)),
-            ],
+            ]
+            .into_iter()
+            .chain(
+                self.audit_table
+                    .iter()
+                    .map(|table| ("AuditTableName", table.clone())),
+            )
+            .collect(),
             Stack::CostSignals => vec![
                 (
                     "ControllerEndpointUrl",

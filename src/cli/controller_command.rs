@@ -189,6 +189,46 @@ async fn clients_for(config: &Config) -> Backend {
     }
 }
 
+/// The audit store of `config.audit` (decision 222): the DynamoDB table and/or JSON lines.
+async fn audit_outlet(
+    config: &Config,
+    sdk: Option<&Arc<SdkClientFactory>>,
+) -> crate::controller::audit::AuditOutlet {
+    use crate::audit::{AuditSink, Fanout, dynamodb::DynamoDbAudit, jsonl};
+    let settings = &config.audit;
+    let mut sinks: Vec<Arc<dyn AuditSink>> = Vec::new();
+    if let Some(table) = settings.table.as_ref().filter(|t| !t.is_empty()) {
+        let client = match sdk {
+            Some(factory) => {
+                factory.dynamodb(settings.region.as_deref(), settings.endpoint_url.as_deref())
+            }
+            None => SdkClientFactory::ambient(config.aws.sdk())
+                .await
+                .dynamodb(settings.region.as_deref(), settings.endpoint_url.as_deref()),
+        };
+        let table = DynamoDbAudit::new(client, table.clone(), settings.retention());
+        // A missing or misshapen table is reported now; records wait in status meanwhile.
+        if let Err(e) = table.check().await {
+            tracing::warn!(error = %e, "the audit table is not usable yet; records wait in the Quarantines' status");
+        }
+        sinks.push(Arc::new(table));
+    }
+    if let Some(destination) = settings.json_lines.as_ref().filter(|j| !j.is_empty()) {
+        sinks.push(Arc::new(jsonl::JsonLinesSink::new(
+            jsonl::Destination::parse(destination),
+        )));
+    }
+    let sink: Option<Arc<dyn AuditSink>> = match sinks.len() {
+        0 => None,
+        1 => sinks.pop(),
+        _ => Some(Arc::new(Fanout::new(sinks))),
+    };
+    if let Some(sink) = &sink {
+        tracing::info!(sink = sink.name(), table = ?settings.table, "audit store configured");
+    }
+    settings.outlet(sink)
+}
+
 /// `GET /debug/iam`: every principal's attachments and inline policies and the write count of
 /// each in-memory account. Served only with the memory backend.
 fn memory_routes(accounts: MemoryAccounts) -> Router {
@@ -416,6 +456,7 @@ pub async fn serve_until(config: Config, shutdown: Shutdown) -> Result<(), RunEr
         memory,
         sdk,
     } = clients_for(&config).await;
+    controller_settings.audit = audit_outlet(&config, sdk.as_ref()).await;
 
     // The caches, on every replica: a standby answers /sns and /events too, and a leader's
     // controllers run on the same caches (one copy of each object, decision 142).

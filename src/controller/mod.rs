@@ -6,6 +6,7 @@
 //! reach into the other parts (`crate::gate`, `crate::analyze`); shared pieces live at the crate root.
 
 pub mod admission;
+pub mod audit;
 pub mod clock;
 pub mod crd;
 pub mod endpoints;

@@ -1,11 +1,9 @@
 //! The gate's audit trail: one JSON line per evaluation appended to
-//! `decisions-YYYY-MM-DD.jsonl` (UTC day of the recording instant), opened with `O_APPEND`,
-//! written with one `write` call under an exclusive advisory lock, then `fsync`ed; files are
-//! never truncated or rewritten. Also lists and filters records for `gate audit`. It must not
+//! `decisions-YYYY-MM-DD.jsonl` (UTC day of the recording instant), through the product's one
+//! durable line writer ([`crate::audit::jsonl::append_lines`]: `O_APPEND`, one locked write,
+//! `fsync`; never truncated or rewritten). Also lists and filters records for `gate audit`. It must not
 //! decide anything.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
@@ -35,6 +33,16 @@ pub enum AuditError {
     /// The record could not be serialised.
     #[error("failed to encode audit record: {0}")]
     Encode(String),
+}
+
+impl From<crate::audit::AuditError> for AuditError {
+    fn from(error: crate::audit::AuditError) -> AuditError {
+        match error {
+            crate::audit::AuditError::Write { path, source } => AuditError::Write { path, source },
+            crate::audit::AuditError::Read { path, source } => AuditError::Read { path, source },
+            other => AuditError::Encode(other.to_string()),
+        }
+    }
 }
 
 impl AuditError {
@@ -134,25 +142,7 @@ impl JsonLinesAudit {
 impl AuditSink for JsonLinesAudit {
     fn append(&self, record: &AuditRecord) -> Result<PathBuf, AuditError> {
         let path = self.directory.join(file_name(record.recorded_at));
-        let werr = |source: std::io::Error| AuditError::Write {
-            path: path.display().to_string(),
-            source,
-        };
-        std::fs::create_dir_all(&self.directory).map_err(werr)?;
-        let mut line = serde_json::to_vec(record).map_err(|e| AuditError::Encode(e.to_string()))?;
-        line.push(b'\n');
-        let mut file: File = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(werr)?;
-        // O_APPEND makes every write land at the end; the lock keeps a writer on a filesystem
-        // without atomic appends (or a short write) from interleaving with another.
-        file.lock().map_err(werr)?;
-        let written = file.write_all(&line).and_then(|_| file.sync_data());
-        let unlocked = file.unlock();
-        written.map_err(werr)?;
-        unlocked.map_err(werr)?;
+        crate::audit::jsonl::append_lines(&path, &crate::audit::jsonl::line(record)?)?;
         Ok(path)
     }
 }

@@ -7,6 +7,8 @@
 mod support;
 
 mod approval_webhook;
+mod audit_outbox;
+mod audit_store;
 mod aws_memory;
 mod aws_sdk_moto;
 mod controller_crash;

@@ -522,6 +522,7 @@ fn terraform_has_the_same_resources_variables_and_outputs() {
             "aws_cloudwatch_event_api_destination",
         ),
         ("AWS::Events::Rule", "aws_cloudwatch_event_rule"),
+        ("AWS::DynamoDB::Table", "aws_dynamodb_table"),
     ];
     for (file, module_dirs) in TEMPLATE_MODULES {
         let template = &templates()[file];
@@ -613,7 +614,8 @@ fn chart_values() -> Value {
                 "aws": {"accounts": {"222222222222": {
                     "roleArn": "arn:aws:iam::222222222222:role/autoguardrails-enforcer",
                     "externalId": "agr-7f3c9b1e"}}},
-                "poller": {"monitorArns": [format!("arn:aws:ce::{ACCOUNT}:anomalymonitor/m1")]}
+                "poller": {"monitorArns": [format!("arn:aws:ce::{ACCOUNT}:anomalymonitor/m1")]},
+                "audit": {"table": AUDIT_TABLE}
             }
         }
     })
@@ -758,6 +760,9 @@ fn aws_setup_prints_what_the_chart_installs() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// The audit table of the chart values above (created by the controller-role stack in moto).
+const AUDIT_TABLE: &str = "autoguardrails-audit-templates";
+
 /// Deploys a template into moto; what was created.
 fn deploy(moto: &MotoServer, file: &str, parameters: &[(&str, &str)]) -> Value {
     let dir = temp_dir("stack");
@@ -847,6 +852,13 @@ fn moto_deploys_the_controller_role_from_aws_setup_parameters() {
     parameters.push(("RoleName".into(), role_name.clone()));
     parameters.push(("PrincipalPathPrefix".into(), "/ci/".into()));
     parameters.push(("SlackWebhookParameterArns".into(), ssm.clone()));
+    parameters.push(("CreateAuditTable".into(), "true".into()));
+    assert!(
+        parameters
+            .iter()
+            .any(|(k, v)| k == "AuditTableName" && v == AUDIT_TABLE),
+        "aws-setup prints the chart's audit table: {parameters:?}"
+    );
     let borrowed: Vec<(&str, &str)> = parameters
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
@@ -854,6 +866,14 @@ fn moto_deploys_the_controller_role_from_aws_setup_parameters() {
     let out = deploy(moto, "controller-role.yaml", &borrowed);
     let role = &out["roles"]["ControllerRole"];
     assert_eq!(out["outputs"]["RoleArn"], role["arn"]);
+    // The table the stack created has the layout the audit sink checks for.
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let client = crate::support::audit::dynamodb(moto).await;
+        autoguardrails::audit::dynamodb::DynamoDbAudit::new(client, AUDIT_TABLE, None)
+            .check()
+            .await
+            .unwrap();
+    });
 
     // Trust: only the chart's ServiceAccount through the cluster's OIDC provider.
     let trust = &role["trust"]["Statement"][0];
@@ -1167,6 +1187,7 @@ fn moto_deploys_the_cost_signals_topic_and_key() {
         "AWS::KMS::Key",
         "AWS::SNS::Topic",
         "AWS::Events::Rule",
+        "AWS::DynamoDB::Table",
     ]);
     let cannot: BTreeSet<&str> = all.difference(&deployed_by_moto).copied().collect();
     assert_eq!(cannot, MOTO_CANNOT_CREATE.iter().copied().collect());

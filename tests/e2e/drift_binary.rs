@@ -6,7 +6,7 @@
 
 use crate::support::binary::{
     ControllerProcess, attached, cluster_with_events_key, create_roles, free_port, iam_client,
-    wait_for,
+    metric_value, post_event, wait_for,
 };
 use crate::support::moto;
 
@@ -49,39 +49,6 @@ fn iam_event(name: &str, role: &str, policy_arn: &str, id: &str) -> Value {
     event["detail"]["requestParameters"]["roleName"] = role.into();
     event["detail"]["requestParameters"]["policyArn"] = policy_arn.into();
     event
-}
-
-async fn post(http: &reqwest::Client, url: &str, body: &Value) -> (u16, String, String) {
-    let response = http
-        .post(url)
-        .header("x-api-key", API_KEY)
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    (
-        status,
-        body["outcome"].as_str().unwrap_or_default().to_string(),
-        body["reason"].as_str().unwrap_or_default().to_string(),
-    )
-}
-
-async fn metric(http: &reqwest::Client, ops: &str, line_prefix: &str) -> f64 {
-    let text = http
-        .get(format!("{ops}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(line_prefix))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -156,7 +123,7 @@ notifications:
     wait_for("/readyz and the lease", Duration::from_secs(60), || async {
         let ready =
             matches!(http.get(format!("{ops}/readyz")).send().await, Ok(r) if r.status() == 200);
-        ready && metric(&http, &ops, "autoguardrails_leader ").await == 1.0
+        ready && metric_value(&http, &ops, "autoguardrails_leader ").await == 1.0
     })
     .await;
     kubectl.run_with_input(&["apply", "-f", "-"], Some(POLICY));
@@ -171,9 +138,10 @@ notifications:
     let events = format!("http://127.0.0.1:{signals_port}/events");
 
     // Before anything is held, a detach is about nothing we hold: counted and ignored.
-    let early = post(
+    let early = post_event(
         &http,
         &events,
+        API_KEY,
         &iam_event(
             "DetachRolePolicy",
             "dev-ci",
@@ -196,7 +164,7 @@ notifications:
     anomaly["account"] = ACCOUNT.into();
     anomaly["detail"]["rootCauses"][0]["linkedAccount"] = ACCOUNT.into();
     anomaly["detail"]["impact"]["totalImpact"] = serde_json::json!(520.0);
-    let created = post(&http, &events, &anomaly).await;
+    let created = post_event(&http, &events, API_KEY, &anomaly).await;
     assert_eq!(created.0, 200, "{}\n{}", created.2, controller.log());
     let name = kubectl.run(&["get", "quarantines", "-n", NS, "-o", "name"]);
     let name = name.trim().to_string();
@@ -213,9 +181,10 @@ notifications:
     let deny = deny[0].clone();
 
     // Events that cannot have undone it: another role, a failed call, a read, malformed.
-    let other = post(
+    let other = post_event(
         &http,
         &events,
+        API_KEY,
         &iam_event("DetachRolePolicy", "etl", &deny, "e-1"),
     )
     .await;
@@ -228,7 +197,7 @@ notifications:
     assert!(other.2.contains("no quarantine holds"), "{}", other.2);
     let mut failed = iam_event("DetachRolePolicy", "dev-ci", &deny, "e-2");
     failed["detail"]["errorCode"] = "AccessDenied".into();
-    let failed = post(&http, &events, &failed).await;
+    let failed = post_event(&http, &events, API_KEY, &failed).await;
     assert_eq!(
         (failed.0, failed.1.as_str()),
         (200, "unusable"),
@@ -239,7 +208,7 @@ notifications:
     let mut malformed = iam_event("DetachRolePolicy", "dev-ci", &deny, "e-3");
     malformed["detail"]["recipientAccountId"] = "nope".into();
     malformed["account"] = Value::Null;
-    let malformed = post(&http, &events, &malformed).await;
+    let malformed = post_event(&http, &events, API_KEY, &malformed).await;
     assert_eq!(
         (malformed.0, malformed.1.as_str()),
         (400, "malformed"),
@@ -255,11 +224,12 @@ notifications:
         .await
         .unwrap();
     assert!(attached(&iam, "dev-ci").await.is_empty());
-    let repairs_before = metric(&http, &ops, "autoguardrails_drift_repairs_total ").await;
+    let repairs_before = metric_value(&http, &ops, "autoguardrails_drift_repairs_total ").await;
     let started = Instant::now();
-    let answer = post(
+    let answer = post_event(
         &http,
         &events,
+        API_KEY,
         &iam_event("DetachRolePolicy", "dev-ci", &deny, "e-4"),
     )
     .await;
@@ -279,11 +249,11 @@ notifications:
         started.elapsed().as_secs_f64() * 1000.0
     );
     wait_for("the repair in metrics", Duration::from_secs(30), || async {
-        metric(&http, &ops, "autoguardrails_drift_repairs_total ").await > repairs_before
+        metric_value(&http, &ops, "autoguardrails_drift_repairs_total ").await > repairs_before
     })
     .await;
     assert_eq!(
-        metric(
+        metric_value(
             &http,
             &ops,
             "autoguardrails_iam_events_total{outcome=\"checked\"} "
@@ -292,7 +262,7 @@ notifications:
         1.0
     );
     assert_eq!(
-        metric(
+        metric_value(
             &http,
             &ops,
             "autoguardrails_iam_events_total{outcome=\"unheld\"} "

@@ -7,6 +7,7 @@
 mod support;
 
 mod approval_webhook;
+mod audit_binary;
 mod aws_templates;
 mod chart;
 mod controller_binary;

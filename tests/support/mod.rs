@@ -2,6 +2,7 @@
 //! receiver, SNS signing, fixtures. Each binary uses a part of it.
 #![allow(dead_code)]
 
+pub mod audit;
 pub mod binary;
 pub mod controller;
 pub mod fixtures;

@@ -64,6 +64,12 @@ pub fn http(port: u16, method: &str, path: &str) -> std::io::Result<(u16, String
 impl MotoServer {
     /// Starts a server owned by the caller (killed on drop).
     pub fn start() -> MotoServer {
+        MotoServer::start_with_env(&[])
+    }
+
+    /// Starts an owned server with extra environment (e.g. `INITIAL_NO_AUTH_ACTION_COUNT`, after
+    /// which moto checks every request against the caller's IAM policies).
+    pub fn start_with_env(env: &[(&str, &str)]) -> MotoServer {
         let bin = moto_binary();
         let port = free_port();
         let started = Instant::now();
@@ -75,6 +81,7 @@ impl MotoServer {
             parent = std::process::id()
         );
         let child = Command::new("sh")
+            .envs(env.iter().copied())
             .arg("-c")
             .arg(script)
             .arg(&bin)

@@ -12,6 +12,11 @@ use serde::{Deserialize, Serialize};
 pub const MAX_HISTORY: usize = 50;
 /// The most notification delivery records kept in status (one per notable history entry at most).
 pub const MAX_NOTIFICATIONS: usize = 50;
+/// The most unflushed audit entries kept in status (decision 222); past it the oldest are dropped
+/// and counted in `status.audit.dropped`.
+pub const MAX_AUDIT_ENTRIES: usize = 100;
+/// The longest audit entry message kept in status.
+pub const MAX_AUDIT_MESSAGE_CHARS: usize = 1024;
 /// The longest `lastError` kept in a notification record.
 pub const MAX_NOTIFICATION_ERROR_CHARS: usize = 512;
 
@@ -318,6 +323,60 @@ pub struct QuarantineStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 50))]
     pub notifications: Vec<NotificationRecord>,
+    /// The audit outbox: records not yet in the durable audit store, and the flushed-up-to
+    /// marker (present only when an audit store is configured; decision 222).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<AuditOutbox>,
+}
+
+/// Audit records waiting in status for the flush to the audit store.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditOutbox {
+    /// The sequence number the next entry gets.
+    #[serde(default)]
+    pub next_sequence: u64,
+    /// Every entry with a lower sequence number is in the audit store.
+    #[serde(default)]
+    pub flushed_below: u64,
+    /// Entries dropped unflushed because the outbox was full.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub dropped: u64,
+    /// Unflushed entries, oldest first, at most 100 (always written, also empty: a merge patch
+    /// must replace the list when the flush emptied it).
+    #[serde(default)]
+    #[schemars(length(max = 100))]
+    pub entries: Vec<AuditEntry>,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
+}
+
+/// One unflushed audit entry (the Quarantine's identity, policy, targets and signal are added
+/// from the object when it is flushed).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEntry {
+    /// The per-Quarantine sequence number (the record id is `<uid>/<sequence>`).
+    pub sequence: u64,
+    /// When it happened.
+    pub time: Time,
+    /// What happened (PascalCase), as in the history.
+    #[schemars(length(max = 128))]
+    pub event: String,
+    /// Who: `controller`, or the person as the controller knows them.
+    #[schemars(length(max = 256))]
+    pub actor: String,
+    /// True when the actor's identity was verified.
+    #[serde(default)]
+    pub verified: bool,
+    /// `controller`, `kubectl` or `slack`.
+    #[schemars(length(max = 32))]
+    pub channel: String,
+    /// The human explanation.
+    #[schemars(length(max = 1024))]
+    pub message: String,
 }
 
 /// The delivery state of the message for one history entry.

@@ -39,7 +39,9 @@ pub fn settled(q: &Quarantine) -> bool {
         f.iter()
             .any(|name| name == super::finalizers::LEGACY_FINALIZER)
     });
-    terminal && seen && meta.deletion_timestamp.is_none() && !annotated && !legacy
+    // Unflushed audit entries keep it in the cache for the flusher (decision 222).
+    let unflushed = status.audit.as_ref().is_some_and(|a| !a.entries.is_empty());
+    terminal && seen && meta.deletion_timestamp.is_none() && !annotated && !legacy && !unflushed
 }
 
 /// What is kept of one ended Quarantine.

@@ -61,6 +61,8 @@ pub struct Settings {
     pub accounts: Vec<String>,
     /// The longest error backoff.
     pub max_backoff: Duration,
+    /// The audit store and its outbox settings (decision 222).
+    pub audit: crate::controller::audit::AuditOutlet,
     /// How many reconciles of each controller run at once. Bounds the memory and the API server
     /// load of a cold start with many objects (every object is reconciled once).
     pub reconcile_concurrency: u16,
@@ -83,6 +85,7 @@ impl Default for Settings {
             max_backoff: Duration::from_secs(300),
             reconcile_concurrency: 16,
             approval_stamp_key: None,
+            audit: crate::controller::audit::AuditOutlet::default(),
         }
     }
 }
@@ -110,6 +113,10 @@ pub enum Error {
     /// Serialising status failed.
     #[error("cannot serialise status: {0}")]
     Serialize(#[from] serde_json::Error),
+    /// A deleted Quarantine's audit records are not in the audit store yet; the finalizer waits
+    /// (bounded by `audit.deletionWait`).
+    #[error("audit records not flushed yet: {0}")]
+    AuditPending(String),
 }
 
 /// What kind of failure ended a reconcile: the one vocabulary of `reconcile_errors_total`'s
@@ -130,6 +137,8 @@ pub enum ErrorCategory {
     Invalid,
     /// A bug of ours (status that cannot be serialised).
     Internal,
+    /// The audit store did not take a deleted Quarantine's records yet.
+    Audit,
 }
 
 impl ErrorCategory {
@@ -149,6 +158,7 @@ impl ErrorCategory {
             ErrorCategory::Iam(Iam::Conflict) => "iam_conflict",
             ErrorCategory::Invalid => "invalid",
             ErrorCategory::Internal => "internal",
+            ErrorCategory::Audit => "audit",
         }
     }
 }
@@ -164,6 +174,7 @@ impl Error {
             Error::Aborted(e) => ErrorCategory::Iam(e.category()),
             Error::MissingField(_) => ErrorCategory::Invalid,
             Error::Serialize(_) => ErrorCategory::Internal,
+            Error::AuditPending(_) => ErrorCategory::Audit,
         }
     }
 }
@@ -499,9 +510,17 @@ pub fn start_on(
         let pc = Controller::for_shared_stream(policy_feed.subscribe(false), policy_store.clone())
             .owns_shared_stream(quarantine_feed.subscribe(true))
             .with_config(runtime.clone());
-        let live = quarantine_feed
-            .subscribe(false)
-            .filter(|q| futures::future::ready(!ended::settled(q)));
+        let feed = quarantine_feed.subscribe(false);
+        // With an audit store, the flusher's writes of `status.audit` alone wake no reconcile.
+        let live: futures::stream::BoxStream<'static, Arc<Quarantine>> = if settings.audit.enabled()
+        {
+            let seen = crate::controller::audit::flusher::AuditBlind::default();
+            feed.filter(move |q| futures::future::ready(seen.live_and_changed(q)))
+                .boxed()
+        } else {
+            feed.filter(|q| futures::future::ready(!ended::settled(q)))
+                .boxed()
+        };
         let qc = Controller::for_shared_stream(live, quarantine_store.clone())
             .reconcile_on(stores.drift.subscribe())
             .with_config(runtime.clone());
@@ -546,6 +565,13 @@ pub fn start_on(
                     }
                 }),
         ));
+    }
+    if shared.settings.audit.enabled() {
+        let ctx = shared.clone();
+        let mut stop = shutdown.clone();
+        tasks.push(Box::pin(async move {
+            crate::controller::audit::flusher::run(ctx, &mut stop).await;
+        }));
     }
     {
         let ctx = shared.clone();

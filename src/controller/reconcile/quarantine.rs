@@ -141,9 +141,19 @@ async fn apply(q: &Quarantine, ctx: &Shared, deleting: bool) -> Result<Action, E
     };
     let acted = act(q, ctx, &checked, &old_status, transition).await?;
     let status = build_status(q, ctx, &checked, &old_status, &acted);
-    patch_status(&api, q, &old_status, &status, FOREIGN_STATUS_FIELDS).await?;
+    let written = patch_status(&api, q, &old_status, &status, FOREIGN_STATUS_FIELDS).await?;
     announce(q, ctx, &api, &acted, deleting).await?;
-    next_action(q, ctx, &uid, &acted)
+    let action = next_action(q, ctx, &uid, &acted)?;
+    if deleting {
+        // Released: the finalizer waits (bounded) until the audit records are stored.
+        let current = written.unwrap_or_else(|| {
+            let mut current = q.clone();
+            current.status = Some(status);
+            current
+        });
+        crate::controller::audit::flusher::flush_before_deletion(ctx, &current).await?;
+    }
+    Ok(action)
 }
 
 /// What validation found usable: the deny document, the lifecycle context and recorded state.
@@ -373,6 +383,16 @@ fn build_status(
     let state = &acted.state;
     let mut status = old_status.clone();
     state.apply_to_status(&mut status);
+    if ctx.settings.audit.enabled() {
+        // The outbox: every new history entry, in the same status write (decision 222).
+        let added = crate::controller::audit::appended(&old_status.history, &status.history);
+        if !added.is_empty() {
+            status.audit = Some(crate::controller::audit::append(
+                old_status.audit.as_ref(),
+                added,
+            ));
+        }
+    }
     status.observed_generation = q.metadata.generation;
     if let Ok(doc) = &checked.document {
         let account = desired::accounts(q).into_iter().next().unwrap_or_default();

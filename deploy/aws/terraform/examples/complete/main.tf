@@ -31,6 +31,8 @@ module "controller_role" {
   protected_principal_arns  = var.protected_principal_arns
   target_account_role_arns  = var.target_account_admin_role_arn == "" ? [] : ["arn:aws:iam::*:role/autoguardrails-enforcer"]
   enable_anomaly_poller     = var.enable_anomaly_poller
+  audit_table_name          = var.audit_table_name
+  create_audit_table        = var.audit_table_name != ""
 }
 
 module "target_account_role" {

@@ -42,6 +42,12 @@ variable "enable_anomaly_poller" {
   default     = false
 }
 
+variable "audit_table_name" {
+  description = "The chart's controller.config.audit.table: the DynamoDB audit table (created here); empty for none."
+  type        = string
+  default     = ""
+}
+
 variable "budget_limit_usd" {
   description = "Monthly USD budget; 0 creates none."
   type        = number

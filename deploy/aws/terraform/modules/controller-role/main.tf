@@ -3,11 +3,13 @@
 
 data "aws_caller_identity" "current" {}
 data "aws_partition" "current" {}
+data "aws_region" "current" {}
 
 locals {
   issuer    = trimprefix(var.oidc_issuer_url, "https://")
   account   = data.aws_caller_identity.current.account_id
   partition = data.aws_partition.current.partition
+  region    = data.aws_region.current.name
 }
 
 data "aws_iam_policy_document" "trust" {
@@ -101,4 +103,77 @@ resource "aws_iam_role_policy" "slack_ssm" {
   name   = "autoguardrails-slack-ssm"
   role   = aws_iam_role.controller.id
   policy = data.aws_iam_policy_document.slack_ssm.json
+}
+
+# controller-audit-read and controller-audit-write: the audit table and its time index only.
+# Granted in read-only mode too (audit records are not IAM writes; decision 223).
+data "aws_iam_policy_document" "audit" {
+  statement {
+    sid     = "ControllerAuditRead"
+    effect  = "Allow"
+    actions = ["dynamodb:DescribeTable", "dynamodb:Query"]
+    resources = [
+      "arn:${local.partition}:dynamodb:${local.region}:${local.account}:table/${var.audit_table_name}",
+      "arn:${local.partition}:dynamodb:${local.region}:${local.account}:table/${var.audit_table_name}/index/*",
+    ]
+  }
+  statement {
+    sid       = "ControllerAuditWrite"
+    effect    = "Allow"
+    actions   = ["dynamodb:PutItem"]
+    resources = ["arn:${local.partition}:dynamodb:${local.region}:${local.account}:table/${var.audit_table_name}"]
+  }
+}
+
+resource "aws_iam_role_policy" "audit" {
+  count  = var.audit_table_name != "" ? 1 : 0
+  name   = "autoguardrails-audit"
+  role   = aws_iam_role.controller.id
+  policy = data.aws_iam_policy_document.audit.json
+}
+
+# The audit table (docs/audit.md); prevent_destroy: the audit outlives the module.
+resource "aws_dynamodb_table" "audit" {
+  count        = var.audit_table_name != "" && var.create_audit_table ? 1 : 0
+  name         = var.audit_table_name
+  billing_mode = "PAY_PER_REQUEST"
+  hash_key     = "pk"
+  range_key    = "sk"
+
+  attribute {
+    name = "pk"
+    type = "S"
+  }
+  attribute {
+    name = "sk"
+    type = "S"
+  }
+  attribute {
+    name = "day"
+    type = "S"
+  }
+
+  global_secondary_index {
+    name            = "by-time"
+    hash_key        = "day"
+    range_key       = "sk"
+    projection_type = "ALL"
+  }
+
+  ttl {
+    attribute_name = "expiresAt"
+    enabled        = true
+  }
+
+  point_in_time_recovery {
+    enabled = true
+  }
+
+  server_side_encryption {
+    enabled = true
+  }
+
+  lifecycle {
+    prevent_destroy = true
+  }
 }

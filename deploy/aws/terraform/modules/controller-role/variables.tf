@@ -66,3 +66,15 @@ variable "slack_webhook_parameter_arns" {
   type        = list(string)
   default     = []
 }
+
+variable "audit_table_name" {
+  description = "The DynamoDB audit table (controller config audit.table); empty for no audit table."
+  type        = string
+  default     = ""
+}
+
+variable "create_audit_table" {
+  description = "Create the audit table here (key pk/sk, index by-time, TTL expiresAt; docs/audit.md)."
+  type        = bool
+  default     = false
+}

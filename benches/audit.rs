@@ -1,0 +1,385 @@
+//! Audit store benchmark (not a test; decision 222), against moto's DynamoDB (so the figures are
+//! moto's, not AWS's, and both cores are shared with it) and the Kubernetes API emulator:
+//! 1. sink throughput: 10,000 records (100 Quarantines × 100) appended with conditional
+//!    `PutItem`s in per-Quarantine batches, as the flusher sends them; and the JSON-lines file;
+//! 2. backlog drain: 100 Quarantines holding 100 unflushed entries each in status when the
+//!    controller starts (a restart after an outage): start → every record in the table and every
+//!    outbox empty (status writes included);
+//! 3. the enforcement path: signal → deny attached (in-memory IAM), p50/p99, without an audit
+//!    store and with DynamoDB (flush every 200 ms), one fresh policy per signal.
+//!
+//! `cargo bench --bench audit` (environment: `AGR_BENCH_AUDIT_RECORDS`, default 10000;
+//! `AGR_BENCH_AUDIT_SIGNALS`, default 60).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../tests/support/moto.rs"]
+#[allow(unused_imports)]
+mod moto;
+
+#[path = "../tests/support/controller.rs"]
+#[allow(unused_imports)]
+mod harness;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use autoguardrails::audit::dynamodb::{
+    DAY_ATTRIBUTE, DynamoDbAudit, PARTITION_KEY, SORT_KEY, TIME_INDEX,
+};
+use autoguardrails::audit::jsonl::{Destination, JsonLinesSink};
+use autoguardrails::audit::{
+    Actor, AuditRecord, AuditSink, CHANNEL_CONTROLLER, QuarantineRef, record_id,
+};
+use autoguardrails::controller::audit::AuditSettings;
+use autoguardrails::controller::crd::{Phase, Quarantine};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType,
+};
+use harness::{ACCOUNT, Harness, NS, anomaly, policy_yaml, role, test_settings};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use moto::MotoServer;
+
+const PER_QUARANTINE: usize = 100;
+
+fn setting(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|v| *v > 0)
+        .unwrap_or(default)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+fn main() {
+    let records = setting("AGR_BENCH_AUDIT_RECORDS", 10_000);
+    let signals = setting("AGR_BENCH_AUDIT_SIGNALS", 60);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(run(records, signals));
+}
+
+async fn client(moto: &MotoServer) -> aws_sdk_dynamodb::Client {
+    let config = autoguardrails::aws::sdk::load_base_config(&moto.settings()).await;
+    autoguardrails::aws::factory::dynamodb_client(&config, None, None)
+}
+
+async fn create_table(client: &aws_sdk_dynamodb::Client, table: &str) {
+    let attribute = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .unwrap()
+    };
+    let key = |name: &str, kind: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .unwrap()
+    };
+    client
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attribute(PARTITION_KEY))
+        .attribute_definitions(attribute(SORT_KEY))
+        .attribute_definitions(attribute(DAY_ATTRIBUTE))
+        .key_schema(key(PARTITION_KEY, KeyType::Hash))
+        .key_schema(key(SORT_KEY, KeyType::Range))
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(TIME_INDEX)
+                .key_schema(key(DAY_ATTRIBUTE, KeyType::Hash))
+                .key_schema(key(SORT_KEY, KeyType::Range))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+async fn count(client: &aws_sdk_dynamodb::Client, table: &str) -> i32 {
+    let mut total = 0;
+    let mut start = None;
+    loop {
+        let page = client
+            .scan()
+            .table_name(table)
+            .select(aws_sdk_dynamodb::types::Select::Count)
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .unwrap();
+        total += page.count();
+        match page.last_evaluated_key() {
+            Some(k) if !k.is_empty() => start = Some(k.clone()),
+            _ => return total,
+        }
+    }
+}
+
+fn batch(q: usize) -> Vec<AuditRecord> {
+    let at = jiff::Timestamp::now();
+    (0..PER_QUARANTINE)
+        .map(|i| AuditRecord {
+            id: record_id(&format!("uid-{q}"), i as u64),
+            recorded_at: jiff::Timestamp::from_second(at.as_second()).unwrap(),
+            sequence: i as u64,
+            cluster: "bench".into(),
+            quarantine: Some(QuarantineRef {
+                namespace: NS.into(),
+                name: format!("q-{q}"),
+                uid: format!("uid-{q}"),
+            }),
+            policy: Some("bench".into()),
+            principals: vec![role(&format!("r-{q}"))],
+            event: "DriftRepaired".into(),
+            actor: Actor {
+                name: "controller".into(),
+                verified: false,
+                channel: CHANNEL_CONTROLLER.into(),
+            },
+            message: "re-attached the deny".into(),
+            mode: Some("Auto".into()),
+            signal: None,
+            request_ids: Vec::new(),
+        })
+        .collect()
+}
+
+async fn run(records: usize, signals: usize) {
+    let quarantines = records.div_ceil(PER_QUARANTINE);
+    let moto = MotoServer::start();
+    let dynamo = client(&moto).await;
+    println!(
+        "audit: {} records ({quarantines} quarantines × {PER_QUARANTINE}), moto started in {:?}",
+        quarantines * PER_QUARANTINE,
+        moto.startup
+    );
+
+    // 1. Sink throughput.
+    create_table(&dynamo, "bench-sink").await;
+    let sink = DynamoDbAudit::new(dynamo.clone(), "bench-sink", None);
+    let batches: Vec<Vec<AuditRecord>> = (0..quarantines).map(batch).collect();
+    let started = Instant::now();
+    for b in &batches {
+        sink.append(b).await.unwrap();
+    }
+    let took = started.elapsed().as_secs_f64();
+    println!(
+        "dynamodb sink: {} records in {took:.2} s = {:.0} records/s ({} items: one per record + one per principal)",
+        quarantines * PER_QUARANTINE,
+        (quarantines * PER_QUARANTINE) as f64 / took,
+        count(&dynamo, "bench-sink").await
+    );
+    let started = Instant::now();
+    for b in &batches {
+        let again = sink.append(b).await.unwrap();
+        assert_eq!(again.written, 0);
+    }
+    let took = started.elapsed().as_secs_f64();
+    println!(
+        "dynamodb sink, the same records again (all conditional-check failures): {:.0} records/s",
+        (quarantines * PER_QUARANTINE) as f64 / took
+    );
+    let file = std::env::temp_dir().join(format!("agr-audit-bench-{}.jsonl", std::process::id()));
+    let lines = JsonLinesSink::new(Destination::File(file.clone()));
+    let started = Instant::now();
+    for b in &batches {
+        lines.append(b).await.unwrap();
+    }
+    let took = started.elapsed().as_secs_f64();
+    let _ = std::fs::remove_file(&file);
+    println!(
+        "json-lines file sink (fsync per batch of {PER_QUARANTINE}): {:.0} records/s",
+        (quarantines * PER_QUARANTINE) as f64 / took
+    );
+
+    // 2. Backlog drain after a restart.
+    create_table(&dynamo, "bench-drain").await;
+    let mut h = Harness::start_with(test_settings()).await;
+    let api: Api<Quarantine> = Api::namespaced(h.client.clone(), NS);
+    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now());
+    for q in 0..quarantines {
+        let name = format!("backlog-{q:04}");
+        let object: Quarantine = serde_json::from_value(serde_json::json!({
+            "apiVersion": "autoguardrails.io/v1alpha1",
+            "kind": "Quarantine",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {
+                "policyRef": {"name": "gone"},
+                "targets": [{"kind": "IamRole", "arn": role("dev-ci")}],
+                "deny": {"actions": ["ec2:RunInstances"]},
+                "mode": "DryRun",
+                "ttl": "1h"
+            }
+        }))
+        .unwrap();
+        let created = api.create(&PostParams::default(), &object).await.unwrap();
+        let entries: Vec<serde_json::Value> = (0..PER_QUARANTINE)
+            .map(|i| {
+                serde_json::json!({"sequence": i, "time": now, "event": "DriftRepaired",
+                    "actor": "controller", "channel": "controller", "message": "re-attached"})
+            })
+            .collect();
+        let status = serde_json::json!({"status": {
+            "phase": "Expired",
+            "observedGeneration": created.metadata.generation,
+            "audit": {"nextSequence": PER_QUARANTINE, "flushedBelow": 0, "entries": entries}
+        }});
+        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+            .await
+            .unwrap();
+    }
+    let mut settings = test_settings();
+    let audit = AuditSettings {
+        flush_interval: jiff::SignedDuration::from_millis(200),
+        max_backoff: jiff::SignedDuration::from_secs(1),
+        ..AuditSettings::default()
+    };
+    settings.audit = audit.outlet(Some(Arc::new(DynamoDbAudit::new(
+        dynamo.clone(),
+        "bench-drain",
+        None,
+    ))));
+    let started = Instant::now();
+    h.restart(Some(settings.clone())).await;
+    let expected = (quarantines * PER_QUARANTINE * 2) as i32;
+    let deadline = Instant::now() + Duration::from_secs(1800);
+    loop {
+        let left: usize = api
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .map(|q| {
+                q.status
+                    .as_ref()
+                    .and_then(|s| s.audit.as_ref())
+                    .map_or(0, |a| a.entries.len())
+            })
+            .sum();
+        if left == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "backlog not drained: {left} left"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let drained = started.elapsed().as_secs_f64();
+    let stored = count(&dynamo, "bench-drain").await;
+    assert_eq!(
+        stored, expected,
+        "every record (and its principal copy) stored once"
+    );
+    println!(
+        "backlog drain after a restart: {} records from {quarantines} statuses in {drained:.2} s ({:.0} records/s, cache sync and status writes included)",
+        quarantines * PER_QUARANTINE,
+        (quarantines * PER_QUARANTINE) as f64 / drained
+    );
+    h.stop().await;
+    drop(h);
+
+    // 3. The enforcement path without, with the DynamoDB store, with JSON lines (no moto CPU),
+    // and without again (the machine's drift between runs).
+    let without = enforcement(signals, None).await;
+    create_table(&dynamo, "bench-enforce").await;
+    let mut with_settings = test_settings();
+    with_settings.audit = audit.outlet(Some(Arc::new(DynamoDbAudit::new(
+        dynamo.clone(),
+        "bench-enforce",
+        None,
+    ))));
+    let with = enforcement(signals, Some(with_settings)).await;
+    let records_stored = count(&dynamo, "bench-enforce").await;
+    let mut lines_settings = test_settings();
+    lines_settings.audit = audit.outlet(Some(Arc::new(JsonLinesSink::new(Destination::File(
+        file.clone(),
+    )))));
+    let with_lines = enforcement(signals, Some(lines_settings)).await;
+    let _ = std::fs::remove_file(&file);
+    let again = enforcement(signals, None).await;
+    let line = |label: &str, l: &[f64]| {
+        println!(
+            "signal -> deny attached ({label}, ms, in-memory IAM, {signals} signals): p50 {:.1} p99 {:.1} ({:+.1} % at p99 against the first run without)",
+            percentile(l, 0.5),
+            percentile(l, 0.99),
+            (percentile(l, 0.99) / percentile(&without, 0.99) - 1.0) * 100.0
+        );
+    };
+    line("without audit", &without);
+    line("DynamoDB audit, flush every 200 ms", &with);
+    line("JSON-lines audit, flush every 200 ms", &with_lines);
+    line("without audit, again", &again);
+    println!("records stored during the DynamoDB run: {records_stored} items");
+}
+
+/// Signal → deny attached for `signals` signals, each on its own policy and role.
+async fn enforcement(
+    signals: usize,
+    settings: Option<autoguardrails::controller::reconcile::Settings>,
+) -> Vec<f64> {
+    let mut settings = settings.unwrap_or_else(test_settings);
+    settings.drift_period = Duration::from_secs(600);
+    settings.full_converge_period = Duration::from_secs(600);
+    let h = Harness::start_with(settings).await;
+    let roles: Vec<String> = (0..signals).map(|i| format!("enf-{i:03}")).collect();
+    h.iam.outside(|o| {
+        for r in &roles {
+            o.create_role(r);
+        }
+    });
+    let mut latencies = Vec::with_capacity(signals);
+    for (i, r) in roles.iter().enumerate() {
+        // Every policy matches every signal; the earlier ones already hold a live Quarantine,
+        // so each signal quarantines the role of the policy applied just before it.
+        h.apply_policy(&policy_yaml(&format!("enf-{i:03}"), "Auto", "1h", &[r]))
+            .await;
+        let signal = anomaly(&format!("enf-signal-{i}"), ACCOUNT, 500.0);
+        let started = Instant::now();
+        let report = h.submit(&signal).await;
+        let created = report.created().count();
+        assert!(created >= 1, "signal {i} created no quarantine");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while h.attached(r).len() != 1 {
+            assert!(Instant::now() < deadline, "signal {i} not enforced");
+            tokio::time::sleep(Duration::from_micros(500)).await;
+        }
+        latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    // The deny is attached before the status write that records it: wait for the last writes.
+    h.eventually("every quarantine Active", || async {
+        h.quarantines()
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .filter(|q| q.status.as_ref().and_then(|s| s.phase) == Some(Phase::Active))
+            .count()
+            >= signals
+    })
+    .await;
+    latencies.sort_by(f64::total_cmp);
+    latencies
+}

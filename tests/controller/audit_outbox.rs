@@ -1,0 +1,193 @@
+//! The audit outbox on the real controllers (kube-runtime against the emulator, in-memory IAM)
+//! with the real DynamoDB sink on moto: an Auto quarantine's transitions and a drift repair reach
+//! the table and leave the status; while the table is unreachable the entries wait in status and
+//! the backlog metrics show them; a deleted Quarantine whose records cannot be stored is released
+//! anyway and let go after the bounded wait, with a Warning Event; dry-run records too.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::support::audit::{Switch, create_audit_table, dynamodb, port_of, primary_ids};
+use crate::support::controller::{ACCOUNT, Harness, anomaly, policy_yaml, role_ref, test_settings};
+use crate::support::moto::{MotoServer, unique};
+
+use autoguardrails::audit::dynamodb::DynamoDbAudit;
+use autoguardrails::audit::{AuditQuery, AuditReader};
+use autoguardrails::controller::audit::AuditSettings;
+use autoguardrails::controller::crd::Phase;
+use autoguardrails::controller::reconcile::Settings;
+
+fn audit_settings(sink: DynamoDbAudit, deletion_wait: Duration) -> Settings {
+    let timings = AuditSettings {
+        flush_interval: jiff::SignedDuration::from_millis(100),
+        max_backoff: jiff::SignedDuration::from_millis(500),
+        deletion_wait: jiff::SignedDuration::try_from(deletion_wait).unwrap(),
+        ..AuditSettings::default()
+    };
+    Settings {
+        audit: timings.outlet(Some(Arc::new(sink))),
+        ..test_settings()
+    }
+}
+
+async fn events_in_table(reader: &DynamoDbAudit, name: &str) -> Vec<String> {
+    reader
+        .query(&AuditQuery {
+            quarantine: Some((crate::support::controller::NS.into(), name.into())),
+            ..AuditQuery::default()
+        })
+        .await
+        .map(|records| records.into_iter().map(|r| r.event).collect())
+        .unwrap_or_default()
+}
+
+fn outbox(q: &autoguardrails::controller::crd::Quarantine) -> usize {
+    q.status
+        .as_ref()
+        .and_then(|s| s.audit.as_ref())
+        .map_or(0, |a| a.entries.len())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transitions_and_drift_repairs_reach_the_table_and_leave_the_status() {
+    let moto = MotoServer::shared();
+    let client = dynamodb(moto).await;
+    let table = unique("outbox");
+    create_audit_table(&client, &table).await;
+    let switch = Switch::start(port_of(&moto.url)).await;
+    let config = autoguardrails::aws::sdk::load_base_config(&moto.settings()).await;
+    let through_switch =
+        autoguardrails::aws::factory::dynamodb_client(&config, None, Some(&switch.url));
+    let sink = DynamoDbAudit::new(through_switch, &table, None);
+    let reader = DynamoDbAudit::new(client.clone(), &table, None);
+    let h = Harness::start_with(audit_settings(sink, Duration::from_secs(300))).await;
+    h.apply_policy(&policy_yaml("auto-audit", "Auto", "1h", &["dev-ci"]))
+        .await;
+    let report = h.submit(&anomaly("audit-1", ACCOUNT, 500.0)).await;
+    let name = report.created().next().unwrap().quarantine.clone().unwrap();
+    h.wait_phase(&name, Phase::Active).await;
+    h.eventually("the activation in the table", || async {
+        events_in_table(&reader, &name).await == ["Activated"]
+    })
+    .await;
+    h.eventually("an empty outbox", || async {
+        h.quarantine(&name).await.is_some_and(|q| outbox(&q) == 0)
+    })
+    .await;
+    let q = h.quarantine(&name).await.unwrap();
+    assert_eq!(q.status.unwrap().audit.unwrap().flushed_below, 1);
+
+    // The table goes away; a drift repair waits in status and shows in the backlog metrics.
+    switch.set_up(false);
+    let policy_arn = h.attached("dev-ci")[0].clone();
+    h.iam
+        .outside(|o| o.detach(&role_ref("dev-ci"), &policy_arn));
+    h.eventually("the repair", || async { h.attached("dev-ci").len() == 1 })
+        .await;
+    h.eventually("the repair in the outbox", || async {
+        h.quarantine(&name).await.is_some_and(|q| outbox(&q) >= 1)
+    })
+    .await;
+    h.eventually("the backlog metric", || async {
+        h.metrics.audit_backlog_records.get() >= 1
+    })
+    .await;
+    assert_eq!(events_in_table(&reader, &name).await, ["Activated"]);
+    assert!(h.metrics.audit_records.with_label_values(&["failed"]).get() >= 1);
+
+    // Back: the repair arrives once, the outbox empties, the backlog is zero.
+    switch.set_up(true);
+    h.eventually("the repair in the table", || async {
+        events_in_table(&reader, &name).await == ["Activated", "DriftRepaired"]
+    })
+    .await;
+    h.eventually("an empty outbox and backlog", || async {
+        h.quarantine(&name).await.is_some_and(|q| outbox(&q) == 0)
+            && h.metrics.audit_backlog_records.get() == 0
+    })
+    .await;
+    let ids = primary_ids(&client, &table).await;
+    let mut unique_ids = ids.clone();
+    unique_ids.dedup();
+    assert_eq!(ids, unique_ids, "no record twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_quarantine_is_released_and_let_go_after_the_bounded_wait() {
+    let moto = MotoServer::shared();
+    let table = unique("outbox-gone");
+    create_audit_table(&dynamodb(moto).await, &table).await;
+    let switch = Switch::start(port_of(&moto.url)).await;
+    let config = autoguardrails::aws::sdk::load_base_config(&moto.settings()).await;
+    let client = autoguardrails::aws::factory::dynamodb_client(&config, None, Some(&switch.url));
+    let h = Harness::start_with(audit_settings(
+        DynamoDbAudit::new(client, &table, None),
+        Duration::from_secs(2),
+    ))
+    .await;
+    h.apply_policy(&policy_yaml("auto-gone", "Auto", "1h", &["batch"]))
+        .await;
+    let report = h.submit(&anomaly("audit-gone", ACCOUNT, 500.0)).await;
+    let name = report.created().next().unwrap().quarantine.clone().unwrap();
+    h.wait_phase(&name, Phase::Active).await;
+    switch.set_up(false);
+    h.delete_quarantine(&name).await;
+    // The release is not held by the audit: the deny goes, then the object after the wait.
+    h.eventually("the deny released", || async {
+        h.attached("batch").is_empty()
+    })
+    .await;
+    h.eventually("the object gone", || async {
+        h.quarantine(&name).await.is_none()
+    })
+    .await;
+    let events = h.events(&name).await;
+    assert!(
+        events
+            .iter()
+            .any(|(kind, reason, _)| kind == "Warning" && reason == "AuditFlushAbandoned"),
+        "{events:?}"
+    );
+    assert!(
+        h.metrics
+            .audit_records
+            .with_label_values(&["abandoned"])
+            .get()
+            >= 1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_decisions_are_recorded_without_any_iam_write() {
+    let moto = MotoServer::shared();
+    let client = dynamodb(moto).await;
+    let table = unique("outbox-dry");
+    create_audit_table(&client, &table).await;
+    let reader = DynamoDbAudit::new(client.clone(), &table, None);
+    let h = Harness::start_with(audit_settings(
+        DynamoDbAudit::new(client, &table, None),
+        Duration::from_secs(300),
+    ))
+    .await;
+    h.apply_policy(&policy_yaml("dry-audit", "DryRun", "1h", &["etl"]))
+        .await;
+    let writes_before = h.iam.write_count();
+    let report = h.submit(&anomaly("audit-dry", ACCOUNT, 500.0)).await;
+    let name = report.created().next().unwrap().quarantine.clone().unwrap();
+    h.wait_phase(&name, Phase::DryRun).await;
+    h.eventually("the plan in the table", || async {
+        events_in_table(&reader, &name).await == ["Planned"]
+    })
+    .await;
+    let records = reader
+        .query(&AuditQuery {
+            principal: Some(crate::support::controller::role("etl")),
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].mode.as_deref(), Some("DryRun"));
+    assert_eq!(records[0].signal.as_ref().unwrap().id, "audit-dry");
+    assert_eq!(h.iam.write_count(), writes_before, "no IAM write");
+}
