@@ -85,7 +85,7 @@ pub struct QuarantineRef {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Actor {
-    /// `controller`, or the person as the controller knows them (the annotation's actor).
+    /// `controller`, the user the approval webhook verified, or the name an annotation claims.
     pub name: String,
     /// True only when the identity was verified (admission or Slack signature); false for the
     /// actor parsed from an annotation value.

@@ -143,24 +143,28 @@ pub fn appended<'a>(old: &[HistoryEntry], new: &'a [HistoryEntry]) -> &'a [Histo
     new
 }
 
-/// Whether the actor of a history entry is a verified identity: only approve, reject and extend
-/// (and four-eyes approvals) pass the approval webhook, whose stamp puts the authenticated user
-/// name in the history; without a valid stamp the actor carries the `(unverified)` label
-/// (decision 212). Every other person's action (release) is self-asserted.
-pub fn verified_actor(event: &str, actor: &str) -> bool {
+/// The actor of a history entry as the audit records it: the name, and whether it is a verified
+/// identity. Only approve, reject and extend (and four-eyes approvals) pass the approval webhook,
+/// whose stamp puts the authenticated user name in the history; without a valid stamp the history
+/// says `<name> (unverified)` (decision 212), which the record keeps as `<name>` with
+/// `verified: false`, so a query by actor finds both. Every other person's action (release) is
+/// self-asserted.
+pub fn audited_actor(event: &str, actor: &str) -> (String, bool) {
     use crate::controller::lifecycle::{
         REASON_APPROVAL_RECORDED, REASON_APPROVED, REASON_EXTENDED, REASON_REJECTED,
         UNVERIFIED_SUFFIX,
     };
-    [
+    if let Some(name) = actor.strip_suffix(UNVERIFIED_SUFFIX) {
+        return (name.to_string(), false);
+    }
+    let approval = [
         REASON_APPROVED,
         REASON_APPROVAL_RECORDED,
         REASON_REJECTED,
         REASON_EXTENDED,
     ]
-    .contains(&event)
-        && actor != CONTROLLER_ACTOR
-        && !actor.ends_with(UNVERIFIED_SUFFIX)
+    .contains(&event);
+    (actor.to_string(), approval && actor != CONTROLLER_ACTOR)
 }
 
 /// The channel of a history actor: the controller itself, or a person through an annotation
@@ -180,12 +184,13 @@ pub fn append(outbox: Option<&AuditOutbox>, entries: &[HistoryEntry]) -> AuditOu
     let mut outbox = outbox.cloned().unwrap_or_default();
     for entry in entries {
         let second = Timestamp::from_second(entry.time.0.as_second()).unwrap_or(entry.time.0);
+        let (actor, verified) = audited_actor(&entry.event, &entry.actor);
         outbox.entries.push(AuditEntry {
             sequence: outbox.next_sequence,
             time: Time(second),
             event: truncate(&entry.event, 128),
-            actor: truncate(&entry.actor, 256),
-            verified: verified_actor(&entry.event, &entry.actor),
+            actor: truncate(&actor, 256),
+            verified,
             channel: channel_of(&entry.actor).to_string(),
             message: truncate(&entry.message, MAX_AUDIT_MESSAGE_CHARS),
         });
@@ -332,7 +337,21 @@ mod tests {
             entry(6, "Activated", "controller"),
         ];
         let outbox = append(None, &entries);
-        let verified: Vec<bool> = outbox.entries.iter().map(|e| e.verified).collect();
-        assert_eq!(verified, [true, false, true, false, false, false]);
+        let actors: Vec<(&str, bool)> = outbox
+            .entries
+            .iter()
+            .map(|e| (e.actor.as_str(), e.verified))
+            .collect();
+        assert_eq!(
+            actors,
+            [
+                ("alice", true),
+                ("bob", false),
+                ("carol", true),
+                ("dave", false),
+                ("erin", false),
+                ("controller", false)
+            ]
+        );
     }
 }
