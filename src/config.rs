@@ -340,6 +340,8 @@ pub struct Config {
     pub dashboard: DashboardSettings,
     /// The approval webhook.
     pub approval_webhook: ApprovalWebhookSettings,
+    /// Approving from Slack (decisions 230-233).
+    pub slack: crate::controller::slack::SlackSettings,
     /// The durable audit store (DynamoDB table, JSON lines; decision 222).
     pub audit: crate::controller::audit::AuditSettings,
 }
@@ -370,6 +372,7 @@ impl Default for Config {
             velocity: VelocitySettings::default(),
             dashboard: DashboardSettings::default(),
             approval_webhook: ApprovalWebhookSettings::default(),
+            slack: crate::controller::slack::SlackSettings::default(),
             audit: crate::controller::audit::AuditSettings::default(),
         }
     }

@@ -72,6 +72,10 @@ pub struct Metrics {
     /// Approve, reject and extend requests the controller handled, by verb and `verified`
     /// (`true` when a valid webhook stamp named the person, `false` when it is self-asserted).
     pub approvals: IntCounterVec,
+    /// Slack interactions (`POST /slack/interactions`), by outcome (`accepted`, `unmapped`,
+    /// `refused`, `unavailable`, `stale`, `error`, `bad_signature`, `stale_timestamp`,
+    /// `replayed`, `busy`, `malformed`, `too_large`, `timeout`).
+    pub slack_interactions: IntCounterVec,
 }
 
 fn name(short: &str) -> String {
@@ -132,6 +136,11 @@ impl Metrics {
             "approvals_total",
             "Approve, reject and extend requests handled, by verb and whether the identity was verified.",
             &["verb", "verified"],
+        )?;
+        let slack_interactions = counter(
+            "slack_interactions_total",
+            "Slack button interactions, by outcome.",
+            &["outcome"],
         )?;
         let signal_request_duration = HistogramVec::new(
             HistogramOpts::new(
@@ -255,6 +264,7 @@ impl Metrics {
             build_info,
             approval_reviews,
             approvals,
+            slack_interactions,
         })
     }
 

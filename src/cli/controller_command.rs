@@ -330,6 +330,102 @@ fn approval_webhook_tls(
     ))
 }
 
+/// The Slack interactions route (decisions 230-233) and the controller's own user name, whose
+/// stamps the approval webhook lets through. Refuses to start without the webhook's stamp key: a
+/// Slack approval is always stamped, never recorded unverified.
+async fn slack_interactions(
+    settings: &crate::controller::slack::SlackSettings,
+    key: Option<crate::controller::admission::StampKey>,
+    client: &kube::Client,
+    metrics: Arc<Metrics>,
+    instance: &str,
+    ssm: Option<aws_sdk_ssm::Client>,
+) -> Result<(axum::Router, String), RunError> {
+    use crate::controller::slack::{request, server};
+    let key = key.ok_or_else(|| {
+        RunError::Config(
+            "slack.interactions needs approvalWebhook.enabled: Slack approvals are stamped with its key and checked by it".into(),
+        )
+    })?;
+    let secret = match (
+        &settings.signing_secret_file,
+        &settings.signing_secret_ssm_parameter,
+    ) {
+        (Some(path), None) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                RunError::Config(format!(
+                    "failed to read slack.signingSecretFile {}: {e}",
+                    path.display()
+                ))
+            })?;
+            request::SigningSecret::new(&text).ok_or_else(|| {
+                RunError::Config(format!(
+                    "slack.signingSecretFile {} is empty",
+                    path.display()
+                ))
+            })?
+        }
+        (None, Some(parameter)) => {
+            let ssm = ssm.ok_or_else(|| {
+                RunError::Config(
+                    "slack.signingSecretSsmParameter needs the sdk AWS backend (aws.backend: sdk)"
+                        .into(),
+                )
+            })?;
+            server::signing_secret_from_ssm(&ssm, parameter)
+                .await
+                .map_err(|e| RunError::Config(format!("slack.signingSecretSsmParameter: {e}")))?
+        }
+        _ => {
+            return Err(RunError::Config(
+                "slack.interactions needs exactly one of slack.signingSecretFile and slack.signingSecretSsmParameter".into(),
+            ));
+        }
+    };
+    if settings.extend_by.parse::<jiff::SignedDuration>().is_err() {
+        return Err(RunError::Config(format!(
+            "slack.extendBy {:?} is not a duration such as 2h",
+            settings.extend_by
+        )));
+    }
+    let own = crate::controller::admission::server::own_username(client)
+        .await
+        .map_err(|e| RunError::Config(format!("slack.interactions: {e}")))?;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| RunError::Config(format!("slack.interactions: {e}")))?;
+    tracing::info!(
+        users = settings.users.len(),
+        controller = %own,
+        "serving /slack/interactions"
+    );
+    let state = Arc::new(server::Interactions {
+        secret,
+        replays: request::ReplayCache::new(settings.replay_capacity),
+        users: settings.users.clone(),
+        reviewer: Arc::new(crate::controller::admission::server::KubeAccessReviewer {
+            client: client.clone(),
+        }),
+        key,
+        quarantines: Arc::new(server::KubeQuarantines {
+            client: client.clone(),
+        }),
+        recorder: Some(Arc::new(crate::controller::events::EventRecorder::new(
+            client.clone(),
+            server::FIELD_MANAGER,
+            Some(instance.to_string()),
+        ))),
+        metrics,
+        http,
+        max_body_bytes: settings.max_body_bytes.max(1024),
+        body_timeout: Duration::from_secs(10),
+        extend_by: settings.extend_by.clone(),
+        now: server::system_now,
+    });
+    Ok((server::router(state), own))
+}
+
 /// Runs the controller until SIGTERM/SIGINT.
 pub async fn serve(config: Config) -> Result<(), RunError> {
     let shutdown = Shutdown::new();
@@ -409,6 +505,28 @@ pub async fn serve_until(config: Config, shutdown: Shutdown) -> Result<(), RunEr
     .with_drift_repair(intake_stores.clone());
     if let Some(tracker) = &velocity {
         signal_state = signal_state.with_velocity(tracker.clone());
+    }
+    // The approval webhook's TLS and stamp key, read once: the webhook and the Slack channel
+    // sign with the same key.
+    let webhook_tls = if config.approval_webhook.enabled {
+        Some(approval_webhook_tls(&config.approval_webhook)?)
+    } else {
+        None
+    };
+    let mut controller_username = None;
+    if config.slack.interactions {
+        let (routes, own) = slack_interactions(
+            &config.slack,
+            webhook_tls.as_ref().map(|(_, key)| key.clone()),
+            &client,
+            metrics.clone(),
+            &identity,
+            sdk.as_ref()
+                .map(|factory| factory.ssm(config.notifications.ssm_region.as_deref())),
+        )
+        .await?;
+        controller_username = Some(own);
+        signal_state = signal_state.with_routes(routes);
     }
     let signal_state = Arc::new(signal_state);
     let mut ops = OpsServer::bind(config.metrics_addr, metrics.clone(), readiness.clone())
@@ -493,8 +611,7 @@ pub async fn serve_until(config: Config, shutdown: Shutdown) -> Result<(), RunEr
 
     // The approval webhook (decisions 211-212): HTTPS on every replica, on the one listener.
     let (webhook_stop, webhook_stop_rx) = watch::channel(false);
-    let webhook_task = if config.approval_webhook.enabled {
-        let (acceptor, key) = approval_webhook_tls(&config.approval_webhook)?;
+    let webhook_task = if let Some((acceptor, key)) = webhook_tls {
         controller_settings.approval_stamp_key = Some(key.clone());
         let state = Arc::new(crate::controller::admission::server::WebhookState {
             reviewer: Arc::new(crate::controller::admission::server::KubeAccessReviewer {
@@ -502,6 +619,7 @@ pub async fn serve_until(config: Config, shutdown: Shutdown) -> Result<(), RunEr
             }),
             key,
             metrics: metrics.clone(),
+            controller_username,
         });
         let listener = tokio::net::TcpListener::bind(config.approval_webhook.addr)
             .await
@@ -751,6 +869,7 @@ async fn lead(parts: &Parts, shutdown: &Shutdown, leadership: &mut watch::Receiv
     if notifications.namespaces.is_empty() {
         notifications.namespaces = parts.config.namespaces.clone();
     }
+    notifications.buttons = parts.config.slack.interactions;
     if notifications.cluster.is_none() {
         notifications.cluster = Some(parts.config.cluster_id.clone());
     }

@@ -21,4 +21,5 @@ pub mod poller;
 pub mod reconcile;
 pub mod signal;
 pub mod simulate;
+pub mod slack;
 pub mod velocity;

@@ -97,6 +97,7 @@ async fn the_webhook_asks_the_api_server_and_fails_closed() {
         reviewer: Arc::new(KubeAccessReviewer { client }),
         key: key.clone(),
         metrics: metrics.clone(),
+        controller_username: None,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
@@ -343,6 +344,7 @@ async fn a_renewed_certificate_is_served_without_a_restart() {
         }),
         key: StampKey::derive(b"k"),
         metrics: Arc::new(Metrics::new().unwrap()),
+        controller_username: None,
     });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(serve_tls(

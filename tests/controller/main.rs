@@ -45,3 +45,4 @@ mod signal_keys_emulator;
 mod signal_parse;
 mod signal_pinning;
 mod signal_sns;
+mod slack_interactions;

@@ -21,6 +21,7 @@ use quarantines::{fixed_start, object, scenario, spec};
 fn options() -> RenderOptions {
     RenderOptions {
         cluster: Some("prod-ops".into()),
+        ..RenderOptions::default()
     }
 }
 

@@ -589,3 +589,59 @@ async fn the_release_of_a_deleted_quarantine_is_still_announced_once() {
     assert!(api.get_opt("deleted").await.unwrap().is_none());
     worker.stop().await;
 }
+
+#[tokio::test]
+async fn with_slack_interactions_the_message_carries_the_buttons_of_its_phase() {
+    let setup = setup().await;
+    let client = &setup.client;
+    let receiver = &setup.receiver;
+    let worker = start_worker(
+        client,
+        NotifySettings {
+            buttons: true,
+            ..settings()
+        },
+    );
+    let state = create(client, "spike-buttons", Mode::Manual, Timestamp::now()).await;
+    wait_for("the approval request", || async {
+        receiver.delivered().len() == 1
+    })
+    .await;
+    let uid = get(client, "spike-buttons").await.metadata.uid.unwrap();
+    let buttons = |message: &serde_json::Value| -> Vec<(String, String)> {
+        message["blocks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|block| block["type"] == "actions")
+            .flat_map(|block| block["elements"].as_array().unwrap().clone())
+            .map(|button| {
+                (
+                    button["action_id"].as_str().unwrap().to_string(),
+                    button["value"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let value = format!(r#"{{"ns":"{NAMESPACE}","name":"spike-buttons","uid":"{uid}"}}"#);
+    assert_eq!(
+        buttons(&receiver.delivered()[0]),
+        [
+            ("autoguardrails.approve".to_string(), value.clone()),
+            ("autoguardrails.reject".to_string(), value.clone()),
+        ]
+    );
+    controller_step(client, "spike-buttons", state, &[approve()]).await;
+    wait_for("the activation message", || async {
+        receiver.delivered().len() == 2
+    })
+    .await;
+    assert_eq!(
+        buttons(&receiver.delivered()[1]),
+        [
+            ("autoguardrails.extend".to_string(), value.clone()),
+            ("autoguardrails.release".to_string(), value),
+        ]
+    );
+    worker.stop().await;
+}

@@ -17,20 +17,20 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-const NS: &str = "autoguardrails";
-const ACCOUNT: &str = "123456789012";
-const API_KEY: &str = "approval-test-key";
+pub(crate) const NS: &str = "autoguardrails";
+pub(crate) const ACCOUNT: &str = "123456789012";
+pub(crate) const API_KEY: &str = "approval-test-key";
 const TLS_DIR: &str = "kube-emulator/tests/fixtures/tls";
 
-fn tls_file(name: &str) -> PathBuf {
+pub(crate) fn tls_file(name: &str) -> PathBuf {
     crate::support::binary::root().join(TLS_DIR).join(name)
 }
 
-fn tls_text(name: &str) -> String {
+pub(crate) fn tls_text(name: &str) -> String {
     std::fs::read_to_string(tls_file(name)).unwrap()
 }
 
-const POLICIES: &str = r#"apiVersion: autoguardrails.io/v1alpha1
+pub(crate) const POLICIES: &str = r#"apiVersion: autoguardrails.io/v1alpha1
 kind: GuardrailPolicy
 metadata:
   name: ci-four-eyes
@@ -97,7 +97,7 @@ spec:
 
 /// alice approves (the chart's ClusterRole, bound in the namespace), mallory may only patch,
 /// operator may impersonate alice.
-const RBAC: &str = r#"apiVersion: rbac.authorization.k8s.io/v1
+pub(crate) const RBAC: &str = r#"apiVersion: rbac.authorization.k8s.io/v1
 kind: RoleBinding
 metadata:
   name: alice-approves
@@ -146,7 +146,7 @@ subjects:
 "#;
 
 /// The chart's approver ClusterRole, read from the chart template (it has no template syntax).
-fn approver_role() -> String {
+pub(crate) fn approver_role() -> String {
     std::fs::read_to_string(
         crate::support::binary::root().join("charts/autoguardrails/templates/approver-role.yaml"),
     )
@@ -158,7 +158,7 @@ fn approver_role() -> String {
 }
 
 /// The webhook configuration as the chart renders it, with a URL instead of the Service.
-fn webhook_configuration(port: u16) -> String {
+pub(crate) fn webhook_configuration(port: u16) -> String {
     let ca = base64_of(&tls_text("test-ca.pem"));
     format!(
         r#"apiVersion: admissionregistration.k8s.io/v1
@@ -194,7 +194,11 @@ fn base64_of(text: &str) -> String {
 }
 
 /// kubectl with one kubeconfig; returns (success, stdout, stderr).
-fn kubectl(kubeconfig: &Path, args: &[&str], input: Option<&str>) -> (bool, String, String) {
+pub(crate) fn kubectl(
+    kubeconfig: &Path,
+    args: &[&str],
+    input: Option<&str>,
+) -> (bool, String, String) {
     let bin = crate::support::binary::root().join(".venv/bin/kubectl");
     let mut child = Command::new(bin)
         .arg("--kubeconfig")
@@ -226,7 +230,7 @@ fn kubectl(kubeconfig: &Path, args: &[&str], input: Option<&str>) -> (bool, Stri
     )
 }
 
-fn ok(kubeconfig: &Path, args: &[&str]) -> String {
+pub(crate) fn ok(kubeconfig: &Path, args: &[&str]) -> String {
     let (success, stdout, stderr) = kubectl(kubeconfig, args, None);
     assert!(success, "kubectl {args:?} failed: {stdout}{stderr}");
     stdout
@@ -267,7 +271,7 @@ notifications:
     config
 }
 
-fn quarantine_of(admin: &Path, policy: &str) -> String {
+pub(crate) fn quarantine_of(admin: &Path, policy: &str) -> String {
     let listing = ok(
         admin,
         &[
@@ -288,7 +292,7 @@ fn quarantine_of(admin: &Path, policy: &str) -> String {
         .unwrap_or_default()
 }
 
-fn status_of(admin: &Path, name: &str) -> Value {
+pub(crate) fn status_of(admin: &Path, name: &str) -> Value {
     serde_json::from_str(&ok(
         admin,
         &["get", "quarantine", name, "-n", NS, "-o", "json"],
@@ -296,7 +300,7 @@ fn status_of(admin: &Path, name: &str) -> Value {
     .unwrap()
 }
 
-async fn wait_phase(admin: &Path, name: &str, phase: &str) {
+pub(crate) async fn wait_phase(admin: &Path, name: &str, phase: &str) {
     let (success, stdout, stderr) = kubectl(
         admin,
         &[

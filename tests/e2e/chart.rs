@@ -85,6 +85,17 @@ fn the_binary_accepts_the_rendered_deployment_args_and_config() {
                 "16:2B:9C:DD",
             ],
         ),
+        (
+            r#"{"approvals":{"webhook":{"enabled":true},"slack":{"enabled":true,
+                "signingSecret":{"name":"slack-signing"},
+                "users":[{"slackUserId":"U0123ABCD","username":"alice","groups":["sre"]}]}}}"#,
+            vec![
+                "interactions: true",
+                "signingSecretFile: /etc/autoguardrails/slack/signing-secret",
+                "slackUserId: U0123ABCD",
+                "extendBy: 2h",
+            ],
+        ),
     ];
     for (values, expected) in cases {
         let (args, config) = rendered_args_and_config(values);

@@ -17,6 +17,7 @@ mod drift_binary;
 mod policies;
 mod principal_identity;
 mod signal_cli;
+mod slack_interactions;
 mod sns_pinned_binary;
 mod velocity_binary;
 mod weekly_windows_binary;

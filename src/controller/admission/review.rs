@@ -47,7 +47,7 @@ pub enum AccessAnswer {
 }
 
 /// What a request changes, read from the review.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Request {
     /// `AdmissionReview.request.uid`.
     pub review_uid: String,
@@ -65,6 +65,13 @@ pub struct Request {
     pub changed: Vec<(Annotation, String)>,
     /// Stamp annotations the request itself writes (added or changed).
     pub stamps_written: Vec<String>,
+    /// The guarded annotations the request writes a stamp for: (annotation, its new value, the
+    /// stamp written).
+    pub stamped: Vec<(Annotation, String, String)>,
+    /// The writer is the controller itself (its own service account), which writes stamps only
+    /// after deciding through [`decide`] for another channel (Slack, decision 231). Set by the
+    /// adapter, never read from the review.
+    pub written_by_controller: bool,
 }
 
 /// The annotations of an object (`Null` gives none).
@@ -107,6 +114,15 @@ pub fn read(review: &Value) -> Result<Request, String> {
                 .is_some_and(|new| old_annotations.get(key) != Some(new))
         })
         .collect();
+    let stamped = GUARDED
+        .iter()
+        .filter_map(|annotation| {
+            let value = new_annotations.get(annotation.key())?;
+            let stamp = new_annotations.get(&stamp_key(*annotation))?;
+            (old_annotations.get(&stamp_key(*annotation)) != Some(stamp))
+                .then(|| (*annotation, value.clone(), stamp.clone()))
+        })
+        .collect();
     let identity: Identity = serde_json::from_value(request["userInfo"].clone())
         .map_err(|error| format!("request.userInfo is unreadable: {error}"))?;
     Ok(Request {
@@ -118,6 +134,8 @@ pub fn read(review: &Value) -> Result<Request, String> {
         policy: text(&object["spec"]["policyRef"]["name"]),
         changed,
         stamps_written,
+        stamped,
+        written_by_controller: false,
     })
 }
 
@@ -157,6 +175,24 @@ pub enum Verdict {
 /// Decides from the request and the answers to [`questions`] (in order; asking may stop at the
 /// first `Allowed`).
 pub fn decide(request: &Request, answers: &[AccessAnswer], key: &StampKey) -> Verdict {
+    if request.written_by_controller
+        && !request.stamps_written.is_empty()
+        && request.stamps_written.len() == request.stamped.len()
+        && request.changed.iter().all(|(annotation, _)| {
+            request
+                .stamped
+                .iter()
+                .any(|(stamped, _, _)| stamped == annotation)
+        })
+        && request.stamped.iter().all(|(annotation, value, stamp)| {
+            key.verify(&request.quarantine_uid, annotation.key(), value, stamp)
+                .is_some()
+        })
+    {
+        // The controller decided through this function for another channel (Slack) and
+        // stamped with the key only it holds; every changed annotation carries a valid stamp.
+        return Verdict::Allow(Vec::new());
+    }
     if let Some(stamp) = request.stamps_written.first() {
         return Verdict::Refuse(
             403,
@@ -334,6 +370,37 @@ mod tests {
         .unwrap();
         assert!(matches!(
             decide(&forged, &[AccessAnswer::Allowed], &key),
+            Verdict::Refuse(403, _)
+        ));
+    }
+
+    #[test]
+    fn only_the_controller_may_write_a_valid_stamp() {
+        let key = StampKey::derive(b"k");
+        let bob = Identity {
+            username: "bob".into(),
+            ..Identity::default()
+        };
+        let stamp = key.sign("quid", "autoguardrails.io/approve", "bob: ok", &bob);
+        let written = quarantine(
+            json!({"autoguardrails.io/approve": "bob: ok", "autoguardrails.io/approve-verified": stamp}),
+        );
+        let mut request = read(&review(quarantine(json!({})), written)).unwrap();
+        // By a person: refused, even though the stamp is valid (a replay).
+        assert!(matches!(
+            decide(&request, &[AccessAnswer::Allowed], &key),
+            Verdict::Refuse(403, _)
+        ));
+        request.written_by_controller = true;
+        assert_eq!(decide(&request, &[], &key), Verdict::Allow(Vec::new()));
+        // A stamp for another value, even from the controller's identity, is refused.
+        let forged = quarantine(
+            json!({"autoguardrails.io/approve": "bob: other", "autoguardrails.io/approve-verified": key.sign("quid", "autoguardrails.io/approve", "bob: ok", &bob)}),
+        );
+        let mut request = read(&review(quarantine(json!({})), forged)).unwrap();
+        request.written_by_controller = true;
+        assert!(matches!(
+            decide(&request, &[], &key),
             Verdict::Refuse(403, _)
         ));
     }

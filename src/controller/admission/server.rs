@@ -77,6 +77,40 @@ pub struct WebhookState {
     pub key: StampKey,
     /// Counts decisions.
     pub metrics: Arc<Metrics>,
+    /// The controller's own user name (from a SelfSubjectReview at start), whose valid stamps
+    /// are let through (the Slack channel, decision 231); None trusts no writer's stamps.
+    pub controller_username: Option<String>,
+}
+
+/// Asks the access questions of `request` in order, stopping at the first `Allowed`; both the
+/// webhook and the Slack channel ask through this.
+pub async fn ask(reviewer: &dyn AccessReviewer, request: &review::Request) -> Vec<AccessAnswer> {
+    let mut answers = Vec::new();
+    for question in review::questions(request) {
+        let answer = reviewer.ask(&question).await;
+        let allowed = answer == AccessAnswer::Allowed;
+        answers.push(answer);
+        if allowed {
+            break;
+        }
+    }
+    answers
+}
+
+/// The user name the API server authenticates the controller as (a SelfSubjectReview).
+pub async fn own_username(client: &kube::Client) -> Result<String, String> {
+    use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+    let reviews: Api<SelfSubjectReview> = Api::all(client.clone());
+    let answered = reviews
+        .create(&PostParams::default(), &SelfSubjectReview::default())
+        .await
+        .map_err(|error| format!("failed to create a SelfSubjectReview: {error}"))?;
+    answered
+        .status
+        .and_then(|status| status.user_info)
+        .and_then(|user| user.username)
+        .filter(|name| !name.is_empty())
+        .ok_or_else(|| "the SelfSubjectReview names no user".to_string())
 }
 
 /// The webhook router: `POST /approve`.
@@ -98,7 +132,13 @@ async fn approve(
         .unwrap_or_default()
         .to_string();
     let request = match review::read(&parsed) {
-        Ok(request) => request,
+        Ok(mut request) => {
+            request.written_by_controller = state
+                .controller_username
+                .as_deref()
+                .is_some_and(|own| own == request.identity.username);
+            request
+        }
         Err(reason) => {
             state
                 .metrics
@@ -109,15 +149,7 @@ async fn approve(
             return axum::Json(review::response(&review_uid, &verdict));
         }
     };
-    let mut answers = Vec::new();
-    for question in review::questions(&request) {
-        let answer = state.reviewer.ask(&question).await;
-        let allowed = answer == AccessAnswer::Allowed;
-        answers.push(answer);
-        if allowed {
-            break;
-        }
-    }
+    let answers = ask(state.reviewer.as_ref(), &request).await;
     let verdict = review::decide(&request, &answers, &state.key);
     let verb = request
         .changed

@@ -276,6 +276,8 @@ pub struct SignalState {
     /// IAM change events: the quarantines they touch are checked at once (decision 200).
     drift: Option<super::drift::DriftRepair>,
     recent: Arc<super::recent::RecentSignals>,
+    /// Further routes served on this listener (`/slack/interactions`, decision 230).
+    extra_routes: Option<Router>,
 }
 
 impl SignalState {
@@ -358,6 +360,7 @@ impl SignalState {
             velocity: None,
             drift: None,
             recent: Arc::new(super::recent::RecentSignals::default()),
+            extra_routes: None,
         })
     }
 
@@ -426,6 +429,12 @@ impl SignalState {
         self
     }
 
+    /// Serves `routes` on this listener too, with the same listener limits.
+    pub fn with_routes(mut self, routes: Router) -> Self {
+        self.extra_routes = Some(routes);
+        self
+    }
+
     /// Replaces the clock (tests).
     pub fn with_clock(mut self, clock: Clock) -> Self {
         self.clock = clock;
@@ -457,7 +466,12 @@ pub fn router(state: Arc<SignalState>) -> Router {
     if state.api_keys.is_some() {
         router = router.route("/events", post(events));
     }
-    router.with_state(state)
+    let extra = state.extra_routes.clone();
+    let router = router.with_state(state);
+    match extra {
+        Some(routes) => router.merge(routes),
+        None => router,
+    }
 }
 
 /// `GET /sns/confirmations`: the latest subscription events as JSON. Meant for the internal

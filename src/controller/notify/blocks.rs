@@ -30,6 +30,14 @@ pub const MAX_SECTION_FIELDS: usize = 10;
 pub const MAX_FIELD_TEXT: usize = 2000;
 /// Slack: a context block has at most 10 elements.
 pub const MAX_CONTEXT_ELEMENTS: usize = 10;
+/// Slack's limit on the elements of an actions block.
+pub const MAX_ACTION_ELEMENTS: usize = 25;
+/// Slack's limit on a button's text.
+pub const MAX_BUTTON_TEXT: usize = 75;
+/// Slack's limit on a button's value.
+pub const MAX_BUTTON_VALUE: usize = 2000;
+/// Slack's limit on a confirmation dialog's text.
+pub const MAX_CONFIRM_TEXT: usize = 300;
 /// The longest plain-text fallback we produce.
 pub const MAX_FALLBACK_TEXT: usize = 3000;
 /// The most targets or actions listed before "and N more".
@@ -148,6 +156,8 @@ pub fn folded_into(history: &[HistoryEntry], index: usize) -> Option<usize> {
 pub struct RenderOptions {
     /// A cluster name shown in the context line, so several clusters can share a channel.
     pub cluster: Option<String>,
+    /// Add buttons for what the quarantine's phase allows (Slack interactions are served).
+    pub buttons: bool,
 }
 
 /// Renders the message for `quarantine.status.history[index]`; `None` when that entry does not
@@ -354,6 +364,15 @@ pub fn render(quarantine: &Quarantine, index: usize, options: &RenderOptions) ->
         ));
     }
     blocks.push(section(&truncate(&act, MAX_SECTION_TEXT)));
+    if options.buttons
+        && phase == phase_of(kind)
+        && let Some(uid) = quarantine.metadata.uid.as_deref()
+    {
+        let buttons = buttons(phase, namespace, name, uid);
+        if !buttons.is_empty() {
+            blocks.push(json!({"type": "actions", "block_id": "autoguardrails-actions", "elements": buttons}));
+        }
+    }
 
     let mut context = vec![
         format!("Quarantine `{}/{}`", escape(namespace), escape(name)),
@@ -412,6 +431,49 @@ pub fn phase_of(kind: MessageKind) -> Phase {
         MessageKind::Expired | MessageKind::ApprovalTimedOut => Phase::Expired,
         MessageKind::EnforcementFailed => Phase::Failed,
     }
+}
+
+/// The buttons that apply in `phase` (decision 230): each carries the Quarantine's namespace, name
+/// and uid in its `value` (nothing secret) and an `action_id` the interactions endpoint reads.
+pub fn buttons(phase: Phase, namespace: &str, name: &str, uid: &str) -> Vec<Value> {
+    use crate::controller::lifecycle::Annotation;
+    use crate::controller::slack::intent::{Target, action_id, applies_in};
+    let value = Target {
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+        uid: uid.to_string(),
+    }
+    .value();
+    let button = |annotation: Annotation, label: &str, style: Option<&str>| {
+        let mut button = json!({
+            "type": "button",
+            "action_id": action_id(annotation),
+            "text": {"type": "plain_text", "text": label, "emoji": true},
+            "value": value,
+        });
+        if let Some(style) = style {
+            button["style"] = json!(style);
+        }
+        if annotation != Annotation::Extend {
+            button["confirm"] = json!({
+                "title": {"type": "plain_text", "text": format!("{label}?")},
+                "text": {"type": "plain_text", "text": truncate(&format!("{label} Quarantine {name} in {namespace}? You act as your mapped Kubernetes user."), MAX_CONFIRM_TEXT)},
+                "confirm": {"type": "plain_text", "text": label},
+                "deny": {"type": "plain_text", "text": "Cancel"},
+            });
+        }
+        button
+    };
+    [
+        (Annotation::Approve, "Approve", Some("primary")),
+        (Annotation::Reject, "Reject", Some("danger")),
+        (Annotation::Extend, "Extend", None),
+        (Annotation::Release, "Release", Some("danger")),
+    ]
+    .into_iter()
+    .filter(|(annotation, _, _)| applies_in(*annotation, phase))
+    .map(|(annotation, label, style)| button(annotation, label, style))
+    .collect()
 }
 
 /// The exact `kubectl annotate` commands that apply in `phase`, in the order a person needs them.
@@ -611,6 +673,25 @@ pub fn check_limits(message: &Message) -> Vec<String> {
                 }
             }
             Some("divider") => {}
+            Some("actions") => {
+                let elements = block["elements"].as_array().cloned().unwrap_or_default();
+                if elements.is_empty() || elements.len() > MAX_ACTION_ELEMENTS {
+                    problems.push(format!("{at}: {} action elements", elements.len()));
+                }
+                for (index, element) in elements.iter().enumerate() {
+                    problems.extend(text_object(
+                        &element["text"],
+                        &["plain_text"],
+                        MAX_BUTTON_TEXT,
+                        &format!("{at}.elements[{index}]"),
+                    ));
+                    if chars(&element["value"]) > MAX_BUTTON_VALUE {
+                        problems.push(format!(
+                            "{at}.elements[{index}]: value longer than {MAX_BUTTON_VALUE}"
+                        ));
+                    }
+                }
+            }
             other => problems.push(format!("{at}: unsupported block type {other:?}")),
         }
     }
@@ -710,5 +791,32 @@ mod tests {
         assert!(commands(Phase::Active, "q", "ns")[0].contains("autoguardrails.io/release="));
         assert!(commands(Phase::Released, "q", "ns").is_empty());
         assert!(commands(Phase::Expired, "q", "ns").is_empty());
+    }
+
+    #[test]
+    fn buttons_follow_the_phase_and_carry_only_the_target() {
+        let pending = buttons(Phase::PendingApproval, "team", "q1", "uid-1");
+        let ids: Vec<&str> = pending
+            .iter()
+            .filter_map(|button| button["action_id"].as_str())
+            .collect();
+        assert_eq!(ids, ["autoguardrails.approve", "autoguardrails.reject"]);
+        assert_eq!(
+            pending[0]["value"],
+            r#"{"ns":"team","name":"q1","uid":"uid-1"}"#
+        );
+        let active = buttons(Phase::Active, "team", "q1", "uid-1");
+        assert_eq!(active.len(), 2);
+        assert!(buttons(Phase::Released, "team", "q1", "uid-1").is_empty());
+        let message = Message {
+            text: "t".into(),
+            blocks: vec![json!({"type": "actions", "elements": pending})],
+            channel: None,
+        };
+        assert!(
+            check_limits(&message).is_empty(),
+            "{:?}",
+            check_limits(&message)
+        );
     }
 }

@@ -79,6 +79,10 @@ pub struct NotifySettings {
     pub concurrency: u16,
     /// The webhook client's timeouts and retries.
     pub slack: SlackSettings,
+    /// Put Approve/Reject and Extend/Release buttons on messages (on when
+    /// `slack.interactions` is, never from this section).
+    #[serde(skip)]
+    pub buttons: bool,
 }
 
 impl Default for NotifySettings {
@@ -95,6 +99,7 @@ impl Default for NotifySettings {
             ssm_region: None,
             concurrency: 4,
             slack: SlackSettings::default(),
+            buttons: false,
         }
     }
 }
@@ -453,6 +458,7 @@ async fn deliver(object: &Quarantine, context: &Context, last_chance: bool) -> O
         };
         let options = RenderOptions {
             cluster: context.settings.cluster.clone(),
+            buttons: context.settings.buttons,
         };
         let mut blocked: Option<(String, Option<Duration>)> = None;
         for pending in &plan.send {

@@ -1,0 +1,526 @@
+//! The Slack channel's adapters: `POST /slack/interactions` on the signals listener (body limits,
+//! signature, replay), the Quarantine read and annotation write through the kube client, the
+//! SubjectAccessReview through the approval webhook's own reviewer, and the answer posted to
+//! Slack's `response_url`. It acknowledges within Slack's 3 s and acts afterwards. It must not
+//! decide who may act: that is `admission::review::decide`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::{Value, json};
+
+use super::intent::{self, Click, UserMapping};
+use super::request::{self, ReplayCache, SigningSecret};
+use crate::controller::admission::review::{self, Verdict};
+use crate::controller::admission::server::{AccessReviewer, ask};
+use crate::controller::admission::stamp::{GUARDED, stamp_key};
+use crate::controller::admission::{Identity, StampKey};
+use crate::controller::crd::quarantine::{Phase, Quarantine};
+use crate::controller::events::{EventRecorder, Occurrence, Severity};
+use crate::controller::lifecycle::Annotation;
+use crate::metrics::Metrics;
+
+/// The path Slack's interactivity request URL points at.
+pub const PATH: &str = "/slack/interactions";
+/// The Event reporter and field manager.
+pub const FIELD_MANAGER: &str = "autoguardrails-slack";
+
+/// Outcome: the action was written.
+pub const OUTCOME_ACCEPTED: &str = "accepted";
+/// Outcome: the clicking Slack user is not mapped to a Kubernetes identity.
+pub const OUTCOME_UNMAPPED: &str = "unmapped";
+/// Outcome: the SubjectAccessReview said no.
+pub const OUTCOME_REFUSED: &str = "refused";
+/// Outcome: the SubjectAccessReview could not be asked (fail closed).
+pub const OUTCOME_UNAVAILABLE: &str = "unavailable";
+/// Outcome: the button no longer applies (gone, replaced, other phase).
+pub const OUTCOME_STALE: &str = "stale";
+/// Outcome: reading or writing the Quarantine failed.
+pub const OUTCOME_ERROR: &str = "error";
+/// Outcome: the body is not an interaction we handle.
+pub const OUTCOME_MALFORMED: &str = "malformed";
+/// Outcome: the body is larger than the limit.
+pub const OUTCOME_TOO_LARGE: &str = "too_large";
+/// Outcome: the body did not arrive in time.
+pub const OUTCOME_TIMEOUT: &str = "timeout";
+
+/// Event reason for a Slack action done.
+pub const REASON_ACCEPTED: &str = "SlackActionAccepted";
+/// Event reason for a Slack action refused by the SubjectAccessReview.
+pub const REASON_REFUSED: &str = "SlackActionRefused";
+/// Event reason for a click by a Slack user with no Kubernetes identity.
+pub const REASON_UNMAPPED: &str = "SlackUserUnmapped";
+/// Event reason for a click the access check could not be asked for (refused, fail closed).
+pub const REASON_UNAVAILABLE: &str = "SlackActionUnavailable";
+/// Event reason for a button that no longer applies.
+pub const REASON_STALE: &str = "SlackActionStale";
+/// Event reason for a click whose write failed.
+pub const REASON_FAILED: &str = "SlackActionFailed";
+
+/// The Event reason of an outcome label (distinct reasons keep Event series apart).
+fn reason_of(label: &str) -> &'static str {
+    match label {
+        OUTCOME_ACCEPTED => REASON_ACCEPTED,
+        OUTCOME_UNMAPPED => REASON_UNMAPPED,
+        OUTCOME_UNAVAILABLE => REASON_UNAVAILABLE,
+        OUTCOME_STALE => REASON_STALE,
+        OUTCOME_REFUSED => REASON_REFUSED,
+        _ => REASON_FAILED,
+    }
+}
+
+/// The Quarantine as the channel needs it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Current {
+    /// uid.
+    pub uid: String,
+    /// Phase.
+    pub phase: Option<Phase>,
+    /// `spec.policyRef.name`.
+    pub policy: String,
+    /// The object reference for Events.
+    pub reference: k8s_openapi::api::core::v1::ObjectReference,
+}
+
+/// Reads and annotates Quarantines.
+#[async_trait::async_trait]
+pub trait Quarantines: Send + Sync {
+    /// The Quarantine now; None when it does not exist.
+    async fn current(&self, namespace: &str, name: &str) -> Result<Option<Current>, String>;
+    /// Sets annotations (a merge patch that also requires the uid to match).
+    async fn annotate(
+        &self,
+        namespace: &str,
+        name: &str,
+        uid: &str,
+        annotations: &BTreeMap<String, String>,
+    ) -> Result<(), String>;
+}
+
+/// Quarantines through the kube client.
+pub struct KubeQuarantines {
+    /// The client.
+    pub client: kube::Client,
+}
+
+#[async_trait::async_trait]
+impl Quarantines for KubeQuarantines {
+    async fn current(&self, namespace: &str, name: &str) -> Result<Option<Current>, String> {
+        use kube::Resource as _;
+        let api: Api<Quarantine> = Api::namespaced(self.client.clone(), namespace);
+        let found = api
+            .get_opt(name)
+            .await
+            .map_err(|error| format!("failed to read Quarantine {namespace}/{name}: {error}"))?;
+        Ok(found.map(|quarantine| Current {
+            uid: quarantine.metadata.uid.clone().unwrap_or_default(),
+            phase: quarantine.status.as_ref().and_then(|status| status.phase),
+            policy: quarantine.spec.policy_ref.name.clone(),
+            reference: quarantine.object_ref(&()),
+        }))
+    }
+
+    async fn annotate(
+        &self,
+        namespace: &str,
+        name: &str,
+        uid: &str,
+        annotations: &BTreeMap<String, String>,
+    ) -> Result<(), String> {
+        let api: Api<Quarantine> = Api::namespaced(self.client.clone(), namespace);
+        let patch = json!({"metadata": {"uid": uid, "annotations": annotations}});
+        api.patch(
+            name,
+            &PatchParams {
+                field_manager: Some(FIELD_MANAGER.to_string()),
+                ..PatchParams::default()
+            },
+            &Patch::Merge(&patch),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|error| format!("failed to annotate Quarantine {namespace}/{name}: {error}"))
+    }
+}
+
+/// What the endpoint needs.
+pub struct Interactions {
+    /// Slack's signing secret.
+    pub secret: SigningSecret,
+    /// Signatures already accepted.
+    pub replays: ReplayCache,
+    /// Slack user → Kubernetes identity.
+    pub users: Vec<UserMapping>,
+    /// Asks SubjectAccessReviews (the webhook's reviewer).
+    pub reviewer: Arc<dyn AccessReviewer>,
+    /// Signs stamps (the webhook's key).
+    pub key: StampKey,
+    /// Reads and writes Quarantines.
+    pub quarantines: Arc<dyn Quarantines>,
+    /// Publishes Events; None in tests without an API server.
+    pub recorder: Option<Arc<EventRecorder>>,
+    /// Counts interactions.
+    pub metrics: Arc<Metrics>,
+    /// Posts to `response_url`.
+    pub http: reqwest::Client,
+    /// The largest body accepted.
+    pub max_body_bytes: usize,
+    /// How long the body may take to arrive.
+    pub body_timeout: Duration,
+    /// What the Extend button adds (`2h`).
+    pub extend_by: String,
+    /// Seconds since the epoch now.
+    pub now: fn() -> i64,
+}
+
+/// The signing secret from an SSM SecureString parameter (read with decryption). A parameter of
+/// another type is refused: the secret must be stored encrypted.
+pub async fn signing_secret_from_ssm(
+    ssm: &aws_sdk_ssm::Client,
+    parameter: &str,
+) -> Result<SigningSecret, String> {
+    let output = ssm
+        .get_parameter()
+        .name(parameter)
+        .with_decryption(true)
+        .send()
+        .await
+        .map_err(|error| {
+            format!(
+                "failed to read SSM parameter {parameter}: {}",
+                aws_sdk_ssm::error::DisplayErrorContext(error.into_service_error())
+            )
+        })?;
+    let found = output
+        .parameter
+        .ok_or_else(|| format!("SSM parameter {parameter} has no value"))?;
+    if found.r#type != Some(aws_sdk_ssm::types::ParameterType::SecureString) {
+        return Err(format!(
+            "SSM parameter {parameter} is not a SecureString; store the signing secret encrypted"
+        ));
+    }
+    found
+        .value
+        .as_deref()
+        .and_then(SigningSecret::new)
+        .ok_or_else(|| format!("SSM parameter {parameter} is empty"))
+}
+
+/// Seconds since the epoch from the system clock.
+pub fn system_now() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
+
+/// The router: `POST /slack/interactions`.
+pub fn router(state: Arc<Interactions>) -> Router {
+    Router::new()
+        .route(PATH, post(interaction))
+        .with_state(state)
+}
+
+/// Counts one interaction.
+fn count(state: &Interactions, outcome: &str) {
+    state
+        .metrics
+        .slack_interactions
+        .with_label_values(&[outcome])
+        .inc();
+}
+
+/// A refusal before the request is known to be Slack's: counted, logged, no answer to Slack.
+fn refuse(state: &Interactions, status: StatusCode, outcome: &str, reason: String) -> Response {
+    count(state, outcome);
+    tracing::warn!(outcome, %reason, "slack interaction refused");
+    (status, reason).into_response()
+}
+
+/// `POST /slack/interactions`.
+async fn interaction(
+    State(state): State<Arc<Interactions>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let limit = state.max_body_bytes;
+    let body =
+        match tokio::time::timeout(state.body_timeout, axum::body::to_bytes(body, limit)).await {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(_)) => {
+                return refuse(
+                    &state,
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    OUTCOME_TOO_LARGE,
+                    format!("body exceeds {limit} bytes or could not be read"),
+                );
+            }
+            Err(_) => {
+                return refuse(
+                    &state,
+                    StatusCode::REQUEST_TIMEOUT,
+                    OUTCOME_TIMEOUT,
+                    "body not received in time".into(),
+                );
+            }
+        };
+    let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+    let now = (state.now)();
+    let signature = header(request::SIGNATURE_HEADER);
+    let verified = request::verify(
+        &state.secret,
+        header(request::TIMESTAMP_HEADER),
+        signature,
+        &body,
+        now,
+    )
+    .and_then(|timestamp| {
+        state
+            .replays
+            .record(timestamp, signature.unwrap_or_default(), now)
+    });
+    if let Err(error) = verified {
+        let status = match error {
+            request::RequestError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::UNAUTHORIZED,
+        };
+        return refuse(&state, status, error.category(), error.to_string());
+    }
+    let click = match intent::read(&body) {
+        Ok(click) => click,
+        Err(error) => {
+            return refuse(
+                &state,
+                StatusCode::BAD_REQUEST,
+                OUTCOME_MALFORMED,
+                error.to_string(),
+            );
+        }
+    };
+    // Acknowledge now (Slack waits 3 s); act and answer through response_url.
+    tokio::spawn(act(state, click));
+    StatusCode::OK.into_response()
+}
+
+/// The outcome of acting on one click.
+struct Outcome {
+    /// Metric label.
+    label: &'static str,
+    /// Identity acted as (when mapped).
+    identity: Option<Identity>,
+    /// The message for the person.
+    message: String,
+    /// Whether it was done.
+    accepted: bool,
+    /// The Quarantine, when read.
+    current: Option<Current>,
+}
+
+/// Acts on a verified click and answers it.
+async fn act(state: Arc<Interactions>, click: Click) {
+    let outcome = decide_and_write(&state, &click).await;
+    count(&state, outcome.label);
+    record_audit(&state, &click, &outcome).await;
+    if let Some(url) = &click.response_url {
+        let body = if outcome.accepted {
+            json!({"replace_original": false, "response_type": "in_channel", "text": outcome.message})
+        } else {
+            json!({"replace_original": false, "response_type": "ephemeral", "text": outcome.message})
+        };
+        answer(&state.http, url, &body).await;
+    }
+}
+
+/// Posts one answer to `response_url`; failures are logged (the action stands either way).
+async fn answer(http: &reqwest::Client, url: &str, body: &Value) {
+    match http
+        .post(url)
+        .timeout(Duration::from_secs(10))
+        .json(body)
+        .send()
+        .await
+    {
+        Ok(response) if response.status().is_success() => {}
+        Ok(response) => {
+            tracing::warn!(
+                status = response.status().as_u16(),
+                "slack response_url refused the answer"
+            )
+        }
+        Err(error) => {
+            tracing::warn!(error = %error.without_url(), "failed to answer through slack response_url")
+        }
+    }
+}
+
+/// Maps, checks staleness, asks, decides and writes.
+async fn decide_and_write(state: &Interactions, click: &Click) -> Outcome {
+    let verb = click.annotation.verb();
+    let name = &click.target.name;
+    let mut outcome = Outcome {
+        label: OUTCOME_UNMAPPED,
+        identity: None,
+        message: format!(
+            "You are not mapped to a Kubernetes identity, so you cannot {verb} Quarantine {name} from Slack. Ask an administrator to add your Slack user id to slack.users, or use kubectl."
+        ),
+        accepted: false,
+        current: None,
+    };
+    let current = match state
+        .quarantines
+        .current(&click.target.namespace, name)
+        .await
+    {
+        Ok(current) => current,
+        Err(error) => {
+            // Unmapped users are refused as such even when the read fails.
+            if intent::identity_of(click, &state.users).is_some() {
+                outcome.label = OUTCOME_ERROR;
+                outcome.message = format!("Could not {verb} Quarantine {name}: {error}");
+            }
+            return outcome;
+        }
+    };
+    outcome.current = current.clone();
+    let Some(identity) = intent::identity_of(click, &state.users) else {
+        return outcome;
+    };
+    outcome.identity = Some(identity.clone());
+    if let Some(reason) = intent::stale(
+        click,
+        current
+            .as_ref()
+            .map(|current| (current.uid.as_str(), current.phase)),
+    ) {
+        outcome.label = OUTCOME_STALE;
+        outcome.message = reason;
+        return outcome;
+    }
+    let Some(current) = current else {
+        return outcome;
+    };
+    let value = intent::annotation_value(&identity, click.annotation, &state.extend_by);
+    let request = intent::review_request(click, &identity, &current.policy, &value);
+    let answers = ask(state.reviewer.as_ref(), &request).await;
+    let operations = match review::decide(&request, &answers, &state.key) {
+        Verdict::Allow(operations) => operations,
+        Verdict::Refuse(code, message) => {
+            outcome.label = if code == 503 {
+                OUTCOME_UNAVAILABLE
+            } else {
+                OUTCOME_REFUSED
+            };
+            outcome.message = message;
+            return outcome;
+        }
+    };
+    let mut annotations = BTreeMap::from([(click.annotation.key().to_string(), value)]);
+    for operation in &operations {
+        let path = operation["path"].as_str().unwrap_or_default();
+        let Some(key) = path.strip_prefix("/metadata/annotations/") else {
+            continue;
+        };
+        let key = key.replace("~1", "/").replace("~0", "~");
+        let guarded = GUARDED
+            .iter()
+            .any(|annotation| stamp_key(*annotation) == key);
+        if let (true, Some(stamp)) = (guarded, operation["value"].as_str()) {
+            annotations.insert(key, stamp.to_string());
+        }
+    }
+    if GUARDED.contains(&click.annotation) && annotations.len() < 2 {
+        // decide allowed without a stamp: never write an unstamped guarded annotation.
+        outcome.label = OUTCOME_ERROR;
+        outcome.message = format!("Could not {verb} Quarantine {name}: no identity stamp was made");
+        return outcome;
+    }
+    if let Err(error) = state
+        .quarantines
+        .annotate(
+            &click.target.namespace,
+            name,
+            &click.target.uid,
+            &annotations,
+        )
+        .await
+    {
+        outcome.label = OUTCOME_ERROR;
+        outcome.message = format!("Could not {verb} Quarantine {name}: {error}");
+        return outcome;
+    }
+    outcome.label = OUTCOME_ACCEPTED;
+    outcome.accepted = true;
+    outcome.message = match click.annotation {
+        Annotation::Extend => format!(
+            "{} extended Quarantine {name} by {} (from Slack).",
+            identity.username, state.extend_by
+        ),
+        Annotation::Release => format!(
+            "{} asked to release Quarantine {name} (from Slack).",
+            identity.username
+        ),
+        Annotation::Approve => format!(
+            "{} approved Quarantine {name} (from Slack).",
+            identity.username
+        ),
+        Annotation::Reject => format!(
+            "{} rejected Quarantine {name} (from Slack).",
+            identity.username
+        ),
+    };
+    outcome
+}
+
+/// Records the interaction for the audit trail: a structured log line and a Kubernetes Event on
+/// the Quarantine now. The durable audit store writes its record here too (one call, when it
+/// lands).
+async fn record_audit(state: &Interactions, click: &Click, outcome: &Outcome) {
+    let username = outcome
+        .identity
+        .as_ref()
+        .map(|identity| identity.username.as_str())
+        .unwrap_or("");
+    tracing::info!(
+        audit = true,
+        channel = "slack",
+        slack_user = %click.user_id,
+        slack_team = %click.team_id,
+        user = username,
+        verb = click.annotation.verb(),
+        namespace = %click.target.namespace,
+        quarantine = %click.target.name,
+        quarantine_uid = %click.target.uid,
+        outcome = outcome.label,
+        message = %outcome.message,
+        "slack interaction"
+    );
+    let (Some(recorder), Some(current)) = (&state.recorder, &outcome.current) else {
+        return;
+    };
+    let note = format!(
+        "Slack user {} ({}) as {:?}: {} — {}",
+        click.user_id,
+        click.user_name,
+        username,
+        click.annotation.verb(),
+        outcome.message
+    );
+    let occurrence = Occurrence {
+        severity: if outcome.accepted {
+            Severity::Normal
+        } else {
+            Severity::Warning
+        },
+        reason: reason_of(outcome.label),
+        action: "SlackInteraction",
+        note: &note,
+    };
+    if let Err(error) = recorder.publish(&current.reference, &occurrence).await {
+        tracing::warn!(%error, "failed to publish the slack interaction Event");
+    }
+}

@@ -1,0 +1,507 @@
+//! Approving from Slack through the real binary: Slack's signed `block_actions` interactions
+//! (form-encoded `payload=`, `v0` HMAC-SHA256 signature) are posted by a real HTTP client to
+//! `/slack/interactions` on the signals listener, and a local HTTP receiver plays Slack's
+//! `response_url`. The controller serves its approval webhook too (the emulator calls it for every
+//! approval written), maps Slack users to Kubernetes identities from its configuration, and asks
+//! SubjectAccessReviews exactly as for kubectl: alice (approver) approves and is recorded as
+//! herself, verified, then extends (verified) and releases; mallory (may patch, not approve) is
+//! refused approve and release from Slack, and an unmapped user is refused, and
+//! nothing changes; bad signatures, old timestamps, replays and oversized bodies are refused before
+//! anything is read; a button that no longer applies says so; a `response_url` that is down does not
+//! undo the action.
+
+use super::approval_webhook::{
+    ACCOUNT, API_KEY, NS, POLICIES, RBAC, approver_role, kubectl, ok, quarantine_of, status_of,
+    tls_file, tls_text, wait_phase, webhook_configuration,
+};
+use crate::support::binary::{free_port, metric_value, wait_for};
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+const SECRET: &str = "e2e-signing-secret-0123456789";
+
+/// Slack's `v0` signature, computed here independently of the controller's code.
+fn sign(timestamp: i64, body: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(format!("v0:{timestamp}:{body}").as_bytes());
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    format!("v0={hex}")
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A `block_actions` payload as Slack documents it, form-encoded.
+fn click(user: &str, verb: &str, quarantine: &Value, response_url: &str) -> String {
+    let value = json!({
+        "ns": quarantine["metadata"]["namespace"],
+        "name": quarantine["metadata"]["name"],
+        "uid": quarantine["metadata"]["uid"],
+    })
+    .to_string();
+    // Every click Slack sends is different (trigger and action timestamps).
+    static CLICKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let serial = CLICKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let payload = json!({
+        "type": "block_actions",
+        "user": {"id": user, "username": format!("{user}-name"), "name": format!("{user}-name"), "team_id": "T0E2E"},
+        "api_app_id": "A0E2E",
+        "token": "verification-token-not-used",
+        "container": {"type": "message", "message_ts": "1700000000.000100", "channel_id": "C0E2E", "is_ephemeral": false},
+        "trigger_id": format!("123.{serial}.abc"),
+        "team": {"id": "T0E2E", "domain": "example"},
+        "channel": {"id": "C0E2E", "name": "guardrails"},
+        "response_url": response_url,
+        "actions": [{
+            "action_id": format!("autoguardrails.{verb}"),
+            "block_id": "autoguardrails-actions",
+            "text": {"type": "plain_text", "text": verb, "emoji": true},
+            "value": value,
+            "type": "button",
+            "action_ts": format!("1700000001.{serial:06}")
+        }]
+    });
+    let mut form = String::from("payload=");
+    for byte in payload.to_string().bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            form.push(byte as char);
+        } else {
+            form.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    form
+}
+
+/// POSTs a body with the given timestamp and signature; the HTTP status.
+async fn post(
+    http: &reqwest::Client,
+    url: &str,
+    timestamp: i64,
+    signature: &str,
+    body: &str,
+) -> u16 {
+    http.post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-slack-request-timestamp", timestamp.to_string())
+        .header("x-slack-signature", signature)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// POSTs a correctly signed body now.
+async fn post_signed(http: &reqwest::Client, url: &str, body: &str) -> u16 {
+    let timestamp = now();
+    post(http, url, timestamp, &sign(timestamp, body), body).await
+}
+
+/// Plays Slack's `response_url`: records every JSON body posted to `/answer`.
+async fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let store = received.clone();
+    let app = axum::Router::new().route(
+        "/answer",
+        axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+            let store = store.clone();
+            async move {
+                store.lock().unwrap().push(body);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/answer", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, received)
+}
+
+/// Waits for an answer containing `text`, and returns it.
+async fn answer_with(received: &Arc<Mutex<Vec<Value>>>, text: &str) -> Value {
+    let mut found = Value::Null;
+    wait_for(
+        &format!("an answer with {text:?}"),
+        Duration::from_secs(30),
+        || {
+            found = received
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|answer| answer["text"].as_str().unwrap_or_default().contains(text))
+                .cloned()
+                .unwrap_or(Value::Null);
+            let done = !found.is_null();
+            async move { done }
+        },
+    )
+    .await;
+    found
+}
+
+fn write_config(dir: &Path, metrics_port: u16, signals_port: u16, webhook_port: u16) -> PathBuf {
+    let secret = dir.join("signing-secret");
+    std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
+    let config = dir.join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"clusterId: e2e
+namespaces: [{NS}]
+metricsAddr: 127.0.0.1:{metrics_port}
+signalsAddr: 127.0.0.1:{signals_port}
+aws:
+  backend: memory
+  memory:
+    '{ACCOUNT}': {{roles: [dev-ci, etl, ops]}}
+leaderElection:
+  enabled: false
+signals:
+  events:
+    apiKeySecret: {{ name: events-key, key: apiKey }}
+notifications:
+  enabled: false
+approvalWebhook:
+  enabled: true
+  addr: 127.0.0.1:{webhook_port}
+  certFile: {cert}
+  keyFile: {key}
+slack:
+  interactions: true
+  signingSecretFile: {secret}
+  maxBodyBytes: 16384
+  users:
+    - {{slackUserId: U0ALICE, username: alice, groups: [approvers]}}
+    - {{slackUserId: U0MALLORY, username: mallory}}
+"#,
+            cert = tls_file("server.pem").display(),
+            key = tls_file("server-key.pem").display(),
+            secret = secret.display(),
+        ),
+    )
+    .unwrap();
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slack_buttons_act_as_the_mapped_identity_and_refuse_everything_else() {
+    let emulator = kube_emulator::Emulator::start_with(kube_emulator::Options {
+        tls: Some(kube_emulator::tls::ServerTls {
+            certificate_pem: tls_text("server.pem"),
+            key_pem: tls_text("server-key.pem"),
+            ca_pem: tls_text("test-ca.pem"),
+        }),
+        unauthenticated: kube_emulator::auth::Unauthenticated::Refuse,
+        ..kube_emulator::Options::default()
+    })
+    .await
+    .unwrap();
+    let admin = emulator.kubeconfig_path().to_path_buf();
+    let crds = crate::support::binary::root().join("crds");
+    ok(&admin, &["apply", "-f", crds.to_str().unwrap()]);
+    ok(&admin, &["create", "namespace", NS]);
+    ok(
+        &admin,
+        &[
+            "create",
+            "secret",
+            "generic",
+            "events-key",
+            "-n",
+            NS,
+            &format!("--from-literal=apiKey={API_KEY}"),
+        ],
+    );
+    for manifest in [approver_role(), RBAC.to_string()] {
+        let (applied, out, err) = kubectl(&admin, &["apply", "-f", "-"], Some(&manifest));
+        assert!(applied, "{out}{err}");
+    }
+
+    let dir = std::env::temp_dir().join(format!("agr-slack-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (metrics_port, signals_port, webhook_port) = (free_port(), free_port(), free_port());
+    let config = write_config(&dir, metrics_port, signals_port, webhook_port);
+    let controller =
+        crate::support::binary::spawn_controller_with_env(&admin, &config, NS, &dir, &[], &[]);
+    let http = reqwest::Client::new();
+    let ops = format!("http://127.0.0.1:{metrics_port}");
+    wait_for("/readyz", Duration::from_secs(60), || async {
+        matches!(http.get(format!("{ops}/readyz")).send().await, Ok(r) if r.status() == 200)
+    })
+    .await;
+    let (applied, out, err) = kubectl(
+        &admin,
+        &["apply", "-f", "-"],
+        Some(&webhook_configuration(webhook_port)),
+    );
+    assert!(applied, "{out}{err}");
+    let (applied, out, err) = kubectl(&admin, &["apply", "-f", "-"], Some(POLICIES));
+    assert!(applied, "{out}{err}");
+    for policy in ["ci-a", "ci-b"] {
+        ok(
+            &admin,
+            &[
+                "wait",
+                "-n",
+                NS,
+                "--for=condition=Ready",
+                &format!("guardrailpolicy/{policy}"),
+                "--timeout=60s",
+            ],
+        );
+    }
+    let mut event: Value =
+        serde_json::from_str(include_str!("../fixtures/signals/eventbridge-anomaly.json")).unwrap();
+    event["account"] = Value::String(ACCOUNT.into());
+    event["detail"]["rootCauses"][0]["linkedAccount"] = Value::String(ACCOUNT.into());
+    let (status, outcome, reason) = crate::support::binary::post_event(
+        &http,
+        &format!("http://127.0.0.1:{signals_port}/events"),
+        API_KEY,
+        &event,
+    )
+    .await;
+    assert!(status < 300, "{status} {outcome} {reason}");
+    let mut first = String::new();
+    let mut second = String::new();
+    wait_for("two quarantines", Duration::from_secs(60), || {
+        first = quarantine_of(&admin, "ci-a");
+        second = quarantine_of(&admin, "ci-b");
+        let both = !first.is_empty() && !second.is_empty();
+        async move { both }
+    })
+    .await;
+    wait_phase(&admin, &first, "PendingApproval").await;
+    wait_phase(&admin, &second, "PendingApproval").await;
+    let first_object = status_of(&admin, &first);
+    let second_object = status_of(&admin, &second);
+
+    let url = format!("http://127.0.0.1:{signals_port}/slack/interactions");
+    let (answer_url, received) = receiver().await;
+    let metric =
+        |outcome: &str| format!("autoguardrails_slack_interactions_total{{outcome=\"{outcome}\"}}");
+
+    // Refused before anything is read: wrong signature, missing headers, old timestamp, too big.
+    let body = click("U0ALICE", "approve", &first_object, &answer_url);
+    let timestamp = now();
+    let forged = sign(timestamp, &body.replace("U0ALICE", "U0MALLORY"));
+    assert_eq!(post(&http, &url, timestamp, &forged, &body).await, 401);
+    assert_eq!(post(&http, &url, timestamp, "", &body).await, 401);
+    let old = now() - 6 * 60;
+    assert_eq!(post(&http, &url, old, &sign(old, &body), &body).await, 401);
+    let huge = format!("{body}&padding={}", "x".repeat(32 * 1024));
+    assert_eq!(post_signed(&http, &url, &huge).await, 413);
+    assert_eq!(
+        metric_value(&http, &ops, &metric("bad_signature")).await,
+        2.0
+    );
+    assert_eq!(
+        metric_value(&http, &ops, &metric("stale_timestamp")).await,
+        1.0
+    );
+    assert_eq!(metric_value(&http, &ops, &metric("too_large")).await, 1.0);
+    assert_eq!(
+        status_of(&admin, &first)["status"]["phase"],
+        "PendingApproval"
+    );
+    assert!(
+        received.lock().unwrap().is_empty(),
+        "nothing answered to refused requests"
+    );
+
+    // An unmapped Slack user: an ephemeral refusal, nothing changes.
+    let unmapped = click("U0NOBODY", "approve", &first_object, &answer_url);
+    assert_eq!(post_signed(&http, &url, &unmapped).await, 200);
+    let answer = answer_with(&received, "not mapped to a Kubernetes identity").await;
+    assert_eq!(answer["response_type"], "ephemeral");
+    assert_eq!(answer["replace_original"], false);
+
+    // mallory is mapped but may not approve (the SubjectAccessReview says no).
+    let refused = click("U0MALLORY", "approve", &first_object, &answer_url);
+    assert_eq!(post_signed(&http, &url, &refused).await, 200);
+    let answer = answer_with(&received, "user \"mallory\" may not approve").await;
+    assert_eq!(answer["response_type"], "ephemeral");
+    assert_eq!(metric_value(&http, &ops, &metric("unmapped")).await, 1.0);
+    assert_eq!(metric_value(&http, &ops, &metric("refused")).await, 1.0);
+    let q = status_of(&admin, &first);
+    assert_eq!(q["status"]["phase"], "PendingApproval");
+    assert!(
+        q["metadata"]["annotations"]["autoguardrails.io/approve"].is_null(),
+        "{q}"
+    );
+
+    // alice approves: written with a stamp the webhook lets through, recorded as alice, verified.
+    let approve = click("U0ALICE", "approve", &first_object, &answer_url);
+    let timestamp = now();
+    let signature = sign(timestamp, &approve);
+    assert_eq!(
+        post(&http, &url, timestamp, &signature, &approve).await,
+        200
+    );
+    wait_phase(&admin, &first, "Active").await;
+    let answer = answer_with(&received, "alice approved").await;
+    assert_eq!(answer["response_type"], "in_channel");
+    let q = status_of(&admin, &first);
+    assert_eq!(q["status"]["approvedBy"], "alice", "{q}");
+    let history = q["status"]["history"].as_array().unwrap();
+    assert!(
+        history.iter().any(|entry| entry["actor"] == "alice"
+            && entry["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("from Slack")),
+        "{history:?}"
+    );
+    assert!(
+        !history.iter().any(|entry| entry["actor"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("unverified")),
+        "{history:?}"
+    );
+    assert_eq!(
+        metric_value(
+            &http,
+            &ops,
+            "autoguardrails_approvals_total{verb=\"approve\",verified=\"true\"}"
+        )
+        .await,
+        1.0
+    );
+    // The same signed request again is a replay.
+    assert_eq!(
+        post(&http, &url, timestamp, &signature, &approve).await,
+        401
+    );
+    assert_eq!(metric_value(&http, &ops, &metric("replayed")).await, 1.0);
+    // Another click on the same (now Active) Quarantine's Approve button no longer applies.
+    let again = click("U0ALICE", "approve", &first_object, &answer_url);
+    assert_eq!(post_signed(&http, &url, &again).await, 200);
+    let answer = answer_with(&received, "approve no longer applies").await;
+    assert_eq!(answer["response_type"], "ephemeral");
+
+    // Extend on the Active Quarantine: stamped like approve, recorded as alice, verified.
+    let extend = click("U0ALICE", "extend", &first_object, &answer_url);
+    assert_eq!(post_signed(&http, &url, &extend).await, 200);
+    answer_with(&received, "alice extended").await;
+    wait_for("the extension recorded", Duration::from_secs(30), || {
+        let q = status_of(&admin, &first);
+        let extended = q["status"]["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|entry| entry["event"] == "Extended" && entry["actor"] == "alice");
+        async move { extended }
+    })
+    .await;
+    assert_eq!(
+        metric_value(
+            &http,
+            &ops,
+            "autoguardrails_approvals_total{verb=\"extend\",verified=\"true\"}"
+        )
+        .await,
+        1.0
+    );
+    // mallory may patch Quarantines (kubectl could release) but from Slack release needs approve.
+    let release = click("U0MALLORY", "release", &first_object, &answer_url);
+    assert_eq!(post_signed(&http, &url, &release).await, 200);
+    answer_with(&received, "user \"mallory\" may not release").await;
+    assert_eq!(status_of(&admin, &first)["status"]["phase"], "Active");
+    // alice releases.
+    let release = click("U0ALICE", "release", &first_object, &answer_url);
+    assert_eq!(post_signed(&http, &url, &release).await, 200);
+    wait_phase(&admin, &first, "Released").await;
+    answer_with(&received, "alice asked to release").await;
+
+    // Slack's response_url is down: the rejection stands anyway.
+    let down = format!("http://127.0.0.1:{}/answer", free_port());
+    let reject = click("U0ALICE", "reject", &second_object, &down);
+    assert_eq!(post_signed(&http, &url, &reject).await, 200);
+    wait_phase(&admin, &second, "Rejected").await;
+    assert_eq!(status_of(&admin, &second)["status"]["rejectedBy"], "alice");
+    wait_for("accepted four times", Duration::from_secs(30), || async {
+        metric_value(&http, &ops, &metric("accepted")).await == 4.0
+    })
+    .await;
+
+    // Refusals and acceptances are Events on the Quarantine.
+    let events = ok(
+        &admin,
+        &[
+            "get",
+            "events",
+            "-n",
+            NS,
+            "-o",
+            "jsonpath={range .items[*]}{.reason}={.message}{\"\\n\"}{end}",
+        ],
+    );
+    assert!(
+        events
+            .lines()
+            .any(|line| line.starts_with("SlackActionRefused=") && line.contains("U0MALLORY")),
+        "{events}"
+    );
+    assert!(
+        events
+            .lines()
+            .any(|line| line.starts_with("SlackUserUnmapped=") && line.contains("U0NOBODY")),
+        "{events}"
+    );
+    assert!(
+        events
+            .lines()
+            .any(|line| line.starts_with("SlackActionAccepted=") && line.contains("alice")),
+        "{events}"
+    );
+    let log = controller.log();
+    assert!(log.contains("slack interaction"), "{log}");
+    assert!(!log.contains(SECRET), "the signing secret is never logged");
+    drop(controller);
+
+    // Without the approval webhook there is no stamp key: the controller refuses to start rather
+    // than record Slack approvals as unverified.
+    let without = dir.join("without-webhook");
+    std::fs::create_dir_all(&without).unwrap();
+    let config = std::fs::read_to_string(&config).unwrap();
+    let start = config.find("approvalWebhook:").unwrap();
+    let end = config.find("slack:").unwrap();
+    let unwebhooked = without.join("config.yaml");
+    std::fs::write(
+        &unwebhooked,
+        format!("{}{}", &config[..start], &config[end..]),
+    )
+    .unwrap();
+    let mut refused = crate::support::binary::spawn_controller_with_env(
+        &admin,
+        &unwebhooked,
+        NS,
+        &without,
+        &[],
+        &[],
+    );
+    let status = refused.child.take().unwrap().wait().unwrap();
+    assert!(!status.success());
+    let log = refused.log();
+    assert!(
+        log.contains("slack.interactions needs approvalWebhook.enabled"),
+        "{log}"
+    );
+}
