@@ -167,7 +167,7 @@ async fn every_transition_reaches_the_table_once_through_outages_crashes_and_del
     std::fs::create_dir_all(&dir).unwrap();
     let (metrics_port, signals_port) = (free_port(), free_port());
     let config = write_config(&dir, metrics_port, signals_port, &moto.url, &switch.url);
-    let http = reqwest::Client::new();
+    let http = crate::support::binary::http_client();
     let ops = format!("http://127.0.0.1:{metrics_port}");
     let mut controller = start(&kubectl, &config, &dir);
     leader(&http, &ops).await;

@@ -113,7 +113,7 @@ notifications:
         child: Some(child),
         log,
     };
-    let http = reqwest::Client::new();
+    let http = crate::support::binary::http_client();
     let ops = format!("http://127.0.0.1:{metrics_port}");
     wait_for("/readyz", Duration::from_secs(60), || async {
         matches!(http.get(format!("{ops}/readyz")).send().await, Ok(r) if r.status() == 200)

@@ -15,6 +15,7 @@ import urllib.request
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.support.ui import WebDriverWait
 
 DASH = os.environ["DASH_URL"]
@@ -25,6 +26,8 @@ NS = os.environ["NAMESPACE"]
 AXE = open(os.environ["AXE_JS"], encoding="utf-8").read()
 # The live-update fallback polls every 30 s; the events stream is faster. Allow both plus margin.
 LIVE_WAIT = 45
+# A live update replaces <main>: an element found just before it is stale, so look again.
+LIVE_REPLACED = (StaleElementReferenceException,)
 problems = []
 
 
@@ -66,7 +69,7 @@ def shot(driver, page):
 
 def visit(driver, url, page, wanted):
     driver.get(url)
-    WebDriverWait(driver, 20).until(lambda d: d.find_elements(By.CSS_SELECTOR, wanted))
+    WebDriverWait(driver, 20, ignored_exceptions=LIVE_REPLACED).until(lambda d: d.find_elements(By.CSS_SELECTOR, wanted))
     console_errors(driver, page)
     axe(driver, page)
     console_errors(driver, page)
@@ -103,14 +106,14 @@ def main():
 def run(driver):
     # Sign in through the form (the page redirected to it).
     driver.get(f"{DASH}/dashboard/quarantines")
-    WebDriverWait(driver, 20).until(lambda d: d.find_elements(By.ID, "token"))
+    WebDriverWait(driver, 20, ignored_exceptions=LIVE_REPLACED).until(lambda d: d.find_elements(By.ID, "token"))
     check("/dashboard/login" in driver.current_url, f"not sent to sign-in: {driver.current_url}")
     axe(driver, "login")
     driver.find_element(By.ID, "token").send_keys(TOKEN)
     driver.find_element(By.CSS_SELECTOR, "form.login button").click()
-    WebDriverWait(driver, 20).until(lambda d: d.find_elements(By.ID, "quarantines"))
+    WebDriverWait(driver, 20, ignored_exceptions=LIVE_REPLACED).until(lambda d: d.find_elements(By.ID, "quarantines"))
     check(not driver.find_elements(By.CSS_SELECTOR, "tr[data-quarantine]"), "a quarantine before any signal")
-    WebDriverWait(driver, 20).until(
+    WebDriverWait(driver, 20, ignored_exceptions=LIVE_REPLACED).until(
         lambda d: d.find_element(By.ID, "live-status").text.strip() == "Live")
     driver.execute_script("window.__notReloaded = true;")
 
@@ -120,11 +123,11 @@ def run(driver):
         headers={"x-api-key": os.environ["EVENTS_KEY"], "content-type": "application/json"}, method="POST")
     with urllib.request.urlopen(request, timeout=30) as answer:
         check(answer.status == 200, f"/events answered {answer.status}")
-    WebDriverWait(driver, LIVE_WAIT).until(
+    WebDriverWait(driver, LIVE_WAIT, ignored_exceptions=LIVE_REPLACED).until(
         lambda d: d.find_elements(By.CSS_SELECTOR, "tr[data-quarantine] a"))
     check(driver.execute_script("return window.__notReloaded === true;"), "the page was reloaded")
     name = driver.find_element(By.CSS_SELECTOR, "tr[data-quarantine]").get_attribute("data-quarantine").split("/")[1]
-    WebDriverWait(driver, LIVE_WAIT).until(
+    WebDriverWait(driver, LIVE_WAIT, ignored_exceptions=LIVE_REPLACED).until(
         lambda d: "PendingApproval" in d.find_element(By.CSS_SELECTOR, "tr[data-quarantine]").text)
 
     # The countdown moves.
@@ -135,9 +138,9 @@ def run(driver):
 
     # Approved with kubectl: the approver appears, still without a reload.
     kubectl("annotate", "-n", NS, f"quarantine/{name}", "autoguardrails.io/approve=alice: ticket OPS-9")
-    WebDriverWait(driver, LIVE_WAIT).until(
+    WebDriverWait(driver, LIVE_WAIT, ignored_exceptions=LIVE_REPLACED).until(
         lambda d: d.find_element(By.CSS_SELECTOR, "tr[data-quarantine] td.approver").text.strip() == "alice (unverified)")
-    WebDriverWait(driver, LIVE_WAIT).until(
+    WebDriverWait(driver, LIVE_WAIT, ignored_exceptions=LIVE_REPLACED).until(
         lambda d: "Active" in d.find_element(By.CSS_SELECTOR, "tr[data-quarantine]").text)
     check(driver.execute_script("return window.__notReloaded === true;"), "the page was reloaded")
     console_errors(driver, "quarantines")

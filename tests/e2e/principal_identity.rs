@@ -278,7 +278,7 @@ async fn the_binary_excepts_by_identity_reads_the_webhook_from_ssm_and_answers_b
         child: Some(child),
         log,
     };
-    let http = reqwest::Client::new();
+    let http = crate::support::binary::http_client();
     let ops = format!("http://127.0.0.1:{metrics_port}");
     wait_for("/readyz", Duration::from_secs(90), || async {
         matches!(http.get(format!("{ops}/readyz")).send().await, Ok(r) if r.status() == 200)

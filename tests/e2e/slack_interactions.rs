@@ -239,7 +239,7 @@ async fn slack_buttons_act_as_the_mapped_identity_and_refuse_everything_else() {
     let config = write_config(&dir, metrics_port, signals_port, webhook_port);
     let controller =
         crate::support::binary::spawn_controller_with_env(&admin, &config, NS, &dir, &[], &[]);
-    let http = reqwest::Client::new();
+    let http = crate::support::binary::http_client();
     let ops = format!("http://127.0.0.1:{metrics_port}");
     wait_for("/readyz", Duration::from_secs(60), || async {
         matches!(http.get(format!("{ops}/readyz")).send().await, Ok(r) if r.status() == 200)

@@ -113,7 +113,7 @@ notifications:
         &["--sns-pinned-certificates-dir", pinned.to_str().unwrap()],
         &[],
     );
-    let http = reqwest::Client::new();
+    let http = crate::support::binary::http_client();
     let ops = format!("http://127.0.0.1:{metrics_port}");
     wait_for("/readyz and the lease", Duration::from_secs(60), || async {
         let ready =

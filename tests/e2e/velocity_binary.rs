@@ -239,7 +239,7 @@ velocity:
     )
     .unwrap();
     let mut controller = start(&config, &kubeconfig, dir.join("controller-1.log"));
-    let http = reqwest::Client::new();
+    let http = crate::support::binary::http_client();
     let ops = format!("http://127.0.0.1:{metrics_port}");
     wait_leading(&http, &ops).await;
     kubectl.run_with_input(&["apply", "-f", "-"], Some(POLICY));

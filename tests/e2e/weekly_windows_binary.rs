@@ -109,7 +109,7 @@ notifications:
         &[],
         &[("AUTOGUARDRAILS_TEST_CLOCK_FILE", clock.as_os_str())],
     );
-    let http = reqwest::Client::new();
+    let http = crate::support::binary::http_client();
     let ops = format!("http://127.0.0.1:{metrics_port}");
     wait_for("/readyz and the lease", Duration::from_secs(60), || async {
         let ready =

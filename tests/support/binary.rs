@@ -204,6 +204,16 @@ pub fn spawn_controller_with_env(
     }
 }
 
+/// An HTTP client for talking to the binary's listeners. The listener closes a keep-alive
+/// connection that stays idle past its header-read timeout (10 s); a client reusing one at that
+/// moment gets a broken pipe, so pooled connections are dropped sooner than that.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+}
+
 /// POSTs a JSON body to `/events` with the API key; the HTTP status and the answer's `outcome`
 /// and `reason`.
 pub async fn post_event(
