@@ -11,50 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use super::decide::Decision;
 
-/// Why a record could not be written or read.
-#[derive(Debug, thiserror::Error)]
-pub enum AuditError {
-    /// The directory or file could not be opened, locked, written or synced.
-    #[error("failed to write audit record to {path}: {source}")]
-    Write {
-        /// The file.
-        path: String,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// The directory could not be listed or a file read.
-    #[error("failed to read audit log {path}: {source}")]
-    Read {
-        /// The path.
-        path: String,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// The record could not be serialised.
-    #[error("failed to encode audit record: {0}")]
-    Encode(String),
-}
-
-impl From<crate::audit::AuditError> for AuditError {
-    fn from(error: crate::audit::AuditError) -> AuditError {
-        match error {
-            crate::audit::AuditError::Write { path, source } => AuditError::Write { path, source },
-            crate::audit::AuditError::Read { path, source } => AuditError::Read { path, source },
-            other => AuditError::Encode(other.to_string()),
-        }
-    }
-}
-
-impl AuditError {
-    /// A short label for metrics and logs.
-    pub fn category(&self) -> &'static str {
-        match self {
-            AuditError::Write { .. } => "write",
-            AuditError::Read { .. } => "read",
-            AuditError::Encode(_) => "encode",
-        }
-    }
-}
+/// Why a record could not be written or read: the one audit error type (the gate's file log
+/// only ever yields `Write`, `Read` and `Encode`).
+pub use crate::audit::AuditError;
 
 /// One audit line.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
