@@ -304,13 +304,22 @@ async fn a_worker_delivers_to_the_webhook_named_by_an_ssm_parameter() {
         delivered[0].get("channel").is_none(),
         "no channel hint, no channel"
     );
-    assert_eq!(
+    // The worker counts the delivery once Slack's answer is read, a moment after the receiver
+    // has the message.
+    let delivered_count = || {
         metrics
             .slack_deliveries
             .with_label_values(&["delivered"])
-            .get(),
-        1
-    );
+            .get()
+    };
+    while delivered_count() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "delivery not counted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(delivered_count(), 1);
     let _ = stop.send(());
     task.await.unwrap();
 }
