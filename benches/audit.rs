@@ -20,22 +20,19 @@ mod moto;
 #[allow(unused_imports)]
 mod harness;
 
+#[path = "../tests/support/audit.rs"]
+mod audit_support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use autoguardrails::audit::dynamodb::{
-    DAY_ATTRIBUTE, DynamoDbAudit, PARTITION_KEY, SORT_KEY, TIME_INDEX,
-};
+use autoguardrails::audit::dynamodb::DynamoDbAudit;
 use autoguardrails::audit::jsonl::{Destination, JsonLinesSink};
 use autoguardrails::audit::{
     Actor, AuditRecord, AuditSink, CHANNEL_CONTROLLER, QuarantineRef, record_id,
 };
 use autoguardrails::controller::audit::AuditSettings;
 use autoguardrails::controller::crd::{Phase, Quarantine};
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType,
-};
 use harness::{ACCOUNT, Harness, NS, anomaly, policy_yaml, role, test_settings};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use moto::MotoServer;
@@ -66,53 +63,6 @@ fn main() {
         .build()
         .expect("runtime");
     runtime.block_on(run(records, signals));
-}
-
-async fn client(moto: &MotoServer) -> aws_sdk_dynamodb::Client {
-    let config = autoguardrails::aws::sdk::load_base_config(&moto.settings()).await;
-    autoguardrails::aws::factory::dynamodb_client(&config, None, None)
-}
-
-async fn create_table(client: &aws_sdk_dynamodb::Client, table: &str) {
-    let attribute = |name: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .unwrap()
-    };
-    let key = |name: &str, kind: KeyType| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(kind)
-            .build()
-            .unwrap()
-    };
-    client
-        .create_table()
-        .table_name(table)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(attribute(PARTITION_KEY))
-        .attribute_definitions(attribute(SORT_KEY))
-        .attribute_definitions(attribute(DAY_ATTRIBUTE))
-        .key_schema(key(PARTITION_KEY, KeyType::Hash))
-        .key_schema(key(SORT_KEY, KeyType::Range))
-        .global_secondary_indexes(
-            GlobalSecondaryIndex::builder()
-                .index_name(TIME_INDEX)
-                .key_schema(key(DAY_ATTRIBUTE, KeyType::Hash))
-                .key_schema(key(SORT_KEY, KeyType::Range))
-                .projection(
-                    Projection::builder()
-                        .projection_type(ProjectionType::All)
-                        .build(),
-                )
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
 }
 
 async fn count(client: &aws_sdk_dynamodb::Client, table: &str) -> i32 {
@@ -167,7 +117,7 @@ fn batch(q: usize) -> Vec<AuditRecord> {
 async fn run(records: usize, signals: usize) {
     let quarantines = records.div_ceil(PER_QUARANTINE);
     let moto = MotoServer::start();
-    let dynamo = client(&moto).await;
+    let dynamo = audit_support::dynamodb(&moto).await;
     println!(
         "audit: {} records ({quarantines} quarantines × {PER_QUARANTINE}), moto started in {:?}",
         quarantines * PER_QUARANTINE,
@@ -175,7 +125,7 @@ async fn run(records: usize, signals: usize) {
     );
 
     // 1. Sink throughput.
-    create_table(&dynamo, "bench-sink").await;
+    audit_support::create_audit_table(&dynamo, "bench-sink").await;
     let sink = DynamoDbAudit::new(dynamo.clone(), "bench-sink", None);
     let batches: Vec<Vec<AuditRecord>> = (0..quarantines).map(batch).collect();
     let started = Instant::now();
@@ -213,7 +163,7 @@ async fn run(records: usize, signals: usize) {
     );
 
     // 2. Backlog drain after a restart.
-    create_table(&dynamo, "bench-drain").await;
+    audit_support::create_audit_table(&dynamo, "bench-drain").await;
     let mut h = Harness::start_with(test_settings()).await;
     let api: Api<Quarantine> = Api::namespaced(h.client.clone(), NS);
     let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now());
@@ -303,7 +253,7 @@ async fn run(records: usize, signals: usize) {
     // 3. The enforcement path without, with the DynamoDB store, with JSON lines (no moto CPU),
     // and without again (the machine's drift between runs).
     let without = enforcement(signals, None).await;
-    create_table(&dynamo, "bench-enforce").await;
+    audit_support::create_audit_table(&dynamo, "bench-enforce").await;
     let mut with_settings = test_settings();
     with_settings.audit = audit.outlet(Some(Arc::new(DynamoDbAudit::new(
         dynamo.clone(),
