@@ -316,6 +316,9 @@ pub struct Config {
     pub max_backoff: SignedDuration,
     /// How many reconciles of each controller run at once (1 to 256).
     pub reconcile_concurrency: u16,
+    /// How long after it ended a Quarantine is retired from the controller's watch (and at least
+    /// until its policy's cooldown has passed; decision 154).
+    pub retire_ended_after: SignedDuration,
     /// `/metrics`, `/healthz`, `/readyz`.
     pub metrics_addr: SocketAddr,
     /// `/sns`, `/events`.
@@ -360,6 +363,9 @@ impl Default for Config {
             sweep_period: signed(controller.sweep_period),
             max_backoff: signed(controller.max_backoff),
             reconcile_concurrency: controller.reconcile_concurrency,
+            retire_ended_after: controller
+                .retire_after
+                .unwrap_or(SignedDuration::from_hours(1)),
             metrics_addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
             signals_addr: SocketAddr::from(([0, 0, 0, 0], 8081)),
             log_format: LogFormat::Json,
@@ -631,6 +637,7 @@ impl Config {
         }
         positive("fullConvergePeriod", self.full_converge_period)?;
         positive("sweepPeriod", self.sweep_period)?;
+        positive("retireEndedAfter", self.retire_ended_after)?;
         positive("maxBackoff", self.max_backoff)?;
         if !(1..=MAX_RECONCILE_CONCURRENCY).contains(&self.reconcile_concurrency) {
             return invalid(
@@ -773,6 +780,7 @@ impl Config {
                 .collect(),
             max_backoff: unsigned(self.max_backoff),
             reconcile_concurrency: self.reconcile_concurrency,
+            retire_after: Some(self.retire_ended_after),
             approval_stamp_key: None,
             // The sink is built by the command (it needs the AWS clients); timings from here.
             audit: self.audit.outlet(None),

@@ -41,6 +41,8 @@ pub struct Metrics {
     pub iam_calls: IntCounterVec,
     /// Attachments found missing and re-attached.
     pub drift_repairs: IntCounter,
+    /// Ended Quarantines retired from the watch (decision 154).
+    pub quarantines_retired: IntCounter,
     /// IAM CloudTrail events read for drift repair, by outcome (`checked`: quarantines asked to
     /// check now; `unheld`: about nothing we hold; `ignored`: a failed or harmless call).
     pub iam_events: IntCounterVec,
@@ -174,6 +176,11 @@ impl Metrics {
             &["ready"],
         )?;
         registry.register(Box::new(policies.clone()))?;
+        let quarantines_retired = IntCounter::new(
+            name("quarantines_retired_total"),
+            "Ended Quarantines labelled autoguardrails.io/ended and taken out of the watch.",
+        )?;
+        registry.register(Box::new(quarantines_retired.clone()))?;
         let drift_repairs = IntCounter::new(
             name("drift_repairs_total"),
             "Deny attachments found missing and re-attached.",
@@ -250,6 +257,7 @@ impl Metrics {
             policies,
             iam_calls,
             drift_repairs,
+            quarantines_retired,
             iam_events,
             release_lag,
             activation_latency,

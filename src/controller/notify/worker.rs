@@ -253,7 +253,8 @@ impl Worker {
         });
         let deletions = futures::stream::select_all(deletions).for_each(|_| async {});
         let controllers = apis.into_iter().map(|api| {
-            Controller::new(api, watcher::Config::default().any_semantic())
+            // Retired quarantines have nothing left to deliver (decision 154).
+            Controller::new(api, live_quarantines())
                 .with_config(ControllerConfig::default().concurrency(self.settings.concurrency))
                 .graceful_shutdown_on(shutdown.clone())
                 .run(reconcile, error_policy, context.clone())
@@ -336,6 +337,13 @@ fn forget(object: &Quarantine, context: &Context) {
     }
 }
 
+/// The watch of every Quarantine that is not retired (decision 154).
+fn live_quarantines() -> watcher::Config {
+    watcher::Config::default()
+        .any_semantic()
+        .labels(&crate::controller::reconcile::retire::live_selector())
+}
+
 /// Watches for deleted Quarantines and gives their undelivered messages one last try: a
 /// Quarantine's final `Released` entry is often written just before its finalizer goes, so the
 /// object may be gone before a reconcile sees it. The deleted object's last state is all there is
@@ -345,12 +353,15 @@ fn watch_deletions(
     api: Api<Quarantine>,
     context: Arc<Context>,
 ) -> impl futures::Stream<Item = ()> + Send {
-    watcher(api, watcher::Config::default().any_semantic())
+    watcher(api, live_quarantines())
         .default_backoff()
         .filter_map(move |event| {
             let context = context.clone();
             async move {
-                if let Ok(watcher::Event::Delete(object)) = event {
+                // A retirement leaves the watch like a deletion; it had nothing left to deliver.
+                if let Ok(watcher::Event::Delete(object)) = event
+                    && !crate::controller::reconcile::retire::is_retired(&object)
+                {
                     tokio::spawn(async move {
                         let lock = object_lock(&object, &context);
                         let guard = lock.lock().await;

@@ -49,7 +49,27 @@ pub fn settled(q: &Quarantine) -> bool {
 struct Ended {
     phase: Phase,
     released_at: Option<Timestamp>,
+    /// When it ended (release, rejection, approval deadline; else its last history entry or its
+    /// creation): when its retirement is counted from (decision 154).
+    ended_at: Option<Timestamp>,
     targets: Box<[Target]>,
+}
+
+/// One ended quarantine the retirement pass may take out of the watch (decision 154).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Candidate {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// Its policy's name.
+    pub policy: String,
+    /// Its terminal phase.
+    pub phase: Phase,
+    /// When it was released (Released only).
+    pub released_at: Option<Timestamp>,
+    /// When it ended (see [`Ended`]).
+    pub ended_at: Option<Timestamp>,
 }
 
 /// One target principal; its ARN shared with every other outline naming it.
@@ -168,11 +188,26 @@ impl Outlines {
             Ended {
                 phase,
                 released_at: status.released_at.as_ref().map(|t| t.0),
+                ended_at: ended_at(q, status, phase),
                 targets,
             },
         );
         self.count += 1;
     }
+}
+
+/// When `q` (terminal, in `phase`) ended: see [`Ended::ended_at`].
+fn ended_at(q: &Quarantine, status: &QuarantineStatus, phase: Phase) -> Option<Timestamp> {
+    let recorded = match phase {
+        Phase::Released => status.released_at.as_ref(),
+        Phase::Rejected => status.rejected_at.as_ref(),
+        Phase::Expired => status.approval_deadline.as_ref(),
+        _ => None,
+    };
+    recorded
+        .or_else(|| status.history.last().map(|h| &h.time))
+        .or(q.metadata.creation_timestamp.as_ref())
+        .map(|t| t.0)
 }
 
 impl Entries for Outlines {
@@ -265,6 +300,29 @@ impl EndedIndex {
                 })
             })
             .collect()
+    }
+
+    /// Every ended quarantine kept, as a retirement candidate (decision 154).
+    pub fn candidates(&self) -> Vec<Candidate> {
+        let Ok(state) = self.state.lock() else {
+            return Vec::new();
+        };
+        let mut out = Vec::with_capacity(state.current.count);
+        for (namespace, space) in &state.current.namespaces {
+            for (policy, names) in &space.by_policy {
+                for (name, ended) in names {
+                    out.push(Candidate {
+                        namespace: namespace.to_string(),
+                        name: name.to_string(),
+                        policy: policy.to_string(),
+                        phase: ended.phase,
+                        released_at: ended.released_at,
+                        ended_at: ended.ended_at,
+                    });
+                }
+            }
+        }
+        out
     }
 
     /// How many ended quarantines are kept.

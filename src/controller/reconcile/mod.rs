@@ -11,6 +11,7 @@ pub mod index;
 pub mod intake;
 pub mod policy;
 pub mod quarantine;
+pub mod retire;
 pub mod sweep;
 
 use crate::principal::PrincipalSet;
@@ -66,6 +67,9 @@ pub struct Settings {
     /// How many reconciles of each controller run at once. Bounds the memory and the API server
     /// load of a cold start with many objects (every object is reconciled once).
     pub reconcile_concurrency: u16,
+    /// How long after it ended a settled Quarantine is retired from the watch (and at least until
+    /// its policy's cooldown has passed; decision 154). None: never.
+    pub retire_after: Option<jiff::SignedDuration>,
     /// The key that verifies the approval webhook's identity stamps; None when the webhook is
     /// off (every approve, reject and extend is then recorded as unverified).
     pub approval_stamp_key: Option<crate::controller::admission::StampKey>,
@@ -84,6 +88,7 @@ impl Default for Settings {
             accounts: Vec::new(),
             max_backoff: Duration::from_secs(300),
             reconcile_concurrency: 16,
+            retire_after: Some(jiff::SignedDuration::from_hours(1)),
             approval_stamp_key: None,
             audit: crate::controller::audit::AuditOutlet::default(),
         }
@@ -315,6 +320,8 @@ pub struct Shared {
     pub(crate) full_converge: Mutex<HashMap<String, Instant>>,
     /// Consecutive failures per object (uid), for backoff.
     pub(crate) failures: Mutex<HashMap<String, u32>>,
+    /// What the last complete scan of the retired quarantines found (decision 154).
+    pub(crate) retired: Mutex<Option<retire::Retired>>,
 }
 
 impl Shared {
@@ -347,6 +354,7 @@ impl Shared {
             iam_lock: RwLock::new(()),
             full_converge: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
+            retired: Mutex::new(None),
         }
     }
 
@@ -615,6 +623,8 @@ pub fn watch_stores(
     shutdown: watch::Receiver<bool>,
 ) -> (Stores, futures::future::BoxFuture<'static, ()>) {
     let config = watcher::Config::default().any_semantic();
+    // Retired quarantines are never listed nor watched (decision 154).
+    let live_quarantines = config.clone().labels(&retire::live_selector());
     let mut stores = Stores::default();
     let mut tasks: Vec<futures::future::BoxFuture<'static, ()>> = Vec::new();
     for (policies, quarantines) in watched_apis(&client, namespaces) {
@@ -636,7 +646,7 @@ pub fn watch_stores(
         );
         let (reader, feed, task) = cache::cached(
             quarantines,
-            &config,
+            &live_quarantines,
             |q| !ended::settled(q),
             move |e| {
                 active.observe(e);

@@ -60,6 +60,14 @@ pub fn refresh_gauges(ctx: &Shared) {
     for (phase, n) in ended {
         *counts.entry(phase).or_insert(0) += n;
     }
+    // Retired ones, as the last scan counted them (decision 154).
+    if let Ok(retired) = ctx.retired.lock()
+        && let Some(retired) = retired.as_ref()
+    {
+        for (phase, n) in &retired.phases {
+            *counts.entry(phase).or_insert(0) += n;
+        }
+    }
     for (phase, n) in counts {
         ctx.metrics.quarantines.with_label_values(&[phase]).set(n);
     }
@@ -84,7 +92,14 @@ pub async fn sweep_once(ctx: &Shared) -> usize {
         }
     }
     // Ended quarantines outside the cache (decision 140): their targets are scanned as before.
-    let (ended, _) = ctx.stores.ended().targets_and_phases();
+    let (mut ended, _) = ctx.stores.ended().targets_and_phases();
+    // Retired ones, as the last scan found them (decision 154); before the first scan only the
+    // cached ones are looked at (fewer principals, never more releases).
+    if let Ok(retired) = ctx.retired.lock()
+        && let Some(retired) = retired.as_ref()
+    {
+        ended.extend(retired.targets.iter().cloned());
+    }
     for target in ended {
         if let Ok(parsed) = target.parse() {
             accounts.insert(parsed.account_id().to_string());
@@ -125,7 +140,15 @@ pub async fn sweep_once(ctx: &Shared) -> usize {
     }
 }
 
-/// Runs the sweep after the caches sync and then every `sweep_period`, until shutdown.
+/// How often ended quarantines are checked for retirement (decision 154).
+const RETIRE_PERIOD: std::time::Duration = std::time::Duration::from_secs(30);
+/// The first scan of the retired quarantines waits this long (or the sweep period when shorter)
+/// after the caches sync, so it does not compete with a cold start's reconciles.
+const FIRST_SCAN_DELAY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Runs the sweep after the caches sync and then every `sweep_period`, the retirement pass every
+/// 30 s, and the scan of the retired quarantines every `sweep_period` (the first after at most a
+/// minute), until shutdown.
 pub async fn run(ctx: Arc<Shared>, shutdown: &mut watch::Receiver<bool>) {
     tokio::select! {
         _ = ctx.stores.wait_ready() => {}
@@ -133,6 +156,21 @@ pub async fn run(ctx: Arc<Shared>, shutdown: &mut watch::Receiver<bool>) {
     }
     let mut gauge = tokio::time::interval(std::time::Duration::from_secs(15));
     let mut sweep = tokio::time::interval(ctx.settings.sweep_period);
+    let retire_every = ctx
+        .settings
+        .retire_after
+        .and_then(|d| std::time::Duration::try_from(d).ok())
+        .map_or(RETIRE_PERIOD, |d| {
+            d.clamp(std::time::Duration::from_secs(1), RETIRE_PERIOD)
+        });
+    let mut retire = tokio::time::interval(retire_every);
+    retire.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let first_scan = ctx.settings.sweep_period.min(FIRST_SCAN_DELAY);
+    let mut scan = tokio::time::interval_at(
+        tokio::time::Instant::now() + first_scan,
+        ctx.settings.sweep_period,
+    );
+    scan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         if *shutdown.borrow() {
             return;
@@ -140,7 +178,30 @@ pub async fn run(ctx: Arc<Shared>, shutdown: &mut watch::Receiver<bool>) {
         tokio::select! {
             _ = gauge.tick() => refresh_gauges(&ctx),
             _ = sweep.tick() => { sweep_once(&ctx).await; }
+            _ = retire.tick() => { super::retire::retire_due(&ctx, jiff::Timestamp::now()).await; }
+            _ = scan.tick() => scan_retired(&ctx).await,
             _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Scans the retired quarantines and keeps what it found for the sweep and the gauge; a failed
+/// scan keeps the previous result.
+pub async fn scan_retired(ctx: &Shared) {
+    match super::retire::scan(&ctx.client, &ctx.settings.namespaces).await {
+        Ok(found) => {
+            tracing::debug!(
+                targets = found.targets.len(),
+                quarantines = found.phases.values().sum::<i64>(),
+                "retired quarantines scanned"
+            );
+            if let Ok(mut kept) = ctx.retired.lock() {
+                *kept = Some(found);
+            }
+            refresh_gauges(ctx);
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "scanning the retired quarantines failed; the last scan is kept")
         }
     }
 }
