@@ -36,6 +36,7 @@ use autoguardrails::controller::intake::SignalIntake;
 use autoguardrails::controller::policy::{self, ControllerSettings, Input};
 use autoguardrails::controller::poller::PollerSettings;
 use autoguardrails::controller::reconcile::intake::Intake;
+use autoguardrails::controller::reconcile::retire::ENDED_LABEL;
 use autoguardrails::controller::reconcile::{self as controller, FINALIZER, Settings, desired};
 use autoguardrails::controller::signal::CostSignal;
 use autoguardrails::metrics::{CONTROLLER_POLICY, CONTROLLER_QUARANTINE, Metrics};
@@ -1160,6 +1161,9 @@ async fn seed(
     let policies_seconds = seeding.elapsed().as_secs_f64();
     let quarantines: Api<Quarantine> = Api::namespaced(client.clone(), NS);
     let settings = ControllerSettings::default();
+    // Seed the ended quarantines retired, as this version leaves them (1, the default), or as
+    // earlier versions left them (0: the first start then retires them, an upgrade).
+    let retired = setting("AGR_BENCH_RETIRED", 1) == 1;
     let activated: Timestamp = "2026-01-05T08:00:00Z".parse().expect("timestamp");
     let policies = Arc::new(policies);
     let created = futures::stream::iter(0..quarantine_count)
@@ -1193,6 +1197,15 @@ async fn seed(
                 });
                 let mut q = decision.quarantine.expect("seed quarantine");
                 q.metadata.finalizers = Some(vec![FINALIZER.to_string()]);
+                if !is_live && retired {
+                    // As this version leaves a quarantine that ended long ago (decision 154).
+                    q.metadata.finalizers = None;
+                    q.metadata.labels = Some(
+                        [(ENDED_LABEL.to_string(), "Released".to_string())]
+                            .into_iter()
+                            .collect(),
+                    );
+                }
                 if is_live {
                     // No status: the cold start creates it (PendingApproval for a day).
                     q.spec.mode = autoguardrails::controller::crd::Mode::Manual;
@@ -1284,6 +1297,9 @@ async fn binary_scale(report: &mut Report) {
     std::fs::create_dir_all(&dir).expect("bench dir");
     let roles: Vec<String> = (0..policy_count).map(|i| format!("scale-{i:05}")).collect();
     let (ops_port, signals_port) = (free_port(), free_port());
+    // Short enough that the steady state includes a sweep and a scan of the retired quarantines
+    // (their cost is in the figures); the default is 10m.
+    let sweep = std::env::var("AGR_BENCH_SWEEP").unwrap_or_else(|_| "30s".into());
     let config = format!(
         r#"clusterId: {CLUSTER}
 namespaces: [{NS}]
@@ -1300,6 +1316,7 @@ signals:
     apiKeySecret: {{ name: events-key, key: apiKey }}
 notifications:
   enabled: false
+sweepPeriod: {sweep}
 "#,
         roles.join(", ")
     );

@@ -67,6 +67,8 @@ async fn a_person_drives_a_quarantine_with_kubectl_against_the_real_binary() {
             r#"clusterId: e2e
 namespaces: [{NS}]
 driftPeriod: 1s
+retireEndedAfter: 1s
+sweepPeriod: 2s
 metricsAddr: 127.0.0.1:{metrics_port}
 signalsAddr: 127.0.0.1:{signals_port}
 aws:
@@ -120,8 +122,10 @@ notifications:
     })
     .await;
 
-    // The person applies a policy; the controller reports it Ready.
-    kubectl.run_with_input(&["apply", "-f", "-"], Some(POLICY));
+    // The person applies a policy; the controller reports it Ready. (A short cooldown, so the
+    // released quarantine is retired within the test.)
+    let policy = POLICY.replace("cooldown: 30m", "cooldown: 1s");
+    kubectl.run_with_input(&["apply", "-f", "-"], Some(&policy));
     kubectl.run(&[
         "wait",
         "-n",
@@ -275,6 +279,42 @@ notifications:
         left.policies()
     );
 
+    // A second after it ended (retireEndedAfter) and its cooldown, the released quarantine is
+    // retired from the watch: labelled, our finalizer gone, its status kept (decision 154).
+    kubectl.run(&[
+        "wait",
+        "-n",
+        NS,
+        "--for=jsonpath={.metadata.labels.autoguardrails\\.io/ended}=Released",
+        &name,
+        "--timeout=60s",
+    ]);
+    let finalizers = kubectl.run(&[
+        "get",
+        "-n",
+        NS,
+        &name,
+        "-o",
+        "jsonpath={.metadata.finalizers}",
+    ]);
+    assert!(
+        !finalizers.contains("autoguardrails.io/deny-release"),
+        "{finalizers}"
+    );
+    let working = kubectl.run(&[
+        "get",
+        "qt",
+        "-n",
+        NS,
+        "-l",
+        "!autoguardrails.io/ended",
+        "-o",
+        "name",
+    ]);
+    assert!(working.trim().is_empty(), "{working}");
+    let phase = kubectl.run(&["get", "-n", NS, &name, "-o", "jsonpath={.status.phase}"]);
+    assert_eq!(phase.trim(), "Released");
+
     // The scrape passes promtool and counts what happened.
     let scrape = http
         .get(format!("{ops}/metrics"))
@@ -301,6 +341,11 @@ notifications:
     assert!(
         metric(r#"autoguardrails_iam_calls_total{operation="AttachRolePolicy",outcome="sent"}"#)
             == 1.0,
+        "{scrape}"
+    );
+    assert_eq!(
+        metric("autoguardrails_quarantines_retired_total"),
+        1.0,
         "{scrape}"
     );
     promtool::check_metrics(&scrape);
