@@ -157,7 +157,7 @@ pub fn load_signal(file: &str, text: &str) -> Result<CostSignal, InputError> {
 #[derive(Serialize, Debug)]
 #[serde(rename_all = "camelCase")]
 pub struct Report {
-    /// `Quarantine` or `None`.
+    /// `Quarantine`, `Notify` (a notifyOnly policy matched) or `None`.
     pub decision: &'static str,
     /// The PascalCase reason.
     pub reason: &'static str,
@@ -204,7 +204,11 @@ pub fn simulate(
         settings,
         now,
     });
-    let iam_policy = match &decision.quarantine {
+    // A notifyOnly policy creates no Quarantine and attaches nothing: it would notify.
+    let notify_only = policy.spec.actions.contains(&crd::Action::NotifyOnly);
+    let notify = notify_only && decision.quarantine.is_some();
+    let quarantine = decision.quarantine.filter(|_| !notify_only);
+    let iam_policy = match &quarantine {
         Some(q) => {
             let doc = document::build(
                 &q.spec.deny,
@@ -224,8 +228,10 @@ pub fn simulate(
         None => None,
     };
     Ok(Report {
-        decision: if decision.quarantine.is_some() {
+        decision: if quarantine.is_some() {
             "Quarantine"
+        } else if notify {
+            "Notify"
         } else {
             "None"
         },
@@ -236,7 +242,7 @@ pub fn simulate(
             policy.metadata.namespace.as_deref().unwrap_or("default"),
             policy.metadata.name.as_deref().unwrap_or_default()
         ),
-        quarantine: decision.quarantine,
+        quarantine,
         iam_policy,
     })
 }

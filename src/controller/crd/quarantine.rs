@@ -78,6 +78,18 @@ pub struct QuarantineSpec {
     pub targets: Vec<Principal>,
     /// The denied actions and optional region scope.
     pub deny: DenySpec,
+    /// Copied from the policy at creation: how the deny is enforced (`attachDeny`,
+    /// `setPermissionsBoundary`, or both). Absent means `[attachDeny]`.
+    #[serde(
+        default = "super::default_actions",
+        skip_serializing_if = "super::is_default_actions_vec"
+    )]
+    #[schemars(length(min = 1, max = 2))]
+    #[x_kube(
+        validation = Rule::new("self.all(a, self.exists_one(b, b == a))").message("actions may not repeat"),
+        validation = Rule::new("!self.exists(a, a == 'notifyOnly')").message("a quarantine enforces: notifyOnly never creates one")
+    )]
+    pub actions: Vec<super::Action>,
     /// Copied from the policy at creation: DryRun, Manual or Auto.
     #[serde(default)]
     pub mode: Mode,

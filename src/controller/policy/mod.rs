@@ -296,6 +296,7 @@ pub(crate) fn build_quarantine(
                 regions: spec.scope.regions.clone(),
                 conditions: spec.deny.conditions.clone(),
             },
+            actions: spec.actions.clone(),
             mode,
             ttl: spec.quarantine.ttl.clone(),
             approval_timeout: (mode == Mode::Manual)
