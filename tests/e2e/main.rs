@@ -9,6 +9,7 @@ mod support;
 mod approval_webhook;
 mod audit_binary;
 mod aws_templates;
+mod boundary_binary;
 mod chart;
 mod controller_binary;
 mod controller_cli;
