@@ -15,6 +15,7 @@ mod controller_binary;
 mod controller_cli;
 mod dashboard;
 mod drift_binary;
+mod notify_only_binary;
 mod policies;
 mod principal_identity;
 mod signal_cli;

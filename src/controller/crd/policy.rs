@@ -339,6 +339,10 @@ pub struct GuardrailPolicyStatus {
     /// When `lastSignal` was evaluated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_evaluated_at: Option<Time>,
+    /// `notifyOnly`: when a matching signal was last announced; another within
+    /// `quarantine.cooldown` of it is counted but not announced (decision 241).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_notified_at: Option<Time>,
 }
 
 /// The last signal a policy saw.
