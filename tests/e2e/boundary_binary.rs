@@ -135,30 +135,33 @@ notifications:
         ),
     )
     .unwrap();
-    let log = dir.join("controller.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_autoguardrails"))
-        .args([
-            "controller",
-            "--config",
-            config.to_str().unwrap(),
-            "--log-format",
-            "text",
-        ])
-        .env("KUBECONFIG", &kubeconfig)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
-        .env("POD_NAME", "autoguardrails-0")
-        .env("POD_NAMESPACE", NS)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let controller = ControllerProcess {
-        child: Some(child),
-        log,
+    let spawn = |log_name: &str| {
+        let log = dir.join(log_name);
+        let child = Command::new(env!("CARGO_BIN_EXE_autoguardrails"))
+            .args([
+                "controller",
+                "--config",
+                config.to_str().unwrap(),
+                "--log-format",
+                "text",
+            ])
+            .env("KUBECONFIG", &kubeconfig)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .env("POD_NAME", "autoguardrails-0")
+            .env("POD_NAMESPACE", NS)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        ControllerProcess {
+            child: Some(child),
+            log,
+        }
     };
+    let mut controller = spawn("controller.log");
     let http = crate::support::binary::http_client();
     let ops = format!("http://127.0.0.1:{metrics_port}");
     wait_for("/readyz and the lease", Duration::from_secs(60), || async {
@@ -247,7 +250,13 @@ notifications:
     )
     .await;
 
-    // Someone puts their own boundary on etl, and no event arrives; then the release.
+    // While the controller is down (SIGKILL), someone puts their own boundary on etl and the
+    // release is requested: the restarted controller's first reconcile releases (a reconcile
+    // while Active would put ours back, as drift).
+    if let Some(mut child) = controller.child.take() {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
     let theirs = create_policy(&iam, "their-boundary").await;
     iam.put_role_permissions_boundary()
         .role_name("etl")
@@ -262,6 +271,7 @@ notifications:
         &name,
         "autoguardrails.io/release=incident over",
     ]);
+    let restarted = spawn("controller-2.log");
     kubectl.run(&[
         "wait",
         "-n",
@@ -273,7 +283,8 @@ notifications:
     assert_eq!(
         boundary_of(&iam, "dev-ci").await,
         Some(team.clone()),
-        "the previous boundary is back exactly"
+        "the previous boundary is back exactly: {}",
+        restarted.log()
     );
     assert_eq!(
         boundary_of(&iam, "etl").await,
