@@ -329,6 +329,33 @@ pub fn exclusions(
     .with_excepted_accounts(&spec.exceptions.accounts)
 }
 
+/// Whether `policy` only notifies (`actions: [notifyOnly]`): a match creates no Quarantine.
+pub fn notifies_only(policy: &GuardrailPolicy) -> bool {
+    policy
+        .spec
+        .actions
+        .contains(&crate::controller::crd::Action::NotifyOnly)
+}
+
+/// For a `notifyOnly` policy that matched at `now`: `Some(message)` when the last announcement
+/// (`last`, from status or this replica's memory) is within the policy's cooldown, so this match
+/// is counted but not announced again. Pure.
+pub fn notify_cooldown(
+    policy: &GuardrailPolicy,
+    last: Option<Timestamp>,
+    now: Timestamp,
+) -> Option<String> {
+    let last = last?;
+    let cooldown = parse_duration(&policy.spec.quarantine.cooldown).ok()?;
+    let until = last.checked_add(cooldown).ok()?;
+    (now < until).then(|| {
+        format!(
+            "announced at {last}; the next match is announced after {until} (cooldown {})",
+            policy.spec.quarantine.cooldown
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -392,31 +419,4 @@ mod tests {
             );
         }
     }
-}
-
-/// Whether `policy` only notifies (`actions: [notifyOnly]`): a match creates no Quarantine.
-pub fn notifies_only(policy: &GuardrailPolicy) -> bool {
-    policy
-        .spec
-        .actions
-        .contains(&crate::controller::crd::Action::NotifyOnly)
-}
-
-/// For a `notifyOnly` policy that matched at `now`: `Some(message)` when the last announcement
-/// (`last`, from status or this replica's memory) is within the policy's cooldown, so this match
-/// is counted but not announced again. Pure.
-pub fn notify_cooldown(
-    policy: &GuardrailPolicy,
-    last: Option<Timestamp>,
-    now: Timestamp,
-) -> Option<String> {
-    let last = last?;
-    let cooldown = parse_duration(&policy.spec.quarantine.cooldown).ok()?;
-    let until = last.checked_add(cooldown).ok()?;
-    (now < until).then(|| {
-        format!(
-            "announced at {last}; the next match is announced after {until} (cooldown {})",
-            policy.spec.quarantine.cooldown
-        )
-    })
 }
