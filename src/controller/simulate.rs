@@ -171,6 +171,10 @@ pub struct Report {
     /// The exact IAM policy document that would be attached, and its size.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub iam_policy: Option<IamPolicyReport>,
+    /// `setPermissionsBoundary`: the boundary policy document that would be put on each target
+    /// (everything allowed except the denied actions), and its size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub boundary_policy: Option<IamPolicyReport>,
 }
 
 /// The IAM document part of a report.
@@ -227,6 +231,23 @@ pub fn simulate(
         }
         None => None,
     };
+    let boundary_policy = match (&quarantine, &iam_policy) {
+        (Some(q), Some(deny)) if crd::sets_boundary(&q.spec.actions) => {
+            crate::controller::enforce::boundary::document(&deny.document)
+                .ok()
+                .map(|json| {
+                    let size = crate::aws::limits::policy_size(&json);
+                    IamPolicyReport {
+                        fits_managed: size <= crate::aws::limits::MANAGED_POLICY,
+                        fits_inline_role: size <= crate::aws::limits::ROLE_INLINE,
+                        fits_inline_user: size <= crate::aws::limits::USER_INLINE,
+                        size,
+                        document: json,
+                    }
+                })
+        }
+        _ => None,
+    };
     Ok(Report {
         decision: if quarantine.is_some() {
             "Quarantine"
@@ -244,5 +265,6 @@ pub fn simulate(
         ),
         quarantine,
         iam_policy,
+        boundary_policy,
     })
 }

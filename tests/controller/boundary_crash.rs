@@ -199,6 +199,7 @@ async fn a_crash_after_any_call_leaves_a_state_the_next_run_finishes() {
     let (total, crashed) = cycle(None).await;
     assert!(!crashed);
     assert!(total > 10, "the cycle makes {total} calls");
+    println!("boundary cycle: {total} IAM calls, each one crashed after in turn");
     for k in 1..=total {
         let (_, crashed) = cycle(Some(k)).await;
         assert!(crashed, "the crash armed at call {k} fired");
