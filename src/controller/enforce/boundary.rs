@@ -98,6 +98,22 @@ pub fn document(deny_json: &str) -> Result<String, DocumentError> {
     serde_json::to_string(&value).map_err(|e| DocumentError::NotAPolicy(e.to_string()))
 }
 
+/// Why the boundary built from `deny_json` cannot be used (not a policy, or over the managed
+/// policy size limit: the allow statement adds to the deny), before any call.
+pub fn document_problem(deny_json: &str) -> Option<String> {
+    match document(deny_json) {
+        Err(e) => Some(format!("boundary document: {e}")),
+        Ok(d) if crate::aws::limits::policy_size(&d) > crate::aws::limits::MANAGED_POLICY => {
+            Some(format!(
+                "the boundary document is {} characters; a managed policy allows {}",
+                crate::aws::limits::policy_size(&d),
+                crate::aws::limits::MANAGED_POLICY
+            ))
+        }
+        Ok(_) => None,
+    }
+}
+
 /// Where one target's boundary stands, as the Quarantine's status records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
@@ -256,6 +272,16 @@ mod tests {
         assert_eq!(statements[1]["Action"][0], "ec2:RunInstances");
         assert_eq!(doc["Version"], "2012-10-17");
         assert!(document("not json").is_err());
+        assert_eq!(document_problem(deny), None);
+        let padding = "x".repeat(crate::aws::limits::MANAGED_POLICY - 120);
+        let near_limit = format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Deny","Action":"ec2:RunInstances","Resource":"arn:aws:s3:::{padding}"}}]}}"#
+        );
+        assert!(crate::aws::limits::policy_size(&near_limit) <= crate::aws::limits::MANAGED_POLICY);
+        assert!(
+            document_problem(&near_limit).is_some_and(|p| p.contains("boundary document")),
+            "a deny that fits can make a boundary that does not"
+        );
         assert!(document(r#"{"Version":"2012-10-17"}"#).is_err());
     }
 

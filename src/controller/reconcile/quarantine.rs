@@ -202,6 +202,9 @@ async fn validate(
             crate::aws::limits::policy_size(&d.json),
             crate::aws::limits::MANAGED_POLICY
         )),
+        (Ok(_), Ok(d)) if crd::sets_boundary(&q.spec.actions) => {
+            crate::controller::enforce::boundary::document_problem(&d.json)
+        }
         _ => None,
     };
     let state = State::from_status(old_status);
