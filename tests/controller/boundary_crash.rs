@@ -176,6 +176,28 @@ async fn cycle(crash_at: Option<u64>) -> (u64, bool) {
         "k={crash_at:?}"
     );
 
+    // Drift of the document: someone edits our boundary policy to allow everything.
+    w.iam.outside(|o| {
+        o.edit_policy(
+            &w.ours,
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#,
+        )
+    });
+    settle(&w, &mut records, false, &mut crashes).await;
+    let expected = boundary::document(DENY).unwrap();
+    let stored = w
+        .iam
+        .state()
+        .policies
+        .values()
+        .find(|p| p.arn == w.ours)
+        .and_then(|p| p.default_document().map(str::to_string));
+    assert_eq!(
+        stored.as_deref(),
+        Some(expected.as_str()),
+        "k={crash_at:?}: our document is put back"
+    );
+
     settle(&w, &mut records, true, &mut crashes).await;
     assert_eq!(
         boundaries(&w),

@@ -298,6 +298,11 @@ fn conclude(
             });
         }
     }
+    for arn in &report.document_repairs {
+        out.drift.push(format!(
+            "PermissionsBoundary policy {arn}: its document was edited; ours was put back"
+        ));
+    }
     failures.extend(report.errors.iter().cloned());
     if !failures.is_empty() {
         out.retryable &= failures.iter().all(|(c, _)| {

@@ -103,6 +103,8 @@ pub struct Report {
     pub policies_created: Vec<String>,
     /// Boundary policies deleted in this run (release).
     pub policies_deleted: Vec<String>,
+    /// Boundary policies whose edited document was put back in this run (drift).
+    pub document_repairs: Vec<String>,
     /// Errors not tied to one target (the policy could not be created or deleted).
     pub errors: Vec<(ErrorCategory, String)>,
     /// Every write issued, sent or not.
@@ -306,6 +308,34 @@ pub async fn enforce(
                 };
                 results[*i] = Some(outcome);
             }
+            // Ours is on somewhere and was not just created: its document must still be ours.
+            let holds = targets.iter().any(|(i, _, _)| {
+                matches!(
+                    results[*i],
+                    Some(
+                        Outcome::InPlace
+                            | Outcome::Put {
+                                performed: true,
+                                ..
+                            }
+                    )
+                )
+            });
+            if holds && !report.policies_created.contains(&ours) {
+                rec.allow_writes(allowed);
+                let r = restore_document(
+                    &rec,
+                    &input.cluster,
+                    &input.key,
+                    &account,
+                    &ours,
+                    &document,
+                    &mut report,
+                )
+                .await;
+                rec.allow_writes(false);
+                r?;
+            }
             Ok::<(), EnforceError>(())
         };
         let r = run.await;
@@ -314,6 +344,94 @@ pub async fn enforce(
     }
     finish(results, input, &mut report);
     Ok(report)
+}
+
+/// Puts our document back as the default version when someone edited our boundary policy (and
+/// deletes the edited version). Only a provably-owned policy is touched.
+#[allow(clippy::too_many_arguments)]
+async fn restore_document(
+    rec: &Recorder<'_>,
+    cluster: &str,
+    key: &QuarantineKey,
+    account: &str,
+    arn: &str,
+    document: &str,
+    report: &mut Report,
+) -> Result<(), EnforceError> {
+    let policy = match crashed(rec.get_policy(arn).await)? {
+        Ok(p)
+            if super::owner(cluster, account, &p.path, &p.name, &p.tags).as_ref() == Some(key) =>
+        {
+            p
+        }
+        Ok(_) => {
+            report.errors.push((
+                ErrorCategory::Conflict,
+                format!("boundary policy {arn} no longer carries our tags; not touching it"),
+            ));
+            return Ok(());
+        }
+        Err(e) if e.code == ErrorCode::NoSuchEntity => return Ok(()),
+        Err(e) => {
+            report.errors.push((
+                e.category(),
+                format!("failed to read boundary policy {arn}: {e}"),
+            ));
+            return Ok(());
+        }
+    };
+    let current = match crashed(
+        rec.get_policy_version(arn, &policy.default_version_id)
+            .await,
+    )? {
+        Ok(v) => v.document.unwrap_or_default(),
+        Err(e) => {
+            report.errors.push((
+                e.category(),
+                format!("failed to read the document of boundary policy {arn}: {e}"),
+            ));
+            return Ok(());
+        }
+    };
+    if super::super::ownership::same_document(&current, document) {
+        return Ok(());
+    }
+    let mut created = crashed(rec.create_policy_version(arn, document, true).await)?;
+    if matches!(&created, Err(e) if e.code == ErrorCode::LimitExceeded) {
+        prune_versions(rec, arn).await?;
+        created = crashed(rec.create_policy_version(arn, document, true).await)?;
+    }
+    match created {
+        Ok(_) => {
+            report.document_repairs.push(arn.to_string());
+            match crashed(
+                rec.delete_policy_version(arn, &policy.default_version_id)
+                    .await,
+            )? {
+                Ok(()) => {}
+                Err(e) if e.code == ErrorCode::NoSuchEntity => {}
+                Err(e) => report.errors.push((
+                    e.category(),
+                    format!("failed to delete the edited version of {arn}: {e}"),
+                )),
+            }
+        }
+        Err(e) => report.errors.push((
+            e.category(),
+            format!("failed to restore the document of boundary policy {arn}: {e}"),
+        )),
+    }
+    Ok(())
+}
+
+/// Deletes every non-default version of `arn` (errors are left to the caller's next call).
+async fn prune_versions(rec: &Recorder<'_>, arn: &str) -> Result<(), EnforceError> {
+    if let Ok(versions) = crashed(rec.list_policy_versions(arn).await)? {
+        for v in versions.iter().filter(|v| !v.is_default) {
+            let _ = crashed(rec.delete_policy_version(arn, &v.version_id).await)?;
+        }
+    }
+    Ok(())
 }
 
 /// Makes sure our boundary policy exists and is provably ours. `Ok(Err(outcome))`: it cannot be
@@ -498,7 +616,12 @@ async fn delete_policy(
         }
     }
     rec.allow_writes(true);
-    let r = crashed(rec.delete_policy(arn).await);
+    // Someone may have added versions (IAM refuses to delete a policy that has any).
+    let pruned = prune_versions(rec, arn).await;
+    let r = match pruned {
+        Ok(()) => crashed(rec.delete_policy(arn).await),
+        Err(e) => Err(e),
+    };
     rec.allow_writes(false);
     match r? {
         Ok(()) => report.policies_deleted.push(arn.to_string()),
