@@ -250,6 +250,27 @@ notifications:
     )
     .await;
 
+    // The repair is audited (its status write lands after the IAM call: wait for it).
+    wait_for(
+        "the repair in the history",
+        Duration::from_secs(60),
+        || async {
+            let q: Value =
+                serde_json::from_str(&kubectl.run(&["get", "-n", NS, &name, "-o", "json"]))
+                    .unwrap();
+            q["status"]["history"].as_array().is_some_and(|h| {
+                h.iter().any(|h| {
+                    h["event"] == "DriftRepaired"
+                        && h["message"]
+                            .as_str()
+                            .unwrap_or("")
+                            .contains("PermissionsBoundary")
+                })
+            })
+        },
+    )
+    .await;
+
     // While the controller is down (SIGKILL), someone puts their own boundary on etl and the
     // release is requested: the restarted controller's first reconcile releases (a reconcile
     // while Active would put ours back, as drift).
