@@ -46,6 +46,9 @@ pub struct Metrics {
     /// IAM CloudTrail events read for drift repair, by outcome (`checked`: quarantines asked to
     /// check now; `unheld`: about nothing we hold; `ignored`: a failed or harmless call).
     pub iam_events: IntCounterVec,
+    /// `notifyOnly` matches announced, by policy (`namespace/name`) and outcome (`sent`,
+    /// `no_webhook`, `failed`, `cooling_down`, `dropped`).
+    pub notify_only: IntCounterVec,
     /// Actual release time minus `expiresAt`, in seconds (TTL releases only).
     pub release_lag: Histogram,
     /// Quarantine creation to deny attached on every target, in seconds.
@@ -194,6 +197,14 @@ impl Metrics {
             &["outcome"],
         )?;
         registry.register(Box::new(iam_events.clone()))?;
+        let notify_only = IntCounterVec::new(
+            Opts::new(
+                name("notify_only_total"),
+                "Matches of notifyOnly policies, by policy and outcome (no Quarantine, no AWS write).",
+            ),
+            &["policy", "outcome"],
+        )?;
+        registry.register(Box::new(notify_only.clone()))?;
         let release_lag = Histogram::with_opts(
             HistogramOpts::new(
                 name("release_lag_seconds"),
@@ -259,6 +270,7 @@ impl Metrics {
             drift_repairs,
             quarantines_retired,
             iam_events,
+            notify_only,
             release_lag,
             activation_latency,
             cost_explorer_requests,

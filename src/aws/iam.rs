@@ -230,11 +230,23 @@ pub enum Operation {
     GetCallerIdentity,
     /// The `AssumeRole` API call.
     AssumeRole,
+    /// The `GetRole` API call (reads the role's permissions boundary).
+    GetRole,
+    /// The `GetUser` API call (reads the user's permissions boundary).
+    GetUser,
+    /// The `PutRolePermissionsBoundary` API call.
+    PutRolePermissionsBoundary,
+    /// The `DeleteRolePermissionsBoundary` API call.
+    DeleteRolePermissionsBoundary,
+    /// The `PutUserPermissionsBoundary` API call.
+    PutUserPermissionsBoundary,
+    /// The `DeleteUserPermissionsBoundary` API call.
+    DeleteUserPermissionsBoundary,
 }
 
 impl Operation {
     /// Every operation, in declaration order.
-    pub const ALL: [Operation; 29] = [
+    pub const ALL: [Operation; 35] = [
         Operation::CreatePolicy,
         Operation::TagPolicy,
         Operation::GetPolicy,
@@ -264,6 +276,12 @@ impl Operation {
         Operation::GetAccountSummary,
         Operation::GetCallerIdentity,
         Operation::AssumeRole,
+        Operation::GetRole,
+        Operation::GetUser,
+        Operation::PutRolePermissionsBoundary,
+        Operation::DeleteRolePermissionsBoundary,
+        Operation::PutUserPermissionsBoundary,
+        Operation::DeleteUserPermissionsBoundary,
     ];
 
     /// The API name, e.g. `AttachRolePolicy` (used as a metric label).
@@ -299,6 +317,12 @@ impl Operation {
             GetAccountSummary => "GetAccountSummary",
             GetCallerIdentity => "GetCallerIdentity",
             AssumeRole => "AssumeRole",
+            GetRole => "GetRole",
+            GetUser => "GetUser",
+            PutRolePermissionsBoundary => "PutRolePermissionsBoundary",
+            DeleteRolePermissionsBoundary => "DeleteRolePermissionsBoundary",
+            PutUserPermissionsBoundary => "PutUserPermissionsBoundary",
+            DeleteUserPermissionsBoundary => "DeleteUserPermissionsBoundary",
         }
     }
 
@@ -321,6 +345,10 @@ impl Operation {
                 | DeleteRolePolicy
                 | PutUserPolicy
                 | DeleteUserPolicy
+                | PutRolePermissionsBoundary
+                | DeleteRolePermissionsBoundary
+                | PutUserPermissionsBoundary
+                | DeleteUserPermissionsBoundary
         )
     }
 
@@ -563,6 +591,17 @@ pub trait Iam: Send + Sync {
     async fn list_inline_policies(&self, principal: &PrincipalRef) -> AwsResult<Vec<String>>;
     /// `GetAccountSummary`: the quotas the engine needs.
     async fn get_account_summary(&self) -> AwsResult<AccountSummary>;
+    /// `GetRole` / `GetUser`: the ARN of the principal's permissions boundary, `None` without one.
+    async fn get_permissions_boundary(&self, principal: &PrincipalRef)
+    -> AwsResult<Option<String>>;
+    /// `PutRolePermissionsBoundary` / `PutUserPermissionsBoundary`: replaces any boundary.
+    async fn put_permissions_boundary(
+        &self,
+        principal: &PrincipalRef,
+        policy_arn: &str,
+    ) -> AwsResult<()>;
+    /// `DeleteRolePermissionsBoundary` / `DeleteUserPermissionsBoundary`.
+    async fn delete_permissions_boundary(&self, principal: &PrincipalRef) -> AwsResult<()>;
 }
 
 /// The STS calls the controller makes.

@@ -62,6 +62,8 @@ pub struct StoredPrincipal {
     pub attached: Vec<String>,
     /// Inline policies: name → document.
     pub inline: BTreeMap<String, String>,
+    /// The permissions boundary's policy ARN, if any.
+    pub boundary: Option<String>,
 }
 
 /// A stored IAM group (only what the engine meets: the managed policies attached to it).
@@ -111,6 +113,10 @@ impl IamState {
             .get(&group.to_lowercase())
             .map(|g| g.attached.clone())
             .unwrap_or_default()
+    }
+    /// The permissions boundary of a principal (`None` without one or when it does not exist).
+    pub fn boundary(&self, p: &PrincipalRef) -> Option<String> {
+        self.principal(p).and_then(|s| s.boundary.clone())
     }
     /// The inline policies of a principal (empty when it does not exist).
     pub fn inline(&self, p: &PrincipalRef) -> BTreeMap<String, String> {
@@ -537,6 +543,7 @@ impl OutsideActor<'_> {
                 name: name.to_string(),
                 attached: Vec::new(),
                 inline: BTreeMap::new(),
+                boundary: None,
             });
         arn
     }
@@ -625,6 +632,12 @@ impl OutsideActor<'_> {
             p.next_version += 1;
             p.versions.push((id.clone(), document.to_string()));
             p.default_version = id;
+        }
+    }
+    /// Sets (or with `None` removes) a principal's permissions boundary, any ARN (someone else's).
+    pub fn set_boundary(&mut self, principal: &PrincipalRef, policy_arn: Option<&str>) {
+        if let Some(p) = self.state.principal_mut(principal) {
+            p.boundary = policy_arn.map(str::to_string);
         }
     }
     /// Removes a tag from a policy.
@@ -902,10 +915,10 @@ impl Iam for InMemoryIam {
             let p = s
                 .policy_by_arn(policy_arn)
                 .ok_or_else(|| policy_missing(op, policy_arn))?;
-            if s
-                .principals
-                .values()
-                .any(|pr| pr.attached.iter().any(|a| a == policy_arn))
+            if s.principals.values().any(|pr| {
+                pr.attached.iter().any(|a| a == policy_arn)
+                    || pr.boundary.as_deref() == Some(policy_arn)
+            })
                 || s
                     .groups
                     .values()
@@ -1181,5 +1194,69 @@ impl Iam for InMemoryIam {
                 versions_per_policy_quota: inner.versions_quota,
             })
         })
+    }
+
+    async fn get_permissions_boundary(
+        &self,
+        principal: &PrincipalRef,
+    ) -> AwsResult<Option<String>> {
+        let op = Operation::for_principal(principal.kind, Operation::GetRole, Operation::GetUser);
+        self.read(op, |s, _| {
+            s.principal(principal)
+                .map(|p| p.boundary.clone())
+                .ok_or_else(|| principal_missing(op, principal))
+        })
+    }
+
+    async fn put_permissions_boundary(
+        &self,
+        principal: &PrincipalRef,
+        policy_arn: &str,
+    ) -> AwsResult<()> {
+        let op = Operation::for_principal(
+            principal.kind,
+            Operation::PutRolePermissionsBoundary,
+            Operation::PutUserPermissionsBoundary,
+        );
+        self.write(
+            op,
+            format!("{}/{} {policy_arn}", principal.kind, principal.name),
+            |s, _, _, _| {
+                // IAM accepts a customer managed policy of the account or an AWS managed one.
+                let aws_managed = policy_arn.contains(":iam::aws:policy/");
+                if !aws_managed && s.policy_by_arn(policy_arn).is_none() {
+                    return Err(err(
+                        op,
+                        ErrorCode::InvalidInput,
+                        format!("Scope ARN: {policy_arn} does not exist or is not attachable."),
+                    ));
+                }
+                let p = s
+                    .principal_mut(principal)
+                    .ok_or_else(|| principal_missing(op, principal))?;
+                p.boundary = Some(policy_arn.to_string());
+                Ok(())
+            },
+        )
+    }
+
+    async fn delete_permissions_boundary(&self, principal: &PrincipalRef) -> AwsResult<()> {
+        let op = Operation::for_principal(
+            principal.kind,
+            Operation::DeleteRolePermissionsBoundary,
+            Operation::DeleteUserPermissionsBoundary,
+        );
+        self.write(
+            op,
+            format!("{}/{}", principal.kind, principal.name),
+            |s, _, _, _| {
+                let p = s
+                    .principal_mut(principal)
+                    .ok_or_else(|| principal_missing(op, principal))?;
+                // IAM answers success when there is no boundary to delete.
+                p.boundary = None;
+                Ok(())
+            },
+        )
     }
 }

@@ -95,6 +95,8 @@ pub const CONTROLLER_READ: PermissionSet = PermissionSet {
         call("get_role_policy", &["iam:GetRolePolicy"]),
         call("get_user_policy", &["iam:GetUserPolicy"]),
         call("get_account_summary", &["iam:GetAccountSummary"]),
+        call("get_role", &["iam:GetRole"]),
+        call("get_user", &["iam:GetUser"]),
     ],
 };
 
@@ -141,6 +143,35 @@ pub const CONTROLLER_INLINE: PermissionSet = PermissionSet {
         call("put_user_policy", &["iam:PutUserPolicy"]),
         call("delete_role_policy", &["iam:DeleteRolePolicy"]),
         call("delete_user_policy", &["iam:DeleteUserPolicy"]),
+    ],
+};
+
+/// The `setPermissionsBoundary` action (decision 240): putting our boundary policy on in-scope
+/// principals and putting their previous boundary back on release. IAM's `iam:PermissionsBoundary`
+/// key cannot scope these (the restore puts the principal's previous, arbitrary boundary), so
+/// they are scoped to the principal path like the inline fallback.
+pub const CONTROLLER_BOUNDARY: PermissionSet = PermissionSet {
+    name: "controller-boundary",
+    part: Part::Controller,
+    writes: true,
+    when: "a policy lists `setPermissionsBoundary` (not in read-only mode)",
+    calls: &[
+        call(
+            "put_role_permissions_boundary",
+            &["iam:PutRolePermissionsBoundary"],
+        ),
+        call(
+            "put_user_permissions_boundary",
+            &["iam:PutUserPermissionsBoundary"],
+        ),
+        call(
+            "delete_role_permissions_boundary",
+            &["iam:DeleteRolePermissionsBoundary"],
+        ),
+        call(
+            "delete_user_permissions_boundary",
+            &["iam:DeleteUserPermissionsBoundary"],
+        ),
     ],
 };
 
@@ -304,6 +335,7 @@ pub const ALL: &[PermissionSet] = &[
     CONTROLLER_MANAGE_POLICIES,
     CONTROLLER_ATTACH,
     CONTROLLER_INLINE,
+    CONTROLLER_BOUNDARY,
     CONTROLLER_ASSUME,
     CONTROLLER_POLLER,
     CONTROLLER_SLACK_SSM,

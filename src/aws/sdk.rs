@@ -698,6 +698,101 @@ impl Iam for SdkIam {
             versions_per_policy_quota: get(SummaryKeyType::PolicyVersionsInUseQuota, 5).min(5),
         })
     }
+
+    #[tracing::instrument(level = "debug", skip(self), err(level = "debug"))]
+    async fn get_permissions_boundary(
+        &self,
+        principal: &PrincipalRef,
+    ) -> AwsResult<Option<String>> {
+        self.limit().await;
+        let boundary = match principal.kind {
+            PrincipalKind::Role => {
+                let op = Operation::GetRole;
+                let out = self
+                    .client
+                    .get_role()
+                    .role_name(&principal.name)
+                    .send()
+                    .await
+                    .map_err(|e| map_err(op, e))?;
+                out.role()
+                    .ok_or_else(|| missing(op, "role"))?
+                    .permissions_boundary()
+                    .and_then(|b| b.permissions_boundary_arn())
+                    .map(str::to_string)
+            }
+            PrincipalKind::User => {
+                let op = Operation::GetUser;
+                let out = self
+                    .client
+                    .get_user()
+                    .user_name(&principal.name)
+                    .send()
+                    .await
+                    .map_err(|e| map_err(op, e))?;
+                out.user()
+                    .ok_or_else(|| missing(op, "user"))?
+                    .permissions_boundary()
+                    .and_then(|b| b.permissions_boundary_arn())
+                    .map(str::to_string)
+            }
+        };
+        Ok(boundary)
+    }
+
+    #[tracing::instrument(level = "debug", skip(self), err(level = "debug"))]
+    async fn put_permissions_boundary(
+        &self,
+        principal: &PrincipalRef,
+        policy_arn: &str,
+    ) -> AwsResult<()> {
+        self.limit().await;
+        match principal.kind {
+            PrincipalKind::Role => {
+                self.client
+                    .put_role_permissions_boundary()
+                    .role_name(&principal.name)
+                    .permissions_boundary(policy_arn)
+                    .send()
+                    .await
+                    .map_err(|e| map_err(Operation::PutRolePermissionsBoundary, e))?;
+            }
+            PrincipalKind::User => {
+                self.client
+                    .put_user_permissions_boundary()
+                    .user_name(&principal.name)
+                    .permissions_boundary(policy_arn)
+                    .send()
+                    .await
+                    .map_err(|e| map_err(Operation::PutUserPermissionsBoundary, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    #[tracing::instrument(level = "debug", skip(self), err(level = "debug"))]
+    async fn delete_permissions_boundary(&self, principal: &PrincipalRef) -> AwsResult<()> {
+        self.limit().await;
+        match principal.kind {
+            PrincipalKind::Role => {
+                self.client
+                    .delete_role_permissions_boundary()
+                    .role_name(&principal.name)
+                    .send()
+                    .await
+                    .map_err(|e| map_err(Operation::DeleteRolePermissionsBoundary, e))?;
+            }
+            PrincipalKind::User => {
+                self.client
+                    .delete_user_permissions_boundary()
+                    .user_name(&principal.name)
+                    .send()
+                    .await
+                    .map_err(|e| map_err(Operation::DeleteUserPermissionsBoundary, e))?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// STS over the official SDK.

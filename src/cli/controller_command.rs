@@ -472,15 +472,46 @@ pub async fn serve_until(config: Config, shutdown: Shutdown) -> Result<(), RunEr
             "TEST CLOCK: policies are evaluated at the instant in this file, not the system time. For the test suite only."
         );
     }
-    let intake = Arc::new(
-        Intake::new(
-            client.clone(),
-            intake_stores.clone(),
-            &controller_settings.protected_principals,
-            config.kill_switch,
-        )
-        .with_clock(clock),
-    );
+    let mut intake = Intake::new(
+        client.clone(),
+        intake_stores.clone(),
+        &controller_settings.protected_principals,
+        config.kill_switch,
+    )
+    .with_clock(clock);
+    // notifyOnly policies (decision 241): announced by the replica that evaluated the signal.
+    let (announcer_stop, announcer_stop_rx) = watch::channel(false);
+    let _announcer_task = match crate::controller::notify::slack::SlackNotifier::new(
+        config.notifications.slack.clone(),
+    ) {
+        Ok(notifier) => {
+            let mut sources = crate::controller::notify::source::WebhookSources::new(
+                client.clone(),
+                config.notifications.webhook_cache_ttl,
+            );
+            if let Some(factory) = sdk.as_ref() {
+                sources = sources.with_ssm(factory.ssm(config.notifications.ssm_region.as_deref()));
+            }
+            let announcer = crate::controller::notify::only::Announcer::new(
+                client.clone(),
+                Arc::new(notifier),
+                sources,
+                metrics.clone(),
+                Arc::new(crate::controller::notify::only::SinkOrLog(
+                    controller_settings.audit.sink.clone(),
+                )),
+                config.cluster_id.clone(),
+            );
+            let (queue, task) = announcer.start(wait_for_shutdown(announcer_stop_rx));
+            intake = intake.with_announcements(Arc::new(queue), metrics.clone());
+            Some(task)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "notifyOnly announcements cannot start; matches are counted and logged");
+            None
+        }
+    };
+    let intake = Arc::new(intake);
     let submitted = Arc::new(SubmittedSignals::new(
         config.poller.remembered_anomalies.max(1),
     ));
@@ -753,6 +784,7 @@ pub async fn serve_until(config: Config, shutdown: Shutdown) -> Result<(), RunEr
         }
     }
     let _ = stores_stop.send(true);
+    let _ = announcer_stop.send(true);
     let _ = tokio::time::timeout(timeout, intake_watch).await;
     elector_shutdown.trigger(cause);
     if let Some(handle) = leadership_handle

@@ -157,7 +157,7 @@ pub fn load_signal(file: &str, text: &str) -> Result<CostSignal, InputError> {
 #[derive(Serialize, Debug)]
 #[serde(rename_all = "camelCase")]
 pub struct Report {
-    /// `Quarantine` or `None`.
+    /// `Quarantine`, `Notify` (a notifyOnly policy matched) or `None`.
     pub decision: &'static str,
     /// The PascalCase reason.
     pub reason: &'static str,
@@ -171,6 +171,10 @@ pub struct Report {
     /// The exact IAM policy document that would be attached, and its size.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub iam_policy: Option<IamPolicyReport>,
+    /// `setPermissionsBoundary`: the boundary policy document that would be put on each target
+    /// (everything allowed except the denied actions), and its size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub boundary_policy: Option<IamPolicyReport>,
 }
 
 /// The IAM document part of a report.
@@ -204,7 +208,11 @@ pub fn simulate(
         settings,
         now,
     });
-    let iam_policy = match &decision.quarantine {
+    // A notifyOnly policy creates no Quarantine and attaches nothing: it would notify.
+    let notify_only = policy.spec.actions.contains(&crd::Action::NotifyOnly);
+    let notify = notify_only && decision.quarantine.is_some();
+    let quarantine = decision.quarantine.filter(|_| !notify_only);
+    let iam_policy = match &quarantine {
         Some(q) => {
             let doc = document::build(
                 &q.spec.deny,
@@ -223,9 +231,28 @@ pub fn simulate(
         }
         None => None,
     };
+    let boundary_policy = match (&quarantine, &iam_policy) {
+        (Some(q), Some(deny)) if crd::sets_boundary(&q.spec.actions) => {
+            crate::controller::enforce::boundary::document(&deny.document)
+                .ok()
+                .map(|json| {
+                    let size = crate::aws::limits::policy_size(&json);
+                    IamPolicyReport {
+                        fits_managed: size <= crate::aws::limits::MANAGED_POLICY,
+                        fits_inline_role: size <= crate::aws::limits::ROLE_INLINE,
+                        fits_inline_user: size <= crate::aws::limits::USER_INLINE,
+                        size,
+                        document: json,
+                    }
+                })
+        }
+        _ => None,
+    };
     Ok(Report {
-        decision: if decision.quarantine.is_some() {
+        decision: if quarantine.is_some() {
             "Quarantine"
+        } else if notify {
+            "Notify"
         } else {
             "None"
         },
@@ -236,7 +263,8 @@ pub fn simulate(
             policy.metadata.namespace.as_deref().unwrap_or("default"),
             policy.metadata.name.as_deref().unwrap_or_default()
         ),
-        quarantine: decision.quarantine,
+        quarantine,
         iam_policy,
+        boundary_policy,
     })
 }

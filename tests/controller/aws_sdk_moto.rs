@@ -737,3 +737,102 @@ async fn a_deny_with_conditions_is_stored_and_read_back_through_the_sdk() {
         .unwrap();
     assert!(ownership::same_document(&inline, &built.json), "{inline}");
 }
+
+#[tokio::test]
+async fn permissions_boundary_calls_for_roles_and_moto_lacking_the_user_calls() {
+    let (admin, iam, _) = admin().await;
+    let role = create_role(&admin, &unique("boundary-role")).await;
+    let user = create_user(&admin, &unique("boundary-user")).await;
+    let rref = PrincipalRef {
+        kind: PrincipalKind::Role,
+        name: role.rsplit('/').next().unwrap().into(),
+    };
+    let uref = PrincipalRef {
+        kind: PrincipalKind::User,
+        name: user.rsplit('/').next().unwrap().into(),
+    };
+    let previous = iam
+        .create_policy(&unique("team-boundary"), "/", &doc("iam:*"), &[])
+        .await
+        .unwrap();
+    let ours = iam
+        .create_policy(&unique("agr-boundary"), POLICY_PATH, &doc("ec2:*"), &[])
+        .await
+        .unwrap();
+
+    assert_eq!(iam.get_permissions_boundary(&rref).await.unwrap(), None);
+    iam.put_permissions_boundary(&rref, &previous.arn)
+        .await
+        .unwrap();
+    assert_eq!(
+        iam.get_permissions_boundary(&rref).await.unwrap(),
+        Some(previous.arn.clone())
+    );
+    // Put replaces whatever boundary is there.
+    iam.put_permissions_boundary(&rref, &ours.arn)
+        .await
+        .unwrap();
+    assert_eq!(
+        iam.get_permissions_boundary(&rref).await.unwrap(),
+        Some(ours.arn.clone())
+    );
+    iam.delete_permissions_boundary(&rref).await.unwrap();
+    assert_eq!(iam.get_permissions_boundary(&rref).await.unwrap(), None);
+    // Deleting a boundary that is not there succeeds, as IAM does.
+    iam.delete_permissions_boundary(&rref).await.unwrap();
+
+    // A missing role is NoSuchEntity for every call.
+    let missing = PrincipalRef {
+        kind: PrincipalKind::Role,
+        name: unique("no-such-role"),
+    };
+    for e in [
+        iam.get_permissions_boundary(&missing).await.unwrap_err(),
+        iam.put_permissions_boundary(&missing, &ours.arn)
+            .await
+            .unwrap_err(),
+        iam.delete_permissions_boundary(&missing).await.unwrap_err(),
+    ] {
+        assert_eq!(e.code, ErrorCode::NoSuchEntity, "{e}");
+    }
+    assert_eq!(
+        iam.get_permissions_boundary(&missing)
+            .await
+            .unwrap_err()
+            .operation,
+        Operation::GetRole
+    );
+
+    // Moto differences (docs/moto-differences.md): IAM refuses a boundary ARN that names no
+    // policy; moto only checks the ARN's shape.
+    let nowhere = format!("arn:aws:iam::{MOTO_ACCOUNT}:policy/{}", unique("nowhere"));
+    assert!(
+        iam.put_permissions_boundary(&rref, &nowhere).await.is_ok(),
+        "moto now checks that the boundary policy exists: update docs/moto-differences.md"
+    );
+    iam.delete_permissions_boundary(&rref).await.unwrap();
+    // IAM refuses DeletePolicy while the policy is some principal's boundary; moto deletes it.
+    let held = iam
+        .create_policy(&unique("agr-boundary-held"), POLICY_PATH, &doc("s3:*"), &[])
+        .await
+        .unwrap();
+    iam.put_permissions_boundary(&rref, &held.arn)
+        .await
+        .unwrap();
+    assert!(
+        iam.delete_policy(&held.arn).await.is_ok(),
+        "moto now refuses DeletePolicy of a boundary in use: update docs/moto-differences.md"
+    );
+    iam.delete_permissions_boundary(&rref).await.unwrap();
+    // GetUser answers without the boundary, and the user boundary calls are not implemented.
+    assert_eq!(iam.get_permissions_boundary(&uref).await.unwrap(), None);
+    let put_user = iam.put_permissions_boundary(&uref, &ours.arn).await;
+    assert!(
+        put_user.is_err(),
+        "moto now implements PutUserPermissionsBoundary: update docs/moto-differences.md and test users here"
+    );
+    assert_eq!(
+        put_user.unwrap_err().operation,
+        Operation::PutUserPermissionsBoundary
+    );
+}

@@ -375,6 +375,38 @@ fn policy_cases() -> Vec<Case> {
             "must be of type number",
             None,
         ),
+        (
+            "an action listed twice",
+            "/spec/actions",
+            json!(["attachDeny", "setPermissionsBoundary", "attachDeny"]),
+            "spec.actions",
+            "actions may not repeat",
+            Some("self.all(a, self.exists_one(b, b == a))"),
+        ),
+        (
+            "notifyOnly with an enforcing action",
+            "/spec/actions",
+            json!(["notifyOnly", "attachDeny"]),
+            "spec.actions",
+            "notifyOnly cannot be combined",
+            Some("!self.exists(a, a == 'notifyOnly') || size(self) == 1"),
+        ),
+        (
+            "an unknown action",
+            "/spec/actions",
+            json!(["detachEverything"]),
+            "spec.actions[0]",
+            "Unsupported value",
+            None,
+        ),
+        (
+            "no action at all",
+            "/spec/actions",
+            json!([]),
+            "spec.actions",
+            "at least 1",
+            None,
+        ),
     ]
 }
 
@@ -420,7 +452,45 @@ fn quarantine_cases() -> Vec<Case> {
             "must not be null",
             None,
         ),
+        (
+            "quarantine with notifyOnly",
+            "/spec/actions",
+            json!(["notifyOnly"]),
+            "spec.actions",
+            "notifyOnly never creates one",
+            Some("!self.exists(a, a == 'notifyOnly')"),
+        ),
+        (
+            "quarantine with a repeated action",
+            "/spec/actions",
+            json!(["setPermissionsBoundary", "setPermissionsBoundary"]),
+            "spec.actions",
+            "actions may not repeat",
+            Some("self.all(a, self.exists_one(b, b == a))"),
+        ),
     ]
+}
+
+#[test]
+fn every_action_list_a_policy_may_hold_is_accepted() {
+    for actions in [
+        json!(["attachDeny"]),
+        json!(["setPermissionsBoundary"]),
+        json!(["attachDeny", "setPermissionsBoundary"]),
+        json!(["notifyOnly"]),
+    ] {
+        let mut policy = valid_policy();
+        set(&mut policy, "/spec/actions", actions.clone());
+        let errors = validate::guardrail_policy(&policy);
+        assert!(errors.is_empty(), "{actions}: {errors:?}");
+    }
+    let mut quarantine = valid_quarantine();
+    set(
+        &mut quarantine,
+        "/spec/actions",
+        json!(["attachDeny", "setPermissionsBoundary"]),
+    );
+    assert!(validate::quarantine(&quarantine).is_empty());
 }
 
 fn set(object: &mut Value, pointer: &str, value: Value) {

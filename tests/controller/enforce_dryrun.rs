@@ -240,3 +240,174 @@ proptest! {
         check(c)?;
     }
 }
+
+/// One principal of the boundary property: its own boundary before, whether a quarantine with
+/// `setPermissionsBoundary` enforced on it earlier, and whether someone removed ours since.
+#[derive(Debug, Clone, Copy)]
+struct BoundaryCase {
+    had_boundary: bool,
+    was_active: bool,
+    drift: bool,
+}
+
+fn boundary_case() -> impl Strategy<Value = (Vec<BoundaryCase>, WriteGate, bool)> {
+    (
+        prop::collection::vec(
+            (any::<bool>(), any::<bool>(), any::<bool>()).prop_map(
+                |(had_boundary, was_active, drift)| BoundaryCase {
+                    had_boundary,
+                    was_active,
+                    drift,
+                },
+            ),
+            4,
+        ),
+        prop_oneof![
+            Just(WriteGate::Enforce),
+            Just(WriteGate::KillSwitch),
+            Just(WriteGate::DryRun)
+        ],
+        any::<bool>(),
+    )
+}
+
+fn is_boundary_release_op(op: Operation) -> bool {
+    matches!(
+        op,
+        Operation::PutRolePermissionsBoundary
+            | Operation::PutUserPermissionsBoundary
+            | Operation::DeleteRolePermissionsBoundary
+            | Operation::DeleteUserPermissionsBoundary
+            | Operation::DeletePolicy
+    )
+}
+
+fn check_boundary(
+    cases: Vec<BoundaryCase>,
+    gate: WriteGate,
+    release: bool,
+) -> Result<(), TestCaseError> {
+    use autoguardrails::aws::factory::StaticClients;
+    use autoguardrails::controller::enforce::boundary::apply::{self, Input, Target, next_record};
+    use autoguardrails::controller::enforce::plan::ProtectedPrincipals;
+
+    let fail = |e: String| TestCaseError::fail(e);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(|e| fail(e.to_string()))?;
+    rt.block_on(async move {
+        let iam = Arc::new(InMemoryIam::new(ACCOUNT));
+        let all = principals(&iam);
+        let team = iam.outside(|o| {
+            o.create_policy(
+                "team-boundary",
+                "/",
+                r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#,
+                &[],
+            )
+        });
+        for (c, (kind, arn)) in cases.iter().zip(&all) {
+            if c.had_boundary {
+                iam.outside(|o| o.set_boundary(&pref(*kind, arn), Some(&team)));
+            }
+        }
+        let clients = StaticClients::new().with(ACCOUNT, iam.clone() as Arc<dyn autoguardrails::aws::Iam>);
+        let protected = ProtectedPrincipals::default();
+        let active: Vec<(PrincipalKind, String)> = cases
+            .iter()
+            .zip(&all)
+            .filter(|(c, _)| c.was_active)
+            .map(|(_, t)| t.clone())
+            .collect();
+        let mut records = vec![None; active.len()];
+        let make = |records: &[Option<_>], gate| Input {
+            key: key("qb"),
+            cluster: CLUSTER.into(),
+            deny_document: deny_document(),
+            targets: active
+                .iter()
+                .zip(records)
+                .map(|((kind, arn), record)| Target {
+                    kind: *kind,
+                    arn: arn.clone(),
+                    record: record.clone(),
+                })
+                .collect(),
+            gate,
+        };
+        // Earlier: enforced (record, then put).
+        for _ in 0..2 {
+            let r = apply::enforce(&clients, &protected, &make(&records, WriteGate::Enforce))
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            for (rec, t) in records.iter_mut().zip(&r.targets) {
+                *rec = next_record(rec.as_ref(), &t.outcome);
+            }
+        }
+        for (c, (kind, arn)) in cases.iter().zip(&all) {
+            if c.was_active && c.drift {
+                iam.outside(|o| o.set_boundary(&pref(*kind, arn), None));
+            }
+        }
+        let state_before = iam.state();
+        let writes_before = iam.write_count();
+        let input = make(&records, gate);
+        let report = if release {
+            apply::release(&clients, &protected, &input).await
+        } else {
+            apply::enforce(&clients, &protected, &input).await
+        }
+        .map_err(|e| fail(e.to_string()))?;
+        let new_writes: Vec<_> = iam.write_log().split_off(writes_before);
+        match (gate, release) {
+            (WriteGate::DryRun, _) => {
+                prop_assert!(new_writes.is_empty(), "dry-run wrote: {new_writes:?}");
+                prop_assert_eq!(iam.state(), state_before);
+                prop_assert!(report.writes.iter().all(|w| !w.performed));
+            }
+            (WriteGate::KillSwitch, false) => {
+                prop_assert!(new_writes.is_empty(), "kill switch enforced: {new_writes:?}");
+            }
+            (_, true) => {
+                prop_assert!(
+                    new_writes.iter().all(|w| is_boundary_release_op(w.operation)),
+                    "{new_writes:?}"
+                );
+                let state = iam.state();
+                for (c, (kind, arn)) in cases.iter().zip(&all) {
+                    let now = state.boundary(&pref(*kind, arn));
+                    let before = c.had_boundary.then(|| team.clone());
+                    if c.was_active && c.drift && c.had_boundary {
+                        // Someone removed ours while we held it: left as they set it.
+                        prop_assert_eq!(now, None);
+                    } else {
+                        prop_assert_eq!(now, before, "{}", arn);
+                    }
+                }
+                prop_assert!(report.is_clean(), "{:?}", report);
+            }
+            (WriteGate::Enforce, false) => {
+                let state = iam.state();
+                for (kind, arn) in &active {
+                    let now = state.boundary(&pref(*kind, arn));
+                    prop_assert!(
+                        now.as_deref().is_some_and(|b| b.contains("agr-boundary-")),
+                        "{arn}: {now:?}"
+                    );
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, .. ProptestConfig::default() })]
+
+    #[test]
+    fn the_boundary_action_never_writes_in_dry_run_and_only_releases_under_the_kill_switch(
+        (cases, gate, release) in boundary_case()
+    ) {
+        check_boundary(cases, gate, release)?;
+    }
+}

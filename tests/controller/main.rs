@@ -11,6 +11,7 @@ mod audit_outbox;
 mod audit_store;
 mod aws_memory;
 mod aws_sdk_moto;
+mod boundary_crash;
 mod controller_crash;
 mod controller_faults;
 mod controller_lifecycle;

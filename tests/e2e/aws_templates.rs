@@ -153,6 +153,7 @@ fn controller_iam_sets() -> Vec<PermissionSet> {
         permissions::CONTROLLER_MANAGE_POLICIES,
         permissions::CONTROLLER_ATTACH,
         permissions::CONTROLLER_INLINE,
+        permissions::CONTROLLER_BOUNDARY,
     ]
 }
 
@@ -302,8 +303,11 @@ fn write_grants_are_scoped_to_our_policy_path_and_name_prefix() {
             checked += 1;
             let resources = statement["Resource"].to_string();
             let condition = statement["Condition"]["ArnLike"]["iam:PolicyARN"].to_string();
-            if set.name == permissions::CONTROLLER_INLINE.name {
-                // No condition key names an inline policy: scoped to in-scope principals.
+            if set.name == permissions::CONTROLLER_INLINE.name
+                || set.name == permissions::CONTROLLER_BOUNDARY.name
+            {
+                // No condition key names an inline policy, and the boundary restore puts back
+                // any previous boundary: both scoped to in-scope principals.
                 assert!(
                     resources.contains("role${PrincipalPathPrefix}*"),
                     "{file} {sid}"
@@ -319,7 +323,7 @@ fn write_grants_are_scoped_to_our_policy_path_and_name_prefix() {
                 );
             }
         }
-        assert_eq!(checked, 4, "{file}: write statements checked");
+        assert_eq!(checked, 5, "{file}: write statements checked");
         // Creation is denied without the ownership tag the controller always sends.
         let tag_deny = cfn_statements(template)
             .into_iter()

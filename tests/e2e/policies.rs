@@ -119,6 +119,27 @@ fn every_example_simulates_as_its_comment_says() {
                 actions.len()
             );
         }
+        // setPermissionsBoundary: the boundary document is printed too (allow *, then the deny).
+        let boundary = report["quarantine"]["spec"]["actions"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x == "setPermissionsBoundary"));
+        assert_eq!(boundary, report["boundaryPolicy"].is_object(), "{report}");
+        if boundary {
+            let document: serde_json::Value = serde_json::from_str(
+                report["boundaryPolicy"]["document"]
+                    .as_str()
+                    .expect("document"),
+            )
+            .expect("JSON");
+            assert_eq!(document["Statement"][0]["Effect"], "Allow");
+            assert_eq!(document["Statement"][0]["Action"], "*");
+            assert_eq!(document["Statement"][1]["Effect"], "Deny");
+        }
+        // notifyOnly: a match is announced, never a Quarantine or an IAM document.
+        if report["decision"] == "Notify" {
+            assert_eq!(e.reason, "Matched", "{report}");
+            assert!(report["iamPolicy"].is_null(), "{report}");
+        }
         // --expect turns the decision into an exit status for CI.
         let (right, wrong) = if quarantined {
             ("quarantine", "none")

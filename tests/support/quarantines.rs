@@ -54,6 +54,7 @@ pub fn spec(mode: Mode, observed_at: Timestamp) -> QuarantineSpec {
             regions: vec!["ap-northeast-1".into()],
             conditions: Vec::new(),
         },
+        actions: autoguardrails::controller::crd::default_actions(),
         mode,
         ttl: "4h".into(),
         approval_timeout: Some("1h".into()),

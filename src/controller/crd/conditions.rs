@@ -6,6 +6,15 @@ use schemars::{Schema, SchemaGenerator};
 
 /// Condition type: the object is valid and the controller is acting on it.
 pub const READY: &str = "Ready";
+/// Condition type on a Quarantine with `setPermissionsBoundary`: False when a released target's
+/// boundary was changed by someone else and left as they set it (decision 240).
+pub const BOUNDARY_RESTORED: &str = "BoundaryRestored";
+/// Condition reason and Event reason: a boundary someone else put on was left in place on release.
+pub const REASON_BOUNDARY_CHANGED: &str = "BoundaryChangedByOthers";
+/// Condition reason: every recorded boundary was restored.
+pub const REASON_BOUNDARY_RESTORED: &str = "Restored";
+/// Event reason: our boundary was put back after someone removed or replaced it.
+pub const REASON_BOUNDARY_REPAIRED: &str = "BoundaryRepaired";
 /// Condition type: the deny is attached to every target (Quarantine only).
 pub const ENFORCED: &str = "Enforced";
 /// Condition type: the Slack messages for this Quarantine were delivered (Quarantine only; owned

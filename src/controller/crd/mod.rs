@@ -66,6 +66,54 @@ impl Mode {
     }
 }
 
+/// What a policy does when a signal matches (`spec.actions`).
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum Action {
+    /// Attach our deny policy (managed, or inline when the quota is full) to each target.
+    AttachDeny,
+    /// Put our boundary policy on each target as its permissions boundary; the previous boundary
+    /// is recorded first and restored on release.
+    SetPermissionsBoundary,
+    /// No Quarantine and no AWS write: a Slack message, an Event, a metric and an audit record.
+    NotifyOnly,
+}
+
+impl Action {
+    /// The name as written in manifests.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::AttachDeny => "attachDeny",
+            Action::SetPermissionsBoundary => "setPermissionsBoundary",
+            Action::NotifyOnly => "notifyOnly",
+        }
+    }
+}
+
+/// The actions of a policy or quarantine that leaves `actions` out: attach the deny (as before
+/// the field existed).
+pub fn default_actions() -> Vec<Action> {
+    vec![Action::AttachDeny]
+}
+
+/// True when `actions` is the default (kept out of serialized objects, so existing manifests and
+/// stored objects read and write exactly as before).
+pub fn is_default_actions(actions: &[Action]) -> bool {
+    actions == [Action::AttachDeny]
+}
+
+/// Whether these actions attach our deny policy.
+pub fn attaches_deny(actions: &[Action]) -> bool {
+    actions.contains(&Action::AttachDeny)
+}
+
+/// Whether these actions set our permissions boundary.
+pub fn sets_boundary(actions: &[Action]) -> bool {
+    actions.contains(&Action::SetPermissionsBoundary)
+}
+
 /// The kind of cost signal.
 #[derive(
     Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema,
@@ -286,4 +334,10 @@ pub struct SecretKeyRef {
     /// The key inside the Secret's data.
     #[schemars(length(min = 1, max = 253))]
     pub key: String,
+}
+
+/// [`is_default_actions`] for serde's `skip_serializing_if` (which passes `&Vec`).
+#[allow(clippy::ptr_arg)]
+pub fn is_default_actions_vec(actions: &Vec<Action>) -> bool {
+    is_default_actions(actions)
 }

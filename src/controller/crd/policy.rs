@@ -61,6 +61,20 @@ pub struct GuardrailPolicySpec {
     pub scope: ScopeSpec,
     /// The IAM actions denied while quarantined.
     pub deny: PolicyDenySpec,
+    /// What a match does: `attachDeny` (attach the deny policy; the default),
+    /// `setPermissionsBoundary` (put a boundary that allows everything but the denied actions;
+    /// the previous boundary is restored on release), or `notifyOnly` (no Quarantine and no AWS
+    /// write: Slack, an Event, a metric and an audit record). `notifyOnly` stands alone.
+    #[serde(
+        default = "super::default_actions",
+        skip_serializing_if = "super::is_default_actions_vec"
+    )]
+    #[schemars(length(min = 1, max = 3))]
+    #[x_kube(
+        validation = Rule::new("self.all(a, self.exists_one(b, b == a))").message("actions may not repeat"),
+        validation = Rule::new("!self.exists(a, a == 'notifyOnly') || size(self) == 1").message("notifyOnly cannot be combined with other actions")
+    )]
+    pub actions: Vec<super::Action>,
     /// Time limits of the quarantines this policy creates.
     #[serde(default)]
     pub quarantine: QuarantineSettings,
@@ -325,6 +339,10 @@ pub struct GuardrailPolicyStatus {
     /// When `lastSignal` was evaluated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_evaluated_at: Option<Time>,
+    /// `notifyOnly`: when a matching signal was last announced; another within
+    /// `quarantine.cooldown` of it is counted but not announced (decision 241).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_notified_at: Option<Time>,
 }
 
 /// The last signal a policy saw.

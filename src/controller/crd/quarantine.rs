@@ -78,6 +78,18 @@ pub struct QuarantineSpec {
     pub targets: Vec<Principal>,
     /// The denied actions and optional region scope.
     pub deny: DenySpec,
+    /// Copied from the policy at creation: how the deny is enforced (`attachDeny`,
+    /// `setPermissionsBoundary`, or both). Absent means `[attachDeny]`.
+    #[serde(
+        default = "super::default_actions",
+        skip_serializing_if = "super::is_default_actions_vec"
+    )]
+    #[schemars(length(min = 1, max = 2))]
+    #[x_kube(
+        validation = Rule::new("self.all(a, self.exists_one(b, b == a))").message("actions may not repeat"),
+        validation = Rule::new("!self.exists(a, a == 'notifyOnly')").message("a quarantine enforces: notifyOnly never creates one")
+    )]
+    pub actions: Vec<super::Action>,
     /// Copied from the policy at creation: DryRun, Manual or Auto.
     #[serde(default)]
     pub mode: Mode,
@@ -237,6 +249,40 @@ pub struct TargetStatus {
     pub last_verified_at: Option<Time>,
 }
 
+/// Where one target's permissions boundary stands (`setPermissionsBoundary`, decision 240).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum BoundaryState {
+    /// The previous boundary is recorded (written before any IAM call); ours may not be on yet.
+    Recorded,
+    /// Our boundary is on.
+    Set,
+    /// Released: the previous boundary is back (or ours removed when there was none).
+    Restored,
+    /// Released: someone else changed the boundary while we held it; theirs was left in place.
+    LeftChanged,
+}
+
+/// One target's permissions boundary: what it had before ours, and where it stands.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BoundaryStatus {
+    /// The principal's ARN.
+    pub arn: String,
+    /// The boundary policy ARN the principal had before ours; absent: it had none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<String>,
+    /// Recorded, Set, Restored or LeftChanged.
+    pub state: BoundaryState,
+    /// Our boundary policy's ARN.
+    pub policy_arn: String,
+    /// LeftChanged: the boundary found on release (absent: someone removed ours).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub found: Option<String>,
+    /// The last error for this target's boundary, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
 /// One entry of the audit trail kept in status.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct HistoryEntry {
@@ -307,6 +353,11 @@ pub struct QuarantineStatus {
     /// Per-target enforcement state.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub targets: Vec<TargetStatus>,
+    /// `setPermissionsBoundary`: per target, the previous boundary (recorded before ours is put
+    /// on) and where the boundary stands.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    pub boundaries: Vec<BoundaryStatus>,
     /// `attached/total`, for `kubectl get`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub targets_summary: Option<String>,

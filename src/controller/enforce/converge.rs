@@ -737,6 +737,9 @@ impl Engine {
         let desired_docs: BTreeMap<&str, &DesiredEntry> =
             entries.iter().map(|d| (d.policy_arn.as_str(), d)).collect();
         for pol in listed {
+            if pol.path == POLICY_PATH && super::boundary::is_boundary_name(&pol.name) {
+                continue; // a boundary policy: the boundary executor's (decision 240)
+            }
             if pol.path != POLICY_PATH || !pol.name.starts_with(MANAGED_POLICY_PREFIX) {
                 observed.foreign_policies.push(pol.arn);
                 continue;

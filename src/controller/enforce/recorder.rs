@@ -323,4 +323,45 @@ impl Iam for Recorder<'_> {
         self.count_read(Operation::GetAccountSummary);
         self.inner.get_account_summary().await
     }
+    async fn get_permissions_boundary(
+        &self,
+        principal: &PrincipalRef,
+    ) -> AwsResult<Option<String>> {
+        self.count_read(op_for(principal, Operation::GetRole, Operation::GetUser));
+        self.inner.get_permissions_boundary(principal).await
+    }
+    async fn put_permissions_boundary(
+        &self,
+        principal: &PrincipalRef,
+        policy_arn: &str,
+    ) -> AwsResult<()> {
+        let op = op_for(
+            principal,
+            Operation::PutRolePermissionsBoundary,
+            Operation::PutUserPermissionsBoundary,
+        );
+        if !self.begin_write(
+            op,
+            format!("{}/{} {policy_arn}", principal.kind, principal.name),
+        ) {
+            return Ok(());
+        }
+        let r = self
+            .inner
+            .put_permissions_boundary(principal, policy_arn)
+            .await;
+        self.finish_write(r)
+    }
+    async fn delete_permissions_boundary(&self, principal: &PrincipalRef) -> AwsResult<()> {
+        let op = op_for(
+            principal,
+            Operation::DeleteRolePermissionsBoundary,
+            Operation::DeleteUserPermissionsBoundary,
+        );
+        if !self.begin_write(op, format!("{}/{}", principal.kind, principal.name)) {
+            return Ok(());
+        }
+        let r = self.inner.delete_permissions_boundary(principal).await;
+        self.finish_write(r)
+    }
 }

@@ -251,6 +251,17 @@ impl State {
         self.append_history(now, REASON_DRIFT_REPAIRED, CONTROLLER_ACTOR, message);
     }
 
+    /// Records that a released target's permissions boundary was changed by someone else while
+    /// we held it, and left as they set it (decision 240).
+    pub fn record_boundary_left(&mut self, now: Timestamp, message: String) {
+        self.append_history(
+            now,
+            crate::controller::crd::conditions::REASON_BOUNDARY_CHANGED,
+            CONTROLLER_ACTOR,
+            message,
+        );
+    }
+
     /// A state in `phase` with no timestamps and no history.
     pub fn new(phase: Phase) -> State {
         State {

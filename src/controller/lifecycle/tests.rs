@@ -928,6 +928,7 @@ fn context_from_spec() {
             regions: vec![],
             conditions: Vec::new(),
         },
+        actions: crate::controller::crd::default_actions(),
         mode: Mode::Manual,
         ttl: "1h30m".into(),
         approval_timeout: None,

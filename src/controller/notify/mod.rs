@@ -6,6 +6,7 @@
 
 pub mod blocks;
 pub mod ledger;
+pub mod only;
 pub mod slack;
 pub mod source;
 pub mod worker;

@@ -109,6 +109,25 @@ impl Evaluation<'_> {
             (spec.mode, MATCHED)
         };
         let quarantine = build_quarantine(input.policy, signal, &quarantine_name, targets, mode);
+        if super::notifies_only(input.policy) {
+            // notifyOnly: the match is announced; the Quarantine above is never created.
+            let mut message = format!(
+                "{} signal {} in account {} (USD {:.2}) matched policy {policy_name}: notifyOnly, announced for {} principal(s) in scope; no Quarantine, no AWS change",
+                signal.source.as_str(),
+                signal.id,
+                signal.account_id,
+                signal.impact_usd,
+                quarantine.spec.targets.len()
+            );
+            if !notes.is_empty() {
+                message.push_str(&format!("; {}", notes.join("; ")));
+            }
+            return Decision {
+                reason: MATCHED,
+                message,
+                quarantine: Some(quarantine),
+            };
+        }
         let mut message = format!(
             "{} signal {} in account {} (USD {:.2}) matched policy {policy_name}: quarantine {quarantine_name} in {} mode for {} on {} target(s)",
             signal.source.as_str(),

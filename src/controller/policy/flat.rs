@@ -310,6 +310,8 @@ impl FlatPolicy {
                 actions,
                 conditions: Vec::new(),
             },
+            // The flat format only knew `attach_deny_policy`.
+            actions: crate::controller::crd::default_actions(),
             quarantine: QuarantineSettings {
                 ttl: minutes(self.ttl_minutes),
                 approval_timeout: self

@@ -42,6 +42,10 @@ pub const ALREADY_QUARANTINED: &str = "AlreadyQuarantined";
 pub const ALREADY_ENFORCED: &str = "AlreadyEnforced";
 /// Reason: every eligible target was released within the cooldown.
 pub const COOLING_DOWN: &str = "CoolingDown";
+/// Reason: a `notifyOnly` policy matched; the match is announced (no Quarantine, no AWS write).
+pub const NOTIFIED: &str = "Notified";
+/// Reason: a `notifyOnly` policy matched within its cooldown of the last announcement.
+pub const NOTIFY_COOLING_DOWN: &str = "NotifyCoolingDown";
 /// Reason: the policy itself is invalid.
 pub const INVALID_POLICY: &str = "InvalidPolicy";
 /// Reason: the signal itself is invalid.
@@ -296,6 +300,7 @@ pub(crate) fn build_quarantine(
                 regions: spec.scope.regions.clone(),
                 conditions: spec.deny.conditions.clone(),
             },
+            actions: spec.actions.clone(),
             mode,
             ttl: spec.quarantine.ttl.clone(),
             approval_timeout: (mode == Mode::Manual)
@@ -324,9 +329,60 @@ pub fn exclusions(
     .with_excepted_accounts(&spec.exceptions.accounts)
 }
 
+/// Whether `policy` only notifies (`actions: [notifyOnly]`): a match creates no Quarantine.
+pub fn notifies_only(policy: &GuardrailPolicy) -> bool {
+    policy
+        .spec
+        .actions
+        .contains(&crate::controller::crd::Action::NotifyOnly)
+}
+
+/// For a `notifyOnly` policy that matched at `now`: `Some(message)` when the last announcement
+/// (`last`, from status or this replica's memory) is within the policy's cooldown, so this match
+/// is counted but not announced again. Pure.
+pub fn notify_cooldown(
+    policy: &GuardrailPolicy,
+    last: Option<Timestamp>,
+    now: Timestamp,
+) -> Option<String> {
+    let last = last?;
+    let cooldown = parse_duration(&policy.spec.quarantine.cooldown).ok()?;
+    let until = last.checked_add(cooldown).ok()?;
+    (now < until).then(|| {
+        format!(
+            "announced at {last}; the next match is announced after {until} (cooldown {})",
+            policy.spec.quarantine.cooldown
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_notify_only_match_within_the_cooldown_is_not_announced_again() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/policies/notify-only-dev.yaml"
+        ))
+        .unwrap();
+        let policy =
+            crate::controller::simulate::load_policy("notify-only-dev.yaml", &text).unwrap();
+        assert!(notifies_only(&policy));
+        let at = |s: &str| s.parse::<Timestamp>().unwrap();
+        let last = at("2026-11-20T10:00:00Z");
+        // cooldown: 1h
+        assert_eq!(notify_cooldown(&policy, None, last), None);
+        assert!(notify_cooldown(&policy, Some(last), at("2026-11-20T10:59:59Z")).is_some());
+        assert_eq!(
+            notify_cooldown(&policy, Some(last), at("2026-11-20T11:00:00Z")),
+            None
+        );
+        let mut enforcing = policy.clone();
+        enforcing.spec.actions = vec![crate::controller::crd::Action::AttachDeny];
+        assert!(!notifies_only(&enforcing));
+    }
 
     #[test]
     fn durations_follow_go_syntax() {

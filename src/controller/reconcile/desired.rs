@@ -141,6 +141,7 @@ mod tests {
                     regions: vec![],
                     conditions: Vec::new(),
                 },
+                actions: crate::controller::crd::default_actions(),
                 mode: Mode::Auto,
                 ttl: "1h".into(),
                 approval_timeout: None,

@@ -350,6 +350,7 @@ fn outline(namespace: &str, policy: &str, name: &str, ended: &Ended) -> Quaranti
             signal: None,
             targets: ended.targets.iter().map(Target::principal).collect(),
             deny: DenySpec::default(),
+            actions: crate::controller::crd::default_actions(),
             mode: Mode::default(),
             ttl: String::new(),
             approval_timeout: None,

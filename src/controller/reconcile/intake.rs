@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use super::{FIELD_MANAGER, Stores, object_key};
 use crate::controller::crd::{GuardrailPolicy, LastSignal, Quarantine};
 use crate::controller::intake::{IntakeError, IntakeReport, PolicyOutcome, SignalIntake};
+use crate::controller::notify::only::{Announce, Announcement};
 use crate::controller::policy::{self, ControllerSettings, Input};
 use crate::controller::signal::CostSignal;
 
@@ -42,6 +43,12 @@ pub struct Intake {
     recorder: Arc<Recorder>,
     created: CreatedNotCached,
     clock: EvaluationClock,
+    /// Where `notifyOnly` matches are announced (decision 241); `None`: counted and logged only.
+    announce: Option<Arc<dyn Announce>>,
+    /// When this replica last announced a match of each `notifyOnly` policy (by uid), so the
+    /// cooldown holds before `status.lastNotifiedAt` is written and cached.
+    notified: Arc<Mutex<HashMap<String, Timestamp>>>,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// How long a Quarantine this intake created is remembered while the cache may not have it.
@@ -107,7 +114,84 @@ impl Intake {
             recorder,
             created: CreatedNotCached::default(),
             clock: EvaluationClock::System,
+            announce: None,
+            notified: Arc::default(),
+            metrics: None,
         }
+    }
+
+    /// The same intake, announcing `notifyOnly` matches through `announce` and counting them in
+    /// `metrics` (decision 241).
+    pub fn with_announcements(
+        mut self,
+        announce: Arc<dyn Announce>,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Intake {
+        self.announce = Some(announce);
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// A `notifyOnly` match: announced unless within the policy's cooldown of the last one
+    /// (status or this replica's memory). Never creates a Quarantine; never touches AWS.
+    fn notify_only(
+        &self,
+        policy: &Arc<GuardrailPolicy>,
+        signal: &CostSignal,
+        decision: &policy::Decision,
+        now: Timestamp,
+    ) -> &'static str {
+        let key = format!(
+            "{}/{}",
+            policy.namespace().unwrap_or_default(),
+            policy.name_any()
+        );
+        let uid = policy.uid().unwrap_or_default();
+        let count = |outcome: &str| {
+            if let Some(m) = &self.metrics {
+                m.notify_only
+                    .with_label_values(&[key.as_str(), outcome])
+                    .inc();
+            }
+        };
+        let Ok(mut notified) = self.notified.lock() else {
+            return policy::NOTIFY_COOLING_DOWN;
+        };
+        let from_status = policy
+            .status
+            .as_ref()
+            .and_then(|s| s.last_notified_at.as_ref())
+            .map(|t| t.0);
+        let last = match (from_status, notified.get(&uid).copied()) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(why) = policy::notify_cooldown(policy, last, now) {
+            tracing::info!(policy = %key, signal = %signal.id, why, "notifyOnly match within the cooldown; not announced again");
+            count("cooling_down");
+            return policy::NOTIFY_COOLING_DOWN;
+        }
+        notified.insert(uid, now);
+        drop(notified);
+        let targets = decision
+            .quarantine
+            .as_ref()
+            .map(|q| q.spec.targets.iter().map(|t| t.arn.clone()).collect())
+            .unwrap_or_default();
+        let queued = self.announce.as_ref().is_some_and(|a| {
+            a.announce(Announcement {
+                policy: policy.clone(),
+                signal: signal.clone(),
+                message: decision.message.clone(),
+                targets,
+                at: now,
+            })
+        });
+        if !queued {
+            tracing::warn!(policy = %key, signal = %signal.id, "notifyOnly match not announced: no announcer or its queue is full");
+            count("dropped");
+        }
+        policy::NOTIFIED
     }
 
     /// The same intake, evaluating policies at the instants `clock` gives (decision 203).
@@ -342,7 +426,11 @@ impl SignalIntake for Intake {
                 quarantine: None,
                 created: false,
             };
-            if let Some(q) = &decision.quarantine {
+            if decision.quarantine.is_some() && policy::notifies_only(policy) {
+                // notifyOnly: no Quarantine, no AWS write; announced (decision 241).
+                drop(created_guard);
+                outcome.reason = self.notify_only(policy, signal, &decision, now).to_string();
+            } else if let Some(q) = &decision.quarantine {
                 let result = self.create(q).await;
                 if let (Ok(true), Some(guard)) = (&result, created_guard.as_mut()) {
                     guard.push((q.clone(), std::time::Instant::now()));

@@ -3,6 +3,7 @@
 //! (`quarantine`), signal intake (`intake`), and the orphan sweep (`sweep`). Decisions live in the
 //! pure modules; this module gathers, applies and writes status. It must not parse payloads.
 
+pub mod boundary;
 pub mod cache;
 pub mod desired;
 pub mod ended;

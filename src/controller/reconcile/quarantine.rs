@@ -20,10 +20,12 @@ use super::finalizers::{self, FINALIZER, Migration};
 use super::{Error, Shared, object_key, patch_status, requeue};
 use crate::aws::ErrorCategory;
 use crate::controller::crd::conditions::{
-    ENFORCED, READY, REASON_ATTACHED, REASON_INVALID_SPEC, REASON_RECONCILED, set_condition,
+    BOUNDARY_RESTORED, ENFORCED, READY, REASON_ATTACHED, REASON_BOUNDARY_CHANGED,
+    REASON_BOUNDARY_RESTORED as BOUNDARY_REASON_RESTORED, REASON_INVALID_SPEC, REASON_RECONCILED,
+    set_condition,
 };
 use crate::controller::crd::{
-    Attachment, AttachmentKind, GuardrailPolicy, Mode, Phase, PlannedDeny, Quarantine,
+    self as crd, Attachment, AttachmentKind, GuardrailPolicy, Mode, Phase, PlannedDeny, Quarantine,
     QuarantineStatus, TargetState, TargetStatus,
 };
 use crate::controller::enforce::converge::{
@@ -200,6 +202,9 @@ async fn validate(
             crate::aws::limits::policy_size(&d.json),
             crate::aws::limits::MANAGED_POLICY
         )),
+        (Ok(_), Ok(d)) if crd::sets_boundary(&q.spec.actions) => {
+            crate::controller::enforce::boundary::document_problem(&d.json)
+        }
         _ => None,
     };
     let state = State::from_status(old_status);
@@ -290,6 +295,8 @@ struct Acted {
     new_targets: Option<Vec<TargetStatus>>,
     failure: Option<(ErrorCategory, String)>,
     wants_release: bool,
+    /// The new `status.boundaries`, when the boundary step ran.
+    boundaries: Option<Vec<crate::controller::crd::BoundaryStatus>>,
 }
 
 /// Step 3, IAM: enforce or release when the lifecycle asks for it, and step the lifecycle again
@@ -308,12 +315,71 @@ async fn act(
     let mut drift = Vec::new();
     let mut new_targets = None;
     let mut failure = None;
+    let mut boundaries = None;
     if wants_enforce || wants_release {
         let outcome = if wants_release {
-            release(q, ctx).await?
+            let deny = release(q, ctx).await?;
+            if old_status.boundaries.is_empty() {
+                deny
+            } else {
+                let document = checked
+                    .document
+                    .as_ref()
+                    .map(|d| d.json.clone())
+                    .unwrap_or_default();
+                let b = super::boundary::run(
+                    q,
+                    ctx,
+                    &cluster_of(q, ctx),
+                    &document,
+                    release_gate(ctx),
+                    true,
+                    &[],
+                )
+                .await?;
+                let merged = with_boundary_release(deny, &b);
+                boundaries = Some(b);
+                merged
+            }
         } else {
             match &checked.document {
-                Ok(doc) => enforce(q, ctx, &doc.json, old_status).await?,
+                Ok(doc) => {
+                    let deny = if crd::attaches_deny(&q.spec.actions) {
+                        Some(enforce(q, ctx, &doc.json, old_status).await?)
+                    } else {
+                        None
+                    };
+                    if crd::sets_boundary(&q.spec.actions) {
+                        let refused: Vec<String> = outside_policy(q, ctx)
+                            .into_iter()
+                            .map(|(arn, _)| arn)
+                            .collect();
+                        let b = super::boundary::run(
+                            q,
+                            ctx,
+                            &cluster_of(q, ctx),
+                            &doc.json,
+                            gate(ctx, q),
+                            false,
+                            &refused,
+                        )
+                        .await?;
+                        let merged = with_boundary_enforce(deny, &b, gate(ctx, q));
+                        boundaries = Some(b);
+                        merged
+                    } else {
+                        match deny {
+                            Some(d) => d,
+                            None => IamOutcome {
+                                event: None,
+                                failure: None,
+                                targets: None,
+                                drift: Vec::new(),
+                                extra_effects: Vec::new(),
+                            },
+                        }
+                    }
+                }
                 Err(e) => IamOutcome {
                     event: Some(Event::EnforcementFailed {
                         reason: format!("deny document: {e}"),
@@ -360,6 +426,9 @@ async fn act(
         state.record_drift_repaired(finished_at, message.clone());
         ctx.metrics.drift_repairs.inc();
     }
+    for message in boundaries.iter().flat_map(|b| b.left_changed.iter()) {
+        state.record_boundary_left(finished_at, message.clone());
+    }
     Ok(Acted {
         state,
         effects,
@@ -367,6 +436,7 @@ async fn act(
         new_targets,
         failure,
         wants_release,
+        boundaries: boundaries.map(|b| b.records),
     })
 }
 
@@ -407,6 +477,49 @@ fn build_status(
         Some(t) => t.clone(),
         None => planned_targets(q, &status, state.phase),
     };
+    if let Some(records) = &acted.boundaries {
+        status.boundaries = records.clone();
+    }
+    let left: Vec<&str> = status
+        .boundaries
+        .iter()
+        .filter(|b| b.state == crate::controller::crd::BoundaryState::LeftChanged)
+        .map(|b| b.arn.as_str())
+        .collect();
+    let released = status.boundaries.iter().any(|b| {
+        matches!(
+            b.state,
+            crate::controller::crd::BoundaryState::Restored
+                | crate::controller::crd::BoundaryState::LeftChanged
+        )
+    });
+    if released {
+        let (restored, reason, text) = if left.is_empty() {
+            (
+                true,
+                BOUNDARY_REASON_RESTORED,
+                "every recorded permissions boundary was restored".to_string(),
+            )
+        } else {
+            (
+                false,
+                REASON_BOUNDARY_CHANGED,
+                format!(
+                    "left as someone else set it (not restored): {}",
+                    left.join(", ")
+                ),
+            )
+        };
+        set_condition(
+            &mut status.conditions,
+            BOUNDARY_RESTORED,
+            restored,
+            reason,
+            &super::truncate(&text, 1000),
+            q.metadata.generation,
+            finished_at,
+        );
+    }
     let attached = status
         .targets
         .iter()
@@ -1258,4 +1371,112 @@ async fn release(q: &Quarantine, ctx: &Shared) -> Result<IamOutcome, Error> {
             extra_effects: Vec::new(),
         })
     }
+}
+
+/// Release writes pass the kill switch; a release is never suppressed by dry-run.
+fn release_gate(ctx: &Shared) -> WriteGate {
+    if ctx.settings.kill_switch {
+        WriteGate::KillSwitch
+    } else {
+        WriteGate::Enforce
+    }
+}
+
+/// The enforcement outcome with the permissions boundary's (decision 240): a boundary failure
+/// fails the enforcement (retried when retryable); a freshly recorded previous boundary brings
+/// the reconcile back at once to put ours on. `deny` is `None` when the quarantine does not
+/// attach the deny (boundary only): then the boundary decides alone.
+fn with_boundary_enforce(
+    deny: Option<IamOutcome>,
+    b: &super::boundary::BoundaryOutcome,
+    gate: WriteGate,
+) -> IamOutcome {
+    let mut extra = Vec::new();
+    if b.recorded {
+        extra.push(Effect::RequeueAt(
+            Timestamp::now() + SignedDuration::from_millis(100),
+        ));
+    }
+    let mut out = match deny {
+        Some(d) => d,
+        None => IamOutcome {
+            event: if b.done {
+                Some(Event::EnforcementSucceeded)
+            } else {
+                None
+            },
+            failure: None,
+            targets: Some(b.targets.clone()),
+            drift: Vec::new(),
+            extra_effects: Vec::new(),
+        },
+    };
+    out.drift.extend(b.drift.iter().cloned());
+    out.extra_effects.extend(extra);
+    if let Some((category, message)) = &b.failure {
+        let (reason, retryable, worst_category) = match (&out.event, &out.failure) {
+            (Some(Event::EnforcementFailed { reason, retryable }), Some((c, _))) => (
+                format!("{reason}; {message}"),
+                *retryable && b.retryable,
+                worst(&[*c, *category]),
+            ),
+            _ => (message.clone(), b.retryable, *category),
+        };
+        let reason = super::truncate(&reason, 900);
+        out.event = Some(Event::EnforcementFailed {
+            reason: reason.clone(),
+            retryable,
+        });
+        out.failure = Some((worst_category, reason));
+    } else if gate != WriteGate::Enforce && !b.done && !b.recorded && out.failure.is_none() {
+        out.extra_effects.push(Effect::PublishEvent {
+            event_type: EventType::Warning,
+            reason: lifecycle::REASON_KILL_SWITCH_DRY_RUN,
+            actor: CONTROLLER_ACTOR.into(),
+            message:
+                "writes are gated (kill switch engaged); the permissions boundary is not put on"
+                    .into(),
+        });
+    }
+    out
+}
+
+/// The release outcome with the permissions boundary's: the release succeeds only when every
+/// recorded boundary is restored (or left as someone else set it, with a Warning Event) and our
+/// boundary policy is gone.
+fn with_boundary_release(deny: IamOutcome, b: &super::boundary::BoundaryOutcome) -> IamOutcome {
+    let mut out = deny;
+    for message in &b.left_changed {
+        out.extra_effects.push(Effect::PublishEvent {
+            event_type: EventType::Warning,
+            reason: REASON_BOUNDARY_CHANGED,
+            actor: CONTROLLER_ACTOR.into(),
+            message: message.clone(),
+        });
+    }
+    if !b.done {
+        let message = b
+            .failure
+            .as_ref()
+            .map(|(_, m)| m.clone())
+            .unwrap_or_else(|| "permissions boundary: not restored yet".to_string());
+        let category = b
+            .failure
+            .as_ref()
+            .map(|(c, _)| *c)
+            .unwrap_or(ErrorCategory::Transient);
+        let (reason, category) = match (&out.event, &out.failure) {
+            (Some(Event::ReleaseFailed { reason }), Some((c, _))) => {
+                (format!("{reason}; {message}"), worst(&[*c, category]))
+            }
+            _ => (message, category),
+        };
+        let reason = super::truncate(&reason, 900);
+        out.event = Some(Event::ReleaseFailed {
+            reason: reason.clone(),
+        });
+        out.failure = Some((category, reason));
+        out.targets = None;
+    }
+    out
 }

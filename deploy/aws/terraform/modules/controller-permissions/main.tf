@@ -1,5 +1,6 @@
 # The controller's IAM permission sets on one role (src/aws/permissions.rs): controller-read
-# always; controller-manage-policies, controller-attach and controller-inline unless read-only.
+# always; controller-manage-policies, controller-attach, controller-boundary and controller-inline
+# unless read-only.
 # Used by controller-role (IRSA) and target-account-role (AssumeRole with an external id).
 
 data "aws_caller_identity" "current" {}
@@ -25,7 +26,9 @@ data "aws_iam_policy_document" "read" {
       "iam:GetAccountSummary",
       "iam:GetPolicy",
       "iam:GetPolicyVersion",
+      "iam:GetRole",
       "iam:GetRolePolicy",
+      "iam:GetUser",
       "iam:GetUserPolicy",
       "iam:ListAttachedRolePolicies",
       "iam:ListAttachedUserPolicies",
@@ -46,7 +49,7 @@ resource "aws_iam_role_policy" "read" {
   policy = data.aws_iam_policy_document.read.json
 }
 
-# controller-manage-policies and controller-attach: not in read-only mode.
+# controller-manage-policies, controller-attach and controller-boundary: not in read-only mode.
 data "aws_iam_policy_document" "write" {
   statement {
     sid    = "ControllerManagePolicies"
@@ -98,13 +101,28 @@ data "aws_iam_policy_document" "write" {
       values   = [local.our_policy]
     }
   }
+  # controller-boundary (setPermissionsBoundary): the restore puts back the principal's previous
+  # boundary, any policy, so the grant is scoped to principals, not policies.
+  statement {
+    sid    = "ControllerBoundary"
+    effect = "Allow"
+    actions = [
+      "iam:DeleteRolePermissionsBoundary",
+      "iam:DeleteUserPermissionsBoundary",
+      "iam:PutRolePermissionsBoundary",
+      "iam:PutUserPermissionsBoundary",
+    ]
+    resources = local.principals
+  }
   statement {
     sid    = "ControllerNeverTouchItself"
     effect = "Deny"
     actions = [
       "iam:AttachRolePolicy",
+      "iam:DeleteRolePermissionsBoundary",
       "iam:DeleteRolePolicy",
       "iam:DetachRolePolicy",
+      "iam:PutRolePermissionsBoundary",
       "iam:PutRolePolicy",
     ]
     resources = ["arn:${local.partition}:iam::${local.account}:role/${var.role_name}"]
@@ -148,11 +166,15 @@ data "aws_iam_policy_document" "protected" {
     actions = [
       "iam:AttachRolePolicy",
       "iam:AttachUserPolicy",
+      "iam:DeleteRolePermissionsBoundary",
       "iam:DeleteRolePolicy",
+      "iam:DeleteUserPermissionsBoundary",
       "iam:DeleteUserPolicy",
       "iam:DetachRolePolicy",
       "iam:DetachUserPolicy",
+      "iam:PutRolePermissionsBoundary",
       "iam:PutRolePolicy",
+      "iam:PutUserPermissionsBoundary",
       "iam:PutUserPolicy",
     ]
     resources = length(var.protected_principal_arns) > 0 ? var.protected_principal_arns : ["arn:${local.partition}:iam::${local.account}:role/${var.role_name}"]

@@ -1,0 +1,237 @@
+//! `notifyOnly` through the real binary (config file, env, kubectl, the emulator, a local Slack
+//! receiver, the in-memory AWS backend): a matching anomaly sends one Slack message, an Event on
+//! the policy, `autoguardrails_notify_only_total` and an audit record (JSON lines), creates no
+//! Quarantine and makes no IAM write; a second matching anomaly within the cooldown is counted
+//! but not announced again.
+
+use crate::support::binary::{
+    ControllerProcess, cluster_with_events_key, free_port, metric_value, post_event, wait_for,
+};
+use crate::support::slack_receiver::SlackReceiver;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+const NS: &str = "autoguardrails";
+const ACCOUNT: &str = "111111111111";
+const API_KEY: &str = "notify-only-key";
+
+const POLICY: &str = r#"apiVersion: autoguardrails.io/v1alpha1
+kind: GuardrailPolicy
+metadata:
+  name: ci-watch
+  namespace: autoguardrails
+spec:
+  mode: Auto
+  actions: [notifyOnly]
+  match:
+    sources: [CostAnomaly]
+    accountIds: ["111111111111"]
+    minImpactUsd: 100
+  scope:
+    principals:
+      - { kind: IamRole, arn: "arn:aws:iam::111111111111:role/dev-ci" }
+  deny:
+    actions: ["ec2:RunInstances"]
+  quarantine:
+    ttl: 1h
+    cooldown: 1h
+  notify:
+    slack:
+      webhookSecretRef: { name: slack-webhook, key: url }
+"#;
+
+fn anomaly(id: &str) -> Value {
+    let mut anomaly: Value =
+        serde_json::from_str(include_str!("../fixtures/signals/eventbridge-anomaly.json")).unwrap();
+    anomaly["account"] = ACCOUNT.into();
+    anomaly["detail"]["rootCauses"][0]["linkedAccount"] = ACCOUNT.into();
+    anomaly["detail"]["impact"]["totalImpact"] = serde_json::json!(520.0);
+    anomaly["detail"]["anomalyId"] = id.into();
+    anomaly
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notify_only_match_sends_slack_an_event_a_metric_and_an_audit_record_and_writes_nothing()
+{
+    let slack = SlackReceiver::start().await;
+    let (emulator, kubectl) = cluster_with_events_key(NS, API_KEY).await;
+    kubectl.run(&[
+        "create",
+        "secret",
+        "generic",
+        "slack-webhook",
+        "-n",
+        NS,
+        &format!("--from-literal=url={}", slack.url),
+    ]);
+    let kubeconfig = emulator.kubeconfig_path().to_path_buf();
+    let metrics_port = free_port();
+    let signals_port = free_port();
+    let dir = std::env::temp_dir().join(format!("agr-notify-only-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let jsonl = dir.join("audit.jsonl");
+    let config = dir.join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"clusterId: e2e
+namespaces: [{NS}]
+metricsAddr: 127.0.0.1:{metrics_port}
+signalsAddr: 127.0.0.1:{signals_port}
+aws:
+  backend: memory
+  memory:
+    "{ACCOUNT}": {{ roles: [dev-ci] }}
+leaderElection:
+  enabled: false
+signals:
+  events:
+    apiKeySecret: {{ name: events-key, key: apiKey }}
+notifications:
+  enabled: true
+audit:
+  jsonLines: {jsonl}
+"#,
+            jsonl = jsonl.display()
+        ),
+    )
+    .unwrap();
+    let log = dir.join("controller.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_autoguardrails"))
+        .args([
+            "controller",
+            "--config",
+            config.to_str().unwrap(),
+            "--log-format",
+            "text",
+        ])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("POD_NAME", "autoguardrails-0")
+        .env("POD_NAMESPACE", NS)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let controller = ControllerProcess {
+        child: Some(child),
+        log,
+    };
+    let http = crate::support::binary::http_client();
+    let ops = format!("http://127.0.0.1:{metrics_port}");
+    wait_for("/readyz", Duration::from_secs(60), || async {
+        matches!(http.get(format!("{ops}/readyz")).send().await, Ok(r) if r.status() == 200)
+    })
+    .await;
+    kubectl.run_with_input(&["apply", "-f", "-"], Some(POLICY));
+    kubectl.run(&[
+        "wait",
+        "-n",
+        NS,
+        "--for=condition=Ready",
+        "guardrailpolicy/ci-watch",
+        "--timeout=60s",
+    ]);
+    let events = format!("http://127.0.0.1:{signals_port}/events");
+
+    let answer = post_event(&http, &events, API_KEY, &anomaly("anomaly-n-1")).await;
+    assert_eq!(
+        (answer.0, answer.1.as_str()),
+        (200, "accepted"),
+        "{}\n{}",
+        answer.2,
+        controller.log()
+    );
+    let sent =
+        "autoguardrails_notify_only_total{outcome=\"sent\",policy=\"autoguardrails/ci-watch\"} ";
+    wait_for("the announcement", Duration::from_secs(30), || async {
+        metric_value(&http, &ops, sent).await == 1.0
+    })
+    .await;
+    let delivered = slack.delivered();
+    assert_eq!(delivered.len(), 1, "{delivered:?}");
+    let text = delivered[0]["text"].as_str().unwrap_or_default();
+    assert!(
+        text.contains("autoguardrails/ci-watch") && text.contains("anomaly-n-1"),
+        "{text}"
+    );
+    assert!(text.contains("No quarantine was created"), "{text}");
+
+    // An Event on the policy.
+    wait_for(
+        "the Event on the policy",
+        Duration::from_secs(30),
+        || async {
+            let events: Value =
+                serde_json::from_str(&kubectl.run(&["get", "events", "-n", NS, "-o", "json"]))
+                    .unwrap();
+            events["items"].as_array().unwrap().iter().any(|e| {
+                e["reason"] == "NotifyOnly"
+                    && (e["regarding"]["kind"] == "GuardrailPolicy"
+                        || e["involvedObject"]["kind"] == "GuardrailPolicy")
+            })
+        },
+    )
+    .await;
+    // The audit record.
+    wait_for("the audit record", Duration::from_secs(30), || async {
+        std::fs::read_to_string(&jsonl).is_ok_and(|t| {
+            t.lines().any(|l| {
+                serde_json::from_str::<Value>(l).is_ok_and(|r| {
+                    r["event"] == "NotifyOnly"
+                        && r["policy"] == "autoguardrails/ci-watch"
+                        && r["signal"]["id"] == "anomaly-n-1"
+                })
+            })
+        })
+    })
+    .await;
+    // lastNotifiedAt is recorded for the cooldown.
+    kubectl.run(&[
+        "wait",
+        "-n",
+        NS,
+        "--for=jsonpath={.status.lastNotifiedAt}",
+        "guardrailpolicy/ci-watch",
+        "--timeout=30s",
+    ]);
+
+    // A second matching anomaly within the cooldown: counted, not announced.
+    let again = post_event(&http, &events, API_KEY, &anomaly("anomaly-n-2")).await;
+    assert_eq!(again.0, 200, "{}", again.2);
+    let cooling = "autoguardrails_notify_only_total{outcome=\"cooling_down\",policy=\"autoguardrails/ci-watch\"} ";
+    wait_for("the cooldown counted", Duration::from_secs(30), || async {
+        metric_value(&http, &ops, cooling).await == 1.0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        slack.delivered().len(),
+        1,
+        "no second message in the cooldown"
+    );
+
+    // No Quarantine, no IAM write.
+    let quarantines = kubectl.run(&["get", "quarantines", "-n", NS, "-o", "name"]);
+    assert!(quarantines.trim().is_empty(), "{quarantines}");
+    let iam: Value = http
+        .get(format!("{ops}/debug/iam"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(iam[ACCOUNT]["writeCalls"], 0, "{iam}");
+    kubectl.run(&[
+        "wait",
+        "-n",
+        NS,
+        "--for=jsonpath={.status.lastSignal.reason}=NotifyCoolingDown",
+        "guardrailpolicy/ci-watch",
+        "--timeout=30s",
+    ]);
+}
