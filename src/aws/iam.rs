@@ -230,11 +230,23 @@ pub enum Operation {
     GetCallerIdentity,
     /// The `AssumeRole` API call.
     AssumeRole,
+    /// The `ListRoles` API call (scope selectors).
+    ListRoles,
+    /// The `ListUsers` API call (scope selectors).
+    ListUsers,
+    /// The `ListRoleTags` API call (scope selectors with tags).
+    ListRoleTags,
+    /// The `ListUserTags` API call (scope selectors with tags).
+    ListUserTags,
+    /// The Organizations `ListChildren` API call (scope selectors with an OU).
+    ListChildren,
+    /// The Organizations `ListAccountsForParent` API call (scope selectors with an OU).
+    ListAccountsForParent,
 }
 
 impl Operation {
     /// Every operation, in declaration order.
-    pub const ALL: [Operation; 29] = [
+    pub const ALL: [Operation; 35] = [
         Operation::CreatePolicy,
         Operation::TagPolicy,
         Operation::GetPolicy,
@@ -264,6 +276,12 @@ impl Operation {
         Operation::GetAccountSummary,
         Operation::GetCallerIdentity,
         Operation::AssumeRole,
+        Operation::ListRoles,
+        Operation::ListUsers,
+        Operation::ListRoleTags,
+        Operation::ListUserTags,
+        Operation::ListChildren,
+        Operation::ListAccountsForParent,
     ];
 
     /// The API name, e.g. `AttachRolePolicy` (used as a metric label).
@@ -299,6 +317,12 @@ impl Operation {
             GetAccountSummary => "GetAccountSummary",
             GetCallerIdentity => "GetCallerIdentity",
             AssumeRole => "AssumeRole",
+            ListRoles => "ListRoles",
+            ListUsers => "ListUsers",
+            ListRoleTags => "ListRoleTags",
+            ListUserTags => "ListUserTags",
+            ListChildren => "ListChildren",
+            ListAccountsForParent => "ListAccountsForParent",
         }
     }
 

@@ -203,6 +203,7 @@ pub fn simulate(
         existing: &[],
         settings,
         now,
+        resolution: None,
     });
     let iam_policy = match &decision.quarantine {
         Some(q) => {

@@ -301,6 +301,7 @@ impl SignalIntake for Intake {
                 existing: &[],
                 settings: &self.settings,
                 now,
+                resolution: None,
             });
             // Held from evaluation until the Quarantine exists, for matching signals only.
             let mut created_guard = None;
@@ -330,6 +331,7 @@ impl SignalIntake for Intake {
                     existing: &existing,
                     settings: &self.settings,
                     now,
+                    resolution: None,
                 })
             } else {
                 probe
