@@ -36,6 +36,7 @@ mod ops_http;
 mod poller_costexplorer;
 mod rbac_checker;
 mod release_failures;
+mod selectors_moto;
 mod shutdown_signal;
 mod signal_e2e;
 mod signal_http;

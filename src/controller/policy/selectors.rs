@@ -3,7 +3,7 @@
 //! resolution the controller keeps per policy for intake. No async, no I/O, no clock reads: the
 //! listing is done by `crate::controller::resolver` through `crate::aws::directory`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::Timestamp;
 
@@ -58,8 +58,8 @@ pub fn needs_tags(selector: &PrincipalSelector) -> bool {
     !selector.tags.is_empty()
 }
 
-/// The part of a selector IAM's list answer can decide without tags: kind, account (the caller
-/// lists only the selector's accounts), path prefix and name pattern. A principal that fails it
+/// The part of a selector IAM's list answer can decide without tags: kind, path prefix and name
+/// pattern (the account is checked by [`resolve`] against the selector's accounts). A principal that fails it
 /// needs no tag call.
 pub fn prefilter(selector: &PrincipalSelector, listed: &Listed) -> bool {
     selector.kinds.contains(&listed.kind)
@@ -119,6 +119,9 @@ pub struct Resolution {
     pub fingerprint: String,
     /// When the listing finished.
     pub resolved_at: Timestamp,
+    /// Since when the resolutions have had this outcome (what the status shows as `resolvedAt`:
+    /// an unchanged outcome is not rewritten).
+    pub since: Timestamp,
     /// After this instant the resolution is stale and intake refuses to use it.
     pub valid_until: Timestamp,
     /// What was found, or why nothing can be said.
@@ -141,12 +144,20 @@ pub fn fingerprint(scope: &ScopeSpec) -> String {
 }
 
 /// Builds the resolved set from what the listing found, in selector order: every listed
-/// principal matched by some selector, each once with the first selector's reason, sorted by ARN.
-pub fn resolve(selectors: &[PrincipalSelector], listed: &[Listed]) -> Vec<ResolvedTarget> {
+/// principal in one of a selector's accounts (`accounts[i]` for `selectors[i]`, the OU's accounts
+/// already expanded) and matched by it, each once with the first selector's reason, sorted by ARN.
+pub fn resolve(
+    selectors: &[PrincipalSelector],
+    accounts: &[BTreeSet<String>],
+    listed: &[Listed],
+) -> Vec<ResolvedTarget> {
     let mut found: BTreeMap<String, ResolvedTarget> = BTreeMap::new();
     for (index, selector) in selectors.iter().enumerate() {
+        let Some(in_accounts) = accounts.get(index) else {
+            continue;
+        };
         for principal in listed {
-            if found.contains_key(&principal.arn) {
+            if found.contains_key(&principal.arn) || !in_accounts.contains(&principal.account_id) {
                 continue;
             }
             if let Some(matched_by) = explain(index, selector, principal) {
@@ -341,7 +352,8 @@ mod tests {
             role("111111111111", "/", "bz", &[]),
             role("111111111111", "/", "c", &[]),
         ];
-        let got = resolve(&[by_path, by_name], &listed);
+        let one: BTreeSet<String> = ["111111111111".to_string()].into();
+        let got = resolve(&[by_path, by_name], &[one.clone(), one], &listed);
         let arns: Vec<&str> = got.iter().map(|t| t.principal.arn.as_str()).collect();
         assert_eq!(
             arns,
@@ -353,6 +365,24 @@ mod tests {
         );
         assert!(got[2].matched_by.starts_with("selectors[0]"));
         assert!(got[0].matched_by.starts_with("selectors[1]"));
+    }
+
+    #[test]
+    fn a_selector_matches_only_in_its_own_accounts() {
+        let mut s = selector();
+        s.name_pattern = Some("*".into());
+        let listed = vec![
+            role("111111111111", "/", "a", &[]),
+            role("222222222222", "/", "a", &[]),
+        ];
+        let got = resolve(
+            std::slice::from_ref(&s),
+            &[["222222222222".to_string()].into()],
+            &listed,
+        );
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].principal.arn, "arn:aws:iam::222222222222:role/a");
+        assert!(resolve(std::slice::from_ref(&s), &[], &listed).is_empty());
     }
 
     fn scope(selectors: Vec<PrincipalSelector>) -> ScopeSpec {
@@ -373,6 +403,7 @@ mod tests {
         let ok = Resolution {
             fingerprint: fingerprint(&sc),
             resolved_at: now,
+            since: now,
             valid_until: now + jiff::SignedDuration::from_mins(10),
             outcome: Outcome::Resolved(Vec::new()),
         };
@@ -418,7 +449,7 @@ mod tests {
             let mut s = selector();
             s.name_pattern = Some(pattern.clone());
             let listed: Vec<Listed> = names.iter().map(|n| role("111111111111", "/", n, &[])).collect();
-            let got = resolve(std::slice::from_ref(&s), &listed);
+            let got = resolve(std::slice::from_ref(&s), &[["111111111111".to_string()].into()], &listed);
             let mut expected: Vec<String> = listed.iter().filter(|l| glob(&pattern, &l.name)).map(|l| l.arn.clone()).collect();
             expected.sort();
             expected.dedup();
