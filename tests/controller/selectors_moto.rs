@@ -7,7 +7,7 @@ use crate::support::moto;
 use std::collections::BTreeMap;
 
 use autoguardrails::aws::PrincipalKind as AwsKind;
-use autoguardrails::aws::directory::{self, Directory};
+use autoguardrails::aws::directory;
 use autoguardrails::aws::factory::ClientFactory;
 use autoguardrails::aws::sdk::{SdkClientFactory, load_base_config};
 use autoguardrails::controller::crd::{PrincipalKind, PrincipalSelector, ScopeSpec, TagSelector};

@@ -16,6 +16,7 @@ mod dashboard;
 mod drift_binary;
 mod policies;
 mod principal_identity;
+mod selectors_binary;
 mod signal_cli;
 mod slack_interactions;
 mod sns_pinned_binary;
