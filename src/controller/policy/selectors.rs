@@ -458,3 +458,179 @@ mod tests {
         }
     }
 }
+
+/// Evaluation of policies with selectors: the `eligible-targets` check with a resolution.
+#[cfg(test)]
+mod evaluation_tests {
+    use super::*;
+    use crate::controller::crd::GuardrailPolicy;
+    use crate::controller::policy::{self, ControllerSettings, Input};
+    use crate::controller::signal::CostSignal;
+
+    const POLICY: &str = r#"
+apiVersion: autoguardrails.io/v1alpha1
+kind: GuardrailPolicy
+metadata: { name: ml, namespace: team }
+spec:
+  mode: Auto
+  match: { sources: [CostAnomaly, Velocity] }
+  scope:
+    principals:
+      - { kind: IamRole, arn: "arn:aws:iam::111111111111:role/explicit" }
+    selectors:
+      - { accounts: ["111111111111"], pathPrefix: /ml/ }
+    maxTargets: 3
+  deny: { actions: ["ec2:RunInstances"] }
+  exceptions:
+    principals: ["arn:aws:iam::111111111111:role/ml/excepted"]
+"#;
+
+    fn policy() -> GuardrailPolicy {
+        crate::controller::simulate::load_policy("policy", POLICY).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn signal(principal: Option<&str>) -> CostSignal {
+        let text = match principal {
+            None => "source: CostAnomaly\nid: a-1\naccountId: \"111111111111\"\nimpactUsd: 500\nobservedAt: \"2026-11-20T08:00:00Z\"\n".to_string(),
+            Some(p) => format!("source: Velocity\nid: v-1\naccountId: \"111111111111\"\nimpactUsd: 50\nobservedAt: \"2026-11-20T08:00:00Z\"\nprincipal: \"{p}\"\n"),
+        };
+        crate::controller::simulate::load_signal("signal", &text).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn now() -> Timestamp {
+        "2026-11-20T10:00:00Z"
+            .parse()
+            .unwrap_or(Timestamp::UNIX_EPOCH)
+    }
+
+    fn resolved(policy: &GuardrailPolicy, names: &[&str]) -> Resolution {
+        let targets = names
+            .iter()
+            .map(|n| ResolvedTarget {
+                principal: Principal {
+                    kind: PrincipalKind::IamRole,
+                    arn: format!("arn:aws:iam::111111111111:role/ml/{n}"),
+                },
+                matched_by: "selectors[0]: account 111111111111, path /ml/".into(),
+            })
+            .collect();
+        Resolution {
+            fingerprint: fingerprint(&policy.spec.scope),
+            resolved_at: now(),
+            since: now(),
+            valid_until: now() + jiff::SignedDuration::from_mins(15),
+            outcome: Outcome::Resolved(targets),
+        }
+    }
+
+    fn evaluate(
+        policy: &GuardrailPolicy,
+        signal: &CostSignal,
+        resolution: Option<&Resolution>,
+    ) -> policy::Decision {
+        policy::evaluate(Input {
+            policy,
+            signal,
+            existing: &[],
+            settings: &ControllerSettings::default(),
+            now: now(),
+            resolution,
+        })
+    }
+
+    #[test]
+    fn the_resolved_set_is_frozen_with_reasons_minus_exceptions() {
+        let p = policy();
+        let r = resolved(&p, &["a", "excepted"]);
+        let d = evaluate(&p, &signal(None), Some(&r));
+        assert_eq!(d.reason, policy::MATCHED, "{}", d.message);
+        let q = d.quarantine.unwrap_or_else(|| panic!("no quarantine"));
+        let arns: Vec<&str> = q.spec.targets.iter().map(|t| t.arn.as_str()).collect();
+        assert_eq!(
+            arns,
+            [
+                "arn:aws:iam::111111111111:role/explicit",
+                "arn:aws:iam::111111111111:role/ml/a"
+            ]
+        );
+        let reasons: Vec<&str> = q
+            .spec
+            .target_reasons
+            .iter()
+            .map(|r| r.matched_by.as_str())
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                "scope.principals",
+                "selectors[0]: account 111111111111, path /ml/"
+            ]
+        );
+        assert!(
+            d.message.contains("ml/excepted is excepted"),
+            "{}",
+            d.message
+        );
+    }
+
+    #[test]
+    fn no_usable_resolution_creates_nothing() {
+        let p = policy();
+        let d = evaluate(&p, &signal(None), None);
+        assert_eq!(d.reason, policy::SELECTORS_UNRESOLVED);
+        assert!(d.quarantine.is_none());
+        let mut failed = resolved(&p, &[]);
+        failed.outcome = Outcome::Failed("AccessDenied on ListRoles".into());
+        let d = evaluate(&p, &signal(None), Some(&failed));
+        assert_eq!(d.reason, policy::SELECTORS_UNRESOLVED);
+        assert!(d.message.contains("AccessDenied on ListRoles"));
+        let mut stale = resolved(&p, &["a"]);
+        stale.valid_until = now() - jiff::SignedDuration::from_secs(1);
+        assert_eq!(
+            evaluate(&p, &signal(None), Some(&stale)).reason,
+            policy::SELECTORS_UNRESOLVED
+        );
+        // An empty successful resolution is not "all clear" either: explicit principals remain.
+        let empty = resolved(&p, &[]);
+        let d = evaluate(&p, &signal(None), Some(&empty));
+        assert_eq!(d.reason, policy::MATCHED);
+        assert_eq!(d.quarantine.map(|q| q.spec.targets.len()), Some(1));
+    }
+
+    #[test]
+    fn more_than_max_targets_is_refused_as_a_whole() {
+        let p = policy();
+        // Explicit + 3 selected = 4 > 3, even though one selected is excepted.
+        let r = resolved(&p, &["a", "b", "excepted"]);
+        let d = evaluate(&p, &signal(None), Some(&r));
+        assert_eq!(d.reason, policy::TOO_MANY_TARGETS);
+        assert!(d.quarantine.is_none());
+        assert!(
+            d.message
+                .contains("resolves to 4 principals, more than scope.maxTargets 3")
+        );
+        let r = resolved(&p, &["a", "b"]);
+        assert_eq!(
+            evaluate(&p, &signal(None), Some(&r)).reason,
+            policy::MATCHED
+        );
+    }
+
+    #[test]
+    fn a_velocity_signal_quarantines_its_principal_only_when_resolved() {
+        let p = policy();
+        let r = resolved(&p, &["a", "b"]);
+        let named = signal(Some("arn:aws:iam::111111111111:role/ml/b"));
+        assert!(policy::unwatched(&p, &named).is_none());
+        let d = evaluate(&p, &named, Some(&r));
+        assert_eq!(d.reason, policy::MATCHED, "{}", d.message);
+        let q = d.quarantine.unwrap_or_else(|| panic!("no quarantine"));
+        assert_eq!(q.spec.targets.len(), 1);
+        assert_eq!(q.spec.target_reasons.len(), 1);
+        let stranger = signal(Some("arn:aws:iam::111111111111:role/ml/zzz"));
+        assert_eq!(
+            evaluate(&p, &stranger, Some(&r)).reason,
+            policy::PRINCIPAL_NOT_MATCHED
+        );
+    }
+}

@@ -380,3 +380,81 @@ async fn apply(policy: &GuardrailPolicy, ctx: &Shared) -> Result<Action, Error> 
     ctx.reset_backoff(&policy.uid().unwrap_or_default());
     Ok(requeue(RECHECK))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::crd::{Principal, PrincipalKind};
+    use selectors::{Outcome, Resolution, ResolvedTarget};
+
+    fn policy(max: u32) -> GuardrailPolicy {
+        let text = format!(
+            "apiVersion: autoguardrails.io/v1alpha1\nkind: GuardrailPolicy\nmetadata: {{ name: p, namespace: n }}\nspec:\n  match: {{ sources: [CostAnomaly] }}\n  scope:\n    selectors: [{{ accounts: [\"111111111111\"], namePattern: \"r*\" }}]\n    maxTargets: {max}\n  deny: {{ actions: [\"ec2:RunInstances\"] }}\n"
+        );
+        crate::controller::simulate::load_policy("p", &text).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn resolution(p: &GuardrailPolicy, n: usize, now: Timestamp) -> Resolution {
+        Resolution {
+            fingerprint: selectors::fingerprint(&p.spec.scope),
+            resolved_at: now,
+            since: now,
+            valid_until: now + jiff::SignedDuration::from_mins(15),
+            outcome: Outcome::Resolved(
+                (0..n)
+                    .map(|i| ResolvedTarget {
+                        principal: Principal {
+                            kind: PrincipalKind::IamRole,
+                            arn: format!("arn:aws:iam::111111111111:role/r{i:02}"),
+                        },
+                        matched_by: "selectors[0]".into(),
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    #[test]
+    fn the_condition_follows_the_resolution() {
+        let now = Timestamp::UNIX_EPOCH;
+        let p = policy(12);
+        let (ok, reason, _, summary) = selection_status(&p, None, now).unwrap_or_else(|| panic!());
+        assert_eq!(
+            (ok, reason, summary),
+            (false, REASON_RESOLUTION_PENDING, None)
+        );
+
+        let r = resolution(&p, 11, now);
+        let (ok, reason, _, summary) =
+            selection_status(&p, Some(&r), now).unwrap_or_else(|| panic!());
+        assert_eq!((ok, reason), (true, REASON_RESOLVED));
+        let summary = summary.unwrap_or_default();
+        assert_eq!(summary.count, 11);
+        assert_eq!(summary.sample.len(), 10, "at most 10 ARNs");
+        assert_eq!(summary.resolved_at, Some(Time(now)));
+
+        let (ok, reason, message, _) =
+            selection_status(&policy(10), Some(&resolution(&policy(10), 11, now)), now)
+                .unwrap_or_else(|| panic!());
+        assert_eq!((ok, reason), (false, REASON_TOO_MANY_TARGETS));
+        assert!(message.contains("11 principals"));
+
+        let mut failed = r.clone();
+        failed.outcome = Outcome::Failed("account 111111111111: AccessDenied".into());
+        let (ok, reason, message, summary) =
+            selection_status(&p, Some(&failed), now).unwrap_or_else(|| panic!());
+        assert_eq!(
+            (ok, reason, summary),
+            (false, REASON_RESOLUTION_FAILED, None)
+        );
+        assert!(message.contains("AccessDenied"));
+
+        let later = now + jiff::SignedDuration::from_mins(16);
+        let (ok, reason, _, _) = selection_status(&p, Some(&r), later).unwrap_or_else(|| panic!());
+        assert_eq!((ok, reason), (false, REASON_RESOLUTION_STALE));
+
+        let mut plain = p.clone();
+        plain.spec.scope.selectors.clear();
+        assert!(selection_status(&plain, Some(&r), now).is_none());
+    }
+}
