@@ -389,7 +389,7 @@ mod tests {
 
     fn policy(max: u32) -> GuardrailPolicy {
         let text = format!(
-            "apiVersion: autoguardrails.io/v1alpha1\nkind: GuardrailPolicy\nmetadata: {{ name: p, namespace: n }}\nspec:\n  match: {{ sources: [CostAnomaly] }}\n  scope:\n    selectors: [{{ accounts: [\"111111111111\"], namePattern: \"r*\" }}]\n    maxTargets: {max}\n  deny: {{ actions: [\"ec2:RunInstances\"] }}\n"
+            "apiVersion: autoguardrails.io/v1alpha1\nkind: GuardrailPolicy\nmetadata: {{ name: p, namespace: team }}\nspec:\n  match: {{ sources: [CostAnomaly] }}\n  scope:\n    selectors: [{{ accounts: [\"111111111111\"], namePattern: \"r*\" }}]\n    maxTargets: {max}\n  deny: {{ actions: [\"ec2:RunInstances\"] }}\n"
         );
         crate::controller::simulate::load_policy("p", &text).unwrap_or_else(|e| panic!("{e}"))
     }
