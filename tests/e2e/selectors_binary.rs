@@ -181,6 +181,21 @@ notifications:
         "arn:aws:iam::123456789012:role/teams/ml/ml-a arn:aws:iam::123456789012:role/teams/ml/ml-b"
     );
 
+    // Steady state: the resolver keeps resolving (every second here), the policy is not rewritten.
+    let version = || {
+        kubectl.run(&[
+            "get",
+            "guardrailpolicy/ml-spike",
+            "-n",
+            NS,
+            "-o",
+            "jsonpath={.metadata.resourceVersion}",
+        ])
+    };
+    let before = version();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(version(), before, "an unchanged resolution writes nothing");
+
     // A signal freezes the resolved set into the Quarantine, with why each role is in it.
     let events = format!("http://127.0.0.1:{signals_port}/events");
     let last_signal = || {
