@@ -32,11 +32,13 @@ fn setting(name: &str, default: f64) -> f64 {
 
 const BURST: u32 = 20;
 
-fn world(
-    roles: usize,
-    accounts: usize,
-    rate: f64,
-) -> (StaticClients, Vec<Arc<InMemoryDirectory>>, Vec<String>) {
+/// One benchmark case: a label and the selector it resolves, given the accounts.
+type Case = (&'static str, Box<dyn Fn(&[String]) -> PrincipalSelector>);
+
+/// The accounts' directories, each behind its own bucket, and their ids.
+type World = (StaticClients, Vec<Arc<InMemoryDirectory>>, Vec<String>);
+
+fn world(roles: usize, accounts: usize, rate: f64) -> World {
     let mut clients = StaticClients::new();
     let mut directories = Vec::new();
     let mut ids = Vec::new();
@@ -52,7 +54,7 @@ fn world(
     }
     for r in 0..roles {
         let directory = &directories[r % accounts];
-        let (path, team) = if r % 5 == 0 {
+        let (path, team) = if (r / accounts).is_multiple_of(5) {
             ("/teams/ml/", "ml")
         } else {
             ("/teams/web/", "web")
@@ -95,7 +97,7 @@ fn main() {
         name_pattern: None,
         tags: Vec::new(),
     };
-    let cases: Vec<(&str, Box<dyn Fn(&[String]) -> PrincipalSelector>)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "path + name, no tags",
             Box::new(move |a: &[String]| PrincipalSelector {

@@ -25,7 +25,7 @@ use crate::controller::policy::selectors::{self, Listed, Outcome, Resolution, Re
 /// How many OUs one selector may span (a guard against a faulty Organizations answer).
 pub const MAX_UNITS: usize = 1000;
 /// How many accounts are listed at once (each has its own rate limit).
-const ACCOUNTS_AT_ONCE: usize = 16;
+const ACCOUNTS_AT_ONCE: usize = 32;
 /// How many tag reads of one account are in flight at once (its rate limiter paces them).
 const TAG_READS_AT_ONCE: usize = 4;
 /// A resolution is usable for this many periods (then intake refuses it as stale).
