@@ -93,6 +93,7 @@ bench:
 	$(CARGO) bench --features jemalloc --bench velocity
 	$(CARGO) bench --features jemalloc --bench dashboard
 	$(CARGO) bench --features jemalloc --bench drift
+	$(CARGO) bench --features jemalloc --bench selectors
 	$(CARGO) bench --features jemalloc --bench audit
 	$(CARGO) bench --features jemalloc --bench gate
 	./scripts/bench-deps.sh

@@ -1194,6 +1194,7 @@ async fn seed(
                     existing: &[],
                     settings: &settings,
                     now: activated,
+                    resolution: None,
                 });
                 let mut q = decision.quarantine.expect("seed quarantine");
                 q.metadata.finalizers = Some(vec![FINALIZER.to_string()]);

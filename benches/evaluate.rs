@@ -97,6 +97,7 @@ fn evaluate_all(
             existing: &[],
             settings,
             now,
+            resolution: None,
         });
         if decision.quarantine.is_some() {
             matched += 1;

@@ -127,6 +127,10 @@ pub struct SimulateArgs {
     /// Evaluate as if the controller's kill switch were on.
     #[arg(long)]
     pub kill_switch: bool,
+    /// A listing of IAM roles, users and Organizations OUs (YAML or JSON) to resolve the policy's
+    /// `scope.selectors` against; without it a policy with selectors is `SelectorsUnresolved`.
+    #[arg(long)]
+    pub principals: Option<PathBuf>,
 }
 
 /// Runs a parsed command line; returns the exit status.
@@ -203,7 +207,15 @@ fn simulate_command(args: &SimulateArgs, out: &mut dyn Write) -> Result<u8, Stri
             .map_err(|e| format!("--protected-principal: {e}"))?,
         kill_switch: args.kill_switch,
     };
-    let report = simulate::simulate(&policy, &signal, &settings, now)
+    let resolution = match &args.principals {
+        Some(file) => {
+            let name = file.display().to_string();
+            let listing = simulate::load_listing(&name, &read(file)?).map_err(input)?;
+            Some(simulate::resolve_listing(&policy, &listing, now)?)
+        }
+        None => None,
+    };
+    let report = simulate::simulate(&policy, &signal, &settings, now, resolution.as_ref())
         .map_err(|e| format!("{policy_file}: spec.deny: {e}"))?;
     let text = match args.output {
         Output::Yaml => serde_saphyr::to_string(&report).map_err(|e| e.to_string())?,

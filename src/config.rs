@@ -144,6 +144,10 @@ pub struct AwsSettings {
     /// Per-account assume-role settings; other accounts use the ambient identity when it is in
     /// that account.
     pub accounts: BTreeMap<String, AccountSettings>,
+    /// The role that lists the accounts of an Organizations OU for scope selectors (in the
+    /// management or a delegated administrator account); absent means the ambient identity.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub organization_role: Option<AccountSettings>,
     /// The in-memory backend's accounts and principals (`backend: memory` only).
     pub memory: BTreeMap<String, MemoryAccount>,
 }
@@ -160,6 +164,7 @@ impl Default for AwsSettings {
             requests_per_second: rate,
             burst,
             accounts: BTreeMap::new(),
+            organization_role: None,
             memory: BTreeMap::new(),
         }
     }
@@ -176,6 +181,15 @@ impl AwsSettings {
                 .then_some((self.requests_per_second, self.burst.max(1))),
             static_credentials: None,
         }
+    }
+
+    /// The organization role for the SDK client factory, if configured.
+    pub fn organization_role(&self) -> Option<AccountRole> {
+        self.organization_role.as_ref().map(|a| AccountRole {
+            role_arn: a.role_arn.clone(),
+            external_id: a.external_id.clone(),
+            session_name: a.session_name.clone(),
+        })
     }
 
     /// The assume-role map for the SDK client factory.
@@ -312,6 +326,9 @@ pub struct Config {
     pub full_converge_period: SignedDuration,
     /// How often IAM is swept for objects of ours no Quarantine wants.
     pub sweep_period: SignedDuration,
+    /// How often each policy's `scope.selectors` are resolved (IAM and Organizations listings); a
+    /// resolution older than three periods is stale and quarantines no one (decision 246).
+    pub selector_period: SignedDuration,
     /// The longest error backoff.
     pub max_backoff: SignedDuration,
     /// How many reconciles of each controller run at once (1 to 256).
@@ -361,6 +378,7 @@ impl Default for Config {
             drift_period: signed(controller.drift_period),
             full_converge_period: signed(controller.full_converge_period),
             sweep_period: signed(controller.sweep_period),
+            selector_period: SignedDuration::from_mins(5),
             max_backoff: signed(controller.max_backoff),
             reconcile_concurrency: controller.reconcile_concurrency,
             retire_ended_after: controller
@@ -638,6 +656,7 @@ impl Config {
         positive("fullConvergePeriod", self.full_converge_period)?;
         positive("sweepPeriod", self.sweep_period)?;
         positive("retireEndedAfter", self.retire_ended_after)?;
+        positive("selectorPeriod", self.selector_period)?;
         positive("maxBackoff", self.max_backoff)?;
         if !(1..=MAX_RECONCILE_CONCURRENCY).contains(&self.reconcile_concurrency) {
             return invalid(

@@ -556,7 +556,15 @@ async fn kubectl_applies_the_project_crds_and_example_policies() {
     let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(
         header,
-        vec!["NAMESPACE", "NAME", "MODE", "READY", "ACTIVE", "AGE"],
+        vec![
+            "NAMESPACE",
+            "NAME",
+            "MODE",
+            "READY",
+            "ACTIVE",
+            "TARGETS",
+            "AGE"
+        ],
         "{table}"
     );
     for name in &applied {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use super::directory::{Directory, Organization};
 use super::iam::{AwsError, ErrorCategory, Iam};
 
 /// Why no client could be provided for an account.
@@ -60,12 +61,31 @@ impl FactoryError {
 pub trait ClientFactory: Send + Sync {
     /// The IAM client to use for `account_id`.
     async fn iam_for(&self, account_id: &str) -> Result<Arc<dyn Iam>, FactoryError>;
+
+    /// The IAM listing client of `account_id` (scope selectors), with the same credentials and
+    /// rate limit as its [`ClientFactory::iam_for`] client. A factory that cannot list says so.
+    async fn directory_for(&self, account_id: &str) -> Result<Arc<dyn Directory>, FactoryError> {
+        Err(FactoryError::Config {
+            account_id: account_id.to_string(),
+            message: "this AWS backend cannot list roles and users (scope selectors)".into(),
+        })
+    }
+
+    /// The Organizations client (the organization role) for selectors with an OU.
+    async fn organization(&self) -> Result<Arc<dyn Organization>, FactoryError> {
+        Err(FactoryError::Config {
+            account_id: String::new(),
+            message: "this AWS backend cannot read AWS Organizations (scope selectors)".into(),
+        })
+    }
 }
 
 /// A fixed map of account id → client (in-memory IAM in tests, benchmarks and the demo).
 #[derive(Default, Clone)]
 pub struct StaticClients {
     clients: BTreeMap<String, Arc<dyn Iam>>,
+    directories: BTreeMap<String, Arc<dyn Directory>>,
+    organization: Option<Arc<dyn Organization>>,
 }
 
 impl StaticClients {
@@ -76,6 +96,20 @@ impl StaticClients {
     /// Adds a client for an account.
     pub fn with(mut self, account_id: impl Into<String>, iam: Arc<dyn Iam>) -> Self {
         self.clients.insert(account_id.into(), iam);
+        self
+    }
+    /// Adds a listing client for an account.
+    pub fn with_directory(
+        mut self,
+        account_id: impl Into<String>,
+        directory: Arc<dyn Directory>,
+    ) -> Self {
+        self.directories.insert(account_id.into(), directory);
+        self
+    }
+    /// Sets the Organizations client.
+    pub fn with_organization(mut self, organization: Arc<dyn Organization>) -> Self {
+        self.organization = Some(organization);
         self
     }
 }
@@ -89,6 +123,25 @@ impl ClientFactory for StaticClients {
             .ok_or_else(|| FactoryError::UnknownAccount {
                 account_id: account_id.to_string(),
                 ambient_account: String::new(),
+            })
+    }
+
+    async fn directory_for(&self, account_id: &str) -> Result<Arc<dyn Directory>, FactoryError> {
+        self.directories
+            .get(account_id)
+            .cloned()
+            .ok_or_else(|| FactoryError::UnknownAccount {
+                account_id: account_id.to_string(),
+                ambient_account: String::new(),
+            })
+    }
+
+    async fn organization(&self) -> Result<Arc<dyn Organization>, FactoryError> {
+        self.organization
+            .clone()
+            .ok_or_else(|| FactoryError::Config {
+                account_id: String::new(),
+                message: "no organization configured".into(),
             })
     }
 }

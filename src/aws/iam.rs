@@ -242,11 +242,23 @@ pub enum Operation {
     PutUserPermissionsBoundary,
     /// The `DeleteUserPermissionsBoundary` API call.
     DeleteUserPermissionsBoundary,
+    /// The `ListRoles` API call (scope selectors).
+    ListRoles,
+    /// The `ListUsers` API call (scope selectors).
+    ListUsers,
+    /// The `ListRoleTags` API call (scope selectors with tags).
+    ListRoleTags,
+    /// The `ListUserTags` API call (scope selectors with tags).
+    ListUserTags,
+    /// The Organizations `ListChildren` API call (scope selectors with an OU).
+    ListChildren,
+    /// The Organizations `ListAccountsForParent` API call (scope selectors with an OU).
+    ListAccountsForParent,
 }
 
 impl Operation {
     /// Every operation, in declaration order.
-    pub const ALL: [Operation; 35] = [
+    pub const ALL: [Operation; 41] = [
         Operation::CreatePolicy,
         Operation::TagPolicy,
         Operation::GetPolicy,
@@ -282,6 +294,12 @@ impl Operation {
         Operation::DeleteRolePermissionsBoundary,
         Operation::PutUserPermissionsBoundary,
         Operation::DeleteUserPermissionsBoundary,
+        Operation::ListRoles,
+        Operation::ListUsers,
+        Operation::ListRoleTags,
+        Operation::ListUserTags,
+        Operation::ListChildren,
+        Operation::ListAccountsForParent,
     ];
 
     /// The API name, e.g. `AttachRolePolicy` (used as a metric label).
@@ -323,6 +341,12 @@ impl Operation {
             DeleteRolePermissionsBoundary => "DeleteRolePermissionsBoundary",
             PutUserPermissionsBoundary => "PutUserPermissionsBoundary",
             DeleteUserPermissionsBoundary => "DeleteUserPermissionsBoundary",
+            ListRoles => "ListRoles",
+            ListUsers => "ListUsers",
+            ListRoleTags => "ListRoleTags",
+            ListUserTags => "ListUserTags",
+            ListChildren => "ListChildren",
+            ListAccountsForParent => "ListAccountsForParent",
         }
     }
 

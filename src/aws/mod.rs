@@ -3,6 +3,7 @@
 //! enforcement decisions (that is `crate::controller::enforce`) and must not know about Kubernetes.
 
 pub mod costexplorer;
+pub mod directory;
 pub mod factory;
 pub mod iam;
 pub mod limits;

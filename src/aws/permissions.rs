@@ -97,6 +97,27 @@ pub const CONTROLLER_READ: PermissionSet = PermissionSet {
         call("get_account_summary", &["iam:GetAccountSummary"]),
         call("get_role", &["iam:GetRole"]),
         call("get_user", &["iam:GetUser"]),
+        // Scope selectors (decision 245): listing by path prefix, and tags when a selector asks.
+        call("list_roles", &["iam:ListRoles"]),
+        call("list_users", &["iam:ListUsers"]),
+        call("list_role_tags", &["iam:ListRoleTags"]),
+        call("list_user_tags", &["iam:ListUserTags"]),
+    ],
+};
+
+/// Scope selectors with an Organizations OU: the organization role (in the management or a
+/// delegated administrator account) lists the OU's accounts.
+pub const CONTROLLER_ORGANIZATIONS: PermissionSet = PermissionSet {
+    name: "controller-organizations",
+    part: Part::Controller,
+    writes: false,
+    when: "a policy's `scope.selectors` names an `organizationalUnit` (`aws.organizationRole`)",
+    calls: &[
+        call("list_children", &["organizations:ListChildren"]),
+        call(
+            "list_accounts_for_parent",
+            &["organizations:ListAccountsForParent"],
+        ),
     ],
 };
 
@@ -337,6 +358,7 @@ pub const ALL: &[PermissionSet] = &[
     CONTROLLER_INLINE,
     CONTROLLER_BOUNDARY,
     CONTROLLER_ASSUME,
+    CONTROLLER_ORGANIZATIONS,
     CONTROLLER_POLLER,
     CONTROLLER_SLACK_SSM,
     CONTROLLER_AUDIT_READ,
@@ -441,10 +463,10 @@ mod tests {
                 op.name()
             );
             if op != Operation::GetCallerIdentity {
-                let service = if op == Operation::AssumeRole {
-                    "sts"
-                } else {
-                    "iam"
+                let service = match op {
+                    Operation::AssumeRole => "sts",
+                    Operation::ListChildren | Operation::ListAccountsForParent => "organizations",
+                    _ => "iam",
                 };
                 let action = format!("{service}:{}", op.name());
                 assert!(

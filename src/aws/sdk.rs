@@ -75,6 +75,15 @@ pub async fn load_base_config(settings: &SdkSettings) -> SdkConfig {
     loader.load().await
 }
 
+/// An SDK error as the traits report it (for the other AWS adapters of this module tree).
+pub(crate) fn map_error<E, R>(op: Operation, e: SdkError<E, R>) -> AwsError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    map_err(op, e)
+}
+
 fn map_err<E, R>(op: Operation, e: SdkError<E, R>) -> AwsError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
@@ -878,6 +887,10 @@ pub struct SdkClientFactory {
     settings: SdkSettings,
     accounts: BTreeMap<String, AccountRole>,
     clients: Mutex<HashMap<String, Arc<dyn Iam>>>,
+    /// One token bucket per account, shared by its IAM and listing clients.
+    limiters: Mutex<HashMap<String, Option<Arc<RateLimiter>>>>,
+    directories: Mutex<HashMap<String, Arc<dyn super::directory::Directory>>>,
+    organization_role: Option<AccountRole>,
     ambient_account: Mutex<Option<String>>,
 }
 
@@ -893,14 +906,48 @@ impl SdkClientFactory {
             settings,
             accounts,
             clients: Mutex::new(HashMap::new()),
+            limiters: Mutex::new(HashMap::new()),
+            directories: Mutex::new(HashMap::new()),
+            organization_role: None,
             ambient_account: Mutex::new(None),
         }
     }
 
-    fn limiter(&self) -> Option<Arc<RateLimiter>> {
-        self.settings
-            .rate_limit
-            .map(|(rate, burst)| Arc::new(RateLimiter::new(rate, burst)))
+    /// The same factory, reading AWS Organizations with `role` (in the management or a delegated
+    /// administrator account) instead of the ambient identity.
+    pub fn with_organization_role(mut self, role: Option<AccountRole>) -> Self {
+        self.organization_role = role;
+        self
+    }
+
+    /// The account's token bucket (one per account, shared by its clients).
+    async fn limiter(&self, account_id: &str) -> Option<Arc<RateLimiter>> {
+        self.limiters
+            .lock()
+            .await
+            .entry(account_id.to_string())
+            .or_insert_with(|| {
+                self.settings
+                    .rate_limit
+                    .map(|(rate, burst)| Arc::new(RateLimiter::new(rate, burst)))
+            })
+            .clone()
+    }
+
+    /// The base configuration with `role`'s assumed credentials (refreshed by the SDK).
+    async fn assumed(&self, role: &AccountRole) -> SdkConfig {
+        let mut builder =
+            AssumeRoleProvider::builder(role.role_arn.clone()).session_name(&role.session_name);
+        if let Some(ext) = &role.external_id {
+            builder = builder.external_id(ext);
+        }
+        let provider = builder.configure(&self.base).build().await;
+        self.base
+            .to_builder()
+            .credentials_provider(aws_sdk_iam::config::SharedCredentialsProvider::new(
+                provider,
+            ))
+            .build()
     }
 
     /// The ambient identity's account id (cached after the first successful call).
@@ -1025,20 +1072,8 @@ impl SdkClientFactory {
                     message: format!("role {} is not in account {account_id}", role.role_arn),
                 });
             }
-            let mut builder =
-                AssumeRoleProvider::builder(role.role_arn.clone()).session_name(&role.session_name);
-            if let Some(ext) = &role.external_id {
-                builder = builder.external_id(ext);
-            }
-            let provider = builder.configure(&self.base).build().await;
             // The SDK's identity cache refreshes assumed credentials before they expire.
-            return Ok(self
-                .base
-                .to_builder()
-                .credentials_provider(aws_sdk_iam::config::SharedCredentialsProvider::new(
-                    provider,
-                ))
-                .build());
+            return Ok(self.assumed(role).await);
         }
         let ambient = self
             .ambient_account()
@@ -1065,11 +1100,38 @@ impl ClientFactory for SdkClientFactory {
             return Ok(c.clone());
         }
         let config = self.config_for(account_id).await?;
-        let client: Arc<dyn Iam> = Arc::new(SdkIam::new(&config, self.limiter()));
+        let limiter = self.limiter(account_id).await;
+        let client: Arc<dyn Iam> = Arc::new(SdkIam::new(&config, limiter));
         self.clients
             .lock()
             .await
             .insert(account_id.to_string(), client.clone());
         Ok(client)
+    }
+
+    async fn directory_for(
+        &self,
+        account_id: &str,
+    ) -> Result<Arc<dyn super::directory::Directory>, FactoryError> {
+        if let Some(d) = self.directories.lock().await.get(account_id) {
+            return Ok(d.clone());
+        }
+        let config = self.config_for(account_id).await?;
+        let limiter = self.limiter(account_id).await;
+        let directory: Arc<dyn super::directory::Directory> =
+            Arc::new(super::directory::SdkDirectory::new(&config, limiter));
+        self.directories
+            .lock()
+            .await
+            .insert(account_id.to_string(), directory.clone());
+        Ok(directory)
+    }
+
+    async fn organization(&self) -> Result<Arc<dyn super::directory::Organization>, FactoryError> {
+        let config = match &self.organization_role {
+            Some(role) => self.assumed(role).await,
+            None => self.base.clone(),
+        };
+        Ok(Arc::new(super::directory::SdkOrganization::new(&config)))
     }
 }

@@ -153,11 +153,10 @@ async fn clients_for(config: &Config) -> Backend {
     match config.aws.backend {
         AwsBackend::Sdk => {
             let base = load_base_config(&config.aws.sdk()).await;
-            let factory = Arc::new(SdkClientFactory::new(
-                base,
-                config.aws.sdk(),
-                config.aws.account_roles(),
-            ));
+            let factory = Arc::new(
+                SdkClientFactory::new(base, config.aws.sdk(), config.aws.account_roles())
+                    .with_organization_role(config.aws.organization_role()),
+            );
             Backend {
                 clients: factory.clone(),
                 memory: None,
@@ -462,7 +461,8 @@ pub async fn serve_until(config: Config, shutdown: Shutdown) -> Result<(), RunEr
     // controllers run on the same caches (one copy of each object, decision 142).
     let (stores_stop, stores_stop_rx) = watch::channel(false);
     let (intake_stores, intake_watch) =
-        controller::watch_stores(client.clone(), &config.namespaces, stores_stop_rx);
+        controller::watch_stores(client.clone(), &config.namespaces, stores_stop_rx.clone());
+    let resolver_stop = stores_stop_rx.clone();
     let intake_watch = tokio::spawn(intake_watch);
     let clock = crate::controller::clock::EvaluationClock::from_env()
         .map_err(|e| RunError::Config(e.to_string()))?;
@@ -472,6 +472,14 @@ pub async fn serve_until(config: Config, shutdown: Shutdown) -> Result<(), RunEr
             "TEST CLOCK: policies are evaluated at the instant in this file, not the system time. For the test suite only."
         );
     }
+    // Selector resolutions, on every replica: intake reads them (decision 246).
+    let resolver = tokio::spawn(crate::controller::resolver::run(
+        intake_stores.clone(),
+        clients.clone(),
+        Duration::try_from(config.selector_period).unwrap_or(Duration::from_secs(300)),
+        clock.clone(),
+        wait_for_shutdown(resolver_stop),
+    ));
     let mut intake = Intake::new(
         client.clone(),
         intake_stores.clone(),
@@ -786,6 +794,7 @@ pub async fn serve_until(config: Config, shutdown: Shutdown) -> Result<(), RunEr
     let _ = stores_stop.send(true);
     let _ = announcer_stop.send(true);
     let _ = tokio::time::timeout(timeout, intake_watch).await;
+    let _ = tokio::time::timeout(timeout, resolver).await;
     elector_shutdown.trigger(cause);
     if let Some(handle) = leadership_handle
         && tokio::time::timeout(timeout, handle.stopped())

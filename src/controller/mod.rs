@@ -19,6 +19,7 @@ pub mod notify;
 pub mod policy;
 pub mod poller;
 pub mod reconcile;
+pub mod resolver;
 pub mod signal;
 pub mod simulate;
 pub mod slack;

@@ -1,6 +1,7 @@
 //! `autoguardrails simulate` and `autoguardrails policy convert`: load policy and signal files,
 //! validate them as the API server would, evaluate with the pure core, and render the result.
-//! No AWS or Kubernetes access; file reading is the caller's.
+//! Scope selectors resolve against a listing file (`--principals`) with the controller's resolver
+//! over the in-memory IAM. No AWS or Kubernetes access; file reading is the caller's.
 
 use crate::controller::crd::{self, GuardrailPolicy, validate};
 use crate::controller::enforce::document;
@@ -175,6 +176,136 @@ pub struct Report {
     /// (everything allowed except the denied actions), and its size.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub boundary_policy: Option<IamPolicyReport>,
+    /// What `scope.selectors` resolved to in the `--principals` listing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub selectors: Option<SelectorReport>,
+}
+
+/// The selector part of a report.
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct SelectorReport {
+    /// How many principals the scope resolved to (explicit and selected).
+    pub count: usize,
+    /// `scope.maxTargets` in effect.
+    pub max_targets: usize,
+    /// Each principal with why it is in scope.
+    pub principals: Vec<crd::TargetReason>,
+    /// Why the resolution failed, when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed: Option<String>,
+}
+
+/// A listing of IAM principals and Organizations OUs to resolve selectors against offline
+/// (`simulate --principals FILE`).
+#[derive(serde::Deserialize, Debug, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Listing {
+    /// Per account id: its roles and users.
+    #[serde(default)]
+    pub accounts: std::collections::BTreeMap<String, ListedAccount>,
+    /// Per OU (or root) id: the accounts and OUs directly in it.
+    #[serde(default)]
+    pub organizational_units: std::collections::BTreeMap<String, ListedUnit>,
+}
+
+/// One account of a [`Listing`].
+#[derive(serde::Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ListedAccount {
+    /// Its roles.
+    #[serde(default)]
+    pub roles: Vec<ListedName>,
+    /// Its users.
+    #[serde(default)]
+    pub users: Vec<ListedName>,
+}
+
+/// One role or user of a [`Listing`].
+#[derive(serde::Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct ListedName {
+    /// The name.
+    pub name: String,
+    /// The IAM path (default `/`).
+    #[serde(default = "root_path")]
+    pub path: String,
+    /// Its tags.
+    #[serde(default)]
+    pub tags: std::collections::BTreeMap<String, String>,
+}
+
+fn root_path() -> String {
+    "/".into()
+}
+
+/// One OU of a [`Listing`].
+#[derive(serde::Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ListedUnit {
+    /// Account ids directly in it.
+    #[serde(default)]
+    pub accounts: Vec<String>,
+    /// OU ids directly under it.
+    #[serde(default)]
+    pub units: Vec<String>,
+}
+
+/// Loads a `--principals` listing (YAML or JSON).
+pub fn load_listing(file: &str, text: &str) -> Result<Listing, InputError> {
+    let value = parse_document(file, text)?;
+    serde_json::from_value(value).map_err(|e| fields(file, "(listing)", e))
+}
+
+/// Resolves the policy's selectors against a listing, with the resolver the controller uses
+/// (over the in-memory IAM and Organizations; nothing leaves the process).
+pub fn resolve_listing(
+    policy: &GuardrailPolicy,
+    listing: &Listing,
+    now: jiff::Timestamp,
+) -> Result<crate::controller::policy::selectors::Resolution, String> {
+    use crate::aws::PrincipalKind as AwsKind;
+    use crate::aws::directory::{InMemoryDirectory, InMemoryOrganization};
+    use crate::aws::factory::StaticClients;
+    let mut clients = StaticClients::new();
+    for (account, content) in &listing.accounts {
+        let directory = InMemoryDirectory::new(account.clone());
+        for (kind, list) in [
+            (AwsKind::Role, &content.roles),
+            (AwsKind::User, &content.users),
+        ] {
+            for p in list {
+                let tags: Vec<(&str, &str)> = p
+                    .tags
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                directory.add(kind, &p.path, &p.name, &tags);
+            }
+        }
+        clients = clients.with_directory(account.clone(), std::sync::Arc::new(directory));
+    }
+    let organization = InMemoryOrganization::new();
+    for (unit, content) in &listing.organizational_units {
+        for account in &content.accounts {
+            organization.add_account(unit, account, true);
+        }
+        for child in &content.units {
+            organization.add_unit(unit, child);
+        }
+    }
+    let clients = clients.with_organization(std::sync::Arc::new(organization));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(|e| e.to_string())?;
+    Ok(
+        runtime.block_on(crate::controller::resolver::resolve_policy(
+            &clients,
+            &policy.spec.scope,
+            now,
+            std::time::Duration::from_secs(300),
+        )),
+    )
 }
 
 /// The IAM document part of a report.
@@ -200,6 +331,7 @@ pub fn simulate(
     signal: &CostSignal,
     settings: &ControllerSettings,
     now: jiff::Timestamp,
+    resolution: Option<&crate::controller::policy::selectors::Resolution>,
 ) -> Result<Report, document::DocumentError> {
     let decision: Decision = policy::evaluate(policy::Input {
         policy,
@@ -207,6 +339,27 @@ pub fn simulate(
         existing: &[],
         settings,
         now,
+        resolution,
+    });
+    let selectors = resolution.map(|r| {
+        use crate::controller::policy::selectors::{Outcome, candidates};
+        let scope = &policy.spec.scope;
+        let (principals, failed) = match &r.outcome {
+            Outcome::Resolved(targets) => (candidates(scope, targets), None),
+            Outcome::Failed(why) => (Vec::new(), Some(why.clone())),
+        };
+        SelectorReport {
+            count: principals.len(),
+            max_targets: scope.max_targets(),
+            principals: principals
+                .into_iter()
+                .map(|t| crd::TargetReason {
+                    arn: t.principal.arn,
+                    matched_by: t.matched_by,
+                })
+                .collect(),
+            failed,
+        }
     });
     // A notifyOnly policy creates no Quarantine and attaches nothing: it would notify.
     let notify_only = policy.spec.actions.contains(&crd::Action::NotifyOnly);
@@ -266,5 +419,6 @@ pub fn simulate(
         quarantine,
         iam_policy,
         boundary_policy,
+        selectors,
     })
 }

@@ -211,6 +211,7 @@ fn evaluate(
             existing,
             settings,
             now: at("2026-11-20T10:00:00Z"),
+            resolution: None,
         });
         if let Some(mut q) = d.quarantine {
             // Evaluation and the one matcher agree: no target is excepted or protected, in any

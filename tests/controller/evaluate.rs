@@ -38,6 +38,7 @@ fn evaluate(
         existing,
         settings,
         now: at(now),
+        resolution: None,
     })
 }
 

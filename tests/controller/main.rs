@@ -38,6 +38,7 @@ mod poller_costexplorer;
 mod rbac_checker;
 mod release_failures;
 mod retirement;
+mod selectors_moto;
 mod shutdown_signal;
 mod signal_e2e;
 mod signal_http;

@@ -857,6 +857,8 @@ fn moto_deploys_the_controller_role_from_aws_setup_parameters() {
     parameters.push(("PrincipalPathPrefix".into(), "/ci/".into()));
     parameters.push(("SlackWebhookParameterArns".into(), ssm.clone()));
     parameters.push(("CreateAuditTable".into(), "true".into()));
+    // Whether policies use OU selectors is not in the chart values: the operator's choice.
+    parameters.push(("EnableOrganizations".into(), "true".into()));
     assert!(
         parameters
             .iter()

@@ -18,6 +18,7 @@ mod drift_binary;
 mod notify_only_binary;
 mod policies;
 mod principal_identity;
+mod selectors_binary;
 mod signal_cli;
 mod slack_interactions;
 mod sns_pinned_binary;

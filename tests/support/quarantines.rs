@@ -45,6 +45,7 @@ pub fn spec(mode: Mode, observed_at: Timestamp) -> QuarantineSpec {
                 arn: "arn:aws:iam::111111111111:user/build-bot".into(),
             },
         ],
+        target_reasons: Vec::new(),
         deny: DenySpec {
             actions: vec![
                 "ec2:RunInstances".into(),

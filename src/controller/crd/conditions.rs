@@ -17,6 +17,9 @@ pub const REASON_BOUNDARY_RESTORED: &str = "Restored";
 pub const REASON_BOUNDARY_REPAIRED: &str = "BoundaryRepaired";
 /// Condition type: the deny is attached to every target (Quarantine only).
 pub const ENFORCED: &str = "Enforced";
+/// Condition type: the policy's `scope.selectors` resolved to a usable set of principals
+/// (GuardrailPolicy with selectors only).
+pub const SELECTORS_RESOLVED: &str = "SelectorsResolved";
 /// Condition type: the Slack messages for this Quarantine were delivered (Quarantine only; owned
 /// by the notification worker).
 pub const NOTIFIED: &str = "Notified";
@@ -46,6 +49,17 @@ pub const REASON_INVALID_DENY: &str = "InvalidDeny";
 pub const REASON_INVALID_EXCEPTION: &str = "InvalidException";
 /// Reason (GuardrailPolicy `Ready`): scope minus exceptions leaves no target.
 pub const REASON_NO_ELIGIBLE_TARGETS: &str = "NoEligibleTargets";
+
+/// Reason (GuardrailPolicy `SelectorsResolved`): the selectors resolved within `maxTargets`.
+pub const REASON_RESOLVED: &str = "Resolved";
+/// Reason (GuardrailPolicy `SelectorsResolved`): not resolved yet (or not since the selectors changed).
+pub const REASON_RESOLUTION_PENDING: &str = "ResolutionPending";
+/// Reason (GuardrailPolicy `SelectorsResolved`): an IAM or Organizations listing failed.
+pub const REASON_RESOLUTION_FAILED: &str = "ResolutionFailed";
+/// Reason (GuardrailPolicy `SelectorsResolved`): the last resolution is too old to be used.
+pub const REASON_RESOLUTION_STALE: &str = "ResolutionStale";
+/// Reason (GuardrailPolicy `SelectorsResolved`): the scope resolves to more than `maxTargets`.
+pub const REASON_TOO_MANY_TARGETS: &str = "TooManyTargets";
 
 /// The schema of a `conditions` list: a list-map keyed by `type`, as Kubernetes API conventions ask.
 pub fn schema(generator: &mut SchemaGenerator) -> Schema {

@@ -1,8 +1,8 @@
 //! `GuardrailPolicy`: which cost signals to react to, whom to quarantine, what to deny, for how long.
 
 use super::{
-    ACCOUNT_ID_PATTERN, DURATION_PATTERN, Mode, PRINCIPAL_ARN_PATTERN, Principal, REGION_PATTERN,
-    SecretKeyRef, SignalSource,
+    ACCOUNT_ID_PATTERN, DURATION_PATTERN, Mode, PRINCIPAL_ARN_PATTERN, Principal, PrincipalKind,
+    REGION_PATTERN, SecretKeyRef, SignalSource,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
@@ -42,6 +42,12 @@ use serde::{Deserialize, Serialize};
         type_ = "integer",
         json_path = ".status.activeQuarantines",
         description = "Quarantines currently enforcing"
+    ),
+    printcolumn(
+        name = "Targets",
+        type_ = "integer",
+        json_path = ".status.resolvedTargets.count",
+        description = "Principals the scope selectors resolved to"
     ),
     printcolumn(
         name = "Age",
@@ -114,17 +120,103 @@ pub struct MatchSpec {
     pub budget_names: Vec<String>,
 }
 
-/// Who is quarantined.
+/// Who is quarantined: explicit principals, principals found by selectors, or both.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("(has(self.principals) && size(self.principals) > 0) || (has(self.selectors) && size(self.selectors) > 0)").message("scope needs at least one of principals and selectors"))]
 pub struct ScopeSpec {
-    /// IAM roles and users that receive the deny. At least one.
-    #[schemars(length(min = 1, max = 100))]
+    /// IAM roles and users that receive the deny, by ARN.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
     pub principals: Vec<Principal>,
+    /// Roles and users found in IAM by path prefix, name pattern and tags, in listed accounts or
+    /// the accounts of an Organizations OU; resolved by the controller on a period and frozen
+    /// into each Quarantine when it is created (docs/policies.md, decision 245).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    pub selectors: Vec<PrincipalSelector>,
+    /// The most principals the scope may resolve to (explicit and selected, before exceptions);
+    /// a larger resolution quarantines no one (`TooManyTargets`). 1 to 100; absent means 25.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub max_targets: Option<u32>,
     /// When set, the deny applies only in these regions (`aws:RequestedRegion`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 40), inner(length(max = 32), regex(pattern = REGION_PATTERN)))]
     pub regions: Vec<String>,
+}
+
+/// `scope.maxTargets` when absent.
+pub const DEFAULT_MAX_TARGETS: u32 = 25;
+/// The largest `scope.maxTargets` (the most targets a Quarantine may hold).
+pub const MAX_MAX_TARGETS: u32 = 100;
+/// An Organizations OU id (`ou-…`) or root id (`r-…`).
+pub const ORGANIZATIONAL_UNIT_PATTERN: &str =
+    r"^(ou-[0-9a-z]{4,32}-[a-z0-9]{8,32}|r-[0-9a-z]{4,32})$";
+/// An IAM path prefix: starts with `/`, printable ASCII.
+pub const PATH_PREFIX_PATTERN: &str = r"^/[!-~]*$";
+/// A name pattern: IAM name characters plus the wildcards `*` and `?`.
+pub const NAME_PATTERN_PATTERN: &str = r"^[A-Za-z0-9_+=,.@*?-]+$";
+
+impl ScopeSpec {
+    /// `maxTargets`, or its default.
+    pub fn max_targets(&self) -> usize {
+        self.max_targets.unwrap_or(DEFAULT_MAX_TARGETS) as usize
+    }
+}
+
+/// Finds roles and/or users in IAM. Every listed criterion must hold; at least one of
+/// `pathPrefix`, `namePattern` and `tags` is required (a selector never means "everyone in the
+/// account"), and exactly one of `accounts` and `organizationalUnit`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("(has(self.accounts) && size(self.accounts) > 0) != has(self.organizationalUnit)").message("set exactly one of accounts and organizationalUnit"))]
+#[x_kube(validation = Rule::new("has(self.pathPrefix) || has(self.namePattern) || (has(self.tags) && size(self.tags) > 0)").message("a selector needs at least one of pathPrefix, namePattern and tags"))]
+pub struct PrincipalSelector {
+    /// Which kinds are listed: IamRole, IamUser. Absent means IamRole only.
+    #[serde(default = "default_selector_kinds")]
+    #[schemars(length(min = 1, max = 2))]
+    pub kinds: Vec<PrincipalKind>,
+    /// AWS account ids (12 digits) to list.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100), inner(length(max = 12), regex(pattern = ACCOUNT_ID_PATTERN)))]
+    pub accounts: Vec<String>,
+    /// An AWS Organizations OU (`ou-…`) or root (`r-…`) id: every active account in it and in
+    /// the OUs below it is listed (read with the configured organization role).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 68), regex(pattern = ORGANIZATIONAL_UNIT_PATTERN))]
+    pub organizational_unit: Option<String>,
+    /// IAM path prefix, e.g. `/teams/ml/` (IAM's `PathPrefix`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512), regex(pattern = PATH_PREFIX_PATTERN))]
+    pub path_prefix: Option<String>,
+    /// A glob over the role or user name (`*` any run of characters, `?` one character),
+    /// case-sensitive, e.g. `ml-train-*`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128), regex(pattern = NAME_PATTERN_PATTERN))]
+    pub name_pattern: Option<String>,
+    /// Tags the principal must carry, all of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    pub tags: Vec<TagSelector>,
+}
+
+fn default_selector_kinds() -> Vec<PrincipalKind> {
+    vec![PrincipalKind::IamRole]
+}
+
+/// A tag the principal must carry: `key` with `value`, or `key` with any value when `value` is
+/// absent.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TagSelector {
+    /// The tag key (case-sensitive, as IAM compares tag keys for conditions).
+    #[schemars(length(min = 1, max = 128))]
+    pub key: String,
+    /// The tag value; absent means the key exists with any value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub value: Option<String>,
 }
 
 /// The actions to deny while a quarantine is active.
@@ -343,6 +435,25 @@ pub struct GuardrailPolicyStatus {
     /// `quarantine.cooldown` of it is counted but not announced (decision 241).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_notified_at: Option<Time>,
+    /// What `scope.selectors` resolved to last (policies with selectors only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_targets: Option<ResolvedTargets>,
+}
+
+/// A summary of a policy's selector resolution.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResolvedTargets {
+    /// How many principals the scope resolved to (explicit and selected, before exceptions).
+    pub count: i32,
+    /// Up to 10 of their ARNs, sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    pub sample: Vec<String>,
+    /// When the selectors were resolved with this result (the time of the first resolution
+    /// that gave it: an unchanged result is not rewritten).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<Time>,
 }
 
 /// The last signal a policy saw.

@@ -76,6 +76,11 @@ pub struct QuarantineSpec {
     /// The principals that receive the deny. At least one.
     #[schemars(length(min = 1, max = 100))]
     pub targets: Vec<Principal>,
+    /// Why each target is in scope (`scope.principals`, or the selector that matched it),
+    /// frozen with the targets at creation; set for policies with selectors.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    pub target_reasons: Vec<TargetReason>,
     /// The denied actions and optional region scope.
     pub deny: DenySpec,
     /// Copied from the policy at creation: how the deny is enforced (`attachDeny`,
@@ -111,6 +116,18 @@ pub struct QuarantineSpec {
     /// the release can still be announced after the policy is deleted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify: Option<super::policy::NotifySpec>,
+}
+
+/// Why one target is in a Quarantine's scope.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetReason {
+    /// The target's ARN.
+    #[schemars(length(max = 2048))]
+    pub arn: String,
+    /// What matched it, e.g. `selectors[0]: account 111111111111, path /teams/ml/, tag team=ml`.
+    #[schemars(length(max = 1024))]
+    pub matched_by: String,
 }
 
 /// A reference to a GuardrailPolicy in the same namespace.

@@ -923,6 +923,7 @@ fn context_from_spec() {
             kind: PrincipalKind::IamRole,
             arn: "arn:aws:iam::111111111111:role/dev-ci".into(),
         }],
+        target_reasons: Vec::new(),
         deny: DenySpec {
             actions: vec!["ec2:RunInstances".into()],
             regions: vec![],

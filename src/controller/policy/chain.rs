@@ -11,10 +11,11 @@ use jiff::SignedDuration;
 use super::{
     ACCOUNT_NOT_MATCHED, ALREADY_ENFORCED, ALREADY_QUARANTINED, BELOW_MINIMUM_IMPACT, COOLING_DOWN,
     Decision, EXCEPTION_WINDOW, INVALID_POLICY, INVALID_SIGNAL, Input, KILL_SWITCH_DRY_RUN,
-    MATCHED, NO_ELIGIBLE_TARGETS, PRINCIPAL_NOT_MATCHED, SERVICE_NOT_MATCHED, SOURCE_NOT_MATCHED,
-    build_quarantine, exclusions, name, parse_duration, schedule, unwatched,
+    MATCHED, NO_ELIGIBLE_TARGETS, PRINCIPAL_NOT_MATCHED, SELECTORS_UNRESOLVED, SERVICE_NOT_MATCHED,
+    SOURCE_NOT_MATCHED, TOO_MANY_TARGETS, build_quarantine, exclusions, name, parse_duration,
+    schedule, selectors, unwatched,
 };
-use crate::controller::crd::{Mode, Phase, Principal, Quarantine};
+use crate::controller::crd::{Mode, Phase, Principal, Quarantine, TargetReason};
 use crate::principal::{Exclusion, PrincipalArn};
 
 /// How a check ends the evaluation: the reason (one of the module's constants) and a message.
@@ -59,6 +60,7 @@ pub fn run(input: Input<'_>) -> Decision {
         cooldown: SignedDuration::ZERO,
         quarantine_name: String::new(),
         targets: Vec::new(),
+        reasons: Vec::new(),
         notes: Vec::new(),
     };
     for (_, check) in CHECKS {
@@ -79,6 +81,8 @@ struct Evaluation<'a> {
     quarantine_name: String,
     /// The targets still eligible.
     targets: Vec<Principal>,
+    /// Why each eligible target is in scope (policies with selectors only).
+    reasons: Vec<TargetReason>,
     /// Why principals of the scope were left out, for the message.
     notes: Vec<String>,
 }
@@ -98,6 +102,7 @@ impl Evaluation<'_> {
             policy_name,
             quarantine_name,
             targets,
+            reasons,
             notes,
             ..
         } = self;
@@ -108,7 +113,19 @@ impl Evaluation<'_> {
         } else {
             (spec.mode, MATCHED)
         };
-        let quarantine = build_quarantine(input.policy, signal, &quarantine_name, targets, mode);
+        // The reasons of the targets that are still eligible, in target order.
+        let reasons: Vec<TargetReason> = targets
+            .iter()
+            .filter_map(|t| reasons.iter().find(|r| r.arn == t.arn).cloned())
+            .collect();
+        let quarantine = build_quarantine(
+            input.policy,
+            signal,
+            &quarantine_name,
+            targets,
+            reasons,
+            mode,
+        );
         if super::notifies_only(input.policy) {
             // notifyOnly: the match is announced; the Quarantine above is never created.
             let mut message = format!(
@@ -322,8 +339,11 @@ fn eligible_targets(e: &mut Evaluation<'_>) -> Result<(), Stop> {
         Some(Ok(named)) => Some(named),
         Some(Err(err)) => return Err(Stop::new(INVALID_SIGNAL, err.to_string())),
     };
+    let scope = in_scope(e)?;
+    let with_reasons = !spec.scope.selectors.is_empty();
     let mut chosen: Vec<PrincipalArn> = Vec::new();
-    for principal in &spec.scope.principals {
+    for candidate in &scope {
+        let principal = &candidate.principal;
         let parsed = principal.parse().map_err(|err| e.invalid_policy(err))?;
         if named.as_ref().is_some_and(|n| !n.same_principal(&parsed)) {
             continue;
@@ -347,9 +367,25 @@ fn eligible_targets(e: &mut Evaluation<'_>) -> Result<(), Stop> {
             None if !chosen.contains(&parsed) => {
                 chosen.push(parsed);
                 e.targets.push(principal.clone());
+                if with_reasons {
+                    e.reasons.push(TargetReason {
+                        arn: principal.arn.clone(),
+                        matched_by: candidate.matched_by.clone(),
+                    });
+                }
             }
             None => {}
         }
+    }
+    if e.targets.is_empty() && named.is_some() && with_reasons && e.notes.is_empty() {
+        return Err(Stop::new(
+            PRINCIPAL_NOT_MATCHED,
+            format!(
+                "principal {} is not in the scope of policy {} (scope.principals and the resolved scope.selectors)",
+                e.input.signal.principal.as_deref().unwrap_or("(none)"),
+                e.policy_name
+            ),
+        ));
     }
     if e.targets.is_empty() {
         return Err(Stop::new(
@@ -362,6 +398,39 @@ fn eligible_targets(e: &mut Evaluation<'_>) -> Result<(), Stop> {
         ));
     }
     Ok(())
+}
+
+/// The whole scope before exceptions: `scope.principals`, and for a policy with selectors the
+/// principals of its resolution, which must be usable (never "no one" nor "everyone" when it is
+/// missing, failed, stale or for other selectors) and within `scope.maxTargets`.
+fn in_scope(e: &Evaluation<'_>) -> Result<Vec<selectors::ResolvedTarget>, Stop> {
+    let scope = &e.input.policy.spec.scope;
+    if scope.selectors.is_empty() {
+        return Ok(selectors::candidates(scope, &[]));
+    }
+    if let Some(why) = selectors::unusable(scope, e.input.resolution, e.input.now) {
+        return Err(Stop::new(
+            SELECTORS_UNRESOLVED,
+            format!("policy {}: {why}; no quarantine is created", e.policy_name),
+        ));
+    }
+    let resolved = match e.input.resolution.map(|r| &r.outcome) {
+        Some(selectors::Outcome::Resolved(targets)) => targets.as_slice(),
+        _ => &[],
+    };
+    let all = selectors::candidates(scope, resolved);
+    if all.len() > scope.max_targets() {
+        return Err(Stop::new(
+            TOO_MANY_TARGETS,
+            format!(
+                "policy {} scope resolves to {} principals, more than scope.maxTargets {}; no quarantine is created (narrow the selectors or raise maxTargets)",
+                e.policy_name,
+                all.len(),
+                scope.max_targets()
+            ),
+        ));
+    }
+    Ok(all)
 }
 
 /// Live quarantines of this policy already holding a target make a new one redundant for it; a

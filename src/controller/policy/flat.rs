@@ -304,6 +304,8 @@ impl FlatPolicy {
             },
             scope: ScopeSpec {
                 principals,
+                selectors: Vec::new(),
+                max_targets: None,
                 regions: self.scope.regions.clone(),
             },
             deny: PolicyDenySpec {

@@ -6,6 +6,7 @@ pub mod chain;
 pub mod flat;
 pub mod name;
 pub mod schedule;
+pub mod selectors;
 
 use crate::controller::crd::{
     DenySpec, GuardrailPolicy, Mode, PolicyRef, Principal, Quarantine, QuarantineSpec, SignalSource,
@@ -50,6 +51,11 @@ pub const NOTIFY_COOLING_DOWN: &str = "NotifyCoolingDown";
 pub const INVALID_POLICY: &str = "InvalidPolicy";
 /// Reason: the signal itself is invalid.
 pub const INVALID_SIGNAL: &str = "InvalidSignal";
+/// Reason: the policy has `scope.selectors` and no usable resolution (not resolved yet, the
+/// listing failed, the selectors changed, or the resolution is stale): nothing is created.
+pub const SELECTORS_UNRESOLVED: &str = "SelectorsUnresolved";
+/// Reason: the scope resolved to more principals than `scope.maxTargets`: nothing is created.
+pub const TOO_MANY_TARGETS: &str = "TooManyTargets";
 
 /// Controller-wide settings that bound every policy.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -74,6 +80,9 @@ pub struct Input<'a> {
     pub settings: &'a ControllerSettings,
     /// The evaluation time.
     pub now: Timestamp,
+    /// The policy's latest selector resolution (policies with `scope.selectors`; `None` when
+    /// there is none yet, which such a policy never takes as "no one in scope").
+    pub resolution: Option<&'a selectors::Resolution>,
 }
 
 /// The outcome of evaluating one signal against one policy.
@@ -235,7 +244,10 @@ pub fn unwatched(policy: &GuardrailPolicy, signal: &CostSignal) -> Option<&'stat
     {
         return Some(BUDGET_NOT_MATCHED);
     }
+    // With selectors, whether the principal is in scope is known only from the resolution:
+    // the `eligible-targets` check decides (with the same reason).
     if let Some(arn) = &signal.principal
+        && policy.spec.scope.selectors.is_empty()
         && !names_a_scoped_principal(policy, arn)
     {
         return Some(PRINCIPAL_NOT_MATCHED);
@@ -268,6 +280,7 @@ pub(crate) fn build_quarantine(
     signal: &CostSignal,
     name: &str,
     targets: Vec<Principal>,
+    target_reasons: Vec<crate::controller::crd::TargetReason>,
     mode: Mode,
 ) -> Quarantine {
     let spec = &policy.spec;
@@ -295,6 +308,7 @@ pub(crate) fn build_quarantine(
             },
             signal: Some(signal.to_record()),
             targets,
+            target_reasons,
             deny: DenySpec {
                 actions: spec.deny.actions.clone(),
                 regions: spec.scope.regions.clone(),

@@ -136,6 +136,7 @@ mod tests {
                         arn: "arn:aws:iam::222222222222:user/b".into(),
                     },
                 ],
+                target_reasons: Vec::new(),
                 deny: DenySpec {
                     actions: vec!["ec2:RunInstances".into()],
                     regions: vec![],

@@ -349,6 +349,7 @@ fn outline(namespace: &str, policy: &str, name: &str, ended: &Ended) -> Quaranti
             },
             signal: None,
             targets: ended.targets.iter().map(Target::principal).collect(),
+            target_reasons: Vec::new(),
             deny: DenySpec::default(),
             actions: crate::controller::crd::default_actions(),
             mode: Mode::default(),

@@ -378,6 +378,11 @@ impl SignalIntake for Intake {
             }
             let ns = policy.namespace().unwrap_or_default();
             let policy_name = policy.name_any();
+            let resolution = if policy.spec.scope.selectors.is_empty() {
+                None
+            } else {
+                self.stores.resolutions().get(&ns, &policy_name)
+            };
             // Cheap pass without existing quarantines: most policies stop at source/account.
             let probe = policy::evaluate(Input {
                 policy,
@@ -385,6 +390,7 @@ impl SignalIntake for Intake {
                 existing: &[],
                 settings: &self.settings,
                 now,
+                resolution: resolution.as_ref(),
             });
             // Held from evaluation until the Quarantine exists, for matching signals only.
             let mut created_guard = None;
@@ -414,6 +420,7 @@ impl SignalIntake for Intake {
                     existing: &existing,
                     settings: &self.settings,
                     now,
+                    resolution: resolution.as_ref(),
                 })
             } else {
                 probe

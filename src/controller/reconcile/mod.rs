@@ -197,9 +197,15 @@ pub struct Stores {
     cached: index::CachedIndex,
     ended: ended::EndedIndex,
     drift: crate::controller::enforce::trigger::DriftTrigger,
+    resolutions: crate::controller::resolver::Resolutions,
 }
 
 impl Stores {
+    /// The latest selector resolution of each policy (decision 246).
+    pub fn resolutions(&self) -> &crate::controller::resolver::Resolutions {
+        &self.resolutions
+    }
+
     /// How many quarantines of the policy are Active or Releasing (from an index, not a scan).
     pub fn active_quarantines(&self, namespace: &str, policy: &str) -> usize {
         self.active.count(namespace, policy)
@@ -518,6 +524,7 @@ pub fn start_on(
     {
         let pc = Controller::for_shared_stream(policy_feed.subscribe(false), policy_store.clone())
             .owns_shared_stream(quarantine_feed.subscribe(true))
+            .reconcile_on(stores.resolutions.subscribe())
             .with_config(runtime.clone());
         let feed = quarantine_feed.subscribe(false);
         // With an audit store, the flusher's writes of `status.audit` alone wake no reconcile.

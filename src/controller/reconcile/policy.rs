@@ -19,9 +19,15 @@ use crate::controller::crd::conditions::{
     REASON_INVALID_PRINCIPAL, REASON_NO_ELIGIBLE_TARGETS, REASON_PROTECTED_TARGET,
     REASON_SLACK_SECRET_MISSING, REASON_VALID, condition_status, set_condition,
 };
-use crate::controller::crd::{DenySpec, GuardrailPolicy};
+use crate::controller::crd::conditions::{
+    REASON_RESOLUTION_FAILED, REASON_RESOLUTION_PENDING, REASON_RESOLUTION_STALE, REASON_RESOLVED,
+    REASON_TOO_MANY_TARGETS, SELECTORS_RESOLVED,
+};
+use crate::controller::crd::{DenySpec, GuardrailPolicy, ResolvedTargets};
 use crate::controller::enforce::document;
+use crate::controller::policy::selectors;
 use crate::metrics::CONTROLLER_POLICY;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 /// How often a policy is re-checked without changes (the Slack Secret may appear).
 pub const RECHECK: Duration = Duration::from_secs(300);
@@ -130,6 +136,83 @@ pub fn validate_spec(policy: &GuardrailPolicy, protected: &PrincipalSet) -> Vec<
         Ok(_) => {}
     }
     problems
+}
+
+/// What a policy's status says about its selectors: the `SelectorsResolved` condition (status,
+/// reason, message) and the summary of the resolved set (`None` keeps the last one shown).
+/// `None` for a policy without selectors. Pure.
+pub fn selection_status(
+    policy: &GuardrailPolicy,
+    resolution: Option<&selectors::Resolution>,
+    now: Timestamp,
+) -> Option<(bool, &'static str, String, Option<ResolvedTargets>)> {
+    let scope = &policy.spec.scope;
+    if scope.selectors.is_empty() {
+        return None;
+    }
+    let current = resolution.filter(|r| r.fingerprint == selectors::fingerprint(scope));
+    let Some(resolution) = current else {
+        return Some((
+            false,
+            REASON_RESOLUTION_PENDING,
+            "scope.selectors are not resolved yet; signals quarantine no one until they are".into(),
+            None,
+        ));
+    };
+    let targets = match &resolution.outcome {
+        selectors::Outcome::Failed(why) => {
+            return Some((
+                false,
+                REASON_RESOLUTION_FAILED,
+                format!(
+                    "resolving scope.selectors failed: {why}; signals quarantine no one until a resolution succeeds"
+                ),
+                None,
+            ));
+        }
+        selectors::Outcome::Resolved(targets) => targets,
+    };
+    let all = selectors::candidates(scope, targets);
+    let mut arns: Vec<String> = all.iter().map(|t| t.principal.arn.clone()).collect();
+    arns.sort();
+    let summary = ResolvedTargets {
+        count: i32::try_from(all.len()).unwrap_or(i32::MAX),
+        sample: arns.into_iter().take(10).collect(),
+        resolved_at: Some(Time(resolution.since)),
+    };
+    if now > resolution.valid_until {
+        return Some((
+            false,
+            REASON_RESOLUTION_STALE,
+            format!(
+                "the last resolution of scope.selectors ({}) is older than allowed (until {}); signals quarantine no one until a new one",
+                resolution.resolved_at, resolution.valid_until
+            ),
+            Some(summary),
+        ));
+    }
+    if all.len() > scope.max_targets() {
+        return Some((
+            false,
+            REASON_TOO_MANY_TARGETS,
+            format!(
+                "the scope resolves to {} principals, more than scope.maxTargets {}: signals quarantine no one; narrow the selectors or raise maxTargets",
+                all.len(),
+                scope.max_targets()
+            ),
+            Some(summary),
+        ));
+    }
+    Some((
+        true,
+        REASON_RESOLVED,
+        format!(
+            "the scope resolves to {} principal(s) (at most {})",
+            all.len(),
+            scope.max_targets()
+        ),
+        Some(summary),
+    ))
 }
 
 /// The kube-runtime reconcile entry point.
@@ -250,14 +333,128 @@ async fn apply(policy: &GuardrailPolicy, ctx: &Shared) -> Result<Action, Error> 
         policy.metadata.generation,
         now,
     );
+    let resolution = ctx.stores.resolutions().get(&ns, &name);
+    let selection = selection_status(policy, resolution.as_ref(), now);
+    let selection_warning = match &selection {
+        None => {
+            status.conditions.retain(|c| c.type_ != SELECTORS_RESOLVED);
+            status.resolved_targets = None;
+            None
+        }
+        Some((resolved, reason, message, summary)) => {
+            let before = old
+                .conditions
+                .iter()
+                .find(|c| c.type_ == SELECTORS_RESOLVED)
+                .map(|c| (c.status.clone(), c.reason.clone()));
+            set_condition(
+                &mut status.conditions,
+                SELECTORS_RESOLVED,
+                *resolved,
+                reason,
+                message,
+                policy.metadata.generation,
+                now,
+            );
+            if let Some(summary) = summary {
+                status.resolved_targets = Some(summary.clone());
+            }
+            let flipped = before != Some(("False".to_string(), reason.to_string()));
+            // Pending is the normal start; every other False is worth a Warning when it begins.
+            (!resolved && *reason != REASON_RESOLUTION_PENDING && flipped)
+                .then(|| (*reason, message.clone()))
+        }
+    };
     let api: Api<GuardrailPolicy> = Api::namespaced(ctx.client.clone(), &ns);
     let changed = patch_status(&api, policy, &old, &status, &[])
         .await?
         .is_some();
+    if let (Some((reason, message)), true) = (selection_warning, changed) {
+        ctx.publish(policy, true, reason, "ResolveSelectors", message)
+            .await;
+    }
     let generation_changed = old.observed_generation != policy.metadata.generation;
     if !ready && (was_ready || generation_changed || old.conditions.is_empty()) && changed {
         ctx.publish(policy, true, reason, "Validate", message).await;
     }
     ctx.reset_backoff(&policy.uid().unwrap_or_default());
     Ok(requeue(RECHECK))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::crd::{Principal, PrincipalKind};
+    use selectors::{Outcome, Resolution, ResolvedTarget};
+
+    fn policy(max: u32) -> GuardrailPolicy {
+        let text = format!(
+            "apiVersion: autoguardrails.io/v1alpha1\nkind: GuardrailPolicy\nmetadata: {{ name: p, namespace: team }}\nspec:\n  match: {{ sources: [CostAnomaly] }}\n  scope:\n    selectors: [{{ accounts: [\"111111111111\"], namePattern: \"r*\" }}]\n    maxTargets: {max}\n  deny: {{ actions: [\"ec2:RunInstances\"] }}\n"
+        );
+        crate::controller::simulate::load_policy("p", &text).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn resolution(p: &GuardrailPolicy, n: usize, now: Timestamp) -> Resolution {
+        Resolution {
+            fingerprint: selectors::fingerprint(&p.spec.scope),
+            resolved_at: now,
+            since: now,
+            valid_until: now + jiff::SignedDuration::from_mins(15),
+            outcome: Outcome::Resolved(
+                (0..n)
+                    .map(|i| ResolvedTarget {
+                        principal: Principal {
+                            kind: PrincipalKind::IamRole,
+                            arn: format!("arn:aws:iam::111111111111:role/r{i:02}"),
+                        },
+                        matched_by: "selectors[0]".into(),
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    #[test]
+    fn the_condition_follows_the_resolution() {
+        let now = Timestamp::UNIX_EPOCH;
+        let p = policy(12);
+        let (ok, reason, _, summary) = selection_status(&p, None, now).unwrap_or_else(|| panic!());
+        assert_eq!(
+            (ok, reason, summary),
+            (false, REASON_RESOLUTION_PENDING, None)
+        );
+
+        let r = resolution(&p, 11, now);
+        let (ok, reason, _, summary) =
+            selection_status(&p, Some(&r), now).unwrap_or_else(|| panic!());
+        assert_eq!((ok, reason), (true, REASON_RESOLVED));
+        let summary = summary.unwrap_or_default();
+        assert_eq!(summary.count, 11);
+        assert_eq!(summary.sample.len(), 10, "at most 10 ARNs");
+        assert_eq!(summary.resolved_at, Some(Time(now)));
+
+        let (ok, reason, message, _) =
+            selection_status(&policy(10), Some(&resolution(&policy(10), 11, now)), now)
+                .unwrap_or_else(|| panic!());
+        assert_eq!((ok, reason), (false, REASON_TOO_MANY_TARGETS));
+        assert!(message.contains("11 principals"));
+
+        let mut failed = r.clone();
+        failed.outcome = Outcome::Failed("account 111111111111: AccessDenied".into());
+        let (ok, reason, message, summary) =
+            selection_status(&p, Some(&failed), now).unwrap_or_else(|| panic!());
+        assert_eq!(
+            (ok, reason, summary),
+            (false, REASON_RESOLUTION_FAILED, None)
+        );
+        assert!(message.contains("AccessDenied"));
+
+        let later = now + jiff::SignedDuration::from_mins(16);
+        let (ok, reason, _, _) = selection_status(&p, Some(&r), later).unwrap_or_else(|| panic!());
+        assert_eq!((ok, reason), (false, REASON_RESOLUTION_STALE));
+
+        let mut plain = p.clone();
+        plain.spec.scope.selectors.clear();
+        assert!(selection_status(&plain, Some(&r), now).is_none());
+    }
 }

@@ -814,17 +814,18 @@ fn outside_policy(q: &Quarantine, ctx: &Shared) -> Vec<(String, String)> {
     let exclusions =
         crate::controller::policy::exclusions(&policy.spec, &ctx.settings.protected_principals)
             .ok();
+    let resolution = ctx.stores.resolutions().get(&ns, &owner.name);
     q.spec
         .targets
         .iter()
         .filter_map(|t| {
-            if !policy
+            let explicit = policy
                 .spec
                 .scope
                 .principals
                 .iter()
-                .any(|s| s.same_principal(t))
-            {
+                .any(|s| s.same_principal(t));
+            if !explicit && !selected(&policy.spec.scope, q, resolution.as_ref(), t) {
                 return Some((
                     t.arn.clone(),
                     format!("not in the scope of policy {}", owner.name),
@@ -842,6 +843,40 @@ fn outside_policy(q: &Quarantine, ctx: &Shared) -> Vec<(String, String)> {
             })
         })
         .collect()
+}
+
+/// Whether a target of a policy with selectors is still in its scope: it was frozen in with a
+/// selector's reason (`targetReasons`, written by intake) and, when the policy's selectors have a
+/// successful resolution, that resolution still holds it (a principal that stopped matching is
+/// refused, never one that was not chosen at creation; decision 245). Without a resolution the
+/// frozen record, checked by intake at creation, is what is known.
+fn selected(
+    scope: &crate::controller::crd::ScopeSpec,
+    q: &Quarantine,
+    resolution: Option<&crate::controller::policy::selectors::Resolution>,
+    target: &crate::controller::crd::Principal,
+) -> bool {
+    use crate::controller::policy::selectors::{Outcome, fingerprint};
+    if scope.selectors.is_empty() {
+        return false;
+    }
+    let frozen = q
+        .spec
+        .target_reasons
+        .iter()
+        .any(|r| r.arn == target.arn && r.matched_by.starts_with("selectors["));
+    if !frozen {
+        return false;
+    }
+    match resolution {
+        Some(r) if r.fingerprint == fingerprint(scope) => match &r.outcome {
+            Outcome::Resolved(targets) => {
+                targets.iter().any(|t| t.principal.same_principal(target))
+            }
+            Outcome::Failed(_) => true,
+        },
+        _ => true,
+    }
 }
 
 /// True when the owning policy (by ownerReference uid) is gone or being deleted.

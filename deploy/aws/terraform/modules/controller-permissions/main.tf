@@ -37,7 +37,11 @@ data "aws_iam_policy_document" "read" {
       "iam:ListPolicyTags",
       "iam:ListPolicyVersions",
       "iam:ListRolePolicies",
+      "iam:ListRoleTags",
+      "iam:ListRoles",
       "iam:ListUserPolicies",
+      "iam:ListUserTags",
+      "iam:ListUsers",
     ]
     resources = ["*"]
   }

@@ -88,6 +88,23 @@ resource "aws_iam_role_policy" "poller" {
   policy = data.aws_iam_policy_document.poller.json
 }
 
+# controller-organizations.
+data "aws_iam_policy_document" "organizations" {
+  statement {
+    sid       = "ControllerOrganizations"
+    effect    = "Allow"
+    actions   = ["organizations:ListAccountsForParent", "organizations:ListChildren"]
+    resources = ["*"]
+  }
+}
+
+resource "aws_iam_role_policy" "organizations" {
+  count  = var.enable_organizations ? 1 : 0
+  name   = "autoguardrails-organizations"
+  role   = aws_iam_role.controller.id
+  policy = data.aws_iam_policy_document.organizations.json
+}
+
 # controller-slack-ssm.
 data "aws_iam_policy_document" "slack_ssm" {
   statement {

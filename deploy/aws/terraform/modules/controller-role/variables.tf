@@ -61,6 +61,12 @@ variable "enable_anomaly_poller" {
   default     = false
 }
 
+variable "enable_organizations" {
+  description = "Grant organizations:ListChildren and ListAccountsForParent (scope selectors with an organizationalUnit, read with the controller's own identity in a delegated administrator account)."
+  type        = bool
+  default     = false
+}
+
 variable "slack_webhook_parameter_arns" {
   description = "SSM parameter ARNs holding Slack webhook URLs the controller may read."
   type        = list(string)

@@ -1,0 +1,342 @@
+//! Scope selectors through the real binary (config file, env, kubectl, the emulator, moto's IAM):
+//! a policy selecting roles by path prefix and tag resolves (condition, status, `kubectl get grp`
+//! column); a signal freezes the resolved roles into the Quarantine with their reasons, and a
+//! role created afterwards does not join it; over `maxTargets` the policy refuses (condition,
+//! Event, intake reason, no Quarantine, no IAM write); a resolution that fails (an account the
+//! controller cannot reach) quarantines no one and says so.
+
+use crate::support::binary::{
+    attached, cluster_with_events_key, free_port, iam_client, metric_value, post_event,
+    spawn_controller_with_env, wait_for,
+};
+use crate::support::moto;
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+const NS: &str = "autoguardrails";
+const ACCOUNT: &str = "123456789012";
+const API_KEY: &str = "selectors-test-key";
+
+const POLICY: &str = r#"apiVersion: autoguardrails.io/v1alpha1
+kind: GuardrailPolicy
+metadata:
+  name: ml-spike
+  namespace: autoguardrails
+spec:
+  mode: Auto
+  match:
+    sources: [CostAnomaly]
+    accountIds: ["123456789012"]
+    minImpactUsd: 100
+  scope:
+    selectors:
+      - accounts: ["123456789012"]
+        pathPrefix: /teams/ml/
+        tags:
+          - { key: team, value: ml }
+    maxTargets: 3
+  deny:
+    actions: ["ec2:RunInstances"]
+  quarantine:
+    ttl: 2h
+"#;
+
+fn anomaly(id: &str) -> Value {
+    let mut anomaly: Value =
+        serde_json::from_str(include_str!("../fixtures/signals/eventbridge-anomaly.json")).unwrap();
+    anomaly["account"] = ACCOUNT.into();
+    anomaly["detail"]["anomalyId"] = id.into();
+    anomaly["detail"]["rootCauses"][0]["linkedAccount"] = ACCOUNT.into();
+    anomaly["detail"]["impact"]["totalImpact"] = serde_json::json!(520.0);
+    anomaly
+}
+
+async fn role(iam: &aws_sdk_iam::Client, path: &str, name: &str, team: &str) {
+    iam.create_role()
+        .role_name(name)
+        .path(path)
+        .assume_role_policy_document(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#,
+        )
+        .tags(
+            aws_sdk_iam::types::Tag::builder()
+                .key("team")
+                .value(team)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn selectors_resolve_freeze_refuse_and_fail_closed_in_the_binary() {
+    let moto = moto::MotoServer::start();
+    let iam = iam_client(&moto).await;
+    role(&iam, "/teams/ml/", "ml-a", "ml").await;
+    role(&iam, "/teams/ml/", "ml-b", "ml").await;
+    role(&iam, "/teams/ml/", "ml-untagged", "web").await;
+    role(&iam, "/teams/web/", "web-a", "ml").await;
+    let (emulator, kubectl) = cluster_with_events_key(NS, API_KEY).await;
+    let kubeconfig = emulator.kubeconfig_path().to_path_buf();
+
+    let metrics_port = free_port();
+    let signals_port = free_port();
+    let dir = std::env::temp_dir().join(format!("agr-selectors-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"clusterId: e2e
+namespaces: [{NS}]
+metricsAddr: 127.0.0.1:{metrics_port}
+signalsAddr: 127.0.0.1:{signals_port}
+selectorPeriod: 1s
+aws:
+  backend: sdk
+  endpointUrl: {moto}
+  maxAttempts: 1
+  requestsPerSecond: 0
+leaderElection:
+  leaseNamespace: {NS}
+  leaseDuration: 4s
+  renewDeadline: 3s
+  retryPeriod: 500ms
+signals:
+  events:
+    apiKeySecret: {{ name: events-key, key: apiKey }}
+notifications:
+  enabled: false
+"#,
+            moto = moto.url
+        ),
+    )
+    .unwrap();
+    let controller = spawn_controller_with_env(&kubeconfig, &config, NS, &dir, &[], &[]);
+    let http = crate::support::binary::http_client();
+    let ops = format!("http://127.0.0.1:{metrics_port}");
+    wait_for("/readyz and the lease", Duration::from_secs(60), || async {
+        let ready =
+            matches!(http.get(format!("{ops}/readyz")).send().await, Ok(r) if r.status() == 200);
+        ready && metric_value(&http, &ops, "autoguardrails_leader ").await == 1.0
+    })
+    .await;
+    kubectl.run_with_input(&["apply", "-f", "-"], Some(POLICY));
+    let condition = || {
+        kubectl
+            .run(&[
+                "get",
+                "guardrailpolicy/ml-spike",
+                "-n",
+                NS,
+                "-o",
+                r#"jsonpath={.status.conditions[?(@.type=="SelectorsResolved")].status} {.status.conditions[?(@.type=="SelectorsResolved")].reason} {.status.resolvedTargets.count}"#,
+            ])
+            .trim()
+            .to_string()
+    };
+    let wait_condition = |expected: &'static str| {
+        let condition = &condition;
+        let controller = &controller;
+        async move {
+            let mut seen = String::new();
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while std::time::Instant::now() < deadline {
+                seen = condition();
+                if seen == expected {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            panic!(
+                "SelectorsResolved: wanted {expected:?}, saw {seen:?}\n{}",
+                controller.log()
+            );
+        }
+    };
+    wait_condition("True Resolved 2").await;
+    let table = kubectl.run(&["get", "grp", "-n", NS]);
+    let mut lines = table.lines();
+    let header = lines.next().unwrap_or_default();
+    let row = lines.next().unwrap_or_default();
+    let column = header
+        .split_whitespace()
+        .position(|c| c == "TARGETS")
+        .unwrap_or_else(|| panic!("no TARGETS column: {table}"));
+    assert_eq!(row.split_whitespace().nth(column), Some("2"), "{table}");
+    let sample = kubectl.run(&[
+        "get",
+        "guardrailpolicy/ml-spike",
+        "-n",
+        NS,
+        "-o",
+        "jsonpath={.status.resolvedTargets.sample[*]}",
+    ]);
+    assert_eq!(
+        sample.trim(),
+        "arn:aws:iam::123456789012:role/teams/ml/ml-a arn:aws:iam::123456789012:role/teams/ml/ml-b"
+    );
+
+    // Steady state: the resolver keeps resolving (every second here), the policy is not rewritten.
+    let version = || {
+        kubectl.run(&[
+            "get",
+            "guardrailpolicy/ml-spike",
+            "-n",
+            NS,
+            "-o",
+            "jsonpath={.metadata.resourceVersion}",
+        ])
+    };
+    let before = version();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(version(), before, "an unchanged resolution writes nothing");
+
+    // A signal freezes the resolved set into the Quarantine, with why each role is in it.
+    let events = format!("http://127.0.0.1:{signals_port}/events");
+    let last_signal = || {
+        kubectl
+            .run(&[
+                "get",
+                "guardrailpolicy/ml-spike",
+                "-n",
+                NS,
+                "-o",
+                "jsonpath={.status.lastSignal.id} {.status.lastSignal.reason}",
+            ])
+            .trim()
+            .to_string()
+    };
+    let send = |id: &'static str| {
+        let http = &http;
+        let events = &events;
+        let last_signal = &last_signal;
+        async move {
+            let answer = post_event(http, events, API_KEY, &anomaly(id)).await;
+            assert_eq!(
+                (answer.0, answer.1.as_str()),
+                (200, "accepted"),
+                "{answer:?}"
+            );
+            let mut seen = String::new();
+            wait_for(&format!("lastSignal {id}"), Duration::from_secs(30), || {
+                seen = last_signal();
+                let done = seen.starts_with(id);
+                async move { done }
+            })
+            .await;
+            seen
+        }
+    };
+    assert_eq!(send("sel-1").await, "sel-1 Matched");
+    let name = kubectl.run(&["get", "quarantines", "-n", NS, "-o", "name"]);
+    let name = name.trim().to_string();
+    let spec =
+        |path: &str| kubectl.run(&["get", &name, "-n", NS, "-o", &format!("jsonpath={path}")]);
+    assert_eq!(
+        spec("{.spec.targets[*].arn}").trim(),
+        "arn:aws:iam::123456789012:role/teams/ml/ml-a arn:aws:iam::123456789012:role/teams/ml/ml-b"
+    );
+    let reasons = spec("{.spec.targetReasons[*].matchedBy}");
+    assert_eq!(
+        reasons
+            .matches("selectors[0]: account 123456789012, path /teams/ml/, tag team=ml")
+            .count(),
+        2,
+        "{reasons}"
+    );
+    kubectl.run(&[
+        "wait",
+        "-n",
+        NS,
+        "--for=jsonpath={.status.phase}=Active",
+        &name,
+        "--timeout=60s",
+    ]);
+    assert_eq!(attached(&iam, "ml-a").await.len(), 1);
+    assert_eq!(attached(&iam, "ml-b").await.len(), 1);
+    assert!(attached(&iam, "web-a").await.is_empty());
+    assert!(attached(&iam, "ml-untagged").await.is_empty());
+
+    // A role created afterwards is resolved, but does not join the Quarantine.
+    role(&iam, "/teams/ml/", "ml-c", "ml").await;
+    wait_condition("True Resolved 3").await;
+    assert_eq!(
+        spec("{.spec.targets[*].arn}").trim(),
+        "arn:aws:iam::123456789012:role/teams/ml/ml-a arn:aws:iam::123456789012:role/teams/ml/ml-b"
+    );
+    assert!(attached(&iam, "ml-c").await.is_empty());
+
+    // Over maxTargets: refused, said so, nothing created or written.
+    kubectl.run(&[
+        "patch",
+        "guardrailpolicy/ml-spike",
+        "-n",
+        NS,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"scope":{"maxTargets":2}}}"#,
+    ]);
+    wait_condition("False TooManyTargets 3").await;
+    assert_eq!(send("sel-2").await, "sel-2 TooManyTargets");
+    let listed: Value =
+        serde_json::from_str(&kubectl.run(&["get", "events", "-n", NS, "-o", "json"])).unwrap();
+    let warnings: Vec<&str> = listed["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter(|e| e["reason"] == "TooManyTargets" && e["type"] == "Warning")
+                .filter_map(|e| e["message"].as_str().or(e["note"].as_str()))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        warnings
+            .iter()
+            .any(|m| m.contains("more than scope.maxTargets 2")),
+        "{listed}"
+    );
+    let quarantines = kubectl.run(&["get", "quarantines", "-n", NS, "-o", "name"]);
+    assert_eq!(quarantines.trim(), name, "no second quarantine");
+    assert!(attached(&iam, "ml-c").await.is_empty(), "no IAM write");
+
+    // A resolution that fails (an account with no way in) quarantines no one and says why.
+    kubectl.run(&[
+        "patch",
+        "guardrailpolicy/ml-spike",
+        "-n",
+        NS,
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/scope/maxTargets","value":10},{"op":"add","path":"/spec/scope/selectors/0/accounts/-","value":"210987654321"}]"#,
+    ]);
+    wait_condition("False ResolutionFailed 3").await;
+    let message = kubectl.run(&[
+        "get",
+        "guardrailpolicy/ml-spike",
+        "-n",
+        NS,
+        "-o",
+        r#"jsonpath={.status.conditions[?(@.type=="SelectorsResolved")].message}"#,
+    ]);
+    assert!(message.contains("210987654321"), "{message}");
+    assert_eq!(send("sel-3").await, "sel-3 SelectorsUnresolved");
+    let quarantines = kubectl.run(&["get", "quarantines", "-n", NS, "-o", "name"]);
+    assert_eq!(
+        quarantines.trim(),
+        name,
+        "no quarantine from a failed resolution"
+    );
+    assert!(attached(&iam, "ml-c").await.is_empty());
+    assert!(
+        controller.log().contains("resolving selectors failed"),
+        "{}",
+        controller.log()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
