@@ -568,7 +568,18 @@ fn finish(state: &SignalState, source: &'static str, started: Instant, answer: A
         outcome: answer.outcome,
         reason: &reason,
     };
-    (answer.status, axum::Json(body)).into_response()
+    let mut response = (answer.status, axum::Json(body)).into_response();
+    if matches!(
+        answer.status,
+        StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT
+    ) {
+        // The body may be left unread: the connection cannot carry another request, and saying
+        // so keeps a client from sending its next request into a connection being closed.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+    }
+    response
 }
 
 /// Reads the body within the size and time limits.
