@@ -375,6 +375,20 @@ async fn slack_buttons_act_as_the_mapped_identity_and_refuse_everything_else() {
             .contains("unverified")),
         "{history:?}"
     );
+    // The history names the channel of the decision (from the stamp only the controller signs).
+    assert!(
+        history
+            .iter()
+            .any(|entry| entry["event"] == "Approved" && entry["channel"] == "slack"),
+        "{history:?}"
+    );
+    assert!(
+        history
+            .iter()
+            .filter(|entry| entry["actor"] == "controller")
+            .all(|entry| entry["channel"].is_null()),
+        "{history:?}"
+    );
     assert_eq!(
         metric_value(
             &http,
@@ -429,6 +443,16 @@ async fn slack_buttons_act_as_the_mapped_identity_and_refuse_everything_else() {
     assert_eq!(post_signed(&http, &url, &release).await, 200);
     wait_phase(&admin, &first, "Released").await;
     answer_with(&received, "alice asked to release").await;
+    let q = status_of(&admin, &first);
+    let history = q["status"]["history"].as_array().unwrap();
+    for event in ["Extended", "ReleaseRequested"] {
+        assert!(
+            history.iter().any(|entry| entry["event"] == event
+                && entry["actor"] == "alice"
+                && entry["channel"] == "slack"),
+            "{event}: {history:?}"
+        );
+    }
 
     // Slack's response_url is down: the rejection stands anyway.
     let down = format!("http://127.0.0.1:{}/answer", free_port());

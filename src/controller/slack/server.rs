@@ -21,7 +21,7 @@ use super::intent::{self, Click, UserMapping};
 use super::request::{self, ReplayCache, SigningSecret};
 use crate::controller::admission::review::{self, Verdict};
 use crate::controller::admission::server::{AccessReviewer, ask};
-use crate::controller::admission::stamp::{GUARDED, stamp_key};
+use crate::controller::admission::stamp::stamp_key;
 use crate::controller::admission::{Identity, StampKey};
 use crate::controller::crd::quarantine::{Phase, Quarantine};
 use crate::controller::events::{EventRecorder, Occurrence, Severity};
@@ -407,38 +407,28 @@ async fn decide_and_write(state: &Interactions, click: &Click) -> Outcome {
     let value = intent::annotation_value(&identity, click.annotation, &state.extend_by);
     let request = intent::review_request(click, &identity, &current.policy, &value);
     let answers = ask(state.reviewer.as_ref(), &request).await;
-    let operations = match review::decide(&request, &answers, &state.key) {
-        Verdict::Allow(operations) => operations,
-        Verdict::Refuse(code, message) => {
-            outcome.label = if code == 503 {
-                OUTCOME_UNAVAILABLE
-            } else {
-                OUTCOME_REFUSED
-            };
-            outcome.message = message;
-            return outcome;
-        }
-    };
-    let mut annotations = BTreeMap::from([(click.annotation.key().to_string(), value)]);
-    for operation in &operations {
-        let path = operation["path"].as_str().unwrap_or_default();
-        let Some(key) = path.strip_prefix("/metadata/annotations/") else {
-            continue;
+    if let Verdict::Refuse(code, message) = review::decide(&request, &answers, &state.key) {
+        outcome.label = if code == 503 {
+            OUTCOME_UNAVAILABLE
+        } else {
+            OUTCOME_REFUSED
         };
-        let key = key.replace("~1", "/").replace("~0", "~");
-        let guarded = GUARDED
-            .iter()
-            .any(|annotation| stamp_key(*annotation) == key);
-        if let (true, Some(stamp)) = (guarded, operation["value"].as_str()) {
-            annotations.insert(key, stamp.to_string());
-        }
-    }
-    if GUARDED.contains(&click.annotation) && annotations.len() < 2 {
-        // decide allowed without a stamp: never write an unstamped guarded annotation.
-        outcome.label = OUTCOME_ERROR;
-        outcome.message = format!("Could not {verb} Quarantine {name}: no identity stamp was made");
+        outcome.message = message;
         return outcome;
     }
+    // Allowed: the value and a stamp naming the mapped user and the Slack channel, signed with
+    // the webhook's key (release too: its stamp makes the history name the verified user).
+    let stamp = state.key.sign_via(
+        &click.target.uid,
+        click.annotation.key(),
+        &value,
+        &identity,
+        Some(crate::audit::CHANNEL_SLACK),
+    );
+    let annotations = BTreeMap::from([
+        (click.annotation.key().to_string(), value),
+        (stamp_key(click.annotation), stamp),
+    ]);
     if let Err(error) = state
         .quarantines
         .annotate(
