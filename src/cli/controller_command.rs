@@ -340,6 +340,7 @@ async fn slack_interactions(
     metrics: Arc<Metrics>,
     instance: &str,
     ssm: Option<aws_sdk_ssm::Client>,
+    audit: Option<Arc<crate::controller::audit::controller_outbox::ControllerOutbox>>,
 ) -> Result<(axum::Router, String), RunError> {
     use crate::controller::slack::{request, server};
     let key = key.ok_or_else(|| {
@@ -422,6 +423,7 @@ async fn slack_interactions(
         body_timeout: Duration::from_secs(10),
         extend_by: settings.extend_by.clone(),
         now: server::system_now,
+        audit,
     });
     Ok((server::router(state), own))
 }
@@ -457,6 +459,18 @@ pub async fn serve_until(config: Config, shutdown: Shutdown) -> Result<(), RunEr
         sdk,
     } = clients_for(&config).await;
     controller_settings.audit = audit_outlet(&config, sdk.as_ref()).await;
+    if controller_settings.audit.enabled() {
+        // Records with no Quarantine history (decision 225): appended by any replica, flushed
+        // by the leader.
+        controller_settings.audit.controller = Some(
+            crate::controller::audit::controller_outbox::ControllerOutbox::start(
+                client.clone(),
+                &pod_namespace,
+                &config.cluster_id,
+                metrics.clone(),
+            ),
+        );
+    }
 
     // The caches, on every replica: a standby answers /sns and /events too, and a leader's
     // controllers run on the same caches (one copy of each object, decision 142).
@@ -479,7 +493,8 @@ pub async fn serve_until(config: Config, shutdown: Shutdown) -> Result<(), RunEr
             &controller_settings.protected_principals,
             config.kill_switch,
         )
-        .with_clock(clock),
+        .with_clock(clock)
+        .with_audit(controller_settings.audit.controller.clone()),
     );
     let submitted = Arc::new(SubmittedSignals::new(
         config.poller.remembered_anomalies.max(1),
@@ -523,6 +538,7 @@ pub async fn serve_until(config: Config, shutdown: Shutdown) -> Result<(), RunEr
             &identity,
             sdk.as_ref()
                 .map(|factory| factory.ssm(config.notifications.ssm_region.as_deref())),
+            controller_settings.audit.controller.clone(),
         )
         .await?;
         controller_username = Some(own);

@@ -144,6 +144,7 @@ async fn an_unreachable_access_check_refuses_and_stale_buttons_say_so() {
         body_timeout: Duration::from_secs(5),
         extend_by: "2h".into(),
         now: system_now,
+        audit: None,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!(

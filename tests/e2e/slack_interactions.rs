@@ -189,10 +189,14 @@ slack:
   users:
     - {{slackUserId: U0ALICE, username: alice, groups: [approvers]}}
     - {{slackUserId: U0MALLORY, username: mallory}}
+audit:
+  jsonLines: {audit}
+  flushInterval: 200ms
 "#,
             cert = tls_file("server.pem").display(),
             key = tls_file("server-key.pem").display(),
             secret = secret.display(),
+            audit = dir.join("audit.jsonl").display(),
         ),
     )
     .unwrap();
@@ -495,6 +499,49 @@ async fn slack_buttons_act_as_the_mapped_identity_and_refuse_everything_else() {
             .any(|line| line.starts_with("SlackActionAccepted=") && line.contains("alice")),
         "{events}"
     );
+    // The audit trail: accepted clicks through the Quarantine's history (channel slack,
+    // verified), refused ones through the controller's own outbox.
+    let audit_file = dir.join("audit.jsonl");
+    let records = || -> Vec<Value> {
+        std::fs::read_to_string(&audit_file)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    };
+    let has = |event: &str, actor: &str| {
+        records().into_iter().find(|r| {
+            r["event"] == event
+                && r["actor"]["name"] == actor
+                && r["quarantine"]["name"] == first_object["metadata"]["name"]
+        })
+    };
+    wait_for(
+        "the refusals in the audit trail",
+        Duration::from_secs(30),
+        || {
+            let found = has("SlackUserUnmapped", "slack:U0NOBODY").is_some()
+                && has("SlackActionRefused", "mallory").is_some()
+                && has("ReleaseRequested", "alice").is_some();
+            async move { found }
+        },
+    )
+    .await;
+    let refused = has("SlackActionRefused", "mallory").unwrap();
+    assert_eq!(refused["actor"]["channel"], "slack");
+    assert_eq!(refused["actor"]["verified"], false);
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("U0MALLORY"),
+        "{refused}"
+    );
+    for event in ["Approved", "Extended", "ReleaseRequested"] {
+        let record = has(event, "alice").unwrap_or_else(|| panic!("{event}: {:?}", records()));
+        assert_eq!(record["actor"]["channel"], "slack", "{record}");
+        assert_eq!(record["actor"]["verified"], true, "{record}");
+    }
     let log = controller.log();
     assert!(log.contains("slack interaction"), "{log}");
     assert!(!log.contains(SECRET), "the signing secret is never logged");

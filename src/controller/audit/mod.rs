@@ -3,6 +3,7 @@
 //! unflushed entries into [`AuditRecord`]s with the object's identity, removing what a flush
 //! stored, and the backlog for the metrics. The flusher ([`flusher`]) is the adapter. No I/O here.
 
+pub mod controller_outbox;
 pub mod flusher;
 
 use std::sync::Arc;
@@ -84,6 +85,7 @@ impl AuditSettings {
         };
         AuditOutlet {
             sink,
+            controller: None,
             flush_interval: unsigned(self.flush_interval, 2),
             max_backoff: unsigned(self.max_backoff, 60),
             deletion_wait: unsigned(self.deletion_wait, 300),
@@ -96,6 +98,8 @@ impl AuditSettings {
 pub struct AuditOutlet {
     /// The audit store; `None` keeps today's behaviour (no outbox in status).
     pub sink: Option<Arc<dyn AuditSink>>,
+    /// The controller's own outbox (records with no Quarantine history), when a store is set.
+    pub controller: Option<Arc<controller_outbox::ControllerOutbox>>,
     /// How often the flusher looks for unflushed entries.
     pub flush_interval: Duration,
     /// The longest wait between flush attempts while the store fails.
@@ -108,6 +112,7 @@ impl Default for AuditOutlet {
     fn default() -> Self {
         AuditOutlet {
             sink: None,
+            controller: None,
             flush_interval: Duration::from_secs(2),
             max_backoff: Duration::from_secs(60),
             deletion_wait: Duration::from_secs(300),

@@ -23,6 +23,7 @@ use crate::controller::admission::review::{self, Verdict};
 use crate::controller::admission::server::{AccessReviewer, ask};
 use crate::controller::admission::stamp::stamp_key;
 use crate::controller::admission::{Identity, StampKey};
+use crate::controller::audit::controller_outbox::ControllerOutbox;
 use crate::controller::crd::quarantine::{Phase, Quarantine};
 use crate::controller::events::{EventRecorder, Occurrence, Severity};
 use crate::controller::lifecycle::Annotation;
@@ -179,6 +180,9 @@ pub struct Interactions {
     pub extend_by: String,
     /// Seconds since the epoch now.
     pub now: fn() -> i64,
+    /// The controller's audit outbox: refused clicks are recorded there (accepted ones are in
+    /// the Quarantine's history). None without an audit store.
+    pub audit: Option<Arc<ControllerOutbox>>,
 }
 
 /// The signing secret from an SSM SecureString parameter (read with decryption). A parameter of
@@ -489,6 +493,38 @@ async fn record_audit(state: &Interactions, click: &Click, outcome: &Outcome) {
         message = %outcome.message,
         "slack interaction"
     );
+    if let (Some(outbox), false) = (&state.audit, outcome.accepted) {
+        // A refused click leaves no history on the Quarantine: the controller's outbox keeps it,
+        // in the Quarantine's partition (decision 225).
+        let mut record = crate::controller::audit::controller_outbox::record(
+            outbox.cluster(),
+            reason_of(outcome.label),
+            crate::audit::Actor {
+                name: if username.is_empty() {
+                    format!("slack:{}", click.user_id)
+                } else {
+                    username.to_string()
+                },
+                verified: false,
+                channel: crate::audit::CHANNEL_SLACK.to_string(),
+            },
+            format!(
+                "{} from Slack by {} ({}, team {}): {}",
+                click.annotation.verb(),
+                click.user_id,
+                click.user_name,
+                click.team_id,
+                outcome.message
+            ),
+        );
+        record.quarantine = Some(crate::audit::QuarantineRef {
+            namespace: click.target.namespace.clone(),
+            name: click.target.name.clone(),
+            uid: click.target.uid.clone(),
+        });
+        record.policy = outcome.current.as_ref().map(|c| c.policy.clone());
+        outbox.append(record);
+    }
     let (Some(recorder), Some(current)) = (&state.recorder, &outcome.current) else {
         return;
     };
