@@ -383,6 +383,15 @@ async fn slack_interactions(
             ));
         }
     };
+    if let Some(bad) = settings
+        .response_url_prefixes
+        .iter()
+        .find(|prefix| reqwest::Url::parse(prefix).is_err() || !prefix.ends_with('/'))
+    {
+        return Err(RunError::Config(format!(
+            "slack.responseUrlPrefixes entry {bad:?} must be a URL ending in / (e.g. https://hooks.slack.com/)"
+        )));
+    }
     if settings.extend_by.parse::<jiff::SignedDuration>().is_err() {
         return Err(RunError::Config(format!(
             "slack.extendBy {:?} is not a duration such as 2h",
@@ -423,6 +432,7 @@ async fn slack_interactions(
         body_timeout: Duration::from_secs(10),
         extend_by: settings.extend_by.clone(),
         now: server::system_now,
+        response_url_prefixes: settings.response_url_prefixes.clone(),
         audit,
     });
     Ok((server::router(state), own))

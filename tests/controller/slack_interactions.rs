@@ -121,6 +121,8 @@ async fn an_unreachable_access_check_refuses_and_stale_buttons_say_so() {
     drop(closed);
     let unreachable = kube::Client::try_from(kube::Config::new(dead_url.parse().unwrap())).unwrap();
     let metrics = Arc::new(Metrics::new().unwrap());
+    let (answer_url, received) = receiver().await;
+    let allowed = answer_url.trim_end_matches("answer").to_string();
     let state = Arc::new(Interactions {
         secret: SigningSecret::new(SECRET).unwrap(),
         replays: ReplayCache::new(100),
@@ -144,6 +146,7 @@ async fn an_unreachable_access_check_refuses_and_stale_buttons_say_so() {
         body_timeout: Duration::from_secs(5),
         extend_by: "2h".into(),
         now: system_now,
+        response_url_prefixes: vec![allowed],
         audit: None,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -152,8 +155,20 @@ async fn an_unreachable_access_check_refuses_and_stale_buttons_say_so() {
         listener.local_addr().unwrap()
     );
     tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
-    let (answer_url, received) = receiver().await;
     let http = reqwest::Client::new();
+
+    // A response_url that is not the allowed receiver: refused whole, nothing read or posted.
+    assert_eq!(
+        post(&http, &url, &click(&uid, "https://evil.example/answer", 9)).await,
+        400
+    );
+    assert_eq!(
+        metrics
+            .slack_interactions
+            .with_label_values(&["bad_response_url"])
+            .get(),
+        1
+    );
 
     assert_eq!(post(&http, &url, &click(&uid, &answer_url, 1)).await, 200);
     let refused = answer(&received, 1).await;

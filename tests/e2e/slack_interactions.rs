@@ -155,7 +155,13 @@ async fn answer_with(received: &Arc<Mutex<Vec<Value>>>, text: &str) -> Value {
     found
 }
 
-fn write_config(dir: &Path, metrics_port: u16, signals_port: u16, webhook_port: u16) -> PathBuf {
+fn write_config(
+    dir: &Path,
+    metrics_port: u16,
+    signals_port: u16,
+    webhook_port: u16,
+    response_urls: &[String],
+) -> PathBuf {
     let secret = dir.join("signing-secret");
     std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
     let config = dir.join("config.yaml");
@@ -186,6 +192,7 @@ slack:
   interactions: true
   signingSecretFile: {secret}
   maxBodyBytes: 16384
+  responseUrlPrefixes: {prefixes}
   users:
     - {{slackUserId: U0ALICE, username: alice, groups: [approvers]}}
     - {{slackUserId: U0MALLORY, username: mallory}}
@@ -197,6 +204,7 @@ audit:
             key = tls_file("server-key.pem").display(),
             secret = secret.display(),
             audit = dir.join("audit.jsonl").display(),
+            prefixes = serde_json::to_string(response_urls).unwrap(),
         ),
     )
     .unwrap();
@@ -240,7 +248,15 @@ async fn slack_buttons_act_as_the_mapped_identity_and_refuse_everything_else() {
     let dir = std::env::temp_dir().join(format!("agr-slack-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (metrics_port, signals_port, webhook_port) = (free_port(), free_port(), free_port());
-    let config = write_config(&dir, metrics_port, signals_port, webhook_port);
+    // Slack's response_url is played by a local receiver; a second port stays closed (Slack
+    // down). Only these two are allowed response_url prefixes.
+    let (answer_url, received) = receiver().await;
+    let down_port = free_port();
+    let allowed = [
+        answer_url.trim_end_matches("answer").to_string(),
+        format!("http://127.0.0.1:{down_port}/"),
+    ];
+    let config = write_config(&dir, metrics_port, signals_port, webhook_port, &allowed);
     let controller =
         crate::support::binary::spawn_controller_with_env(&admin, &config, NS, &dir, &[], &[]);
     let http = crate::support::binary::http_client();
@@ -297,7 +313,6 @@ async fn slack_buttons_act_as_the_mapped_identity_and_refuse_everything_else() {
     let second_object = status_of(&admin, &second);
 
     let url = format!("http://127.0.0.1:{signals_port}/slack/interactions");
-    let (answer_url, received) = receiver().await;
     let metric =
         |outcome: &str| format!("autoguardrails_slack_interactions_total{{outcome=\"{outcome}\"}}");
 
@@ -327,6 +342,19 @@ async fn slack_buttons_act_as_the_mapped_identity_and_refuse_everything_else() {
     assert!(
         received.lock().unwrap().is_empty(),
         "nothing answered to refused requests"
+    );
+
+    // A response_url that is not an allowed Slack address: refused whole, nothing posted.
+    let elsewhere = click(
+        "U0ALICE",
+        "approve",
+        &first_object,
+        "http://127.0.0.1:9/elsewhere",
+    );
+    assert_eq!(post_signed(&http, &url, &elsewhere).await, 400);
+    assert_eq!(
+        metric_value(&http, &ops, &metric("bad_response_url")).await,
+        1.0
     );
 
     // An unmapped Slack user: an ephemeral refusal, nothing changes.
@@ -361,6 +389,12 @@ async fn slack_buttons_act_as_the_mapped_identity_and_refuse_everything_else() {
     wait_phase(&admin, &first, "Active").await;
     let answer = answer_with(&received, "alice approved").await;
     assert_eq!(answer["response_type"], "in_channel");
+    // The clicked message is replaced: no buttons, the new state and who did it.
+    assert_eq!(answer["replace_original"], true);
+    let blocks = answer["blocks"].to_string();
+    assert!(blocks.contains("Approved"), "{blocks}");
+    assert!(blocks.contains("by alice from Slack"), "{blocks}");
+    assert!(!blocks.contains("\"button\""), "{blocks}");
     let q = status_of(&admin, &first);
     assert_eq!(q["status"]["approvedBy"], "alice", "{q}");
     let history = q["status"]["history"].as_array().unwrap();
@@ -459,7 +493,7 @@ async fn slack_buttons_act_as_the_mapped_identity_and_refuse_everything_else() {
     }
 
     // Slack's response_url is down: the rejection stands anyway.
-    let down = format!("http://127.0.0.1:{}/answer", free_port());
+    let down = format!("http://127.0.0.1:{down_port}/answer");
     let reject = click("U0ALICE", "reject", &second_object, &down);
     assert_eq!(post_signed(&http, &url, &reject).await, 200);
     wait_phase(&admin, &second, "Rejected").await;

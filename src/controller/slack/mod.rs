@@ -10,9 +10,77 @@ pub mod intent;
 pub mod request;
 pub mod server;
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_listed_response_url_prefixes_are_allowed() {
+        let slack = vec![DEFAULT_RESPONSE_URL_PREFIX.to_string()];
+        assert!(response_url_allowed(
+            "https://hooks.slack.com/actions/T1/1/x",
+            &slack
+        ));
+        for refused in [
+            "https://hooks.slack.com.evil.example/actions/x",
+            "https://evil.example/https://hooks.slack.com/",
+            "http://hooks.slack.com/actions/x",
+            "https://user:pw@hooks.slack.com/actions/x",
+            "https://HOOKS.slack.com:8443/actions/x",
+            "not a url",
+            "http://169.254.169.254/latest/meta-data/",
+        ] {
+            assert!(!response_url_allowed(refused, &slack), "{refused}");
+        }
+        // Normalised before comparing: the host's case does not matter.
+        assert!(response_url_allowed(
+            "https://HOOKS.slack.com/actions/x",
+            &slack
+        ));
+        // A prefix without its final slash never matches (it would allow other hosts).
+        assert!(!response_url_allowed(
+            "https://hooks.slack.com/actions/x",
+            &["https://hooks.slack.com".to_string()]
+        ));
+        let local = vec!["http://127.0.0.1:4000/".to_string()];
+        assert!(response_url_allowed("http://127.0.0.1:4000/answer", &local));
+        assert!(!response_url_allowed(
+            "http://127.0.0.1:4001/answer",
+            &local
+        ));
+        assert_eq!(
+            origin_of("https://hooks.slack.com/actions/T1/1/secret"),
+            "https://hooks.slack.com"
+        );
+    }
+}
+
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+
+/// Where Slack's `response_url`s point.
+pub const DEFAULT_RESPONSE_URL_PREFIX: &str = "https://hooks.slack.com/";
+
+/// Whether `url` starts with one of `prefixes`, compared on the parsed (normalised) URL, and
+/// carries no user name or password.
+pub fn response_url_allowed(url: &str, prefixes: &[String]) -> bool {
+    let Ok(parsed) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    parsed.username().is_empty()
+        && parsed.password().is_none()
+        && prefixes
+            .iter()
+            .any(|prefix| prefix.ends_with('/') && parsed.as_str().starts_with(prefix.as_str()))
+}
+
+/// The origin of a URL for logs (its path holds a token).
+pub fn origin_of(url: &str) -> String {
+    reqwest::Url::parse(url)
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_else(|_| "unparseable".into())
+}
 
 /// `slack:` in the configuration: the interactions endpoint and who the Slack users are.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -37,6 +105,9 @@ pub struct SlackSettings {
     pub max_body_bytes: usize,
     /// At most this many signatures are remembered for replay refusal (five minutes' worth).
     pub replay_capacity: usize,
+    /// The only addresses a `response_url` may start with (each ends with `/` after the host).
+    /// A click naming another is refused and logged (decision 226).
+    pub response_url_prefixes: Vec<String>,
 }
 
 impl Default for SlackSettings {
@@ -49,6 +120,7 @@ impl Default for SlackSettings {
             extend_by: "2h".into(),
             max_body_bytes: 64 * 1024,
             replay_capacity: 10_000,
+            response_url_prefixes: vec![DEFAULT_RESPONSE_URL_PREFIX.to_string()],
         }
     }
 }

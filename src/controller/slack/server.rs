@@ -48,6 +48,8 @@ pub const OUTCOME_STALE: &str = "stale";
 pub const OUTCOME_ERROR: &str = "error";
 /// Outcome: the body is not an interaction we handle.
 pub const OUTCOME_MALFORMED: &str = "malformed";
+/// Outcome: the `response_url` is not an allowed Slack address.
+pub const OUTCOME_BAD_RESPONSE_URL: &str = "bad_response_url";
 /// Outcome: the body is larger than the limit.
 pub const OUTCOME_TOO_LARGE: &str = "too_large";
 /// Outcome: the body did not arrive in time.
@@ -180,6 +182,8 @@ pub struct Interactions {
     pub extend_by: String,
     /// Seconds since the epoch now.
     pub now: fn() -> i64,
+    /// The addresses a `response_url` may start with.
+    pub response_url_prefixes: Vec<String>,
     /// The controller's audit outbox: refused clicks are recorded there (accepted ones are in
     /// the Quarantine's history). None without an audit store.
     pub audit: Option<Arc<ControllerOutbox>>,
@@ -306,6 +310,21 @@ async fn interaction(
             );
         }
     };
+    if let Some(url) = &click.response_url
+        && !super::response_url_allowed(url, &state.response_url_prefixes)
+    {
+        // Never post to (or act for) an address that is not Slack's: a signed request naming
+        // another is refused whole (decision 226).
+        return refuse(
+            &state,
+            StatusCode::BAD_REQUEST,
+            OUTCOME_BAD_RESPONSE_URL,
+            format!(
+                "response_url at {} is not an allowed Slack address (slack.responseUrlPrefixes)",
+                super::origin_of(url)
+            ),
+        );
+    }
     // Acknowledge now (Slack waits 3 s); act and answer through response_url.
     tokio::spawn(act(state, click));
     StatusCode::OK.into_response()
@@ -332,12 +351,44 @@ async fn act(state: Arc<Interactions>, click: Click) {
     record_audit(&state, &click, &outcome).await;
     if let Some(url) = &click.response_url {
         let body = if outcome.accepted {
-            json!({"replace_original": false, "response_type": "in_channel", "text": outcome.message})
+            // The original message is replaced: its buttons go, the new state and who did it
+            // stay in the channel (decision 226).
+            replaced_message(&click, &outcome, (state.now)())
         } else {
             json!({"replace_original": false, "response_type": "ephemeral", "text": outcome.message})
         };
         answer(&state.http, url, &body).await;
     }
+}
+
+/// The message that replaces the one clicked: what was done, by whom, from Slack, when.
+fn replaced_message(click: &Click, outcome: &Outcome, now: i64) -> Value {
+    let who = outcome
+        .identity
+        .as_ref()
+        .map(|identity| identity.username.as_str())
+        .unwrap_or_default();
+    let state = match click.annotation {
+        Annotation::Approve => "Approved: the deny is enforced once the approvals it needs are in",
+        Annotation::Reject => "Rejected: nothing will be enforced",
+        Annotation::Extend => "Extended: the deny is held longer",
+        Annotation::Release => "Release requested: the deny is being removed",
+    };
+    let when = jiff::Timestamp::from_second(now)
+        .map(|t| t.strftime("%Y-%m-%d %H:%M:%SZ").to_string())
+        .unwrap_or_default();
+    json!({
+        "replace_original": true,
+        "response_type": "in_channel",
+        "text": outcome.message,
+        "blocks": [
+            {"type": "section", "text": {"type": "mrkdwn", "text": format!("*{state}.*\n{}", outcome.message)}},
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": format!(
+                "Quarantine {}/{} · by {who} from Slack · {when}",
+                click.target.namespace, click.target.name
+            )}]}
+        ]
+    })
 }
 
 /// Posts one answer to `response_url`; failures are logged (the action stands either way).
