@@ -330,6 +330,13 @@ fn approval_webhook_tls(
     ))
 }
 
+/// What the Slack route shares with the rest of the controller: the audit outbox, and the stop
+/// signal of its background refresh.
+struct SlackBackground {
+    audit: Option<Arc<crate::controller::audit::controller_outbox::ControllerOutbox>>,
+    stop: watch::Receiver<bool>,
+}
+
 /// The Slack interactions route (decisions 230-233) and the controller's own user name, whose
 /// stamps the approval webhook lets through. Refuses to start without the webhook's stamp key: a
 /// Slack approval is always stamped, never recorded unverified.
@@ -340,32 +347,34 @@ async fn slack_interactions(
     metrics: Arc<Metrics>,
     instance: &str,
     ssm: Option<aws_sdk_ssm::Client>,
-    audit: Option<Arc<crate::controller::audit::controller_outbox::ControllerOutbox>>,
+    background: SlackBackground,
 ) -> Result<(axum::Router, String), RunError> {
+    let SlackBackground { audit, stop } = background;
     use crate::controller::slack::{request, server};
     let key = key.ok_or_else(|| {
         RunError::Config(
             "slack.interactions needs approvalWebhook.enabled: Slack approvals are stamped with its key and checked by it".into(),
         )
     })?;
+    let duration = |field: &str, text: &str| {
+        text.parse::<jiff::SignedDuration>()
+            .ok()
+            .filter(|d| !d.is_negative())
+            .ok_or_else(|| {
+                RunError::Config(format!(
+                    "slack.{field} {text:?} is not a duration such as 5m"
+                ))
+            })
+    };
+    let grace = duration("signingSecretGrace", &settings.signing_secret_grace)?.as_secs();
+    let refresh = duration("signingSecretRefresh", &settings.signing_secret_refresh)?;
+    let mut ssm_refresh = None;
     let secret = match (
         &settings.signing_secret_file,
         &settings.signing_secret_ssm_parameter,
     ) {
-        (Some(path), None) => {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                RunError::Config(format!(
-                    "failed to read slack.signingSecretFile {}: {e}",
-                    path.display()
-                ))
-            })?;
-            request::SigningSecret::new(&text).ok_or_else(|| {
-                RunError::Config(format!(
-                    "slack.signingSecretFile {} is empty",
-                    path.display()
-                ))
-            })?
-        }
+        (Some(path), None) => server::Secrets::from_file(path, grace)
+            .map_err(|e| RunError::Config(format!("slack.signingSecretFile: {e}")))?,
         (None, Some(parameter)) => {
             let ssm = ssm.ok_or_else(|| {
                 RunError::Config(
@@ -373,9 +382,11 @@ async fn slack_interactions(
                         .into(),
                 )
             })?;
-            server::signing_secret_from_ssm(&ssm, parameter)
+            let first = server::signing_secret_from_ssm(&ssm, parameter)
                 .await
-                .map_err(|e| RunError::Config(format!("slack.signingSecretSsmParameter: {e}")))?
+                .map_err(|e| RunError::Config(format!("slack.signingSecretSsmParameter: {e}")))?;
+            ssm_refresh = Some((ssm, parameter.clone()));
+            server::Secrets::rotating(first, grace)
         }
         _ => {
             return Err(RunError::Config(
@@ -411,7 +422,7 @@ async fn slack_interactions(
         "serving /slack/interactions"
     );
     let state = Arc::new(server::Interactions {
-        secret,
+        secret: Arc::new(secret),
         replays: request::ReplayCache::new(settings.replay_capacity),
         users: settings.users.clone(),
         reviewer: Arc::new(crate::controller::admission::server::KubeAccessReviewer {
@@ -435,6 +446,20 @@ async fn slack_interactions(
         response_url_prefixes: settings.response_url_prefixes.clone(),
         audit,
     });
+    if let Some((ssm, parameter)) = ssm_refresh {
+        let period = Duration::try_from(refresh)
+            .ok()
+            .filter(|p| !p.is_zero())
+            .unwrap_or(Duration::from_secs(300));
+        tokio::spawn(server::refresh_from_ssm(
+            state.secret.clone(),
+            server::system_now,
+            ssm,
+            parameter,
+            period,
+            stop,
+        ));
+    }
     Ok((server::router(state), own))
 }
 
@@ -486,7 +511,7 @@ pub async fn serve_until(config: Config, shutdown: Shutdown) -> Result<(), RunEr
     // controllers run on the same caches (one copy of each object, decision 142).
     let (stores_stop, stores_stop_rx) = watch::channel(false);
     let (intake_stores, intake_watch) =
-        controller::watch_stores(client.clone(), &config.namespaces, stores_stop_rx);
+        controller::watch_stores(client.clone(), &config.namespaces, stores_stop_rx.clone());
     let intake_watch = tokio::spawn(intake_watch);
     let clock = crate::controller::clock::EvaluationClock::from_env()
         .map_err(|e| RunError::Config(e.to_string()))?;
@@ -548,7 +573,10 @@ pub async fn serve_until(config: Config, shutdown: Shutdown) -> Result<(), RunEr
             &identity,
             sdk.as_ref()
                 .map(|factory| factory.ssm(config.notifications.ssm_region.as_deref())),
-            controller_settings.audit.controller.clone(),
+            SlackBackground {
+                audit: controller_settings.audit.controller.clone(),
+                stop: stores_stop_rx.clone(),
+            },
         )
         .await?;
         controller_username = Some(own);

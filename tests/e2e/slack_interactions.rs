@@ -28,7 +28,12 @@ const SECRET: &str = "e2e-signing-secret-0123456789";
 
 /// Slack's `v0` signature, computed here independently of the controller's code.
 fn sign(timestamp: i64, body: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    sign_with(SECRET, timestamp, body)
+}
+
+/// The same with another secret.
+fn sign_with(secret: &str, timestamp: i64, body: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(format!("v0:{timestamp}:{body}").as_bytes());
     let hex: String = mac
         .finalize()
@@ -192,6 +197,7 @@ slack:
   interactions: true
   signingSecretFile: {secret}
   maxBodyBytes: 16384
+  signingSecretGrace: 3s
   responseUrlPrefixes: {prefixes}
   users:
     - {{slackUserId: U0ALICE, username: alice, groups: [approvers]}}
@@ -576,7 +582,34 @@ async fn slack_buttons_act_as_the_mapped_identity_and_refuse_everything_else() {
         assert_eq!(record["actor"]["channel"], "slack", "{record}");
         assert_eq!(record["actor"]["verified"], true, "{record}");
     }
+    // The signing secret is rotated in its file: the new one is accepted at once, the old one
+    // for the grace period (3 s here), then refused.
+    const ROTATED: &str = "e2e-rotated-secret-9876543210";
+    std::fs::write(dir.join("signing-secret"), format!("{ROTATED}\n")).unwrap();
+    let signed_with = |secret: &'static str| {
+        let body = click("U0NOBODY", "approve", &second_object, &answer_url);
+        let timestamp = now();
+        let signature = sign_with(secret, timestamp, &body);
+        let http = http.clone();
+        let url = url.clone();
+        async move { post(&http, &url, timestamp, &signature, &body).await }
+    };
+    assert_eq!(signed_with(ROTATED).await, 200);
+    assert_eq!(
+        signed_with(SECRET).await,
+        200,
+        "the previous secret, within the grace"
+    );
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        signed_with(SECRET).await,
+        401,
+        "the previous secret after the grace"
+    );
+    assert_eq!(signed_with(ROTATED).await, 200);
     let log = controller.log();
+    assert!(log.contains("slack signing secret rotated"), "{log}");
+    assert!(!log.contains(ROTATED), "the new secret is never logged");
     assert!(log.contains("slack interaction"), "{log}");
     assert!(!log.contains(SECRET), "the signing secret is never logged");
     drop(controller);

@@ -97,6 +97,11 @@ pub struct SlackSettings {
     /// region `notifications.ssmRegion`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing_secret_ssm_parameter: Option<String>,
+    /// How long a replaced signing secret is still accepted after the new one is read
+    /// (decision 227).
+    pub signing_secret_grace: String,
+    /// How often the SSM parameter is read again.
+    pub signing_secret_refresh: String,
     /// Slack user id → Kubernetes user name and groups. Unlisted users are refused.
     pub users: Vec<intent::UserMapping>,
     /// What the Extend button adds.
@@ -116,6 +121,8 @@ impl Default for SlackSettings {
             interactions: false,
             signing_secret_file: None,
             signing_secret_ssm_parameter: None,
+            signing_secret_grace: "5m".into(),
+            signing_secret_refresh: "5m".into(),
             users: Vec::new(),
             extend_by: "2h".into(),
             max_body_bytes: 64 * 1024,

@@ -18,7 +18,7 @@ use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
 
 use super::intent::{self, Click, UserMapping};
-use super::request::{self, ReplayCache, SigningSecret};
+use super::request::{self, ReplayCache, SecretRing, SigningSecret};
 use crate::controller::admission::review::{self, Verdict};
 use crate::controller::admission::server::{AccessReviewer, ask};
 use crate::controller::admission::stamp::stamp_key;
@@ -156,8 +156,8 @@ impl Quarantines for KubeQuarantines {
 
 /// What the endpoint needs.
 pub struct Interactions {
-    /// Slack's signing secret.
-    pub secret: SigningSecret,
+    /// Slack's signing secret(s), re-read on rotation.
+    pub secret: Arc<Secrets>,
     /// Signatures already accepted.
     pub replays: ReplayCache,
     /// Slack user → Kubernetes identity.
@@ -187,6 +187,124 @@ pub struct Interactions {
     /// The controller's audit outbox: refused clicks are recorded there (accepted ones are in
     /// the Quarantine's history). None without an audit store.
     pub audit: Option<Arc<ControllerOutbox>>,
+}
+
+/// The signing secrets as the endpoint uses them (decision 227): a ring (current and, for a
+/// grace period, previous), refreshed from its file when the file changes (checked on each
+/// request, like the webhook certificate) or by [`refresh_from_ssm`].
+pub struct Secrets {
+    ring: std::sync::RwLock<SecretRing>,
+    /// The secret file and the modification time and length it was read at.
+    file: Option<(std::path::PathBuf, std::sync::Mutex<FileStamp>)>,
+}
+
+/// A file's modification time and length.
+type FileStamp = (Option<std::time::SystemTime>, u64);
+
+fn stamp_of(path: &std::path::Path) -> FileStamp {
+    std::fs::metadata(path)
+        .map(|m| (m.modified().ok(), m.len()))
+        .unwrap_or((None, 0))
+}
+
+impl Secrets {
+    /// One secret that never changes.
+    pub fn fixed(secret: SigningSecret) -> Secrets {
+        Secrets {
+            ring: std::sync::RwLock::new(SecretRing::new(secret, 0)),
+            file: None,
+        }
+    }
+
+    /// A secret updated by [`Secrets::rotate`] (the SSM refresher), the previous one accepted
+    /// for `grace_seconds`.
+    pub fn rotating(secret: SigningSecret, grace_seconds: i64) -> Secrets {
+        Secrets {
+            ring: std::sync::RwLock::new(SecretRing::new(secret, grace_seconds)),
+            file: None,
+        }
+    }
+
+    /// The secret in `path`, read again whenever the file changes; the first read must succeed.
+    pub fn from_file(path: &std::path::Path, grace_seconds: i64) -> Result<Secrets, String> {
+        let stamp = stamp_of(path);
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("failed to read {}: {e}", path.display()))?;
+        let secret =
+            SigningSecret::new(&text).ok_or_else(|| format!("{} is empty", path.display()))?;
+        Ok(Secrets {
+            ring: std::sync::RwLock::new(SecretRing::new(secret, grace_seconds)),
+            file: Some((path.to_path_buf(), std::sync::Mutex::new(stamp))),
+        })
+    }
+
+    /// Makes `secret` current at `now` (logged when it changed).
+    pub fn rotate(&self, secret: SigningSecret, now: i64) {
+        let mut ring = self
+            .ring
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if ring.rotate(secret, now) {
+            tracing::info!(
+                "slack signing secret rotated; the previous one is accepted for the grace period"
+            );
+        }
+    }
+
+    /// The ring at `now`, after re-reading the file if it changed. A changed file that cannot
+    /// be read or is empty keeps the last good secret (logged once per change).
+    pub fn ring(&self, now: i64) -> SecretRing {
+        if let Some((path, seen)) = &self.file {
+            let stamp = stamp_of(path);
+            let mut seen = seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if *seen != stamp {
+                *seen = stamp;
+                match std::fs::read_to_string(path)
+                    .ok()
+                    .as_deref()
+                    .and_then(SigningSecret::new)
+                {
+                    Some(secret) => self.rotate(secret, now),
+                    None => {
+                        tracing::warn!(file = %path.display(), "the changed slack signing secret file cannot be used; keeping the previous secret")
+                    }
+                }
+            }
+        }
+        self.ring
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// Re-reads the signing secret from SSM every `period` until `shutdown`; a failed read keeps the
+/// current secret (logged).
+pub async fn refresh_from_ssm(
+    secrets: Arc<Secrets>,
+    now: fn() -> i64,
+    ssm: aws_sdk_ssm::Client,
+    parameter: String,
+    period: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = shutdown.changed() => return,
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+        match signing_secret_from_ssm(&ssm, &parameter).await {
+            Ok(secret) => secrets.rotate(secret, now()),
+            Err(error) => {
+                tracing::warn!(%error, "failed to refresh the slack signing secret from SSM; keeping the current one")
+            }
+        }
+    }
 }
 
 /// The signing secret from an SSM SecureString parameter (read with decryption). A parameter of
@@ -280,8 +398,9 @@ async fn interaction(
     let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
     let now = (state.now)();
     let signature = header(request::SIGNATURE_HEADER);
-    let verified = request::verify(
-        &state.secret,
+    let ring = state.secret.ring(now);
+    let verified = request::verify_ring(
+        &ring,
         header(request::TIMESTAMP_HEADER),
         signature,
         &body,
