@@ -416,11 +416,60 @@ async fn slack_interactions(
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| RunError::Config(format!("slack.interactions: {e}")))?;
+    let emails: Option<Arc<dyn server::EmailLookup>> = match &settings.bot_token_file {
+        Some(path) => {
+            let token = std::fs::read_to_string(path).map_err(|e| {
+                RunError::Config(format!(
+                    "failed to read slack.botTokenFile {}: {e}",
+                    path.display()
+                ))
+            })?;
+            if token.trim().is_empty() {
+                return Err(RunError::Config(format!(
+                    "slack.botTokenFile {} is empty",
+                    path.display()
+                )));
+            }
+            if reqwest::Url::parse(&settings.api_base_url).is_err()
+                || !settings.api_base_url.ends_with('/')
+            {
+                return Err(RunError::Config(format!(
+                    "slack.apiBaseUrl {:?} must be a URL ending in /",
+                    settings.api_base_url
+                )));
+            }
+            let ttl = duration("emailCacheTtl", &settings.email_cache_ttl)?;
+            Some(Arc::new(server::SlackUsers::new(
+                http.clone(),
+                &settings.api_base_url,
+                &token,
+                Duration::try_from(ttl).unwrap_or(Duration::from_secs(600)),
+            )))
+        }
+        None => None,
+    };
+    if let Some(mapping) = settings
+        .users
+        .iter()
+        .find(|m| m.slack_user_id.is_empty() == m.email.is_none())
+    {
+        return Err(RunError::Config(format!(
+            "slack.users entry for {:?} needs exactly one of slackUserId and email",
+            mapping.username
+        )));
+    }
+    if emails.is_none() && settings.users.iter().any(|m| m.email.is_some()) {
+        return Err(RunError::Config(
+            "slack.users maps by email, which needs slack.botTokenFile (users.info)".into(),
+        ));
+    }
     tracing::info!(
         users = settings.users.len(),
         controller = %own,
+        email_lookup = emails.is_some(),
         "serving /slack/interactions"
     );
+
     let state = Arc::new(server::Interactions {
         secret: Arc::new(secret),
         replays: request::ReplayCache::new(settings.replay_capacity),
@@ -443,6 +492,7 @@ async fn slack_interactions(
         body_timeout: Duration::from_secs(10),
         extend_by: settings.extend_by.clone(),
         now: server::system_now,
+        emails,
         response_url_prefixes: settings.response_url_prefixes.clone(),
         audit,
     });

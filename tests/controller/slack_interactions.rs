@@ -128,6 +128,7 @@ async fn an_unreachable_access_check_refuses_and_stale_buttons_say_so() {
         replays: ReplayCache::new(100),
         users: vec![UserMapping {
             slack_user_id: "U0ALICE".into(),
+            email: None,
             team_id: None,
             username: "alice".into(),
             groups: vec![],
@@ -146,6 +147,7 @@ async fn an_unreachable_access_check_refuses_and_stale_buttons_say_so() {
         body_timeout: Duration::from_secs(5),
         extend_by: "2h".into(),
         now: system_now,
+        emails: None,
         response_url_prefixes: vec![allowed],
         audit: None,
     });

@@ -138,6 +138,46 @@ async fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
     (url, received)
 }
 
+/// Plays Slack's Web API `users.info`: U0CAROL has a confirmed address, U0EVE an unconfirmed
+/// one. Records each (user, Authorization header) asked.
+async fn web_api() -> (String, Arc<Mutex<Vec<(String, String)>>>) {
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let store = asked.clone();
+    let app = axum::Router::new().route(
+        "/api/users.info",
+        axum::routing::get(
+            move |headers: axum::http::HeaderMap,
+                  axum::extract::Query(query): axum::extract::Query<
+                std::collections::HashMap<String, String>,
+            >| {
+                let store = store.clone();
+                async move {
+                    let user = query.get("user").cloned().unwrap_or_default();
+                    let auth = headers
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string();
+                    store.lock().unwrap().push((user.clone(), auth));
+                    let (email, confirmed) = match user.as_str() {
+                        "U0CAROL" => ("carol@example.com", true),
+                        "U0EVE" => ("carol@example.com", false),
+                        _ => return axum::Json(json!({"ok": false, "error": "user_not_found"})),
+                    };
+                    axum::Json(json!({"ok": true, "user": {
+                        "id": user, "team_id": "T0E2E", "is_email_confirmed": confirmed,
+                        "profile": {"email": email, "real_name": "someone"}
+                    }}))
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/api/", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, asked)
+}
+
 /// Waits for an answer containing `text`, and returns it.
 async fn answer_with(received: &Arc<Mutex<Vec<Value>>>, text: &str) -> Value {
     let mut found = Value::Null;
@@ -166,9 +206,12 @@ fn write_config(
     signals_port: u16,
     webhook_port: u16,
     response_urls: &[String],
+    api_base: &str,
 ) -> PathBuf {
     let secret = dir.join("signing-secret");
     std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
+    let token = dir.join("bot-token");
+    std::fs::write(&token, "xoxb-e2e-token\n").unwrap();
     let config = dir.join("config.yaml");
     std::fs::write(
         &config,
@@ -202,6 +245,10 @@ slack:
   users:
     - {{slackUserId: U0ALICE, username: alice, groups: [approvers]}}
     - {{slackUserId: U0MALLORY, username: mallory}}
+    - {{email: carol@example.com, username: carol}}
+  botTokenFile: {token}
+  apiBaseUrl: {api_base}
+  emailCacheTtl: 10m
 audit:
   jsonLines: {audit}
   flushInterval: 200ms
@@ -211,6 +258,7 @@ audit:
             secret = secret.display(),
             audit = dir.join("audit.jsonl").display(),
             prefixes = serde_json::to_string(response_urls).unwrap(),
+            token = token.display(),
         ),
     )
     .unwrap();
@@ -262,7 +310,15 @@ async fn slack_buttons_act_as_the_mapped_identity_and_refuse_everything_else() {
         answer_url.trim_end_matches("answer").to_string(),
         format!("http://127.0.0.1:{down_port}/"),
     ];
-    let config = write_config(&dir, metrics_port, signals_port, webhook_port, &allowed);
+    let (api_base, asked) = web_api().await;
+    let config = write_config(
+        &dir,
+        metrics_port,
+        signals_port,
+        webhook_port,
+        &allowed,
+        &api_base,
+    );
     let controller =
         crate::support::binary::spawn_controller_with_env(&admin, &config, NS, &dir, &[], &[]);
     let http = crate::support::binary::http_client();
@@ -582,6 +638,56 @@ async fn slack_buttons_act_as_the_mapped_identity_and_refuse_everything_else() {
         assert_eq!(record["actor"]["channel"], "slack", "{record}");
         assert_eq!(record["actor"]["verified"], true, "{record}");
     }
+    // Mapped by confirmed e-mail (users.info through the bot token): carol is carol, so the
+    // button's phase is what refuses her; eve's address is not confirmed, so she is unmapped.
+    let carol = click("U0CAROL", "approve", &second_object, &answer_url);
+    assert_eq!(post_signed(&http, &url, &carol).await, 200);
+    let answer = answer_with(&received, "is Rejected; approve no longer applies").await;
+    assert_eq!(answer["response_type"], "ephemeral");
+    let eve = click("U0EVE", "approve", &second_object, &answer_url);
+    assert_eq!(post_signed(&http, &url, &eve).await, 200);
+    wait_for(
+        "eve refused as unmapped",
+        Duration::from_secs(30),
+        || async { metric_value(&http, &ops, &metric("unmapped")).await == 2.0 },
+    )
+    .await;
+    // Asked once per user (cached), with the bot token; never for mapped user ids.
+    let again = click("U0CAROL", "approve", &second_object, &answer_url);
+    assert_eq!(post_signed(&http, &url, &again).await, 200);
+    wait_for(
+        "carol's second click answered",
+        Duration::from_secs(30),
+        || {
+            let count = received
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|a| {
+                    a["text"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .contains("is Rejected; approve no longer applies")
+                })
+                .count();
+            async move { count == 2 }
+        },
+    )
+    .await;
+    let asked = asked.lock().unwrap().clone();
+    let carol_asked = asked.iter().filter(|(user, _)| user == "U0CAROL").count();
+    assert_eq!(carol_asked, 1, "{asked:?}");
+    assert!(
+        asked
+            .iter()
+            .all(|(_, auth)| auth == "Bearer xoxb-e2e-token"),
+        "{asked:?}"
+    );
+    assert!(
+        !asked.iter().any(|(user, _)| user == "U0ALICE"),
+        "{asked:?}"
+    );
+
     // The signing secret is rotated in its file: the new one is accepted at once, the old one
     // for the grace period (3 s here), then refused.
     const ROTATED: &str = "e2e-rotated-secret-9876543210";

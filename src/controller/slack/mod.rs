@@ -102,6 +102,14 @@ pub struct SlackSettings {
     pub signing_secret_grace: String,
     /// How often the SSM parameter is read again.
     pub signing_secret_refresh: String,
+    /// File holding a bot token (`xoxb-…`, a mounted Secret): needed to map users by e-mail
+    /// (`users.info`, scopes `users:read` and `users:read.email`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bot_token_file: Option<PathBuf>,
+    /// The Slack Web API base URL (ends with `/`).
+    pub api_base_url: String,
+    /// How long a looked-up e-mail address is remembered.
+    pub email_cache_ttl: String,
     /// Slack user id → Kubernetes user name and groups. Unlisted users are refused.
     pub users: Vec<intent::UserMapping>,
     /// What the Extend button adds.
@@ -122,6 +130,9 @@ impl Default for SlackSettings {
             signing_secret_file: None,
             signing_secret_ssm_parameter: None,
             signing_secret_grace: "5m".into(),
+            bot_token_file: None,
+            api_base_url: "https://slack.com/api/".into(),
+            email_cache_ttl: "10m".into(),
             signing_secret_refresh: "5m".into(),
             users: Vec::new(),
             extend_by: "2h".into(),

@@ -182,11 +182,132 @@ pub struct Interactions {
     pub extend_by: String,
     /// Seconds since the epoch now.
     pub now: fn() -> i64,
+    /// Looks up Slack users' confirmed e-mail addresses (a bot token configured); None: users
+    /// are mapped by id only.
+    pub emails: Option<Arc<dyn EmailLookup>>,
     /// The addresses a `response_url` may start with.
     pub response_url_prefixes: Vec<String>,
     /// The controller's audit outbox: refused clicks are recorded there (accepted ones are in
     /// the Quarantine's history). None without an audit store.
     pub audit: Option<Arc<ControllerOutbox>>,
+}
+
+/// Finds a Slack user's confirmed e-mail address.
+#[async_trait::async_trait]
+pub trait EmailLookup: Send + Sync {
+    /// The user's address when Slack reports it confirmed; None when it has none or it is not
+    /// confirmed; Err when Slack could not be asked.
+    async fn email(&self, user_id: &str) -> Result<Option<String>, String>;
+}
+
+/// user id → (confirmed address, when asked).
+type EmailCache = std::collections::HashMap<String, (Option<String>, std::time::Instant)>;
+
+/// `users.info` through the Slack Web API with a bot token, answers cached for a while
+/// (decision 228).
+pub struct SlackUsers {
+    /// The client (no redirects).
+    http: reqwest::Client,
+    /// The Web API base URL, ending with `/`.
+    base_url: String,
+    /// The bot token.
+    token: String,
+    /// How long an answer is remembered.
+    ttl: Duration,
+    /// Answers.
+    cache: std::sync::Mutex<EmailCache>,
+}
+
+/// At most this many users' addresses are remembered (then the cache starts over).
+const EMAIL_CACHE_CAPACITY: usize = 10_000;
+
+impl SlackUsers {
+    /// A lookup through `base_url` with `token`.
+    pub fn new(http: reqwest::Client, base_url: &str, token: &str, ttl: Duration) -> SlackUsers {
+        SlackUsers {
+            http,
+            base_url: base_url.to_string(),
+            token: token.trim().to_string(),
+            ttl,
+            cache: Default::default(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl EmailLookup for SlackUsers {
+    async fn email(&self, user_id: &str) -> Result<Option<String>, String> {
+        if let Ok(cache) = self.cache.lock()
+            && let Some((email, at)) = cache.get(user_id)
+            && at.elapsed() < self.ttl
+        {
+            return Ok(email.clone());
+        }
+        let response = self
+            .http
+            .get(format!(
+                "{}users.info?{}",
+                self.base_url,
+                form_urlencoded::Serializer::new(String::new())
+                    .append_pair("user", user_id)
+                    .finish()
+            ))
+            .bearer_auth(&self.token)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .map_err(|e| format!("Slack users.info failed: {}", e.without_url()))?;
+        let status = response.status();
+        let body: Value = response.json().await.map_err(|e| {
+            format!(
+                "Slack users.info answered {status} without JSON: {}",
+                e.without_url()
+            )
+        })?;
+        if body["ok"] != Value::Bool(true) {
+            let error = body["error"].as_str().unwrap_or("unknown");
+            if error == "user_not_found" {
+                return Ok(None);
+            }
+            return Err(format!("Slack users.info refused: {error}"));
+        }
+        // Only an address Slack says is confirmed identifies the person.
+        let email = (body["user"]["is_email_confirmed"] == Value::Bool(true))
+            .then(|| {
+                body["user"]["profile"]["email"]
+                    .as_str()
+                    .map(str::to_string)
+            })
+            .flatten()
+            .filter(|e| !e.is_empty());
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() >= EMAIL_CACHE_CAPACITY {
+                cache.clear();
+            }
+            cache.insert(
+                user_id.to_string(),
+                (email.clone(), std::time::Instant::now()),
+            );
+        }
+        Ok(email)
+    }
+}
+
+/// The identity of the clicking user: by id, else by confirmed e-mail when mappings by e-mail
+/// exist and a lookup is configured. Err when the lookup could not be made.
+async fn resolve_identity(state: &Interactions, click: &Click) -> Result<Option<Identity>, String> {
+    if let Some(identity) = intent::identity_of(click, &state.users) {
+        return Ok(Some(identity));
+    }
+    let Some(lookup) = state
+        .emails
+        .as_ref()
+        .filter(|_| intent::maps_emails(&state.users))
+    else {
+        return Ok(None);
+    };
+    let email = lookup.email(&click.user_id).await?;
+    Ok(intent::identity_for(click, &state.users, email.as_deref()))
 }
 
 /// The signing secrets as the endpoint uses them (decision 227): a ring (current and, for a
@@ -540,11 +661,12 @@ async fn decide_and_write(state: &Interactions, click: &Click) -> Outcome {
         label: OUTCOME_UNMAPPED,
         identity: None,
         message: format!(
-            "You are not mapped to a Kubernetes identity, so you cannot {verb} Quarantine {name} from Slack. Ask an administrator to add your Slack user id to slack.users, or use kubectl."
+            "You are not mapped to a Kubernetes identity, so you cannot {verb} Quarantine {name} from Slack. Ask an administrator to add your Slack user id (or confirmed e-mail address) to slack.users, or use kubectl."
         ),
         accepted: false,
         current: None,
     };
+    let resolved = resolve_identity(state, click).await;
     let current = match state
         .quarantines
         .current(&click.target.namespace, name)
@@ -553,7 +675,7 @@ async fn decide_and_write(state: &Interactions, click: &Click) -> Outcome {
         Ok(current) => current,
         Err(error) => {
             // Unmapped users are refused as such even when the read fails.
-            if intent::identity_of(click, &state.users).is_some() {
+            if !matches!(resolved, Ok(None)) {
                 outcome.label = OUTCOME_ERROR;
                 outcome.message = format!("Could not {verb} Quarantine {name}: {error}");
             }
@@ -561,8 +683,17 @@ async fn decide_and_write(state: &Interactions, click: &Click) -> Outcome {
         }
     };
     outcome.current = current.clone();
-    let Some(identity) = intent::identity_of(click, &state.users) else {
-        return outcome;
+    let identity = match resolved {
+        Ok(Some(identity)) => identity,
+        Ok(None) => return outcome,
+        Err(error) => {
+            // Fail closed: who the person is could not be established.
+            outcome.label = OUTCOME_ERROR;
+            outcome.message = format!(
+                "Could not {verb} Quarantine {name}: your Slack e-mail address could not be looked up ({error}); try again, or use kubectl."
+            );
+            return outcome;
+        }
     };
     outcome.identity = Some(identity.clone());
     if let Some(reason) = intent::stale(
