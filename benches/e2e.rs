@@ -760,6 +760,7 @@ fn released_status(q: &Quarantine, activated: Timestamp) -> QuarantineStatus {
                 event: (*event).to_string(),
                 actor: "controller".into(),
                 message: format!("{event}: benchmark history entry"),
+                channel: None,
             })
             .collect(),
         ..QuarantineStatus::default()

@@ -329,6 +329,13 @@ fn approval_webhook_tls(
     ))
 }
 
+/// What the Slack route shares with the rest of the controller: the audit outbox, and the stop
+/// signal of its background refresh.
+struct SlackBackground {
+    audit: Option<Arc<crate::controller::audit::controller_outbox::ControllerOutbox>>,
+    stop: watch::Receiver<bool>,
+}
+
 /// The Slack interactions route (decisions 230-233) and the controller's own user name, whose
 /// stamps the approval webhook lets through. Refuses to start without the webhook's stamp key: a
 /// Slack approval is always stamped, never recorded unverified.
@@ -339,31 +346,34 @@ async fn slack_interactions(
     metrics: Arc<Metrics>,
     instance: &str,
     ssm: Option<aws_sdk_ssm::Client>,
+    background: SlackBackground,
 ) -> Result<(axum::Router, String), RunError> {
+    let SlackBackground { audit, stop } = background;
     use crate::controller::slack::{request, server};
     let key = key.ok_or_else(|| {
         RunError::Config(
             "slack.interactions needs approvalWebhook.enabled: Slack approvals are stamped with its key and checked by it".into(),
         )
     })?;
+    let duration = |field: &str, text: &str| {
+        text.parse::<jiff::SignedDuration>()
+            .ok()
+            .filter(|d| !d.is_negative())
+            .ok_or_else(|| {
+                RunError::Config(format!(
+                    "slack.{field} {text:?} is not a duration such as 5m"
+                ))
+            })
+    };
+    let grace = duration("signingSecretGrace", &settings.signing_secret_grace)?.as_secs();
+    let refresh = duration("signingSecretRefresh", &settings.signing_secret_refresh)?;
+    let mut ssm_refresh = None;
     let secret = match (
         &settings.signing_secret_file,
         &settings.signing_secret_ssm_parameter,
     ) {
-        (Some(path), None) => {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                RunError::Config(format!(
-                    "failed to read slack.signingSecretFile {}: {e}",
-                    path.display()
-                ))
-            })?;
-            request::SigningSecret::new(&text).ok_or_else(|| {
-                RunError::Config(format!(
-                    "slack.signingSecretFile {} is empty",
-                    path.display()
-                ))
-            })?
-        }
+        (Some(path), None) => server::Secrets::from_file(path, grace)
+            .map_err(|e| RunError::Config(format!("slack.signingSecretFile: {e}")))?,
         (None, Some(parameter)) => {
             let ssm = ssm.ok_or_else(|| {
                 RunError::Config(
@@ -371,9 +381,11 @@ async fn slack_interactions(
                         .into(),
                 )
             })?;
-            server::signing_secret_from_ssm(&ssm, parameter)
+            let first = server::signing_secret_from_ssm(&ssm, parameter)
                 .await
-                .map_err(|e| RunError::Config(format!("slack.signingSecretSsmParameter: {e}")))?
+                .map_err(|e| RunError::Config(format!("slack.signingSecretSsmParameter: {e}")))?;
+            ssm_refresh = Some((ssm, parameter.clone()));
+            server::Secrets::rotating(first, grace)
         }
         _ => {
             return Err(RunError::Config(
@@ -381,6 +393,15 @@ async fn slack_interactions(
             ));
         }
     };
+    if let Some(bad) = settings
+        .response_url_prefixes
+        .iter()
+        .find(|prefix| reqwest::Url::parse(prefix).is_err() || !prefix.ends_with('/'))
+    {
+        return Err(RunError::Config(format!(
+            "slack.responseUrlPrefixes entry {bad:?} must be a URL ending in / (e.g. https://hooks.slack.com/)"
+        )));
+    }
     if settings.extend_by.parse::<jiff::SignedDuration>().is_err() {
         return Err(RunError::Config(format!(
             "slack.extendBy {:?} is not a duration such as 2h",
@@ -394,13 +415,62 @@ async fn slack_interactions(
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| RunError::Config(format!("slack.interactions: {e}")))?;
+    let emails: Option<Arc<dyn server::EmailLookup>> = match &settings.bot_token_file {
+        Some(path) => {
+            let token = std::fs::read_to_string(path).map_err(|e| {
+                RunError::Config(format!(
+                    "failed to read slack.botTokenFile {}: {e}",
+                    path.display()
+                ))
+            })?;
+            if token.trim().is_empty() {
+                return Err(RunError::Config(format!(
+                    "slack.botTokenFile {} is empty",
+                    path.display()
+                )));
+            }
+            if reqwest::Url::parse(&settings.api_base_url).is_err()
+                || !settings.api_base_url.ends_with('/')
+            {
+                return Err(RunError::Config(format!(
+                    "slack.apiBaseUrl {:?} must be a URL ending in /",
+                    settings.api_base_url
+                )));
+            }
+            let ttl = duration("emailCacheTtl", &settings.email_cache_ttl)?;
+            Some(Arc::new(server::SlackUsers::new(
+                http.clone(),
+                &settings.api_base_url,
+                &token,
+                Duration::try_from(ttl).unwrap_or(Duration::from_secs(600)),
+            )))
+        }
+        None => None,
+    };
+    if let Some(mapping) = settings
+        .users
+        .iter()
+        .find(|m| m.slack_user_id.is_empty() == m.email.is_none())
+    {
+        return Err(RunError::Config(format!(
+            "slack.users entry for {:?} needs exactly one of slackUserId and email",
+            mapping.username
+        )));
+    }
+    if emails.is_none() && settings.users.iter().any(|m| m.email.is_some()) {
+        return Err(RunError::Config(
+            "slack.users maps by email, which needs slack.botTokenFile (users.info)".into(),
+        ));
+    }
     tracing::info!(
         users = settings.users.len(),
         controller = %own,
+        email_lookup = emails.is_some(),
         "serving /slack/interactions"
     );
+
     let state = Arc::new(server::Interactions {
-        secret,
+        secret: Arc::new(secret),
         replays: request::ReplayCache::new(settings.replay_capacity),
         users: settings.users.clone(),
         reviewer: Arc::new(crate::controller::admission::server::KubeAccessReviewer {
@@ -421,7 +491,24 @@ async fn slack_interactions(
         body_timeout: Duration::from_secs(10),
         extend_by: settings.extend_by.clone(),
         now: server::system_now,
+        emails,
+        response_url_prefixes: settings.response_url_prefixes.clone(),
+        audit,
     });
+    if let Some((ssm, parameter)) = ssm_refresh {
+        let period = Duration::try_from(refresh)
+            .ok()
+            .filter(|p| !p.is_zero())
+            .unwrap_or(Duration::from_secs(300));
+        tokio::spawn(server::refresh_from_ssm(
+            state.secret.clone(),
+            server::system_now,
+            ssm,
+            parameter,
+            period,
+            stop,
+        ));
+    }
     Ok((server::router(state), own))
 }
 
@@ -456,6 +543,18 @@ pub async fn serve_until(config: Config, shutdown: Shutdown) -> Result<(), RunEr
         sdk,
     } = clients_for(&config).await;
     controller_settings.audit = audit_outlet(&config, sdk.as_ref()).await;
+    if controller_settings.audit.enabled() {
+        // Records with no Quarantine history (decision 225): appended by any replica, flushed
+        // by the leader.
+        controller_settings.audit.controller = Some(
+            crate::controller::audit::controller_outbox::ControllerOutbox::start(
+                client.clone(),
+                &pod_namespace,
+                &config.cluster_id,
+                metrics.clone(),
+            ),
+        );
+    }
 
     // The caches, on every replica: a standby answers /sns and /events too, and a leader's
     // controllers run on the same caches (one copy of each object, decision 142).
@@ -486,7 +585,8 @@ pub async fn serve_until(config: Config, shutdown: Shutdown) -> Result<(), RunEr
         &controller_settings.protected_principals,
         config.kill_switch,
     )
-    .with_clock(clock);
+    .with_clock(clock)
+    .with_audit(controller_settings.audit.controller.clone());
     // notifyOnly policies (decision 241): announced by the replica that evaluated the signal.
     let (announcer_stop, announcer_stop_rx) = watch::channel(false);
     let _announcer_task = match crate::controller::notify::slack::SlackNotifier::new(
@@ -505,9 +605,12 @@ pub async fn serve_until(config: Config, shutdown: Shutdown) -> Result<(), RunEr
                 Arc::new(notifier),
                 sources,
                 metrics.clone(),
-                Arc::new(crate::controller::notify::only::SinkOrLog(
-                    controller_settings.audit.sink.clone(),
-                )),
+                Arc::new(crate::controller::notify::only::OutboxOrSink {
+                    outbox: controller_settings.audit.controller.clone(),
+                    fallback: crate::controller::notify::only::SinkOrLog(
+                        controller_settings.audit.sink.clone(),
+                    ),
+                }),
                 config.cluster_id.clone(),
             );
             let (queue, task) = announcer.start(wait_for_shutdown(announcer_stop_rx));
@@ -562,6 +665,10 @@ pub async fn serve_until(config: Config, shutdown: Shutdown) -> Result<(), RunEr
             &identity,
             sdk.as_ref()
                 .map(|factory| factory.ssm(config.notifications.ssm_region.as_deref())),
+            SlackBackground {
+                audit: controller_settings.audit.controller.clone(),
+                stop: stores_stop_rx.clone(),
+            },
         )
         .await?;
         controller_username = Some(own);

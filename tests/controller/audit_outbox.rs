@@ -191,3 +191,124 @@ async fn dry_run_decisions_are_recorded_without_any_iam_write() {
     assert_eq!(records[0].signal.as_ref().unwrap().id, "audit-dry");
     assert_eq!(h.iam.write_count(), writes_before, "no IAM write");
 }
+
+/// The controller's own outbox (decision 225) on the emulator: two replicas appending at once
+/// lose nothing (resourceVersion conflicts are retried, every record numbered once), a flush
+/// empties it into the store, and every call it makes is allowed by the chart's RBAC when an
+/// audit store is configured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_outbox_takes_concurrent_appends_and_its_calls_are_allowed_by_the_chart() {
+    use autoguardrails::audit::AuditSink;
+    use autoguardrails::audit::jsonl::{Destination, JsonLinesSink};
+    use autoguardrails::controller::audit::controller_outbox::{
+        ControllerOutbox, controller_actor, record,
+    };
+    use axum::http::{HeaderValue, header::USER_AGENT};
+
+    const AGENT: &str = "autoguardrails-outbox-under-test";
+    let h = Harness::start().await;
+    let start = h.emulator.requests().len();
+    let mut config = h.emulator.config().await.unwrap();
+    config
+        .headers
+        .push((USER_AGENT, HeaderValue::from_static(AGENT)));
+    let client = kube::Client::try_from(config).unwrap();
+    let metrics = Arc::new(autoguardrails::metrics::Metrics::new().unwrap());
+    let ns = crate::support::controller::NS;
+    let a = ControllerOutbox::start(client.clone(), ns, "c", metrics.clone());
+    let b = ControllerOutbox::start(client.clone(), ns, "c", metrics.clone());
+    let batch = |who: &str| -> Vec<_> {
+        (0..10)
+            .map(|i| {
+                record(
+                    "c",
+                    "SignalUnmatched",
+                    controller_actor(),
+                    format!("{who} {i}"),
+                )
+            })
+            .collect()
+    };
+    let (x, y) = tokio::join!(
+        async {
+            for _ in 0..3 {
+                a.append_now(batch("a")).await.unwrap();
+            }
+        },
+        async {
+            for _ in 0..3 {
+                b.append_now(batch("b")).await.unwrap();
+            }
+        }
+    );
+    let _ = (x, y);
+    // The queued path too: handed over without waiting, written by the writer task.
+    a.append(record(
+        "c",
+        "SlackUserUnmapped",
+        controller_actor(),
+        "queued".into(),
+    ));
+    h.eventually("the queued record written", || async {
+        a.pending().await.unwrap().len() == 61
+    })
+    .await;
+    let pending = a.pending().await.unwrap();
+    let mut sequences: Vec<u64> = pending.iter().map(|r| r.sequence).collect();
+    sequences.sort();
+    assert_eq!(
+        sequences,
+        (0..61).collect::<Vec<u64>>(),
+        "each numbered once"
+    );
+    let mut ids: Vec<&str> = pending.iter().map(|r| r.id.as_str()).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 61);
+
+    let dir = std::env::temp_dir().join(format!("agr-own-outbox-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("records.jsonl");
+    let _ = std::fs::remove_file(&file);
+    let sink = JsonLinesSink::new(Destination::File(file.clone()));
+    let (stored, left, _) = b.flush(&sink as &dyn AuditSink).await.unwrap();
+    assert_eq!((stored, left), (61, 0));
+    assert!(a.pending().await.unwrap().is_empty());
+    assert_eq!(std::fs::read_to_string(&file).unwrap().lines().count(), 61);
+    assert_eq!(b.flush(&sink).await.unwrap().0, 0, "nothing twice");
+
+    let ours: Vec<_> = h.emulator.requests()[start..]
+        .iter()
+        .filter(|r| r.user_agent == AGENT)
+        .cloned()
+        .collect();
+    assert!(!ours.is_empty());
+    let with_audit = crate::support::rbac::render_chart(
+        r#"{"controller":{"config":{"audit":{"table":"autoguardrails-audit"}}}}"#,
+    );
+    let manifests = crate::support::rbac::parse_manifests(&with_audit);
+    let rules = crate::support::rbac::Rbac::for_service_account(
+        &manifests,
+        crate::support::rbac::SERVICE_ACCOUNT.0,
+        crate::support::rbac::SERVICE_ACCOUNT.1,
+    );
+    let denied = rules.check(&ours);
+    assert!(
+        denied.is_empty(),
+        "chart RBAC refuses: {}",
+        denied
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let without = crate::support::rbac::parse_manifests(&crate::support::rbac::render_chart("{}"));
+    let rules = crate::support::rbac::Rbac::for_service_account(
+        &without,
+        crate::support::rbac::SERVICE_ACCOUNT.0,
+        crate::support::rbac::SERVICE_ACCOUNT.1,
+    );
+    assert!(
+        !rules.check(&ours).is_empty(),
+        "without an audit store the chart grants no ConfigMap access"
+    );
+}

@@ -62,6 +62,7 @@ fn cases() -> Vec<(String, Message)> {
         event: "KillSwitchDryRun".into(),
         actor: "controller".into(),
         message: "kill switch engaged: approvals are refused while it stays engaged".into(),
+        channel: None,
     });
     let index = status.history.len() - 1;
     cases.push((

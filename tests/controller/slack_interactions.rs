@@ -12,7 +12,7 @@ use autoguardrails::controller::crd::quarantine::Quarantine;
 use autoguardrails::controller::slack::intent::UserMapping;
 use autoguardrails::controller::slack::request::{ReplayCache, SigningSecret};
 use autoguardrails::controller::slack::server::{
-    Interactions, KubeQuarantines, router, system_now,
+    Interactions, KubeQuarantines, Secrets, router, system_now,
 };
 use autoguardrails::metrics::Metrics;
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -121,11 +121,14 @@ async fn an_unreachable_access_check_refuses_and_stale_buttons_say_so() {
     drop(closed);
     let unreachable = kube::Client::try_from(kube::Config::new(dead_url.parse().unwrap())).unwrap();
     let metrics = Arc::new(Metrics::new().unwrap());
+    let (answer_url, received) = receiver().await;
+    let allowed = answer_url.trim_end_matches("answer").to_string();
     let state = Arc::new(Interactions {
-        secret: SigningSecret::new(SECRET).unwrap(),
+        secret: Arc::new(Secrets::fixed(SigningSecret::new(SECRET).unwrap())),
         replays: ReplayCache::new(100),
         users: vec![UserMapping {
             slack_user_id: "U0ALICE".into(),
+            email: None,
             team_id: None,
             username: "alice".into(),
             groups: vec![],
@@ -144,6 +147,9 @@ async fn an_unreachable_access_check_refuses_and_stale_buttons_say_so() {
         body_timeout: Duration::from_secs(5),
         extend_by: "2h".into(),
         now: system_now,
+        emails: None,
+        response_url_prefixes: vec![allowed],
+        audit: None,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!(
@@ -151,8 +157,20 @@ async fn an_unreachable_access_check_refuses_and_stale_buttons_say_so() {
         listener.local_addr().unwrap()
     );
     tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
-    let (answer_url, received) = receiver().await;
     let http = reqwest::Client::new();
+
+    // A response_url that is not the allowed receiver: refused whole, nothing read or posted.
+    assert_eq!(
+        post(&http, &url, &click(&uid, "https://evil.example/answer", 9)).await,
+        400
+    );
+    assert_eq!(
+        metrics
+            .slack_interactions
+            .with_label_values(&["bad_response_url"])
+            .get(),
+        1
+    );
 
     assert_eq!(post(&http, &url, &click(&uid, &answer_url, 1)).await, 200);
     let refused = answer(&received, 1).await;
@@ -249,4 +267,57 @@ async fn the_signing_secret_is_read_from_an_ssm_secure_string() {
     put(plain.clone(), aws_sdk_ssm::types::ParameterType::String).await;
     let refused = signing_secret_from_ssm(&ssm, &plain).await.unwrap_err();
     assert!(refused.contains("is not a SecureString"), "{refused}");
+
+    // Re-read on a period: a new value becomes current, the old one stays accepted for the
+    // grace; a parameter that can no longer be read keeps the current secret.
+    let secrets = Arc::new(Secrets::rotating(secret, 60));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let refresher = tokio::spawn(autoguardrails::controller::slack::server::refresh_from_ssm(
+        secrets.clone(),
+        system_now,
+        ssm.clone(),
+        name.clone(),
+        Duration::from_millis(100),
+        stopped,
+    ));
+    ssm.put_parameter()
+        .name(&name)
+        .value("rotated-in-ssm")
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .overwrite(true)
+        .send()
+        .await
+        .unwrap();
+    let rotated = SigningSecret::new("rotated-in-ssm")
+        .unwrap()
+        .sign("1", b"x");
+    let original = SigningSecret::new("from-ssm-secret")
+        .unwrap()
+        .sign("1", b"x");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let ring = secrets.ring(system_now());
+        let signatures: Vec<String> = ring
+            .accepted(system_now())
+            .iter()
+            .map(|s| s.sign("1", b"x"))
+            .collect();
+        if signatures == [rotated.clone(), original.clone()] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not refreshed: {signatures:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ssm.delete_parameter().name(&name).send().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let ring = secrets.ring(system_now());
+    assert_eq!(ring.accepted(system_now())[0].sign("1", b"x"), rotated);
+    let _ = stop.send(true);
+    tokio::time::timeout(Duration::from_secs(5), refresher)
+        .await
+        .unwrap()
+        .unwrap();
 }

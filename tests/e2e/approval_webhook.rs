@@ -534,6 +534,12 @@ async fn approvals_are_checked_and_stamped_with_the_verified_identity() {
         "{history:?}"
     );
     assert!(!history.iter().any(|entry| entry["actor"] == "bob"));
+    assert!(
+        history
+            .iter()
+            .any(|entry| entry["event"] == "Approved" && entry["channel"] == "kubectl"),
+        "{history:?}"
+    );
     let events = ok(
         &admin,
         &[

@@ -340,6 +340,169 @@ async fn every_transition_reaches_the_table_once_through_outages_crashes_and_del
     drop(controller);
 }
 
+/// The records in the controller's own outbox ConfigMap (decision 225).
+fn controller_outbox(kubectl: &Kubectl) -> Vec<Value> {
+    let json = kubectl.run(&[
+        "get",
+        "configmap",
+        "-n",
+        NS,
+        "autoguardrails-audit-outbox",
+        "-o",
+        "json",
+        "--ignore-not-found",
+    ]);
+    if json.trim().is_empty() {
+        return Vec::new();
+    }
+    let map: Value = serde_json::from_str(&json).unwrap();
+    let outbox: Value =
+        serde_json::from_str(map["data"]["outbox.json"].as_str().unwrap_or("{}")).unwrap();
+    outbox["records"].as_array().cloned().unwrap_or_default()
+}
+
+/// Signals the controller does not act on are audited through its own outbox ConfigMap: they
+/// wait there while DynamoDB is down, survive a SIGKILL, and reach the table exactly once in the
+/// partition `controller#<cluster>` when it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signals_not_acted_on_reach_the_table_once_through_the_controller_outbox() {
+    let moto = moto::MotoServer::start();
+    let dynamo = dynamodb(&moto).await;
+    create_audit_table(&dynamo, TABLE).await;
+    let switch = Switch::start(port_of(&moto.url)).await;
+    let (_emulator, kubectl) = cluster_with_events_key(NS, API_KEY).await;
+    let dir = std::env::temp_dir().join(format!("agr-audit-own-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (metrics_port, signals_port) = (free_port(), free_port());
+    let config = write_config(&dir, metrics_port, signals_port, &moto.url, &switch.url);
+    let http = crate::support::binary::http_client();
+    let ops = format!("http://127.0.0.1:{metrics_port}");
+    let mut controller = start(&kubectl, &config, &dir);
+    leader(&http, &ops).await;
+    kubectl.run_with_input(&["apply", "-f", "-"], Some(POLICY));
+    kubectl.run(&[
+        "wait",
+        "-n",
+        NS,
+        "--for=condition=Ready",
+        "guardrailpolicy/ci-manual",
+        "--timeout=60s",
+    ]);
+    switch.set_up(false);
+
+    // Below the policy's threshold, and from an account no policy watches.
+    let events_url = format!("http://127.0.0.1:{signals_port}/events");
+    let anomaly = |id: &str, account: &str, impact: f64| {
+        let mut a: Value =
+            serde_json::from_str(include_str!("../fixtures/signals/eventbridge-anomaly.json"))
+                .unwrap();
+        a["id"] = id.into();
+        a["detail"]["anomalyId"] = id.into();
+        a["account"] = account.into();
+        a["detail"]["rootCauses"][0]["linkedAccount"] = account.into();
+        a["detail"]["impact"]["totalImpact"] = serde_json::json!(impact);
+        a
+    };
+    let small = post_event(
+        &http,
+        &events_url,
+        API_KEY,
+        &anomaly("small-1", ACCOUNT, 20.0),
+    )
+    .await;
+    assert_eq!(small.0, 200, "{}", small.2);
+    let other = post_event(
+        &http,
+        &events_url,
+        API_KEY,
+        &anomaly("other-1", "210987654321", 900.0),
+    )
+    .await;
+    assert_eq!(other.0, 200, "{}", other.2);
+    assert!(
+        kubectl
+            .run(&["get", "quarantines", "-n", NS, "-o", "name"])
+            .trim()
+            .is_empty(),
+        "no Quarantine for either"
+    );
+    wait_for("two records in the controller outbox", WAIT, || async {
+        controller_outbox(&kubectl).len() == 2
+    })
+    .await;
+    let waiting = controller_outbox(&kubectl);
+    let mut events = events_of(&waiting);
+    events.sort();
+    assert_eq!(
+        events,
+        ["SignalNotActedOn", "SignalUnmatched"],
+        "{waiting:?}"
+    );
+    let not_acted = waiting
+        .iter()
+        .find(|r| r["event"] == "SignalNotActedOn")
+        .unwrap();
+    assert_eq!(not_acted["policy"], "ci-manual");
+    assert_eq!(not_acted["signal"]["impactUsd"], 20.0);
+    assert_eq!(not_acted["actor"]["channel"], "controller");
+    wait_for("the backlog metric counts them", WAIT, || async {
+        metric_value(&http, &ops, "autoguardrails_audit_backlog_records ").await >= 2.0
+    })
+    .await;
+
+    // SIGKILL while the table is down; a new process flushes when it is back.
+    if let Some(mut child) = controller.child.take() {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    switch.set_up(true);
+    controller = start(&kubectl, &config, &dir);
+    leader(&http, &ops).await;
+    wait_for("the controller outbox to empty", WAIT, || async {
+        controller_outbox(&kubectl).is_empty()
+    })
+    .await;
+    let since = jiff::Timestamp::now()
+        .checked_sub(jiff::SignedDuration::from_hours(1))
+        .unwrap()
+        .to_string();
+    let stored = audit_cli(&moto.url, &["--since", &since]);
+    let mut events = events_of(&stored);
+    events.sort();
+    assert_eq!(
+        events,
+        ["SignalNotActedOn", "SignalUnmatched"],
+        "{stored:?}"
+    );
+    assert!(
+        stored
+            .iter()
+            .all(|r| r["cluster"] == "e2e" && r["quarantine"].is_null())
+    );
+    let unmatched = stored
+        .iter()
+        .find(|r| r["event"] == "SignalUnmatched")
+        .unwrap();
+    assert_eq!(unmatched["signal"]["accountId"], "210987654321");
+    // Exactly once in the table (the primary copies), in the controller's partition.
+    let ids = primary_ids(&dynamo, TABLE).await;
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    let item = dynamo
+        .query()
+        .table_name(TABLE)
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(
+            ":pk",
+            aws_sdk_dynamodb::types::AttributeValue::S("controller#e2e".into()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(item.count(), 2);
+    drop(controller);
+}
+
 /// `autoguardrails audit` works with only the `controller-audit-read` actions, and those
 /// credentials cannot write a record. moto checks IAM policies after its first few (setup)
 /// actions; it authorises DynamoDB calls against resource `*`, so the auditor's policy names the

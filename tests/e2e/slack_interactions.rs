@@ -28,7 +28,12 @@ const SECRET: &str = "e2e-signing-secret-0123456789";
 
 /// Slack's `v0` signature, computed here independently of the controller's code.
 fn sign(timestamp: i64, body: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    sign_with(SECRET, timestamp, body)
+}
+
+/// The same with another secret.
+fn sign_with(secret: &str, timestamp: i64, body: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(format!("v0:{timestamp}:{body}").as_bytes());
     let hex: String = mac
         .finalize()
@@ -133,6 +138,46 @@ async fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
     (url, received)
 }
 
+/// Plays Slack's Web API `users.info`: U0CAROL has a confirmed address, U0EVE an unconfirmed
+/// one. Records each (user, Authorization header) asked.
+async fn web_api() -> (String, Arc<Mutex<Vec<(String, String)>>>) {
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let store = asked.clone();
+    let app = axum::Router::new().route(
+        "/api/users.info",
+        axum::routing::get(
+            move |headers: axum::http::HeaderMap,
+                  axum::extract::Query(query): axum::extract::Query<
+                std::collections::HashMap<String, String>,
+            >| {
+                let store = store.clone();
+                async move {
+                    let user = query.get("user").cloned().unwrap_or_default();
+                    let auth = headers
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string();
+                    store.lock().unwrap().push((user.clone(), auth));
+                    let (email, confirmed) = match user.as_str() {
+                        "U0CAROL" => ("carol@example.com", true),
+                        "U0EVE" => ("carol@example.com", false),
+                        _ => return axum::Json(json!({"ok": false, "error": "user_not_found"})),
+                    };
+                    axum::Json(json!({"ok": true, "user": {
+                        "id": user, "team_id": "T0E2E", "is_email_confirmed": confirmed,
+                        "profile": {"email": email, "real_name": "someone"}
+                    }}))
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/api/", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, asked)
+}
+
 /// Waits for an answer containing `text`, and returns it.
 async fn answer_with(received: &Arc<Mutex<Vec<Value>>>, text: &str) -> Value {
     let mut found = Value::Null;
@@ -155,9 +200,18 @@ async fn answer_with(received: &Arc<Mutex<Vec<Value>>>, text: &str) -> Value {
     found
 }
 
-fn write_config(dir: &Path, metrics_port: u16, signals_port: u16, webhook_port: u16) -> PathBuf {
+fn write_config(
+    dir: &Path,
+    metrics_port: u16,
+    signals_port: u16,
+    webhook_port: u16,
+    response_urls: &[String],
+    api_base: &str,
+) -> PathBuf {
     let secret = dir.join("signing-secret");
     std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
+    let token = dir.join("bot-token");
+    std::fs::write(&token, "xoxb-e2e-token\n").unwrap();
     let config = dir.join("config.yaml");
     std::fs::write(
         &config,
@@ -186,13 +240,25 @@ slack:
   interactions: true
   signingSecretFile: {secret}
   maxBodyBytes: 16384
+  signingSecretGrace: 3s
+  responseUrlPrefixes: {prefixes}
   users:
     - {{slackUserId: U0ALICE, username: alice, groups: [approvers]}}
     - {{slackUserId: U0MALLORY, username: mallory}}
+    - {{email: carol@example.com, username: carol}}
+  botTokenFile: {token}
+  apiBaseUrl: {api_base}
+  emailCacheTtl: 10m
+audit:
+  jsonLines: {audit}
+  flushInterval: 200ms
 "#,
             cert = tls_file("server.pem").display(),
             key = tls_file("server-key.pem").display(),
             secret = secret.display(),
+            audit = dir.join("audit.jsonl").display(),
+            prefixes = serde_json::to_string(response_urls).unwrap(),
+            token = token.display(),
         ),
     )
     .unwrap();
@@ -236,7 +302,23 @@ async fn slack_buttons_act_as_the_mapped_identity_and_refuse_everything_else() {
     let dir = std::env::temp_dir().join(format!("agr-slack-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (metrics_port, signals_port, webhook_port) = (free_port(), free_port(), free_port());
-    let config = write_config(&dir, metrics_port, signals_port, webhook_port);
+    // Slack's response_url is played by a local receiver; a second port stays closed (Slack
+    // down). Only these two are allowed response_url prefixes.
+    let (answer_url, received) = receiver().await;
+    let down_port = free_port();
+    let allowed = [
+        answer_url.trim_end_matches("answer").to_string(),
+        format!("http://127.0.0.1:{down_port}/"),
+    ];
+    let (api_base, asked) = web_api().await;
+    let config = write_config(
+        &dir,
+        metrics_port,
+        signals_port,
+        webhook_port,
+        &allowed,
+        &api_base,
+    );
     let controller =
         crate::support::binary::spawn_controller_with_env(&admin, &config, NS, &dir, &[], &[]);
     let http = crate::support::binary::http_client();
@@ -293,7 +375,6 @@ async fn slack_buttons_act_as_the_mapped_identity_and_refuse_everything_else() {
     let second_object = status_of(&admin, &second);
 
     let url = format!("http://127.0.0.1:{signals_port}/slack/interactions");
-    let (answer_url, received) = receiver().await;
     let metric =
         |outcome: &str| format!("autoguardrails_slack_interactions_total{{outcome=\"{outcome}\"}}");
 
@@ -323,6 +404,19 @@ async fn slack_buttons_act_as_the_mapped_identity_and_refuse_everything_else() {
     assert!(
         received.lock().unwrap().is_empty(),
         "nothing answered to refused requests"
+    );
+
+    // A response_url that is not an allowed Slack address: refused whole, nothing posted.
+    let elsewhere = click(
+        "U0ALICE",
+        "approve",
+        &first_object,
+        "http://127.0.0.1:9/elsewhere",
+    );
+    assert_eq!(post_signed(&http, &url, &elsewhere).await, 400);
+    assert_eq!(
+        metric_value(&http, &ops, &metric("bad_response_url")).await,
+        1.0
     );
 
     // An unmapped Slack user: an ephemeral refusal, nothing changes.
@@ -357,6 +451,12 @@ async fn slack_buttons_act_as_the_mapped_identity_and_refuse_everything_else() {
     wait_phase(&admin, &first, "Active").await;
     let answer = answer_with(&received, "alice approved").await;
     assert_eq!(answer["response_type"], "in_channel");
+    // The clicked message is replaced: no buttons, the new state and who did it.
+    assert_eq!(answer["replace_original"], true);
+    let blocks = answer["blocks"].to_string();
+    assert!(blocks.contains("Approved"), "{blocks}");
+    assert!(blocks.contains("by alice from Slack"), "{blocks}");
+    assert!(!blocks.contains("\"button\""), "{blocks}");
     let q = status_of(&admin, &first);
     assert_eq!(q["status"]["approvedBy"], "alice", "{q}");
     let history = q["status"]["history"].as_array().unwrap();
@@ -373,6 +473,20 @@ async fn slack_buttons_act_as_the_mapped_identity_and_refuse_everything_else() {
             .as_str()
             .unwrap_or_default()
             .contains("unverified")),
+        "{history:?}"
+    );
+    // The history names the channel of the decision (from the stamp only the controller signs).
+    assert!(
+        history
+            .iter()
+            .any(|entry| entry["event"] == "Approved" && entry["channel"] == "slack"),
+        "{history:?}"
+    );
+    assert!(
+        history
+            .iter()
+            .filter(|entry| entry["actor"] == "controller")
+            .all(|entry| entry["channel"].is_null()),
         "{history:?}"
     );
     assert_eq!(
@@ -429,9 +543,19 @@ async fn slack_buttons_act_as_the_mapped_identity_and_refuse_everything_else() {
     assert_eq!(post_signed(&http, &url, &release).await, 200);
     wait_phase(&admin, &first, "Released").await;
     answer_with(&received, "alice asked to release").await;
+    let q = status_of(&admin, &first);
+    let history = q["status"]["history"].as_array().unwrap();
+    for event in ["Extended", "ReleaseRequested"] {
+        assert!(
+            history.iter().any(|entry| entry["event"] == event
+                && entry["actor"] == "alice"
+                && entry["channel"] == "slack"),
+            "{event}: {history:?}"
+        );
+    }
 
     // Slack's response_url is down: the rejection stands anyway.
-    let down = format!("http://127.0.0.1:{}/answer", free_port());
+    let down = format!("http://127.0.0.1:{down_port}/answer");
     let reject = click("U0ALICE", "reject", &second_object, &down);
     assert_eq!(post_signed(&http, &url, &reject).await, 200);
     wait_phase(&admin, &second, "Rejected").await;
@@ -471,7 +595,127 @@ async fn slack_buttons_act_as_the_mapped_identity_and_refuse_everything_else() {
             .any(|line| line.starts_with("SlackActionAccepted=") && line.contains("alice")),
         "{events}"
     );
+    // The audit trail: accepted clicks through the Quarantine's history (channel slack,
+    // verified), refused ones through the controller's own outbox.
+    let audit_file = dir.join("audit.jsonl");
+    let records = || -> Vec<Value> {
+        std::fs::read_to_string(&audit_file)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    };
+    let has = |event: &str, actor: &str| {
+        records().into_iter().find(|r| {
+            r["event"] == event
+                && r["actor"]["name"] == actor
+                && r["quarantine"]["name"] == first_object["metadata"]["name"]
+        })
+    };
+    wait_for(
+        "the refusals in the audit trail",
+        Duration::from_secs(30),
+        || {
+            let found = has("SlackUserUnmapped", "slack:U0NOBODY").is_some()
+                && has("SlackActionRefused", "mallory").is_some()
+                && has("ReleaseRequested", "alice").is_some();
+            async move { found }
+        },
+    )
+    .await;
+    let refused = has("SlackActionRefused", "mallory").unwrap();
+    assert_eq!(refused["actor"]["channel"], "slack");
+    assert_eq!(refused["actor"]["verified"], false);
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("U0MALLORY"),
+        "{refused}"
+    );
+    for event in ["Approved", "Extended", "ReleaseRequested"] {
+        let record = has(event, "alice").unwrap_or_else(|| panic!("{event}: {:?}", records()));
+        assert_eq!(record["actor"]["channel"], "slack", "{record}");
+        assert_eq!(record["actor"]["verified"], true, "{record}");
+    }
+    // Mapped by confirmed e-mail (users.info through the bot token): carol is carol, so the
+    // button's phase is what refuses her; eve's address is not confirmed, so she is unmapped.
+    let carol = click("U0CAROL", "approve", &second_object, &answer_url);
+    assert_eq!(post_signed(&http, &url, &carol).await, 200);
+    let answer = answer_with(&received, "is Rejected; approve no longer applies").await;
+    assert_eq!(answer["response_type"], "ephemeral");
+    let eve = click("U0EVE", "approve", &second_object, &answer_url);
+    assert_eq!(post_signed(&http, &url, &eve).await, 200);
+    wait_for(
+        "eve refused as unmapped",
+        Duration::from_secs(30),
+        || async { metric_value(&http, &ops, &metric("unmapped")).await == 2.0 },
+    )
+    .await;
+    // Asked once per user (cached), with the bot token; never for mapped user ids.
+    let again = click("U0CAROL", "approve", &second_object, &answer_url);
+    assert_eq!(post_signed(&http, &url, &again).await, 200);
+    wait_for(
+        "carol's second click answered",
+        Duration::from_secs(30),
+        || {
+            let count = received
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|a| {
+                    a["text"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .contains("is Rejected; approve no longer applies")
+                })
+                .count();
+            async move { count == 2 }
+        },
+    )
+    .await;
+    let asked = asked.lock().unwrap().clone();
+    let carol_asked = asked.iter().filter(|(user, _)| user == "U0CAROL").count();
+    assert_eq!(carol_asked, 1, "{asked:?}");
+    assert!(
+        asked
+            .iter()
+            .all(|(_, auth)| auth == "Bearer xoxb-e2e-token"),
+        "{asked:?}"
+    );
+    assert!(
+        !asked.iter().any(|(user, _)| user == "U0ALICE"),
+        "{asked:?}"
+    );
+
+    // The signing secret is rotated in its file: the new one is accepted at once, the old one
+    // for the grace period (3 s here), then refused.
+    const ROTATED: &str = "e2e-rotated-secret-9876543210";
+    std::fs::write(dir.join("signing-secret"), format!("{ROTATED}\n")).unwrap();
+    let signed_with = |secret: &'static str| {
+        let body = click("U0NOBODY", "approve", &second_object, &answer_url);
+        let timestamp = now();
+        let signature = sign_with(secret, timestamp, &body);
+        let http = http.clone();
+        let url = url.clone();
+        async move { post(&http, &url, timestamp, &signature, &body).await }
+    };
+    assert_eq!(signed_with(ROTATED).await, 200);
+    assert_eq!(
+        signed_with(SECRET).await,
+        200,
+        "the previous secret, within the grace"
+    );
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        signed_with(SECRET).await,
+        401,
+        "the previous secret after the grace"
+    );
+    assert_eq!(signed_with(ROTATED).await, 200);
     let log = controller.log();
+    assert!(log.contains("slack signing secret rotated"), "{log}");
+    assert!(!log.contains(ROTATED), "the new secret is never logged");
     assert!(log.contains("slack interaction"), "{log}");
     assert!(!log.contains(SECRET), "the signing secret is never logged");
     drop(controller);

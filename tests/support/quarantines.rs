@@ -152,6 +152,7 @@ pub fn scenario(kind: MessageKind, start: Timestamp) -> (Quarantine, usize) {
             event: "DriftRepaired".into(),
             actor: "controller".into(),
             message: "deny policy agr-5c1e9a was detached from arn:aws:iam::111111111111:role/dev-ci outside the controller; re-attached".into(),
+            channel: None,
         });
     }
     let name = format!("dev-compute-spike-{}", kind.event().to_lowercase());

@@ -62,8 +62,16 @@ impl StampKey {
         }
     }
 
-    /// The MAC over everything a stamp vouches for.
-    fn mac(&self, quarantine_uid: &str, key: &str, value: &str, identity: &Identity) -> String {
+    /// The MAC over everything a stamp vouches for (the channel only when named, so stamps made
+    /// before channels existed still verify).
+    fn mac(
+        &self,
+        quarantine_uid: &str,
+        key: &str,
+        value: &str,
+        identity: &Identity,
+        channel: Option<&str>,
+    ) -> String {
         // new_from_slice accepts any key length for HMAC; the fallback is never taken.
         let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.bytes) else {
             return String::new();
@@ -82,6 +90,11 @@ impl StampKey {
             mac.update(&(group.len() as u64).to_be_bytes());
             mac.update(group.as_bytes());
         }
+        if let Some(channel) = channel {
+            mac.update(b"\0channel");
+            mac.update(&(channel.len() as u64).to_be_bytes());
+            mac.update(channel.as_bytes());
+        }
         hex(&mac.finalize().into_bytes())
     }
 
@@ -93,9 +106,24 @@ impl StampKey {
         value: &str,
         identity: &Identity,
     ) -> String {
+        self.sign_via(quarantine_uid, key, value, identity, None)
+    }
+
+    /// The stamp text for `identity` having set `key` to `value` through `channel` (`slack`): the
+    /// channel is signed with the rest, so no one without the key can claim it. `None` is the
+    /// approval webhook's own stamp (an annotation written with kubectl or any API client).
+    pub fn sign_via(
+        &self,
+        quarantine_uid: &str,
+        key: &str,
+        value: &str,
+        identity: &Identity,
+        channel: Option<&str>,
+    ) -> String {
         let stamp = Stamp {
             user: identity.clone(),
-            mac: self.mac(quarantine_uid, key, value, identity),
+            channel: channel.map(str::to_string),
+            mac: self.mac(quarantine_uid, key, value, identity, channel),
         };
         serde_json::to_string(&stamp).unwrap_or_default()
     }
@@ -109,8 +137,27 @@ impl StampKey {
         value: &str,
         stamp: &str,
     ) -> Option<Identity> {
+        self.verify_via(quarantine_uid, key, value, stamp)
+            .map(|(identity, _)| identity)
+    }
+
+    /// Like [`StampKey::verify`], with the channel the stamp was signed for (`None`: the
+    /// approval webhook's stamp).
+    pub fn verify_via(
+        &self,
+        quarantine_uid: &str,
+        key: &str,
+        value: &str,
+        stamp: &str,
+    ) -> Option<(Identity, Option<String>)> {
         let stamp: Stamp = serde_json::from_str(stamp).ok()?;
-        let expected = self.mac(quarantine_uid, key, value, &stamp.user);
+        let expected = self.mac(
+            quarantine_uid,
+            key,
+            value,
+            &stamp.user,
+            stamp.channel.as_deref(),
+        );
         let matches = !expected.is_empty()
             && expected.len() == stamp.mac.len()
             && expected
@@ -118,7 +165,7 @@ impl StampKey {
                 .zip(stamp.mac.bytes())
                 .fold(0u8, |difference, (a, b)| difference | (a ^ b))
                 == 0;
-        matches.then_some(stamp.user)
+        matches.then_some((stamp.user, stamp.channel))
     }
 }
 
@@ -127,6 +174,10 @@ impl StampKey {
 struct Stamp {
     /// Who.
     user: Identity,
+    /// The channel the controller acted through for the person (`slack`); absent for the
+    /// webhook's stamp.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    channel: Option<String>,
     /// HMAC-SHA256 (hex) over the Quarantine uid, annotation key and value, and the identity.
     mac: String,
 }
@@ -159,10 +210,27 @@ pub fn verified_identity(
     key.verify(quarantine_uid, annotation.key(), value, stamp)
 }
 
+/// The channel a valid stamp names for the current value of `annotation`: `Some(None)` for the
+/// webhook's stamp, `Some(Some("slack"))` for one the controller made for Slack, `None` when no
+/// valid stamp vouches for the value.
+pub fn verified_channel(
+    annotation: Annotation,
+    annotations: &BTreeMap<String, String>,
+    key: Option<&StampKey>,
+    quarantine_uid: &str,
+) -> Option<Option<String>> {
+    let key = key?;
+    let value = annotations.get(annotation.key())?;
+    let stamp = annotations.get(&stamp_key(annotation))?;
+    key.verify_via(quarantine_uid, annotation.key(), value, stamp)
+        .map(|(_, channel)| channel)
+}
+
 /// Replaces the self-asserted actor of approve, reject and extend events by the verified user
 /// name when a valid stamp vouches for the annotation's current value, and labels it
 /// `<actor> (unverified)` otherwise (no key configured, no stamp, or a stamp that does not
-/// verify). Release and other events are left as they are.
+/// verify). A release keeps its self-asserted actor unless a valid stamp (made only by the
+/// controller, for Slack) names the user. Other events are left as they are.
 pub fn attribute(
     events: Vec<Event>,
     annotations: &BTreeMap<String, String>,
@@ -192,6 +260,11 @@ pub fn attribute(
             Event::Extend { actor, duration } => Event::Extend {
                 actor: relabel(Annotation::Extend, actor),
                 duration,
+            },
+            Event::Release { actor, note } => Event::Release {
+                actor: verified_identity(Annotation::Release, annotations, key, quarantine_uid)
+                    .map_or(actor, |identity| identity.username),
+                note,
             },
             other => other,
         })
@@ -249,6 +322,67 @@ mod tests {
             key.verify("q-uid", "autoguardrails.io/approve", "bob: ok", "{}"),
             None
         );
+    }
+
+    #[test]
+    fn a_channel_is_signed_with_the_stamp_and_cannot_be_added_or_changed() {
+        let key = StampKey::derive(b"secret");
+        let (k, v) = ("autoguardrails.io/approve", "alice: approve from Slack");
+        let slack = key.sign_via("q-uid", k, v, &alice(), Some("slack"));
+        assert_eq!(
+            key.verify_via("q-uid", k, v, &slack),
+            Some((alice(), Some("slack".to_string())))
+        );
+        let webhook = key.sign("q-uid", k, v, &alice());
+        assert_eq!(
+            key.verify_via("q-uid", k, v, &webhook),
+            Some((alice(), None))
+        );
+        // Naming a channel in the webhook's stamp, or changing or dropping the signed one, breaks it.
+        let claimed = webhook.replacen('{', r#"{"channel":"slack","#, 1);
+        assert_eq!(key.verify_via("q-uid", k, v, &claimed), None);
+        let changed = slack.replace("\"slack\"", "\"dashboard\"");
+        assert_eq!(key.verify_via("q-uid", k, v, &changed), None);
+        let dropped = slack.replace(r#""channel":"slack","#, "");
+        assert_ne!(dropped, slack);
+        assert_eq!(key.verify_via("q-uid", k, v, &dropped), None);
+        let annotations = BTreeMap::from([
+            (k.to_string(), v.to_string()),
+            (stamp_key(Annotation::Approve), slack.clone()),
+            (
+                "autoguardrails.io/release".to_string(),
+                "mallory: done".to_string(),
+            ),
+            (
+                stamp_key(Annotation::Release),
+                key.sign_via(
+                    "q-uid",
+                    "autoguardrails.io/release",
+                    "alice: release from Slack",
+                    &alice(),
+                    Some("slack"),
+                ),
+            ),
+        ]);
+        assert_eq!(
+            verified_channel(Annotation::Approve, &annotations, Some(&key), "q-uid"),
+            Some(Some("slack".to_string()))
+        );
+        // A release stamp copied onto another value does not vouch for it.
+        assert_eq!(
+            verified_channel(Annotation::Release, &annotations, Some(&key), "q-uid"),
+            None
+        );
+        let events = attribute(
+            parse_annotations(&annotations),
+            &annotations,
+            Some(&key),
+            "q-uid",
+        );
+        assert!(events.contains(&Event::Release {
+            actor: "mallory".into(),
+            note: "done".into()
+        }));
     }
 
     #[test]

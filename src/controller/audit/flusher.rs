@@ -111,25 +111,53 @@ pub fn backoff(interval: Duration, max: Duration, failures: u32) -> Duration {
 /// One round over the cache: the backlog metrics, then every Quarantine with unflushed entries.
 /// Returns how many records were stored; the first store error ends the round.
 pub async fn flush_once(ctx: &Shared, sink: &dyn AuditSink) -> Result<usize, AuditError> {
+    // The controller's own outbox first (decision 225); its backlog counts with the others'.
+    let mut stored = 0;
+    let mut own: (usize, Option<Timestamp>) = (0, None);
+    if let Some(outbox) = &ctx.settings.audit.controller {
+        match outbox.flush(sink).await {
+            Ok((done, left, oldest)) => {
+                stored += done;
+                own = (left, oldest);
+            }
+            Err(e) => {
+                if let Ok(records) = outbox.pending().await {
+                    own = (records.len(), records.iter().map(|r| r.recorded_at).min());
+                }
+                let quarantines = ctx.stores.quarantines();
+                set_backlog(ctx, quarantines.iter().map(|q| q.as_ref()), own);
+                return Err(e);
+            }
+        }
+    }
     let quarantines = ctx.stores.quarantines();
     let waiting: Vec<&Arc<Quarantine>> = quarantines
         .iter()
         .filter(|q| !pending(q.status.as_ref()).is_empty())
         .collect();
-    set_backlog(ctx, waiting.iter().map(|q| q.as_ref()));
-    let mut stored = 0;
+    set_backlog(ctx, waiting.iter().map(|q| q.as_ref()), own);
+    let mut from_quarantines = 0;
     for q in waiting {
-        stored += flush_quarantine(ctx, sink, q).await?;
+        from_quarantines += flush_quarantine(ctx, sink, q).await?;
     }
-    if stored > 0 {
+    if from_quarantines > 0 {
         let quarantines = ctx.stores.quarantines();
-        set_backlog(ctx, quarantines.iter().map(|q| q.as_ref()));
+        set_backlog(ctx, quarantines.iter().map(|q| q.as_ref()), own);
     }
-    Ok(stored)
+    Ok(stored + from_quarantines)
 }
 
-fn set_backlog<'a>(ctx: &Shared, quarantines: impl IntoIterator<Item = &'a Quarantine>) {
+fn set_backlog<'a>(
+    ctx: &Shared,
+    quarantines: impl IntoIterator<Item = &'a Quarantine>,
+    own: (usize, Option<Timestamp>),
+) {
     let (count, oldest) = backlog(quarantines);
+    let count = count + own.0;
+    let oldest = match (oldest, own.1) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     ctx.metrics.audit_backlog_records.set(count as i64);
     let age = oldest.map_or(0, |t| Timestamp::now().duration_since(t).as_secs().max(0));
     ctx.metrics.audit_backlog_oldest_seconds.set(age);

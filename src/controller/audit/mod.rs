@@ -3,6 +3,7 @@
 //! unflushed entries into [`AuditRecord`]s with the object's identity, removing what a flush
 //! stored, and the backlog for the metrics. The flusher ([`flusher`]) is the adapter. No I/O here.
 
+pub mod controller_outbox;
 pub mod flusher;
 
 use std::sync::Arc;
@@ -16,11 +17,13 @@ use crate::audit::{
     Actor, AuditRecord, AuditSink, CHANNEL_CONTROLLER, CHANNEL_KUBECTL, QuarantineRef,
     SignalSummary, record_id,
 };
+use crate::controller::admission::StampKey;
+use crate::controller::admission::stamp::verified_channel;
 use crate::controller::crd::{
     AuditEntry, AuditOutbox, HistoryEntry, MAX_AUDIT_ENTRIES, MAX_AUDIT_MESSAGE_CHARS, Quarantine,
     QuarantineStatus,
 };
-use crate::controller::lifecycle::CONTROLLER_ACTOR;
+use crate::controller::lifecycle::{Annotation, CONTROLLER_ACTOR};
 
 /// The `audit` section of the controller configuration file.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -82,6 +85,7 @@ impl AuditSettings {
         };
         AuditOutlet {
             sink,
+            controller: None,
             flush_interval: unsigned(self.flush_interval, 2),
             max_backoff: unsigned(self.max_backoff, 60),
             deletion_wait: unsigned(self.deletion_wait, 300),
@@ -94,6 +98,8 @@ impl AuditSettings {
 pub struct AuditOutlet {
     /// The audit store; `None` keeps today's behaviour (no outbox in status).
     pub sink: Option<Arc<dyn AuditSink>>,
+    /// The controller's own outbox (records with no Quarantine history), when a store is set.
+    pub controller: Option<Arc<controller_outbox::ControllerOutbox>>,
     /// How often the flusher looks for unflushed entries.
     pub flush_interval: Duration,
     /// The longest wait between flush attempts while the store fails.
@@ -106,6 +112,7 @@ impl Default for AuditOutlet {
     fn default() -> Self {
         AuditOutlet {
             sink: None,
+            controller: None,
             flush_interval: Duration::from_secs(2),
             max_backoff: Duration::from_secs(60),
             deletion_wait: Duration::from_secs(300),
@@ -177,6 +184,45 @@ pub fn channel_of(actor: &str) -> &'static str {
     }
 }
 
+/// The annotation a person's history event came from, when one does.
+fn annotation_of(event: &str) -> Option<Annotation> {
+    use crate::controller::lifecycle::{
+        REASON_APPROVAL_RECORDED, REASON_APPROVAL_REFUSED, REASON_APPROVED, REASON_EXTEND_REFUSED,
+        REASON_EXTENDED, REASON_REJECTED, REASON_RELEASE_REQUESTED,
+    };
+    match event {
+        REASON_APPROVED | REASON_APPROVAL_RECORDED | REASON_APPROVAL_REFUSED => {
+            Some(Annotation::Approve)
+        }
+        REASON_REJECTED => Some(Annotation::Reject),
+        REASON_EXTENDED | REASON_EXTEND_REFUSED => Some(Annotation::Extend),
+        REASON_RELEASE_REQUESTED => Some(Annotation::Release),
+        _ => None,
+    }
+}
+
+/// Sets the channel of the people's entries in `entries` (those a reconcile just added): `slack`
+/// (or another channel) when the annotation's current value carries a valid stamp the controller
+/// signed for that channel, `kubectl` for every other annotation write (decision 224). The
+/// controller's own entries keep none. Only the stamp key can name a channel, so a person writing
+/// annotations cannot claim `slack`.
+pub fn stamp_channels(
+    entries: &mut [HistoryEntry],
+    annotations: &std::collections::BTreeMap<String, String>,
+    key: Option<&StampKey>,
+    quarantine_uid: &str,
+) {
+    for entry in entries.iter_mut() {
+        if entry.actor == CONTROLLER_ACTOR || entry.channel.is_some() {
+            continue;
+        }
+        let signed = annotation_of(&entry.event)
+            .and_then(|annotation| verified_channel(annotation, annotations, key, quarantine_uid))
+            .flatten();
+        entry.channel = Some(signed.unwrap_or_else(|| CHANNEL_KUBECTL.to_string()));
+    }
+}
+
 /// `outbox` with `entries` appended (sequence numbers continue, times cut to whole seconds,
 /// messages bounded). Past [`MAX_AUDIT_ENTRIES`] the oldest unflushed entries are dropped and
 /// counted.
@@ -185,13 +231,20 @@ pub fn append(outbox: Option<&AuditOutbox>, entries: &[HistoryEntry]) -> AuditOu
     for entry in entries {
         let second = Timestamp::from_second(entry.time.0.as_second()).unwrap_or(entry.time.0);
         let (actor, verified) = audited_actor(&entry.event, &entry.actor);
+        let channel = entry
+            .channel
+            .clone()
+            .unwrap_or_else(|| channel_of(&entry.actor).to_string());
+        // Only a stamp the controller signed names a channel other than kubectl: that entry's
+        // actor is the verified identity (a release from Slack too).
+        let verified = verified || (channel != CHANNEL_KUBECTL && channel != CHANNEL_CONTROLLER);
         outbox.entries.push(AuditEntry {
             sequence: outbox.next_sequence,
             time: Time(second),
             event: truncate(&entry.event, 128),
             actor: truncate(&actor, 256),
             verified,
-            channel: channel_of(&entry.actor).to_string(),
+            channel: truncate(&channel, 32),
             message: truncate(&entry.message, MAX_AUDIT_MESSAGE_CHARS),
         });
         outbox.next_sequence += 1;
@@ -294,6 +347,7 @@ mod tests {
             event: event.into(),
             actor: actor.into(),
             message: format!("{event} at {second}"),
+            channel: None,
         }
     }
 
@@ -324,6 +378,74 @@ mod tests {
         assert_eq!(outbox.dropped, 51);
         assert_eq!(outbox.next_sequence, 153);
         assert_eq!(outbox.entries[0].channel, CHANNEL_CONTROLLER);
+    }
+
+    #[test]
+    fn the_channel_comes_from_a_signed_stamp_and_kubectl_cannot_claim_slack() {
+        use crate::controller::admission::Identity;
+        use crate::controller::admission::stamp::stamp_key;
+        let key = StampKey::derive(b"k");
+        let alice = Identity {
+            username: "alice".into(),
+            ..Identity::default()
+        };
+        let value = "alice: approve from Slack";
+        let mut annotations = std::collections::BTreeMap::from([
+            ("autoguardrails.io/approve".to_string(), value.to_string()),
+            (
+                stamp_key(Annotation::Approve),
+                key.sign_via(
+                    "u",
+                    "autoguardrails.io/approve",
+                    value,
+                    &alice,
+                    Some("slack"),
+                ),
+            ),
+            (
+                "autoguardrails.io/release".to_string(),
+                "bob: done".to_string(),
+            ),
+        ]);
+        let mut entries = vec![
+            entry(1, "Approved", "alice"),
+            entry(2, "Activated", "controller"),
+            entry(3, "ReleaseRequested", "bob"),
+        ];
+        stamp_channels(&mut entries, &annotations, Some(&key), "u");
+        let channels: Vec<Option<&str>> = entries.iter().map(|e| e.channel.as_deref()).collect();
+        assert_eq!(channels, [Some("slack"), None, Some("kubectl")]);
+        let outbox = append(None, &entries);
+        assert_eq!(
+            (
+                outbox.entries[0].channel.as_str(),
+                outbox.entries[0].verified
+            ),
+            ("slack", true)
+        );
+        assert_eq!(outbox.entries[1].channel, CHANNEL_CONTROLLER);
+        assert_eq!(
+            (
+                outbox.entries[2].channel.as_str(),
+                outbox.entries[2].verified
+            ),
+            ("kubectl", false)
+        );
+        // The webhook's own stamp (no channel), or a channel written in by hand: kubectl.
+        annotations.insert(
+            stamp_key(Annotation::Approve),
+            key.sign("u", "autoguardrails.io/approve", value, &alice),
+        );
+        let mut entries = vec![entry(1, "Approved", "alice")];
+        stamp_channels(&mut entries, &annotations, Some(&key), "u");
+        assert_eq!(entries[0].channel.as_deref(), Some("kubectl"));
+        let forged = key
+            .sign("u", "autoguardrails.io/approve", value, &alice)
+            .replacen('{', r#"{"channel":"slack","#, 1);
+        annotations.insert(stamp_key(Annotation::Approve), forged);
+        let mut entries = vec![entry(1, "Approved", "alice")];
+        stamp_channels(&mut entries, &annotations, Some(&key), "u");
+        assert_eq!(entries[0].channel.as_deref(), Some("kubectl"));
     }
 
     #[test]

@@ -311,6 +311,12 @@ pub struct HistoryEntry {
     pub actor: String,
     /// A human explanation.
     pub message: String,
+    /// How a person's decision reached the controller: `slack` when a stamp only the controller
+    /// can make says so, `kubectl` for any other annotation write; absent for the controller's
+    /// own entries and for entries written before the field existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    pub channel: Option<String>,
 }
 
 /// The deny policy planned or attached for this quarantine.

@@ -575,9 +575,10 @@ fn finish(state: &SignalState, source: &'static str, started: Instant, answer: A
     ) {
         // The body may be left unread: the connection cannot carry another request, and saying
         // so keeps a client from sending its next request into a connection being closed.
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+        response.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
     }
     response
 }

@@ -242,6 +242,7 @@ impl State {
             event: event.to_string(),
             actor: actor.to_string(),
             message,
+            channel: None,
         });
         self.history = newest(std::mem::take(&mut self.history));
     }

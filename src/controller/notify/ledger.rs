@@ -339,6 +339,7 @@ mod tests {
             event: event.into(),
             actor: "controller".into(),
             message: "m".into(),
+            channel: None,
         }
     }
 

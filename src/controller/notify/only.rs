@@ -95,6 +95,31 @@ impl AuditOut for SinkOrLog {
     }
 }
 
+/// The controller's audit outbox (a ConfigMap flushed to the store by the leader, decision 225)
+/// when an audit store is configured; the sink directly (or the log) when the outbox write fails
+/// or there is none.
+pub struct OutboxOrSink {
+    /// The controller's outbox.
+    pub outbox: Option<Arc<crate::controller::audit::controller_outbox::ControllerOutbox>>,
+    /// Where the record goes without it.
+    pub fallback: SinkOrLog,
+}
+
+#[async_trait]
+impl AuditOut for OutboxOrSink {
+    async fn write(&self, record: &AuditRecord) {
+        if let Some(outbox) = &self.outbox {
+            match outbox.append_now(vec![record.clone()]).await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "notifyOnly audit record not in the outbox; sent to the sink directly")
+                }
+            }
+        }
+        self.fallback.write(record).await;
+    }
+}
+
 /// Sends announcements: Slack, Event, metric, audit record, `lastNotifiedAt`.
 pub struct Announcer {
     client: kube::Client,

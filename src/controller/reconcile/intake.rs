@@ -17,6 +17,7 @@ use kube::{Client, Resource, ResourceExt};
 use tokio::sync::mpsc;
 
 use super::{FIELD_MANAGER, Stores, object_key};
+use crate::controller::audit::controller_outbox::ControllerOutbox;
 use crate::controller::crd::{GuardrailPolicy, LastSignal, Quarantine};
 use crate::controller::intake::{IntakeError, IntakeReport, PolicyOutcome, SignalIntake};
 use crate::controller::notify::only::{Announce, Announcement};
@@ -49,6 +50,25 @@ pub struct Intake {
     /// cooldown holds before `status.lastNotifiedAt` is written and cached.
     notified: Arc<Mutex<HashMap<String, Timestamp>>>,
     metrics: Option<Arc<crate::metrics::Metrics>>,
+    audit: Option<Arc<ControllerOutbox>>,
+}
+
+/// Event of the audit record for a signal no policy watches (decision 225).
+pub const AUDIT_SIGNAL_UNMATCHED: &str = "SignalUnmatched";
+/// Event of the audit record for a policy that watches a signal and decided not to act on it.
+pub const AUDIT_SIGNAL_NOT_ACTED_ON: &str = "SignalNotActedOn";
+/// Event of the audit record for a signal refused as unusable.
+pub const AUDIT_SIGNAL_REJECTED: &str = "SignalRejected";
+
+/// The signal as an audit record gives it.
+fn signal_summary(signal: &CostSignal) -> crate::audit::SignalSummary {
+    crate::audit::SignalSummary {
+        source: signal.source.as_str().to_string(),
+        id: signal.id.clone(),
+        account_id: signal.account_id.clone(),
+        impact_usd: signal.impact_usd,
+        service: signal.service.clone(),
+    }
 }
 
 /// How long a Quarantine this intake created is remembered while the cache may not have it.
@@ -117,6 +137,7 @@ impl Intake {
             announce: None,
             notified: Arc::default(),
             metrics: None,
+            audit: None,
         }
     }
 
@@ -200,6 +221,13 @@ impl Intake {
         self
     }
 
+    /// The same intake, recording the signals it does not act on in the controller's audit
+    /// outbox (decision 225).
+    pub fn with_audit(mut self, audit: Option<Arc<ControllerOutbox>>) -> Intake {
+        self.audit = audit;
+        self
+    }
+
     /// Builds the intake from a running controller.
     pub fn from_running(running: &super::Running) -> Intake {
         let s = &running.shared.settings;
@@ -209,6 +237,24 @@ impl Intake {
             &s.protected_principals,
             s.kill_switch,
         )
+        .with_audit(s.audit.controller.clone())
+    }
+
+    /// Hands one record about `signal` to the audit outbox, when there is one.
+    fn audit(&self, signal: &CostSignal, event: &str, policy: Option<String>, message: String) {
+        let Some(outbox) = &self.audit else {
+            return;
+        };
+        let mut record = crate::controller::audit::controller_outbox::record(
+            outbox.cluster(),
+            event,
+            crate::controller::audit::controller_outbox::controller_actor(),
+            message,
+        );
+        record.policy = policy;
+        record.signal = Some(signal_summary(signal));
+        record.principals = signal.principal.iter().cloned().collect();
+        outbox.append(record);
     }
 
     async fn create(&self, q: &Quarantine) -> Result<bool, IntakeError> {
@@ -350,9 +396,15 @@ fn transient(e: &kube::Error) -> IntakeError {
 #[async_trait]
 impl SignalIntake for Intake {
     async fn submit(&self, signal: &CostSignal) -> Result<IntakeReport, IntakeError> {
-        signal
-            .validate()
-            .map_err(|e| IntakeError::Invalid(e.to_string()))?;
+        if let Err(e) = signal.validate() {
+            self.audit(
+                signal,
+                AUDIT_SIGNAL_REJECTED,
+                None,
+                format!("signal rejected: {e}"),
+            );
+            return Err(IntakeError::Invalid(e.to_string()));
+        }
         if !self.stores.is_ready() {
             return Err(IntakeError::Unavailable(
                 "the controller's caches are not synced yet".into(),
@@ -472,6 +524,17 @@ impl SignalIntake for Intake {
                 created = outcome.created,
                 "signal evaluated"
             );
+            if outcome.quarantine.is_none() {
+                self.audit(
+                    signal,
+                    AUDIT_SIGNAL_NOT_ACTED_ON,
+                    Some(policy_name.clone()),
+                    format!(
+                        "policy {ns}/{policy_name}: {}: {}",
+                        decision.reason, decision.message
+                    ),
+                );
+            }
             if relevant {
                 let last = LastSignal {
                     source: signal.source,
@@ -486,6 +549,17 @@ impl SignalIntake for Intake {
         if let Some(e) = first_error {
             // Some Quarantines may exist already; a retry is idempotent and completes the rest.
             return Err(e);
+        }
+        if report.outcomes.is_empty() {
+            self.audit(
+                signal,
+                AUDIT_SIGNAL_UNMATCHED,
+                None,
+                format!(
+                    "no GuardrailPolicy watches this signal ({} policies passed over)",
+                    report.passed_over
+                ),
+            );
         }
         Ok(report)
     }

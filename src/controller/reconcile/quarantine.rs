@@ -453,6 +453,17 @@ fn build_status(
     let state = &acted.state;
     let mut status = old_status.clone();
     state.apply_to_status(&mut status);
+    {
+        // The channel of each person's decision just recorded (decision 224).
+        let added = crate::controller::audit::appended(&old_status.history, &status.history).len();
+        let from = status.history.len() - added;
+        crate::controller::audit::stamp_channels(
+            &mut status.history[from..],
+            &q.metadata.annotations.clone().unwrap_or_default(),
+            ctx.settings.approval_stamp_key.as_ref(),
+            q.metadata.uid.as_deref().unwrap_or_default(),
+        );
+    }
     if ctx.settings.audit.enabled() {
         // The outbox: every new history entry, in the same status write (decision 222).
         let added = crate::controller::audit::appended(&old_status.history, &status.history);

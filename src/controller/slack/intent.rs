@@ -132,8 +132,13 @@ impl IfEmpty for String {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UserMapping {
-    /// Slack user id (`U0123ABC`); ids are stable, unlike display names.
+    /// Slack user id (`U0123ABC`); ids are stable, unlike display names. This or `email`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub slack_user_id: String,
+    /// The Slack user's confirmed e-mail address, looked up with `users.info` through the bot
+    /// token (decision 228). This or `slackUserId`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
     /// Slack team (workspace) id; when set, a click from another workspace does not match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub team_id: Option<String>,
@@ -144,17 +149,44 @@ pub struct UserMapping {
     pub groups: Vec<String>,
 }
 
-/// The Kubernetes identity of the clicking Slack user; None when unmapped.
+/// The Kubernetes identity of the clicking Slack user by user id; None when unmapped.
 pub fn identity_of(click: &Click, mappings: &[UserMapping]) -> Option<Identity> {
-    mappings
-        .iter()
-        .find(|mapping| {
-            mapping.slack_user_id == click.user_id
-                && mapping
-                    .team_id
-                    .as_ref()
-                    .is_none_or(|team| *team == click.team_id)
+    identity_for(click, mappings, None)
+}
+
+/// Whether any mapping is by e-mail (then an unmatched user id is looked up).
+pub fn maps_emails(mappings: &[UserMapping]) -> bool {
+    mappings.iter().any(|m| m.email.is_some())
+}
+
+/// The Kubernetes identity of the clicking Slack user: by user id first, then by `email` (the
+/// user's confirmed address as Slack reports it, compared without regard to case); None when
+/// unmapped.
+pub fn identity_for(
+    click: &Click,
+    mappings: &[UserMapping],
+    email: Option<&str>,
+) -> Option<Identity> {
+    let team_ok = |mapping: &&UserMapping| {
+        mapping
+            .team_id
+            .as_ref()
+            .is_none_or(|team| *team == click.team_id)
+    };
+    let by_id = mappings.iter().filter(team_ok).find(|mapping| {
+        !mapping.slack_user_id.is_empty() && mapping.slack_user_id == click.user_id
+    });
+    let by_email = || {
+        let email = email.map(str::trim).filter(|e| !e.is_empty())?;
+        mappings.iter().filter(team_ok).find(|mapping| {
+            mapping
+                .email
+                .as_deref()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case(email))
         })
+    };
+    by_id
+        .or_else(by_email)
         .filter(|mapping| !mapping.username.trim().is_empty())
         .map(|mapping| Identity {
             username: mapping.username.clone(),
@@ -245,6 +277,59 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    #[test]
+    fn identities_by_email_match_the_confirmed_address_only_when_no_id_matches() {
+        let mappings: Vec<UserMapping> = serde_json::from_value(json!([
+            {"slackUserId": "U1", "username": "by-id"},
+            {"email": "Carol@Example.com", "username": "carol", "groups": ["approvers"]},
+            {"email": "dave@example.com", "teamId": "T9", "username": "dave"}
+        ]))
+        .unwrap();
+        assert!(maps_emails(&mappings));
+        let click = |user: &str| Click {
+            annotation: Annotation::Approve,
+            target: Target {
+                namespace: "ns".into(),
+                name: "q".into(),
+                uid: "u".into(),
+            },
+            user_id: user.into(),
+            user_name: String::new(),
+            team_id: "T1".into(),
+            response_url: None,
+        };
+        let name = |identity: Option<Identity>| identity.map(|i| i.username);
+        assert_eq!(
+            name(identity_for(
+                &click("U1"),
+                &mappings,
+                Some("carol@example.com")
+            )),
+            Some("by-id".into())
+        );
+        assert_eq!(
+            name(identity_for(
+                &click("U2"),
+                &mappings,
+                Some(" carol@EXAMPLE.com ")
+            )),
+            Some("carol".into())
+        );
+        assert_eq!(name(identity_for(&click("U2"), &mappings, None)), None);
+        assert_eq!(name(identity_for(&click("U2"), &mappings, Some(""))), None);
+        // Another workspace's user with a matching address is not dave.
+        assert_eq!(
+            name(identity_for(
+                &click("U3"),
+                &mappings,
+                Some("dave@example.com")
+            )),
+            None
+        );
+        // A mapping by e-mail never matches an empty user id.
+        assert_eq!(name(identity_for(&click(""), &mappings, None)), None);
+    }
+
     fn body(payload: &Value) -> Vec<u8> {
         form_urlencoded::Serializer::new(String::new())
             .append_pair("payload", &payload.to_string())
@@ -297,12 +382,14 @@ mod tests {
         let mappings = vec![
             UserMapping {
                 slack_user_id: "U1".into(),
+                email: None,
                 team_id: Some("T2".into()),
                 username: "wrong-team".into(),
                 groups: vec![],
             },
             UserMapping {
                 slack_user_id: "U1".into(),
+                email: None,
                 team_id: None,
                 username: "alice".into(),
                 groups: vec!["approvers".into()],

@@ -120,6 +120,74 @@ pub fn verify(
     Ok(timestamp)
 }
 
+/// The secrets a request may be signed with (decision 227): the current one, and the one it
+/// replaced until `grace` seconds after the rotation.
+#[derive(Clone, Debug)]
+pub struct SecretRing {
+    /// The secret read last.
+    current: SigningSecret,
+    /// The secret it replaced, and until when (seconds since the epoch) it is still accepted.
+    previous: Option<(SigningSecret, i64)>,
+    /// Seconds a replaced secret stays accepted.
+    grace: i64,
+}
+
+impl SecretRing {
+    /// A ring holding `current` only.
+    pub fn new(current: SigningSecret, grace_seconds: i64) -> SecretRing {
+        SecretRing {
+            current,
+            previous: None,
+            grace: grace_seconds.max(0),
+        }
+    }
+
+    /// Makes `new` the current secret at `now`; the old one stays accepted for the grace period.
+    /// False (nothing changes) when `new` is the current secret.
+    pub fn rotate(&mut self, new: SigningSecret, now: i64) -> bool {
+        if same_bytes(&new.0, &self.current.0) {
+            return false;
+        }
+        let old = std::mem::replace(&mut self.current, new);
+        self.previous = Some((old, now + self.grace));
+        true
+    }
+
+    /// The secrets accepted at `now`, current first.
+    pub fn accepted(&self, now: i64) -> Vec<&SigningSecret> {
+        let mut secrets = vec![&self.current];
+        if let Some((previous, until)) = &self.previous
+            && now <= *until
+        {
+            secrets.push(previous);
+        }
+        secrets
+    }
+}
+
+/// Constant-time equality of two byte strings of the same length.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
+/// [`verify`] against every secret `ring` accepts at `now`.
+pub fn verify_ring(
+    ring: &SecretRing,
+    timestamp: Option<&str>,
+    signature: Option<&str>,
+    body: &[u8],
+    now: i64,
+) -> Result<i64, RequestError> {
+    let mut last = Err(RequestError::BadSignature);
+    for secret in ring.accepted(now) {
+        last = verify(secret, timestamp, signature, body, now);
+        if !matches!(last, Err(RequestError::BadSignature)) {
+            return last;
+        }
+    }
+    last
+}
+
 /// (timestamp, signature) oldest first, and the signatures as a set.
 type Seen = (VecDeque<(i64, String)>, BTreeSet<String>);
 
@@ -172,6 +240,51 @@ impl ReplayCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rotated_secret_is_accepted_with_the_previous_one_for_the_grace_period() {
+        let old = SigningSecret::new("old-secret").unwrap();
+        let new = SigningSecret::new("new-secret").unwrap();
+        let mut ring = SecretRing::new(old.clone(), 60);
+        let body = b"payload=x";
+        let signed = |secret: &SigningSecret| secret.sign("1000", body);
+        assert_eq!(
+            verify_ring(&ring, Some("1000"), Some(&signed(&new)), body, 1000),
+            Err(RequestError::BadSignature)
+        );
+        assert!(
+            !ring.rotate(old.clone(), 1000),
+            "the same secret is no rotation"
+        );
+        assert!(ring.rotate(new.clone(), 1000));
+        for secret in [&new, &old] {
+            assert_eq!(
+                verify_ring(&ring, Some("1000"), Some(&signed(secret)), body, 1010),
+                Ok(1000)
+            );
+        }
+        // After the grace period only the new one.
+        let late = old.sign("1100", body);
+        assert_eq!(
+            verify_ring(&ring, Some("1100"), Some(&late), body, 1100),
+            Err(RequestError::BadSignature)
+        );
+        assert_eq!(
+            verify_ring(
+                &ring,
+                Some("1100"),
+                Some(&new.sign("1100", body)),
+                body,
+                1100
+            ),
+            Ok(1100)
+        );
+        // A stale timestamp is reported as such, whichever secret.
+        assert!(matches!(
+            verify_ring(&ring, Some("1"), Some(&new.sign("1", body)), body, 1100),
+            Err(RequestError::Stale { .. })
+        ));
+    }
 
     /// Slack's documented example (api.slack.com "Verifying requests from Slack").
     #[test]

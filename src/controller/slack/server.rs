@@ -18,11 +18,12 @@ use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
 
 use super::intent::{self, Click, UserMapping};
-use super::request::{self, ReplayCache, SigningSecret};
+use super::request::{self, ReplayCache, SecretRing, SigningSecret};
 use crate::controller::admission::review::{self, Verdict};
 use crate::controller::admission::server::{AccessReviewer, ask};
-use crate::controller::admission::stamp::{GUARDED, stamp_key};
+use crate::controller::admission::stamp::stamp_key;
 use crate::controller::admission::{Identity, StampKey};
+use crate::controller::audit::controller_outbox::ControllerOutbox;
 use crate::controller::crd::quarantine::{Phase, Quarantine};
 use crate::controller::events::{EventRecorder, Occurrence, Severity};
 use crate::controller::lifecycle::Annotation;
@@ -47,6 +48,8 @@ pub const OUTCOME_STALE: &str = "stale";
 pub const OUTCOME_ERROR: &str = "error";
 /// Outcome: the body is not an interaction we handle.
 pub const OUTCOME_MALFORMED: &str = "malformed";
+/// Outcome: the `response_url` is not an allowed Slack address.
+pub const OUTCOME_BAD_RESPONSE_URL: &str = "bad_response_url";
 /// Outcome: the body is larger than the limit.
 pub const OUTCOME_TOO_LARGE: &str = "too_large";
 /// Outcome: the body did not arrive in time.
@@ -153,8 +156,8 @@ impl Quarantines for KubeQuarantines {
 
 /// What the endpoint needs.
 pub struct Interactions {
-    /// Slack's signing secret.
-    pub secret: SigningSecret,
+    /// Slack's signing secret(s), re-read on rotation.
+    pub secret: Arc<Secrets>,
     /// Signatures already accepted.
     pub replays: ReplayCache,
     /// Slack user → Kubernetes identity.
@@ -179,6 +182,250 @@ pub struct Interactions {
     pub extend_by: String,
     /// Seconds since the epoch now.
     pub now: fn() -> i64,
+    /// Looks up Slack users' confirmed e-mail addresses (a bot token configured); None: users
+    /// are mapped by id only.
+    pub emails: Option<Arc<dyn EmailLookup>>,
+    /// The addresses a `response_url` may start with.
+    pub response_url_prefixes: Vec<String>,
+    /// The controller's audit outbox: refused clicks are recorded there (accepted ones are in
+    /// the Quarantine's history). None without an audit store.
+    pub audit: Option<Arc<ControllerOutbox>>,
+}
+
+/// Finds a Slack user's confirmed e-mail address.
+#[async_trait::async_trait]
+pub trait EmailLookup: Send + Sync {
+    /// The user's address when Slack reports it confirmed; None when it has none or it is not
+    /// confirmed; Err when Slack could not be asked.
+    async fn email(&self, user_id: &str) -> Result<Option<String>, String>;
+}
+
+/// user id → (confirmed address, when asked).
+type EmailCache = std::collections::HashMap<String, (Option<String>, std::time::Instant)>;
+
+/// `users.info` through the Slack Web API with a bot token, answers cached for a while
+/// (decision 228).
+pub struct SlackUsers {
+    /// The client (no redirects).
+    http: reqwest::Client,
+    /// The Web API base URL, ending with `/`.
+    base_url: String,
+    /// The bot token.
+    token: String,
+    /// How long an answer is remembered.
+    ttl: Duration,
+    /// Answers.
+    cache: std::sync::Mutex<EmailCache>,
+}
+
+/// At most this many users' addresses are remembered (then the cache starts over).
+const EMAIL_CACHE_CAPACITY: usize = 10_000;
+
+impl SlackUsers {
+    /// A lookup through `base_url` with `token`.
+    pub fn new(http: reqwest::Client, base_url: &str, token: &str, ttl: Duration) -> SlackUsers {
+        SlackUsers {
+            http,
+            base_url: base_url.to_string(),
+            token: token.trim().to_string(),
+            ttl,
+            cache: Default::default(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl EmailLookup for SlackUsers {
+    async fn email(&self, user_id: &str) -> Result<Option<String>, String> {
+        if let Ok(cache) = self.cache.lock()
+            && let Some((email, at)) = cache.get(user_id)
+            && at.elapsed() < self.ttl
+        {
+            return Ok(email.clone());
+        }
+        let response = self
+            .http
+            .get(format!(
+                "{}users.info?{}",
+                self.base_url,
+                form_urlencoded::Serializer::new(String::new())
+                    .append_pair("user", user_id)
+                    .finish()
+            ))
+            .bearer_auth(&self.token)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .map_err(|e| format!("Slack users.info failed: {}", e.without_url()))?;
+        let status = response.status();
+        let body: Value = response.json().await.map_err(|e| {
+            format!(
+                "Slack users.info answered {status} without JSON: {}",
+                e.without_url()
+            )
+        })?;
+        if body["ok"] != Value::Bool(true) {
+            let error = body["error"].as_str().unwrap_or("unknown");
+            if error == "user_not_found" {
+                return Ok(None);
+            }
+            return Err(format!("Slack users.info refused: {error}"));
+        }
+        // Only an address Slack says is confirmed identifies the person.
+        let email = (body["user"]["is_email_confirmed"] == Value::Bool(true))
+            .then(|| {
+                body["user"]["profile"]["email"]
+                    .as_str()
+                    .map(str::to_string)
+            })
+            .flatten()
+            .filter(|e| !e.is_empty());
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() >= EMAIL_CACHE_CAPACITY {
+                cache.clear();
+            }
+            cache.insert(
+                user_id.to_string(),
+                (email.clone(), std::time::Instant::now()),
+            );
+        }
+        Ok(email)
+    }
+}
+
+/// The identity of the clicking user: by id, else by confirmed e-mail when mappings by e-mail
+/// exist and a lookup is configured. Err when the lookup could not be made.
+async fn resolve_identity(state: &Interactions, click: &Click) -> Result<Option<Identity>, String> {
+    if let Some(identity) = intent::identity_of(click, &state.users) {
+        return Ok(Some(identity));
+    }
+    let Some(lookup) = state
+        .emails
+        .as_ref()
+        .filter(|_| intent::maps_emails(&state.users))
+    else {
+        return Ok(None);
+    };
+    let email = lookup.email(&click.user_id).await?;
+    Ok(intent::identity_for(click, &state.users, email.as_deref()))
+}
+
+/// The signing secrets as the endpoint uses them (decision 227): a ring (current and, for a
+/// grace period, previous), refreshed from its file when the file changes (checked on each
+/// request, like the webhook certificate) or by [`refresh_from_ssm`].
+pub struct Secrets {
+    ring: std::sync::RwLock<SecretRing>,
+    /// The secret file and the modification time and length it was read at.
+    file: Option<(std::path::PathBuf, std::sync::Mutex<FileStamp>)>,
+}
+
+/// A file's modification time and length.
+type FileStamp = (Option<std::time::SystemTime>, u64);
+
+fn stamp_of(path: &std::path::Path) -> FileStamp {
+    std::fs::metadata(path)
+        .map(|m| (m.modified().ok(), m.len()))
+        .unwrap_or((None, 0))
+}
+
+impl Secrets {
+    /// One secret that never changes.
+    pub fn fixed(secret: SigningSecret) -> Secrets {
+        Secrets {
+            ring: std::sync::RwLock::new(SecretRing::new(secret, 0)),
+            file: None,
+        }
+    }
+
+    /// A secret updated by [`Secrets::rotate`] (the SSM refresher), the previous one accepted
+    /// for `grace_seconds`.
+    pub fn rotating(secret: SigningSecret, grace_seconds: i64) -> Secrets {
+        Secrets {
+            ring: std::sync::RwLock::new(SecretRing::new(secret, grace_seconds)),
+            file: None,
+        }
+    }
+
+    /// The secret in `path`, read again whenever the file changes; the first read must succeed.
+    pub fn from_file(path: &std::path::Path, grace_seconds: i64) -> Result<Secrets, String> {
+        let stamp = stamp_of(path);
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("failed to read {}: {e}", path.display()))?;
+        let secret =
+            SigningSecret::new(&text).ok_or_else(|| format!("{} is empty", path.display()))?;
+        Ok(Secrets {
+            ring: std::sync::RwLock::new(SecretRing::new(secret, grace_seconds)),
+            file: Some((path.to_path_buf(), std::sync::Mutex::new(stamp))),
+        })
+    }
+
+    /// Makes `secret` current at `now` (logged when it changed).
+    pub fn rotate(&self, secret: SigningSecret, now: i64) {
+        let mut ring = self
+            .ring
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if ring.rotate(secret, now) {
+            tracing::info!(
+                "slack signing secret rotated; the previous one is accepted for the grace period"
+            );
+        }
+    }
+
+    /// The ring at `now`, after re-reading the file if it changed. A changed file that cannot
+    /// be read or is empty keeps the last good secret (logged once per change).
+    pub fn ring(&self, now: i64) -> SecretRing {
+        if let Some((path, seen)) = &self.file {
+            let stamp = stamp_of(path);
+            let mut seen = seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if *seen != stamp {
+                *seen = stamp;
+                match std::fs::read_to_string(path)
+                    .ok()
+                    .as_deref()
+                    .and_then(SigningSecret::new)
+                {
+                    Some(secret) => self.rotate(secret, now),
+                    None => {
+                        tracing::warn!(file = %path.display(), "the changed slack signing secret file cannot be used; keeping the previous secret")
+                    }
+                }
+            }
+        }
+        self.ring
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// Re-reads the signing secret from SSM every `period` until `shutdown`; a failed read keeps the
+/// current secret (logged).
+pub async fn refresh_from_ssm(
+    secrets: Arc<Secrets>,
+    now: fn() -> i64,
+    ssm: aws_sdk_ssm::Client,
+    parameter: String,
+    period: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = shutdown.changed() => return,
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+        match signing_secret_from_ssm(&ssm, &parameter).await {
+            Ok(secret) => secrets.rotate(secret, now()),
+            Err(error) => {
+                tracing::warn!(%error, "failed to refresh the slack signing secret from SSM; keeping the current one")
+            }
+        }
+    }
 }
 
 /// The signing secret from an SSM SecureString parameter (read with decryption). A parameter of
@@ -272,8 +519,9 @@ async fn interaction(
     let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
     let now = (state.now)();
     let signature = header(request::SIGNATURE_HEADER);
-    let verified = request::verify(
-        &state.secret,
+    let ring = state.secret.ring(now);
+    let verified = request::verify_ring(
+        &ring,
         header(request::TIMESTAMP_HEADER),
         signature,
         &body,
@@ -302,6 +550,21 @@ async fn interaction(
             );
         }
     };
+    if let Some(url) = &click.response_url
+        && !super::response_url_allowed(url, &state.response_url_prefixes)
+    {
+        // Never post to (or act for) an address that is not Slack's: a signed request naming
+        // another is refused whole (decision 226).
+        return refuse(
+            &state,
+            StatusCode::BAD_REQUEST,
+            OUTCOME_BAD_RESPONSE_URL,
+            format!(
+                "response_url at {} is not an allowed Slack address (slack.responseUrlPrefixes)",
+                super::origin_of(url)
+            ),
+        );
+    }
     // Acknowledge now (Slack waits 3 s); act and answer through response_url.
     tokio::spawn(act(state, click));
     StatusCode::OK.into_response()
@@ -328,12 +591,44 @@ async fn act(state: Arc<Interactions>, click: Click) {
     record_audit(&state, &click, &outcome).await;
     if let Some(url) = &click.response_url {
         let body = if outcome.accepted {
-            json!({"replace_original": false, "response_type": "in_channel", "text": outcome.message})
+            // The original message is replaced: its buttons go, the new state and who did it
+            // stay in the channel (decision 226).
+            replaced_message(&click, &outcome, (state.now)())
         } else {
             json!({"replace_original": false, "response_type": "ephemeral", "text": outcome.message})
         };
         answer(&state.http, url, &body).await;
     }
+}
+
+/// The message that replaces the one clicked: what was done, by whom, from Slack, when.
+fn replaced_message(click: &Click, outcome: &Outcome, now: i64) -> Value {
+    let who = outcome
+        .identity
+        .as_ref()
+        .map(|identity| identity.username.as_str())
+        .unwrap_or_default();
+    let state = match click.annotation {
+        Annotation::Approve => "Approved: the deny is enforced once the approvals it needs are in",
+        Annotation::Reject => "Rejected: nothing will be enforced",
+        Annotation::Extend => "Extended: the deny is held longer",
+        Annotation::Release => "Release requested: the deny is being removed",
+    };
+    let when = jiff::Timestamp::from_second(now)
+        .map(|t| t.strftime("%Y-%m-%d %H:%M:%SZ").to_string())
+        .unwrap_or_default();
+    json!({
+        "replace_original": true,
+        "response_type": "in_channel",
+        "text": outcome.message,
+        "blocks": [
+            {"type": "section", "text": {"type": "mrkdwn", "text": format!("*{state}.*\n{}", outcome.message)}},
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": format!(
+                "Quarantine {}/{} · by {who} from Slack · {when}",
+                click.target.namespace, click.target.name
+            )}]}
+        ]
+    })
 }
 
 /// Posts one answer to `response_url`; failures are logged (the action stands either way).
@@ -366,11 +661,12 @@ async fn decide_and_write(state: &Interactions, click: &Click) -> Outcome {
         label: OUTCOME_UNMAPPED,
         identity: None,
         message: format!(
-            "You are not mapped to a Kubernetes identity, so you cannot {verb} Quarantine {name} from Slack. Ask an administrator to add your Slack user id to slack.users, or use kubectl."
+            "You are not mapped to a Kubernetes identity, so you cannot {verb} Quarantine {name} from Slack. Ask an administrator to add your Slack user id (or confirmed e-mail address) to slack.users, or use kubectl."
         ),
         accepted: false,
         current: None,
     };
+    let resolved = resolve_identity(state, click).await;
     let current = match state
         .quarantines
         .current(&click.target.namespace, name)
@@ -379,7 +675,7 @@ async fn decide_and_write(state: &Interactions, click: &Click) -> Outcome {
         Ok(current) => current,
         Err(error) => {
             // Unmapped users are refused as such even when the read fails.
-            if intent::identity_of(click, &state.users).is_some() {
+            if !matches!(resolved, Ok(None)) {
                 outcome.label = OUTCOME_ERROR;
                 outcome.message = format!("Could not {verb} Quarantine {name}: {error}");
             }
@@ -387,8 +683,17 @@ async fn decide_and_write(state: &Interactions, click: &Click) -> Outcome {
         }
     };
     outcome.current = current.clone();
-    let Some(identity) = intent::identity_of(click, &state.users) else {
-        return outcome;
+    let identity = match resolved {
+        Ok(Some(identity)) => identity,
+        Ok(None) => return outcome,
+        Err(error) => {
+            // Fail closed: who the person is could not be established.
+            outcome.label = OUTCOME_ERROR;
+            outcome.message = format!(
+                "Could not {verb} Quarantine {name}: your Slack e-mail address could not be looked up ({error}); try again, or use kubectl."
+            );
+            return outcome;
+        }
     };
     outcome.identity = Some(identity.clone());
     if let Some(reason) = intent::stale(
@@ -407,38 +712,28 @@ async fn decide_and_write(state: &Interactions, click: &Click) -> Outcome {
     let value = intent::annotation_value(&identity, click.annotation, &state.extend_by);
     let request = intent::review_request(click, &identity, &current.policy, &value);
     let answers = ask(state.reviewer.as_ref(), &request).await;
-    let operations = match review::decide(&request, &answers, &state.key) {
-        Verdict::Allow(operations) => operations,
-        Verdict::Refuse(code, message) => {
-            outcome.label = if code == 503 {
-                OUTCOME_UNAVAILABLE
-            } else {
-                OUTCOME_REFUSED
-            };
-            outcome.message = message;
-            return outcome;
-        }
-    };
-    let mut annotations = BTreeMap::from([(click.annotation.key().to_string(), value)]);
-    for operation in &operations {
-        let path = operation["path"].as_str().unwrap_or_default();
-        let Some(key) = path.strip_prefix("/metadata/annotations/") else {
-            continue;
+    if let Verdict::Refuse(code, message) = review::decide(&request, &answers, &state.key) {
+        outcome.label = if code == 503 {
+            OUTCOME_UNAVAILABLE
+        } else {
+            OUTCOME_REFUSED
         };
-        let key = key.replace("~1", "/").replace("~0", "~");
-        let guarded = GUARDED
-            .iter()
-            .any(|annotation| stamp_key(*annotation) == key);
-        if let (true, Some(stamp)) = (guarded, operation["value"].as_str()) {
-            annotations.insert(key, stamp.to_string());
-        }
-    }
-    if GUARDED.contains(&click.annotation) && annotations.len() < 2 {
-        // decide allowed without a stamp: never write an unstamped guarded annotation.
-        outcome.label = OUTCOME_ERROR;
-        outcome.message = format!("Could not {verb} Quarantine {name}: no identity stamp was made");
+        outcome.message = message;
         return outcome;
     }
+    // Allowed: the value and a stamp naming the mapped user and the Slack channel, signed with
+    // the webhook's key (release too: its stamp makes the history name the verified user).
+    let stamp = state.key.sign_via(
+        &click.target.uid,
+        click.annotation.key(),
+        &value,
+        &identity,
+        Some(crate::audit::CHANNEL_SLACK),
+    );
+    let annotations = BTreeMap::from([
+        (click.annotation.key().to_string(), value),
+        (stamp_key(click.annotation), stamp),
+    ]);
     if let Err(error) = state
         .quarantines
         .annotate(
@@ -499,6 +794,38 @@ async fn record_audit(state: &Interactions, click: &Click, outcome: &Outcome) {
         message = %outcome.message,
         "slack interaction"
     );
+    if let (Some(outbox), false) = (&state.audit, outcome.accepted) {
+        // A refused click leaves no history on the Quarantine: the controller's outbox keeps it,
+        // in the Quarantine's partition (decision 225).
+        let mut record = crate::controller::audit::controller_outbox::record(
+            outbox.cluster(),
+            reason_of(outcome.label),
+            crate::audit::Actor {
+                name: if username.is_empty() {
+                    format!("slack:{}", click.user_id)
+                } else {
+                    username.to_string()
+                },
+                verified: false,
+                channel: crate::audit::CHANNEL_SLACK.to_string(),
+            },
+            format!(
+                "{} from Slack by {} ({}, team {}): {}",
+                click.annotation.verb(),
+                click.user_id,
+                click.user_name,
+                click.team_id,
+                outcome.message
+            ),
+        );
+        record.quarantine = Some(crate::audit::QuarantineRef {
+            namespace: click.target.namespace.clone(),
+            name: click.target.name.clone(),
+            uid: click.target.uid.clone(),
+        });
+        record.policy = outcome.current.as_ref().map(|c| c.policy.clone());
+        outbox.append(record);
+    }
     let (Some(recorder), Some(current)) = (&state.recorder, &outcome.current) else {
         return;
     };
