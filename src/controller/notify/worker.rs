@@ -254,7 +254,7 @@ impl Worker {
         let deletions = futures::stream::select_all(deletions).for_each(|_| async {});
         let controllers = apis.into_iter().map(|api| {
             // Retired quarantines have nothing left to deliver (decision 154).
-            Controller::new(api, live_quarantines())
+            Controller::new(api, crate::controller::reconcile::retire::live_watch())
                 .with_config(ControllerConfig::default().concurrency(self.settings.concurrency))
                 .graceful_shutdown_on(shutdown.clone())
                 .run(reconcile, error_policy, context.clone())
@@ -337,13 +337,6 @@ fn forget(object: &Quarantine, context: &Context) {
     }
 }
 
-/// The watch of every Quarantine that is not retired (decision 154).
-fn live_quarantines() -> watcher::Config {
-    watcher::Config::default()
-        .any_semantic()
-        .labels(&crate::controller::reconcile::retire::live_selector())
-}
-
 /// Watches for deleted Quarantines and gives their undelivered messages one last try: a
 /// Quarantine's final `Released` entry is often written just before its finalizer goes, so the
 /// object may be gone before a reconcile sees it. The deleted object's last state is all there is
@@ -353,7 +346,7 @@ fn watch_deletions(
     api: Api<Quarantine>,
     context: Arc<Context>,
 ) -> impl futures::Stream<Item = ()> + Send {
-    watcher(api, live_quarantines())
+    watcher(api, crate::controller::reconcile::retire::live_watch())
         .default_backoff()
         .filter_map(move |event| {
             let context = context.clone();

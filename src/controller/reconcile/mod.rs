@@ -632,7 +632,7 @@ pub fn watch_stores(
 ) -> (Stores, futures::future::BoxFuture<'static, ()>) {
     let config = watcher::Config::default().any_semantic();
     // Retired quarantines are never listed nor watched (decision 154).
-    let live_quarantines = config.clone().labels(&retire::live_selector());
+    let live_quarantines = retire::live_watch();
     let mut stores = Stores::default();
     let mut tasks: Vec<futures::future::BoxFuture<'static, ()>> = Vec::new();
     for (policies, quarantines) in watched_apis(&client, namespaces) {

@@ -45,6 +45,14 @@ pub fn live_selector() -> String {
     format!("!{ENDED_LABEL}")
 }
 
+/// The watch of every Quarantine that is not retired: what every Quarantine cache and watch of
+/// the controller uses.
+pub fn live_watch() -> kube::runtime::watcher::Config {
+    kube::runtime::watcher::Config::default()
+        .any_semantic()
+        .labels(&live_selector())
+}
+
 /// True when `q` carries the retired label.
 pub fn is_retired(q: &Quarantine) -> bool {
     q.labels().contains_key(ENDED_LABEL)
