@@ -273,6 +273,17 @@ pub fn pending(status: Option<&QuarantineStatus>) -> &[AuditEntry] {
         .unwrap_or_default()
 }
 
+/// A signal as an audit record gives it (records with no Quarantine: intake, notifyOnly).
+pub fn signal_summary(signal: &crate::controller::signal::CostSignal) -> SignalSummary {
+    SignalSummary {
+        source: signal.source.as_str().to_string(),
+        id: signal.id.clone(),
+        account_id: signal.account_id.clone(),
+        impact_usd: signal.impact_usd,
+        service: signal.service.clone(),
+    }
+}
+
 /// The records of `q`'s unflushed entries, with its identity, policy, targets and signal.
 pub fn records(q: &Quarantine, cluster: &str) -> Vec<AuditRecord> {
     let uid = q.uid().unwrap_or_default();

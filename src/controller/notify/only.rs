@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 
 use super::source::{WebhookRef, WebhookSources};
 use super::{Message, Notifier, WebhookTarget};
-use crate::audit::{Actor, AuditRecord, AuditSink, SignalSummary};
+use crate::audit::{Actor, AuditRecord, AuditSink};
 use crate::controller::crd::GuardrailPolicy;
 use crate::controller::events::{EventRecorder, Occurrence, Severity};
 use crate::controller::signal::CostSignal;
@@ -71,7 +71,8 @@ pub trait AuditOut: Send + Sync {
     async fn write(&self, record: &AuditRecord);
 }
 
-/// The configured audit sink, appended to directly (no outbox: see decision 241), else the log.
+/// The configured audit sink, appended to directly, else the log: what [`OutboxOrSink`] falls
+/// back to (decision 241).
 pub struct SinkOrLog(pub Option<Arc<dyn AuditSink>>);
 
 #[async_trait]
@@ -347,13 +348,7 @@ pub fn record(a: &Announcement, cluster: &str, message: &str) -> AuditRecord {
         },
         message: message.to_string(),
         mode: Some(a.policy.spec.mode.as_str().to_string()),
-        signal: Some(SignalSummary {
-            source: a.signal.source.as_str().to_string(),
-            id: a.signal.id.clone(),
-            account_id: a.signal.account_id.clone(),
-            impact_usd: a.signal.impact_usd,
-            service: a.signal.service.clone(),
-        }),
+        signal: Some(crate::controller::audit::signal_summary(&a.signal)),
         request_ids: Vec::new(),
     }
 }

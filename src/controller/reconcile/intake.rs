@@ -60,17 +60,6 @@ pub const AUDIT_SIGNAL_NOT_ACTED_ON: &str = "SignalNotActedOn";
 /// Event of the audit record for a signal refused as unusable.
 pub const AUDIT_SIGNAL_REJECTED: &str = "SignalRejected";
 
-/// The signal as an audit record gives it.
-fn signal_summary(signal: &CostSignal) -> crate::audit::SignalSummary {
-    crate::audit::SignalSummary {
-        source: signal.source.as_str().to_string(),
-        id: signal.id.clone(),
-        account_id: signal.account_id.clone(),
-        impact_usd: signal.impact_usd,
-        service: signal.service.clone(),
-    }
-}
-
 /// How long a Quarantine this intake created is remembered while the cache may not have it.
 const CREATED_MEMORY: std::time::Duration = std::time::Duration::from_secs(300);
 
@@ -252,7 +241,7 @@ impl Intake {
             message,
         );
         record.policy = policy;
-        record.signal = Some(signal_summary(signal));
+        record.signal = Some(crate::controller::audit::signal_summary(signal));
         record.principals = signal.principal.iter().cloned().collect();
         outbox.append(record);
     }
