@@ -484,7 +484,10 @@ pub struct Plan {
     pub unreadable: Vec<(PrincipalRef, String, ErrorCategory)>,
 }
 
-/// Plans one account. Pure and deterministic.
+/// Plans one account. Pure and deterministic. The plan is built in a fixed order of steps, one
+/// method each on [`Planner`]: releases first (attachments not desired, our recent writes a read
+/// does not show yet, orphan policies, policies created moments ago), then enforcement (each
+/// desired quarantine's document, then each of its targets).
 pub fn plan_account(
     partition: &str,
     account_id: &str,
@@ -493,310 +496,398 @@ pub fn plan_account(
     protected: &ProtectedPrincipals,
     recent: &BTreeSet<WriteKey>,
 ) -> Plan {
-    let mut plan = Plan::default();
-    let desired_by_key: BTreeMap<&QuarantineKey, &DesiredEntry> =
-        desired.iter().map(|d| (&d.key, d)).collect();
-    let our_policy_arns: BTreeMap<&str, &ObservedPolicy> = observed
-        .policies
-        .iter()
-        .map(|p| (p.arn.as_str(), p))
-        .collect();
-    let is_protected = |p: &PrincipalRef| protected.contains_ref(partition, account_id, p);
-
-    // Is (principal, quarantine) desired?
-    let wanted = |key: &QuarantineKey, p: &PrincipalRef| -> bool {
-        desired_by_key
-            .get(key)
-            .is_some_and(|d| d.targets.iter().any(|(t, _)| &t.reference() == p))
-    };
-    let desired_inline: BTreeMap<&str, &DesiredEntry> = desired
-        .iter()
-        .map(|d| (d.inline_name.as_str(), d))
-        .collect();
-
-    // ---- Release: detach our managed policies where not desired.
-    let mut detached: BTreeSet<(PrincipalRef, String)> = BTreeSet::new();
-    let mut blocked_policies: BTreeSet<String> = BTreeSet::new();
-    let desired_target = |p: &PrincipalRef| {
-        desired
-            .iter()
-            .any(|d| d.targets.iter().any(|(t, _)| &t.reference() == p))
-    };
-    for (pref, obs) in &observed.principals {
-        if let ObservedPrincipal::Unreadable(message, category) = obs
-            && !desired_target(pref)
-        {
-            // It may carry an inline deny of ours that no list shows: not released until read.
-            // (A desired target that cannot be read is reported by its expectation below.)
-            plan.unreadable
-                .push((pref.clone(), message.clone(), *category));
-        }
-        let ObservedPrincipal::Present {
-            attached_our_path,
-            inline_ours,
-            ..
-        } = obs
-        else {
-            continue;
-        };
-        for arn in attached_our_path {
-            let Some(pol) = our_policy_arns.get(arn.as_str()) else {
-                continue; // under our path but not provably ours: never touch
-            };
-            if wanted(&pol.owner, pref) {
-                continue;
-            }
-            if is_protected(pref) {
-                plan.refused_releases.push((pref.clone(), arn.clone()));
-                blocked_policies.insert(arn.clone());
-                continue;
-            }
-            detached.insert((pref.clone(), arn.clone()));
-            plan.steps.push(Step::DetachManaged {
-                key: pol.owner.clone(),
-                principal: pref.clone(),
-                policy_arn: arn.clone(),
-            });
-        }
-        // Our inline policies that are not desired, or duplicated by a present managed attachment.
-        for name in inline_ours.keys() {
-            let keep = desired_inline.get(name.as_str()).is_some_and(|d| {
-                wanted(&d.key, pref)
-                    && !attached_our_path.contains(&d.policy_arn)
-                    && !recent.contains(&WriteKey::Attachment(pref.clone(), d.policy_arn.clone()))
-            });
-            if keep {
-                continue;
-            }
-            if is_protected(pref) {
-                plan.refused_releases.push((pref.clone(), name.clone()));
-                continue;
-            }
-            plan.steps.push(Step::DeleteInline {
-                principal: pref.clone(),
-                name: name.clone(),
-            });
+    let mut planner = Planner::new(partition, account_id, desired, observed, protected, recent);
+    planner.release_undesired_attachments();
+    planner.release_unconfirmed_writes();
+    planner.release_orphan_policies();
+    planner.release_unlisted_policies();
+    for d in desired {
+        planner.enforce_document(d);
+        for (target, attached_before) in &d.targets {
+            let expectation = planner.enforce_target(d, target, *attached_before);
+            planner
+                .plan
+                .targets
+                .push((d.key.clone(), target.clone(), expectation));
         }
     }
-    // ---- Release: our own recent writes a lagging read does not show yet.
-    for (write, owner) in &observed.recent_writes {
-        match write {
-            WriteKey::Attachment(pref, arn) => {
-                if wanted(owner, pref)
-                    || is_protected(pref)
-                    || detached.contains(&(pref.clone(), arn.clone()))
-                    || shows_attached(observed, pref, arn)
-                {
-                    continue;
-                }
-                detached.insert((pref.clone(), arn.clone()));
-                plan.steps.push(Step::DetachManaged {
-                    key: owner.clone(),
-                    principal: pref.clone(),
-                    policy_arn: arn.clone(),
-                });
+    planner.plan
+}
+
+/// The inputs of one account's plan, indexed once, and the plan being built.
+struct Planner<'a> {
+    partition: &'a str,
+    account_id: &'a str,
+    desired: &'a [DesiredEntry],
+    observed: &'a ObservedAccount,
+    protected: &'a ProtectedPrincipals,
+    recent: &'a BTreeSet<WriteKey>,
+    desired_by_key: BTreeMap<&'a QuarantineKey, &'a DesiredEntry>,
+    desired_inline: BTreeMap<&'a str, &'a DesiredEntry>,
+    our_policy_arns: BTreeMap<&'a str, &'a ObservedPolicy>,
+    /// (principal, policy) pairs a release step already detaches.
+    detached: BTreeSet<(PrincipalRef, String)>,
+    /// Our policies that stay because a protected principal holds them.
+    blocked_policies: BTreeSet<String>,
+    plan: Plan,
+}
+
+impl<'a> Planner<'a> {
+    fn new(
+        partition: &'a str,
+        account_id: &'a str,
+        desired: &'a [DesiredEntry],
+        observed: &'a ObservedAccount,
+        protected: &'a ProtectedPrincipals,
+        recent: &'a BTreeSet<WriteKey>,
+    ) -> Self {
+        Planner {
+            partition,
+            account_id,
+            desired,
+            observed,
+            protected,
+            recent,
+            desired_by_key: desired.iter().map(|d| (&d.key, d)).collect(),
+            desired_inline: desired
+                .iter()
+                .map(|d| (d.inline_name.as_str(), d))
+                .collect(),
+            our_policy_arns: observed
+                .policies
+                .iter()
+                .map(|p| (p.arn.as_str(), p))
+                .collect(),
+            detached: BTreeSet::new(),
+            blocked_policies: BTreeSet::new(),
+            plan: Plan::default(),
+        }
+    }
+
+    fn is_protected(&self, p: &PrincipalRef) -> bool {
+        self.protected
+            .contains_ref(self.partition, self.account_id, p)
+    }
+
+    /// Is `p` a target of the desired quarantine `key`?
+    fn wanted(&self, key: &QuarantineKey, p: &PrincipalRef) -> bool {
+        self.desired_by_key
+            .get(key)
+            .is_some_and(|d| d.targets.iter().any(|(t, _)| &t.reference() == p))
+    }
+
+    /// Is `p` a target of any desired quarantine?
+    fn desired_target(&self, p: &PrincipalRef) -> bool {
+        self.desired
+            .iter()
+            .any(|d| d.targets.iter().any(|(t, _)| &t.reference() == p))
+    }
+
+    /// Detaches `arn` from `principal` for `key`, once.
+    fn detach(&mut self, key: &QuarantineKey, principal: &PrincipalRef, arn: &str) {
+        self.detached.insert((principal.clone(), arn.to_string()));
+        self.plan.steps.push(Step::DetachManaged {
+            key: key.clone(),
+            principal: principal.clone(),
+            policy_arn: arn.to_string(),
+        });
+    }
+
+    /// Release: our managed and inline policies on principals read, where not desired (or an
+    /// inline duplicate of a present managed attachment). Unreadable principals are reported.
+    fn release_undesired_attachments(&mut self) {
+        let observed = self.observed;
+        for (pref, obs) in &observed.principals {
+            if let ObservedPrincipal::Unreadable(message, category) = obs
+                && !self.desired_target(pref)
+            {
+                // It may carry an inline deny of ours that no list shows: not released until read.
+                // (A desired target that cannot be read is reported by its expectation.)
+                self.plan
+                    .unreadable
+                    .push((pref.clone(), message.clone(), *category));
             }
-            WriteKey::Inline(pref, name) => {
-                let keep = desired_inline
-                    .get(name.as_str())
-                    .is_some_and(|d| wanted(&d.key, pref));
-                if keep || is_protected(pref) || shows_inline(observed, pref, name) {
+            let ObservedPrincipal::Present {
+                attached_our_path,
+                inline_ours,
+                ..
+            } = obs
+            else {
+                continue;
+            };
+            for arn in attached_our_path {
+                let Some(pol) = self.our_policy_arns.get(arn.as_str()).copied() else {
+                    continue; // under our path but not provably ours: never touch
+                };
+                if self.wanted(&pol.owner, pref) {
                     continue;
                 }
-                plan.steps.push(Step::DeleteInline {
+                if self.is_protected(pref) {
+                    self.plan.refused_releases.push((pref.clone(), arn.clone()));
+                    self.blocked_policies.insert(arn.clone());
+                    continue;
+                }
+                self.detach(&pol.owner, pref, arn);
+            }
+            for name in inline_ours.keys() {
+                let keep = self.desired_inline.get(name.as_str()).is_some_and(|d| {
+                    self.wanted(&d.key, pref)
+                        && !attached_our_path.contains(&d.policy_arn)
+                        && !self
+                            .recent
+                            .contains(&WriteKey::Attachment(pref.clone(), d.policy_arn.clone()))
+                });
+                if keep {
+                    continue;
+                }
+                if self.is_protected(pref) {
+                    self.plan
+                        .refused_releases
+                        .push((pref.clone(), name.clone()));
+                    continue;
+                }
+                self.plan.steps.push(Step::DeleteInline {
                     principal: pref.clone(),
                     name: name.clone(),
                 });
             }
-            WriteKey::Policy(_) | WriteKey::Version(_) => {}
         }
     }
 
-    // ---- Release: orphan policies (owner not desired in this account).
-    for pol in &observed.policies {
-        if desired_by_key.contains_key(&pol.owner) {
-            continue;
+    /// Release: our own recent attachments and inline policies that a lagging read does not
+    /// show yet (decision 090).
+    fn release_unconfirmed_writes(&mut self) {
+        let observed = self.observed;
+        for (write, owner) in &observed.recent_writes {
+            match write {
+                WriteKey::Attachment(pref, arn) => {
+                    if self.wanted(owner, pref)
+                        || self.is_protected(pref)
+                        || self.detached.contains(&(pref.clone(), arn.clone()))
+                        || shows_attached(observed, pref, arn)
+                    {
+                        continue;
+                    }
+                    self.detach(owner, pref, arn);
+                }
+                WriteKey::Inline(pref, name) => {
+                    let keep = self
+                        .desired_inline
+                        .get(name.as_str())
+                        .is_some_and(|d| self.wanted(&d.key, pref));
+                    if keep || self.is_protected(pref) || shows_inline(observed, pref, name) {
+                        continue;
+                    }
+                    self.plan.steps.push(Step::DeleteInline {
+                        principal: pref.clone(),
+                        name: name.clone(),
+                    });
+                }
+                WriteKey::Policy(_) | WriteKey::Version(_) => {}
+            }
         }
-        for group in &pol.groups {
-            // Someone attached our deny to a group: its members hold it. Detach (release only).
-            plan.steps.push(Step::DetachGroup {
+    }
+
+    /// Release: our policies whose owner is not desired in this account: detached from groups and
+    /// principals (never from a protected one, which keeps the policy), versions pruned, deleted.
+    fn release_orphan_policies(&mut self) {
+        let observed = self.observed;
+        for pol in &observed.policies {
+            if self.desired_by_key.contains_key(&pol.owner) {
+                continue;
+            }
+            for group in &pol.groups {
+                // Someone attached our deny to a group: its members hold it. Detach (release only).
+                self.plan.steps.push(Step::DetachGroup {
+                    key: pol.owner.clone(),
+                    group: group.clone(),
+                    policy_arn: pol.arn.clone(),
+                });
+            }
+            let mut blocked = self.blocked_policies.contains(&pol.arn);
+            for e in &pol.entities {
+                if self.detached.contains(&(e.clone(), pol.arn.clone())) {
+                    continue;
+                }
+                if self.is_protected(e) {
+                    self.plan
+                        .refused_releases
+                        .push((e.clone(), pol.arn.clone()));
+                    blocked = true;
+                    continue;
+                }
+                self.detach(&pol.owner, e, &pol.arn);
+            }
+            if blocked {
+                continue;
+            }
+            for v in pol.non_default_versions.iter().flatten() {
+                self.plan.steps.push(Step::DeletePolicyVersion {
+                    key: pol.owner.clone(),
+                    policy_arn: pol.arn.clone(),
+                    version_id: v.clone(),
+                    class: StepClass::Release,
+                });
+            }
+            self.plan.steps.push(Step::DeletePolicy {
                 key: pol.owner.clone(),
-                group: group.clone(),
                 policy_arn: pol.arn.clone(),
             });
         }
-        let mut blocked = blocked_policies.contains(&pol.arn);
-        for e in &pol.entities {
-            if detached.contains(&(e.clone(), pol.arn.clone())) {
-                continue;
+    }
+
+    /// Release: a policy we created moments ago that the list does not show yet is deleted too
+    /// (a `NoSuchEntity` answer means it is gone; a conflict fails the run, which is retried).
+    fn release_unlisted_policies(&mut self) {
+        let observed = self.observed;
+        for (write, owner) in &observed.recent_writes {
+            if let WriteKey::Policy(arn) = write
+                && !self.desired_by_key.contains_key(owner)
+                && !self.our_policy_arns.contains_key(arn.as_str())
+                && !self.blocked_policies.contains(arn)
+            {
+                self.plan.steps.push(Step::DeletePolicy {
+                    key: owner.clone(),
+                    policy_arn: arn.clone(),
+                });
             }
-            if is_protected(e) {
-                plan.refused_releases.push((e.clone(), pol.arn.clone()));
-                blocked = true;
-                continue;
-            }
-            detached.insert((e.clone(), pol.arn.clone()));
-            plan.steps.push(Step::DetachManaged {
-                key: pol.owner.clone(),
-                principal: e.clone(),
-                policy_arn: pol.arn.clone(),
-            });
         }
-        if blocked {
-            continue;
+    }
+
+    /// Enforce: `d`'s managed policy exists with the desired document (created, or an edited
+    /// default version restored after pruning the others).
+    fn enforce_document(&mut self, d: &DesiredEntry) {
+        let Some(pol) = self.our_policy_arns.get(d.policy_arn.as_str()).copied() else {
+            if !self
+                .recent
+                .contains(&WriteKey::Policy(d.policy_arn.clone()))
+            {
+                self.plan.steps.push(Step::CreatePolicy {
+                    key: d.key.clone(),
+                    name: d.policy_name.clone(),
+                    arn: d.policy_arn.clone(),
+                    document: d.document.clone(),
+                    tags: d.tags.clone(),
+                });
+            }
+            return;
+        };
+        let differs = pol
+            .default_document
+            .as_deref()
+            .is_some_and(|doc| !ownership::same_document(doc, &d.document));
+        if !differs || self.recent.contains(&WriteKey::Version(pol.arn.clone())) {
+            return;
         }
         for v in pol.non_default_versions.iter().flatten() {
-            plan.steps.push(Step::DeletePolicyVersion {
-                key: pol.owner.clone(),
+            self.plan.steps.push(Step::DeletePolicyVersion {
+                key: d.key.clone(),
                 policy_arn: pol.arn.clone(),
                 version_id: v.clone(),
-                class: StepClass::Release,
+                class: StepClass::Enforce,
             });
         }
-        plan.steps.push(Step::DeletePolicy {
-            key: pol.owner.clone(),
+        self.plan.steps.push(Step::RestoreDocument {
+            key: d.key.clone(),
             policy_arn: pol.arn.clone(),
+            document: d.document.clone(),
+            replaced_version: pol.default_version_id.clone(),
         });
     }
-    // A policy we created moments ago that the list does not show yet: delete it too (a
-    // `NoSuchEntity` answer means it is gone; a conflict fails the run, which is retried).
-    for (write, owner) in &observed.recent_writes {
-        if let WriteKey::Policy(arn) = write
-            && !desired_by_key.contains_key(owner)
-            && !our_policy_arns.contains_key(arn.as_str())
-            && !blocked_policies.contains(arn)
-        {
-            plan.steps.push(Step::DeletePolicy {
-                key: owner.clone(),
-                policy_arn: arn.clone(),
-            });
-        }
-    }
 
-    // ---- Enforce.
-    for d in desired {
-        let observed_policy = our_policy_arns.get(d.policy_arn.as_str());
-        match observed_policy {
-            None => {
-                if !recent.contains(&WriteKey::Policy(d.policy_arn.clone())) {
-                    plan.steps.push(Step::CreatePolicy {
-                        key: d.key.clone(),
-                        name: d.policy_name.clone(),
-                        arn: d.policy_arn.clone(),
-                        document: d.document.clone(),
-                        tags: d.tags.clone(),
-                    });
+    /// Enforce: what `target` of `d` needs (nothing, a step, a confirming read, or it cannot be
+    /// planned), pushing the step when one is needed.
+    fn enforce_target(
+        &mut self,
+        d: &DesiredEntry,
+        target: &Principal,
+        attached_before: bool,
+    ) -> TargetExpectation {
+        let pref = target.reference();
+        let (attached_our_path, attached_total, inline_ours) =
+            match self.observed.principals.get(&pref) {
+                None => {
+                    return TargetExpectation::Blocked(
+                        format!("{} was not read", target.arn),
+                        ErrorCategory::Transient,
+                    );
                 }
-            }
-            Some(pol) => {
-                let differs = pol
-                    .default_document
-                    .as_deref()
-                    .is_some_and(|doc| !ownership::same_document(doc, &d.document));
-                if differs && !recent.contains(&WriteKey::Version(pol.arn.clone())) {
-                    for v in pol.non_default_versions.iter().flatten() {
-                        plan.steps.push(Step::DeletePolicyVersion {
-                            key: d.key.clone(),
-                            policy_arn: pol.arn.clone(),
-                            version_id: v.clone(),
-                            class: StepClass::Enforce,
-                        });
-                    }
-                    plan.steps.push(Step::RestoreDocument {
-                        key: d.key.clone(),
-                        policy_arn: pol.arn.clone(),
-                        document: d.document.clone(),
-                        replaced_version: pol.default_version_id.clone(),
-                    });
+                Some(ObservedPrincipal::Missing) => {
+                    return TargetExpectation::Blocked(
+                        format!("{} {} does not exist", target.kind, target.arn),
+                        ErrorCategory::NotFound,
+                    );
                 }
-            }
-        }
-        for (target, attached_before) in &d.targets {
-            let pref = target.reference();
-            let expectation = match observed.principals.get(&pref) {
-                None => TargetExpectation::Blocked(
-                    format!("{} was not read", target.arn),
-                    ErrorCategory::Transient,
-                ),
-                Some(ObservedPrincipal::Missing) => TargetExpectation::Blocked(
-                    format!("{} {} does not exist", target.kind, target.arn),
-                    ErrorCategory::NotFound,
-                ),
                 Some(ObservedPrincipal::Unreadable(msg, cat)) => {
-                    TargetExpectation::Blocked(msg.clone(), *cat)
+                    return TargetExpectation::Blocked(msg.clone(), *cat);
                 }
                 Some(ObservedPrincipal::Present {
                     attached_our_path,
                     attached_total,
                     inline_ours,
-                }) => {
-                    let inline = InlineSpec {
-                        name: d.inline_name.clone(),
-                        document: d.inline_document.clone(),
-                    };
-                    let managed = Attachment {
-                        kind: AttachmentKind::Managed,
-                        name: d.policy_name.clone(),
-                    };
-                    let inline_att = Attachment {
-                        kind: AttachmentKind::Inline,
-                        name: d.inline_name.clone(),
-                    };
-                    if attached_our_path.contains(&d.policy_arn) {
-                        TargetExpectation::InPlace(managed)
-                    } else if let Some(doc) = inline_ours.get(&d.inline_name) {
-                        if ownership::same_document(doc, &d.inline_document)
-                            || recent
-                                .contains(&WriteKey::Inline(pref.clone(), d.inline_name.clone()))
-                        {
-                            TargetExpectation::InPlace(inline_att)
-                        } else {
-                            plan.steps.push(Step::PutInline {
-                                key: d.key.clone(),
-                                principal: target.clone(),
-                                inline,
-                                repair: true,
-                            });
-                            TargetExpectation::Planned
-                        }
-                    } else if recent
-                        .contains(&WriteKey::Attachment(pref.clone(), d.policy_arn.clone()))
-                    {
-                        TargetExpectation::AwaitingConfirmation(managed)
-                    } else if recent
-                        .contains(&WriteKey::Inline(pref.clone(), d.inline_name.clone()))
-                    {
-                        TargetExpectation::AwaitingConfirmation(inline_att)
-                    } else {
-                        let quota = observed.quota.map(|q| match target.kind {
-                            PrincipalKind::Role => q.attached_policies_per_role_quota,
-                            PrincipalKind::User => q.attached_policies_per_user_quota,
-                        });
-                        if quota.is_some_and(|q| *attached_total as u64 >= u64::from(q)) {
-                            plan.steps.push(Step::PutInline {
-                                key: d.key.clone(),
-                                principal: target.clone(),
-                                inline,
-                                repair: *attached_before,
-                            });
-                        } else {
-                            plan.steps.push(Step::AttachManaged {
-                                key: d.key.clone(),
-                                principal: target.clone(),
-                                policy_arn: d.policy_arn.clone(),
-                                fallback: inline,
-                                repair: *attached_before,
-                            });
-                        }
-                        TargetExpectation::Planned
-                    }
-                }
+                }) => (attached_our_path, *attached_total, inline_ours),
             };
-            plan.targets
-                .push((d.key.clone(), target.clone(), expectation));
+        let inline = InlineSpec {
+            name: d.inline_name.clone(),
+            document: d.inline_document.clone(),
+        };
+        let managed = Attachment {
+            kind: AttachmentKind::Managed,
+            name: d.policy_name.clone(),
+        };
+        let inline_attachment = Attachment {
+            kind: AttachmentKind::Inline,
+            name: d.inline_name.clone(),
+        };
+        let inline_key = WriteKey::Inline(pref.clone(), d.inline_name.clone());
+        if attached_our_path.contains(&d.policy_arn) {
+            return TargetExpectation::InPlace(managed);
         }
+        if let Some(doc) = inline_ours.get(&d.inline_name) {
+            if ownership::same_document(doc, &d.inline_document)
+                || self.recent.contains(&inline_key)
+            {
+                return TargetExpectation::InPlace(inline_attachment);
+            }
+            self.plan.steps.push(Step::PutInline {
+                key: d.key.clone(),
+                principal: target.clone(),
+                inline,
+                repair: true,
+            });
+            return TargetExpectation::Planned;
+        }
+        if self
+            .recent
+            .contains(&WriteKey::Attachment(pref.clone(), d.policy_arn.clone()))
+        {
+            return TargetExpectation::AwaitingConfirmation(managed);
+        }
+        if self.recent.contains(&inline_key) {
+            return TargetExpectation::AwaitingConfirmation(inline_attachment);
+        }
+        let quota = self.observed.quota.map(|q| match target.kind {
+            PrincipalKind::Role => q.attached_policies_per_role_quota,
+            PrincipalKind::User => q.attached_policies_per_user_quota,
+        });
+        if quota.is_some_and(|q| attached_total as u64 >= u64::from(q)) {
+            self.plan.steps.push(Step::PutInline {
+                key: d.key.clone(),
+                principal: target.clone(),
+                inline,
+                repair: attached_before,
+            });
+        } else {
+            self.plan.steps.push(Step::AttachManaged {
+                key: d.key.clone(),
+                principal: target.clone(),
+                policy_arn: d.policy_arn.clone(),
+                fallback: inline,
+                repair: attached_before,
+            });
+        }
+        TargetExpectation::Planned
     }
-    plan
 }
 
 /// Whether a read of `pref` shows our managed policy `arn` attached.
