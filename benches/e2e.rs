@@ -8,7 +8,7 @@
 //! the real `autoguardrails controller` binary, `AGR_BENCH_BINARY`, default `target/release/autoguardrails`), `AGR_BENCH_SINGLE` (50),
 //! `AGR_BENCH_BURST` (1000), `AGR_BENCH_RELEASE_TTL_SECONDS` (60), `AGR_BENCH_DRIFT_SAMPLES` (10),
 //! `AGR_BENCH_POLICIES` (10000), `AGR_BENCH_QUARANTINES` (100000), `AGR_BENCH_ACTIVE` (100),
-//! `AGR_BENCH_STEADY_SECONDS` (60), `AGR_BENCH_LIVE` (a tenth of the quarantines: how many of the
+//! `AGR_BENCH_STEADY_SECONDS` (60), `AGR_BENCH_CONCURRENCY` (16, the binary's `reconcileConcurrency`), `AGR_BENCH_LIVE` (a tenth of the quarantines: how many of the
 //! seeded quarantines are live, waiting for approval, rather than Released), `AGR_BENCH_EMULATOR` (path of the `kube-emulator` binary,
 //! default `target/release/kube-emulator`; the scale phase runs the emulator in a child process
 //! so the controller's RSS is measured alone).
@@ -1302,6 +1302,8 @@ async fn binary_scale(report: &mut Report) {
     // Short enough that the steady state includes a sweep and a scan of the retired quarantines
     // (their cost is in the figures); the default is 10m.
     let sweep = std::env::var("AGR_BENCH_SWEEP").unwrap_or_else(|_| "30s".into());
+    // The controller's default (16) unless `AGR_BENCH_CONCURRENCY` says otherwise.
+    let concurrency = setting("AGR_BENCH_CONCURRENCY", 16);
     let config = format!(
         r#"clusterId: {CLUSTER}
 namespaces: [{NS}]
@@ -1319,6 +1321,7 @@ signals:
 notifications:
   enabled: false
 sweepPeriod: {sweep}
+reconcileConcurrency: {concurrency}
 "#,
         roles.join(", ")
     );
