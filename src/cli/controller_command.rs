@@ -1022,12 +1022,24 @@ async fn lead(parts: &Parts, shutdown: &Shutdown, leadership: &mut watch::Receiv
         notifications.cluster = Some(parts.config.cluster_id.clone());
     }
     let ssm_region = notifications.ssm_region.clone();
-    match Worker::new(parts.client.clone(), notifications, parts.metrics.clone()).map(|worker| {
-        match &parts.sdk {
-            Some(factory) => worker.with_ssm(factory.ssm(ssm_region.as_deref())),
-            None => worker,
-        }
-    }) {
+    let web_api = crate::controller::notify::web_api::from_config(
+        notifications.post_with,
+        parts.config.slack.bot_token_file.as_deref(),
+        &parts.config.slack.api_base_url,
+        &notifications.slack,
+    );
+    match Worker::new(parts.client.clone(), notifications, parts.metrics.clone()).and_then(
+        |worker| {
+            let worker = match &parts.sdk {
+                Some(factory) => worker.with_ssm(factory.ssm(ssm_region.as_deref())),
+                None => worker,
+            };
+            Ok(match web_api? {
+                Some(api) => worker.with_web_api(Arc::new(api)),
+                None => worker,
+            })
+        },
+    ) {
         Ok(worker) => tasks.push(tokio::spawn(worker.run(wait_for_shutdown(stop_rx.clone())))),
         Err(e) => {
             tracing::error!(error = %e, "slack notifications cannot start; enforcement continues")

@@ -110,6 +110,31 @@ async fn transitions_and_drift_repairs_reach_the_table_and_leave_the_status() {
     let mut unique_ids = ids.clone();
     unique_ids.dedup();
     assert_eq!(ids, unique_ids, "no record twice");
+
+    // Each record names the request ids of the IAM writes it reports (decision 234): the
+    // activation the first attach's, the repair the second's.
+    let attaches: Vec<String> = h
+        .iam
+        .write_log()
+        .into_iter()
+        .filter(|w| w.operation == autoguardrails::aws::Operation::AttachRolePolicy)
+        .map(|w| w.request_id.unwrap())
+        .collect();
+    assert_eq!(attaches.len(), 2);
+    let records = reader
+        .query(&AuditQuery {
+            quarantine: Some((crate::support::controller::NS.into(), name.clone())),
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        records[0].request_ids.contains(&attaches[0]),
+        "{:?}",
+        records[0]
+    );
+    assert!(!records[0].request_ids.contains(&attaches[1]));
+    assert_eq!(records[1].request_ids, [attaches[1].clone()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,6 +8,7 @@ mod support;
 
 mod approval_webhook;
 mod audit_outbox;
+mod audit_request_ids;
 mod audit_store;
 mod aws_memory;
 mod aws_sdk_moto;
