@@ -33,6 +33,7 @@ mod notify_blocks;
 mod notify_controller;
 mod notify_slack;
 mod notify_sources;
+mod notify_web_api;
 mod notify_worker;
 mod ops_http;
 mod poller_costexplorer;

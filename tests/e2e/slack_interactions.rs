@@ -749,3 +749,421 @@ async fn slack_buttons_act_as_the_mapped_identity_and_refuse_everything_else() {
         "{log}"
     );
 }
+
+/// Plays Slack's Web API for a bot (`chat.postMessage`, `chat.update`): records every call
+/// (method, Authorization, JSON body); posts to `C0GONE` answer `ok:false channel_not_found`;
+/// `chat.update` answers from `updates` first (status, Retry-After, body), then `ok`.
+struct BotApi {
+    url: String,
+    calls: Arc<Mutex<Vec<(String, String, Value)>>>,
+}
+
+type UpdateScript = Arc<Mutex<std::collections::VecDeque<(u16, Option<u64>, Value)>>>;
+
+async fn bot_api(updates: Vec<(u16, Option<u64>, Value)>) -> BotApi {
+    use axum::response::IntoResponse;
+    let calls: Arc<Mutex<Vec<(String, String, Value)>>> = Arc::new(Mutex::new(Vec::new()));
+    let script: UpdateScript = Arc::new(Mutex::new(updates.into()));
+    let serial = Arc::new(std::sync::atomic::AtomicU64::new(1));
+    let handler = {
+        let calls = calls.clone();
+        move |axum::extract::Path(method): axum::extract::Path<String>,
+              headers: axum::http::HeaderMap,
+              axum::Json(body): axum::Json<Value>| {
+            let (calls, script, serial) = (calls.clone(), script.clone(), serial.clone());
+            async move {
+                let auth = headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                calls
+                    .lock()
+                    .unwrap()
+                    .push((method.clone(), auth, body.clone()));
+                let ok = |value: Value| (axum::http::StatusCode::OK, axum::Json(value));
+                match method.as_str() {
+                    "chat.postMessage" if body["channel"] == "C0GONE" => {
+                        ok(json!({"ok": false, "error": "channel_not_found"})).into_response()
+                    }
+                    "chat.postMessage" => {
+                        let n = serial.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        ok(json!({"ok": true, "channel": body["channel"], "ts": format!("1700000000.{n:06}")}))
+                            .into_response()
+                    }
+                    "chat.update" => match script.lock().unwrap().pop_front() {
+                        Some((status, retry_after, answer)) => {
+                            let mut response = (
+                                axum::http::StatusCode::from_u16(status).unwrap(),
+                                axum::Json(answer),
+                            )
+                                .into_response();
+                            if let Some(seconds) = retry_after {
+                                response
+                                    .headers_mut()
+                                    .insert("retry-after", seconds.to_string().parse().unwrap());
+                            }
+                            response
+                        }
+                        None => {
+                            ok(json!({"ok": true, "channel": body["channel"], "ts": body["ts"]}))
+                                .into_response()
+                        }
+                    },
+                    _ => ok(json!({"ok": false, "error": "unknown_method"})).into_response(),
+                }
+            }
+        }
+    };
+    let app = axum::Router::new().route("/api/{method}", axum::routing::post(handler));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/api/", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    BotApi { url, calls }
+}
+
+impl BotApi {
+    fn calls(&self, method: &str) -> Vec<Value> {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(m, _, _)| m == method)
+            .map(|(_, _, body)| body.clone())
+            .collect()
+    }
+}
+
+const BOT_POLICIES: &str = r#"apiVersion: autoguardrails.io/v1alpha1
+kind: GuardrailPolicy
+metadata:
+  name: ci-bot
+  namespace: autoguardrails
+spec:
+  mode: Manual
+  match:
+    sources: [CostAnomaly]
+    accountIds: ["123456789012"]
+    minImpactUsd: 100
+  scope:
+    principals:
+      - { kind: IamRole, arn: "arn:aws:iam::123456789012:role/dev-ci" }
+  deny:
+    actions: ["ec2:RunInstances"]
+  quarantine:
+    ttl: 2h
+    approvalTimeout: 1h
+    cooldown: 30m
+  notify:
+    slack:
+      webhookSecretRef: { name: unused-webhook, key: url }
+---
+apiVersion: autoguardrails.io/v1alpha1
+kind: GuardrailPolicy
+metadata:
+  name: ci-gone
+  namespace: autoguardrails
+spec:
+  mode: Manual
+  match:
+    sources: [CostAnomaly]
+    accountIds: ["123456789012"]
+    minImpactUsd: 100
+  scope:
+    principals:
+      - { kind: IamRole, arn: "arn:aws:iam::123456789012:role/etl" }
+  deny:
+    actions: ["ec2:RunInstances"]
+  quarantine:
+    ttl: 2h
+    approvalTimeout: 1h
+    cooldown: 30m
+  notify:
+    slack:
+      webhookSecretRef: { name: unused-webhook, key: url }
+      channelHint: C0GONE
+"#;
+
+fn actions_block(message: &Value) -> Option<&Value> {
+    message["blocks"]
+        .as_array()
+        .and_then(|blocks| blocks.iter().find(|b| b["type"] == "actions"))
+}
+
+fn record_of<'a>(q: &'a Value, event: &str) -> &'a Value {
+    q["status"]["notifications"]
+        .as_array()
+        .and_then(|records| records.iter().find(|r| r["event"] == event))
+        .unwrap_or(&Value::Null)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_posts_each_message_and_updates_the_earlier_ones_in_place_when_kubectl_acts() {
+    let emulator = kube_emulator::Emulator::start_with(kube_emulator::Options {
+        tls: Some(kube_emulator::tls::ServerTls {
+            certificate_pem: tls_text("server.pem"),
+            key_pem: tls_text("server-key.pem"),
+            ca_pem: tls_text("test-ca.pem"),
+        }),
+        unauthenticated: kube_emulator::auth::Unauthenticated::Refuse,
+        tokens: vec![kube_emulator::TokenEntry::new(
+            "token-alice",
+            "alice",
+            "uid-alice",
+            &["approvers"],
+        )],
+        ..kube_emulator::Options::default()
+    })
+    .await
+    .unwrap();
+    let admin = emulator.kubeconfig_path().to_path_buf();
+    let alice = emulator.kubeconfig_for("alice", "token-alice").unwrap();
+    let crds = crate::support::binary::root().join("crds");
+    ok(&admin, &["apply", "-f", crds.to_str().unwrap()]);
+    ok(&admin, &["create", "namespace", NS]);
+    ok(
+        &admin,
+        &[
+            "create",
+            "secret",
+            "generic",
+            "events-key",
+            "-n",
+            NS,
+            &format!("--from-literal=apiKey={API_KEY}"),
+        ],
+    );
+    // The policies still name a webhook (the schema asks for one); with `postWith: bot` the
+    // worker does not use it: it points at a closed port.
+    ok(
+        &admin,
+        &[
+            "create",
+            "secret",
+            "generic",
+            "unused-webhook",
+            "-n",
+            NS,
+            "--from-literal=url=http://127.0.0.1:9/hook",
+        ],
+    );
+    for manifest in [approver_role(), RBAC.to_string()] {
+        let (applied, out, err) = kubectl(&admin, &["apply", "-f", "-"], Some(&manifest));
+        assert!(applied, "{out}{err}");
+    }
+    // The first update after the approval meets a 429 and two 500s (the client's three tries),
+    // so the worker retries it a round later; the one after the release goes through at once.
+    let api = bot_api(vec![
+        (429, Some(1), json!({"ok": false, "error": "ratelimited"})),
+        (500, None, json!({"ok": false, "error": "internal_error"})),
+        (500, None, json!({"ok": false, "error": "internal_error"})),
+    ])
+    .await;
+    let dir = std::env::temp_dir().join(format!("agr-slack-bot-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (metrics_port, signals_port, webhook_port) = (free_port(), free_port(), free_port());
+    let config = write_config(
+        &dir,
+        metrics_port,
+        signals_port,
+        webhook_port,
+        &["http://127.0.0.1:9/".to_string()],
+        &api.url,
+    );
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "notifications:\n  enabled: false\n",
+        "notifications:\n  enabled: true\n  postWith: bot\n  channel: C0DEFAULT\n  initialBackoff: 1s\n  slack: {initialBackoff: 200ms, maxAttempts: 3}\n",
+    );
+    assert!(text.contains("postWith: bot"));
+    std::fs::write(&config, text).unwrap();
+    let controller =
+        crate::support::binary::spawn_controller_with_env(&admin, &config, NS, &dir, &[], &[]);
+    let http = crate::support::binary::http_client();
+    let ops = format!("http://127.0.0.1:{metrics_port}");
+    wait_for("/readyz", Duration::from_secs(60), || async {
+        matches!(http.get(format!("{ops}/readyz")).send().await, Ok(r) if r.status() == 200)
+    })
+    .await;
+    let (applied, out, err) = kubectl(
+        &admin,
+        &["apply", "-f", "-"],
+        Some(&webhook_configuration(webhook_port)),
+    );
+    assert!(applied, "{out}{err}");
+    let (applied, out, err) = kubectl(&admin, &["apply", "-f", "-"], Some(BOT_POLICIES));
+    assert!(applied, "{out}{err}");
+    for policy in ["ci-bot", "ci-gone"] {
+        ok(
+            &admin,
+            &[
+                "wait",
+                "-n",
+                NS,
+                "--for=condition=Ready",
+                &format!("guardrailpolicy/{policy}"),
+                "--timeout=60s",
+            ],
+        );
+    }
+    let mut event: Value =
+        serde_json::from_str(include_str!("../fixtures/signals/eventbridge-anomaly.json")).unwrap();
+    event["account"] = Value::String(ACCOUNT.into());
+    event["detail"]["rootCauses"][0]["linkedAccount"] = Value::String(ACCOUNT.into());
+    let (status, outcome, reason) = crate::support::binary::post_event(
+        &http,
+        &format!("http://127.0.0.1:{signals_port}/events"),
+        API_KEY,
+        &event,
+    )
+    .await;
+    assert!(status < 300, "{status} {outcome} {reason}");
+    let mut name = String::new();
+    let mut gone = String::new();
+    wait_for("two quarantines", Duration::from_secs(60), || {
+        name = quarantine_of(&admin, "ci-bot");
+        gone = quarantine_of(&admin, "ci-gone");
+        let both = !name.is_empty() && !gone.is_empty();
+        async move { both }
+    })
+    .await;
+    wait_phase(&admin, &name, "PendingApproval").await;
+
+    // Posted with the bot token to the default channel, with the buttons; where it lives is kept.
+    wait_for(
+        "the posted message in status",
+        Duration::from_secs(30),
+        || {
+            let q = status_of(&admin, &name);
+            let done = record_of(&q, "PendingApproval")["message"]["ts"].is_string();
+            async move { done }
+        },
+    )
+    .await;
+    let q = status_of(&admin, &name);
+    let pending = record_of(&q, "PendingApproval")["message"].clone();
+    assert_eq!(pending["channel"], "C0DEFAULT", "{q}");
+    let posts = api.calls("chat.postMessage");
+    let first = posts
+        .iter()
+        .find(|p| p["channel"] == "C0DEFAULT")
+        .unwrap()
+        .clone();
+    assert!(actions_block(&first).is_some(), "{first}");
+    assert!(
+        api.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|(_, auth, _)| auth == "Bearer xoxb-e2e-token")
+    );
+    // The channel Slack refuses: given up at once (ok:false is permanent), said in status.
+    wait_for("the refused post recorded", Duration::from_secs(30), || {
+        let q = status_of(&admin, &gone);
+        let record = record_of(&q, "PendingApproval");
+        let done = record["state"] == "Failed"
+            && record["lastError"]
+                .as_str()
+                .is_some_and(|e| e.contains("channel_not_found"));
+        async move { done }
+    })
+    .await;
+    assert!(record_of(&status_of(&admin, &gone), "PendingApproval")["message"].is_null());
+
+    // alice approves with kubectl: the Activated message is posted, and the PendingApproval
+    // message is updated in place without its buttons, after a 429 and two 500s.
+    ok(
+        &alice,
+        &[
+            "annotate",
+            "-n",
+            NS,
+            &format!("quarantine/{name}"),
+            "autoguardrails.io/approve=alice: runaway CI job",
+        ],
+    );
+    wait_phase(&admin, &name, "Active").await;
+    wait_for(
+        "the update of the first message",
+        Duration::from_secs(60),
+        || {
+            let q = status_of(&admin, &name);
+            let done = record_of(&q, "PendingApproval")["message"]["updatedFor"].is_string();
+            async move { done }
+        },
+    )
+    .await;
+    let updates = api.calls("chat.update");
+    assert!(updates.len() >= 4, "{updates:?}");
+    let last = updates.last().unwrap();
+    assert_eq!(
+        (&last["channel"], &last["ts"]),
+        (&pending["channel"], &pending["ts"])
+    );
+    assert!(actions_block(last).is_none(), "buttons removed: {last}");
+    assert!(
+        last.to_string().contains("Since then: *Activated*"),
+        "{last}"
+    );
+    let metric =
+        |outcome: &str| format!("autoguardrails_slack_deliveries_total{{outcome=\"{outcome}\"}}");
+    assert_eq!(
+        metric_value(&http, &ops, &metric("update_retrying")).await,
+        1.0
+    );
+    assert_eq!(metric_value(&http, &ops, &metric("updated")).await, 1.0);
+    let q = status_of(&admin, &name);
+    let activated = record_of(&q, "Activated")["message"].clone();
+    assert!(
+        activated["ts"].is_string() && activated["ts"] != pending["ts"],
+        "{q}"
+    );
+    let posted_activated = api
+        .calls("chat.postMessage")
+        .into_iter()
+        .find(|p| p["channel"] == "C0DEFAULT" && p.to_string().contains("Extend"))
+        .unwrap();
+    assert!(actions_block(&posted_activated).is_some());
+
+    // Released by kubectl: the Activated message loses its Extend/Release buttons.
+    ok(
+        &alice,
+        &[
+            "annotate",
+            "-n",
+            NS,
+            &format!("quarantine/{name}"),
+            "autoguardrails.io/release=alice: fixed",
+        ],
+    );
+    wait_phase(&admin, &name, "Released").await;
+    wait_for(
+        "the update of the Activated message",
+        Duration::from_secs(60),
+        || {
+            let q = status_of(&admin, &name);
+            let done = record_of(&q, "Activated")["message"]["updatedFor"].is_string();
+            async move { done }
+        },
+    )
+    .await;
+    let update = api
+        .calls("chat.update")
+        .into_iter()
+        .rfind(|u| u["ts"] == activated["ts"])
+        .unwrap();
+    assert!(actions_block(&update).is_none(), "{update}");
+    assert!(
+        update.to_string().contains("Since then: *Released*"),
+        "{update}"
+    );
+    // The PendingApproval message was updated once more for nothing: it was done already.
+    assert_eq!(
+        api.calls("chat.update")
+            .iter()
+            .filter(|u| u["ts"] == pending["ts"])
+            .count(),
+        4,
+        "three failed tries and one update"
+    );
+    drop(controller);
+}
