@@ -457,6 +457,28 @@ async fn slack_interactions(
             mapping.username
         )));
     }
+    let modal: Option<Arc<dyn server::NoteModal>> =
+        match (&settings.bot_token_file, settings.note_modal) {
+            (_, false) => None,
+            (Some(path), true) => {
+                let token = std::fs::read_to_string(path).map_err(|e| {
+                    RunError::Config(format!(
+                        "failed to read slack.botTokenFile {}: {e}",
+                        path.display()
+                    ))
+                })?;
+                Some(Arc::new(server::SlackViews::new(
+                    http.clone(),
+                    &settings.api_base_url,
+                    &token,
+                )))
+            }
+            (None, true) => {
+                return Err(RunError::Config(
+                    "slack.noteModal needs slack.botTokenFile (views.open)".into(),
+                ));
+            }
+        };
     if emails.is_none() && settings.users.iter().any(|m| m.email.is_some()) {
         return Err(RunError::Config(
             "slack.users maps by email, which needs slack.botTokenFile (users.info)".into(),
@@ -466,6 +488,7 @@ async fn slack_interactions(
         users = settings.users.len(),
         controller = %own,
         email_lookup = emails.is_some(),
+        note_modal = modal.is_some(),
         "serving /slack/interactions"
     );
 
@@ -494,6 +517,7 @@ async fn slack_interactions(
         emails,
         response_url_prefixes: settings.response_url_prefixes.clone(),
         audit,
+        modal,
     });
     if let Some((ssm, parameter)) = ssm_refresh {
         let period = Duration::try_from(refresh)

@@ -750,9 +750,10 @@ async fn slack_buttons_act_as_the_mapped_identity_and_refuse_everything_else() {
     );
 }
 
-/// Plays Slack's Web API for a bot (`chat.postMessage`, `chat.update`): records every call
-/// (method, Authorization, JSON body); posts to `C0GONE` answer `ok:false channel_not_found`;
-/// `chat.update` answers from `updates` first (status, Retry-After, body), then `ok`.
+/// Plays Slack's Web API for a bot (`chat.postMessage`, `chat.update`, `views.open`): records
+/// every call (method, Authorization, JSON body); posts to `C0GONE` answer `ok:false
+/// channel_not_found`; `chat.update` answers from `updates` first (status, Retry-After, body),
+/// then `ok`; `views.open` with the trigger `expired` answers `ok:false expired_trigger_id`.
 struct BotApi {
     url: String,
     calls: Arc<Mutex<Vec<(String, String, Value)>>>,
@@ -810,6 +811,12 @@ async fn bot_api(updates: Vec<(u16, Option<u64>, Value)>) -> BotApi {
                                 .into_response()
                         }
                     },
+                    "views.open" if body["trigger_id"] == "expired" => {
+                        ok(json!({"ok": false, "error": "expired_trigger_id"})).into_response()
+                    }
+                    "views.open" => {
+                        ok(json!({"ok": true, "view": {"id": "V0E2E"}})).into_response()
+                    }
                     _ => ok(json!({"ok": false, "error": "unknown_method"})).into_response(),
                 }
             }
@@ -897,8 +904,27 @@ fn record_of<'a>(q: &'a Value, event: &str) -> &'a Value {
         .unwrap_or(&Value::Null)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bot_posts_each_message_and_updates_the_earlier_ones_in_place_when_kubectl_acts() {
+/// A running binary with the approval webhook and Slack interactions on, its configuration
+/// changed by `edit`, the Web API at `api_url`, and one PendingApproval Quarantine for each of
+/// `BOT_POLICIES` (`name` of ci-bot, `gone` of ci-gone).
+struct BotCluster {
+    _emulator: kube_emulator::Emulator,
+    admin: PathBuf,
+    alice: PathBuf,
+    controller: crate::support::binary::ControllerProcess,
+    http: reqwest::Client,
+    ops: String,
+    signals_port: u16,
+    name: String,
+    gone: String,
+}
+
+async fn bot_cluster(
+    tag: &str,
+    api_url: &str,
+    response_url_prefixes: &[String],
+    edit: impl Fn(String) -> String,
+) -> BotCluster {
     let emulator = kube_emulator::Emulator::start_with(kube_emulator::Options {
         tls: Some(kube_emulator::tls::ServerTls {
             certificate_pem: tls_text("server.pem"),
@@ -951,15 +977,7 @@ async fn a_bot_posts_each_message_and_updates_the_earlier_ones_in_place_when_kub
         let (applied, out, err) = kubectl(&admin, &["apply", "-f", "-"], Some(&manifest));
         assert!(applied, "{out}{err}");
     }
-    // The first update after the approval meets a 429 and two 500s (the client's three tries),
-    // so the worker retries it a round later; the one after the release goes through at once.
-    let api = bot_api(vec![
-        (429, Some(1), json!({"ok": false, "error": "ratelimited"})),
-        (500, None, json!({"ok": false, "error": "internal_error"})),
-        (500, None, json!({"ok": false, "error": "internal_error"})),
-    ])
-    .await;
-    let dir = std::env::temp_dir().join(format!("agr-slack-bot-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("agr-slack-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (metrics_port, signals_port, webhook_port) = (free_port(), free_port(), free_port());
     let config = write_config(
@@ -967,14 +985,10 @@ async fn a_bot_posts_each_message_and_updates_the_earlier_ones_in_place_when_kub
         metrics_port,
         signals_port,
         webhook_port,
-        &["http://127.0.0.1:9/".to_string()],
-        &api.url,
+        response_url_prefixes,
+        api_url,
     );
-    let text = std::fs::read_to_string(&config).unwrap().replace(
-        "notifications:\n  enabled: false\n",
-        "notifications:\n  enabled: true\n  postWith: bot\n  channel: C0DEFAULT\n  initialBackoff: 1s\n  slack: {initialBackoff: 200ms, maxAttempts: 3}\n",
-    );
-    assert!(text.contains("postWith: bot"));
+    let text = edit(std::fs::read_to_string(&config).unwrap());
     std::fs::write(&config, text).unwrap();
     let controller =
         crate::support::binary::spawn_controller_with_env(&admin, &config, NS, &dir, &[], &[]);
@@ -1027,6 +1041,48 @@ async fn a_bot_posts_each_message_and_updates_the_earlier_ones_in_place_when_kub
     })
     .await;
     wait_phase(&admin, &name, "PendingApproval").await;
+    BotCluster {
+        _emulator: emulator,
+        admin,
+        alice,
+        controller,
+        http,
+        ops,
+        signals_port,
+        name,
+        gone,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_posts_each_message_and_updates_the_earlier_ones_in_place_when_kubectl_acts() {
+    // The first update after the approval meets a 429 and two 500s (the client's three tries),
+    // so the worker retries it a round later; the one after the release goes through at once.
+    let api = bot_api(vec![
+        (429, Some(1), json!({"ok": false, "error": "ratelimited"})),
+        (500, None, json!({"ok": false, "error": "internal_error"})),
+        (500, None, json!({"ok": false, "error": "internal_error"})),
+    ])
+    .await;
+    let BotCluster {
+        _emulator,
+        admin,
+        alice,
+        controller,
+        http,
+        ops,
+        name,
+        gone,
+        ..
+    } = bot_cluster("bot", &api.url, &["http://127.0.0.1:9/".to_string()], |text| {
+        let text = text.replace(
+            "notifications:\n  enabled: false\n",
+            "notifications:\n  enabled: true\n  postWith: bot\n  channel: C0DEFAULT\n  initialBackoff: 1s\n  slack: {initialBackoff: 200ms, maxAttempts: 3}\n",
+        );
+        assert!(text.contains("postWith: bot"));
+        text
+    })
+    .await;
 
     // Posted with the bot token to the default channel, with the buttons; where it lives is kept.
     wait_for(
@@ -1166,4 +1222,220 @@ async fn a_bot_posts_each_message_and_updates_the_earlier_ones_in_place_when_kub
         "three failed tries and one update"
     );
     drop(controller);
+}
+
+/// Form-encodes a payload as Slack sends interactions.
+fn form(payload: &Value) -> String {
+    let mut form = String::from("payload=");
+    for byte in payload.to_string().bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            form.push(byte as char);
+        } else {
+            form.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    form
+}
+
+/// A `block_actions` click with this `trigger_id`.
+fn click_with_trigger(
+    user: &str,
+    verb: &str,
+    quarantine: &Value,
+    response_url: &str,
+    trigger: &str,
+) -> String {
+    let value = json!({
+        "ns": quarantine["metadata"]["namespace"],
+        "name": quarantine["metadata"]["name"],
+        "uid": quarantine["metadata"]["uid"],
+    })
+    .to_string();
+    form(&json!({
+        "type": "block_actions",
+        "user": {"id": user, "username": format!("{user}-name"), "team_id": "T0E2E"},
+        "team": {"id": "T0E2E", "domain": "example"},
+        "trigger_id": trigger,
+        "response_url": response_url,
+        "actions": [{
+            "action_id": format!("autoguardrails.{verb}"),
+            "block_id": "autoguardrails-actions",
+            "value": value,
+            "type": "button",
+            "action_ts": format!("1700000002.{}", trigger.len())
+        }]
+    }))
+}
+
+/// The `view_submission` Slack sends when `user` submits `view` (as opened) with `note`.
+fn submission(user: &str, view: &Value, note: &str) -> String {
+    form(&json!({
+        "type": "view_submission",
+        "team": {"id": "T0E2E", "domain": "example"},
+        "user": {"id": user, "username": format!("{user}-name"), "team_id": "T0E2E"},
+        "api_app_id": "A0E2E",
+        "trigger_id": "456.789.def",
+        "view": {
+            "id": "V0E2E",
+            "type": "modal",
+            "callback_id": view["callback_id"],
+            "private_metadata": view["private_metadata"],
+            "state": {"values": {"note": {"note": {"type": "plain_text_input", "value": note}}}}
+        }
+    }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_click_asks_for_a_note_in_a_modal_and_the_signed_submission_acts_with_it() {
+    let api = bot_api(Vec::new()).await;
+    let (answer_url, received) = receiver().await;
+    let prefix = answer_url.trim_end_matches("answer").to_string();
+    let cluster = bot_cluster("modal", &api.url, &[prefix], |text| {
+        let text = text.replace(
+            "  emailCacheTtl: 10m\n",
+            "  emailCacheTtl: 10m\n  noteModal: true\n",
+        );
+        assert!(text.contains("noteModal: true"));
+        text
+    })
+    .await;
+    let (admin, http, ops) = (&cluster.admin, &cluster.http, &cluster.ops);
+    let url = format!(
+        "http://127.0.0.1:{}/slack/interactions",
+        cluster.signals_port
+    );
+    let metric =
+        |outcome: &str| format!("autoguardrails_slack_interactions_total{{outcome=\"{outcome}\"}}");
+    let object = status_of(admin, &cluster.name);
+
+    // The click opens the modal with its trigger and acts on nothing yet.
+    let click = click_with_trigger("U0ALICE", "approve", &object, &answer_url, "123.1.abc");
+    assert_eq!(post_signed(http, &url, &click).await, 200);
+    let mut view = Value::Null;
+    wait_for("views.open", Duration::from_secs(30), || {
+        view = api
+            .calls("views.open")
+            .into_iter()
+            .find(|call| call["trigger_id"] == "123.1.abc")
+            .map(|call| call["view"].clone())
+            .unwrap_or(Value::Null);
+        let done = !view.is_null();
+        async move { done }
+    })
+    .await;
+    assert_eq!(view["callback_id"], "autoguardrails.note");
+    assert!(
+        api.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|(_, auth, _)| auth == "Bearer xoxb-e2e-token")
+    );
+    assert_eq!(metric_value(http, ops, &metric("modal_opened")).await, 1.0);
+    assert_eq!(
+        status_of(admin, &cluster.name)["status"]["phase"],
+        "PendingApproval"
+    );
+    assert!(received.lock().unwrap().is_empty());
+
+    // A submission signed with another secret, or replayed, is refused; nothing changes.
+    let body = submission("U0ALICE", &view, "budget owner agreed\nsee INC-42");
+    let timestamp = now();
+    assert_eq!(
+        post(
+            http,
+            &url,
+            timestamp,
+            &sign_with("not-the-secret", timestamp, &body),
+            &body
+        )
+        .await,
+        401
+    );
+    // The signed submission: acted on as alice, verified, with the note.
+    let signature = sign(timestamp, &body);
+    assert_eq!(post(http, &url, timestamp, &signature, &body).await, 200);
+    assert_eq!(
+        post(http, &url, timestamp, &signature, &body).await,
+        401,
+        "replay"
+    );
+    wait_phase(admin, &cluster.name, "Active").await;
+    // (the handled annotation is removed; its value is in the history entry)
+    let q = status_of(admin, &cluster.name);
+    let approved = q["status"]["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"] == "Approved")
+        .unwrap()
+        .clone();
+    assert_eq!(approved["actor"], "alice", "{approved}");
+    assert_eq!(approved["channel"], "slack", "{approved}");
+    assert!(
+        approved["message"]
+            .as_str()
+            .unwrap()
+            .contains("budget owner agreed see INC-42"),
+        "{approved}"
+    );
+    let answer = answer_with(&received, "approved Quarantine").await;
+    assert_eq!(answer["replace_original"], true);
+    // The audit record has the note, the verified actor and the channel.
+    let audit = cluster.controller.log.parent().unwrap().join("audit.jsonl");
+    wait_for("the audit record", Duration::from_secs(30), || {
+        let found = std::fs::read_to_string(&audit).is_ok_and(|text| {
+            text.lines().any(|line| {
+                serde_json::from_str::<Value>(line).is_ok_and(|r| {
+                    r["event"] == "Approved"
+                        && r["actor"]["name"] == "alice"
+                        && r["actor"]["verified"] == true
+                        && r["actor"]["channel"] == "slack"
+                        && r["message"]
+                            .as_str()
+                            .is_some_and(|m| m.contains("budget owner agreed"))
+                })
+            })
+        });
+        async move { found }
+    })
+    .await;
+
+    // The modal cannot be opened (the trigger expired): the click acts without a note.
+    let other = status_of(admin, &cluster.gone);
+    let click = click_with_trigger("U0ALICE", "reject", &other, &answer_url, "expired");
+    assert_eq!(post_signed(http, &url, &click).await, 200);
+    wait_phase(admin, &cluster.gone, "Rejected").await;
+    let rejected = status_of(admin, &cluster.gone)["status"]["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"] == "Rejected")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (&rejected["actor"], &rejected["channel"]),
+        (&json!("alice"), &json!("slack")),
+        "{rejected}"
+    );
+    assert!(
+        rejected["message"]
+            .as_str()
+            .unwrap()
+            .contains("reject from Slack"),
+        "{rejected}"
+    );
+    assert_eq!(metric_value(http, ops, &metric("modal_failed")).await, 1.0);
+    // An unknown user's note is refused like a click (this Web API has no users.info, so the
+    // e-mail look-up fails closed), and nothing changes.
+    let view_for_gone = json!({"callback_id": "autoguardrails.note", "private_metadata": json!({
+        "verb": "release",
+        "target": {"ns": NS, "name": cluster.name, "uid": q["metadata"]["uid"]},
+        "response_url": answer_url,
+    }).to_string()});
+    let body = submission("U0NOBODY", &view_for_gone, "let me");
+    assert_eq!(post_signed(http, &url, &body).await, 200);
+    let refused = answer_with(&received, "Could not release").await;
+    assert_eq!(refused["response_type"], "ephemeral", "{refused}");
+    assert_eq!(status_of(admin, &cluster.name)["status"]["phase"], "Active");
 }
