@@ -925,6 +925,10 @@ pub async fn serve_until(config: Config, shutdown: Shutdown) -> Result<(), RunEr
     let _ = stores_stop.send(true);
     let _ = announcer_stop.send(true);
     let _ = tokio::time::timeout(timeout, intake_watch).await;
+    // Records of signals taken before the stop reach the audit outbox (decision 237).
+    if let Some(outbox) = &parts.settings.audit.controller {
+        outbox.drain(timeout).await;
+    }
     let _ = tokio::time::timeout(timeout, resolver).await;
     elector_shutdown.trigger(cause);
     if let Some(handle) = leadership_handle

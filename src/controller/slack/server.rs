@@ -907,7 +907,9 @@ async fn record_audit(state: &Interactions, click: &Click, outcome: &Outcome) {
             uid: click.target.uid.clone(),
         });
         record.policy = outcome.current.as_ref().map(|c| c.policy.clone());
-        outbox.append(record);
+        // Written before the person is answered, so a stop after the answer loses no refusal
+        // (decision 237); a slow or failing write falls back to the queue.
+        outbox.append_durably(record, Duration::from_secs(5)).await;
     }
     let (Some(recorder), Some(current)) = (&state.recorder, &outcome.current) else {
         return;
