@@ -1062,6 +1062,7 @@ async fn lead(parts: &Parts, shutdown: &Shutdown, leadership: &mut watch::Receiv
                 Some(factory) => worker.with_ssm(factory.ssm(ssm_region.as_deref())),
                 None => worker,
             };
+            let worker = worker.with_audit(parts.settings.audit.controller.clone());
             Ok(match web_api? {
                 Some(api) => worker.with_web_api(Arc::new(api)),
                 None => worker,

@@ -1057,11 +1057,17 @@ async fn bot_cluster(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bot_posts_each_message_and_updates_the_earlier_ones_in_place_when_kubectl_acts() {
     // The first update after the approval meets a 429 and two 500s (the client's three tries),
-    // so the worker retries it a round later; the one after the release goes through at once.
+    // so the worker retries it a round later; the one after the release is refused for good.
     let api = bot_api(vec![
         (429, Some(1), json!({"ok": false, "error": "ratelimited"})),
         (500, None, json!({"ok": false, "error": "internal_error"})),
         (500, None, json!({"ok": false, "error": "internal_error"})),
+        (200, None, json!({"ok": true})),
+        (
+            200,
+            None,
+            json!({"ok": false, "error": "message_not_found"}),
+        ),
     ])
     .await;
     let BotCluster {
@@ -1212,6 +1218,45 @@ async fn a_bot_posts_each_message_and_updates_the_earlier_ones_in_place_when_kub
         update.to_string().contains("Since then: *Released*"),
         "{update}"
     );
+    // That update was refused for good: given up, counted, an Event, an audit record.
+    assert_eq!(
+        metric_value(&http, &ops, &metric("update_failed")).await,
+        1.0
+    );
+    let audit = controller.log.parent().unwrap().join("audit.jsonl");
+    let audited = |event: &'static str, quarantine: String, text: &'static str| {
+        let audit = audit.clone();
+        move || {
+            let found = std::fs::read_to_string(&audit).is_ok_and(|lines| {
+                lines.lines().any(|line| {
+                    serde_json::from_str::<Value>(line).is_ok_and(|r| {
+                        r["event"] == event
+                            && r["quarantine"]["name"] == quarantine.as_str()
+                            && r["message"].as_str().is_some_and(|m| m.contains(text))
+                    })
+                })
+            });
+            async move { found }
+        }
+    };
+    wait_for(
+        "the given-up update in the audit trail",
+        Duration::from_secs(30),
+        audited(
+            "SlackMessageUpdateFailed",
+            name.clone(),
+            "message_not_found",
+        ),
+    )
+    .await;
+    wait_for(
+        "the given-up post in the audit trail",
+        Duration::from_secs(30),
+        audited("SlackMessageFailed", gone.clone(), "channel_not_found"),
+    )
+    .await;
+    let events = ok(&admin, &["get", "events", "-n", NS, "-o", "json"]);
+    assert!(events.contains("MessageUpdateFailed"), "{events}");
     // The PendingApproval message was updated once more for nothing: it was done already.
     assert_eq!(
         api.calls("chat.update")

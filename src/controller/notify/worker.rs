@@ -24,6 +24,7 @@ use super::slack::{SlackNotifier, SlackSettings, duration_text};
 use super::source::{WebhookRef, WebhookSources};
 use super::web_api::{Posted, SlackWebApi};
 use super::{Notifier, NotifyError, WebhookTarget};
+use crate::controller::audit::controller_outbox::ControllerOutbox;
 use crate::controller::crd::conditions::{NOTIFIED, set_condition};
 use crate::controller::crd::{DeliveryState, NotificationRecord, PostedMessage, Quarantine};
 use crate::metrics::Metrics;
@@ -199,6 +200,7 @@ struct Context {
     notifier: Arc<dyn Notifier>,
     sources: Arc<WebhookSources>,
     web_api: Option<Arc<SlackWebApi>>,
+    audit: Option<Arc<ControllerOutbox>>,
     recorder: EventRecorder,
     memory: Memory,
     locks: Locks,
@@ -212,6 +214,7 @@ pub struct Worker {
     notifier: Arc<dyn Notifier>,
     sources: WebhookSources,
     web_api: Option<Arc<SlackWebApi>>,
+    audit: Option<Arc<ControllerOutbox>>,
 }
 
 impl Worker {
@@ -231,7 +234,13 @@ impl Worker {
             notifier,
             sources,
             web_api: None,
+            audit: None,
         })
+    }
+
+    /// Records messages given up (not delivered, not updated) in the controller's audit outbox.
+    pub fn with_audit(self, audit: Option<Arc<ControllerOutbox>>) -> Worker {
+        Worker { audit, ..self }
     }
 
     /// Posts and updates through Slack's Web API with a bot token (`postWith: bot`).
@@ -274,6 +283,7 @@ impl Worker {
             notifier: self.notifier,
             sources: Arc::new(self.sources),
             web_api: self.web_api,
+            audit: self.audit,
             memory: Mutex::new(HashMap::new()),
             locks: Mutex::new(HashMap::new()),
             settings: self.settings.clone(),
@@ -698,6 +708,7 @@ async fn update_earlier(
                     1000,
                 );
                 tracing::warn!(quarantine = %object.name_any(), %error, "slack message not updated; giving up");
+                audit_given_up(context, object, "SlackMessageUpdateFailed", &note);
                 let event = Occurrence {
                     severity: Severity::Warning,
                     reason: REASON_UPDATE_FAILED,
@@ -727,6 +738,27 @@ async fn update_earlier(
     }
     remember(object, context, records);
     retry
+}
+
+/// A message given up, as a record in the controller's audit outbox (the Quarantine's partition).
+fn audit_given_up(context: &Context, object: &Quarantine, event: &str, message: &str) {
+    let Some(outbox) = &context.audit else {
+        return;
+    };
+    let mut record = crate::controller::audit::controller_outbox::record(
+        outbox.cluster(),
+        event,
+        crate::controller::audit::controller_outbox::controller_actor(),
+        message.to_string(),
+    );
+    record.quarantine = Some(crate::audit::QuarantineRef {
+        namespace: object.namespace().unwrap_or_default(),
+        name: object.name_any(),
+        uid: object.metadata.uid.clone().unwrap_or_default(),
+    });
+    record.policy = Some(object.spec.policy_ref.name.clone());
+    record.principals = object.spec.targets.iter().map(|t| t.arn.clone()).collect();
+    outbox.append(record);
 }
 
 fn count(context: &Context, outcome: &str) {
@@ -838,6 +870,9 @@ async fn account(
                 1000,
             );
             tracing::warn!(quarantine = %object.name_any(), event = %pending.event, state = state.as_str(), %error, "slack message not delivered");
+            if state == DeliveryState::Failed {
+                audit_given_up(context, object, "SlackMessageFailed", &message);
+            }
             let event = Occurrence {
                 severity: Severity::Warning,
                 reason,
