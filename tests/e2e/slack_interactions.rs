@@ -11,8 +11,8 @@
 //! undo the action.
 
 use super::approval_webhook::{
-    ACCOUNT, API_KEY, NS, POLICIES, RBAC, approver_role, kubectl, ok, quarantine_of, status_of,
-    tls_file, tls_text, wait_phase, webhook_configuration,
+    ACCOUNT, API_KEY, NS, POLICIES, approvals_cluster, kubectl, ok, quarantine_of, status_of,
+    tls_file, wait_phase, webhook_configuration,
 };
 use crate::support::binary::{free_port, metric_value, wait_for};
 
@@ -267,37 +267,7 @@ audit:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slack_buttons_act_as_the_mapped_identity_and_refuse_everything_else() {
-    let emulator = kube_emulator::Emulator::start_with(kube_emulator::Options {
-        tls: Some(kube_emulator::tls::ServerTls {
-            certificate_pem: tls_text("server.pem"),
-            key_pem: tls_text("server-key.pem"),
-            ca_pem: tls_text("test-ca.pem"),
-        }),
-        unauthenticated: kube_emulator::auth::Unauthenticated::Refuse,
-        ..kube_emulator::Options::default()
-    })
-    .await
-    .unwrap();
-    let admin = emulator.kubeconfig_path().to_path_buf();
-    let crds = crate::support::binary::root().join("crds");
-    ok(&admin, &["apply", "-f", crds.to_str().unwrap()]);
-    ok(&admin, &["create", "namespace", NS]);
-    ok(
-        &admin,
-        &[
-            "create",
-            "secret",
-            "generic",
-            "events-key",
-            "-n",
-            NS,
-            &format!("--from-literal=apiKey={API_KEY}"),
-        ],
-    );
-    for manifest in [approver_role(), RBAC.to_string()] {
-        let (applied, out, err) = kubectl(&admin, &["apply", "-f", "-"], Some(&manifest));
-        assert!(applied, "{out}{err}");
-    }
+    let (_emulator, admin) = approvals_cluster(Vec::new()).await;
 
     let dir = std::env::temp_dir().join(format!("agr-slack-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -925,40 +895,14 @@ async fn bot_cluster(
     response_url_prefixes: &[String],
     edit: impl Fn(String) -> String,
 ) -> BotCluster {
-    let emulator = kube_emulator::Emulator::start_with(kube_emulator::Options {
-        tls: Some(kube_emulator::tls::ServerTls {
-            certificate_pem: tls_text("server.pem"),
-            key_pem: tls_text("server-key.pem"),
-            ca_pem: tls_text("test-ca.pem"),
-        }),
-        unauthenticated: kube_emulator::auth::Unauthenticated::Refuse,
-        tokens: vec![kube_emulator::TokenEntry::new(
-            "token-alice",
-            "alice",
-            "uid-alice",
-            &["approvers"],
-        )],
-        ..kube_emulator::Options::default()
-    })
-    .await
-    .unwrap();
-    let admin = emulator.kubeconfig_path().to_path_buf();
+    let (emulator, admin) = approvals_cluster(vec![kube_emulator::TokenEntry::new(
+        "token-alice",
+        "alice",
+        "uid-alice",
+        &["approvers"],
+    )])
+    .await;
     let alice = emulator.kubeconfig_for("alice", "token-alice").unwrap();
-    let crds = crate::support::binary::root().join("crds");
-    ok(&admin, &["apply", "-f", crds.to_str().unwrap()]);
-    ok(&admin, &["create", "namespace", NS]);
-    ok(
-        &admin,
-        &[
-            "create",
-            "secret",
-            "generic",
-            "events-key",
-            "-n",
-            NS,
-            &format!("--from-literal=apiKey={API_KEY}"),
-        ],
-    );
     // The policies still name a webhook (the schema asks for one); with `postWith: bot` the
     // worker does not use it: it points at a closed port.
     ok(
@@ -973,10 +917,6 @@ async fn bot_cluster(
             "--from-literal=url=http://127.0.0.1:9/hook",
         ],
     );
-    for manifest in [approver_role(), RBAC.to_string()] {
-        let (applied, out, err) = kubectl(&admin, &["apply", "-f", "-"], Some(&manifest));
-        assert!(applied, "{out}{err}");
-    }
     let dir = std::env::temp_dir().join(format!("agr-slack-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (metrics_port, signals_port, webhook_port) = (free_port(), free_port(), free_port());
