@@ -546,6 +546,33 @@ impl AwsError {
 /// Shorthand result type for trait calls.
 pub type AwsResult<T> = Result<T, AwsError>;
 
+tokio::task_local! {
+    static REQUEST_IDS: std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+}
+
+/// Runs `call` and returns its output with the AWS request ids the implementations noted while it
+/// ran ([`note_request_id`]), in order: the SDK's from each response or error that carried one,
+/// the in-memory IAM's own. Used by the write gate so each audited IAM write names its ids.
+pub async fn capture_request_ids<F: std::future::Future>(call: F) -> (F::Output, Vec<String>) {
+    let ids = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let output = REQUEST_IDS.scope(ids.clone(), call).await;
+    let ids = std::mem::take(&mut *ids.lock().unwrap_or_else(|p| p.into_inner()));
+    (output, ids)
+}
+
+/// Notes the request id of a call just answered, when a [`capture_request_ids`] is listening
+/// (elsewhere it does nothing). Empty ids are ignored.
+pub fn note_request_id(id: Option<&str>) {
+    let Some(id) = id.filter(|id| !id.is_empty()) else {
+        return;
+    };
+    let _ = REQUEST_IDS.try_with(|ids| {
+        ids.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(id.to_string());
+    });
+}
+
 /// The IAM calls the enforcement engine makes; nothing more. Implementations: SDK, in-memory, recorder.
 ///
 /// Object-safe (via `async_trait`) so the controller can hold `Arc<dyn Iam>` per account.

@@ -149,6 +149,9 @@ pub struct WriteRecord {
     /// When the call reached this implementation (wall clock; the benchmarks measure latencies
     /// against it).
     pub at: jiff::Timestamp,
+    /// The request id this implementation answered with (`mem-<account>-<call>`), as AWS gives
+    /// one per answered call; none when the simulated process was down and nothing answered.
+    pub request_id: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -453,29 +456,51 @@ impl InMemoryIam {
             Ok(c) => c,
             Err(e) => {
                 let call = inner.calls;
+                let request_id = self.answered(&e, call);
                 inner.write_log.push(WriteRecord {
                     call,
                     operation: op,
                     arguments,
                     error: Some(e.code.clone()),
                     at: jiff::Timestamp::now(),
+                    request_id,
                 });
                 return Err(e);
             }
         };
         let (rq, uq, vq) = (inner.role_quota, inner.user_quota, inner.versions_quota);
         let result = f(&mut inner.state, rq, uq, vq);
+        // A crash right after the call loses its answer, and with it the request id.
+        let request_id = (inner.faults.crash_after != Some(call)).then(|| self.request_id(call));
+        super::iam::note_request_id(request_id.as_deref());
         inner.write_log.push(WriteRecord {
             call,
             operation: op,
             arguments,
             error: result.as_ref().err().map(|e| e.code.clone()),
             at: jiff::Timestamp::now(),
+            request_id,
         });
         if result.is_ok() {
             inner.snapshot_after_write();
         }
         Self::end(&mut inner, op, call, result)
+    }
+
+    /// The request id of call number `call` (decision 234).
+    fn request_id(&self, call: u64) -> String {
+        format!("mem-{}-{call:08}", self.account_id)
+    }
+
+    /// The request id an error came back with, noted for the caller's audit record: every
+    /// answered call has one; a simulated crash answered nothing.
+    fn answered(&self, error: &AwsError, call: u64) -> Option<String> {
+        if error.code == ErrorCode::Crashed {
+            return None;
+        }
+        let id = self.request_id(call);
+        super::iam::note_request_id(Some(&id));
+        Some(id)
     }
 
     fn begin(inner: &mut Inner, op: Operation) -> AwsResult<u64> {

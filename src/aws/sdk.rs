@@ -11,6 +11,7 @@ use aws_config::retry::RetryConfig;
 use aws_config::sts::AssumeRoleProvider;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_iam::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_iam::operation::RequestId;
 use aws_sdk_iam::types::{PolicyScopeType, SummaryKeyType};
 use tokio::sync::Mutex;
 
@@ -18,7 +19,7 @@ use super::factory::{ClientFactory, FactoryError};
 use super::iam::{
     AccountSummary, AttachedPolicy, AwsError, AwsResult, CallerIdentity, ErrorCode, Iam,
     ManagedPolicy, Operation, PolicyEntities, PolicyVersion, PrincipalKind, PrincipalRef, Sts, Tag,
-    TemporaryCredentials, decode_policy_document,
+    TemporaryCredentials, decode_policy_document, note_request_id,
 };
 use super::ratelimit::RateLimiter;
 
@@ -106,6 +107,25 @@ where
     }
 }
 
+/// Notes the AWS request id of a write's answer, or of its error when AWS gave one, for the
+/// audit record of the write (decision 234).
+trait Noted: Sized {
+    fn noted(self) -> Self;
+}
+
+impl<O, E> Noted for Result<O, SdkError<E>>
+where
+    O: RequestId,
+{
+    fn noted(self) -> Self {
+        match &self {
+            Ok(output) => note_request_id(output.request_id()),
+            Err(error) => note_request_id(error.request_id()),
+        }
+        self
+    }
+}
+
 fn missing(op: Operation, what: &str) -> AwsError {
     AwsError::new(
         op,
@@ -190,6 +210,7 @@ impl Iam for SdkIam {
             .set_tags(Some(to_sdk_tags(op, tags)?))
             .send()
             .await
+            .noted()
             .map_err(|e| map_err(op, e))?;
         to_policy(op, out.policy().ok_or_else(|| missing(op, "policy"))?)
     }
@@ -204,6 +225,7 @@ impl Iam for SdkIam {
             .set_tags(Some(to_sdk_tags(op, tags)?))
             .send()
             .await
+            .noted()
             .map_err(|e| map_err(op, e))?;
         Ok(())
     }
@@ -347,6 +369,7 @@ impl Iam for SdkIam {
             .set_as_default(set_as_default)
             .send()
             .await
+            .noted()
             .map_err(|e| map_err(op, e))?;
         let v = out
             .policy_version()
@@ -368,6 +391,7 @@ impl Iam for SdkIam {
             .version_id(version_id)
             .send()
             .await
+            .noted()
             .map_err(|e| map_err(op, e))?;
         Ok(())
     }
@@ -381,6 +405,7 @@ impl Iam for SdkIam {
             .policy_arn(policy_arn)
             .send()
             .await
+            .noted()
             .map_err(|e| map_err(op, e))?;
         Ok(())
     }
@@ -437,6 +462,7 @@ impl Iam for SdkIam {
             .policy_arn(policy_arn)
             .send()
             .await
+            .noted()
             .map_err(|e| map_err(Operation::DetachGroupPolicy, e))?;
         Ok(())
     }
@@ -452,6 +478,7 @@ impl Iam for SdkIam {
                     .policy_arn(policy_arn)
                     .send()
                     .await
+                    .noted()
                     .map_err(|e| map_err(Operation::AttachRolePolicy, e))?;
             }
             PrincipalKind::User => {
@@ -461,6 +488,7 @@ impl Iam for SdkIam {
                     .policy_arn(policy_arn)
                     .send()
                     .await
+                    .noted()
                     .map_err(|e| map_err(Operation::AttachUserPolicy, e))?;
             }
         }
@@ -478,6 +506,7 @@ impl Iam for SdkIam {
                     .policy_arn(policy_arn)
                     .send()
                     .await
+                    .noted()
                     .map_err(|e| map_err(Operation::DetachRolePolicy, e))?;
             }
             PrincipalKind::User => {
@@ -487,6 +516,7 @@ impl Iam for SdkIam {
                     .policy_arn(policy_arn)
                     .send()
                     .await
+                    .noted()
                     .map_err(|e| map_err(Operation::DetachUserPolicy, e))?;
             }
         }
@@ -569,6 +599,7 @@ impl Iam for SdkIam {
                     .policy_document(document)
                     .send()
                     .await
+                    .noted()
                     .map_err(|e| map_err(Operation::PutRolePolicy, e))?;
             }
             PrincipalKind::User => {
@@ -579,6 +610,7 @@ impl Iam for SdkIam {
                     .policy_document(document)
                     .send()
                     .await
+                    .noted()
                     .map_err(|e| map_err(Operation::PutUserPolicy, e))?;
             }
         }
@@ -596,6 +628,7 @@ impl Iam for SdkIam {
                     .policy_name(name)
                     .send()
                     .await
+                    .noted()
                     .map_err(|e| map_err(Operation::DeleteRolePolicy, e))?;
             }
             PrincipalKind::User => {
@@ -605,6 +638,7 @@ impl Iam for SdkIam {
                     .policy_name(name)
                     .send()
                     .await
+                    .noted()
                     .map_err(|e| map_err(Operation::DeleteUserPolicy, e))?;
             }
         }
@@ -764,6 +798,7 @@ impl Iam for SdkIam {
                     .permissions_boundary(policy_arn)
                     .send()
                     .await
+                    .noted()
                     .map_err(|e| map_err(Operation::PutRolePermissionsBoundary, e))?;
             }
             PrincipalKind::User => {
@@ -773,6 +808,7 @@ impl Iam for SdkIam {
                     .permissions_boundary(policy_arn)
                     .send()
                     .await
+                    .noted()
                     .map_err(|e| map_err(Operation::PutUserPermissionsBoundary, e))?;
             }
         }
@@ -789,6 +825,7 @@ impl Iam for SdkIam {
                     .role_name(&principal.name)
                     .send()
                     .await
+                    .noted()
                     .map_err(|e| map_err(Operation::DeleteRolePermissionsBoundary, e))?;
             }
             PrincipalKind::User => {
@@ -797,6 +834,7 @@ impl Iam for SdkIam {
                     .user_name(&principal.name)
                     .send()
                     .await
+                    .noted()
                     .map_err(|e| map_err(Operation::DeleteUserPermissionsBoundary, e))?;
             }
         }

@@ -457,6 +457,28 @@ async fn slack_interactions(
             mapping.username
         )));
     }
+    let modal: Option<Arc<dyn server::NoteModal>> =
+        match (&settings.bot_token_file, settings.note_modal) {
+            (_, false) => None,
+            (Some(path), true) => {
+                let token = std::fs::read_to_string(path).map_err(|e| {
+                    RunError::Config(format!(
+                        "failed to read slack.botTokenFile {}: {e}",
+                        path.display()
+                    ))
+                })?;
+                Some(Arc::new(server::SlackViews::new(
+                    http.clone(),
+                    &settings.api_base_url,
+                    &token,
+                )))
+            }
+            (None, true) => {
+                return Err(RunError::Config(
+                    "slack.noteModal needs slack.botTokenFile (views.open)".into(),
+                ));
+            }
+        };
     if emails.is_none() && settings.users.iter().any(|m| m.email.is_some()) {
         return Err(RunError::Config(
             "slack.users maps by email, which needs slack.botTokenFile (users.info)".into(),
@@ -466,6 +488,7 @@ async fn slack_interactions(
         users = settings.users.len(),
         controller = %own,
         email_lookup = emails.is_some(),
+        note_modal = modal.is_some(),
         "serving /slack/interactions"
     );
 
@@ -494,6 +517,7 @@ async fn slack_interactions(
         emails,
         response_url_prefixes: settings.response_url_prefixes.clone(),
         audit,
+        modal,
     });
     if let Some((ssm, parameter)) = ssm_refresh {
         let period = Duration::try_from(refresh)
@@ -901,6 +925,10 @@ pub async fn serve_until(config: Config, shutdown: Shutdown) -> Result<(), RunEr
     let _ = stores_stop.send(true);
     let _ = announcer_stop.send(true);
     let _ = tokio::time::timeout(timeout, intake_watch).await;
+    // Records of signals taken before the stop reach the audit outbox (decision 237).
+    if let Some(outbox) = &parts.settings.audit.controller {
+        outbox.drain(timeout).await;
+    }
     let _ = tokio::time::timeout(timeout, resolver).await;
     elector_shutdown.trigger(cause);
     if let Some(handle) = leadership_handle
@@ -1022,12 +1050,25 @@ async fn lead(parts: &Parts, shutdown: &Shutdown, leadership: &mut watch::Receiv
         notifications.cluster = Some(parts.config.cluster_id.clone());
     }
     let ssm_region = notifications.ssm_region.clone();
-    match Worker::new(parts.client.clone(), notifications, parts.metrics.clone()).map(|worker| {
-        match &parts.sdk {
-            Some(factory) => worker.with_ssm(factory.ssm(ssm_region.as_deref())),
-            None => worker,
-        }
-    }) {
+    let web_api = crate::controller::notify::web_api::from_config(
+        notifications.post_with,
+        parts.config.slack.bot_token_file.as_deref(),
+        &parts.config.slack.api_base_url,
+        &notifications.slack,
+    );
+    match Worker::new(parts.client.clone(), notifications, parts.metrics.clone()).and_then(
+        |worker| {
+            let worker = match &parts.sdk {
+                Some(factory) => worker.with_ssm(factory.ssm(ssm_region.as_deref())),
+                None => worker,
+            };
+            let worker = worker.with_audit(parts.settings.audit.controller.clone());
+            Ok(match web_api? {
+                Some(api) => worker.with_web_api(Arc::new(api)),
+                None => worker,
+            })
+        },
+    ) {
         Ok(worker) => tasks.push(tokio::spawn(worker.run(wait_for_shutdown(stop_rx.clone())))),
         Err(e) => {
             tracing::error!(error = %e, "slack notifications cannot start; enforcement continues")

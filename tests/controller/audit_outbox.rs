@@ -110,6 +110,31 @@ async fn transitions_and_drift_repairs_reach_the_table_and_leave_the_status() {
     let mut unique_ids = ids.clone();
     unique_ids.dedup();
     assert_eq!(ids, unique_ids, "no record twice");
+
+    // Each record names the request ids of the IAM writes it reports (decision 234): the
+    // activation the first attach's, the repair the second's.
+    let attaches: Vec<String> = h
+        .iam
+        .write_log()
+        .into_iter()
+        .filter(|w| w.operation == autoguardrails::aws::Operation::AttachRolePolicy)
+        .map(|w| w.request_id.unwrap())
+        .collect();
+    assert_eq!(attaches.len(), 2);
+    let records = reader
+        .query(&AuditQuery {
+            quarantine: Some((crate::support::controller::NS.into(), name.clone())),
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        records[0].request_ids.contains(&attaches[0]),
+        "{:?}",
+        records[0]
+    );
+    assert!(!records[0].request_ids.contains(&attaches[1]));
+    assert_eq!(records[1].request_ids, [attaches[1].clone()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -311,4 +336,80 @@ async fn the_controller_outbox_takes_concurrent_appends_and_its_calls_are_allowe
         !rules.check(&ours).is_empty(),
         "without an audit store the chart grants no ConfigMap access"
     );
+}
+
+/// Decision 237: records handed to the queue are written before a stop (`drain`), also a burst
+/// larger than one batch; when the API server cannot be reached, `drain` gives up after its
+/// bound and counts what it could not write as dropped; `append_durably` writes at once, or
+/// falls back to the queue when the write fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_controller_records_are_written_before_a_stop_and_counted_when_they_cannot_be() {
+    use autoguardrails::controller::audit::controller_outbox::{
+        ControllerOutbox, controller_actor, record,
+    };
+    let h = Harness::start().await;
+    let client = kube::Client::try_from(h.emulator.config().await.unwrap()).unwrap();
+    let metrics = Arc::new(autoguardrails::metrics::Metrics::new().unwrap());
+    let ns = crate::support::controller::NS;
+    let outbox = ControllerOutbox::start(client, ns, "c", metrics.clone());
+    for i in 0..250 {
+        outbox.append(record(
+            "c",
+            "SignalUnmatched",
+            controller_actor(),
+            format!("q {i}"),
+        ));
+    }
+    assert!(outbox.unwritten() > 0, "handed over, not written yet");
+    assert_eq!(outbox.drain(Duration::from_secs(60)).await, 0);
+    assert_eq!(outbox.unwritten(), 0);
+    // The ConfigMap keeps at most 200 unflushed: the oldest 50 are dropped and counted there.
+    let pending = outbox.pending().await.unwrap();
+    assert_eq!(pending.len(), 200);
+    assert!(pending.iter().any(|r| r.message == "q 249"));
+    assert!(
+        outbox
+            .append_durably(
+                record("c", "SlackUserUnmapped", controller_actor(), "now".into()),
+                Duration::from_secs(10),
+            )
+            .await
+    );
+    assert!(
+        outbox
+            .pending()
+            .await
+            .unwrap()
+            .iter()
+            .any(|r| r.message == "now")
+    );
+
+    // No API server: nothing can be written; the stop waits its bound, then counts the loss.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut config = kube::Config::new(format!("http://127.0.0.1:{port}").parse().unwrap());
+    config.default_namespace = ns.to_string();
+    let unreachable = kube::Client::try_from(config).unwrap();
+    let lost = Arc::new(autoguardrails::metrics::Metrics::new().unwrap());
+    let outbox = ControllerOutbox::start(unreachable, ns, "c", lost.clone());
+    assert!(
+        !outbox
+            .append_durably(
+                record("c", "SlackUserUnmapped", controller_actor(), "x".into()),
+                Duration::from_secs(2),
+            )
+            .await,
+        "not written: queued instead"
+    );
+    outbox.append(record(
+        "c",
+        "SignalUnmatched",
+        controller_actor(),
+        "y".into(),
+    ));
+    assert_eq!(outbox.drain(Duration::from_millis(300)).await, 2);
+    assert_eq!(lost.audit_records.with_label_values(&["dropped"]).get(), 2);
 }

@@ -8,6 +8,7 @@ mod support;
 
 mod approval_webhook;
 mod audit_outbox;
+mod audit_request_ids;
 mod audit_store;
 mod aws_memory;
 mod aws_sdk_moto;
@@ -32,6 +33,7 @@ mod notify_blocks;
 mod notify_controller;
 mod notify_slack;
 mod notify_sources;
+mod notify_web_api;
 mod notify_worker;
 mod ops_http;
 mod poller_costexplorer;

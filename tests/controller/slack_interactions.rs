@@ -150,6 +150,7 @@ async fn an_unreachable_access_check_refuses_and_stale_buttons_say_so() {
         emails: None,
         response_url_prefixes: vec![allowed],
         audit: None,
+        modal: None,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!(

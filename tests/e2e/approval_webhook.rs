@@ -316,8 +316,12 @@ pub(crate) async fn wait_phase(admin: &Path, name: &str, phase: &str) {
     assert!(success, "{name} never reached {phase}: {stdout}{stderr}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn approvals_are_checked_and_stamped_with_the_verified_identity() {
+/// The emulator over HTTPS (bearer `tokens` only, nothing unauthenticated) with the CRDs, the
+/// namespace, the events key Secret, the chart's approver ClusterRole and [`RBAC`] applied: the
+/// set-up the approval and Slack tests share. Returns it and the admin kubeconfig.
+pub(crate) async fn approvals_cluster(
+    tokens: Vec<kube_emulator::TokenEntry>,
+) -> (kube_emulator::Emulator, PathBuf) {
     let emulator = kube_emulator::Emulator::start_with(kube_emulator::Options {
         tls: Some(kube_emulator::tls::ServerTls {
             certificate_pem: tls_text("server.pem"),
@@ -325,23 +329,12 @@ async fn approvals_are_checked_and_stamped_with_the_verified_identity() {
             ca_pem: tls_text("test-ca.pem"),
         }),
         unauthenticated: kube_emulator::auth::Unauthenticated::Refuse,
-        tokens: vec![
-            kube_emulator::TokenEntry::new("token-alice", "alice", "uid-alice", &["approvers"]),
-            kube_emulator::TokenEntry::new("token-mallory", "mallory", "uid-mallory", &[]),
-            kube_emulator::TokenEntry::new("token-operator", "operator", "uid-operator", &[]),
-            kube_emulator::TokenEntry::new("token-carol", "carol", "uid-carol", &[]),
-        ],
+        tokens,
         ..kube_emulator::Options::default()
     })
     .await
     .unwrap();
     let admin = emulator.kubeconfig_path().to_path_buf();
-    let alice = emulator.kubeconfig_for("alice", "token-alice").unwrap();
-    let mallory = emulator.kubeconfig_for("mallory", "token-mallory").unwrap();
-    let operator = emulator
-        .kubeconfig_for("operator", "token-operator")
-        .unwrap();
-    let carol = emulator.kubeconfig_for("carol", "token-carol").unwrap();
     let crds = crate::support::binary::root().join("crds");
     ok(&admin, &["apply", "-f", crds.to_str().unwrap()]);
     ok(&admin, &["create", "namespace", NS]);
@@ -357,10 +350,28 @@ async fn approvals_are_checked_and_stamped_with_the_verified_identity() {
             &format!("--from-literal=apiKey={API_KEY}"),
         ],
     );
-    let (applied, out, err) = kubectl(&admin, &["apply", "-f", "-"], Some(&approver_role()));
-    assert!(applied, "{out}{err}");
-    let (applied, out, err) = kubectl(&admin, &["apply", "-f", "-"], Some(RBAC));
-    assert!(applied, "{out}{err}");
+    for manifest in [approver_role(), RBAC.to_string()] {
+        let (applied, out, err) = kubectl(&admin, &["apply", "-f", "-"], Some(&manifest));
+        assert!(applied, "{out}{err}");
+    }
+    (emulator, admin)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approvals_are_checked_and_stamped_with_the_verified_identity() {
+    let (emulator, admin) = approvals_cluster(vec![
+        kube_emulator::TokenEntry::new("token-alice", "alice", "uid-alice", &["approvers"]),
+        kube_emulator::TokenEntry::new("token-mallory", "mallory", "uid-mallory", &[]),
+        kube_emulator::TokenEntry::new("token-operator", "operator", "uid-operator", &[]),
+        kube_emulator::TokenEntry::new("token-carol", "carol", "uid-carol", &[]),
+    ])
+    .await;
+    let alice = emulator.kubeconfig_for("alice", "token-alice").unwrap();
+    let mallory = emulator.kubeconfig_for("mallory", "token-mallory").unwrap();
+    let operator = emulator
+        .kubeconfig_for("operator", "token-operator")
+        .unwrap();
+    let carol = emulator.kubeconfig_for("carol", "token-carol").unwrap();
     let who = ok(
         &alice,
         &[

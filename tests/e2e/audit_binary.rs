@@ -300,6 +300,20 @@ async fn every_transition_reaches_the_table_once_through_outages_crashes_and_del
         .find(|r| r["event"] == "ReleaseRequested")
         .unwrap();
     assert_eq!(released["actor"]["name"], "bob");
+    // The records of IAM writes name moto's request ids (decision 234); a person's do not.
+    for event in ["Activated", "Released"] {
+        let record = all.iter().find(|r| r["event"] == event).unwrap();
+        let ids: Vec<&str> = record["requestIds"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        assert!(
+            !ids.is_empty(),
+            "{event} names its IAM writes' request ids: {record}"
+        );
+        assert!(ids.iter().all(|id| id.len() == 52), "moto's ids: {ids:?}");
+    }
+    assert!(released.get("requestIds").is_none(), "{released}");
 
     // Exactly once: every id once in the table, sequences 0.. without a gap.
     let ids = primary_ids(&dynamo, TABLE).await;

@@ -96,6 +96,37 @@ fn the_binary_accepts_the_rendered_deployment_args_and_config() {
                 "extendBy: 2h",
             ],
         ),
+        // Every setting of approvals.slack: SSM signing secret with rotation, a bot token
+        // (e-mail mapping and postWith bot), response_url prefixes and limits.
+        (
+            r#"{"approvals":{"webhook":{"enabled":true},"slack":{"enabled":true,
+                "signingSecretSsmParameter":"/agr/slack-signing","signingSecretRefresh":"10m",
+                "signingSecretGrace":"2m","botToken":{"name":"slack-bot","key":"xoxb"},
+                "apiBaseUrl":"https://slack.example/api/","emailCacheTtl":"30m","noteModal":true,
+                "postWith":"bot","channel":"C0123ABCD",
+                "responseUrlPrefixes":["https://hooks.slack.com/","https://hooks.slack-gov.com/"],
+                "users":[{"email":"alice@example.com","username":"alice"},
+                         {"slackUserId":"U0BOB","teamId":"T01","username":"bob","groups":["sre"]}],
+                "extendBy":"4h","maxBodyBytes":32768,"replayCapacity":5000}}}"#,
+            vec![
+                "interactions: true",
+                "signingSecretSsmParameter: /agr/slack-signing",
+                "signingSecretRefresh: 10m",
+                "signingSecretGrace: 2m",
+                "botTokenFile: /etc/autoguardrails/slack-bot/token",
+                "apiBaseUrl: https://slack.example/api/",
+                "emailCacheTtl: 30m",
+                "noteModal: true",
+                "postWith: bot",
+                "channel: C0123ABCD",
+                "https://hooks.slack-gov.com/",
+                "email: alice@example.com",
+                "teamId: T01",
+                "extendBy: 4h",
+                "maxBodyBytes: 32768",
+                "replayCapacity: 5000",
+            ],
+        ),
     ];
     for (values, expected) in cases {
         let (args, config) = rendered_args_and_config(values);
@@ -135,6 +166,49 @@ fn the_binary_accepts_the_rendered_deployment_args_and_config() {
         }
     }
     let _ = fs::remove_dir_all(&dir);
+}
+
+/// `approvals.slack.botToken` mounts that Secret's key read-only as the file the rendered config
+/// names; a signing secret from SSM mounts no signing-secret volume; without a bot token nothing
+/// is mounted for it.
+#[test]
+fn the_slack_bot_token_is_mounted_where_the_config_points() {
+    let volumes = |values: &str| {
+        let manifests = rbac::parse_manifests(&rbac::render_chart(values));
+        let deployment = manifests
+            .iter()
+            .find(|m| m["kind"] == "Deployment")
+            .expect("a Deployment")
+            .clone();
+        let spec = &deployment["spec"]["template"]["spec"];
+        (
+            spec["volumes"].as_array().cloned().unwrap_or_default(),
+            spec["containers"][0]["volumeMounts"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default(),
+        )
+    };
+    let (with_bot, mounts) = volumes(
+        r#"{"approvals":{"webhook":{"enabled":true},"slack":{"enabled":true,
+            "signingSecretSsmParameter":"/agr/slack-signing","botToken":{"name":"slack-bot","key":"xoxb"}}}}"#,
+    );
+    let bot = with_bot
+        .iter()
+        .find(|v| v["name"] == "slack-bot-token")
+        .expect("the bot token volume");
+    assert_eq!(bot["secret"]["secretName"], "slack-bot");
+    assert_eq!(bot["secret"]["items"][0]["key"], "xoxb");
+    assert_eq!(bot["secret"]["items"][0]["path"], "token");
+    assert!(mounts.iter().any(|m| m["name"] == "slack-bot-token"
+        && m["mountPath"] == "/etc/autoguardrails/slack-bot"
+        && m["readOnly"] == true));
+    assert!(!with_bot.iter().any(|v| v["name"] == "slack-signing-secret"));
+    let (without, _) = volumes(
+        r#"{"approvals":{"webhook":{"enabled":true},"slack":{"enabled":true,"signingSecret":{"name":"s"}}}}"#,
+    );
+    assert!(!without.iter().any(|v| v["name"] == "slack-bot-token"));
+    assert!(without.iter().any(|v| v["name"] == "slack-signing-secret"));
 }
 
 /// `signals.sns.pinnedCertificates.secretName` mounts that Secret read-only where the rendered

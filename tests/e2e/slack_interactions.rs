@@ -11,8 +11,8 @@
 //! undo the action.
 
 use super::approval_webhook::{
-    ACCOUNT, API_KEY, NS, POLICIES, RBAC, approver_role, kubectl, ok, quarantine_of, status_of,
-    tls_file, tls_text, wait_phase, webhook_configuration,
+    ACCOUNT, API_KEY, NS, POLICIES, approvals_cluster, kubectl, ok, quarantine_of, status_of,
+    tls_file, wait_phase, webhook_configuration,
 };
 use crate::support::binary::{free_port, metric_value, wait_for};
 
@@ -267,37 +267,7 @@ audit:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slack_buttons_act_as_the_mapped_identity_and_refuse_everything_else() {
-    let emulator = kube_emulator::Emulator::start_with(kube_emulator::Options {
-        tls: Some(kube_emulator::tls::ServerTls {
-            certificate_pem: tls_text("server.pem"),
-            key_pem: tls_text("server-key.pem"),
-            ca_pem: tls_text("test-ca.pem"),
-        }),
-        unauthenticated: kube_emulator::auth::Unauthenticated::Refuse,
-        ..kube_emulator::Options::default()
-    })
-    .await
-    .unwrap();
-    let admin = emulator.kubeconfig_path().to_path_buf();
-    let crds = crate::support::binary::root().join("crds");
-    ok(&admin, &["apply", "-f", crds.to_str().unwrap()]);
-    ok(&admin, &["create", "namespace", NS]);
-    ok(
-        &admin,
-        &[
-            "create",
-            "secret",
-            "generic",
-            "events-key",
-            "-n",
-            NS,
-            &format!("--from-literal=apiKey={API_KEY}"),
-        ],
-    );
-    for manifest in [approver_role(), RBAC.to_string()] {
-        let (applied, out, err) = kubectl(&admin, &["apply", "-f", "-"], Some(&manifest));
-        assert!(applied, "{out}{err}");
-    }
+    let (_emulator, admin) = approvals_cluster(Vec::new()).await;
 
     let dir = std::env::temp_dir().join(format!("agr-slack-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -748,4 +718,709 @@ async fn slack_buttons_act_as_the_mapped_identity_and_refuse_everything_else() {
         log.contains("slack.interactions needs approvalWebhook.enabled"),
         "{log}"
     );
+}
+
+/// Plays Slack's Web API for a bot (`chat.postMessage`, `chat.update`, `views.open`): records
+/// every call (method, Authorization, JSON body); posts to `C0GONE` answer `ok:false
+/// channel_not_found`; `chat.update` answers from `updates` first (status, Retry-After, body),
+/// then `ok`; `views.open` with the trigger `expired` answers `ok:false expired_trigger_id`.
+struct BotApi {
+    url: String,
+    calls: Arc<Mutex<Vec<(String, String, Value)>>>,
+}
+
+type UpdateScript = Arc<Mutex<std::collections::VecDeque<(u16, Option<u64>, Value)>>>;
+
+async fn bot_api(updates: Vec<(u16, Option<u64>, Value)>) -> BotApi {
+    use axum::response::IntoResponse;
+    let calls: Arc<Mutex<Vec<(String, String, Value)>>> = Arc::new(Mutex::new(Vec::new()));
+    let script: UpdateScript = Arc::new(Mutex::new(updates.into()));
+    let serial = Arc::new(std::sync::atomic::AtomicU64::new(1));
+    let handler = {
+        let calls = calls.clone();
+        move |axum::extract::Path(method): axum::extract::Path<String>,
+              headers: axum::http::HeaderMap,
+              axum::Json(body): axum::Json<Value>| {
+            let (calls, script, serial) = (calls.clone(), script.clone(), serial.clone());
+            async move {
+                let auth = headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                calls
+                    .lock()
+                    .unwrap()
+                    .push((method.clone(), auth, body.clone()));
+                let ok = |value: Value| (axum::http::StatusCode::OK, axum::Json(value));
+                match method.as_str() {
+                    "chat.postMessage" if body["channel"] == "C0GONE" => {
+                        ok(json!({"ok": false, "error": "channel_not_found"})).into_response()
+                    }
+                    "chat.postMessage" => {
+                        let n = serial.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        ok(json!({"ok": true, "channel": body["channel"], "ts": format!("1700000000.{n:06}")}))
+                            .into_response()
+                    }
+                    "chat.update" => match script.lock().unwrap().pop_front() {
+                        Some((status, retry_after, answer)) => {
+                            let mut response = (
+                                axum::http::StatusCode::from_u16(status).unwrap(),
+                                axum::Json(answer),
+                            )
+                                .into_response();
+                            if let Some(seconds) = retry_after {
+                                response
+                                    .headers_mut()
+                                    .insert("retry-after", seconds.to_string().parse().unwrap());
+                            }
+                            response
+                        }
+                        None => {
+                            ok(json!({"ok": true, "channel": body["channel"], "ts": body["ts"]}))
+                                .into_response()
+                        }
+                    },
+                    "views.open" if body["trigger_id"] == "expired" => {
+                        ok(json!({"ok": false, "error": "expired_trigger_id"})).into_response()
+                    }
+                    "views.open" => {
+                        ok(json!({"ok": true, "view": {"id": "V0E2E"}})).into_response()
+                    }
+                    _ => ok(json!({"ok": false, "error": "unknown_method"})).into_response(),
+                }
+            }
+        }
+    };
+    let app = axum::Router::new().route("/api/{method}", axum::routing::post(handler));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/api/", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    BotApi { url, calls }
+}
+
+impl BotApi {
+    fn calls(&self, method: &str) -> Vec<Value> {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(m, _, _)| m == method)
+            .map(|(_, _, body)| body.clone())
+            .collect()
+    }
+}
+
+const BOT_POLICIES: &str = r#"apiVersion: autoguardrails.io/v1alpha1
+kind: GuardrailPolicy
+metadata:
+  name: ci-bot
+  namespace: autoguardrails
+spec:
+  mode: Manual
+  match:
+    sources: [CostAnomaly]
+    accountIds: ["123456789012"]
+    minImpactUsd: 100
+  scope:
+    principals:
+      - { kind: IamRole, arn: "arn:aws:iam::123456789012:role/dev-ci" }
+  deny:
+    actions: ["ec2:RunInstances"]
+  quarantine:
+    ttl: 2h
+    approvalTimeout: 1h
+    cooldown: 30m
+  notify:
+    slack:
+      webhookSecretRef: { name: unused-webhook, key: url }
+---
+apiVersion: autoguardrails.io/v1alpha1
+kind: GuardrailPolicy
+metadata:
+  name: ci-gone
+  namespace: autoguardrails
+spec:
+  mode: Manual
+  match:
+    sources: [CostAnomaly]
+    accountIds: ["123456789012"]
+    minImpactUsd: 100
+  scope:
+    principals:
+      - { kind: IamRole, arn: "arn:aws:iam::123456789012:role/etl" }
+  deny:
+    actions: ["ec2:RunInstances"]
+  quarantine:
+    ttl: 2h
+    approvalTimeout: 1h
+    cooldown: 30m
+  notify:
+    slack:
+      webhookSecretRef: { name: unused-webhook, key: url }
+      channelHint: C0GONE
+"#;
+
+fn actions_block(message: &Value) -> Option<&Value> {
+    message["blocks"]
+        .as_array()
+        .and_then(|blocks| blocks.iter().find(|b| b["type"] == "actions"))
+}
+
+fn record_of<'a>(q: &'a Value, event: &str) -> &'a Value {
+    q["status"]["notifications"]
+        .as_array()
+        .and_then(|records| records.iter().find(|r| r["event"] == event))
+        .unwrap_or(&Value::Null)
+}
+
+/// A running binary with the approval webhook and Slack interactions on, its configuration
+/// changed by `edit`, the Web API at `api_url`, and one PendingApproval Quarantine for each of
+/// `BOT_POLICIES` (`name` of ci-bot, `gone` of ci-gone).
+struct BotCluster {
+    _emulator: kube_emulator::Emulator,
+    admin: PathBuf,
+    alice: PathBuf,
+    controller: crate::support::binary::ControllerProcess,
+    http: reqwest::Client,
+    ops: String,
+    signals_port: u16,
+    name: String,
+    gone: String,
+}
+
+async fn bot_cluster(
+    tag: &str,
+    api_url: &str,
+    response_url_prefixes: &[String],
+    edit: impl Fn(String) -> String,
+) -> BotCluster {
+    let (emulator, admin) = approvals_cluster(vec![kube_emulator::TokenEntry::new(
+        "token-alice",
+        "alice",
+        "uid-alice",
+        &["approvers"],
+    )])
+    .await;
+    let alice = emulator.kubeconfig_for("alice", "token-alice").unwrap();
+    // The policies still name a webhook (the schema asks for one); with `postWith: bot` the
+    // worker does not use it: it points at a closed port.
+    ok(
+        &admin,
+        &[
+            "create",
+            "secret",
+            "generic",
+            "unused-webhook",
+            "-n",
+            NS,
+            "--from-literal=url=http://127.0.0.1:9/hook",
+        ],
+    );
+    let dir = std::env::temp_dir().join(format!("agr-slack-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (metrics_port, signals_port, webhook_port) = (free_port(), free_port(), free_port());
+    let config = write_config(
+        &dir,
+        metrics_port,
+        signals_port,
+        webhook_port,
+        response_url_prefixes,
+        api_url,
+    );
+    let text = edit(std::fs::read_to_string(&config).unwrap());
+    std::fs::write(&config, text).unwrap();
+    let controller =
+        crate::support::binary::spawn_controller_with_env(&admin, &config, NS, &dir, &[], &[]);
+    let http = crate::support::binary::http_client();
+    let ops = format!("http://127.0.0.1:{metrics_port}");
+    wait_for("/readyz", Duration::from_secs(60), || async {
+        matches!(http.get(format!("{ops}/readyz")).send().await, Ok(r) if r.status() == 200)
+    })
+    .await;
+    let (applied, out, err) = kubectl(
+        &admin,
+        &["apply", "-f", "-"],
+        Some(&webhook_configuration(webhook_port)),
+    );
+    assert!(applied, "{out}{err}");
+    let (applied, out, err) = kubectl(&admin, &["apply", "-f", "-"], Some(BOT_POLICIES));
+    assert!(applied, "{out}{err}");
+    for policy in ["ci-bot", "ci-gone"] {
+        ok(
+            &admin,
+            &[
+                "wait",
+                "-n",
+                NS,
+                "--for=condition=Ready",
+                &format!("guardrailpolicy/{policy}"),
+                "--timeout=60s",
+            ],
+        );
+    }
+    let mut event: Value =
+        serde_json::from_str(include_str!("../fixtures/signals/eventbridge-anomaly.json")).unwrap();
+    event["account"] = Value::String(ACCOUNT.into());
+    event["detail"]["rootCauses"][0]["linkedAccount"] = Value::String(ACCOUNT.into());
+    let (status, outcome, reason) = crate::support::binary::post_event(
+        &http,
+        &format!("http://127.0.0.1:{signals_port}/events"),
+        API_KEY,
+        &event,
+    )
+    .await;
+    assert!(status < 300, "{status} {outcome} {reason}");
+    let mut name = String::new();
+    let mut gone = String::new();
+    wait_for("two quarantines", Duration::from_secs(60), || {
+        name = quarantine_of(&admin, "ci-bot");
+        gone = quarantine_of(&admin, "ci-gone");
+        let both = !name.is_empty() && !gone.is_empty();
+        async move { both }
+    })
+    .await;
+    wait_phase(&admin, &name, "PendingApproval").await;
+    BotCluster {
+        _emulator: emulator,
+        admin,
+        alice,
+        controller,
+        http,
+        ops,
+        signals_port,
+        name,
+        gone,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_posts_each_message_and_updates_the_earlier_ones_in_place_when_kubectl_acts() {
+    // The first update after the approval meets a 429 and two 500s (the client's three tries),
+    // so the worker retries it a round later; the one after the release is refused for good.
+    let api = bot_api(vec![
+        (429, Some(1), json!({"ok": false, "error": "ratelimited"})),
+        (500, None, json!({"ok": false, "error": "internal_error"})),
+        (500, None, json!({"ok": false, "error": "internal_error"})),
+        (200, None, json!({"ok": true})),
+        (
+            200,
+            None,
+            json!({"ok": false, "error": "message_not_found"}),
+        ),
+    ])
+    .await;
+    let BotCluster {
+        _emulator,
+        admin,
+        alice,
+        controller,
+        http,
+        ops,
+        name,
+        gone,
+        ..
+    } = bot_cluster("bot", &api.url, &["http://127.0.0.1:9/".to_string()], |text| {
+        let text = text.replace(
+            "notifications:\n  enabled: false\n",
+            "notifications:\n  enabled: true\n  postWith: bot\n  channel: C0DEFAULT\n  initialBackoff: 1s\n  slack: {initialBackoff: 200ms, maxAttempts: 3}\n",
+        );
+        assert!(text.contains("postWith: bot"));
+        text
+    })
+    .await;
+
+    // Posted with the bot token to the default channel, with the buttons; where it lives is kept.
+    wait_for(
+        "the posted message in status",
+        Duration::from_secs(30),
+        || {
+            let q = status_of(&admin, &name);
+            let done = record_of(&q, "PendingApproval")["message"]["ts"].is_string();
+            async move { done }
+        },
+    )
+    .await;
+    let q = status_of(&admin, &name);
+    let pending = record_of(&q, "PendingApproval")["message"].clone();
+    assert_eq!(pending["channel"], "C0DEFAULT", "{q}");
+    let posts = api.calls("chat.postMessage");
+    let first = posts
+        .iter()
+        .find(|p| p["channel"] == "C0DEFAULT")
+        .unwrap()
+        .clone();
+    assert!(actions_block(&first).is_some(), "{first}");
+    assert!(
+        api.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|(_, auth, _)| auth == "Bearer xoxb-e2e-token")
+    );
+    // The channel Slack refuses: given up at once (ok:false is permanent), said in status.
+    wait_for("the refused post recorded", Duration::from_secs(30), || {
+        let q = status_of(&admin, &gone);
+        let record = record_of(&q, "PendingApproval");
+        let done = record["state"] == "Failed"
+            && record["lastError"]
+                .as_str()
+                .is_some_and(|e| e.contains("channel_not_found"));
+        async move { done }
+    })
+    .await;
+    assert!(record_of(&status_of(&admin, &gone), "PendingApproval")["message"].is_null());
+
+    // alice approves with kubectl: the Activated message is posted, and the PendingApproval
+    // message is updated in place without its buttons, after a 429 and two 500s.
+    ok(
+        &alice,
+        &[
+            "annotate",
+            "-n",
+            NS,
+            &format!("quarantine/{name}"),
+            "autoguardrails.io/approve=alice: runaway CI job",
+        ],
+    );
+    wait_phase(&admin, &name, "Active").await;
+    wait_for(
+        "the update of the first message",
+        Duration::from_secs(60),
+        || {
+            let q = status_of(&admin, &name);
+            let done = record_of(&q, "PendingApproval")["message"]["updatedFor"].is_string();
+            async move { done }
+        },
+    )
+    .await;
+    let updates = api.calls("chat.update");
+    assert!(updates.len() >= 4, "{updates:?}");
+    let last = updates.last().unwrap();
+    assert_eq!(
+        (&last["channel"], &last["ts"]),
+        (&pending["channel"], &pending["ts"])
+    );
+    assert!(actions_block(last).is_none(), "buttons removed: {last}");
+    assert!(
+        last.to_string().contains("Since then: *Activated*"),
+        "{last}"
+    );
+    let metric =
+        |outcome: &str| format!("autoguardrails_slack_deliveries_total{{outcome=\"{outcome}\"}}");
+    assert_eq!(
+        metric_value(&http, &ops, &metric("update_retrying")).await,
+        1.0
+    );
+    assert_eq!(metric_value(&http, &ops, &metric("updated")).await, 1.0);
+    let q = status_of(&admin, &name);
+    let activated = record_of(&q, "Activated")["message"].clone();
+    assert!(
+        activated["ts"].is_string() && activated["ts"] != pending["ts"],
+        "{q}"
+    );
+    let posted_activated = api
+        .calls("chat.postMessage")
+        .into_iter()
+        .find(|p| p["channel"] == "C0DEFAULT" && p.to_string().contains("Extend"))
+        .unwrap();
+    assert!(actions_block(&posted_activated).is_some());
+
+    // Released by kubectl: the Activated message loses its Extend/Release buttons.
+    ok(
+        &alice,
+        &[
+            "annotate",
+            "-n",
+            NS,
+            &format!("quarantine/{name}"),
+            "autoguardrails.io/release=alice: fixed",
+        ],
+    );
+    wait_phase(&admin, &name, "Released").await;
+    wait_for(
+        "the update of the Activated message",
+        Duration::from_secs(60),
+        || {
+            let q = status_of(&admin, &name);
+            let done = record_of(&q, "Activated")["message"]["updatedFor"].is_string();
+            async move { done }
+        },
+    )
+    .await;
+    let update = api
+        .calls("chat.update")
+        .into_iter()
+        .rfind(|u| u["ts"] == activated["ts"])
+        .unwrap();
+    assert!(actions_block(&update).is_none(), "{update}");
+    assert!(
+        update.to_string().contains("Since then: *Released*"),
+        "{update}"
+    );
+    // That update was refused for good: given up, counted, an Event, an audit record.
+    assert_eq!(
+        metric_value(&http, &ops, &metric("update_failed")).await,
+        1.0
+    );
+    let audit = controller.log.parent().unwrap().join("audit.jsonl");
+    let audited = |event: &'static str, quarantine: String, text: &'static str| {
+        let audit = audit.clone();
+        move || {
+            let found = std::fs::read_to_string(&audit).is_ok_and(|lines| {
+                lines.lines().any(|line| {
+                    serde_json::from_str::<Value>(line).is_ok_and(|r| {
+                        r["event"] == event
+                            && r["quarantine"]["name"] == quarantine.as_str()
+                            && r["message"].as_str().is_some_and(|m| m.contains(text))
+                    })
+                })
+            });
+            async move { found }
+        }
+    };
+    wait_for(
+        "the given-up update in the audit trail",
+        Duration::from_secs(30),
+        audited(
+            "SlackMessageUpdateFailed",
+            name.clone(),
+            "message_not_found",
+        ),
+    )
+    .await;
+    wait_for(
+        "the given-up post in the audit trail",
+        Duration::from_secs(30),
+        audited("SlackMessageFailed", gone.clone(), "channel_not_found"),
+    )
+    .await;
+    let events = ok(&admin, &["get", "events", "-n", NS, "-o", "json"]);
+    assert!(events.contains("MessageUpdateFailed"), "{events}");
+    // The PendingApproval message was updated once more for nothing: it was done already.
+    assert_eq!(
+        api.calls("chat.update")
+            .iter()
+            .filter(|u| u["ts"] == pending["ts"])
+            .count(),
+        4,
+        "three failed tries and one update"
+    );
+    drop(controller);
+}
+
+/// Form-encodes a payload as Slack sends interactions.
+fn form(payload: &Value) -> String {
+    let mut form = String::from("payload=");
+    for byte in payload.to_string().bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            form.push(byte as char);
+        } else {
+            form.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    form
+}
+
+/// A `block_actions` click with this `trigger_id`.
+fn click_with_trigger(
+    user: &str,
+    verb: &str,
+    quarantine: &Value,
+    response_url: &str,
+    trigger: &str,
+) -> String {
+    let value = json!({
+        "ns": quarantine["metadata"]["namespace"],
+        "name": quarantine["metadata"]["name"],
+        "uid": quarantine["metadata"]["uid"],
+    })
+    .to_string();
+    form(&json!({
+        "type": "block_actions",
+        "user": {"id": user, "username": format!("{user}-name"), "team_id": "T0E2E"},
+        "team": {"id": "T0E2E", "domain": "example"},
+        "trigger_id": trigger,
+        "response_url": response_url,
+        "actions": [{
+            "action_id": format!("autoguardrails.{verb}"),
+            "block_id": "autoguardrails-actions",
+            "value": value,
+            "type": "button",
+            "action_ts": format!("1700000002.{}", trigger.len())
+        }]
+    }))
+}
+
+/// The `view_submission` Slack sends when `user` submits `view` (as opened) with `note`.
+fn submission(user: &str, view: &Value, note: &str) -> String {
+    form(&json!({
+        "type": "view_submission",
+        "team": {"id": "T0E2E", "domain": "example"},
+        "user": {"id": user, "username": format!("{user}-name"), "team_id": "T0E2E"},
+        "api_app_id": "A0E2E",
+        "trigger_id": "456.789.def",
+        "view": {
+            "id": "V0E2E",
+            "type": "modal",
+            "callback_id": view["callback_id"],
+            "private_metadata": view["private_metadata"],
+            "state": {"values": {"note": {"note": {"type": "plain_text_input", "value": note}}}}
+        }
+    }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_click_asks_for_a_note_in_a_modal_and_the_signed_submission_acts_with_it() {
+    let api = bot_api(Vec::new()).await;
+    let (answer_url, received) = receiver().await;
+    let prefix = answer_url.trim_end_matches("answer").to_string();
+    let cluster = bot_cluster("modal", &api.url, &[prefix], |text| {
+        let text = text.replace(
+            "  emailCacheTtl: 10m\n",
+            "  emailCacheTtl: 10m\n  noteModal: true\n",
+        );
+        assert!(text.contains("noteModal: true"));
+        text
+    })
+    .await;
+    let (admin, http, ops) = (&cluster.admin, &cluster.http, &cluster.ops);
+    let url = format!(
+        "http://127.0.0.1:{}/slack/interactions",
+        cluster.signals_port
+    );
+    let metric =
+        |outcome: &str| format!("autoguardrails_slack_interactions_total{{outcome=\"{outcome}\"}}");
+    let object = status_of(admin, &cluster.name);
+
+    // The click opens the modal with its trigger and acts on nothing yet.
+    let click = click_with_trigger("U0ALICE", "approve", &object, &answer_url, "123.1.abc");
+    assert_eq!(post_signed(http, &url, &click).await, 200);
+    let mut view = Value::Null;
+    wait_for("views.open", Duration::from_secs(30), || {
+        view = api
+            .calls("views.open")
+            .into_iter()
+            .find(|call| call["trigger_id"] == "123.1.abc")
+            .map(|call| call["view"].clone())
+            .unwrap_or(Value::Null);
+        let done = !view.is_null();
+        async move { done }
+    })
+    .await;
+    assert_eq!(view["callback_id"], "autoguardrails.note");
+    assert!(
+        api.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|(_, auth, _)| auth == "Bearer xoxb-e2e-token")
+    );
+    assert_eq!(metric_value(http, ops, &metric("modal_opened")).await, 1.0);
+    assert_eq!(
+        status_of(admin, &cluster.name)["status"]["phase"],
+        "PendingApproval"
+    );
+    assert!(received.lock().unwrap().is_empty());
+
+    // A submission signed with another secret, or replayed, is refused; nothing changes.
+    let body = submission("U0ALICE", &view, "budget owner agreed\nsee INC-42");
+    let timestamp = now();
+    assert_eq!(
+        post(
+            http,
+            &url,
+            timestamp,
+            &sign_with("not-the-secret", timestamp, &body),
+            &body
+        )
+        .await,
+        401
+    );
+    // The signed submission: acted on as alice, verified, with the note.
+    let signature = sign(timestamp, &body);
+    assert_eq!(post(http, &url, timestamp, &signature, &body).await, 200);
+    assert_eq!(
+        post(http, &url, timestamp, &signature, &body).await,
+        401,
+        "replay"
+    );
+    wait_phase(admin, &cluster.name, "Active").await;
+    // (the handled annotation is removed; its value is in the history entry)
+    let q = status_of(admin, &cluster.name);
+    let approved = q["status"]["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"] == "Approved")
+        .unwrap()
+        .clone();
+    assert_eq!(approved["actor"], "alice", "{approved}");
+    assert_eq!(approved["channel"], "slack", "{approved}");
+    assert!(
+        approved["message"]
+            .as_str()
+            .unwrap()
+            .contains("budget owner agreed see INC-42"),
+        "{approved}"
+    );
+    let answer = answer_with(&received, "approved Quarantine").await;
+    assert_eq!(answer["replace_original"], true);
+    // The audit record has the note, the verified actor and the channel.
+    let audit = cluster.controller.log.parent().unwrap().join("audit.jsonl");
+    wait_for("the audit record", Duration::from_secs(30), || {
+        let found = std::fs::read_to_string(&audit).is_ok_and(|text| {
+            text.lines().any(|line| {
+                serde_json::from_str::<Value>(line).is_ok_and(|r| {
+                    r["event"] == "Approved"
+                        && r["actor"]["name"] == "alice"
+                        && r["actor"]["verified"] == true
+                        && r["actor"]["channel"] == "slack"
+                        && r["message"]
+                            .as_str()
+                            .is_some_and(|m| m.contains("budget owner agreed"))
+                })
+            })
+        });
+        async move { found }
+    })
+    .await;
+
+    // The modal cannot be opened (the trigger expired): the click acts without a note.
+    let other = status_of(admin, &cluster.gone);
+    let click = click_with_trigger("U0ALICE", "reject", &other, &answer_url, "expired");
+    assert_eq!(post_signed(http, &url, &click).await, 200);
+    wait_phase(admin, &cluster.gone, "Rejected").await;
+    let rejected = status_of(admin, &cluster.gone)["status"]["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"] == "Rejected")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (&rejected["actor"], &rejected["channel"]),
+        (&json!("alice"), &json!("slack")),
+        "{rejected}"
+    );
+    assert!(
+        rejected["message"]
+            .as_str()
+            .unwrap()
+            .contains("reject from Slack"),
+        "{rejected}"
+    );
+    assert_eq!(metric_value(http, ops, &metric("modal_failed")).await, 1.0);
+    // An unknown user's note is refused like a click (this Web API has no users.info, so the
+    // e-mail look-up fails closed), and nothing changes.
+    let view_for_gone = json!({"callback_id": "autoguardrails.note", "private_metadata": json!({
+        "verb": "release",
+        "target": {"ns": NS, "name": cluster.name, "uid": q["metadata"]["uid"]},
+        "response_url": answer_url,
+    }).to_string()});
+    let body = submission("U0NOBODY", &view_for_gone, "let me");
+    assert_eq!(post_signed(http, &url, &body).await, 200);
+    let refused = answer_with(&received, "Could not release").await;
+    assert_eq!(refused["response_type"], "ephemeral", "{refused}");
+    assert_eq!(status_of(admin, &cluster.name)["status"]["phase"], "Active");
 }

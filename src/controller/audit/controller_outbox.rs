@@ -7,6 +7,7 @@
 //! bounding, removing what was stored) is [`Outbox`]; [`ControllerOutbox`] is the adapter.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -138,6 +139,8 @@ pub struct ControllerOutbox {
     cluster: String,
     queue: mpsc::Sender<AuditRecord>,
     metrics: Arc<Metrics>,
+    /// Records handed to [`ControllerOutbox::append`] and not yet written (decision 237).
+    unwritten: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for ControllerOutbox {
@@ -159,12 +162,19 @@ impl ControllerOutbox {
     ) -> Arc<ControllerOutbox> {
         let (queue, queued) = mpsc::channel(QUEUE);
         let api: Api<ConfigMap> = Api::namespaced(client, namespace);
-        tokio::spawn(write_queued(api.clone(), queued, metrics.clone()));
+        let unwritten = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(write_queued(
+            api.clone(),
+            queued,
+            metrics.clone(),
+            unwritten.clone(),
+        ));
         Arc::new(ControllerOutbox {
             api,
             cluster: cluster.to_string(),
             queue,
             metrics,
+            unwritten,
         })
     }
 
@@ -176,7 +186,9 @@ impl ControllerOutbox {
     /// Hands `record` to the writer; never waits. The id and sequence are assigned when it is
     /// written. A full queue drops it (logged, `audit_records_total{outcome="dropped"}`).
     pub fn append(&self, record: AuditRecord) {
+        self.unwritten.fetch_add(1, Ordering::SeqCst);
         if let Err(error) = self.queue.try_send(record) {
+            self.unwritten.fetch_sub(1, Ordering::SeqCst);
             self.metrics
                 .audit_records
                 .with_label_values(&["dropped"])
@@ -192,6 +204,50 @@ impl ControllerOutbox {
     /// conflicts).
     pub async fn append_now(&self, records: Vec<AuditRecord>) -> Result<(), String> {
         write(&self.api, records, &self.metrics).await
+    }
+
+    /// Writes `record` now, within `within`; when that fails or takes longer, hands it to the
+    /// queue instead (which keeps retrying). Ok when it was written before returning.
+    pub async fn append_durably(&self, record: AuditRecord, within: Duration) -> bool {
+        match tokio::time::timeout(within, self.append_now(vec![record.clone()])).await {
+            Ok(Ok(())) => true,
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "controller audit record not written at once; queued");
+                self.append(record);
+                false
+            }
+            Err(_) => {
+                tracing::warn!("controller audit record not written in time; queued");
+                self.append(record);
+                false
+            }
+        }
+    }
+
+    /// Records handed to [`ControllerOutbox::append`] and not written yet.
+    pub fn unwritten(&self) -> usize {
+        self.unwritten.load(Ordering::SeqCst)
+    }
+
+    /// Waits until every queued record is written, at most `within` (at shutdown, so a stop
+    /// loses none, decision 237). Returns how many were still unwritten (logged as lost).
+    pub async fn drain(&self, within: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + within;
+        while self.unwritten() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left = self.unwritten();
+        if left > 0 {
+            self.metrics
+                .audit_records
+                .with_label_values(&["dropped"])
+                .inc_by(left as u64);
+            tracing::error!(
+                records = left,
+                "controller audit records not written before the stop: lost"
+            );
+        }
+        left
     }
 
     /// The unflushed records, read now.
@@ -284,6 +340,7 @@ async fn write_queued(
     api: Api<ConfigMap>,
     mut queued: mpsc::Receiver<AuditRecord>,
     metrics: Arc<Metrics>,
+    unwritten: Arc<AtomicUsize>,
 ) {
     while let Some(first) = queued.recv().await {
         let mut batch = vec![first];
@@ -299,6 +356,7 @@ async fn write_queued(
             tokio::time::sleep(wait).await;
             wait = (wait * 2).min(Duration::from_secs(30));
         }
+        unwritten.fetch_sub(batch.len(), Ordering::SeqCst);
     }
 }
 

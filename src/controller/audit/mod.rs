@@ -223,12 +223,34 @@ pub fn stamp_channels(
     }
 }
 
+/// The history events that report the IAM writes of the reconcile that added them: their audit
+/// entries carry those writes' AWS request ids (decision 234).
+pub const IAM_EVENTS: [&str; 7] = [
+    crate::controller::lifecycle::REASON_ACTIVATED,
+    crate::controller::lifecycle::REASON_ENFORCEMENT_FAILED,
+    crate::controller::lifecycle::REASON_ENFORCEMENT_RETRYING,
+    crate::controller::lifecycle::REASON_RELEASED,
+    crate::controller::lifecycle::REASON_RELEASE_FAILED,
+    crate::controller::lifecycle::REASON_DRIFT_REPAIRED,
+    crate::controller::crd::conditions::REASON_BOUNDARY_CHANGED,
+];
+
+/// At most this many request ids on one audit entry (the first ones are kept).
+pub const MAX_REQUEST_IDS: usize = 20;
+
 /// `outbox` with `entries` appended (sequence numbers continue, times cut to whole seconds,
-/// messages bounded). Past [`MAX_AUDIT_ENTRIES`] the oldest unflushed entries are dropped and
-/// counted.
-pub fn append(outbox: Option<&AuditOutbox>, entries: &[HistoryEntry]) -> AuditOutbox {
+/// messages bounded). The controller's entries that report IAM writes ([`IAM_EVENTS`]) carry
+/// `request_ids`, the AWS request ids of the writes made by the reconcile that added them. Past
+/// [`MAX_AUDIT_ENTRIES`] the oldest unflushed entries are dropped and counted.
+pub fn append(
+    outbox: Option<&AuditOutbox>,
+    entries: &[HistoryEntry],
+    request_ids: &[String],
+) -> AuditOutbox {
     let mut outbox = outbox.cloned().unwrap_or_default();
     for entry in entries {
+        let reports_writes =
+            entry.actor == CONTROLLER_ACTOR && IAM_EVENTS.contains(&entry.event.as_str());
         let second = Timestamp::from_second(entry.time.0.as_second()).unwrap_or(entry.time.0);
         let (actor, verified) = audited_actor(&entry.event, &entry.actor);
         let channel = entry
@@ -246,6 +268,15 @@ pub fn append(outbox: Option<&AuditOutbox>, entries: &[HistoryEntry]) -> AuditOu
             verified,
             channel: truncate(&channel, 32),
             message: truncate(&entry.message, MAX_AUDIT_MESSAGE_CHARS),
+            request_ids: if reports_writes {
+                request_ids
+                    .iter()
+                    .take(MAX_REQUEST_IDS)
+                    .map(|id| truncate(id, 128))
+                    .collect()
+            } else {
+                Vec::new()
+            },
         });
         outbox.next_sequence += 1;
     }
@@ -319,7 +350,7 @@ pub fn records(q: &Quarantine, cluster: &str) -> Vec<AuditRecord> {
             message: e.message.clone(),
             mode: Some(format!("{:?}", q.spec.mode)),
             signal: signal.clone(),
-            request_ids: Vec::new(),
+            request_ids: e.request_ids.clone(),
         })
         .collect()
 }
@@ -376,7 +407,7 @@ mod tests {
     #[test]
     fn append_numbers_entries_bounds_the_outbox_and_flush_removes_stored_ones() {
         let entries: Vec<HistoryEntry> = (0..3).map(|i| entry(i, "E", "alice")).collect();
-        let outbox = append(None, &entries);
+        let outbox = append(None, &entries, &[]);
         assert_eq!(outbox.next_sequence, 3);
         assert_eq!(outbox.entries[2].sequence, 2);
         assert_eq!(outbox.entries[0].channel, CHANNEL_KUBECTL);
@@ -384,7 +415,7 @@ mod tests {
         assert_eq!(outbox.entries.len(), 1);
         assert_eq!(outbox.flushed_below, 2);
         let many: Vec<HistoryEntry> = (0..150).map(|i| entry(i, "E", "controller")).collect();
-        let outbox = append(Some(&outbox), &many);
+        let outbox = append(Some(&outbox), &many, &[]);
         assert_eq!(outbox.entries.len(), MAX_AUDIT_ENTRIES);
         assert_eq!(outbox.dropped, 51);
         assert_eq!(outbox.next_sequence, 153);
@@ -426,7 +457,7 @@ mod tests {
         stamp_channels(&mut entries, &annotations, Some(&key), "u");
         let channels: Vec<Option<&str>> = entries.iter().map(|e| e.channel.as_deref()).collect();
         assert_eq!(channels, [Some("slack"), None, Some("kubectl")]);
-        let outbox = append(None, &entries);
+        let outbox = append(None, &entries, &[]);
         assert_eq!(
             (
                 outbox.entries[0].channel.as_str(),
@@ -460,6 +491,22 @@ mod tests {
     }
 
     #[test]
+    fn request_ids_go_only_to_the_controller_entries_that_report_iam_writes() {
+        let entries = [
+            entry(1, "Approved", "alice"),
+            entry(2, "Activated", "controller"),
+            entry(3, "DriftRepaired", "controller"),
+            entry(4, "Expired", "controller"),
+            entry(5, "Released", "bob"),
+        ];
+        let ids: Vec<String> = (0..30).map(|i| format!("req-{i}")).collect();
+        let outbox = append(None, &entries, &ids);
+        let counts: Vec<usize> = outbox.entries.iter().map(|e| e.request_ids.len()).collect();
+        assert_eq!(counts, [0, MAX_REQUEST_IDS, MAX_REQUEST_IDS, 0, 0]);
+        assert_eq!(outbox.entries[1].request_ids[0], "req-0");
+    }
+
+    #[test]
     fn only_stamped_approvals_are_verified_in_the_outbox() {
         let entries = [
             entry(1, "Approved", "alice"),
@@ -469,7 +516,7 @@ mod tests {
             entry(5, "Released", "erin"),
             entry(6, "Activated", "controller"),
         ];
-        let outbox = append(None, &entries);
+        let outbox = append(None, &entries, &[]);
         let actors: Vec<(&str, bool)> = outbox
             .entries
             .iter()

@@ -451,6 +451,10 @@ pub struct AuditEntry {
     /// The human explanation.
     #[schemars(length(max = 1024))]
     pub message: String,
+    /// The AWS request ids of the IAM writes this entry reports (decision 234).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20), inner(length(max = 128)))]
+    pub request_ids: Vec<String>,
 }
 
 /// The delivery state of the message for one history entry.
@@ -509,4 +513,25 @@ pub struct NotificationRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 512))]
     pub last_error: Option<String>,
+    /// Where the bot posted the message (`notifications.postWith: bot`, decision 235), so a later
+    /// transition can update it in place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<PostedMessage>,
+}
+
+/// A message the bot posted with `chat.postMessage`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PostedMessage {
+    /// The channel id.
+    #[schemars(length(max = 64))]
+    pub channel: String,
+    /// The message's `ts`.
+    #[schemars(length(max = 32))]
+    pub ts: String,
+    /// The key of the later entry this message was last updated for with `chat.update` (its
+    /// buttons removed); absent while it is the latest message or its update is still due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub updated_for: Option<String>,
 }

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 
+use crate::aws::iam::{capture_request_ids, note_request_id};
 use crate::aws::{
     AccountSummary, AttachedPolicy, AwsResult, Iam, ManagedPolicy, Operation, PolicyEntities,
     PolicyVersion, PrincipalRef, Tag,
@@ -24,6 +25,9 @@ pub struct RecordedWrite {
     pub performed: bool,
     /// The error code AWS returned, when performed and failed.
     pub error: Option<String>,
+    /// The AWS request ids of the call (its answer or error; more than one when retried), for
+    /// its audit record (decision 234). Empty when not sent or when nothing answered.
+    pub request_ids: Vec<String>,
 }
 
 /// Counts of AWS calls made through the gate.
@@ -103,16 +107,23 @@ impl<'a> Recorder<'a> {
             arguments,
             performed,
             error: None,
+            request_ids: Vec::new(),
         });
         performed
     }
 
-    fn finish_write<T>(&self, result: AwsResult<T>) -> AwsResult<T> {
-        if let Err(e) = &result {
-            let mut g = self.lock();
-            if let Some(last) = g.0.last_mut() {
+    fn finish_write<T>(&self, (result, request_ids): (AwsResult<T>, Vec<String>)) -> AwsResult<T> {
+        let mut g = self.lock();
+        if let Some(last) = g.0.last_mut() {
+            if let Err(e) = &result {
                 last.error = Some(e.code.to_string());
             }
+            last.request_ids.clone_from(&request_ids);
+        }
+        drop(g);
+        // Passed on to a capture around the whole reconcile, for its audit entries.
+        for id in &request_ids {
+            note_request_id(Some(id));
         }
         result
     }
@@ -140,14 +151,14 @@ impl Iam for Recorder<'_> {
                 tags: tags.to_vec(),
             });
         }
-        let r = self.inner.create_policy(name, path, document, tags).await;
+        let r = capture_request_ids(self.inner.create_policy(name, path, document, tags)).await;
         self.finish_write(r)
     }
     async fn tag_policy(&self, policy_arn: &str, tags: &[Tag]) -> AwsResult<()> {
         if !self.begin_write(Operation::TagPolicy, policy_arn.to_string()) {
             return Ok(());
         }
-        let r = self.inner.tag_policy(policy_arn, tags).await;
+        let r = capture_request_ids(self.inner.tag_policy(policy_arn, tags)).await;
         self.finish_write(r)
     }
     async fn get_policy(&self, policy_arn: &str) -> AwsResult<ManagedPolicy> {
@@ -187,10 +198,12 @@ impl Iam for Recorder<'_> {
                 document: None,
             });
         }
-        let r = self
-            .inner
-            .create_policy_version(policy_arn, document, set_as_default)
-            .await;
+        let r = capture_request_ids(self.inner.create_policy_version(
+            policy_arn,
+            document,
+            set_as_default,
+        ))
+        .await;
         self.finish_write(r)
     }
     async fn delete_policy_version(&self, policy_arn: &str, version_id: &str) -> AwsResult<()> {
@@ -200,17 +213,14 @@ impl Iam for Recorder<'_> {
         ) {
             return Ok(());
         }
-        let r = self
-            .inner
-            .delete_policy_version(policy_arn, version_id)
-            .await;
+        let r = capture_request_ids(self.inner.delete_policy_version(policy_arn, version_id)).await;
         self.finish_write(r)
     }
     async fn delete_policy(&self, policy_arn: &str) -> AwsResult<()> {
         if !self.begin_write(Operation::DeletePolicy, policy_arn.to_string()) {
             return Ok(());
         }
-        let r = self.inner.delete_policy(policy_arn).await;
+        let r = capture_request_ids(self.inner.delete_policy(policy_arn)).await;
         self.finish_write(r)
     }
     async fn list_entities_for_policy(&self, policy_arn: &str) -> AwsResult<PolicyEntities> {
@@ -229,7 +239,7 @@ impl Iam for Recorder<'_> {
         ) {
             return Ok(());
         }
-        let r = self.inner.attach_policy(principal, policy_arn).await;
+        let r = capture_request_ids(self.inner.attach_policy(principal, policy_arn)).await;
         self.finish_write(r)
     }
     async fn detach_policy(&self, principal: &PrincipalRef, policy_arn: &str) -> AwsResult<()> {
@@ -244,7 +254,7 @@ impl Iam for Recorder<'_> {
         ) {
             return Ok(());
         }
-        let r = self.inner.detach_policy(principal, policy_arn).await;
+        let r = capture_request_ids(self.inner.detach_policy(principal, policy_arn)).await;
         self.finish_write(r)
     }
     async fn detach_group_policy(&self, group: &str, policy_arn: &str) -> AwsResult<()> {
@@ -254,7 +264,7 @@ impl Iam for Recorder<'_> {
         ) {
             return Ok(());
         }
-        let r = self.inner.detach_group_policy(group, policy_arn).await;
+        let r = capture_request_ids(self.inner.detach_group_policy(group, policy_arn)).await;
         self.finish_write(r)
     }
     async fn list_attached_policies(
@@ -285,10 +295,7 @@ impl Iam for Recorder<'_> {
         if !self.begin_write(op, format!("{}/{} {name}", principal.kind, principal.name)) {
             return Ok(());
         }
-        let r = self
-            .inner
-            .put_inline_policy(principal, name, document)
-            .await;
+        let r = capture_request_ids(self.inner.put_inline_policy(principal, name, document)).await;
         self.finish_write(r)
     }
     async fn delete_inline_policy(&self, principal: &PrincipalRef, name: &str) -> AwsResult<()> {
@@ -300,7 +307,7 @@ impl Iam for Recorder<'_> {
         if !self.begin_write(op, format!("{}/{} {name}", principal.kind, principal.name)) {
             return Ok(());
         }
-        let r = self.inner.delete_inline_policy(principal, name).await;
+        let r = capture_request_ids(self.inner.delete_inline_policy(principal, name)).await;
         self.finish_write(r)
     }
     async fn get_inline_policy(&self, principal: &PrincipalRef, name: &str) -> AwsResult<String> {
@@ -346,10 +353,8 @@ impl Iam for Recorder<'_> {
         ) {
             return Ok(());
         }
-        let r = self
-            .inner
-            .put_permissions_boundary(principal, policy_arn)
-            .await;
+        let r =
+            capture_request_ids(self.inner.put_permissions_boundary(principal, policy_arn)).await;
         self.finish_write(r)
     }
     async fn delete_permissions_boundary(&self, principal: &PrincipalRef) -> AwsResult<()> {
@@ -361,7 +366,7 @@ impl Iam for Recorder<'_> {
         if !self.begin_write(op, format!("{}/{}", principal.kind, principal.name)) {
             return Ok(());
         }
-        let r = self.inner.delete_permissions_boundary(principal).await;
+        let r = capture_request_ids(self.inner.delete_permissions_boundary(principal)).await;
         self.finish_write(r)
     }
 }

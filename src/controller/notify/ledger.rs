@@ -183,6 +183,7 @@ pub fn plan(
                     last_attempt_at: None,
                     next_attempt_at: None,
                     last_error: None,
+                    message: None,
                 }
             }
             // New, but an earlier message is waiting for its retry: recorded as waiting with it
@@ -195,6 +196,7 @@ pub fn plan(
                 last_attempt_at: None,
                 next_attempt_at: waiting_until.map(Time),
                 last_error: Some(WAITING_FOR_EARLIER.into()),
+                message: None,
             },
             None => {
                 send.push(Pending {
@@ -280,6 +282,10 @@ pub fn record_outcome(
     let mut keys = vec![(pending.key.clone(), pending.event.clone())];
     keys.extend(pending.folded.iter().cloned());
     for (key, event) in keys {
+        let message = records
+            .iter()
+            .find(|existing| existing.key == key)
+            .and_then(|existing| existing.message.clone());
         let record = NotificationRecord {
             key: key.clone(),
             event,
@@ -288,6 +294,7 @@ pub fn record_outcome(
             last_attempt_at: Some(Time(whole_second_down(now))),
             next_attempt_at: next_attempt_at.clone(),
             last_error: last_error.clone(),
+            message,
         };
         match records.iter_mut().find(|existing| existing.key == key) {
             Some(existing) => *existing = record,
@@ -528,6 +535,7 @@ mod tests {
             last_attempt_at: None,
             next_attempt_at: None,
             last_error: None,
+            message: None,
         };
         let result = plan(&history, &[stale], at(1), &settings());
         assert!(result.records.is_empty());

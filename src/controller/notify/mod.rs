@@ -9,6 +9,7 @@ pub mod ledger;
 pub mod only;
 pub mod slack;
 pub mod source;
+pub mod web_api;
 pub mod worker;
 
 use std::fmt;

@@ -22,9 +22,11 @@ use super::blocks::{self, RenderOptions};
 use super::ledger::{self, LedgerSettings, Outcome, Pending};
 use super::slack::{SlackNotifier, SlackSettings, duration_text};
 use super::source::{WebhookRef, WebhookSources};
+use super::web_api::{Posted, SlackWebApi};
 use super::{Notifier, NotifyError, WebhookTarget};
+use crate::controller::audit::controller_outbox::ControllerOutbox;
 use crate::controller::crd::conditions::{NOTIFIED, set_condition};
-use crate::controller::crd::{DeliveryState, NotificationRecord, Quarantine};
+use crate::controller::crd::{DeliveryState, NotificationRecord, PostedMessage, Quarantine};
 use crate::metrics::Metrics;
 
 /// The field manager (and Event reporter) name of the worker.
@@ -45,6 +47,14 @@ pub const OUTCOME_RETRYING: &str = "retrying";
 pub const OUTCOME_FAILED: &str = "failed";
 /// Metric outcome: skipped as too old.
 pub const OUTCOME_SKIPPED: &str = "skipped";
+/// Metric outcome: an earlier message was updated in place (`chat.update`).
+pub const OUTCOME_UPDATED: &str = "updated";
+/// Metric outcome: an earlier message could not be updated and will not be tried again.
+pub const OUTCOME_UPDATE_FAILED: &str = "update_failed";
+/// Metric outcome: an earlier message could not be updated yet; tried again later.
+pub const OUTCOME_UPDATE_RETRYING: &str = "update_retrying";
+/// Event reason: an earlier message could not be updated in place.
+pub const REASON_UPDATE_FAILED: &str = "MessageUpdateFailed";
 /// How often a status write is retried after 409 Conflict.
 const MAX_CONFLICT_RETRIES: usize = 5;
 
@@ -79,6 +89,12 @@ pub struct NotifySettings {
     pub concurrency: u16,
     /// The webhook client's timeouts and retries.
     pub slack: SlackSettings,
+    /// `webhook` (incoming webhooks, the default) or `bot`: post with `chat.postMessage` and the
+    /// bot token of `slack.botTokenFile`, and update earlier messages in place with `chat.update`
+    /// when the Quarantine moves on (decision 235).
+    pub post_with: PostWith,
+    /// The channel id the bot posts to when a policy's `notify.slack.channelHint` names none.
+    pub channel: Option<String>,
     /// Put Approve/Reject and Extend/Release buttons on messages (on when
     /// `slack.interactions` is, never from this section).
     #[serde(skip)]
@@ -99,9 +115,22 @@ impl Default for NotifySettings {
             ssm_region: None,
             concurrency: 4,
             slack: SlackSettings::default(),
+            post_with: PostWith::Webhook,
+            channel: None,
             buttons: false,
         }
     }
+}
+
+/// How messages are posted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PostWith {
+    /// Incoming webhooks (`spec.notify.slack.webhookSecretRef` / `webhookSsmParameter`).
+    #[default]
+    Webhook,
+    /// The Web API with a bot token: `chat.postMessage`, then `chat.update` in place.
+    Bot,
 }
 
 impl NotifySettings {
@@ -170,6 +199,8 @@ struct Context {
     metrics: Arc<Metrics>,
     notifier: Arc<dyn Notifier>,
     sources: Arc<WebhookSources>,
+    web_api: Option<Arc<SlackWebApi>>,
+    audit: Option<Arc<ControllerOutbox>>,
     recorder: EventRecorder,
     memory: Memory,
     locks: Locks,
@@ -182,6 +213,8 @@ pub struct Worker {
     metrics: Arc<Metrics>,
     notifier: Arc<dyn Notifier>,
     sources: WebhookSources,
+    web_api: Option<Arc<SlackWebApi>>,
+    audit: Option<Arc<ControllerOutbox>>,
 }
 
 impl Worker {
@@ -200,7 +233,22 @@ impl Worker {
             metrics,
             notifier,
             sources,
+            web_api: None,
+            audit: None,
         })
+    }
+
+    /// Records messages given up (not delivered, not updated) in the controller's audit outbox.
+    pub fn with_audit(self, audit: Option<Arc<ControllerOutbox>>) -> Worker {
+        Worker { audit, ..self }
+    }
+
+    /// Posts and updates through Slack's Web API with a bot token (`postWith: bot`).
+    pub fn with_web_api(self, web_api: Arc<SlackWebApi>) -> Worker {
+        Worker {
+            web_api: Some(web_api),
+            ..self
+        }
     }
 
     /// Sends through this notifier instead (tests, or another chat system).
@@ -234,6 +282,8 @@ impl Worker {
             metrics: self.metrics,
             notifier: self.notifier,
             sources: Arc::new(self.sources),
+            web_api: self.web_api,
+            audit: self.audit,
             memory: Mutex::new(HashMap::new()),
             locks: Mutex::new(HashMap::new()),
             settings: self.settings.clone(),
@@ -386,6 +436,16 @@ struct Round {
     history: Vec<crate::controller::crd::HistoryEntry>,
     records: Vec<NotificationRecord>,
     update: Option<ConditionUpdate>,
+    /// An in-place update failed for a while; try again after this long.
+    retry_updates: Option<Duration>,
+}
+
+/// Where this round's messages go.
+enum Route {
+    /// An incoming webhook.
+    Webhook(WebhookTarget),
+    /// The Web API, to this channel.
+    Bot(Arc<SlackWebApi>, String),
 }
 
 /// Sends what is due for `object` and returns the new ledger; `None` when the object has nothing
@@ -449,14 +509,22 @@ async fn deliver(object: &Quarantine, context: &Context, last_chance: bool) -> O
 
     if !plan.send.is_empty() {
         let reference = WebhookRef::from_spec(&namespace, slack);
-        let target = match &reference {
-            Some(reference) => context
+        let target = match (&context.web_api, &reference) {
+            (Some(api), _) => slack
+                .channel_hint
+                .clone()
+                .or_else(|| context.settings.channel.clone())
+                .map(|channel| Route::Bot(api.clone(), channel))
+                .ok_or(NotifyError::InvalidWebhookUrl(
+                    "postWith bot needs notifications.channel or the policy's channelHint",
+                )),
+            (None, Some(reference)) => context
                 .sources
                 .resolve(reference)
                 .await
-                .map(|url| WebhookTarget { url })
+                .map(|url| Route::Webhook(WebhookTarget { url }))
                 .map_err(NotifyError::from),
-            None => Err(NotifyError::InvalidWebhookUrl(
+            (None, None) => Err(NotifyError::InvalidWebhookUrl(
                 "spec.notify.slack names neither webhookSecretRef nor webhookSsmParameter",
             )),
         };
@@ -466,6 +534,7 @@ async fn deliver(object: &Quarantine, context: &Context, last_chance: bool) -> O
         };
         let mut blocked: Option<(String, Option<Duration>)> = None;
         for pending in &plan.send {
+            let mut posted: Option<Posted> = None;
             let outcome = match (&blocked, &target) {
                 // An earlier message of this quarantine failed: keep the order, retry together.
                 (Some((error, retry_after)), _) => Outcome::NotDelivered {
@@ -496,18 +565,31 @@ async fn deliver(object: &Quarantine, context: &Context, last_chance: bool) -> O
                         permanent: true,
                         retry_after: None,
                     },
-                    Some(message) => match context.notifier.send(target, &message).await {
-                        Ok(delivery) => Outcome::Delivered {
-                            attempts: delivery.attempts,
-                        },
-                        Err(error) => {
-                            if matches!(error, NotifyError::Rejected { .. })
-                                && let Some(reference) = &reference
-                            {
-                                context.sources.invalidate(reference);
+                    Some(message) => match target {
+                        Route::Bot(api, channel) => match api.post_message(channel, &message).await
+                        {
+                            Ok(done) => {
+                                let attempts = done.attempts;
+                                posted = Some(done);
+                                Outcome::Delivered { attempts }
                             }
-                            let outcome = not_delivered(&error);
-                            scrub(outcome, target)
+                            Err(error) => not_delivered(&error),
+                        },
+                        Route::Webhook(target) => {
+                            match context.notifier.send(target, &message).await {
+                                Ok(delivery) => Outcome::Delivered {
+                                    attempts: delivery.attempts,
+                                },
+                                Err(error) => {
+                                    if matches!(error, NotifyError::Rejected { .. })
+                                        && let Some(reference) = &reference
+                                    {
+                                        context.sources.invalidate(reference);
+                                    }
+                                    let outcome = not_delivered(&error);
+                                    scrub(outcome, target)
+                                }
+                            }
                         }
                     },
                 },
@@ -521,6 +603,15 @@ async fn deliver(object: &Quarantine, context: &Context, last_chance: bool) -> O
                 now,
                 &context.ledger,
             );
+            if let Some(posted) = posted
+                && let Some(record) = records.iter_mut().find(|r| r.key == pending.key)
+            {
+                record.message = Some(PostedMessage {
+                    channel: posted.channel,
+                    ts: posted.ts,
+                    updated_for: None,
+                });
+            }
             remember(object, context, &records);
             update = Some(
                 account(
@@ -545,11 +636,137 @@ async fn deliver(object: &Quarantine, context: &Context, last_chance: bool) -> O
         }
     }
 
+    let retry_updates = match &context.web_api {
+        Some(api) => update_earlier(object, context, api, &status.history, &mut records).await,
+        None => None,
+    };
     Some(Round {
         history: status.history,
         records,
         update,
+        retry_updates,
     })
+}
+
+/// Updates in place every message the bot posted before the latest one and has not updated
+/// since: its own text without buttons, and a line saying what the Quarantine went on to
+/// (decision 235). A permanent refusal (`message_not_found`, `cant_update_message`, …) is given
+/// up with a Warning Event; a transient one (429, timeout, 5xx) is tried again after the
+/// returned wait. The latest message keeps its buttons.
+async fn update_earlier(
+    object: &Quarantine,
+    context: &Context,
+    api: &SlackWebApi,
+    history: &[crate::controller::crd::HistoryEntry],
+    records: &mut [NotificationRecord],
+) -> Option<Duration> {
+    let latest = records
+        .iter()
+        .rev()
+        .find(|r| r.state == DeliveryState::Delivered && r.message.is_some())?;
+    let (latest_key, latest_event) = (latest.key.clone(), latest.event.clone());
+    let options = RenderOptions {
+        cluster: context.settings.cluster.clone(),
+        buttons: false,
+    };
+    let mut retry: Option<Duration> = None;
+    for record in records.iter_mut() {
+        let Some(message) = record.message.as_mut() else {
+            continue;
+        };
+        if record.key == latest_key || message.updated_for.is_some() {
+            continue;
+        }
+        let index = (0..history.len())
+            .find(|i| ledger::key_for(history, *i).as_deref() == Some(record.key.as_str()));
+        let Some(mut rendered) = index.and_then(|i| blocks::render(object, i, &options)) else {
+            // The entry left the bounded history: nothing to render it from.
+            message.updated_for = Some(latest_key.clone());
+            continue;
+        };
+        rendered.blocks.push(serde_json::json!({
+            "type": "context",
+            "elements": [{"type": "mrkdwn", "text": format!("Since then: *{latest_event}*")}],
+        }));
+        match api
+            .update_message(&message.channel, &message.ts, &rendered)
+            .await
+        {
+            Ok(_) => {
+                message.updated_for = Some(latest_key.clone());
+                count(context, OUTCOME_UPDATED);
+                tracing::info!(quarantine = %object.name_any(), event = %record.event, "slack message updated in place");
+            }
+            Err(error) if error.is_permanent() => {
+                message.updated_for = Some(latest_key.clone());
+                count(context, OUTCOME_UPDATE_FAILED);
+                let note = blocks::truncate(
+                    &format!(
+                        "message for {} could not be updated in place: {error}",
+                        record.key
+                    ),
+                    1000,
+                );
+                tracing::warn!(quarantine = %object.name_any(), %error, "slack message not updated; giving up");
+                audit_given_up(context, object, "SlackMessageUpdateFailed", &note);
+                let event = Occurrence {
+                    severity: Severity::Warning,
+                    reason: REASON_UPDATE_FAILED,
+                    action: "Notify",
+                    note: &note,
+                };
+                if let Err(publish_error) = context
+                    .recorder
+                    .publish(&object.object_ref(&()), &event)
+                    .await
+                {
+                    tracing::warn!(%publish_error, "could not publish the update Event");
+                }
+            }
+            Err(error) => {
+                count(context, OUTCOME_UPDATE_RETRYING);
+                tracing::warn!(quarantine = %object.name_any(), %error, "slack message not updated yet; retrying");
+                let wait = error
+                    .retry_after()
+                    .unwrap_or(context.settings.initial_backoff)
+                    .min(context.settings.max_backoff);
+                retry = Some(retry.map_or(wait, |r| r.min(wait)));
+                // Keep the order: later updates wait with this one.
+                break;
+            }
+        }
+    }
+    remember(object, context, records);
+    retry
+}
+
+/// A message given up, as a record in the controller's audit outbox (the Quarantine's partition).
+fn audit_given_up(context: &Context, object: &Quarantine, event: &str, message: &str) {
+    let Some(outbox) = &context.audit else {
+        return;
+    };
+    let mut record = crate::controller::audit::controller_outbox::record(
+        outbox.cluster(),
+        event,
+        crate::controller::audit::controller_outbox::controller_actor(),
+        message.to_string(),
+    );
+    record.quarantine = Some(crate::audit::QuarantineRef {
+        namespace: object.namespace().unwrap_or_default(),
+        name: object.name_any(),
+        uid: object.metadata.uid.clone().unwrap_or_default(),
+    });
+    record.policy = Some(object.spec.policy_ref.name.clone());
+    record.principals = object.spec.targets.iter().map(|t| t.arn.clone()).collect();
+    outbox.append(record);
+}
+
+fn count(context: &Context, outcome: &str) {
+    context
+        .metrics
+        .slack_deliveries
+        .with_label_values(&[outcome])
+        .inc();
 }
 
 async fn reconcile(object: Arc<Quarantine>, context: Arc<Context>) -> Result<Action, WorkerError> {
@@ -559,6 +776,7 @@ async fn reconcile(object: Arc<Quarantine>, context: Arc<Context>) -> Result<Act
         history,
         records,
         update,
+        retry_updates,
     }) = deliver(&object, &context, false).await
     else {
         return Ok(Action::await_change());
@@ -567,6 +785,9 @@ async fn reconcile(object: Arc<Quarantine>, context: Arc<Context>) -> Result<Act
 
     // Sleep until the earliest retry, if one is waiting.
     let next = ledger::plan(&history, &records, Timestamp::now(), &context.ledger);
+    if let Some(wait) = retry_updates {
+        return Ok(Action::requeue(wait.max(Duration::from_millis(100))));
+    }
     Ok(match next.wake_at {
         Some(wake) => {
             let wait = Timestamp::now().duration_until(wake);
@@ -649,6 +870,9 @@ async fn account(
                 1000,
             );
             tracing::warn!(quarantine = %object.name_any(), event = %pending.event, state = state.as_str(), %error, "slack message not delivered");
+            if state == DeliveryState::Failed {
+                audit_given_up(context, object, "SlackMessageFailed", &message);
+            }
             let event = Occurrence {
                 severity: Severity::Warning,
                 reason,

@@ -141,8 +141,11 @@ async fn apply(q: &Quarantine, ctx: &Shared, deleting: bool) -> Result<Action, E
     let Some(transition) = step(q, ctx, &checked, deleting, now).await? else {
         return release_unrecorded(q, ctx).await;
     };
-    let acted = act(q, ctx, &checked, &old_status, transition).await?;
-    let status = build_status(q, ctx, &checked, &old_status, &acted);
+    // The request ids of the IAM writes this reconcile makes go into its audit entries.
+    let (acted, request_ids) =
+        crate::aws::iam::capture_request_ids(act(q, ctx, &checked, &old_status, transition)).await;
+    let acted = acted?;
+    let status = build_status(q, ctx, &checked, &old_status, &acted, &request_ids);
     let written = patch_status(&api, q, &old_status, &status, FOREIGN_STATUS_FIELDS).await?;
     announce(q, ctx, &api, &acted, deleting).await?;
     let action = next_action(q, ctx, &uid, &acted)?;
@@ -448,6 +451,7 @@ fn build_status(
     checked: &Checked,
     old_status: &QuarantineStatus,
     acted: &Acted,
+    request_ids: &[String],
 ) -> QuarantineStatus {
     let finished_at = Timestamp::now();
     let state = &acted.state;
@@ -471,6 +475,7 @@ fn build_status(
             status.audit = Some(crate::controller::audit::append(
                 old_status.audit.as_ref(),
                 added,
+                request_ids,
             ));
         }
     }

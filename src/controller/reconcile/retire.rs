@@ -339,6 +339,7 @@ mod tests {
                 last_attempt_at: None,
                 next_attempt_at: None,
                 last_error: None,
+                message: None,
             });
         }
         assert!(retirable(&retrying).is_err());

@@ -57,6 +57,89 @@ pub struct Click {
     pub team_id: String,
     /// Where to answer (Slack's `response_url`), when given.
     pub response_url: Option<String>,
+    /// The click's `trigger_id` (opens a modal within 3 s of the click).
+    pub trigger_id: Option<String>,
+    /// Some when this is the submission of the note modal: the note typed (cleaned, bounded;
+    /// empty when none was typed). None for a button click (decision 236).
+    pub note: Option<String>,
+}
+
+/// The `callback_id` of the note modal.
+pub const NOTE_CALLBACK_ID: &str = "autoguardrails.note";
+/// The `block_id` and `action_id` of the note input.
+pub const NOTE_INPUT: &str = "note";
+
+/// What the note modal carries through Slack from the click to its submission (its
+/// `private_metadata`, at most 3,000 characters; the submission is signed like the click).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModalContext {
+    /// The verb of the clicked button.
+    pub verb: String,
+    /// The Quarantine.
+    pub target: Target,
+    /// The click's `response_url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_url: Option<String>,
+}
+
+/// Whether a click should ask for a note first: a button click (not a submission) with a
+/// `trigger_id`, for every verb but extend (whose annotation value is the duration).
+pub fn asks_for_note(click: &Click) -> bool {
+    click.note.is_none() && click.trigger_id.is_some() && click.annotation != Annotation::Extend
+}
+
+/// The note modal for `click` (`views.open`'s `view`).
+pub fn note_view(click: &Click) -> Value {
+    let verb = click.annotation.verb();
+    let context = ModalContext {
+        verb: verb.to_string(),
+        target: click.target.clone(),
+        response_url: click.response_url.clone(),
+    };
+    let mut title: String = format!("{} quarantine", capitalised(verb));
+    title.truncate(24);
+    serde_json::json!({
+        "type": "modal",
+        "callback_id": NOTE_CALLBACK_ID,
+        "title": {"type": "plain_text", "text": title},
+        "submit": {"type": "plain_text", "text": capitalised(verb)},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "private_metadata": serde_json::to_string(&context).unwrap_or_default(),
+        "blocks": [
+            {"type": "section", "text": {"type": "mrkdwn", "text": format!(
+                "{} Quarantine *{}/{}*. The note is recorded with your decision (history, audit).",
+                capitalised(verb), click.target.namespace, click.target.name
+            )}},
+            {"type": "input", "block_id": NOTE_INPUT, "optional": true,
+             "label": {"type": "plain_text", "text": "Note"},
+             "element": {"type": "plain_text_input", "action_id": NOTE_INPUT, "multiline": false,
+                         "max_length": MAX_NOTE_CHARS}}
+        ]
+    })
+}
+
+fn capitalised(verb: &str) -> String {
+    let mut chars = verb.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+/// A note as the annotation may carry it: control characters become spaces, runs of spaces one,
+/// at most [`MAX_NOTE_CHARS`].
+pub fn clean_note(text: &str) -> String {
+    let spaced: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    spaced
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(MAX_NOTE_CHARS)
+        .collect()
 }
 
 /// Why a payload cannot be used.
@@ -82,6 +165,9 @@ pub fn read(body: &[u8]) -> Result<Click, PayloadError> {
     let payload: Value = serde_json::from_str(&payload)
         .map_err(|error| PayloadError::Malformed(error.to_string()))?;
     let kind = payload["type"].as_str().unwrap_or_default();
+    if kind == "view_submission" {
+        return read_submission(&payload);
+    }
     if kind != "block_actions" {
         return Err(PayloadError::Unsupported(kind.to_string()));
     }
@@ -113,6 +199,49 @@ pub fn read(body: &[u8]) -> Result<Click, PayloadError> {
         team_id: text(&payload["team"]["id"]).if_empty(text(&payload["user"]["team_id"])),
         user_id,
         response_url,
+        trigger_id: payload["trigger_id"]
+            .as_str()
+            .filter(|t| !t.is_empty())
+            .map(str::to_string),
+        note: None,
+    })
+}
+
+/// The note modal's submission: the click it was opened for (from `private_metadata`) with the
+/// note typed.
+fn read_submission(payload: &Value) -> Result<Click, PayloadError> {
+    let view = &payload["view"];
+    if view["callback_id"].as_str() != Some(NOTE_CALLBACK_ID) {
+        return Err(PayloadError::NoAction);
+    }
+    let text = |value: &Value| value.as_str().unwrap_or_default().to_string();
+    let user_id = text(&payload["user"]["id"]);
+    if user_id.is_empty() {
+        return Err(PayloadError::Malformed("user.id is missing".into()));
+    }
+    let context: ModalContext =
+        serde_json::from_str(view["private_metadata"].as_str().unwrap_or(""))
+            .map_err(|error| PayloadError::Malformed(format!("private_metadata: {error}")))?;
+    let annotation = Annotation::PROCESSING_ORDER
+        .into_iter()
+        .find(|annotation| annotation.verb() == context.verb && *annotation != Annotation::Extend)
+        .ok_or(PayloadError::NoAction)?;
+    let note = clean_note(
+        view["state"]["values"][NOTE_INPUT][NOTE_INPUT]["value"]
+            .as_str()
+            .unwrap_or_default(),
+    );
+    Ok(Click {
+        annotation,
+        target: context.target,
+        user_name: text(&payload["user"]["username"]),
+        team_id: text(&payload["team"]["id"]).if_empty(text(&payload["user"]["team_id"])),
+        user_id,
+        response_url: context
+            .response_url
+            .filter(|url| url.starts_with("https://") || url.starts_with("http://")),
+        trigger_id: None,
+        note: Some(note),
     })
 }
 
@@ -228,18 +357,25 @@ pub fn stale(click: &Click, current: Option<(&str, Option<Phase>)>) -> Option<St
     }
 }
 
-/// The annotation value the click writes: `<username>: <what>` (`what` is the note, or the
-/// extension for extend), so the self-asserted actor is the same as the stamped one.
-pub fn annotation_value(identity: &Identity, annotation: Annotation, extend_by: &str) -> String {
+/// The annotation value the click writes: `<username>: <what>` (`what` is the note typed in the
+/// modal, else `<verb> from Slack`, or the extension for extend), so the self-asserted actor is
+/// the same as the stamped one.
+pub fn annotation_value(
+    identity: &Identity,
+    annotation: Annotation,
+    extend_by: &str,
+    note: Option<&str>,
+) -> String {
     let actor: String = identity
         .username
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '@' | '+' | '-'))
         .take(crate::controller::lifecycle::MAX_ACTOR_CHARS)
         .collect();
-    let what = match annotation {
-        Annotation::Extend => extend_by.to_string(),
-        other => format!("{} from Slack", other.verb()),
+    let what = match (annotation, note.filter(|note| !note.is_empty())) {
+        (Annotation::Extend, _) => extend_by.to_string(),
+        (_, Some(note)) => note.to_string(),
+        (other, None) => format!("{} from Slack", other.verb()),
     };
     if actor.is_empty() {
         what
@@ -297,6 +433,8 @@ mod tests {
             user_name: String::new(),
             team_id: "T1".into(),
             response_url: None,
+            trigger_id: None,
+            note: None,
         };
         let name = |identity: Option<Identity>| identity.map(|i| i.username);
         assert_eq!(
@@ -349,6 +487,64 @@ mod tests {
     }
 
     #[test]
+    fn the_note_modal_carries_the_click_and_its_submission_brings_the_note_back() {
+        let mut payload = click_payload("autoguardrails.approve");
+        payload["trigger_id"] = json!("123.456.abc");
+        payload["response_url"] = json!("https://hooks.slack.com/actions/T/1/x");
+        let click = read(&body(&payload)).unwrap();
+        assert!(asks_for_note(&click));
+        let view = note_view(&click);
+        assert_eq!(view["callback_id"], NOTE_CALLBACK_ID);
+        let submission = json!({
+            "type": "view_submission",
+            "user": {"id": "U1", "username": "alice"},
+            "team": {"id": "T1"},
+            "view": {
+                "callback_id": NOTE_CALLBACK_ID,
+                "private_metadata": view["private_metadata"],
+                "state": {"values": {"note": {"note": {"type": "plain_text_input",
+                    "value": "  budget\nowner   agreed\u{0007} "}}}}
+            }
+        });
+        let submitted = read(&body(&submission)).unwrap();
+        assert_eq!(submitted.note.as_deref(), Some("budget owner agreed"));
+        assert_eq!(
+            (
+                submitted.annotation,
+                &submitted.target,
+                &submitted.response_url
+            ),
+            (click.annotation, &click.target, &click.response_url)
+        );
+        assert!(!asks_for_note(&submitted));
+        // Extend asks for no note; another modal's submission is not ours.
+        let mut extend = click.clone();
+        extend.annotation = Annotation::Extend;
+        assert!(!asks_for_note(&extend));
+        let mut other = submission.clone();
+        other["view"]["callback_id"] = json!("someone.else");
+        assert_eq!(read(&body(&other)), Err(PayloadError::NoAction));
+        let identity = Identity {
+            username: "alice".into(),
+            ..Identity::default()
+        };
+        assert_eq!(
+            annotation_value(
+                &identity,
+                Annotation::Approve,
+                "2h",
+                Some("budget owner agreed")
+            ),
+            "alice: budget owner agreed"
+        );
+        assert_eq!(
+            annotation_value(&identity, Annotation::Approve, "2h", Some("")),
+            "alice: approve from Slack"
+        );
+        assert_eq!(clean_note(&"x".repeat(500)).len(), MAX_NOTE_CHARS);
+    }
+
+    #[test]
     fn a_block_actions_click_is_read() {
         let click = read(&body(&click_payload("autoguardrails.approve"))).unwrap();
         assert_eq!(click.annotation, Annotation::Approve);
@@ -369,11 +565,16 @@ mod tests {
             Err(PayloadError::Malformed(_))
         ));
         assert!(matches!(
+            read(&body(&json!({"type": "shortcut", "user": {"id": "U1"}}))),
+            Err(PayloadError::Unsupported(_))
+        ));
+        // A modal submission that is not our note modal.
+        assert_eq!(
             read(&body(
                 &json!({"type": "view_submission", "user": {"id": "U1"}})
             )),
-            Err(PayloadError::Unsupported(_))
-        ));
+            Err(PayloadError::NoAction)
+        );
     }
 
     #[test]
@@ -401,11 +602,11 @@ mod tests {
         assert_eq!(identity_of(&click, &mappings[..1]), None);
         assert_eq!(identity_of(&click, &[]), None);
         assert_eq!(
-            annotation_value(&identity, Annotation::Reject, "2h"),
+            annotation_value(&identity, Annotation::Reject, "2h", None),
             "alice: reject from Slack"
         );
         assert_eq!(
-            annotation_value(&identity, Annotation::Extend, "2h"),
+            annotation_value(&identity, Annotation::Extend, "2h", Some("ignored")),
             "alice: 2h"
         );
     }

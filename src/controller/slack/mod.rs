@@ -108,6 +108,9 @@ pub struct SlackSettings {
     pub bot_token_file: Option<PathBuf>,
     /// The Slack Web API base URL (ends with `/`).
     pub api_base_url: String,
+    /// Ask for a note in a modal before acting (`views.open`, needs `botTokenFile`; decision
+    /// 236). Off: buttons act at once with `<verb> from Slack`.
+    pub note_modal: bool,
     /// How long a looked-up e-mail address is remembered.
     pub email_cache_ttl: String,
     /// Slack user id → Kubernetes user name and groups. Unlisted users are refused.
@@ -132,6 +135,7 @@ impl Default for SlackSettings {
             signing_secret_grace: "5m".into(),
             bot_token_file: None,
             api_base_url: "https://slack.com/api/".into(),
+            note_modal: false,
             email_cache_ttl: "10m".into(),
             signing_secret_refresh: "5m".into(),
             users: Vec::new(),

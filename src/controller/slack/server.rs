@@ -54,6 +54,10 @@ pub const OUTCOME_BAD_RESPONSE_URL: &str = "bad_response_url";
 pub const OUTCOME_TOO_LARGE: &str = "too_large";
 /// Outcome: the body did not arrive in time.
 pub const OUTCOME_TIMEOUT: &str = "timeout";
+/// Outcome: a click opened the note modal (the action follows its submission).
+pub const OUTCOME_MODAL_OPENED: &str = "modal_opened";
+/// Outcome: the note modal could not be opened; the click acted without a note.
+pub const OUTCOME_MODAL_FAILED: &str = "modal_failed";
 
 /// Event reason for a Slack action done.
 pub const REASON_ACCEPTED: &str = "SlackActionAccepted";
@@ -190,6 +194,60 @@ pub struct Interactions {
     /// The controller's audit outbox: refused clicks are recorded there (accepted ones are in
     /// the Quarantine's history). None without an audit store.
     pub audit: Option<Arc<ControllerOutbox>>,
+    /// Opens the note modal (`slack.noteModal` with a bot token); None: buttons act at once.
+    pub modal: Option<Arc<dyn NoteModal>>,
+}
+
+/// Opens a modal in answer to a click (decision 236).
+#[async_trait::async_trait]
+pub trait NoteModal: Send + Sync {
+    /// `views.open` of `view` for the click's `trigger_id`; Err when Slack refused or could
+    /// not be reached.
+    async fn open(&self, trigger_id: &str, view: &Value) -> Result<(), String>;
+}
+
+/// `views.open` through the Slack Web API with the bot token.
+pub struct SlackViews {
+    http: reqwest::Client,
+    base_url: String,
+    token: String,
+}
+
+impl SlackViews {
+    /// Views through `base_url` (ending with `/`) with `token`.
+    pub fn new(http: reqwest::Client, base_url: &str, token: &str) -> SlackViews {
+        SlackViews {
+            http,
+            base_url: base_url.to_string(),
+            token: token.trim().to_string(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl NoteModal for SlackViews {
+    async fn open(&self, trigger_id: &str, view: &Value) -> Result<(), String> {
+        let response = self
+            .http
+            .post(format!("{}views.open", self.base_url))
+            .bearer_auth(&self.token)
+            // The trigger expires 3 s after the click.
+            .timeout(Duration::from_secs(3))
+            .json(&json!({"trigger_id": trigger_id, "view": view}))
+            .send()
+            .await
+            .map_err(|e| format!("Slack views.open failed: {}", e.without_url()))?;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if status.is_success() && body["ok"].as_bool() == Some(true) {
+            Ok(())
+        } else {
+            Err(format!(
+                "Slack views.open answered {status}: {}",
+                body["error"].as_str().unwrap_or("no ok in the answer")
+            ))
+        }
+    }
 }
 
 /// Finds a Slack user's confirmed e-mail address.
@@ -565,8 +623,28 @@ async fn interaction(
             ),
         );
     }
-    // Acknowledge now (Slack waits 3 s); act and answer through response_url.
-    tokio::spawn(act(state, click));
+    // Acknowledge now (Slack waits 3 s; an empty 200 also closes a submitted modal); ask for a
+    // note first when the modal is configured, else act and answer through response_url.
+    match (&state.modal, intent::asks_for_note(&click)) {
+        (Some(modal), true) => {
+            let modal = modal.clone();
+            tokio::spawn(async move {
+                let trigger = click.trigger_id.clone().unwrap_or_default();
+                match modal.open(&trigger, &intent::note_view(&click)).await {
+                    Ok(()) => count(&state, OUTCOME_MODAL_OPENED),
+                    Err(error) => {
+                        // The person clicked to act: act without a note rather than not at all.
+                        count(&state, OUTCOME_MODAL_FAILED);
+                        tracing::warn!(%error, "slack note modal not opened; acting without a note");
+                        act(state, click).await;
+                    }
+                }
+            });
+        }
+        _ => {
+            tokio::spawn(act(state, click));
+        }
+    }
     StatusCode::OK.into_response()
 }
 
@@ -709,7 +787,12 @@ async fn decide_and_write(state: &Interactions, click: &Click) -> Outcome {
     let Some(current) = current else {
         return outcome;
     };
-    let value = intent::annotation_value(&identity, click.annotation, &state.extend_by);
+    let value = intent::annotation_value(
+        &identity,
+        click.annotation,
+        &state.extend_by,
+        click.note.as_deref(),
+    );
     let request = intent::review_request(click, &identity, &current.policy, &value);
     let answers = ask(state.reviewer.as_ref(), &request).await;
     if let Verdict::Refuse(code, message) = review::decide(&request, &answers, &state.key) {
@@ -824,7 +907,9 @@ async fn record_audit(state: &Interactions, click: &Click, outcome: &Outcome) {
             uid: click.target.uid.clone(),
         });
         record.policy = outcome.current.as_ref().map(|c| c.policy.clone());
-        outbox.append(record);
+        // Written before the person is answered, so a stop after the answer loses no refusal
+        // (decision 237); a slow or failing write falls back to the queue.
+        outbox.append_durably(record, Duration::from_secs(5)).await;
     }
     let (Some(recorder), Some(current)) = (&state.recorder, &outcome.current) else {
         return;
