@@ -568,7 +568,7 @@ pub async fn serve_until(config: Config, shutdown: Shutdown) -> Result<(), RunEr
     if let crate::controller::clock::EvaluationClock::File(path) = &clock {
         tracing::warn!(
             file = %path.display(),
-            "TEST CLOCK: policies are evaluated at the instant in this file, not the system time. For the test suite only."
+            "TEST CLOCK: policies are evaluated and SNS messages verified at the instant in this file, not the system time. For the test suite only."
         );
     }
     // Selector resolutions, on every replica: intake reads them (decision 246).
@@ -585,7 +585,7 @@ pub async fn serve_until(config: Config, shutdown: Shutdown) -> Result<(), RunEr
         &controller_settings.protected_principals,
         config.kill_switch,
     )
-    .with_clock(clock)
+    .with_clock(clock.clone())
     .with_audit(controller_settings.audit.controller.clone());
     // notifyOnly policies (decision 241): announced by the replica that evaluated the signal.
     let (announcer_stop, announcer_stop_rx) = watch::channel(false);
@@ -644,7 +644,8 @@ pub async fn serve_until(config: Config, shutdown: Shutdown) -> Result<(), RunEr
     )
     .map_err(|e| RunError::Signals(e.to_string()))?
     .with_submitted(submitted.clone())
-    .with_drift_repair(intake_stores.clone());
+    .with_drift_repair(intake_stores.clone())
+    .with_sns_clock(clock);
     if let Some(tracker) = &velocity {
         signal_state = signal_state.with_velocity(tracker.clone());
     }
