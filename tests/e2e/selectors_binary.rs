@@ -4,6 +4,13 @@
 //! role created afterwards does not join it; over `maxTargets` the policy refuses (condition,
 //! Event, intake reason, no Quarantine, no IAM write); a resolution that fails (an account the
 //! controller cannot reach) quarantines no one and says so.
+//!
+//! An OU selector in the binary: moto's Organizations (an OU, an OU below it, an account
+//! outside), each member account read and written through its own role (`aws.accounts`), the
+//! deny landing in the member accounts only. And `ListRoles` failing with AWS's own error body
+//! (a fault proxy in front of moto): `SelectorsResolved=False ResolutionFailed`, a Warning Event,
+//! no Quarantine for a new signal, and the existing Quarantine keeps its deny through several
+//! drift checks with no IAM write at all.
 
 use crate::support::binary::{
     attached, cluster_with_events_key, free_port, iam_client, metric_value, post_event,
