@@ -189,20 +189,40 @@ notifications:
         "arn:aws:iam::123456789012:role/teams/ml/ml-a arn:aws:iam::123456789012:role/teams/ml/ml-b"
     );
 
-    // Steady state: the resolver keeps resolving (every second here), the policy is not rewritten.
-    let version = || {
+    // Steady state: the resolver keeps resolving (every second here); the status keeps its
+    // result and `resolvedAt`, only `validUntil` moves on (every second period, decision 252).
+    let steady = || {
         kubectl.run(&[
             "get",
             "guardrailpolicy/ml-spike",
             "-n",
             NS,
             "-o",
-            "jsonpath={.metadata.resourceVersion}",
+            "jsonpath={.status.resolvedTargets.count} {.status.resolvedTargets.resolvedAt} {.status.resolvedTargets.targets[*].arn} {.status.conditions[?(@.type==\"SelectorsResolved\")].lastTransitionTime}",
         ])
     };
-    let before = version();
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    assert_eq!(version(), before, "an unchanged resolution writes nothing");
+    let valid_until = || {
+        kubectl.run(&[
+            "get",
+            "guardrailpolicy/ml-spike",
+            "-n",
+            NS,
+            "-o",
+            "jsonpath={.status.resolvedTargets.validUntil}",
+        ])
+    };
+    let before = steady();
+    let first_valid_until = valid_until();
+    wait_for("validUntil refreshed", Duration::from_secs(30), || {
+        let moved = valid_until() != first_valid_until;
+        async move { moved }
+    })
+    .await;
+    assert_eq!(
+        steady(),
+        before,
+        "an unchanged resolution keeps its result and resolvedAt"
+    );
 
     // A signal freezes the resolved set into the Quarantine, with why each role is in it.
     let events = format!("http://127.0.0.1:{signals_port}/events");
@@ -805,5 +825,138 @@ async fn a_failing_list_roles_call_resolves_no_one_and_removes_nothing_in_the_bi
     proxy.clear();
     wait_selectors_condition(&kubectl, "ml-spike", "True Resolved 2", &controller).await;
     drop(controller);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_leader_lists_iam_and_a_standby_freezes_the_leaders_resolution() {
+    let moto = moto::MotoServer::start();
+    let iam = iam_client(&moto).await;
+    role(&iam, "/teams/ml/", "ml-a", "ml").await;
+    role(&iam, "/teams/ml/", "ml-b", "ml").await;
+    role(&iam, "/teams/web/", "web-a", "ml").await;
+    // Each replica reaches IAM through its own proxy: what each one calls is seen apart.
+    let proxy_a = crate::support::fault_proxy::FaultProxy::start(&moto.url).await;
+    let proxy_b = crate::support::fault_proxy::FaultProxy::start(&moto.url).await;
+    let (emulator, kubectl) = cluster_with_events_key(NS, API_KEY).await;
+    let dir = std::env::temp_dir().join(format!("agr-selectors-standby-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let replica = |name: &str, proxy: &crate::support::fault_proxy::FaultProxy| {
+        let run = dir.join(name);
+        std::fs::create_dir_all(&run).unwrap();
+        let (metrics_port, signals_port) = (free_port(), free_port());
+        let config = run.join("config.yaml");
+        std::fs::write(
+            &config,
+            selector_config(metrics_port, signals_port, &proxy.url, ""),
+        )
+        .unwrap();
+        let pod = format!("autoguardrails-{name}");
+        let controller = spawn_controller_with_env(
+            emulator.kubeconfig_path(),
+            &config,
+            NS,
+            &run,
+            &[],
+            &[("POD_NAME", std::ffi::OsStr::new(&pod))],
+        );
+        (
+            controller,
+            format!("http://127.0.0.1:{metrics_port}"),
+            format!("http://127.0.0.1:{signals_port}/events"),
+        )
+    };
+    let http = crate::support::binary::http_client();
+    let (leader, leader_ops, _) = replica("a", &proxy_a);
+    wait_for("replica a leads", Duration::from_secs(60), || async {
+        let ready = matches!(http.get(format!("{leader_ops}/readyz")).send().await, Ok(r) if r.status() == 200);
+        ready && metric_value(&http, &leader_ops, "autoguardrails_leader ").await == 1.0
+    })
+    .await;
+    let (standby, standby_ops, standby_events) = replica("b", &proxy_b);
+    wait_for("replica b ready", Duration::from_secs(60), || async {
+        matches!(http.get(format!("{standby_ops}/readyz")).send().await, Ok(r) if r.status() == 200)
+    })
+    .await;
+    assert_eq!(
+        metric_value(&http, &standby_ops, "autoguardrails_leader ").await,
+        0.0
+    );
+
+    kubectl.run_with_input(&["apply", "-f", "-"], Some(POLICY));
+    wait_selectors_condition(&kubectl, "ml-spike", "True Resolved 2", &leader).await;
+    // The status carries the whole resolution for the standby.
+    let carried = kubectl.run(&[
+        "get",
+        "guardrailpolicy/ml-spike",
+        "-n",
+        NS,
+        "-o",
+        "jsonpath={.status.resolvedTargets.targets[*].arn} {.status.resolvedTargets.selectorsHash}",
+    ]);
+    assert!(
+        carried.starts_with(
+            "arn:aws:iam::123456789012:role/teams/ml/ml-a arn:aws:iam::123456789012:role/teams/ml/ml-b "
+        ),
+        "{carried}"
+    );
+
+    // A signal at the standby: its intake freezes the leader's resolution into the Quarantine.
+    assert_eq!(
+        signal_and_wait(
+            &http,
+            &standby_events,
+            &kubectl,
+            "ml-spike",
+            "standby-1",
+            ACCOUNT
+        )
+        .await,
+        "standby-1 Matched",
+        "{}",
+        standby.log()
+    );
+    let name = kubectl.run(&["get", "quarantines", "-n", NS, "-o", "name"]);
+    let name = name.trim().to_string();
+    let spec =
+        |path: &str| kubectl.run(&["get", &name, "-n", NS, "-o", &format!("jsonpath={path}")]);
+    assert_eq!(
+        spec("{.spec.targets[*].arn}").trim(),
+        "arn:aws:iam::123456789012:role/teams/ml/ml-a arn:aws:iam::123456789012:role/teams/ml/ml-b"
+    );
+    assert_eq!(
+        spec("{.spec.targetReasons[*].matchedBy}")
+            .matches("selectors[0]: account 123456789012, path /teams/ml/, tag team=ml")
+            .count(),
+        2
+    );
+    // The leader keeps listing; the standby never listed anything.
+    let listed = proxy_a.count("ListRoles");
+    wait_for(
+        "the leader's next resolutions",
+        Duration::from_secs(30),
+        || {
+            let now = proxy_a.count("ListRoles");
+            async move { now >= listed + 2 }
+        },
+    )
+    .await;
+    for call in ["ListRoles", "ListRoleTags", "ListUsers"] {
+        assert_eq!(proxy_b.count(call), 0, "{call}: {:?}", proxy_b.seen());
+    }
+
+    // The leader goes away: the standby takes over and lists IAM itself.
+    drop(leader);
+    wait_for("replica b leads", Duration::from_secs(60), || async {
+        metric_value(&http, &standby_ops, "autoguardrails_leader ").await == 1.0
+    })
+    .await;
+    wait_for("replica b lists IAM", Duration::from_secs(30), || {
+        let n = proxy_b.count("ListRoles");
+        async move { n > 0 }
+    })
+    .await;
+    wait_selectors_condition(&kubectl, "ml-spike", "True Resolved 2", &standby).await;
+    drop(standby);
     let _ = std::fs::remove_dir_all(&dir);
 }
