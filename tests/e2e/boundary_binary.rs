@@ -6,8 +6,8 @@
 //! says so (condition, Warning Event, history) and deletes our boundary policy.
 
 use crate::support::binary::{
-    ControllerProcess, cluster_with_events_key, create_roles, free_port, iam_client, metric_value,
-    post_event, wait_for,
+    ControllerProcess, cluster_with_events_key, create_roles, iam_client, metric_value, post_event,
+    wait_for,
 };
 use crate::support::moto;
 
@@ -100,41 +100,15 @@ async fn a_boundary_quarantine_records_restores_and_leaves_someone_elses_change(
     let (emulator, kubectl) = cluster_with_events_key(NS, API_KEY).await;
     let kubeconfig = emulator.kubeconfig_path().to_path_buf();
 
-    let metrics_port = free_port();
-    let signals_port = free_port();
     let dir = std::env::temp_dir().join(format!("agr-boundary-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("config.yaml");
     // The periodic check is ten minutes away: only events and releases reconcile in the test.
-    std::fs::write(
-        &config,
-        format!(
-            r#"clusterId: e2e
-namespaces: [{NS}]
-driftPeriod: 10m
-fullConvergePeriod: 10m
-metricsAddr: 127.0.0.1:{metrics_port}
-signalsAddr: 127.0.0.1:{signals_port}
-aws:
-  backend: sdk
-  endpointUrl: {moto}
-  maxAttempts: 1
-  requestsPerSecond: 0
-leaderElection:
-  leaseNamespace: {NS}
-  leaseDuration: 4s
-  renewDeadline: 3s
-  retryPeriod: 500ms
-signals:
-  events:
-    apiKeySecret: {{ name: events-key, key: apiKey }}
-notifications:
-  enabled: false
-"#,
-            moto = moto.url
-        ),
-    )
-    .unwrap();
+    let setup = crate::support::binary::ControllerConfig::sdk(NS, &moto.url)
+        .setting("driftPeriod", "10m")
+        .setting("fullConvergePeriod", "10m")
+        .events_key();
+    let config = setup.write(&dir);
+    let (metrics_port, signals_port) = (setup.metrics_port, setup.signals_port);
     let spawn = |log_name: &str| {
         let log = dir.join(log_name);
         let child = Command::new(env!("CARGO_BIN_EXE_autoguardrails"))
@@ -383,40 +357,14 @@ async fn a_force_deleted_boundary_quarantine_is_put_back_by_the_orphan_sweep() {
         .unwrap();
     let (emulator, kubectl) = cluster_with_events_key(NS, API_KEY).await;
     let kubeconfig = emulator.kubeconfig_path().to_path_buf();
-    let metrics_port = free_port();
-    let signals_port = free_port();
     let dir = std::env::temp_dir().join(format!("agr-boundary-orphan-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("config.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"clusterId: e2e
-namespaces: [{NS}]
-sweepPeriod: 2s
-metricsAddr: 127.0.0.1:{metrics_port}
-signalsAddr: 127.0.0.1:{signals_port}
-aws:
-  backend: sdk
-  endpointUrl: {moto}
-  maxAttempts: 1
-  requestsPerSecond: 0
-leaderElection:
-  leaseNamespace: {NS}
-  leaseDuration: 4s
-  renewDeadline: 3s
-  retryPeriod: 500ms
-signals:
-  events:
-    apiKeySecret: {{ name: events-key, key: apiKey }}
-notifications:
-  enabled: false
-"#,
-            moto = moto.url
-        ),
-    )
-    .unwrap();
+    let setup = crate::support::binary::ControllerConfig::sdk(NS, &moto.url)
+        .setting("sweepPeriod", "2s")
+        .events_key();
+    let config = setup.write(&dir);
+    let (metrics_port, signals_port) = (setup.metrics_port, setup.signals_port);
     let spawn = |log: &str| {
         let run = dir.join(log);
         std::fs::create_dir_all(&run).unwrap();

@@ -56,41 +56,15 @@ async fn a_person_drives_a_quarantine_with_kubectl_against_the_real_binary() {
     let (emulator, kubectl) = cluster_with_events_key(NS, API_KEY).await;
     let kubeconfig = emulator.kubeconfig_path().to_path_buf();
 
-    let metrics_port = free_port();
-    let signals_port = free_port();
     let dir = std::env::temp_dir().join(format!("agr-binary-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("config.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"clusterId: e2e
-namespaces: [{NS}]
-driftPeriod: 1s
-retireEndedAfter: 1s
-sweepPeriod: 2s
-metricsAddr: 127.0.0.1:{metrics_port}
-signalsAddr: 127.0.0.1:{signals_port}
-aws:
-  backend: sdk
-  endpointUrl: {moto}
-  maxAttempts: 1
-  requestsPerSecond: 0
-leaderElection:
-  leaseNamespace: {NS}
-  leaseDuration: 4s
-  renewDeadline: 3s
-  retryPeriod: 500ms
-signals:
-  events:
-    apiKeySecret: {{ name: events-key, key: apiKey }}
-notifications:
-  enabled: false
-"#,
-            moto = moto.url
-        ),
-    )
-    .unwrap();
+    let setup = crate::support::binary::ControllerConfig::sdk(NS, &moto.url)
+        .setting("driftPeriod", "1s")
+        .setting("retireEndedAfter", "1s")
+        .setting("sweepPeriod", "2s")
+        .events_key();
+    let config = setup.write(&dir);
+    let (metrics_port, signals_port) = (setup.metrics_port, setup.signals_port);
     let log = dir.join("controller.log");
     let child = Command::new(env!("CARGO_BIN_EXE_autoguardrails"))
         .args([

@@ -91,39 +91,13 @@ async fn selectors_resolve_freeze_refuse_and_fail_closed_in_the_binary() {
     let (emulator, kubectl) = cluster_with_events_key(NS, API_KEY).await;
     let kubeconfig = emulator.kubeconfig_path().to_path_buf();
 
-    let metrics_port = free_port();
-    let signals_port = free_port();
     let dir = std::env::temp_dir().join(format!("agr-selectors-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("config.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"clusterId: e2e
-namespaces: [{NS}]
-metricsAddr: 127.0.0.1:{metrics_port}
-signalsAddr: 127.0.0.1:{signals_port}
-selectorPeriod: 1s
-aws:
-  backend: sdk
-  endpointUrl: {moto}
-  maxAttempts: 1
-  requestsPerSecond: 0
-leaderElection:
-  leaseNamespace: {NS}
-  leaseDuration: 4s
-  renewDeadline: 3s
-  retryPeriod: 500ms
-signals:
-  events:
-    apiKeySecret: {{ name: events-key, key: apiKey }}
-notifications:
-  enabled: false
-"#,
-            moto = moto.url
-        ),
-    )
-    .unwrap();
+    let setup = crate::support::binary::ControllerConfig::sdk(NS, &moto.url)
+        .setting("selectorPeriod", "1s")
+        .events_key();
+    let config = setup.write(&dir);
+    let (metrics_port, signals_port) = (setup.metrics_port, setup.signals_port);
     let controller = spawn_controller_with_env(&kubeconfig, &config, NS, &dir, &[], &[]);
     let http = crate::support::binary::http_client();
     let ops = format!("http://127.0.0.1:{metrics_port}");
@@ -372,30 +346,14 @@ notifications:
 /// The binary's config for the selector tests: `endpoint` as the AWS endpoint (moto, or the
 /// fault proxy in front of it) and `accounts` as the `aws.accounts` block (may be empty).
 fn selector_config(metrics_port: u16, signals_port: u16, endpoint: &str, accounts: &str) -> String {
-    format!(
-        r#"clusterId: e2e
-namespaces: [{NS}]
-metricsAddr: 127.0.0.1:{metrics_port}
-signalsAddr: 127.0.0.1:{signals_port}
-selectorPeriod: 1s
-driftPeriod: 2s
-aws:
-  backend: sdk
-  endpointUrl: {endpoint}
-  maxAttempts: 1
-  requestsPerSecond: 0
-{accounts}leaderElection:
-  leaseNamespace: {NS}
-  leaseDuration: 4s
-  renewDeadline: 3s
-  retryPeriod: 500ms
-signals:
-  events:
-    apiKeySecret: {{ name: events-key, key: apiKey }}
-notifications:
-  enabled: false
-"#
-    )
+    let mut setup = crate::support::binary::ControllerConfig::sdk(NS, endpoint)
+        .setting("selectorPeriod", "1s")
+        .setting("driftPeriod", "2s")
+        .aws_lines(accounts)
+        .events_key();
+    setup.metrics_port = metrics_port;
+    setup.signals_port = signals_port;
+    setup.yaml()
 }
 
 /// `SelectorsResolved` status, reason and resolved count of `policy`, as one line.
