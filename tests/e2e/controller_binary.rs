@@ -65,30 +65,9 @@ async fn a_person_drives_a_quarantine_with_kubectl_against_the_real_binary() {
         .events_key();
     let config = setup.write(&dir);
     let (metrics_port, signals_port) = (setup.metrics_port, setup.signals_port);
-    let log = dir.join("controller.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_autoguardrails"))
-        .args([
-            "controller",
-            "--config",
-            config.to_str().unwrap(),
-            "--log-format",
-            "text",
-        ])
-        .env("KUBECONFIG", &kubeconfig)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
-        .env("POD_NAME", "autoguardrails-0")
-        .env("POD_NAMESPACE", NS)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut controller = ControllerProcess {
-        child: Some(child),
-        log,
-    };
+    // As the chart runs it (tests/support/binary.rs), the log in dir/controller.log.
+    let mut controller =
+        crate::support::binary::spawn_controller_with_env(&kubeconfig, &config, NS, &dir, &[], &[]);
     let http = crate::support::binary::http_client();
     let ops = format!("http://127.0.0.1:{metrics_port}");
     wait_for("/readyz", Duration::from_secs(60), || async {
