@@ -1,6 +1,7 @@
 //! The orphan sweep: periodically releases every IAM object of ours whose Quarantine is gone or
-//! has ended (a crash between steps, a finalizer removed by hand, a reinstall), and refreshes the
-//! quarantine and policy gauges. It only ever releases (the kill-switch gate is used, so enforcement
+//! has ended (a crash between steps, a finalizer removed by hand, a reinstall) — deny policies,
+//! and boundary policies with each recorded principal's previous boundary put back (decision
+//! 251) — and refreshes the quarantine and policy gauges. It only ever releases (the kill-switch gate is used, so enforcement
 //! writes are impossible) and holds the IAM lock exclusively so no reconcile creates a policy
 //! for a Quarantine it has not seen yet.
 
