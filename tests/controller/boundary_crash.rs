@@ -457,6 +457,9 @@ async fn a_force_deleted_quarantine_gets_every_previous_boundary_back_from_the_s
     let w = world();
     enforce_then_force_delete(&w, None).await;
     let to_active = w.iam.call_count();
+    println!(
+        "force-deleted boundary quarantine: {to_active} IAM calls to Active, each one crashed after in turn"
+    );
     assert_eq!(boundaries(&w), vec![Some(w.ours.clone()); 3]);
     let tags = w
         .iam
@@ -511,6 +514,7 @@ async fn the_sweep_itself_survives_a_crash_after_any_call() {
     sweep_until_done(&w, &ProtectedPrincipals::default()).await;
     let sweep_calls = w.iam.call_count() - before;
     assert!(sweep_calls > 5, "{sweep_calls}");
+    println!("boundary orphan sweep: {sweep_calls} IAM calls, each one crashed after in turn");
     for j in 1..=sweep_calls {
         let w = world();
         enforce_then_force_delete(&w, None).await;
