@@ -592,24 +592,16 @@ pub async fn serve_until(config: Config, shutdown: Shutdown) -> Result<(), RunEr
     if let crate::controller::clock::EvaluationClock::File(path) = &clock {
         tracing::warn!(
             file = %path.display(),
-            "TEST CLOCK: policies are evaluated at the instant in this file, not the system time. For the test suite only."
+            "TEST CLOCK: policies are evaluated and SNS messages verified at the instant in this file, not the system time. For the test suite only."
         );
     }
-    // Selector resolutions, on every replica: intake reads them (decision 246).
-    let resolver = tokio::spawn(crate::controller::resolver::run(
-        intake_stores.clone(),
-        clients.clone(),
-        Duration::try_from(config.selector_period).unwrap_or(Duration::from_secs(300)),
-        clock.clone(),
-        wait_for_shutdown(resolver_stop),
-    ));
     let mut intake = Intake::new(
         client.clone(),
         intake_stores.clone(),
         &controller_settings.protected_principals,
         config.kill_switch,
     )
-    .with_clock(clock)
+    .with_clock(clock.clone())
     .with_audit(controller_settings.audit.controller.clone());
     // notifyOnly policies (decision 241): announced by the replica that evaluated the signal.
     let (announcer_stop, announcer_stop_rx) = watch::channel(false);
@@ -668,7 +660,8 @@ pub async fn serve_until(config: Config, shutdown: Shutdown) -> Result<(), RunEr
     )
     .map_err(|e| RunError::Signals(e.to_string()))?
     .with_submitted(submitted.clone())
-    .with_drift_repair(intake_stores.clone());
+    .with_drift_repair(intake_stores.clone())
+    .with_sns_clock(clock.clone());
     if let Some(tracker) = &velocity {
         signal_state = signal_state.with_velocity(tracker.clone());
     }
@@ -863,6 +856,16 @@ pub async fn serve_until(config: Config, shutdown: Shutdown) -> Result<(), RunEr
         (receiver, None)
     };
 
+    // Selector resolutions, on every replica: intake reads them (decision 246); only the
+    // leader lists IAM, a standby reads the leader's result from the policy status (252).
+    let resolver = tokio::spawn(crate::controller::resolver::run(
+        intake_stores.clone(),
+        clients.clone(),
+        Duration::try_from(config.selector_period).unwrap_or(Duration::from_secs(300)),
+        clock.clone(),
+        leadership.clone(),
+        wait_for_shutdown(resolver_stop),
+    ));
     let parts = Parts {
         config,
         settings: controller_settings,

@@ -1,8 +1,10 @@
 //! The clock signal intake evaluates policies with (exception windows, cooldowns): the system
 //! clock, or, in debug builds only, an instant read from the file named by
 //! [`TEST_CLOCK_FILE_VARIABLE`] so the end-to-end tests can put the real binary at any instant
-//! (a daylight-saving change) without waiting for it (decision 203). A release build refuses to
-//! start with the variable set. It must not be used for anything but policy evaluation.
+//! (a daylight-saving change) without waiting for it (decision 203), and the instant `/sns`
+//! checks a message's age and its certificate's validity at, so a message AWS signed years ago
+//! can be verified through the binary (decision 250). A release build refuses to start with the
+//! variable set. It must not be used for anything but policy evaluation and those SNS checks.
 
 use std::path::PathBuf;
 

@@ -1,9 +1,10 @@
 //! The selector resolver: on a period, lists IAM (and Organizations for OU selectors) through
 //! the one client factory for every cached policy with `scope.selectors`, matches with the pure
 //! `policy::selectors`, and keeps the result in memory ([`Resolutions`]) for intake. It runs on
-//! every replica (intake runs on every replica); it writes nothing to Kubernetes: a changed
-//! resolution asks the policy controller (leader only) to write the status. Reads only; it must
-//! never write to AWS.
+//! every replica (intake runs on every replica) but lists only on the leader; a standby replica
+//! reads the leader's result back from the policy status (decision 252). It writes nothing to
+//! Kubernetes: the leader's resolutions ask the policy controller to write the status. Reads
+//! only; it must never write to AWS.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
@@ -91,6 +92,12 @@ impl Resolutions {
             .unwrap_or_else(|p| p.into_inner())
             .push(sender);
         receiver
+    }
+
+    /// Asks the policy controllers to look at a policy's resolution again (the leader after
+    /// every resolution: the status keeps standby replicas' copy fresh, decision 252).
+    pub fn touch(&self, namespace: &str, name: &str) {
+        self.notify(namespace, name);
     }
 
     fn notify(&self, namespace: &str, name: &str) {
@@ -288,15 +295,49 @@ pub async fn resolve_policy(
     }
 }
 
+/// A standby replica's resolutions: each cached policy's status as the leader wrote it
+/// ([`selectors::from_status`]); a policy whose status says nothing usable is forgotten, so
+/// intake refuses it as unresolved.
+pub fn follow_status(stores: &crate::controller::reconcile::Stores) {
+    let resolutions = stores.resolutions();
+    let mut keep = BTreeSet::new();
+    for policy in stores.policies() {
+        if policy.spec.scope.selectors.is_empty() {
+            continue;
+        }
+        let key = (policy.namespace().unwrap_or_default(), policy.name_any());
+        let status = policy.status.as_ref();
+        let condition = status.and_then(|s| {
+            s.conditions
+                .iter()
+                .find(|c| c.type_ == crate::controller::crd::conditions::SELECTORS_RESOLVED)
+        });
+        let read = match (status.and_then(|s| s.resolved_targets.as_ref()), condition) {
+            (Some(summary), Some(c)) => {
+                selectors::from_status(&policy.spec.scope, summary, &c.reason, &c.message)
+            }
+            _ => None,
+        };
+        if let Some(resolution) = read {
+            resolutions.put(&key.0, &key.1, resolution);
+            keep.insert(key);
+        }
+    }
+    resolutions.retain(&keep);
+}
+
 /// Resolves every cached policy with selectors when it is due (no resolution for its current
-/// selectors yet, or the last one is a period old), until `shutdown` resolves. Policies are
-/// resolved one after another; a failed listing is kept as a failed resolution (and retried
-/// at the next period).
+/// selectors yet, or the last one is a period old), until `shutdown` resolves, while `leading`
+/// is true; while it is false, follows the leader's results in the policy status instead
+/// ([`follow_status`]), so only the leader calls IAM (decision 252). Policies are resolved one
+/// after another; a failed listing is kept as a failed resolution (and retried at the next
+/// period).
 pub async fn run(
     stores: crate::controller::reconcile::Stores,
     factory: Arc<dyn ClientFactory>,
     period: Duration,
     clock: EvaluationClock,
+    leading: tokio::sync::watch::Receiver<bool>,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) {
     let resolutions = stores.resolutions().clone();
@@ -304,6 +345,14 @@ pub async fn run(
     let work = async {
         stores.wait_ready().await;
         loop {
+            if !*leading.borrow() {
+                // Standby: no IAM call; the leader's status is the resolution. On becoming
+                // leader every policy is due at once.
+                last.clear();
+                follow_status(&stores);
+                tokio::time::sleep(LOOK_EVERY).await;
+                continue;
+            }
             let mut keep = BTreeSet::new();
             for policy in stores.policies() {
                 if policy.spec.scope.selectors.is_empty()
@@ -335,6 +384,7 @@ pub async fn run(
                     }
                 }
                 resolutions.put(&key.0, &key.1, resolution);
+                resolutions.touch(&key.0, &key.1);
                 last.insert(key, (fingerprint, tokio::time::Instant::now()));
             }
             last.retain(|k, _| keep.contains(k));

@@ -389,3 +389,224 @@ async fn a_policy_under_our_name_without_our_tags_is_never_used() {
         "a look-alike policy is never put on anyone"
     );
 }
+
+/// The orphan sweep as the controller runs it (no live Quarantine), until it reports nothing
+/// left to do; a crash aborts a pass and the next pass starts over (at most 6 passes).
+async fn sweep_until_done(w: &World, protected: &ProtectedPrincipals) -> apply::OrphanReport {
+    let live = std::collections::BTreeSet::new();
+    let mut last = None;
+    for _ in 0..6 {
+        match apply::sweep_orphans(
+            &w.clients,
+            protected,
+            CLUSTER,
+            &[ACCOUNT.to_string()],
+            &live,
+            WriteGate::KillSwitch,
+        )
+        .await
+        {
+            Ok(report) => {
+                let done = report.orphans.is_empty();
+                last = Some(report);
+                if done {
+                    break;
+                }
+            }
+            Err(EnforceError::Aborted(_)) => w.iam.recover(),
+            Err(other) => panic!("unexpected error {other}"),
+        }
+    }
+    last.expect("a pass finished")
+}
+
+/// Enforces until the crash armed at call `k` fires (or the quarantine is Active), then the
+/// Quarantine is deleted without its finalizer: every status record is lost.
+async fn enforce_then_force_delete(w: &World, k: Option<u64>) {
+    if let Some(k) = k {
+        w.iam.crash_after_call(k);
+    }
+    let protected = ProtectedPrincipals::default();
+    let mut records = vec![None; w.targets.len()];
+    for _ in 0..8 {
+        match apply::enforce(
+            &w.clients,
+            &protected,
+            &input(w, &records, WriteGate::Enforce),
+        )
+        .await
+        {
+            Ok(report) => {
+                store(&mut records, &report);
+                if report.targets.iter().all(|t| t.outcome == Outcome::InPlace) {
+                    break;
+                }
+            }
+            Err(EnforceError::Aborted(_)) => {
+                w.iam.recover();
+                break;
+            }
+            Err(other) => panic!("unexpected error {other}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_force_deleted_quarantine_gets_every_previous_boundary_back_from_the_sweep() {
+    // How many calls it takes to reach Active without a crash.
+    let w = world();
+    enforce_then_force_delete(&w, None).await;
+    let to_active = w.iam.call_count();
+    println!(
+        "force-deleted boundary quarantine: {to_active} IAM calls to Active, each one crashed after in turn"
+    );
+    assert_eq!(boundaries(&w), vec![Some(w.ours.clone()); 3]);
+    let tags = w
+        .iam
+        .state()
+        .policies
+        .values()
+        .find(|p| p.arn == w.ours)
+        .map(|p| p.tags.clone())
+        .unwrap_or_default();
+    assert_eq!(
+        boundary::recorded_previous(&tags),
+        vec![
+            (
+                PrincipalKind::Role,
+                "with-boundary".to_string(),
+                Some(w.previous.clone())
+            ),
+            (PrincipalKind::Role, "without-boundary".to_string(), None),
+            (
+                PrincipalKind::User,
+                "user-with-boundary".to_string(),
+                Some(w.previous.clone())
+            ),
+        ],
+        "each previous boundary is recorded on our policy before ours is put on"
+    );
+    // A crash after any call on the way to Active, then the Quarantine is force-deleted.
+    for k in (1..=to_active).map(Some).chain([None]) {
+        let w = world();
+        enforce_then_force_delete(&w, k).await;
+        let report = sweep_until_done(&w, &ProtectedPrincipals::default()).await;
+        assert_eq!(
+            boundaries(&w),
+            vec![Some(w.previous.clone()), None, Some(w.previous.clone())],
+            "k={k:?}: each previous boundary is back exactly ({report:?})"
+        );
+        let state = w.iam.state();
+        assert!(
+            !state.policies.values().any(|p| p.arn == w.ours),
+            "k={k:?}: our boundary policy is deleted"
+        );
+        assert!(state.policies.values().any(|p| p.arn == w.previous));
+        assert!(report.left.is_empty(), "k={k:?}: {report:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_sweep_itself_survives_a_crash_after_any_call() {
+    let w = world();
+    enforce_then_force_delete(&w, None).await;
+    let before = w.iam.call_count();
+    sweep_until_done(&w, &ProtectedPrincipals::default()).await;
+    let sweep_calls = w.iam.call_count() - before;
+    assert!(sweep_calls > 5, "{sweep_calls}");
+    println!("boundary orphan sweep: {sweep_calls} IAM calls, each one crashed after in turn");
+    for j in 1..=sweep_calls {
+        let w = world();
+        enforce_then_force_delete(&w, None).await;
+        let armed = w.iam.call_count() + j;
+        w.iam.crash_after_call(armed);
+        sweep_until_done(&w, &ProtectedPrincipals::default()).await;
+        assert!(
+            w.iam.call_count() > armed,
+            "the crash at call {armed} was reached"
+        );
+        assert_eq!(
+            boundaries(&w),
+            vec![Some(w.previous.clone()), None, Some(w.previous.clone())],
+            "sweep crash after call {j}"
+        );
+        assert!(!w.iam.state().policies.values().any(|p| p.arn == w.ours));
+    }
+}
+
+#[tokio::test]
+async fn the_sweep_touches_no_live_quarantine_no_protected_principal_and_no_untrusted_record() {
+    // A live Quarantine: its boundary policy and principals are not the sweep's.
+    let w = world();
+    enforce_then_force_delete(&w, None).await;
+    let live: std::collections::BTreeSet<_> = [key("q1")].into_iter().collect();
+    let writes = w.iam.write_count();
+    let r = apply::sweep_orphans(
+        &w.clients,
+        &ProtectedPrincipals::default(),
+        CLUSTER,
+        &[ACCOUNT.to_string()],
+        &live,
+        WriteGate::KillSwitch,
+    )
+    .await
+    .unwrap();
+    assert!(r.orphans.is_empty(), "{r:?}");
+    assert_eq!(w.iam.write_count(), writes);
+    assert_eq!(boundaries(&w), vec![Some(w.ours.clone()); 3]);
+
+    // Dry-run: found, reported, nothing sent.
+    let r = apply::sweep_orphans(
+        &w.clients,
+        &ProtectedPrincipals::default(),
+        CLUSTER,
+        &[ACCOUNT.to_string()],
+        &std::collections::BTreeSet::new(),
+        WriteGate::DryRun,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.orphans, vec![w.ours.clone()]);
+    assert_eq!(w.iam.write_count(), writes, "{:?}", w.iam.write_log());
+
+    // Someone rewrote the first record to a policy of another account, and the user is
+    // protected: both keep ours (reported), the second target gets its "none" back, and our
+    // policy stays while anyone still holds it.
+    w.iam
+        .tag_policy(
+            &w.ours,
+            &[autoguardrails::aws::Tag::new(
+                boundary::previous_key(PrincipalKind::Role, "with-boundary"),
+                "arn:aws:iam::999999999999:policy/AdminEverything",
+            )],
+        )
+        .await
+        .unwrap();
+    let protected = ProtectedPrincipals::parse([w.targets[2].1.as_str()]).unwrap();
+    let before = w.iam.write_count();
+    let r = sweep_until_done(&w, &protected).await;
+    assert_eq!(
+        boundaries(&w),
+        vec![Some(w.ours.clone()), None, Some(w.ours.clone())],
+        "{r:?}"
+    );
+    assert_eq!(r.left.len(), 2, "{r:?}");
+    assert!(
+        r.left.iter().any(|(_, why)| why.contains("999999999999")),
+        "{r:?}"
+    );
+    assert!(
+        r.left.iter().any(|(_, why)| why.contains("protected")),
+        "{r:?}"
+    );
+    assert!(w.iam.state().policies.values().any(|p| p.arn == w.ours));
+    let sweep_writes: Vec<String> = w.iam.write_log()[before..]
+        .iter()
+        .map(|x| format!("{:?} {}", x.operation, x.arguments))
+        .collect();
+    assert_eq!(
+        sweep_writes,
+        vec!["DeleteRolePermissionsBoundary role/without-boundary".to_string()],
+        "only the target with a trusted record and not protected is written"
+    );
+}

@@ -6,8 +6,8 @@
 //! says so (condition, Warning Event, history) and deletes our boundary policy.
 
 use crate::support::binary::{
-    ControllerProcess, cluster_with_events_key, create_roles, free_port, iam_client, metric_value,
-    post_event, wait_for,
+    ControllerProcess, cluster_with_events_key, create_roles, iam_client, metric_value, post_event,
+    wait_for,
 };
 use crate::support::moto;
 
@@ -100,41 +100,15 @@ async fn a_boundary_quarantine_records_restores_and_leaves_someone_elses_change(
     let (emulator, kubectl) = cluster_with_events_key(NS, API_KEY).await;
     let kubeconfig = emulator.kubeconfig_path().to_path_buf();
 
-    let metrics_port = free_port();
-    let signals_port = free_port();
     let dir = std::env::temp_dir().join(format!("agr-boundary-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("config.yaml");
     // The periodic check is ten minutes away: only events and releases reconcile in the test.
-    std::fs::write(
-        &config,
-        format!(
-            r#"clusterId: e2e
-namespaces: [{NS}]
-driftPeriod: 10m
-fullConvergePeriod: 10m
-metricsAddr: 127.0.0.1:{metrics_port}
-signalsAddr: 127.0.0.1:{signals_port}
-aws:
-  backend: sdk
-  endpointUrl: {moto}
-  maxAttempts: 1
-  requestsPerSecond: 0
-leaderElection:
-  leaseNamespace: {NS}
-  leaseDuration: 4s
-  renewDeadline: 3s
-  retryPeriod: 500ms
-signals:
-  events:
-    apiKeySecret: {{ name: events-key, key: apiKey }}
-notifications:
-  enabled: false
-"#,
-            moto = moto.url
-        ),
-    )
-    .unwrap();
+    let setup = crate::support::binary::ControllerConfig::sdk(NS, &moto.url)
+        .setting("driftPeriod", "10m")
+        .setting("fullConvergePeriod", "10m")
+        .events_key();
+    let config = setup.write(&dir);
+    let (metrics_port, signals_port) = (setup.metrics_port, setup.signals_port);
     let spawn = |log_name: &str| {
         let log = dir.join(log_name);
         let child = Command::new(env!("CARGO_BIN_EXE_autoguardrails"))
@@ -363,4 +337,154 @@ notifications:
                 && e["message"].as_str().unwrap_or("").contains(&theirs)),
         "a Warning Event names the boundary left in place: {events}"
     );
+}
+
+/// A Quarantine deleted without its finalizer (while the controller was down) leaves our boundary
+/// on its roles; the orphan sweep of the next controller finds our boundary policy with no live
+/// Quarantine, puts back each role's previous boundary from the record on that policy (decision
+/// 251) and deletes the policy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_force_deleted_boundary_quarantine_is_put_back_by_the_orphan_sweep() {
+    let moto = moto::MotoServer::start();
+    let iam = iam_client(&moto).await;
+    create_roles(&iam, &["dev-ci", "etl"]).await;
+    let team = create_policy(&iam, "team-boundary").await;
+    iam.put_role_permissions_boundary()
+        .role_name("dev-ci")
+        .permissions_boundary(&team)
+        .send()
+        .await
+        .unwrap();
+    let (emulator, kubectl) = cluster_with_events_key(NS, API_KEY).await;
+    let kubeconfig = emulator.kubeconfig_path().to_path_buf();
+    let dir = std::env::temp_dir().join(format!("agr-boundary-orphan-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let setup = crate::support::binary::ControllerConfig::sdk(NS, &moto.url)
+        .setting("sweepPeriod", "2s")
+        .events_key();
+    let config = setup.write(&dir);
+    let (metrics_port, signals_port) = (setup.metrics_port, setup.signals_port);
+    let spawn = |log: &str| {
+        let run = dir.join(log);
+        std::fs::create_dir_all(&run).unwrap();
+        crate::support::binary::spawn_controller_with_env(&kubeconfig, &config, NS, &run, &[], &[])
+    };
+    let http = crate::support::binary::http_client();
+    let ops = format!("http://127.0.0.1:{metrics_port}");
+    let leader = || async {
+        let ready =
+            matches!(http.get(format!("{ops}/readyz")).send().await, Ok(r) if r.status() == 200);
+        ready && metric_value(&http, &ops, "autoguardrails_leader ").await == 1.0
+    };
+    let controller = spawn("first");
+    wait_for("/readyz and the lease", Duration::from_secs(60), leader).await;
+    kubectl.run_with_input(&["apply", "-f", "-"], Some(POLICY));
+    kubectl.run(&[
+        "wait",
+        "-n",
+        NS,
+        "--for=condition=Ready",
+        "guardrailpolicy/ci-boundary",
+        "--timeout=60s",
+    ]);
+    let mut anomaly: Value =
+        serde_json::from_str(include_str!("../fixtures/signals/eventbridge-anomaly.json")).unwrap();
+    anomaly["account"] = ACCOUNT.into();
+    anomaly["detail"]["rootCauses"][0]["linkedAccount"] = ACCOUNT.into();
+    anomaly["detail"]["impact"]["totalImpact"] = serde_json::json!(520.0);
+    let events = format!("http://127.0.0.1:{signals_port}/events");
+    let created = post_event(&http, &events, API_KEY, &anomaly).await;
+    assert_eq!(created.0, 200, "{}\n{}", created.2, controller.log());
+    let name = kubectl.run(&["get", "quarantines", "-n", NS, "-o", "name"]);
+    let name = name.trim().to_string();
+    for i in 0..2 {
+        kubectl.run(&[
+            "wait",
+            "-n",
+            NS,
+            &format!("--for=jsonpath={{.status.boundaries[{i}].state}}=Set"),
+            &name,
+            "--timeout=60s",
+        ]);
+    }
+    let ours = boundary_of(&iam, "etl").await.expect("ours is on");
+    assert_eq!(
+        boundary_of(&iam, "dev-ci").await.as_deref(),
+        Some(ours.as_str())
+    );
+    // The record that outlives the Quarantine: one tag per role on our boundary policy.
+    let tags: Vec<(String, String)> = iam
+        .list_policy_tags()
+        .policy_arn(&ours)
+        .send()
+        .await
+        .unwrap()
+        .tags()
+        .iter()
+        .map(|t| (t.key().to_string(), t.value().to_string()))
+        .filter(|(k, _)| k.starts_with("autoguardrails.io/previous-boundary/"))
+        .collect();
+    assert_eq!(
+        tags,
+        vec![
+            (
+                "autoguardrails.io/previous-boundary/role/dev-ci".to_string(),
+                team.clone()
+            ),
+            (
+                "autoguardrails.io/previous-boundary/role/etl".to_string(),
+                "none".to_string()
+            ),
+        ]
+    );
+
+    // The controller is down; someone removes the finalizer and deletes the Quarantine.
+    drop(controller);
+    kubectl.run(&[
+        "patch",
+        &name,
+        "-n",
+        NS,
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":null}}"#,
+    ]);
+    kubectl.run(&["delete", &name, "-n", NS, "--wait=true"]);
+    assert!(
+        kubectl
+            .run(&["get", "quarantines", "-n", NS, "-o", "name"])
+            .trim()
+            .is_empty()
+    );
+    assert_eq!(
+        boundary_of(&iam, "etl").await.as_deref(),
+        Some(ours.as_str())
+    );
+
+    // The next controller's sweep puts each previous boundary back and deletes ours.
+    let controller = spawn("second");
+    wait_for(
+        "the sweep restoring both roles",
+        Duration::from_secs(60),
+        || async {
+            boundary_of(&iam, "etl").await.is_none()
+                && boundary_of(&iam, "dev-ci").await.as_deref() == Some(team.as_str())
+        },
+    )
+    .await;
+    wait_for(
+        "our boundary policy deleted",
+        Duration::from_secs(30),
+        || async { !policy_exists(&iam, &ours).await },
+    )
+    .await;
+    assert!(policy_exists(&iam, &team).await, "theirs is never touched");
+    let log = controller.log();
+    assert!(
+        log.contains("orphan sweep put back the permissions boundary"),
+        "{log}"
+    );
+    drop(controller);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -56,65 +56,18 @@ async fn a_person_drives_a_quarantine_with_kubectl_against_the_real_binary() {
     let (emulator, kubectl) = cluster_with_events_key(NS, API_KEY).await;
     let kubeconfig = emulator.kubeconfig_path().to_path_buf();
 
-    let metrics_port = free_port();
-    let signals_port = free_port();
     let dir = std::env::temp_dir().join(format!("agr-binary-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("config.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"clusterId: e2e
-namespaces: [{NS}]
-driftPeriod: 1s
-retireEndedAfter: 1s
-sweepPeriod: 2s
-metricsAddr: 127.0.0.1:{metrics_port}
-signalsAddr: 127.0.0.1:{signals_port}
-aws:
-  backend: sdk
-  endpointUrl: {moto}
-  maxAttempts: 1
-  requestsPerSecond: 0
-leaderElection:
-  leaseNamespace: {NS}
-  leaseDuration: 4s
-  renewDeadline: 3s
-  retryPeriod: 500ms
-signals:
-  events:
-    apiKeySecret: {{ name: events-key, key: apiKey }}
-notifications:
-  enabled: false
-"#,
-            moto = moto.url
-        ),
-    )
-    .unwrap();
-    let log = dir.join("controller.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_autoguardrails"))
-        .args([
-            "controller",
-            "--config",
-            config.to_str().unwrap(),
-            "--log-format",
-            "text",
-        ])
-        .env("KUBECONFIG", &kubeconfig)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
-        .env("POD_NAME", "autoguardrails-0")
-        .env("POD_NAMESPACE", NS)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut controller = ControllerProcess {
-        child: Some(child),
-        log,
-    };
+    let setup = crate::support::binary::ControllerConfig::sdk(NS, &moto.url)
+        .setting("driftPeriod", "1s")
+        .setting("retireEndedAfter", "1s")
+        .setting("sweepPeriod", "2s")
+        .events_key();
+    let config = setup.write(&dir);
+    let (metrics_port, signals_port) = (setup.metrics_port, setup.signals_port);
+    // As the chart runs it (tests/support/binary.rs), the log in dir/controller.log.
+    let mut controller =
+        crate::support::binary::spawn_controller_with_env(&kubeconfig, &config, NS, &dir, &[], &[]);
     let http = crate::support::binary::http_client();
     let ops = format!("http://127.0.0.1:{metrics_port}");
     wait_for("/readyz", Duration::from_secs(60), || async {

@@ -5,12 +5,10 @@
 //! calls and malformed IAM events get clear answers and change nothing.
 
 use crate::support::binary::{
-    ControllerProcess, attached, cluster_with_events_key, create_roles, free_port, iam_client,
-    metric_value, post_event, wait_for,
+    attached, cluster_with_events_key, create_roles, iam_client, metric_value, post_event, wait_for,
 };
 use crate::support::moto;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -59,65 +57,18 @@ async fn a_detached_deny_is_reattached_when_the_cloudtrail_event_arrives() {
     let (emulator, kubectl) = cluster_with_events_key(NS, API_KEY).await;
     let kubeconfig = emulator.kubeconfig_path().to_path_buf();
 
-    let metrics_port = free_port();
-    let signals_port = free_port();
     let dir = std::env::temp_dir().join(format!("agr-drift-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("config.yaml");
     // The periodic check is ten minutes away: only the event can repair within the test.
-    std::fs::write(
-        &config,
-        format!(
-            r#"clusterId: e2e
-namespaces: [{NS}]
-driftPeriod: 10m
-fullConvergePeriod: 10m
-metricsAddr: 127.0.0.1:{metrics_port}
-signalsAddr: 127.0.0.1:{signals_port}
-aws:
-  backend: sdk
-  endpointUrl: {moto}
-  maxAttempts: 1
-  requestsPerSecond: 0
-leaderElection:
-  leaseNamespace: {NS}
-  leaseDuration: 4s
-  renewDeadline: 3s
-  retryPeriod: 500ms
-signals:
-  events:
-    apiKeySecret: {{ name: events-key, key: apiKey }}
-notifications:
-  enabled: false
-"#,
-            moto = moto.url
-        ),
-    )
-    .unwrap();
-    let log = dir.join("controller.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_autoguardrails"))
-        .args([
-            "controller",
-            "--config",
-            config.to_str().unwrap(),
-            "--log-format",
-            "text",
-        ])
-        .env("KUBECONFIG", &kubeconfig)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
-        .env("POD_NAME", "autoguardrails-0")
-        .env("POD_NAMESPACE", NS)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let controller = ControllerProcess {
-        child: Some(child),
-        log,
-    };
+    let setup = crate::support::binary::ControllerConfig::sdk(NS, &moto.url)
+        .setting("driftPeriod", "10m")
+        .setting("fullConvergePeriod", "10m")
+        .events_key();
+    let config = setup.write(&dir);
+    let (metrics_port, signals_port) = (setup.metrics_port, setup.signals_port);
+    // As the chart runs it (tests/support/binary.rs), the log in dir/controller.log.
+    let controller =
+        crate::support::binary::spawn_controller_with_env(&kubeconfig, &config, NS, &dir, &[], &[]);
     let http = crate::support::binary::http_client();
     let ops = format!("http://127.0.0.1:{metrics_port}");
     wait_for("/readyz and the lease", Duration::from_secs(60), || async {

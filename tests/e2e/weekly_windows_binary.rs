@@ -6,8 +6,8 @@
 //! excepted; an unreadable clock makes intake refuse the signal retryably instead of guessing.
 
 use crate::support::binary::{
-    attached, cluster_with_events_key, create_roles, free_port, iam_client, metric_value,
-    post_event, spawn_controller_with_env, wait_for,
+    attached, cluster_with_events_key, create_roles, iam_client, metric_value, post_event,
+    spawn_controller_with_env, wait_for,
 };
 use crate::support::moto;
 
@@ -66,41 +66,14 @@ async fn weekly_windows_hold_across_both_clock_changes_in_the_binary() {
     let (emulator, kubectl) = cluster_with_events_key(NS, API_KEY).await;
     let kubeconfig = emulator.kubeconfig_path().to_path_buf();
 
-    let metrics_port = free_port();
-    let signals_port = free_port();
     let dir = std::env::temp_dir().join(format!("agr-weekly-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let clock = dir.join("now");
     let set_clock = |instant: &str| std::fs::write(&clock, instant).unwrap();
     set_clock("2026-03-29T01:00:00Z");
-    let config = dir.join("config.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"clusterId: e2e
-namespaces: [{NS}]
-metricsAddr: 127.0.0.1:{metrics_port}
-signalsAddr: 127.0.0.1:{signals_port}
-aws:
-  backend: sdk
-  endpointUrl: {moto}
-  maxAttempts: 1
-  requestsPerSecond: 0
-leaderElection:
-  leaseNamespace: {NS}
-  leaseDuration: 4s
-  renewDeadline: 3s
-  retryPeriod: 500ms
-signals:
-  events:
-    apiKeySecret: {{ name: events-key, key: apiKey }}
-notifications:
-  enabled: false
-"#,
-            moto = moto.url
-        ),
-    )
-    .unwrap();
+    let setup = crate::support::binary::ControllerConfig::sdk(NS, &moto.url).events_key();
+    let config = setup.write(&dir);
+    let (metrics_port, signals_port) = (setup.metrics_port, setup.signals_port);
     let controller = spawn_controller_with_env(
         &kubeconfig,
         &config,

@@ -254,3 +254,116 @@ pub async fn metric_value(http: &reqwest::Client, ops: &str, line_prefix: &str) 
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0.0)
 }
+
+/// The controller configuration the end-to-end tests share: the real SDK against `endpoint`
+/// (moto, or a proxy in front of it) with one attempt and no client-side rate limit, a fast
+/// Lease, Slack off, free ports for the two listeners; plus each test's own top-level settings,
+/// `aws` lines and the `/events` key Secret when asked for.
+pub struct ControllerConfig {
+    namespace: String,
+    endpoint: String,
+    settings: Vec<(String, String)>,
+    aws_lines: String,
+    events_key: bool,
+    pub metrics_port: u16,
+    pub signals_port: u16,
+}
+
+impl ControllerConfig {
+    /// A configuration for `namespace` with the SDK backend at `endpoint`.
+    pub fn sdk(namespace: &str, endpoint: &str) -> ControllerConfig {
+        ControllerConfig {
+            namespace: namespace.to_string(),
+            endpoint: endpoint.to_string(),
+            settings: Vec::new(),
+            aws_lines: String::new(),
+            events_key: false,
+            metrics_port: free_port(),
+            signals_port: free_port(),
+        }
+    }
+
+    /// A top-level setting (`driftPeriod`, `sweepPeriod`, …), written in the order given.
+    pub fn setting(mut self, key: &str, value: &str) -> ControllerConfig {
+        self.settings.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Lines added under `aws:` (indented by two spaces already, ending in a newline).
+    pub fn aws_lines(mut self, lines: &str) -> ControllerConfig {
+        self.aws_lines = lines.to_string();
+        self
+    }
+
+    /// `/events` authenticated by the `events-key` Secret (key `apiKey`), as
+    /// [`cluster_with_events_key`] leaves it.
+    pub fn events_key(mut self) -> ControllerConfig {
+        self.events_key = true;
+        self
+    }
+
+    /// The YAML file's text.
+    pub fn yaml(&self) -> String {
+        let ns = &self.namespace;
+        let mut text = format!("clusterId: e2e\nnamespaces: [{ns}]\n");
+        for (key, value) in &self.settings {
+            text.push_str(&format!("{key}: {value}\n"));
+        }
+        text.push_str(&format!(
+            "metricsAddr: 127.0.0.1:{}\nsignalsAddr: 127.0.0.1:{}\n",
+            self.metrics_port, self.signals_port
+        ));
+        text.push_str(&format!(
+            "aws:\n  backend: sdk\n  endpointUrl: {}\n  maxAttempts: 1\n  requestsPerSecond: 0\n{}",
+            self.endpoint, self.aws_lines
+        ));
+        text.push_str(&format!(
+            "leaderElection:\n  leaseNamespace: {ns}\n  leaseDuration: 4s\n  renewDeadline: 3s\n  retryPeriod: 500ms\n"
+        ));
+        if self.events_key {
+            text.push_str(
+                "signals:\n  events:\n    apiKeySecret: { name: events-key, key: apiKey }\n",
+            );
+        }
+        text.push_str("notifications:\n  enabled: false\n");
+        text
+    }
+
+    /// Writes the file into `dir` and returns its path.
+    pub fn write(&self, dir: &Path) -> PathBuf {
+        std::fs::create_dir_all(dir).unwrap();
+        let path = dir.join("config.yaml");
+        std::fs::write(&path, self.yaml()).unwrap();
+        path
+    }
+
+    /// The metrics/health listener's base URL.
+    pub fn ops_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.metrics_port)
+    }
+
+    /// A URL on the signals listener (`/events`, `/sns`).
+    pub fn signals_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.signals_port)
+    }
+
+    /// Writes the file into `dir` and starts the controller with it
+    /// ([`spawn_controller_with_env`]).
+    pub fn spawn(
+        &self,
+        kubeconfig: &Path,
+        dir: &Path,
+        extra_args: &[&str],
+        extra_env: &[(&str, &std::ffi::OsStr)],
+    ) -> ControllerProcess {
+        let config = self.write(dir);
+        spawn_controller_with_env(
+            kubeconfig,
+            &config,
+            &self.namespace,
+            dir,
+            extra_args,
+            extra_env,
+        )
+    }
+}

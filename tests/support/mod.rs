@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod binary;
 pub mod controller;
+pub mod fault_proxy;
 pub mod fixtures;
 pub mod invariants;
 pub mod moto;

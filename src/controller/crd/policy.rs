@@ -454,6 +454,31 @@ pub struct ResolvedTargets {
     /// that gave it: an unchanged result is not rewritten).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolved_at: Option<Time>,
+    /// Which selectors this result is for (a hash of `scope.selectors`); standby replicas use the
+    /// result only while it matches the current spec (decision 252).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selectors_hash: Option<String>,
+    /// Until when the leader vouches for this result; standby replicas refuse it afterwards
+    /// (`SelectorsUnresolved`), as the leader refuses a stale resolution.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_until: Option<Time>,
+    /// The resolved principals with why each matched, when there are at most 100 (what a
+    /// standby replica's intake freezes into a Quarantine, decision 252).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    pub targets: Vec<ResolvedTargetStatus>,
+}
+
+/// One resolved principal in the policy status.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResolvedTargetStatus {
+    /// Role or user.
+    pub kind: PrincipalKind,
+    /// Its ARN.
+    pub arn: String,
+    /// What matched it (`scope.principals` or the selector's explanation).
+    pub matched_by: String,
 }
 
 /// The last signal a policy saw.

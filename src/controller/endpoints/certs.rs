@@ -464,6 +464,19 @@ impl PinnedCertificates {
     pub fn file_names(&self) -> impl Iterator<Item = &str> {
         self.by_file_name.keys().map(String::as_str)
     }
+
+    /// Each pinned file with its certificate's validity period (decision 250: a pinned
+    /// certificate is used only within it, like a fetched one).
+    pub fn validity(&self) -> Vec<(&str, jiff::Timestamp, jiff::Timestamp)> {
+        self.by_file_name
+            .iter()
+            .filter_map(|(name, pem)| {
+                crate::controller::signal::sns::certificate_validity(pem)
+                    .ok()
+                    .map(|(from, until)| (name.as_str(), from, until))
+            })
+            .collect()
+    }
 }
 
 #[async_trait]

@@ -270,6 +270,9 @@ pub struct SignalState {
     intake_timeout: Duration,
     limits: ListenerLimits,
     clock: Clock,
+    /// The instant `/sns` verifies message age and certificate validity at: the system clock,
+    /// or the test clock file in debug builds (decisions 203, 250).
+    sns_clock: crate::controller::clock::EvaluationClock,
     submitted: Option<Arc<SubmittedSignals>>,
     /// The spend-velocity estimator, when `velocity.enabled` (decision 174).
     velocity: Option<Arc<Tracker>>,
@@ -356,6 +359,7 @@ impl SignalState {
                 ..ListenerLimits::default()
             },
             clock: Arc::new(Timestamp::now),
+            sns_clock: crate::controller::clock::EvaluationClock::System,
             submitted: None,
             velocity: None,
             drift: None,
@@ -438,6 +442,14 @@ impl SignalState {
     /// Replaces the clock (tests).
     pub fn with_clock(mut self, clock: Clock) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// Verifies `/sns` deliveries at `clock`'s instant (the test clock file of decision 203 in
+    /// the test suite; [`EvaluationClock::System`](crate::controller::clock::EvaluationClock)
+    /// keeps [`with_clock`](Self::with_clock)'s clock).
+    pub fn with_sns_clock(mut self, clock: crate::controller::clock::EvaluationClock) -> Self {
+        self.sns_clock = clock;
         self
     }
 
@@ -745,6 +757,21 @@ fn pinned_or_fetched(
                 certificates = ?pinned.file_names().collect::<Vec<_>>(),
                 "SNS signing certificates are pinned: none will be fetched"
             );
+            let now = Timestamp::now();
+            for (file, from, until) in pinned.validity() {
+                if now < from || now > until {
+                    // Not fatal: other pinned certificates may be current. Messages naming this
+                    // one are refused with the period in the reason (decision 250).
+                    tracing::warn!(
+                        file,
+                        not_before = %from,
+                        not_after = %until,
+                        "pinned SNS certificate is outside its validity period: messages it signed are refused; pin the certificate SNS uses now"
+                    );
+                } else {
+                    tracing::info!(file, not_after = %until, "pinned SNS certificate");
+                }
+            }
             Arc::new(pinned)
         }
         None => Arc::new(
@@ -994,7 +1021,20 @@ async fn handle_sns(state: &SignalState, headers: &HeaderMap, body: Body) -> Ans
         Ok(text) => text,
         Err(answer) => return answer,
     };
-    let now = (state.clock)();
+    let now = match &state.sns_clock {
+        crate::controller::clock::EvaluationClock::System => (state.clock)(),
+        test_clock => match test_clock.now() {
+            Ok(now) => now,
+            // Never the system time instead (decision 203): the sender retries.
+            Err(error) => {
+                return Answer::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    OUTCOME_RETRY_LATER,
+                    error.to_string(),
+                );
+            }
+        },
+    };
     let envelope = match verify_sns(state, text, now).await {
         Ok(envelope) => envelope,
         Err(answer) => return answer,

@@ -76,6 +76,135 @@ pub fn owner(
     (policy_name(cluster_id, &key, account_id) == name).then_some(key)
 }
 
+/// Tag key prefix of the durable record of a target's previous boundary on our boundary policy
+/// (decision 251): `autoguardrails.io/previous-boundary/role/<name>` or `…/user/<name>`, value
+/// the previous boundary's ARN or [`NO_PREVIOUS`]. It outlives the Quarantine's status, so the
+/// orphan sweep can restore a force-deleted Quarantine's targets.
+pub const TAG_PREVIOUS_PREFIX: &str = "autoguardrails.io/previous-boundary/";
+/// The value of a previous-boundary tag when the principal had no boundary.
+pub const NO_PREVIOUS: &str = "none";
+/// IAM's limits on tag keys and values (characters).
+const TAG_KEY_MAX: usize = 128;
+const TAG_VALUE_MAX: usize = 256;
+
+fn kind_word(kind: crate::aws::PrincipalKind) -> &'static str {
+    match kind {
+        crate::aws::PrincipalKind::Role => "role",
+        crate::aws::PrincipalKind::User => "user",
+    }
+}
+
+/// The characters IAM allows in tag keys and values (letters, digits, spaces, `_ . : / = + - @`).
+fn tag_safe(text: &str) -> bool {
+    text.chars()
+        .all(|c| c.is_alphanumeric() || c == ' ' || "_.:/=+-@".contains(c))
+}
+
+/// The tag key recording `name`'s previous boundary.
+pub fn previous_key(kind: crate::aws::PrincipalKind, name: &str) -> String {
+    format!("{TAG_PREVIOUS_PREFIX}{}/{name}", kind_word(kind))
+}
+
+/// The tag recording a principal's previous boundary on our boundary policy, or why it cannot be
+/// written (a name or ARN IAM does not accept in a tag, or too long): then ours is never put on
+/// that principal, since a Quarantine deleted without release could not put its boundary back.
+pub fn previous_tag(
+    kind: crate::aws::PrincipalKind,
+    name: &str,
+    previous: Option<&str>,
+) -> Result<Tag, String> {
+    let key = previous_key(kind, name);
+    let value = previous.unwrap_or(NO_PREVIOUS);
+    if key.len() > TAG_KEY_MAX || !tag_safe(&key) {
+        return Err(format!(
+            "the name {name:?} cannot be written in an IAM tag key, so its previous boundary cannot be recorded on our boundary policy"
+        ));
+    }
+    if value.len() > TAG_VALUE_MAX || !tag_safe(value) {
+        return Err(format!(
+            "the previous boundary {value:?} cannot be written in an IAM tag value, so it cannot be recorded on our boundary policy"
+        ));
+    }
+    Ok(Tag::new(&key, value))
+}
+
+/// The principals recorded on a boundary policy: `(kind, name, previous)` for each
+/// previous-boundary tag (`previous` `None`: it had none).
+pub fn recorded_previous(tags: &[Tag]) -> Vec<(crate::aws::PrincipalKind, String, Option<String>)> {
+    tags.iter()
+        .filter_map(|t| {
+            let rest = t.key.strip_prefix(TAG_PREVIOUS_PREFIX)?;
+            let (kind, name) = rest.split_once('/')?;
+            let kind = match kind {
+                "role" => crate::aws::PrincipalKind::Role,
+                "user" => crate::aws::PrincipalKind::User,
+                _ => return None,
+            };
+            let previous = (t.value != NO_PREVIOUS).then(|| t.value.clone());
+            (!name.is_empty()).then(|| (kind, name.to_string(), previous))
+        })
+        .collect()
+}
+
+/// Whether a recorded previous boundary may be put back by the orphan sweep: a managed policy
+/// ARN of this partition, AWS's or the principal's own account's, and not one of ours. A tag
+/// is easier to edit than the status it stands in for, so what it names is bounded to what a
+/// boundary could have been.
+pub fn restorable(previous: &str, partition: &str, account_id: &str) -> bool {
+    let Some(rest) = previous.strip_prefix(&format!("arn:{partition}:iam::")) else {
+        return false;
+    };
+    let Some((owner, resource)) = rest.split_once(':') else {
+        return false;
+    };
+    let Some(path_and_name) = resource.strip_prefix("policy/") else {
+        return false;
+    };
+    let name = path_and_name.rsplit('/').next().unwrap_or_default();
+    (owner == "aws" || owner == account_id)
+        && !name.is_empty()
+        && !name.starts_with(MANAGED_POLICY_PREFIX)
+}
+
+/// What the orphan sweep does with one recorded principal of a boundary policy whose Quarantine
+/// is gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrphanDecision {
+    /// Ours is on: put the recorded previous boundary back (`None`: remove ours).
+    Restore(Option<String>),
+    /// Ours is not on (never put, already restored, replaced by someone, or the principal is
+    /// gone): nothing to do.
+    NotOurs,
+    /// Ours is on but the record cannot be trusted (see [`restorable`]): left, and reported.
+    Unrestorable(String),
+    /// The read failed: retried at the next sweep.
+    Blocked(String, ErrorCategory),
+}
+
+/// Decides one recorded principal of an orphaned boundary policy.
+pub fn decide_orphan(
+    seen: &Seen,
+    ours: &str,
+    previous: Option<&str>,
+    partition: &str,
+    account_id: &str,
+) -> OrphanDecision {
+    match seen {
+        Seen::Missing => OrphanDecision::NotOurs,
+        Seen::Unreadable(message, category) => OrphanDecision::Blocked(message.clone(), *category),
+        Seen::Boundary(current) if current.as_deref() != Some(ours) => OrphanDecision::NotOurs,
+        Seen::Boundary(_) => match previous {
+            None => OrphanDecision::Restore(None),
+            Some(p) if restorable(p, partition, account_id) => {
+                OrphanDecision::Restore(Some(p.to_string()))
+            }
+            Some(p) => OrphanDecision::Unrestorable(format!(
+                "the recorded previous boundary {p:?} is not a managed policy of AWS or of account {account_id}; leaving ours on"
+            )),
+        },
+    }
+}
+
 /// The boundary document: allow every action, minus the deny document's statements. A boundary
 /// caps what the identity policies grant, so the principal keeps what it had except the denied
 /// actions (a boundary of the deny statements alone would allow nothing at all).

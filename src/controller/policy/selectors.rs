@@ -143,6 +143,75 @@ pub fn fingerprint(scope: &ScopeSpec) -> String {
     serde_json::to_string(&scope.selectors).unwrap_or_default()
 }
 
+/// A short, stable hash of [`fingerprint`] for the policy status (`resolvedTargets.selectorsHash`):
+/// 16 hex digits of its SHA-256.
+pub fn selectors_hash(scope: &ScopeSpec) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(fingerprint(scope).as_bytes())
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// How many resolved targets the policy status carries (its schema's bound; more than any
+/// `maxTargets` allows).
+pub const STATUS_TARGETS_MAX: usize = 100;
+
+/// What a standby replica reads back from the policy status the leader wrote (decision 252):
+/// the summary, the `SelectorsResolved` reason and message. `None` when the status says nothing
+/// usable for the current selectors (pending, stale, written for other selectors, or without a
+/// `validUntil`): intake then refuses as unresolved.
+pub fn from_status(
+    scope: &ScopeSpec,
+    summary: &crate::controller::crd::ResolvedTargets,
+    reason: &str,
+    message: &str,
+) -> Option<Resolution> {
+    use crate::controller::crd::conditions::{
+        REASON_RESOLUTION_FAILED, REASON_RESOLVED, REASON_TOO_MANY_TARGETS,
+    };
+    if summary.selectors_hash.as_deref() != Some(selectors_hash(scope).as_str()) {
+        return None;
+    }
+    let valid_until = summary.valid_until.as_ref()?.0;
+    let since = summary.resolved_at.as_ref().map_or(valid_until, |t| t.0);
+    let outcome = match reason {
+        REASON_RESOLUTION_FAILED => Outcome::Failed(message.to_string()),
+        REASON_RESOLVED | REASON_TOO_MANY_TARGETS => {
+            let targets: Vec<ResolvedTarget> = summary
+                .targets
+                .iter()
+                .map(|t| ResolvedTarget {
+                    principal: Principal {
+                        kind: t.kind,
+                        arn: t.arn.clone(),
+                    },
+                    matched_by: t.matched_by.clone(),
+                })
+                .collect();
+            let complete = candidates(scope, &targets).len()
+                == usize::try_from(summary.count).unwrap_or(usize::MAX);
+            if complete {
+                Outcome::Resolved(targets)
+            } else {
+                Outcome::Failed(format!(
+                    "the scope resolved to {} principals, more than the policy status carries ({STATUS_TARGETS_MAX}); only the leader can tell",
+                    summary.count
+                ))
+            }
+        }
+        _ => return None,
+    };
+    Some(Resolution {
+        fingerprint: fingerprint(scope),
+        resolved_at: since,
+        since,
+        valid_until,
+        outcome,
+    })
+}
+
 /// Builds the resolved set from what the listing found, in selector order: every listed
 /// principal in one of a selector's accounts (`accounts[i]` for `selectors[i]`, the OU's accounts
 /// already expanded) and matched by it, each once with the first selector's reason, sorted by ARN.
@@ -632,5 +701,54 @@ spec:
             evaluate(&p, &stranger, Some(&r)).reason,
             policy::PRINCIPAL_NOT_MATCHED
         );
+    }
+
+    /// What a standby reads from the status the leader wrote is what the leader resolved
+    /// (decision 252); other selectors, a pending or stale status, or a status that could not
+    /// carry every target give nothing usable or a failure, never a smaller set.
+    #[test]
+    fn a_standby_reads_back_exactly_the_leaders_resolution() {
+        use crate::controller::crd::conditions::{
+            REASON_RESOLUTION_FAILED, REASON_RESOLUTION_PENDING, REASON_RESOLUTION_STALE,
+            REASON_RESOLVED,
+        };
+        use crate::controller::reconcile::policy::selection_status;
+        let p = policy();
+        let r = resolved(&p, &["a", "b"]);
+        let (_, reason, message, summary) =
+            selection_status(&p, Some(&r), now()).unwrap_or_else(|| panic!("selectors"));
+        let summary = summary.unwrap_or_else(|| panic!("a summary"));
+        assert_eq!(reason, REASON_RESOLVED);
+        let read = from_status(&p.spec.scope, &summary, reason, &message)
+            .unwrap_or_else(|| panic!("usable"));
+        assert_eq!(read.outcome, r.outcome);
+        assert_eq!(read.valid_until, r.valid_until);
+        assert_eq!(read.fingerprint, r.fingerprint);
+
+        let failed = from_status(
+            &p.spec.scope,
+            &summary,
+            REASON_RESOLUTION_FAILED,
+            "IAM said no",
+        );
+        assert_eq!(
+            failed.map(|f| f.outcome),
+            Some(Outcome::Failed("IAM said no".into()))
+        );
+        for reason in [REASON_RESOLUTION_PENDING, REASON_RESOLUTION_STALE] {
+            assert!(from_status(&p.spec.scope, &summary, reason, "").is_none());
+        }
+        let mut other = p.clone();
+        other.spec.scope.selectors[0].path_prefix = Some("/other/".into());
+        assert!(from_status(&other.spec.scope, &summary, REASON_RESOLVED, "").is_none());
+        let mut cut = summary.clone();
+        cut.targets.truncate(1);
+        assert!(matches!(
+            from_status(&p.spec.scope, &cut, REASON_RESOLVED, "").map(|r| r.outcome),
+            Some(Outcome::Failed(_))
+        ));
+        let mut no_until = summary;
+        no_until.valid_until = None;
+        assert!(from_status(&p.spec.scope, &no_until, REASON_RESOLVED, "").is_none());
     }
 }

@@ -175,10 +175,26 @@ pub fn selection_status(
     let all = selectors::candidates(scope, targets);
     let mut arns: Vec<String> = all.iter().map(|t| t.principal.arn.clone()).collect();
     arns.sort();
+    // The whole resolution for standby replicas (decision 252), when the status can carry it.
+    let carried = if targets.len() <= selectors::STATUS_TARGETS_MAX {
+        targets
+            .iter()
+            .map(|t| crate::controller::crd::ResolvedTargetStatus {
+                kind: t.principal.kind,
+                arn: t.principal.arn.clone(),
+                matched_by: t.matched_by.clone(),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let summary = ResolvedTargets {
         count: i32::try_from(all.len()).unwrap_or(i32::MAX),
         sample: arns.into_iter().take(10).collect(),
         resolved_at: Some(Time(resolution.since)),
+        selectors_hash: Some(selectors::selectors_hash(scope)),
+        valid_until: Some(Time(resolution.valid_until)),
+        targets: carried,
     };
     if now > resolution.valid_until {
         return Some((
@@ -213,6 +229,39 @@ pub fn selection_status(
         ),
         Some(summary),
     ))
+}
+
+/// Keeps the `validUntil` already in the status while it is more than one resolver period away
+/// and nothing else changed, so a steady resolution is written once every two periods (to keep
+/// standby replicas' copy fresh, decision 252) rather than at every resolution.
+pub fn keep_valid_until(
+    mut summary: ResolvedTargets,
+    old: Option<&ResolvedTargets>,
+    resolution: Option<&selectors::Resolution>,
+    now: Timestamp,
+) -> ResolvedTargets {
+    let (Some(old), Some(resolution)) = (old, resolution) else {
+        return summary;
+    };
+    let Some(kept) = old.valid_until.clone() else {
+        return summary;
+    };
+    let period = resolution
+        .valid_until
+        .duration_since(resolution.resolved_at)
+        .checked_div(crate::controller::resolver::STALE_AFTER_PERIODS)
+        .unwrap_or_default();
+    // Times come back from the API server in whole seconds.
+    let second = |t: &Option<Time>| t.as_ref().map(|t| t.0.as_second());
+    let same = summary.count == old.count
+        && summary.sample == old.sample
+        && summary.targets == old.targets
+        && summary.selectors_hash == old.selectors_hash
+        && second(&summary.resolved_at) == second(&old.resolved_at);
+    if same && kept.0.duration_since(now) > period {
+        summary.valid_until = Some(kept);
+    }
+    summary
 }
 
 /// The kube-runtime reconcile entry point.
@@ -357,7 +406,12 @@ async fn apply(policy: &GuardrailPolicy, ctx: &Shared) -> Result<Action, Error> 
                 now,
             );
             if let Some(summary) = summary {
-                status.resolved_targets = Some(summary.clone());
+                status.resolved_targets = Some(keep_valid_until(
+                    summary.clone(),
+                    old.resolved_targets.as_ref(),
+                    resolution.as_ref(),
+                    now,
+                ));
             }
             let flipped = before != Some(("False".to_string(), reason.to_string()));
             // Pending is the normal start; every other False is worth a Warning when it begins.

@@ -1,6 +1,7 @@
 //! The orphan sweep: periodically releases every IAM object of ours whose Quarantine is gone or
-//! has ended (a crash between steps, a finalizer removed by hand, a reinstall), and refreshes the
-//! quarantine and policy gauges. It only ever releases (the kill-switch gate is used, so enforcement
+//! has ended (a crash between steps, a finalizer removed by hand, a reinstall) — deny policies,
+//! and boundary policies with each recorded principal's previous boundary put back (decision
+//! 251) — and refreshes the quarantine and policy gauges. It only ever releases (the kill-switch gate is used, so enforcement
 //! writes are impossible) and holds the IAM lock exclusively so no reconcile creates a policy
 //! for a Quarantine it has not seen yet.
 
@@ -109,35 +110,117 @@ pub async fn sweep_once(ctx: &Shared) -> usize {
     // Many ended quarantines name the same principal: scan each once (exact duplicates only).
     let mut seen = BTreeSet::new();
     known.retain(|k| seen.insert((k.arn.clone(), format!("{:?}", k.kind))));
+    // The accounts the policies name: a Quarantine deleted without its finalizer leaves no
+    // trace in the caches, but its policy usually still names its targets' accounts.
+    accounts.extend(policy_accounts(ctx));
+    let accounts: Vec<String> = accounts.into_iter().collect();
+    let boundaries = sweep_boundaries(ctx, &accounts, &keep).await;
     let input = ConvergeInput {
         desired: Vec::new(),
         known_principals: known,
-        accounts: accounts.into_iter().collect(),
+        accounts,
         gate: WriteGate::KillSwitch,
         scope: Scope::Except(keep),
     };
-    match ctx.engine.converge(ctx.clients.as_ref(), &input).await {
-        Ok(report) => {
-            let sent = report.writes.iter().filter(|w| w.performed).count();
-            for (op, n) in &report.calls.by_operation {
-                ctx.metrics
-                    .iam_calls
-                    .with_label_values(&[op.to_string().as_str(), "sent"])
-                    .inc_by(*n);
+    boundaries
+        + match ctx.engine.converge(ctx.clients.as_ref(), &input).await {
+            Ok(report) => {
+                let sent = report.writes.iter().filter(|w| w.performed).count();
+                for (op, n) in &report.calls.by_operation {
+                    ctx.metrics
+                        .iam_calls
+                        .with_label_values(&[op.to_string().as_str(), "sent"])
+                        .inc_by(*n);
+                }
+                if sent > 0 {
+                    tracing::warn!(writes = sent, "orphan sweep released leftovers");
+                }
+                for e in &report.errors {
+                    tracing::warn!(account = %e.account_id, error = %e.message, "orphan sweep");
+                }
+                sent
             }
-            if sent > 0 {
-                tracing::warn!(writes = sent, "orphan sweep released leftovers");
+            Err(e) => {
+                tracing::warn!(error = %e, "orphan sweep aborted");
+                0
             }
-            for e in &report.errors {
-                tracing::warn!(account = %e.account_id, error = %e.message, "orphan sweep");
-            }
-            sent
         }
-        Err(e) => {
-            tracing::warn!(error = %e, "orphan sweep aborted");
-            0
+}
+
+/// The accounts of every cached policy's explicit principals, selector account lists and last
+/// resolved targets (an OU's accounts).
+fn policy_accounts(ctx: &Shared) -> BTreeSet<String> {
+    let mut accounts = BTreeSet::new();
+    let account_of = |arn: &str| {
+        arn.split(':')
+            .nth(4)
+            .filter(|a| a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit()))
+            .map(str::to_string)
+    };
+    for policy in ctx.stores.policies() {
+        let scope = &policy.spec.scope;
+        accounts.extend(scope.principals.iter().filter_map(|p| account_of(&p.arn)));
+        for selector in &scope.selectors {
+            accounts.extend(selector.accounts.iter().cloned());
+        }
+        let (namespace, name) = (
+            policy.metadata.namespace.clone().unwrap_or_default(),
+            policy.metadata.name.clone().unwrap_or_default(),
+        );
+        if let Some(resolution) = ctx.stores.resolutions().get(&namespace, &name)
+            && let crate::controller::policy::selectors::Outcome::Resolved(targets) =
+                &resolution.outcome
+        {
+            accounts.extend(targets.iter().filter_map(|t| account_of(&t.principal.arn)));
         }
     }
+    accounts
+}
+
+/// The boundary half of the sweep (decision 251): our boundary policies whose Quarantine is not
+/// live get each recorded principal's previous boundary back and are deleted. Returns how many
+/// release writes were sent.
+async fn sweep_boundaries(
+    ctx: &Shared,
+    accounts: &[String],
+    live: &BTreeSet<crate::controller::enforce::ownership::QuarantineKey>,
+) -> usize {
+    let report = crate::controller::enforce::boundary::apply::sweep_orphans(
+        ctx.clients.as_ref(),
+        &ctx.engine.config().protected,
+        &ctx.settings.cluster_id,
+        accounts,
+        live,
+        WriteGate::KillSwitch,
+    )
+    .await;
+    let report = match report {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "orphan sweep of boundaries aborted");
+            return 0;
+        }
+    };
+    for (op, n) in &report.report.calls.by_operation {
+        ctx.metrics
+            .iam_calls
+            .with_label_values(&[op.to_string().as_str(), "sent"])
+            .inc_by(*n);
+    }
+    for (principal, previous) in &report.restored {
+        tracing::warn!(
+            principal = %principal,
+            restored = previous.as_deref().unwrap_or("none"),
+            "orphan sweep put back the permissions boundary a deleted quarantine had replaced"
+        );
+    }
+    for (principal, why) in &report.left {
+        tracing::warn!(principal = %principal, reason = %why, "orphan sweep left our permissions boundary on");
+    }
+    for (category, message) in &report.report.errors {
+        tracing::warn!(category = %category.as_str(), error = %message, "orphan sweep of boundaries");
+    }
+    report.report.writes.iter().filter(|w| w.performed).count()
 }
 
 /// How often ended quarantines are checked for retirement (decision 154).

@@ -463,6 +463,23 @@ impl Envelope {
     }
 }
 
+/// The validity period (`notBefore`, `notAfter`) of a PEM X.509 certificate.
+pub fn certificate_validity(certificate_pem: &[u8]) -> Result<(Timestamp, Timestamp), SnsError> {
+    let certificate = x509_cert::Certificate::from_pem(certificate_pem)
+        .map_err(|e| SnsError::BadCertificate(format!("not a PEM X.509 certificate: {e}")))?;
+    let validity = &certificate.tbs_certificate.validity;
+    let instant = |time: &x509_cert::time::Time| {
+        i64::try_from(time.to_unix_duration().as_secs())
+            .ok()
+            .and_then(|seconds| Timestamp::from_second(seconds).ok())
+            .ok_or_else(|| SnsError::BadCertificate("validity outside the supported range".into()))
+    };
+    Ok((
+        instant(&validity.not_before)?,
+        instant(&validity.not_after)?,
+    ))
+}
+
 /// Extracts the RSA public key from a PEM certificate and checks its validity period.
 pub fn public_key_from_pem(
     certificate_pem: &[u8],
@@ -480,9 +497,16 @@ pub fn public_key_from_pem(
     let not_after =
         i64::try_from(validity.not_after.to_unix_duration().as_secs()).unwrap_or(i64::MAX);
     if now_seconds < not_before || now_seconds > not_after {
-        return Err(SnsError::BadCertificate(
-            "certificate is outside its validity period".into(),
-        ));
+        // Decision 250: pinning never relaxes this; the period is named so an operator sees at
+        // once that a pinned certificate has expired (or the clock is wrong).
+        let instant = |seconds: i64| {
+            Timestamp::from_second(seconds).map_or_else(|_| seconds.to_string(), |t| t.to_string())
+        };
+        return Err(SnsError::BadCertificate(format!(
+            "certificate is outside its validity period ({} to {}) at {now}",
+            instant(not_before),
+            instant(not_after)
+        )));
     }
     let spki = certificate
         .tbs_certificate
@@ -696,6 +720,71 @@ mod tests {
             "-east-1",
         ] {
             assert!(!is_region(bad), "{bad}");
+        }
+    }
+
+    /// A notification AWS published and signed (tests/fixtures/signals/sns/aws/README.md).
+    const AWS_V1: &str =
+        include_str!("../../../tests/fixtures/signals/sns/aws/notification-v1.json");
+    const AWS_V2: &str =
+        include_str!("../../../tests/fixtures/signals/sns/aws/notification-v2.json");
+    const AWS_CERT: &[u8] = include_bytes!(
+        "../../../tests/fixtures/signals/sns/aws/SimpleNotificationService-7ff5318490ec183fbaddaa2a969abfda.pem"
+    );
+
+    fn aws_instant() -> Timestamp {
+        "2022-07-28T21:30:00Z".parse().unwrap()
+    }
+
+    #[test]
+    fn messages_signed_by_aws_verify_with_their_certificate() {
+        for body in [AWS_V1, AWS_V2] {
+            let envelope = Envelope::parse(body).unwrap();
+            envelope.verify_signature(AWS_CERT, aws_instant()).unwrap();
+        }
+    }
+
+    #[test]
+    fn one_changed_byte_breaks_an_aws_signature() {
+        for (body, version) in [(AWS_V1, "1"), (AWS_V2, "2")] {
+            for (from, to) in [
+                ("\"Hello world\"", "\"Hello worle\""),
+                (".317Z\"", ".318Z\""),
+                (".324Z\"", ".325Z\""),
+                ("\"Notification\"", "\"Notificatioo\""),
+            ] {
+                if !body.contains(from) {
+                    continue;
+                }
+                let changed = body.replacen(from, to, 1);
+                let outcome = Envelope::parse(&changed)
+                    .and_then(|e| e.verify_signature(AWS_CERT, aws_instant()));
+                assert!(
+                    outcome.is_err(),
+                    "v{version}: {from} -> {to} still verified"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_aws_certificate_is_refused_outside_its_validity_period_with_the_period() {
+        let envelope = Envelope::parse(AWS_V2).unwrap();
+        for instant in [
+            "2021-09-06T23:59:59Z",
+            "2022-08-18T00:00:00Z",
+            "2026-12-06T00:00:00Z",
+        ] {
+            let error = envelope
+                .verify_signature(AWS_CERT, instant.parse().unwrap())
+                .unwrap_err();
+            let SnsError::BadCertificate(text) = error else {
+                panic!("{instant}: {error:?}");
+            };
+            assert!(
+                text.contains("2021-09-07T00:00:00Z to 2022-08-17T23:59:59Z"),
+                "{text}"
+            );
         }
     }
 

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use crate::aws::factory::ClientFactory;
-use crate::aws::{AwsError, AwsResult, ErrorCategory, ErrorCode, Iam, PrincipalKind};
+use crate::aws::{AwsError, AwsResult, ErrorCategory, ErrorCode, Iam, PrincipalKind, Tag};
 
 use super::super::converge::{EnforceError, WriteGate};
 use super::super::ownership::{POLICY_PATH, Principal, QuarantineKey, parse_principal};
@@ -253,8 +253,17 @@ pub async fn enforce(
             .unwrap_or_else(|| "aws".to_string());
         let name = super::policy_name(&input.cluster, &input.key, &account);
         let ours = super::policy_arn(&partition, &account, &name);
-        // The policy is created (or proven ours) once per account, before the first put.
-        let mut policy_ready: Option<Result<(), Outcome>> = None;
+        // The policy is created (or proven ours) once per account, before the first put; its
+        // tags are kept to know which previous boundaries are already recorded on it.
+        let mut policy_ready: Option<Result<Vec<Tag>, Outcome>> = None;
+        // Created with the previous boundary of every target recorded so far (decision 251).
+        let recorded_tags: Vec<Tag> = targets
+            .iter()
+            .filter_map(|(_, p, r)| {
+                let r = r.as_ref()?;
+                super::previous_tag(p.kind, &p.name, r.previous.as_deref()).ok()
+            })
+            .collect();
         let run = async {
             for (i, principal, record) in &targets {
                 let seen = read(&rec, principal).await?;
@@ -276,15 +285,27 @@ pub async fn enforce(
                                 &name,
                                 &ours,
                                 &document,
+                                &recorded_tags,
                                 &mut report,
                             )
                             .await;
                             rec.allow_writes(false);
                             policy_ready = Some(r?);
                         }
-                        match &policy_ready {
-                            Some(Err(o)) => o.clone(),
-                            _ => {
+                        let durable = match policy_ready.as_mut() {
+                            Some(Ok(tags)) => {
+                                record_durably(&rec, allowed, &ours, principal, record, tags)
+                                    .await?
+                            }
+                            Some(Err(o)) => Err(o.clone()),
+                            None => Err(Outcome::Failed {
+                                category: ErrorCategory::Transient,
+                                message: "boundary policy not ready".to_string(),
+                            }),
+                        };
+                        match durable {
+                            Err(o) => o,
+                            Ok(()) => {
                                 rec.allow_writes(allowed);
                                 let r = crashed(
                                     rec.put_permissions_boundary(&principal.reference(), &ours)
@@ -322,6 +343,16 @@ pub async fn enforce(
                 )
             });
             if holds && !report.policies_created.contains(&ours) {
+                // Targets that held ours before their previous boundary was recorded on the
+                // policy (Quarantines from before decision 251) get the tag now.
+                let wanted: Vec<Tag> = targets
+                    .iter()
+                    .filter(|(i, _, _)| matches!(results[*i], Some(Outcome::InPlace)))
+                    .filter_map(|(_, p, r)| {
+                        let r = r.as_ref()?;
+                        super::previous_tag(p.kind, &p.name, r.previous.as_deref()).ok()
+                    })
+                    .collect();
                 rec.allow_writes(allowed);
                 let r = restore_document(
                     &rec,
@@ -330,6 +361,7 @@ pub async fn enforce(
                     &account,
                     &ours,
                     &document,
+                    &wanted,
                     &mut report,
                 )
                 .await;
@@ -356,6 +388,7 @@ async fn restore_document(
     account: &str,
     arn: &str,
     document: &str,
+    wanted: &[Tag],
     report: &mut Report,
 ) -> Result<(), EnforceError> {
     let policy = match crashed(rec.get_policy(arn).await)? {
@@ -380,6 +413,20 @@ async fn restore_document(
             return Ok(());
         }
     };
+    let missing: Vec<Tag> = wanted
+        .iter()
+        .filter(|t| !policy.tags.iter().any(|have| have.key == t.key))
+        .take(MAX_POLICY_TAGS.saturating_sub(policy.tags.len()))
+        .cloned()
+        .collect();
+    if !missing.is_empty()
+        && let Err(e) = crashed(rec.tag_policy(arn, &missing).await)?
+    {
+        report.errors.push((
+            e.category(),
+            format!("failed to record previous boundaries on {arn}: {e}"),
+        ));
+    }
     let current = match crashed(
         rec.get_policy_version(arn, &policy.default_version_id)
             .await,
@@ -445,8 +492,9 @@ async fn ensure_policy(
     name: &str,
     arn: &str,
     document: &str,
+    recorded: &[Tag],
     report: &mut Report,
-) -> Result<Result<(), Outcome>, EnforceError> {
+) -> Result<Result<Vec<Tag>, Outcome>, EnforceError> {
     let proven = |p: &crate::aws::ManagedPolicy| {
         super::owner(cluster, account, &p.path, &p.name, &p.tags).as_ref() == Some(key)
     };
@@ -455,25 +503,92 @@ async fn ensure_policy(
         message: format!("policy {arn} exists but its tags do not prove it is ours; not using it"),
     };
     match crashed(rec.get_policy(arn).await)? {
-        Ok(p) if proven(&p) => return Ok(Ok(())),
+        Ok(p) if proven(&p) => return Ok(Ok(p.tags)),
         Ok(_) => return Ok(Err(not_ours())),
         Err(e) if e.code == ErrorCode::NoSuchEntity => {}
         Err(e) => return Ok(Err(failed(format!("read boundary policy {arn}"), &e))),
     }
-    let tags = super::tags(cluster, key);
+    let mut tags = super::tags(cluster, key);
+    // IAM allows 50 tags on a policy; the rest are added one by one before each put.
+    let room = MAX_POLICY_TAGS.saturating_sub(tags.len());
+    tags.extend(recorded.iter().take(room).cloned());
     match crashed(rec.create_policy(name, POLICY_PATH, document, &tags).await)? {
         Ok(_) => {
             report.policies_created.push(arn.to_string());
-            Ok(Ok(()))
+            Ok(Ok(tags))
         }
         Err(e) if e.code == ErrorCode::EntityAlreadyExists => {
             match crashed(rec.get_policy(arn).await)? {
-                Ok(p) if proven(&p) => Ok(Ok(())),
+                Ok(p) if proven(&p) => Ok(Ok(p.tags)),
                 Ok(_) => Ok(Err(not_ours())),
                 Err(e) => Ok(Err(failed(format!("read boundary policy {arn}"), &e))),
             }
         }
         Err(e) => Ok(Err(failed(format!("create boundary policy {arn}"), &e))),
+    }
+}
+
+/// IAM's limit of tags on one managed policy.
+pub const MAX_POLICY_TAGS: usize = 50;
+
+/// Makes sure our boundary policy carries the tag recording `principal`'s previous boundary
+/// before ours is put on it (decision 251): `Ok(Err(outcome))` when it cannot be recorded, and
+/// then ours is not put on.
+async fn record_durably(
+    rec: &Recorder<'_>,
+    allowed: bool,
+    ours: &str,
+    principal: &Principal,
+    record: &Option<super::Record>,
+    tags: &mut Vec<Tag>,
+) -> Result<Result<(), Outcome>, EnforceError> {
+    let Some(record) = record else {
+        return Ok(Err(Outcome::Failed {
+            category: ErrorCategory::Invalid,
+            message: format!("{}: no previous boundary recorded", principal.arn),
+        }));
+    };
+    let tag = match super::previous_tag(principal.kind, &principal.name, record.previous.as_deref())
+    {
+        Ok(tag) => tag,
+        Err(message) => {
+            return Ok(Err(Outcome::Failed {
+                category: ErrorCategory::Invalid,
+                message: format!("{}: {message}", principal.arn),
+            }));
+        }
+    };
+    if tags.contains(&tag) {
+        return Ok(Ok(()));
+    }
+    if tags.iter().any(|t| t.key == tag.key) {
+        // A different value than the status records: someone edited our tag. The status is
+        // the record; the tag is rewritten to match it.
+        tags.retain(|t| t.key != tag.key);
+    } else if tags.len() >= MAX_POLICY_TAGS {
+        return Ok(Err(Outcome::Failed {
+            category: ErrorCategory::Quota,
+            message: format!(
+                "{}: our boundary policy {ours} already carries {MAX_POLICY_TAGS} tags, so this principal's previous boundary cannot be recorded on it; not putting ours on",
+                principal.arn
+            ),
+        }));
+    }
+    rec.allow_writes(allowed);
+    let r = crashed(rec.tag_policy(ours, std::slice::from_ref(&tag)).await);
+    rec.allow_writes(false);
+    match r? {
+        Ok(()) => {
+            tags.push(tag);
+            Ok(Ok(()))
+        }
+        Err(e) => Ok(Err(failed(
+            format!(
+                "record the previous boundary of {} on {ours}",
+                principal.arn
+            ),
+            &e,
+        ))),
     }
 }
 
@@ -663,4 +778,173 @@ pub fn next_record(old: Option<&Record>, outcome: &Outcome) -> Option<Record> {
         | Outcome::Refused(_)
         | Outcome::Failed { .. } => old.cloned(),
     }
+}
+
+/// What the orphan sweep did with the boundary policies whose Quarantine is gone (decision 251).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OrphanReport {
+    /// Principals whose recorded previous boundary was put back (`None`: ours removed).
+    pub restored: Vec<(String, Option<String>)>,
+    /// Principals left with our boundary on, and why (a record that cannot be trusted, a
+    /// protected principal).
+    pub left: Vec<(String, String)>,
+    /// Orphaned boundary policies found.
+    pub orphans: Vec<String>,
+    /// Boundary policies deleted, writes, calls and errors.
+    pub report: Report,
+}
+
+/// Finds our boundary policies (proven by their tags) whose Quarantine is not in `live`, puts
+/// back each recorded principal's previous boundary where ours is still on, and deletes the
+/// policy once no principal holds it. Only ever releases: `gate` `DryRun` sends nothing, and a
+/// principal whose boundary is not ours, or that is protected, is never touched. `Err` only on
+/// a crash (test double).
+pub async fn sweep_orphans(
+    clients: &dyn ClientFactory,
+    protected: &ProtectedPrincipals,
+    cluster: &str,
+    accounts: &[String],
+    live: &std::collections::BTreeSet<QuarantineKey>,
+    gate: WriteGate,
+) -> Result<OrphanReport, EnforceError> {
+    let mut out = OrphanReport::default();
+    let allowed = gate != WriteGate::DryRun;
+    for account in accounts {
+        let iam = match clients.iam_for(account).await {
+            Ok(c) => c,
+            Err(e) => {
+                out.report.errors.push((
+                    e.category(),
+                    format!("no IAM client for account {account}: {e}"),
+                ));
+                continue;
+            }
+        };
+        let rec = Recorder::new(iam.as_ref());
+        let r = sweep_account(&rec, protected, cluster, account, live, allowed, &mut out).await;
+        out.report.absorb(&rec);
+        r?;
+    }
+    Ok(out)
+}
+
+async fn sweep_account(
+    rec: &Recorder<'_>,
+    protected: &ProtectedPrincipals,
+    cluster: &str,
+    account: &str,
+    live: &std::collections::BTreeSet<QuarantineKey>,
+    allowed: bool,
+    out: &mut OrphanReport,
+) -> Result<(), EnforceError> {
+    let policies = match crashed(rec.list_policies(POLICY_PATH).await)? {
+        Ok(p) => p,
+        Err(e) => {
+            out.report.errors.push((
+                e.category(),
+                format!("failed to list our policies in account {account}: {e}"),
+            ));
+            return Ok(());
+        }
+    };
+    for policy in policies.iter().filter(|p| super::is_boundary_name(&p.name)) {
+        let tags = if policy.tags.is_empty() {
+            match crashed(rec.list_policy_tags(&policy.arn).await)? {
+                Ok(t) => t,
+                Err(e) => {
+                    out.report.errors.push((
+                        e.category(),
+                        format!("failed to read the tags of {}: {e}", policy.arn),
+                    ));
+                    continue;
+                }
+            }
+        } else {
+            policy.tags.clone()
+        };
+        let Some(key) = super::owner(cluster, account, &policy.path, &policy.name, &tags) else {
+            continue; // not provably ours: never touched
+        };
+        if live.contains(&key) {
+            continue;
+        }
+        out.orphans.push(policy.arn.clone());
+        let partition = policy
+            .arn
+            .strip_prefix("arn:")
+            .and_then(|r| r.split(':').next())
+            .unwrap_or("aws")
+            .to_string();
+        let mut held = false;
+        for (kind, name, previous) in super::recorded_previous(&tags) {
+            let reference = crate::aws::PrincipalRef {
+                kind,
+                name: name.clone(),
+            };
+            let arn = format!(
+                "arn:{partition}:iam::{account}:{}/{name}",
+                match kind {
+                    PrincipalKind::Role => "role",
+                    PrincipalKind::User => "user",
+                }
+            );
+            if protected.contains_ref(&partition, account, &reference) {
+                out.left
+                    .push((arn, "a protected principal is never touched".to_string()));
+                continue;
+            }
+            let seen = match crashed(rec.get_permissions_boundary(&reference).await)? {
+                Ok(b) => super::Seen::Boundary(b),
+                Err(e) if e.code == ErrorCode::NoSuchEntity => super::Seen::Missing,
+                Err(e) => super::Seen::Unreadable(e.to_string(), e.category()),
+            };
+            match super::decide_orphan(&seen, &policy.arn, previous.as_deref(), &partition, account)
+            {
+                super::OrphanDecision::NotOurs => {}
+                super::OrphanDecision::Unrestorable(why) => {
+                    held = true;
+                    out.left.push((arn, why));
+                }
+                super::OrphanDecision::Blocked(message, category) => {
+                    held = true;
+                    out.report
+                        .errors
+                        .push((category, format!("{arn}: {message}")));
+                }
+                super::OrphanDecision::Restore(previous) => {
+                    rec.allow_writes(allowed);
+                    let r = match &previous {
+                        Some(p) => crashed(rec.put_permissions_boundary(&reference, p).await),
+                        None => crashed(rec.delete_permissions_boundary(&reference).await),
+                    };
+                    rec.allow_writes(false);
+                    match r? {
+                        Ok(()) if allowed => out.restored.push((arn, previous)),
+                        Ok(()) => held = true,
+                        Err(e) if e.code == ErrorCode::NoSuchEntity && previous.is_none() => {
+                            out.restored.push((arn, previous))
+                        }
+                        Err(e) => {
+                            held = true;
+                            out.report.errors.push((
+                                e.category(),
+                                format!("failed to restore the previous boundary of {arn}: {e}"),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        if held || !allowed {
+            continue;
+        }
+        let mut scratch = Report::default();
+        delete_policy(rec, cluster, &key, account, &policy.arn, &mut scratch).await?;
+        out.report.policies_deleted.extend(scratch.policies_deleted);
+        for (category, message) in scratch.errors {
+            // A principal with no record still holds it (DeleteConflict): left on, reported.
+            out.report.errors.push((category, message));
+        }
+    }
+    Ok(())
 }
