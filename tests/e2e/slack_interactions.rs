@@ -1316,7 +1316,16 @@ async fn a_click_asks_for_a_note_in_a_modal_and_the_signed_submission_acts_with_
             .iter()
             .all(|(_, auth, _)| auth == "Bearer xoxb-e2e-token")
     );
-    assert_eq!(metric_value(http, ops, &metric("modal_opened")).await, 1.0);
+    // The counter moves once views.open has answered, a moment after the receiver saw the call.
+    let mut opened = 0.0;
+    for _ in 0..300 {
+        opened = metric_value(http, ops, &metric("modal_opened")).await;
+        if opened != 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(opened, 1.0);
     assert_eq!(
         status_of(admin, &cluster.name)["status"]["phase"],
         "PendingApproval"
