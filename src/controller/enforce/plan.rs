@@ -593,6 +593,18 @@ impl<'a> Planner<'a> {
         });
     }
 
+    /// Deletes every non-default version of `pol` for `key` (before it is deleted or restored).
+    fn prune_versions(&mut self, key: &QuarantineKey, pol: &ObservedPolicy, class: StepClass) {
+        for v in pol.non_default_versions.iter().flatten() {
+            self.plan.steps.push(Step::DeletePolicyVersion {
+                key: key.clone(),
+                policy_arn: pol.arn.clone(),
+                version_id: v.clone(),
+                class,
+            });
+        }
+    }
+
     /// Release: our managed and inline policies on principals read, where not desired (or an
     /// inline duplicate of a present managed attachment). Unreadable principals are reported.
     fn release_undesired_attachments(&mut self) {
@@ -721,14 +733,7 @@ impl<'a> Planner<'a> {
             if blocked {
                 continue;
             }
-            for v in pol.non_default_versions.iter().flatten() {
-                self.plan.steps.push(Step::DeletePolicyVersion {
-                    key: pol.owner.clone(),
-                    policy_arn: pol.arn.clone(),
-                    version_id: v.clone(),
-                    class: StepClass::Release,
-                });
-            }
+            self.prune_versions(&pol.owner, pol, StepClass::Release);
             self.plan.steps.push(Step::DeletePolicy {
                 key: pol.owner.clone(),
                 policy_arn: pol.arn.clone(),
@@ -779,14 +784,7 @@ impl<'a> Planner<'a> {
         if !differs || self.recent.contains(&WriteKey::Version(pol.arn.clone())) {
             return;
         }
-        for v in pol.non_default_versions.iter().flatten() {
-            self.plan.steps.push(Step::DeletePolicyVersion {
-                key: d.key.clone(),
-                policy_arn: pol.arn.clone(),
-                version_id: v.clone(),
-                class: StepClass::Enforce,
-            });
-        }
+        self.prune_versions(&d.key, pol, StepClass::Enforce);
         self.plan.steps.push(Step::RestoreDocument {
             key: d.key.clone(),
             policy_arn: pol.arn.clone(),
