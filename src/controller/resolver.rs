@@ -295,30 +295,35 @@ pub async fn resolve_policy(
     }
 }
 
+/// The resolution the leader wrote into a policy's status, when it says something usable for
+/// the policy's current selectors ([`selectors::from_status`]).
+pub fn from_policy_status(policy: &GuardrailPolicy) -> Option<Resolution> {
+    if policy.spec.scope.selectors.is_empty() {
+        return None;
+    }
+    let status = policy.status.as_ref()?;
+    let summary = status.resolved_targets.as_ref()?;
+    let condition = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == crate::controller::crd::conditions::SELECTORS_RESOLVED)?;
+    selectors::from_status(
+        &policy.spec.scope,
+        summary,
+        &condition.reason,
+        &condition.message,
+    )
+}
+
 /// A standby replica's resolutions: each cached policy's status as the leader wrote it
-/// ([`selectors::from_status`]); a policy whose status says nothing usable is forgotten, so
+/// ([`from_policy_status`]); a policy whose status says nothing usable is forgotten, so
 /// intake refuses it as unresolved.
 pub fn follow_status(stores: &crate::controller::reconcile::Stores) {
     let resolutions = stores.resolutions();
     let mut keep = BTreeSet::new();
     for policy in stores.policies() {
-        if policy.spec.scope.selectors.is_empty() {
-            continue;
-        }
-        let key = (policy.namespace().unwrap_or_default(), policy.name_any());
-        let status = policy.status.as_ref();
-        let condition = status.and_then(|s| {
-            s.conditions
-                .iter()
-                .find(|c| c.type_ == crate::controller::crd::conditions::SELECTORS_RESOLVED)
-        });
-        let read = match (status.and_then(|s| s.resolved_targets.as_ref()), condition) {
-            (Some(summary), Some(c)) => {
-                selectors::from_status(&policy.spec.scope, summary, &c.reason, &c.message)
-            }
-            _ => None,
-        };
-        if let Some(resolution) = read {
+        if let Some(resolution) = from_policy_status(&policy) {
+            let key = (policy.namespace().unwrap_or_default(), policy.name_any());
             resolutions.put(&key.0, &key.1, resolution);
             keep.insert(key);
         }

@@ -422,7 +422,12 @@ impl SignalIntake for Intake {
             let resolution = if policy.spec.scope.selectors.is_empty() {
                 None
             } else {
-                self.stores.resolutions().get(&ns, &policy_name)
+                // The status the leader wrote stands in until this replica's own copy has it
+                // (a standby follows the status every half second; decision 252).
+                self.stores
+                    .resolutions()
+                    .get(&ns, &policy_name)
+                    .or_else(|| crate::controller::resolver::from_policy_status(policy))
             };
             // Cheap pass without existing quarantines: most policies stop at source/account.
             let probe = policy::evaluate(Input {
