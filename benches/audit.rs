@@ -55,6 +55,22 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[index.min(sorted.len() - 1)]
 }
 
+/// CPU time of this process so far (user + system), in seconds: the controller, the emulator and
+/// the bench share it; moto is another process.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // Fields 14 and 15 of proc(5), counted after the command name (state is field 3).
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn main() {
     let records = setting("AGR_BENCH_AUDIT_RECORDS", 10_000);
     let signals = setting("AGR_BENCH_AUDIT_SIGNALS", 60);
@@ -274,13 +290,34 @@ async fn run(records: usize, signals: usize) {
             "signal -> deny attached ({label}, ms, in-memory IAM, {signals} signals): p50 {:.1} p99 {:.1} ({:+.1} % at p99 against the first run without)",
             percentile(l, 0.5),
             percentile(l, 0.99),
-            (percentile(l, 0.99) / percentile(&without, 0.99) - 1.0) * 100.0
+            (percentile(l, 0.99) / percentile(&without.0, 0.99) - 1.0) * 100.0
         );
     };
-    line("without audit", &without);
-    line("DynamoDB audit, flush every 200 ms", &with);
-    line("JSON-lines audit, flush every 200 ms", &with_lines);
-    line("without audit, again", &again);
+    line("without audit", &without.0);
+    for (label, l) in [
+        ("without", &without),
+        ("dynamodb", &with),
+        ("json-lines", &with_lines),
+        ("again", &again),
+    ] {
+        let (_, order, cpu) = l;
+        let mut slowest: Vec<(usize, f64)> = order.iter().copied().enumerate().collect();
+        slowest.sort_by(|a, b| b.1.total_cmp(&a.1));
+        slowest.truncate(3);
+        println!("  {label}: slowest signals (index, ms): {slowest:?}");
+        let third = order.len() / 3;
+        let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len().max(1) as f64;
+        println!(
+            "  {label}: mean by signal order, first/middle/last third: {:.1} / {:.1} / {:.1} ms; CPU of this process (controller, emulator, bench) {:.1} ms per signal",
+            mean(&order[..third]),
+            mean(&order[third..2 * third]),
+            mean(&order[2 * third..]),
+            cpu * 1000.0 / signals as f64
+        );
+    }
+    line("DynamoDB audit, flush every 200 ms", &with.0);
+    line("JSON-lines audit, flush every 200 ms", &with_lines.0);
+    line("without audit, again", &again.0);
     println!("records stored during the DynamoDB run: {records_stored} items");
 }
 
@@ -288,7 +325,7 @@ async fn run(records: usize, signals: usize) {
 async fn enforcement(
     signals: usize,
     settings: Option<autoguardrails::controller::reconcile::Settings>,
-) -> Vec<f64> {
+) -> (Vec<f64>, Vec<f64>, f64) {
     let mut settings = settings.unwrap_or_else(test_settings);
     settings.drift_period = Duration::from_secs(600);
     settings.full_converge_period = Duration::from_secs(600);
@@ -300,6 +337,8 @@ async fn enforcement(
         }
     });
     let mut latencies = Vec::with_capacity(signals);
+    let cpu_before = cpu_seconds();
+    let requests_before = h.emulator.requests().len();
     for (i, r) in roles.iter().enumerate() {
         // Every policy matches every signal; the earlier ones already hold a live Quarantine,
         // so each signal quarantines the role of the policy applied just before it.
@@ -307,7 +346,13 @@ async fn enforcement(
             .await;
         let signal = anomaly(&format!("enf-signal-{i}"), ACCOUNT, 500.0);
         let started = Instant::now();
+        tracing::info!(signal = i, "bench: signal submitted");
         let report = h.submit(&signal).await;
+        tracing::info!(
+            signal = i,
+            submit_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "bench: intake answered"
+        );
         let created = report.created().count();
         assert!(created >= 1, "signal {i} created no quarantine");
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -316,6 +361,7 @@ async fn enforcement(
             tokio::time::sleep(Duration::from_micros(500)).await;
         }
         latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+        tracing::info!(signal = i, "bench: deny seen");
     }
     // The deny is attached before the status write that records it: wait for the last writes.
     h.eventually("every quarantine Active", || async {
@@ -330,6 +376,17 @@ async fn enforcement(
             >= signals
     })
     .await;
+    let cpu = cpu_seconds() - cpu_before;
+    let mut calls: std::collections::BTreeMap<String, usize> = Default::default();
+    for r in &h.emulator.requests()[requests_before..] {
+        if r.verb != "watch" {
+            *calls
+                .entry(format!("{} {} {}", r.verb, r.resource, r.status))
+                .or_default() += 1;
+        }
+    }
+    println!("  API calls during the signals: {calls:?}");
+    let in_order = latencies.clone();
     latencies.sort_by(f64::total_cmp);
-    latencies
+    (latencies, in_order, cpu)
 }

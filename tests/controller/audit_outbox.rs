@@ -413,3 +413,168 @@ async fn queued_controller_records_are_written_before_a_stop_and_counted_when_th
     assert_eq!(outbox.drain(Duration::from_millis(300)).await, 2);
     assert_eq!(lost.audit_records.with_label_values(&["dropped"]).get(), 2);
 }
+
+/// A sink that records what it is handed and, on its first call, lets another replica append to
+/// the outbox while the flush is storing (the flush's removal then meets a newer ConfigMap).
+struct AppendDuringStore {
+    seen: std::sync::Mutex<Vec<String>>,
+    other: Arc<autoguardrails::controller::audit::controller_outbox::ControllerOutbox>,
+    done: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl autoguardrails::audit::AuditSink for AppendDuringStore {
+    async fn append(
+        &self,
+        records: &[autoguardrails::audit::AuditRecord],
+    ) -> Result<autoguardrails::audit::Appended, autoguardrails::audit::AuditError> {
+        use autoguardrails::controller::audit::controller_outbox::{controller_actor, record};
+        self.seen
+            .lock()
+            .unwrap()
+            .extend(records.iter().map(|r| r.message.clone()));
+        if !self.done.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            let late = (0..5)
+                .map(|i| {
+                    record(
+                        "c",
+                        "SignalUnmatched",
+                        controller_actor(),
+                        format!("late {i}"),
+                    )
+                })
+                .collect();
+            self.other.append_now(late).await.unwrap();
+        }
+        Ok(autoguardrails::audit::Appended {
+            written: records.len(),
+            duplicates: 0,
+        })
+    }
+    fn name(&self) -> &'static str {
+        "test"
+    }
+}
+
+/// Records appended while a flush is storing stay for the next flush, and the stored ones leave:
+/// the removal reads the outbox again instead of giving up on the conflict (which used to store
+/// the same records again every round while appends kept coming).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flush_meeting_a_concurrent_append_removes_what_it_stored_and_keeps_the_rest() {
+    use autoguardrails::controller::audit::controller_outbox::{
+        ControllerOutbox, controller_actor, record,
+    };
+    let h = Harness::start().await;
+    let metrics = Arc::new(autoguardrails::metrics::Metrics::new().unwrap());
+    let ns = crate::support::controller::NS;
+    let flusher = ControllerOutbox::start(h.client.clone(), ns, "c", metrics.clone());
+    let other = ControllerOutbox::start(h.client.clone(), ns, "c", metrics.clone());
+    let first = (0..10)
+        .map(|i| {
+            record(
+                "c",
+                "SignalUnmatched",
+                controller_actor(),
+                format!("early {i}"),
+            )
+        })
+        .collect();
+    flusher.append_now(first).await.unwrap();
+    let sink = AppendDuringStore {
+        seen: Default::default(),
+        other,
+        done: Default::default(),
+    };
+    let (stored, left, _) = flusher.flush(&sink).await.unwrap();
+    assert_eq!(
+        (stored, left),
+        (10, 5),
+        "the ten stored, the five late ones left"
+    );
+    let pending: Vec<String> = flusher
+        .pending()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.message)
+        .collect();
+    assert_eq!(
+        pending,
+        (0..5).map(|i| format!("late {i}")).collect::<Vec<_>>()
+    );
+    let (stored, left, _) = flusher.flush(&sink).await.unwrap();
+    assert_eq!((stored, left), (5, 0));
+    let seen = sink.seen.lock().unwrap().clone();
+    assert_eq!(
+        seen.len(),
+        15,
+        "each record handed to the store once: {seen:?}"
+    );
+    assert!(flusher.pending().await.unwrap().is_empty());
+}
+
+/// Signals answered at the same time wait for their records together: every caller learns its
+/// records are in the ConfigMap, and they share writes (group commit) instead of one guarded
+/// read-modify-write each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_waiting_at_once_share_outbox_writes_and_each_learns_its_records_are_written() {
+    use autoguardrails::controller::audit::controller_outbox::{
+        ControllerOutbox, controller_actor, record,
+    };
+    let h = Harness::start().await;
+    let metrics = Arc::new(autoguardrails::metrics::Metrics::new().unwrap());
+    let ns = crate::support::controller::NS;
+    let outbox = ControllerOutbox::start(h.client.clone(), ns, "c", metrics.clone());
+    // Created first, so only the appends below write.
+    outbox
+        .append_now(vec![record(
+            "c",
+            "SignalUnmatched",
+            controller_actor(),
+            "first".into(),
+        )])
+        .await
+        .unwrap();
+    let before = h.emulator.requests().len();
+    let callers = (0..40).map(|i| {
+        let outbox = outbox.clone();
+        async move {
+            let records = (0..3)
+                .map(|j| {
+                    record(
+                        "c",
+                        "SignalNotActedOn",
+                        controller_actor(),
+                        format!("{i}-{j}"),
+                    )
+                })
+                .collect();
+            outbox
+                .append_and_wait(records, Duration::from_secs(10))
+                .await
+        }
+    });
+    let told = futures::future::join_all(callers).await;
+    assert!(
+        told.iter().all(|t| *t),
+        "every caller told written: {told:?}"
+    );
+    // Told means in the ConfigMap: read right away, no waiting.
+    let pending = outbox.pending().await.unwrap();
+    assert_eq!(pending.len(), 1 + 40 * 3);
+    let writes = h.emulator.requests()[before..]
+        .iter()
+        .filter(|r| r.resource == "configmaps" && r.verb == "update")
+        .count();
+    assert!(
+        (1..40).contains(&writes),
+        "{writes} ConfigMap writes for 40 callers"
+    );
+    assert_eq!(outbox.unwritten(), 0);
+    // Nothing to write is told at once.
+    assert!(
+        outbox
+            .append_and_wait(Vec::new(), Duration::from_millis(1))
+            .await
+    );
+}

@@ -32,6 +32,12 @@ const QUEUE: usize = 1_000;
 /// How many queued records one ConfigMap write takes at most.
 const BATCH: usize = 100;
 
+/// A record waiting for the writer, with whom to tell once it is in the ConfigMap.
+struct Queued {
+    record: AuditRecord,
+    written: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
 /// The outbox as kept in the ConfigMap.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -137,7 +143,7 @@ pub fn controller_actor() -> Actor {
 pub struct ControllerOutbox {
     api: Api<ConfigMap>,
     cluster: String,
-    queue: mpsc::Sender<AuditRecord>,
+    queue: mpsc::Sender<Queued>,
     metrics: Arc<Metrics>,
     /// Records handed to [`ControllerOutbox::append`] and not yet written (decision 237).
     unwritten: Arc<AtomicUsize>,
@@ -186,18 +192,52 @@ impl ControllerOutbox {
     /// Hands `record` to the writer; never waits. The id and sequence are assigned when it is
     /// written. A full queue drops it (logged, `audit_records_total{outcome="dropped"}`).
     pub fn append(&self, record: AuditRecord) {
+        self.enqueue(record, None);
+    }
+
+    /// Queues `record` (with `written` told once it is in the ConfigMap); false when the queue is
+    /// full or closed (dropped, logged, counted).
+    fn enqueue(
+        &self,
+        record: AuditRecord,
+        written: Option<tokio::sync::oneshot::Sender<()>>,
+    ) -> bool {
         self.unwritten.fetch_add(1, Ordering::SeqCst);
-        if let Err(error) = self.queue.try_send(record) {
-            self.unwritten.fetch_sub(1, Ordering::SeqCst);
-            self.metrics
-                .audit_records
-                .with_label_values(&["dropped"])
-                .inc();
-            let record = match &error {
-                mpsc::error::TrySendError::Full(r) | mpsc::error::TrySendError::Closed(r) => r,
-            };
-            tracing::error!(event = %record.event, message = %record.message, "controller audit queue full: record dropped");
+        let Err(error) = self.queue.try_send(Queued { record, written }) else {
+            return true;
+        };
+        self.unwritten.fetch_sub(1, Ordering::SeqCst);
+        self.metrics
+            .audit_records
+            .with_label_values(&["dropped"])
+            .inc();
+        let queued = match &error {
+            mpsc::error::TrySendError::Full(q) | mpsc::error::TrySendError::Closed(q) => q,
+        };
+        tracing::error!(event = %queued.record.event, message = %queued.record.message, "controller audit queue full: record dropped");
+        false
+    }
+
+    /// Queues `records` and waits until the writer has put them in the ConfigMap, at most
+    /// `within` (group commit: records of callers waiting at the same time share one write).
+    /// True when they were written before returning; otherwise they stay queued (and are
+    /// written later) unless the queue was full.
+    pub async fn append_and_wait(&self, records: Vec<AuditRecord>, within: Duration) -> bool {
+        let Some(last) = records.len().checked_sub(1) else {
+            return true;
+        };
+        let (tell, told) = tokio::sync::oneshot::channel();
+        let mut tell = Some(tell);
+        let mut queued = true;
+        for (i, record) in records.into_iter().enumerate() {
+            // The queue is written in order: the last record written means all were.
+            let written = if i == last { tell.take() } else { None };
+            queued &= self.enqueue(record, written);
         }
+        if !queued {
+            return false;
+        }
+        matches!(tokio::time::timeout(within, told).await, Ok(Ok(())))
     }
 
     /// Writes `records` into the ConfigMap now (one guarded read-modify-write, retried on
@@ -306,26 +346,50 @@ impl ControllerOutbox {
             .audit_records
             .with_label_values(&["duplicate"])
             .inc_by(done.duplicates as u64);
-        outbox.flushed(below);
-        let left = (
-            outbox.records.len(),
-            outbox.records.iter().map(|r| r.recorded_at).min(),
-        );
-        if outbox.write_to(&mut config_map).is_ok() {
+        // Removing what was stored is a guarded read-modify-write like an append: a writer that
+        // appended meanwhile makes it read again, never store the same records round after round.
+        for _ in 0..10 {
+            outbox.flushed(below);
+            let left = (
+                outbox.records.len(),
+                outbox.records.iter().map(|r| r.recorded_at).min(),
+            );
+            if outbox.write_to(&mut config_map).is_err() {
+                break;
+            }
             match self
                 .api
                 .replace(CONFIG_MAP, &PostParams::default(), &config_map)
                 .await
             {
                 Ok(_) => return Ok((count, left.0, left.1)),
-                Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => {
-                    tracing::debug!(
-                        code = s.code,
-                        "controller audit outbox changed meanwhile; next round"
-                    );
+                Err(kube::Error::Api(s)) if s.code == 409 => {
+                    tracing::debug!("controller audit outbox changed meanwhile; reading it again");
+                    match self.api.get_opt(CONFIG_MAP).await {
+                        Ok(Some(fresh)) => match Outbox::read(&fresh) {
+                            Ok(read) => {
+                                config_map = fresh;
+                                outbox = read;
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "the controller audit outbox became unreadable");
+                                break;
+                            }
+                        },
+                        Ok(None) => break,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "failed to read the controller audit outbox again");
+                            break;
+                        }
+                    }
+                }
+                Err(kube::Error::Api(s)) if s.code == 404 => {
+                    tracing::debug!("controller audit outbox deleted meanwhile; next round");
+                    break;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "failed to remove flushed records from the controller audit outbox");
+                    break;
                 }
             }
         }
@@ -338,7 +402,7 @@ impl ControllerOutbox {
 /// ends.
 async fn write_queued(
     api: Api<ConfigMap>,
-    mut queued: mpsc::Receiver<AuditRecord>,
+    mut queued: mpsc::Receiver<Queued>,
     metrics: Arc<Metrics>,
     unwritten: Arc<AtomicUsize>,
 ) {
@@ -346,17 +410,22 @@ async fn write_queued(
         let mut batch = vec![first];
         while batch.len() < BATCH {
             match queued.try_recv() {
-                Ok(record) => batch.push(record),
+                Ok(next) => batch.push(next),
                 Err(_) => break,
             }
         }
+        let (records, waiting): (Vec<AuditRecord>, Vec<_>) =
+            batch.into_iter().map(|q| (q.record, q.written)).unzip();
         let mut wait = Duration::from_secs(1);
-        while let Err(error) = write(&api, batch.clone(), &metrics).await {
-            tracing::warn!(%error, records = batch.len(), retry_in = ?wait, "failed to write the controller audit outbox");
+        while let Err(error) = write(&api, records.clone(), &metrics).await {
+            tracing::warn!(%error, records = records.len(), retry_in = ?wait, "failed to write the controller audit outbox");
             tokio::time::sleep(wait).await;
             wait = (wait * 2).min(Duration::from_secs(30));
         }
-        unwritten.fetch_sub(batch.len(), Ordering::SeqCst);
+        unwritten.fetch_sub(records.len(), Ordering::SeqCst);
+        for tell in waiting.into_iter().flatten() {
+            let _ = tell.send(());
+        }
     }
 }
 

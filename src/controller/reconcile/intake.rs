@@ -17,6 +17,7 @@ use kube::{Client, Resource, ResourceExt};
 use tokio::sync::mpsc;
 
 use super::{FIELD_MANAGER, Stores, object_key};
+use crate::audit::AuditRecord;
 use crate::controller::audit::controller_outbox::ControllerOutbox;
 use crate::controller::crd::{GuardrailPolicy, LastSignal, Quarantine};
 use crate::controller::intake::{IntakeError, IntakeReport, PolicyOutcome, SignalIntake};
@@ -52,6 +53,9 @@ pub struct Intake {
     metrics: Option<Arc<crate::metrics::Metrics>>,
     audit: Option<Arc<ControllerOutbox>>,
 }
+
+/// How long a signal's answer waits for its audit records to be in the outbox.
+pub const AUDIT_WRITE_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Event of the audit record for a signal no policy watches (decision 225).
 pub const AUDIT_SIGNAL_UNMATCHED: &str = "SignalUnmatched";
@@ -229,8 +233,15 @@ impl Intake {
         .with_audit(s.audit.controller.clone())
     }
 
-    /// Hands one record about `signal` to the audit outbox, when there is one.
-    fn audit(&self, signal: &CostSignal, event: &str, policy: Option<String>, message: String) {
+    /// Keeps one record about `signal` for the audit outbox, when there is one.
+    fn audit(
+        &self,
+        records: &mut Vec<AuditRecord>,
+        signal: &CostSignal,
+        event: &str,
+        policy: Option<String>,
+        message: String,
+    ) {
         let Some(outbox) = &self.audit else {
             return;
         };
@@ -243,7 +254,7 @@ impl Intake {
         record.policy = policy;
         record.signal = Some(crate::controller::audit::signal_summary(signal));
         record.principals = signal.principal.iter().cloned().collect();
-        outbox.append(record);
+        records.push(record);
     }
 
     async fn create(&self, q: &Quarantine) -> Result<bool, IntakeError> {
@@ -384,9 +395,38 @@ fn transient(e: &kube::Error) -> IntakeError {
 
 #[async_trait]
 impl SignalIntake for Intake {
+    /// Evaluates `signal`; the audit records of what it did not act on are in the controller's
+    /// outbox before the answer (at most [`AUDIT_WRITE_WITHIN`]; later they stay queued), so a
+    /// sender told "accepted" never has its signal's records lost with the process (group
+    /// commit: concurrent signals share one ConfigMap write).
     async fn submit(&self, signal: &CostSignal) -> Result<IntakeReport, IntakeError> {
+        let mut records = Vec::new();
+        let result = self.evaluate(signal, &mut records).await;
+        if let Some(outbox) = &self.audit
+            && !records.is_empty()
+        {
+            let count = records.len();
+            if !outbox.append_and_wait(records, AUDIT_WRITE_WITHIN).await {
+                tracing::warn!(
+                    signal = %signal.id,
+                    records = count,
+                    "the signal's audit records are not in the outbox yet (queued, or dropped if the queue was full)"
+                );
+            }
+        }
+        result
+    }
+}
+
+impl Intake {
+    async fn evaluate(
+        &self,
+        signal: &CostSignal,
+        records: &mut Vec<AuditRecord>,
+    ) -> Result<IntakeReport, IntakeError> {
         if let Err(e) = signal.validate() {
             self.audit(
+                records,
                 signal,
                 AUDIT_SIGNAL_REJECTED,
                 None,
@@ -520,6 +560,7 @@ impl SignalIntake for Intake {
             );
             if outcome.quarantine.is_none() {
                 self.audit(
+                    records,
                     signal,
                     AUDIT_SIGNAL_NOT_ACTED_ON,
                     Some(policy_name.clone()),
@@ -546,6 +587,7 @@ impl SignalIntake for Intake {
         }
         if report.outcomes.is_empty() {
             self.audit(
+                records,
                 signal,
                 AUDIT_SIGNAL_UNMATCHED,
                 None,
