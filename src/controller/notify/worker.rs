@@ -510,7 +510,8 @@ async fn deliver(object: &Quarantine, context: &Context, last_chance: bool) -> O
     if !plan.send.is_empty() {
         let reference = WebhookRef::from_spec(&namespace, slack);
         // The bot posts to a channel and needs no webhook; a webhook set-up needs one (decision
-        // 238). Neither is a retried error: the policy or the controller's set-up may be fixed.
+        // 238). A missing one is retried like a missing Secret: the policy or the controller's
+        // set-up may be fixed within `retryFor`.
         let post_with = match context.web_api {
             Some(_) => PostWith::Bot,
             None => PostWith::Webhook,
