@@ -4,7 +4,8 @@
 //! Quarantine and makes no IAM write; a second matching anomaly within the cooldown is counted
 //! but not announced again. A controller posting with incoming webhooks says clearly (policy not
 //! Ready, Events, `Retrying` records, a failed announcement) that it cannot post for policies that
-//! name no webhook, and still enforces them.
+//! name no webhook, and still enforces them; a controller posting with its bot does the same for
+//! policies when no channel is named anywhere.
 
 use crate::support::binary::{
     ControllerProcess, cluster_with_events_key, free_port, metric_value, post_event, wait_for,
@@ -292,11 +293,57 @@ spec:
 /// Warning, counted and audited. Enforcement is not affected.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_controller_says_clearly_that_it_cannot_post_for_a_policy_without_a_webhook() {
+    cannot_post(Unroutable::NoWebhook).await;
+}
+
+/// The same for a controller posting with its bot and no `notifications.channel`, for policies
+/// naming no channel either (`SlackChannelMissing`, `no_channel`): nothing is posted anywhere
+/// (the Web API address is a closed port, and the records say `no_channel`, not a connection
+/// error).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_controller_says_clearly_that_it_cannot_post_for_a_policy_without_a_channel() {
+    cannot_post(Unroutable::NoChannel).await;
+}
+
+/// What a controller lacks for the policies of `cannot_post`.
+#[derive(Clone, Copy, PartialEq)]
+enum Unroutable {
+    /// `postWith: webhook`, policies without a webhook.
+    NoWebhook,
+    /// `postWith: bot` without `notifications.channel`, policies without a channel.
+    NoChannel,
+}
+
+async fn cannot_post(case: Unroutable) {
+    let (reason, category, said, policies, settings) = match case {
+        Unroutable::NoWebhook => (
+            "SlackWebhookMissing",
+            "(no_webhook)",
+            ["names no webhook", "postWith: bot"],
+            NO_WEBHOOK_POLICIES.to_string(),
+            "  postWith: webhook\n",
+        ),
+        Unroutable::NoChannel => (
+            "SlackChannelMissing",
+            "(no_channel)",
+            ["names a channel", "notifications.channel"],
+            NO_WEBHOOK_POLICIES
+                .replace("    slack:\n      channelHint: C0COST\n", "    slack: {}\n"),
+            "  postWith: bot\n",
+        ),
+    };
+    assert!(case == Unroutable::NoWebhook || !policies.contains("C0COST"));
     let (emulator, kubectl) = cluster_with_events_key(NS, API_KEY).await;
     let metrics_port = free_port();
     let signals_port = free_port();
-    let dir = std::env::temp_dir().join(format!("agr-no-webhook-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "agr-{}-{}",
+        reason.to_lowercase(),
+        std::process::id()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
+    let token = dir.join("bot-token");
+    std::fs::write(&token, "xoxb-e2e-token\n").unwrap();
     let jsonl = dir.join("audit.jsonl");
     let config = dir.join("config.yaml");
     std::fs::write(
@@ -317,13 +364,16 @@ signals:
     apiKeySecret: {{ name: events-key, key: apiKey }}
 notifications:
   enabled: true
-  postWith: webhook
-  initialBackoff: 1s
+{settings}  initialBackoff: 1s
+slack:
+  botTokenFile: {token}
+  apiBaseUrl: http://127.0.0.1:9/api/
 audit:
   jsonLines: {jsonl}
   flushInterval: 200ms
 "#,
-            jsonl = jsonl.display()
+            jsonl = jsonl.display(),
+            token = token.display(),
         ),
     )
     .unwrap();
@@ -341,7 +391,7 @@ audit:
         matches!(http.get(format!("{ops}/readyz")).send().await, Ok(r) if r.status() == 200)
     })
     .await;
-    kubectl.run_with_input(&["apply", "-f", "-"], Some(NO_WEBHOOK_POLICIES));
+    kubectl.run_with_input(&["apply", "-f", "-"], Some(&policies));
 
     // Both policies: not Ready, with the reason and what to do, and a Warning Event.
     for policy in ["ci-nohook", "ci-watch-nohook"] {
@@ -349,7 +399,7 @@ audit:
             "wait",
             "-n",
             NS,
-            "--for=jsonpath={.status.conditions[?(@.type==\"Ready\")].reason}=SlackWebhookMissing",
+            &format!("--for=jsonpath={{.status.conditions[?(@.type==\"Ready\")].reason}}={reason}"),
             &format!("guardrailpolicy/{policy}"),
             "--timeout=60s",
         ]);
@@ -372,7 +422,7 @@ audit:
         assert_eq!(ready["status"], "False", "{ready}");
         let message = ready["message"].as_str().unwrap_or_default();
         assert!(
-            message.contains("names no webhook") && message.contains("postWith: bot"),
+            message.contains(said[0]) && message.contains(said[1]),
             "{message}"
         );
     }
@@ -401,16 +451,16 @@ audit:
             .collect()
     };
     wait_for(
-        "the SlackWebhookMissing Event",
+        &format!("the {reason} Event"),
         Duration::from_secs(30),
         || {
-            let found = events("SlackWebhookMissing", "GuardrailPolicy").len() == 2;
+            let found = events(reason, "GuardrailPolicy").len() == 2;
             async move { found }
         },
     )
     .await;
     assert!(
-        events("SlackWebhookMissing", "GuardrailPolicy")
+        events(reason, "GuardrailPolicy")
             .iter()
             .all(|e| e["type"] == "Warning")
     );
@@ -472,9 +522,9 @@ audit:
                     !records.is_empty()
                         && records.iter().all(|r| {
                             r["state"] == "Retrying"
-                                && r["lastError"].as_str().is_some_and(|e| {
-                                    e.contains("names no webhook") && e.contains("(no_webhook)")
-                                })
+                                && r["lastError"]
+                                    .as_str()
+                                    .is_some_and(|e| e.contains(said[0]) && e.contains(category))
                         })
                 });
             async move { recorded }
@@ -500,9 +550,7 @@ audit:
         || {
             let found = events("DeliveryRetrying", "Quarantine").iter().any(|e| {
                 e["type"] == "Warning"
-                    && e["message"]
-                        .as_str()
-                        .is_some_and(|m| m.contains("no_webhook"))
+                    && e["message"].as_str().is_some_and(|m| m.contains(category))
             });
             async move { found }
         },
@@ -535,9 +583,7 @@ audit:
                 .any(|e| {
                     e["type"] == "Warning"
                         && e["involvedObject"]["name"] == "ci-watch-nohook"
-                        && e["message"]
-                            .as_str()
-                            .is_some_and(|m| m.contains("names no webhook"))
+                        && e["message"].as_str().is_some_and(|m| m.contains(said[0]))
                 });
             async move { found }
         },
@@ -550,7 +596,7 @@ audit:
                     r["event"] == "NotifyOnly"
                         && r["policy"] == "autoguardrails/ci-watch-nohook"
                         && r["message"].as_str().is_some_and(|m| {
-                            m.contains("Slack message failed") && m.contains("names no webhook")
+                            m.contains("Slack message failed") && m.contains(said[0])
                         })
                 })
             })
