@@ -803,6 +803,8 @@ impl Config {
             approval_stamp_key: None,
             // The sink is built by the command (it needs the AWS clients); timings from here.
             audit: self.audit.outlet(None),
+            slack_post_with: self.notifications.post_with,
+            slack_channel: self.notifications.channel.clone(),
         })
     }
 

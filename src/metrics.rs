@@ -47,7 +47,7 @@ pub struct Metrics {
     /// check now; `unheld`: about nothing we hold; `ignored`: a failed or harmless call).
     pub iam_events: IntCounterVec,
     /// `notifyOnly` matches announced, by policy (`namespace/name`) and outcome (`sent`,
-    /// `no_webhook`, `failed`, `cooling_down`, `dropped`).
+    /// `no_webhook`: the policy names no Slack, `failed`, `cooling_down`, `dropped`).
     pub notify_only: IntCounterVec,
     /// Actual release time minus `expiresAt`, in seconds (TTL releases only).
     pub release_lag: Histogram,

@@ -628,7 +628,8 @@ pub async fn serve_until(config: Config, shutdown: Shutdown) -> Result<(), RunEr
                     ),
                 }),
                 config.cluster_id.clone(),
-            );
+            )
+            .with_poster(announcement_poster(&config));
             let (queue, task) = announcer.start(wait_for_shutdown(announcer_stop_rx));
             intake = intake.with_announcements(Arc::new(queue), metrics.clone());
             Some(task)
@@ -1019,6 +1020,26 @@ async fn wait_until(receiver: &mut watch::Receiver<bool>, wanted: bool) -> bool 
         }
         if receiver.changed().await.is_err() {
             return *receiver.borrow() == wanted;
+        }
+    }
+}
+
+/// How notifyOnly announcements reach Slack: the policies' webhooks, or with
+/// `notifications.postWith: bot` the bot (decision 239). A bot that cannot be set up (no token)
+/// is logged here and named in every announcement's failure, never replaced by the webhook.
+fn announcement_poster(config: &Config) -> crate::controller::notify::only::Poster {
+    use crate::controller::notify::only::Poster;
+    match crate::controller::notify::web_api::from_config(
+        config.notifications.post_with,
+        config.slack.bot_token_file.as_deref(),
+        &config.slack.api_base_url,
+        &config.notifications.slack,
+    ) {
+        Ok(None) => Poster::Webhook,
+        Ok(Some(api)) => Poster::Bot(Arc::new(api), config.notifications.channel.clone()),
+        Err(e) => {
+            tracing::error!(error = %e, "notifyOnly announcements cannot post with the bot; each one fails with this reason");
+            Poster::BotUnavailable(e.to_string())
         }
     }
 }

@@ -396,16 +396,8 @@ fn policy_cases() -> Vec<Case> {
             "/spec/notify/slack",
             json!({"webhookSecretRef": {"name": "s", "key": "url"}, "webhookSsmParameter": "/x"}),
             "spec.notify.slack",
-            "exactly one of webhookSecretRef and webhookSsmParameter",
-            Some("has(self.webhookSecretRef) != has(self.webhookSsmParameter)"),
-        ),
-        (
-            "slack with no webhook source",
-            "/spec/notify/slack",
-            json!({"channelHint": "#c"}),
-            "spec.notify.slack",
-            "exactly one of",
-            Some("has(self.webhookSecretRef) != has(self.webhookSsmParameter)"),
+            "at most one of webhookSecretRef and webhookSsmParameter",
+            Some("!(has(self.webhookSecretRef) && has(self.webhookSsmParameter))"),
         ),
         (
             "region that is not a region",
@@ -547,6 +539,30 @@ fn every_action_list_a_policy_may_hold_is_accepted() {
         json!(["attachDeny", "setPermissionsBoundary"]),
     );
     assert!(validate::quarantine(&quarantine).is_empty());
+}
+
+#[test]
+fn slack_without_a_webhook_is_accepted_for_a_controller_posting_with_its_bot() {
+    // Decision 238: whether the controller can post it is the controller's check (Ready), not the
+    // schema's; the schema only refuses two webhooks.
+    for slack in [
+        json!({"channelHint": "C0123ABCD"}),
+        json!({}),
+        json!({"webhookSsmParameter": "/autoguardrails/slack", "channelHint": "#c"}),
+    ] {
+        let mut policy = valid_policy();
+        set(&mut policy, "/spec/notify/slack", slack.clone());
+        let errors = validate::guardrail_policy(&policy);
+        assert!(errors.is_empty(), "{slack}: {errors:?}");
+        let mut quarantine = valid_quarantine();
+        set(
+            &mut quarantine,
+            "/spec/notify",
+            json!({"slack": slack.clone()}),
+        );
+        let errors = validate::quarantine(&quarantine);
+        assert!(errors.is_empty(), "{slack}: {errors:?}");
+    }
 }
 
 fn set(object: &mut Value, pointer: &str, value: Value) {

@@ -722,7 +722,7 @@ async fn slack_buttons_act_as_the_mapped_identity_and_refuse_everything_else() {
 
 /// Plays Slack's Web API for a bot (`chat.postMessage`, `chat.update`, `views.open`): records
 /// every call (method, Authorization, JSON body); posts to `C0GONE` answer `ok:false
-/// channel_not_found`; `chat.update` answers from `updates` first (status, Retry-After, body),
+/// channel_not_found`, posts to `C0DOWN` HTTP 500 `internal_error`; `chat.update` answers from `updates` first (status, Retry-After, body),
 /// then `ok`; `views.open` with the trigger `expired` answers `ok:false expired_trigger_id`.
 struct BotApi {
     url: String,
@@ -757,6 +757,11 @@ async fn bot_api(updates: Vec<(u16, Option<u64>, Value)>) -> BotApi {
                     "chat.postMessage" if body["channel"] == "C0GONE" => {
                         ok(json!({"ok": false, "error": "channel_not_found"})).into_response()
                     }
+                    "chat.postMessage" if body["channel"] == "C0DOWN" => (
+                        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                        axum::Json(json!({"ok": false, "error": "internal_error"})),
+                    )
+                        .into_response(),
                     "chat.postMessage" => {
                         let n = serial.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                         ok(json!({"ok": true, "channel": body["channel"], "ts": format!("1700000000.{n:06}")}))
@@ -861,6 +866,57 @@ spec:
       channelHint: C0GONE
 "#;
 
+/// `BOT_POLICIES` as a bot set-up writes them (decision 238): ci-bot names no webhook and no
+/// channel (the controller's `notifications.channel`), ci-gone only a channel; and three
+/// `notifyOnly` policies for the same signal (decision 239): ci-watch names nothing, ci-watch-down
+/// a channel the Web API answers 500 for, ci-watch-gone one it refuses (`ok:false`).
+fn bot_policies() -> String {
+    let watch = |name: &str, slack: &str| {
+        format!(
+            r#"---
+apiVersion: autoguardrails.io/v1alpha1
+kind: GuardrailPolicy
+metadata:
+  name: {name}
+  namespace: autoguardrails
+spec:
+  mode: Auto
+  actions: [notifyOnly]
+  match:
+    sources: [CostAnomaly]
+    accountIds: ["123456789012"]
+    minImpactUsd: 100
+  scope:
+    principals:
+      - {{ kind: IamRole, arn: "arn:aws:iam::123456789012:role/ops" }}
+  deny:
+    actions: ["ec2:RunInstances"]
+  quarantine:
+    ttl: 1h
+    cooldown: 1h
+  notify:
+    slack: {slack}
+"#
+        )
+    };
+    let policies = BOT_POLICIES
+        .replace(
+            "      webhookSecretRef: { name: unused-webhook, key: url }\n      channelHint: C0GONE\n",
+            "      channelHint: C0GONE\n",
+        )
+        .replace(
+            "    slack:\n      webhookSecretRef: { name: unused-webhook, key: url }\n",
+            "    slack: {}\n",
+        );
+    assert!(!policies.contains("webhookSecretRef"), "{policies}");
+    format!(
+        "{policies}{}{}{}",
+        watch("ci-watch", "{}"),
+        watch("ci-watch-down", "{ channelHint: C0DOWN }"),
+        watch("ci-watch-gone", "{ channelHint: C0GONE }"),
+    )
+}
+
 fn actions_block(message: &Value) -> Option<&Value> {
     message["blocks"]
         .as_array()
@@ -875,8 +931,8 @@ fn record_of<'a>(q: &'a Value, event: &str) -> &'a Value {
 }
 
 /// A running binary with the approval webhook and Slack interactions on, its configuration
-/// changed by `edit`, the Web API at `api_url`, and one PendingApproval Quarantine for each of
-/// `BOT_POLICIES` (`name` of ci-bot, `gone` of ci-gone).
+/// changed by `edit`, the Web API at `api_url`, `policies` applied and Ready, and one
+/// PendingApproval Quarantine for each of ci-bot and ci-gone (`name`, `gone`).
 struct BotCluster {
     _emulator: kube_emulator::Emulator,
     admin: PathBuf,
@@ -893,6 +949,7 @@ async fn bot_cluster(
     tag: &str,
     api_url: &str,
     response_url_prefixes: &[String],
+    policies: &str,
     edit: impl Fn(String) -> String,
 ) -> BotCluster {
     let (emulator, admin) = approvals_cluster(vec![kube_emulator::TokenEntry::new(
@@ -944,9 +1001,13 @@ async fn bot_cluster(
         Some(&webhook_configuration(webhook_port)),
     );
     assert!(applied, "{out}{err}");
-    let (applied, out, err) = kubectl(&admin, &["apply", "-f", "-"], Some(BOT_POLICIES));
+    let (applied, out, err) = kubectl(&admin, &["apply", "-f", "-"], Some(policies));
     assert!(applied, "{out}{err}");
-    for policy in ["ci-bot", "ci-gone"] {
+    let names = policies
+        .split("\nmetadata:\n  name: ")
+        .skip(1)
+        .filter_map(|rest| rest.lines().next());
+    for policy in names {
         ok(
             &admin,
             &[
@@ -1020,14 +1081,20 @@ async fn a_bot_posts_each_message_and_updates_the_earlier_ones_in_place_when_kub
         name,
         gone,
         ..
-    } = bot_cluster("bot", &api.url, &["http://127.0.0.1:9/".to_string()], |text| {
+    } = bot_cluster(
+        "bot",
+        &api.url,
+        &["http://127.0.0.1:9/".to_string()],
+        &bot_policies(),
+        |text| {
         let text = text.replace(
             "notifications:\n  enabled: false\n",
             "notifications:\n  enabled: true\n  postWith: bot\n  channel: C0DEFAULT\n  initialBackoff: 1s\n  slack: {initialBackoff: 200ms, maxAttempts: 3}\n",
         );
         assert!(text.contains("postWith: bot"));
         text
-    })
+    },
+    )
     .await;
 
     // Posted with the bot token to the default channel, with the buttons; where it lives is kept.
@@ -1044,10 +1111,11 @@ async fn a_bot_posts_each_message_and_updates_the_earlier_ones_in_place_when_kub
     let q = status_of(&admin, &name);
     let pending = record_of(&q, "PendingApproval")["message"].clone();
     assert_eq!(pending["channel"], "C0DEFAULT", "{q}");
+    // ci-bot names no webhook and no channel (decision 238): the controller's channel.
     let posts = api.calls("chat.postMessage");
     let first = posts
         .iter()
-        .find(|p| p["channel"] == "C0DEFAULT")
+        .find(|p| p["channel"] == "C0DEFAULT" && p.to_string().contains(name.as_str()))
         .unwrap()
         .clone();
     assert!(actions_block(&first).is_some(), "{first}");
@@ -1070,6 +1138,123 @@ async fn a_bot_posts_each_message_and_updates_the_earlier_ones_in_place_when_kub
     })
     .await;
     assert!(record_of(&status_of(&admin, &gone), "PendingApproval")["message"].is_null());
+
+    // notifyOnly with the bot (decision 239): ci-watch (no webhook, no channel) is posted to the
+    // controller's channel with the bot token; ci-watch-down meets HTTP 500 on each of the
+    // client's three tries and ci-watch-gone `ok:false channel_not_found` at once: both are
+    // failures said in a Warning Event, the metric and the audit record, never a webhook post.
+    let only = |policy: &str, outcome: &str| {
+        format!(
+            "autoguardrails_notify_only_total{{outcome=\"{outcome}\",policy=\"autoguardrails/{policy}\"}} "
+        )
+    };
+    for (policy, outcome) in [
+        ("ci-watch", "sent"),
+        ("ci-watch-down", "failed"),
+        ("ci-watch-gone", "failed"),
+    ] {
+        wait_for(
+            &format!("the {policy} announcement"),
+            Duration::from_secs(60),
+            || {
+                let (http, ops, line) = (http.clone(), ops.clone(), only(policy, outcome));
+                async move { metric_value(&http, &ops, &line).await == 1.0 }
+            },
+        )
+        .await;
+    }
+    let announced: Vec<Value> = api
+        .calls("chat.postMessage")
+        .into_iter()
+        .filter(|p| p.to_string().contains("(notify only)"))
+        .collect();
+    let to = |channel: &str| announced.iter().filter(|p| p["channel"] == channel).count();
+    assert_eq!(
+        (to("C0DEFAULT"), to("C0DOWN"), to("C0GONE")),
+        (1, 3, 1),
+        "{announced:?}"
+    );
+    let watch = announced
+        .iter()
+        .find(|p| p["channel"] == "C0DEFAULT")
+        .unwrap();
+    assert!(
+        watch["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("autoguardrails/ci-watch") && t.contains("No quarantine")),
+        "{watch}"
+    );
+    assert!(actions_block(watch).is_none(), "{watch}");
+    let policy_events = |reason: &str, policy: &str| -> Vec<String> {
+        let events: Value =
+            serde_json::from_str(&ok(&admin, &["get", "events", "-n", NS, "-o", "json"])).unwrap();
+        events["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| {
+                e["reason"] == reason
+                    && (e["regarding"]["name"] == policy || e["involvedObject"]["name"] == policy)
+            })
+            .map(|e| {
+                format!(
+                    "{} {}",
+                    e["type"].as_str().unwrap_or_default(),
+                    e["note"]
+                        .as_str()
+                        .or(e["message"].as_str())
+                        .unwrap_or_default()
+                )
+            })
+            .collect()
+    };
+    for (policy, reason, text) in [
+        ("ci-watch", "NotifyOnly", "Slack message sent"),
+        ("ci-watch-down", "NotifyOnlyFailed", "internal_error"),
+        ("ci-watch-gone", "NotifyOnlyFailed", "channel_not_found"),
+    ] {
+        wait_for(
+            &format!("the {reason} Event of {policy}"),
+            Duration::from_secs(30),
+            || {
+                let found = policy_events(reason, policy)
+                    .iter()
+                    .any(|e| e.contains(text));
+                async move { found }
+            },
+        )
+        .await;
+    }
+    assert!(
+        policy_events("NotifyOnlyFailed", "ci-watch-down")
+            .iter()
+            .all(|e| e.starts_with("Warning")),
+        "failures are Warnings"
+    );
+    let audit_file = controller.log.parent().unwrap().join("audit.jsonl");
+    for (policy, text) in [
+        ("ci-watch", "Slack message sent"),
+        ("ci-watch-down", "internal_error"),
+        ("ci-watch-gone", "channel_not_found"),
+    ] {
+        wait_for(
+            &format!("the notifyOnly audit record of {policy}"),
+            Duration::from_secs(30),
+            || {
+                let found = std::fs::read_to_string(&audit_file).is_ok_and(|lines| {
+                    lines.lines().any(|line| {
+                        serde_json::from_str::<Value>(line).is_ok_and(|r| {
+                            r["event"] == "NotifyOnly"
+                                && r["policy"] == format!("autoguardrails/{policy}").as_str()
+                                && r["message"].as_str().is_some_and(|m| m.contains(text))
+                        })
+                    })
+                });
+                async move { found }
+            },
+        )
+        .await;
+    }
 
     // alice approves with kubectl: the Activated message is posted, and the PendingApproval
     // message is updated in place without its buttons, after a 429 and two 500s.
@@ -1275,7 +1460,7 @@ async fn a_click_asks_for_a_note_in_a_modal_and_the_signed_submission_acts_with_
     let api = bot_api(Vec::new()).await;
     let (answer_url, received) = receiver().await;
     let prefix = answer_url.trim_end_matches("answer").to_string();
-    let cluster = bot_cluster("modal", &api.url, &[prefix], |text| {
+    let cluster = bot_cluster("modal", &api.url, &[prefix], BOT_POLICIES, |text| {
         let text = text.replace(
             "  emailCacheTtl: 10m\n",
             "  emailCacheTtl: 10m\n  noteModal: true\n",

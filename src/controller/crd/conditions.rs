@@ -43,6 +43,12 @@ pub const REASON_PROTECTED_TARGET: &str = "ProtectedTarget";
 pub const REASON_DENY_TOO_LARGE: &str = "DenyTooLarge";
 /// Reason (GuardrailPolicy `Ready`): the Slack webhook Secret is missing.
 pub const REASON_SLACK_SECRET_MISSING: &str = "SlackSecretMissing";
+/// Reason (GuardrailPolicy `Ready`): `notify.slack` names no webhook and the controller posts
+/// with incoming webhooks (`notifications.postWith: webhook`).
+pub const REASON_SLACK_WEBHOOK_MISSING: &str = "SlackWebhookMissing";
+/// Reason (GuardrailPolicy `Ready`): the controller posts with its bot token and neither the
+/// policy's `channelHint` nor `notifications.channel` names a channel.
+pub const REASON_SLACK_CHANNEL_MISSING: &str = "SlackChannelMissing";
 /// Reason (GuardrailPolicy `Ready`): the deny (its conditions) cannot be written as one statement.
 pub const REASON_INVALID_DENY: &str = "InvalidDeny";
 /// Reason (GuardrailPolicy `Ready`): an exception (account, weekly window) cannot be used.

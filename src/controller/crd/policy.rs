@@ -387,24 +387,30 @@ pub struct ExceptionWindow {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NotifySpec {
-    /// Slack incoming webhook.
+    /// Slack: an incoming webhook, or the controller's bot (`notifications.postWith: bot`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slack: Option<SlackSpec>,
 }
 
-/// A Slack incoming webhook, its URL kept in a Secret or an SSM SecureString parameter.
+/// Where Slack messages go: an incoming webhook, its URL kept in a Secret or an SSM SecureString
+/// parameter; or, on a controller posting with its bot token (`notifications.postWith: bot`),
+/// no webhook and a channel (decision 238).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("has(self.webhookSecretRef) != has(self.webhookSsmParameter)").message("set exactly one of webhookSecretRef and webhookSsmParameter"))]
+#[x_kube(validation = Rule::new("!(has(self.webhookSecretRef) && has(self.webhookSsmParameter))").message("set at most one of webhookSecretRef and webhookSsmParameter (neither: the controller posts with its bot token, notifications.postWith: bot)"))]
 pub struct SlackSpec {
-    /// The Secret key holding the webhook URL (in the policy's namespace).
+    /// The Secret key holding the webhook URL (in the policy's namespace). Not used when the
+    /// controller posts with its bot token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_secret_ref: Option<SecretKeyRef>,
-    /// The name of an AWS SSM SecureString parameter holding the webhook URL.
+    /// The name of an AWS SSM SecureString parameter holding the webhook URL. Not used when the
+    /// controller posts with its bot token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^/?[A-Za-z0-9_.\-/]{1,1011}$"))]
     pub webhook_ssm_parameter: Option<String>,
-    /// A channel such as `#cost-alerts`, used when the webhook allows overriding it.
+    /// A channel: with the bot (`postWith: bot`) the channel id (or a name the bot may post to)
+    /// posted to, else the controller's `notifications.channel`; with a webhook, the payload's
+    /// `channel`, which only legacy webhooks honour.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 80))]
     pub channel_hint: Option<String>,

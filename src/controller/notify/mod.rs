@@ -168,6 +168,18 @@ pub enum NotifyError {
     /// The message could not be serialised (a programming error).
     #[error("slack message could not be encoded: {0}")]
     Encoding(String),
+    /// The controller posts with incoming webhooks (`notifications.postWith: webhook`) and
+    /// `notify.slack` names none. Retried: the policy or the controller's set-up may be fixed.
+    #[error(
+        "spec.notify.slack names no webhook (webhookSecretRef or webhookSsmParameter) and this controller posts with incoming webhooks (notifications.postWith: webhook): name a webhook in the policy, or set postWith: bot with slack.botTokenFile"
+    )]
+    NoWebhook,
+    /// The controller posts with its bot token and no channel is named. Retried like
+    /// [`NotifyError::NoWebhook`].
+    #[error(
+        "this controller posts with its bot token (notifications.postWith: bot) and neither spec.notify.slack.channelHint nor notifications.channel names a channel"
+    )]
+    NoChannel,
 }
 
 impl NotifyError {
@@ -182,6 +194,8 @@ impl NotifyError {
             NotifyError::InvalidWebhookUrl(_) => "invalid_webhook_url",
             NotifyError::Source(error) => error.category(),
             NotifyError::Encoding(_) => "encoding",
+            NotifyError::NoWebhook => "no_webhook",
+            NotifyError::NoChannel => "no_channel",
         }
     }
 
@@ -214,6 +228,34 @@ impl NotifyError {
             NotifyError::RateLimited { retry_after, .. } => *retry_after,
             _ => None,
         }
+    }
+}
+
+/// Where this controller posts a message for `slack`: `Ok(None)` for the policy's webhook,
+/// `Ok(Some(channel))` for the bot (`post_with: bot`: the policy's `channelHint`, else
+/// `default_channel`), or why it has nowhere to go (decision 238). Pure.
+pub fn route(
+    post_with: worker::PostWith,
+    default_channel: Option<&str>,
+    slack: &crate::controller::crd::SlackSpec,
+) -> Result<Option<String>, NotifyError> {
+    let named = |channel: Option<&str>| {
+        channel
+            .map(str::trim)
+            .filter(|channel| !channel.is_empty())
+            .map(str::to_string)
+    };
+    match post_with {
+        worker::PostWith::Bot => named(slack.channel_hint.as_deref())
+            .or_else(|| named(default_channel))
+            .map(Some)
+            .ok_or(NotifyError::NoChannel),
+        worker::PostWith::Webhook
+            if slack.webhook_secret_ref.is_none() && slack.webhook_ssm_parameter.is_none() =>
+        {
+            Err(NotifyError::NoWebhook)
+        }
+        worker::PostWith::Webhook => Ok(None),
     }
 }
 
@@ -330,6 +372,47 @@ mod tests {
         assert!(message.payload().get("channel").is_none());
         message.channel = Some("#cost".into());
         assert_eq!(message.payload()["channel"], "#cost");
+    }
+
+    #[test]
+    fn route_needs_a_webhook_on_a_webhook_controller_and_a_channel_on_a_bot_controller() {
+        use crate::controller::crd::{SecretKeyRef, SlackSpec};
+        use worker::PostWith::{Bot, Webhook};
+        let none = SlackSpec {
+            webhook_secret_ref: None,
+            webhook_ssm_parameter: None,
+            channel_hint: None,
+        };
+        let hinted = SlackSpec {
+            channel_hint: Some(" C0HINT ".into()),
+            ..none.clone()
+        };
+        let webhook = SlackSpec {
+            webhook_secret_ref: Some(SecretKeyRef {
+                name: "s".into(),
+                key: "url".into(),
+            }),
+            ..none.clone()
+        };
+        assert_eq!(
+            route(Webhook, Some("C0"), &none),
+            Err(NotifyError::NoWebhook)
+        );
+        assert_eq!(route(Webhook, None, &hinted), Err(NotifyError::NoWebhook));
+        assert_eq!(route(Webhook, None, &webhook), Ok(None));
+        assert_eq!(route(Bot, Some("C0"), &hinted), Ok(Some("C0HINT".into())));
+        assert_eq!(route(Bot, Some("C0"), &webhook), Ok(Some("C0".into())));
+        assert_eq!(route(Bot, Some(" "), &none), Err(NotifyError::NoChannel));
+        assert_eq!(route(Bot, None, &webhook), Err(NotifyError::NoChannel));
+        for error in [NotifyError::NoWebhook, NotifyError::NoChannel] {
+            assert!(
+                !error.is_permanent(),
+                "{error}: fixed by the set-up, retried"
+            );
+            assert_eq!(error.attempts(), 0);
+        }
+        assert_eq!(NotifyError::NoWebhook.category(), "no_webhook");
+        assert_eq!(NotifyError::NoChannel.category(), "no_channel");
     }
 
     #[tokio::test]

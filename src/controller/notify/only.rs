@@ -1,5 +1,6 @@
 //! The `notifyOnly` action (decision 241): a matching signal is announced — a Slack message to the
-//! policy's webhook, a Kubernetes Event on the policy, `autoguardrails_notify_only_total` and an
+//! policy's webhook, or with `notifications.postWith: bot` by the bot to the policy's channel
+//! (decision 239), a Kubernetes Event on the policy, `autoguardrails_notify_only_total` and an
 //! audit record — and `status.lastNotifiedAt` is written so the cooldown holds across replicas
 //! and restarts. Intake hands announcements over without waiting ([`Announce`]); a task sends
 //! them. It must never create a Quarantine, never make an AWS write (the only AWS call is reading
@@ -15,7 +16,9 @@ use kube::{Resource, ResourceExt};
 use tokio::sync::mpsc;
 
 use super::source::{WebhookRef, WebhookSources};
-use super::{Message, Notifier, WebhookTarget};
+use super::web_api::SlackWebApi;
+use super::worker::PostWith;
+use super::{Message, Notifier, NotifyError, WebhookTarget};
 use crate::audit::{Actor, AuditRecord, AuditSink};
 use crate::controller::crd::GuardrailPolicy;
 use crate::controller::events::{EventRecorder, Occurrence, Severity};
@@ -121,11 +124,23 @@ impl AuditOut for OutboxOrSink {
     }
 }
 
+/// How announcements reach Slack (the controller's `notifications.postWith`).
+#[derive(Clone, Debug)]
+pub enum Poster {
+    /// The incoming webhook the policy names.
+    Webhook,
+    /// The bot (`chat.postMessage`) to the policy's `channelHint`, else this channel.
+    Bot(Arc<SlackWebApi>, Option<String>),
+    /// `postWith: bot`, but the client could not be built (why): every announcement says so.
+    BotUnavailable(String),
+}
+
 /// Sends announcements: Slack, Event, metric, audit record, `lastNotifiedAt`.
 pub struct Announcer {
     client: kube::Client,
     notifier: Arc<dyn Notifier>,
     sources: WebhookSources,
+    poster: Poster,
     recorder: EventRecorder,
     metrics: Arc<Metrics>,
     audit: Arc<dyn AuditOut>,
@@ -147,10 +162,16 @@ impl Announcer {
             client,
             notifier,
             sources,
+            poster: Poster::Webhook,
             metrics,
             audit,
             cluster,
         }
+    }
+
+    /// Posts with this instead of the policies' webhooks (`postWith: bot`, decision 239).
+    pub fn with_poster(self, poster: Poster) -> Announcer {
+        Announcer { poster, ..self }
     }
 
     /// Starts the task; announcements go through the returned queue until `shutdown` resolves.
@@ -198,7 +219,7 @@ impl Announcer {
                 a.message
             ),
             Ok(false) => format!(
-                "{} (no Slack webhook configured; no Quarantine, no AWS change)",
+                "{} (no Slack configured; no Quarantine, no AWS change)",
                 a.message
             ),
             Err(e) => format!(
@@ -227,21 +248,38 @@ impl Announcer {
         self.record_last_notified(policy, a.at).await;
     }
 
-    /// Sends the Slack message; `Ok(false)` when the policy has no webhook.
+    /// Sends the Slack message; `Ok(false)` when the policy names no Slack at all. A policy
+    /// whose `notify.slack` has nowhere to go with this controller's `postWith` (no webhook, no
+    /// channel) is an error, never a silent skip (decision 238).
     async fn slack(&self, a: &Announcement) -> Result<bool, String> {
         let namespace = a.policy.namespace().unwrap_or_default();
         let Some(slack) = a.policy.spec.notify.as_ref().and_then(|n| n.slack.as_ref()) else {
             return Ok(false);
         };
-        let Some(reference) = WebhookRef::from_spec(&namespace, slack) else {
-            return Ok(false);
+        let message = render(
+            a,
+            slack.channel_hint.clone().filter(|c| !c.trim().is_empty()),
+        );
+        let (post_with, default_channel) = match &self.poster {
+            Poster::Webhook => (PostWith::Webhook, None),
+            Poster::Bot(_, channel) => (PostWith::Bot, channel.as_deref()),
+            Poster::BotUnavailable(why) => return Err(why.clone()),
         };
+        let route = super::route(post_with, default_channel, slack).map_err(|e| e.to_string())?;
+        if let (Poster::Bot(api, _), Some(channel)) = (&self.poster, route) {
+            return api
+                .post_message(&channel, &message)
+                .await
+                .map(|_| true)
+                .map_err(|e| format!("{e} ({})", e.category()));
+        }
+        let reference = WebhookRef::from_spec(&namespace, slack)
+            .ok_or_else(|| NotifyError::NoWebhook.to_string())?;
         let url = self
             .sources
             .resolve(&reference)
             .await
             .map_err(|e| e.to_string())?;
-        let message = render(a, slack.channel_hint.clone());
         self.notifier
             .send(&WebhookTarget { url }, &message)
             .await

@@ -509,24 +509,27 @@ async fn deliver(object: &Quarantine, context: &Context, last_chance: bool) -> O
 
     if !plan.send.is_empty() {
         let reference = WebhookRef::from_spec(&namespace, slack);
-        let target = match (&context.web_api, &reference) {
-            (Some(api), _) => slack
-                .channel_hint
-                .clone()
-                .or_else(|| context.settings.channel.clone())
-                .map(|channel| Route::Bot(api.clone(), channel))
-                .ok_or(NotifyError::InvalidWebhookUrl(
-                    "postWith bot needs notifications.channel or the policy's channelHint",
-                )),
-            (None, Some(reference)) => context
+        // The bot posts to a channel and needs no webhook; a webhook set-up needs one (decision
+        // 238). A missing one is retried like a missing Secret: the policy or the controller's
+        // set-up may be fixed within `retryFor`.
+        let post_with = match context.web_api {
+            Some(_) => PostWith::Bot,
+            None => PostWith::Webhook,
+        };
+        let target = match (
+            super::route(post_with, context.settings.channel.as_deref(), slack),
+            &context.web_api,
+            &reference,
+        ) {
+            (Err(error), _, _) => Err(error),
+            (Ok(Some(channel)), Some(api), _) => Ok(Route::Bot(api.clone(), channel)),
+            (Ok(_), _, Some(reference)) => context
                 .sources
                 .resolve(reference)
                 .await
                 .map(|url| Route::Webhook(WebhookTarget { url }))
                 .map_err(NotifyError::from),
-            (None, None) => Err(NotifyError::InvalidWebhookUrl(
-                "spec.notify.slack names neither webhookSecretRef nor webhookSsmParameter",
-            )),
+            (Ok(_), _, None) => Err(NotifyError::NoWebhook),
         };
         let options = RenderOptions {
             cluster: context.settings.cluster.clone(),

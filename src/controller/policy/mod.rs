@@ -323,10 +323,28 @@ pub(crate) fn build_quarantine(
                 .quarantine
                 .required_approvers
                 .filter(|_| mode == Mode::Manual),
-            notify: spec.notify.clone(),
+            notify: spec.notify.as_ref().map(quarantine_notify),
         },
         status: None,
     }
+}
+
+/// The policy's `notify` as the Quarantine keeps it. A `slack` naming neither a webhook nor a
+/// channel (a bot set-up posting to the controller's `notifications.channel`, decision 238) is
+/// kept as `channelHint: ""`: server-side apply drops an empty object, and the Quarantine would
+/// lose its Slack messages with it. An empty `channelHint` names no channel.
+fn quarantine_notify(
+    notify: &crate::controller::crd::NotifySpec,
+) -> crate::controller::crd::NotifySpec {
+    let mut notify = notify.clone();
+    if let Some(slack) = notify.slack.as_mut()
+        && slack.webhook_secret_ref.is_none()
+        && slack.webhook_ssm_parameter.is_none()
+        && slack.channel_hint.is_none()
+    {
+        slack.channel_hint = Some(String::new());
+    }
+    notify
 }
 
 /// The one matcher for a policy: the controller's protected principals and the policy's
@@ -373,6 +391,32 @@ pub fn notify_cooldown(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_slack_naming_nothing_is_kept_on_the_quarantine_as_an_empty_channel_hint() {
+        use crate::controller::crd::{NotifySpec, SlackSpec};
+        let slack = |hint: Option<&str>, ssm: Option<&str>| NotifySpec {
+            slack: Some(SlackSpec {
+                webhook_secret_ref: None,
+                webhook_ssm_parameter: ssm.map(str::to_string),
+                channel_hint: hint.map(str::to_string),
+            }),
+        };
+        let kept = quarantine_notify(&slack(None, None));
+        assert_eq!(kept, slack(Some(""), None));
+        // Serialized, it is not an empty object (server-side apply would drop that).
+        assert_eq!(
+            serde_json::to_value(&kept).unwrap(),
+            serde_json::json!({"slack": {"channelHint": ""}})
+        );
+        for unchanged in [
+            slack(Some("C0"), None),
+            slack(None, Some("/p")),
+            NotifySpec { slack: None },
+        ] {
+            assert_eq!(quarantine_notify(&unchanged), unchanged);
+        }
+    }
 
     #[test]
     fn a_notify_only_match_within_the_cooldown_is_not_announced_again() {

@@ -74,6 +74,11 @@ pub struct Settings {
     /// The key that verifies the approval webhook's identity stamps; None when the webhook is
     /// off (every approve, reject and extend is then recorded as unverified).
     pub approval_stamp_key: Option<crate::controller::admission::StampKey>,
+    /// How Slack messages are posted (`notifications.postWith`): decides whether a policy's
+    /// `notify.slack` needs a webhook or a channel (decision 238).
+    pub slack_post_with: crate::controller::notify::worker::PostWith,
+    /// The channel the bot posts to when a policy's `channelHint` names none.
+    pub slack_channel: Option<String>,
 }
 
 impl Default for Settings {
@@ -92,6 +97,8 @@ impl Default for Settings {
             retire_after: Some(jiff::SignedDuration::from_hours(1)),
             approval_stamp_key: None,
             audit: crate::controller::audit::AuditOutlet::default(),
+            slack_post_with: crate::controller::notify::worker::PostWith::Webhook,
+            slack_channel: None,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! GuardrailPolicy reconcile: `validate` what the schema cannot (protected targets, deny size
-//! against IAM limits, the Slack Secret) → `update_status` (observedGeneration, Ready,
+//! against IAM limits, the Slack webhook or channel this controller's `postWith` needs, the Slack
+//! Secret) → `update_status` (observedGeneration, Ready,
 //! activeQuarantines; written only when changed) → a Warning Event when it becomes not Ready.
 //! Signal evaluation is in `intake`; this module must not create Quarantines.
 
@@ -17,7 +18,8 @@ use super::{Error, Shared, object_key, patch_status, requeue};
 use crate::controller::crd::conditions::{
     READY, REASON_DENY_TOO_LARGE, REASON_INVALID_DENY, REASON_INVALID_EXCEPTION,
     REASON_INVALID_PRINCIPAL, REASON_NO_ELIGIBLE_TARGETS, REASON_PROTECTED_TARGET,
-    REASON_SLACK_SECRET_MISSING, REASON_VALID, condition_status, set_condition,
+    REASON_SLACK_CHANNEL_MISSING, REASON_SLACK_SECRET_MISSING, REASON_SLACK_WEBHOOK_MISSING,
+    REASON_VALID, condition_status, set_condition,
 };
 use crate::controller::crd::conditions::{
     REASON_RESOLUTION_FAILED, REASON_RESOLUTION_PENDING, REASON_RESOLUTION_STALE, REASON_RESOLVED,
@@ -296,6 +298,28 @@ async fn slack_problem(policy: &GuardrailPolicy, ctx: &Shared) -> Result<Option<
     let Some(slack) = policy.spec.notify.as_ref().and_then(|n| n.slack.as_ref()) else {
         return Ok(None);
     };
+    // Whether the messages have somewhere to go with this controller's `postWith` (decision
+    // 238): no webhook on a webhook controller, or no channel on a bot controller.
+    match crate::controller::notify::route(
+        ctx.settings.slack_post_with,
+        ctx.settings.slack_channel.as_deref(),
+        slack,
+    ) {
+        Err(error) => {
+            return Ok(Some(Problem {
+                reason: match error {
+                    crate::controller::notify::NotifyError::NoChannel => {
+                        REASON_SLACK_CHANNEL_MISSING
+                    }
+                    _ => REASON_SLACK_WEBHOOK_MISSING,
+                },
+                message: error.to_string(),
+            }));
+        }
+        // The bot posts to a channel: a webhook the policy names is not used.
+        Ok(Some(_)) => return Ok(None),
+        Ok(None) => {}
+    }
     let Some(secret_ref) = slack.webhook_secret_ref.as_ref() else {
         return Ok(None); // SSM parameter: checked by the notifier when it sends
     };
