@@ -401,7 +401,9 @@ impl SignalIntake for Intake {
     /// commit: concurrent signals share one ConfigMap write).
     async fn submit(&self, signal: &CostSignal) -> Result<IntakeReport, IntakeError> {
         let mut records = Vec::new();
+        let working = self.stores.in_flight().start();
         let result = self.evaluate(signal, &mut records).await;
+        drop(working);
         if let Some(outbox) = &self.audit
             && !records.is_empty()
         {

@@ -8,6 +8,7 @@ pub mod cache;
 pub mod desired;
 pub mod ended;
 pub mod finalizers;
+pub mod in_flight;
 pub mod index;
 pub mod intake;
 pub mod policy;
@@ -205,9 +206,15 @@ pub struct Stores {
     ended: ended::EndedIndex,
     drift: crate::controller::enforce::trigger::DriftTrigger,
     resolutions: crate::controller::resolver::Resolutions,
+    in_flight: in_flight::InFlight,
 }
 
 impl Stores {
+    /// Signals and Quarantine reconciles running now (decision 244).
+    pub fn in_flight(&self) -> &in_flight::InFlight {
+        &self.in_flight
+    }
+
     /// The latest selector resolution of each policy (decision 246).
     pub fn resolutions(&self) -> &crate::controller::resolver::Resolutions {
         &self.resolutions

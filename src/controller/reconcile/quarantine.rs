@@ -48,6 +48,7 @@ pub const FOREIGN_STATUS_FIELDS: &[&str] = &["notifications"];
 /// The kube-runtime reconcile entry point.
 #[tracing::instrument(name = "reconcile_quarantine", skip_all, fields(namespace = %q.namespace().unwrap_or_default(), name = %q.name_any()))]
 pub async fn reconcile(q: Arc<Quarantine>, ctx: Arc<Shared>) -> Result<Action, Error> {
+    let _working = ctx.stores.in_flight().start();
     let metrics = ctx.metrics.clone();
     metrics
         .reconciles
