@@ -6,7 +6,9 @@
 //!    controller starts (a restart after an outage): start → every record in the table and every
 //!    outbox empty (status writes included);
 //! 3. the enforcement path: signal → deny attached (in-memory IAM), p50/p99, without an audit
-//!    store and with DynamoDB (flush every 200 ms), one fresh policy per signal.
+//!    store, with DynamoDB and with JSON lines (flush every 200 ms), and without again, one fresh
+//!    policy per signal; with the CPU per signal of this process, the latency by thirds of the
+//!    run, the API calls made and those on the three slowest signals' Quarantines.
 //!
 //! `cargo bench --bench audit` (environment: `AGR_BENCH_AUDIT_RECORDS`, default 10000;
 //! `AGR_BENCH_AUDIT_SIGNALS`, default 60).
