@@ -304,8 +304,9 @@ impl ControllerOutbox {
     }
 
     /// Stores the unflushed records in `sink`, then removes them from the ConfigMap (guarded by
-    /// its resourceVersion; a conflict leaves them for the next round, and storing again is a
-    /// no-op). Returns the records stored and the backlog left (count, oldest).
+    /// its resourceVersion; a conflict reads it again, decision 243; a removal that fails leaves
+    /// them for the next round, and storing again is a no-op). Returns the records stored and the
+    /// backlog left (count, oldest).
     pub async fn flush(
         &self,
         sink: &dyn AuditSink,
@@ -314,7 +315,7 @@ impl ControllerOutbox {
             path: format!("configmap/{CONFIG_MAP}"),
             source: std::io::Error::other(message),
         };
-        let Some(mut config_map) = self
+        let Some(config_map) = self
             .api
             .get_opt(CONFIG_MAP)
             .await
@@ -322,7 +323,7 @@ impl ControllerOutbox {
         else {
             return Ok((0, 0, None));
         };
-        let mut outbox = Outbox::read(&config_map).map_err(unreadable)?;
+        let outbox = Outbox::read(&config_map).map_err(unreadable)?;
         let Some(below) = outbox.records.iter().map(|r| r.sequence + 1).max() else {
             return Ok((0, 0, None));
         };
@@ -346,51 +347,26 @@ impl ControllerOutbox {
             .audit_records
             .with_label_values(&["duplicate"])
             .inc_by(done.duplicates as u64);
-        // Removing what was stored is a guarded read-modify-write like an append: a writer that
-        // appended meanwhile makes it read again, never store the same records round after round.
-        for _ in 0..10 {
-            outbox.flushed(below);
-            let left = (
-                outbox.records.len(),
-                outbox.records.iter().map(|r| r.recorded_at).min(),
-            );
-            if outbox.write_to(&mut config_map).is_err() {
-                break;
+        // Removing what was stored is the same guarded read-modify-write as an append: a writer
+        // that appended meanwhile makes it read again, never store the same records round after
+        // round (decision 243). Starts from the copy read above.
+        match modify(&self.api, Some(config_map), false, |outbox, _| {
+            outbox.flushed(below)
+        })
+        .await
+        {
+            Ok(Some(((), outbox))) => {
+                return Ok((
+                    count,
+                    outbox.records.len(),
+                    outbox.records.iter().map(|r| r.recorded_at).min(),
+                ));
             }
-            match self
-                .api
-                .replace(CONFIG_MAP, &PostParams::default(), &config_map)
-                .await
-            {
-                Ok(_) => return Ok((count, left.0, left.1)),
-                Err(kube::Error::Api(s)) if s.code == 409 => {
-                    tracing::debug!("controller audit outbox changed meanwhile; reading it again");
-                    match self.api.get_opt(CONFIG_MAP).await {
-                        Ok(Some(fresh)) => match Outbox::read(&fresh) {
-                            Ok(read) => {
-                                config_map = fresh;
-                                outbox = read;
-                            }
-                            Err(e) => {
-                                tracing::warn!(error = %e, "the controller audit outbox became unreadable");
-                                break;
-                            }
-                        },
-                        Ok(None) => break,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "failed to read the controller audit outbox again");
-                            break;
-                        }
-                    }
-                }
-                Err(kube::Error::Api(s)) if s.code == 404 => {
-                    tracing::debug!("controller audit outbox deleted meanwhile; next round");
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "failed to remove flushed records from the controller audit outbox");
-                    break;
-                }
+            Ok(None) => {
+                tracing::debug!("controller audit outbox deleted meanwhile; next round");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "failed to remove flushed records from the controller audit outbox");
             }
         }
         Ok((count, count, oldest))
@@ -429,67 +405,91 @@ async fn write_queued(
     }
 }
 
-/// One guarded read-modify-write of the ConfigMap (created when missing), retried on conflicts.
+/// Appends `records` with one guarded read-modify-write of the ConfigMap (created when missing).
 async fn write(
     api: &Api<ConfigMap>,
     records: Vec<AuditRecord>,
     metrics: &Metrics,
 ) -> Result<(), String> {
+    let written = modify(api, None, true, |outbox, prefix| {
+        outbox.push(prefix, records.clone())
+    })
+    .await?;
+    if let Some((dropped, _)) = written
+        && dropped > 0
+    {
+        metrics
+            .audit_records
+            .with_label_values(&["dropped"])
+            .inc_by(dropped);
+        tracing::error!(
+            dropped,
+            "controller audit outbox full: the oldest unflushed records were dropped"
+        );
+    }
+    Ok(())
+}
+
+/// One guarded read-modify-write of the outbox: `change` is applied to the outbox as read (from
+/// `first` when given, else read now; it also gets the ConfigMap's uid, the id prefix) and the
+/// ConfigMap is replaced with the resourceVersion read; a conflict reads it again and applies
+/// `change` again, up to ten times. A missing ConfigMap is created empty first when `create` is
+/// set (the ids need its uid); otherwise nothing is written and the answer is `None`. Returns
+/// `change`'s answer for the outbox written, and that outbox. An unreadable outbox is an error,
+/// never overwritten.
+async fn modify<R>(
+    api: &Api<ConfigMap>,
+    mut first: Option<ConfigMap>,
+    create: bool,
+    mut change: impl FnMut(&mut Outbox, &str) -> R,
+) -> Result<Option<(R, Outbox)>, String> {
     let mut last = String::new();
     for _ in 0..10 {
-        let found = api
-            .get_opt(CONFIG_MAP)
-            .await
-            .map_err(|e| format!("failed to read {CONFIG_MAP}: {e}"))?;
-        let result = match found {
-            None => {
-                // Created empty first: the ids need the ConfigMap's uid.
-                let empty = ConfigMap {
-                    metadata: ObjectMeta {
-                        name: Some(CONFIG_MAP.to_string()),
-                        labels: Some(
-                            [(
-                                "app.kubernetes.io/managed-by".to_string(),
-                                "autoguardrails".to_string(),
-                            )]
-                            .into(),
-                        ),
-                        ..ObjectMeta::default()
-                    },
-                    ..ConfigMap::default()
-                };
-                match api.create(&PostParams::default(), &empty).await {
-                    Ok(_) => continue,
-                    Err(e) => Err(e),
-                }
+        let found = match first.take() {
+            Some(config_map) => Some(config_map),
+            None => api
+                .get_opt(CONFIG_MAP)
+                .await
+                .map_err(|e| format!("failed to read {CONFIG_MAP}: {e}"))?,
+        };
+        let Some(mut config_map) = found else {
+            if !create {
+                return Ok(None);
             }
-            Some(mut config_map) => {
-                let mut outbox = Outbox::read(&config_map)?;
-                let prefix = config_map.metadata.uid.clone().unwrap_or_default();
-                let dropped = outbox.push(&prefix, records.clone());
-                outbox.write_to(&mut config_map)?;
-                let written = api
-                    .replace(CONFIG_MAP, &PostParams::default(), &config_map)
-                    .await;
-                if written.is_ok() && dropped > 0 {
-                    metrics
-                        .audit_records
-                        .with_label_values(&["dropped"])
-                        .inc_by(dropped);
-                    tracing::error!(
-                        dropped,
-                        "controller audit outbox full: the oldest unflushed records were dropped"
-                    );
+            let empty = ConfigMap {
+                metadata: ObjectMeta {
+                    name: Some(CONFIG_MAP.to_string()),
+                    labels: Some(
+                        [(
+                            "app.kubernetes.io/managed-by".to_string(),
+                            "autoguardrails".to_string(),
+                        )]
+                        .into(),
+                    ),
+                    ..ObjectMeta::default()
+                },
+                ..ConfigMap::default()
+            };
+            match api.create(&PostParams::default(), &empty).await {
+                Ok(_) => continue,
+                Err(kube::Error::Api(s)) if s.code == 409 => {
+                    last = s.message;
+                    continue;
                 }
-                written.map(|_| ())
+                Err(e) => return Err(format!("failed to write {CONFIG_MAP}: {e}")),
             }
         };
-        match result {
-            Ok(()) => return Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 409 => {
-                last = s.message;
-                continue;
-            }
+        let mut outbox = Outbox::read(&config_map)?;
+        let prefix = config_map.metadata.uid.clone().unwrap_or_default();
+        let answer = change(&mut outbox, &prefix);
+        outbox.write_to(&mut config_map)?;
+        match api
+            .replace(CONFIG_MAP, &PostParams::default(), &config_map)
+            .await
+        {
+            Ok(_) => return Ok(Some((answer, outbox))),
+            Err(kube::Error::Api(s)) if s.code == 409 => last = s.message,
+            Err(kube::Error::Api(s)) if s.code == 404 && !create => return Ok(None),
             Err(e) => return Err(format!("failed to write {CONFIG_MAP}: {e}")),
         }
     }
