@@ -410,8 +410,22 @@ async fn queued_controller_records_are_written_before_a_stop_and_counted_when_th
         controller_actor(),
         "y".into(),
     ));
-    assert_eq!(outbox.drain(Duration::from_millis(300)).await, 2);
-    assert_eq!(lost.audit_records.with_label_values(&["dropped"]).get(), 2);
+    // A signal's answer waits its bound, is told "not written", and its records stay queued.
+    assert!(
+        !outbox
+            .append_and_wait(
+                vec![
+                    record("c", "SignalNotActedOn", controller_actor(), "z1".into()),
+                    record("c", "SignalNotActedOn", controller_actor(), "z2".into()),
+                ],
+                Duration::from_millis(300),
+            )
+            .await,
+        "not written within the bound"
+    );
+    assert_eq!(outbox.unwritten(), 4);
+    assert_eq!(outbox.drain(Duration::from_millis(300)).await, 4);
+    assert_eq!(lost.audit_records.with_label_values(&["dropped"]).get(), 4);
 }
 
 /// A sink that records what it is handed and, on its first call, lets another replica append to
