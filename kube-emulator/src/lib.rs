@@ -378,6 +378,12 @@ async fn accept_loop(
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
+                // As the Kubernetes API server does (Go turns Nagle's algorithm off on every TCP
+                // connection): a watch event written right after another is sent at once, not
+                // held for the client's delayed ACK (up to 40 ms on Linux).
+                if let Err(error) = stream.set_nodelay(true) {
+                    tracing::debug!(%error, "TCP_NODELAY not set");
+                }
                 let state = state.clone();
                 let connection_shutdown = shutdown.clone();
                 let acceptor = acceptor.clone();

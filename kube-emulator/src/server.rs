@@ -42,6 +42,8 @@ pub struct RequestRecord {
     pub user_agent: String,
     /// Response status code.
     pub status: u16,
+    /// When the answer was ready (to lay requests on a timeline).
+    pub answered_at: std::time::Instant,
 }
 
 /// A rule making matching requests fail.
@@ -371,6 +373,7 @@ pub async fn handle(
                 resource,
                 user_agent,
                 status: response.status().as_u16(),
+                answered_at: std::time::Instant::now(),
             });
             return Ok(response);
         }
@@ -410,6 +413,7 @@ pub async fn handle(
         resource,
         user_agent,
         status: response.status().as_u16(),
+        answered_at: std::time::Instant::now(),
     });
     Ok(response)
 }

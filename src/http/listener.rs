@@ -307,6 +307,12 @@ async fn serve_with(
                 }
             },
         };
+        // Answers go out as soon as they are written, not held for the peer's delayed ACK
+        // (Nagle's algorithm; Go servers, the Kubernetes API server among them, turn it off the
+        // same way; decision 253).
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%peer, %error, "TCP_NODELAY not set");
+        }
         match &tls {
             None => {
                 let connection = builder.serve_connection(TokioIo::new(stream), service.clone());

@@ -26,6 +26,7 @@ mod enforce_crash;
 mod enforce_dryrun;
 mod enforce_pipeline;
 mod enforce_scope;
+mod enforcement_first;
 mod evaluate;
 mod finalizer_migration;
 mod leader;

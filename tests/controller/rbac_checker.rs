@@ -21,6 +21,7 @@ fn record(verb: &str, method: &str, path: &str, query: &str) -> RequestRecord {
         resource: String::new(),
         user_agent: "test".to_string(),
         status: 200,
+        answered_at: std::time::Instant::now(),
     }
 }
 

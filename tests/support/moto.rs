@@ -70,12 +70,24 @@ impl MotoServer {
     /// Starts an owned server with extra environment (e.g. `INITIAL_NO_AUTH_ACTION_COUNT`, after
     /// which moto checks every request against the caller's IAM policies).
     pub fn start_with_env(env: &[(&str, &str)]) -> MotoServer {
+        MotoServer::launch(env, 0)
+    }
+
+    /// Starts an owned server at the lowest CPU priority (`nice -n 19`): a benchmark sharing the
+    /// machine's cores with it then measures its own process, as against AWS, whose work is
+    /// done elsewhere.
+    #[allow(dead_code)]
+    pub fn start_low_priority() -> MotoServer {
+        MotoServer::launch(&[], 19)
+    }
+
+    fn launch(env: &[(&str, &str)], niceness: u8) -> MotoServer {
         let bin = moto_binary();
         let port = free_port();
         let started = Instant::now();
         // The watchdog shell kills moto when this test process goes away, even on panic/abort.
         let script = format!(
-            "\"$0\" -H 127.0.0.1 -p {port} >/dev/null 2>&1 & child=$!; \
+            "nice -n {niceness} \"$0\" -H 127.0.0.1 -p {port} >/dev/null 2>&1 & child=$!; \
              trap 'kill $child 2>/dev/null' EXIT INT TERM; \
              while kill -0 {parent} 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 0.5; done",
             parent = std::process::id()

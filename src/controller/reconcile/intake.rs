@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 
 use crate::controller::clock::EvaluationClock;
 use async_trait::async_trait;
-use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
@@ -30,6 +29,10 @@ const STATUS_RETRIES: usize = 3;
 
 /// How many policies' `lastSignal` writes the recorder has in flight at once.
 const STATUS_WRITERS: usize = 8;
+
+/// How long the recorder waits at most for enforcement work to pause before each batch of
+/// `lastSignal` writes (decision 253).
+const RECORDER_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The real intake: policies and quarantines from the controllers' caches, writes through the API.
 ///
@@ -297,30 +300,40 @@ async fn record_last_signals(
 ) {
     loop {
         let open = woken.recv().await.is_some();
-        let records = pending
+        // The signal's own enforcement goes first (decision 253): the writes wait, bounded, for
+        // no signal or Quarantine reconcile to be running; once a wait runs out the controller
+        // is busy and the rest goes on without waiting.
+        let mut patient = stores.in_flight().quiet(RECORDER_PATIENCE).await;
+        let records: Vec<_> = pending
             .lock()
             .map(|mut p| std::mem::take(&mut *p))
-            .unwrap_or_default();
-        futures::stream::iter(records)
-            .for_each_concurrent(STATUS_WRITERS, |((ns, name), (last, at))| {
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        for (i, chunk) in records.chunks(STATUS_WRITERS).enumerate() {
+            if i > 0 && patient {
+                patient = stores.in_flight().quiet(RECORDER_PATIENCE).await;
+            }
+            futures::future::join_all(chunk.iter().map(|((ns, name), (last, at))| {
                 let client = client.clone();
                 let stores = stores.clone();
                 async move {
                     // A policy deleted (or being deleted) since has no status left to keep.
-                    let Some(policy) = stores.policy(&ns, &name) else {
+                    let Some(policy) = stores.policy(ns, name) else {
                         return;
                     };
                     if policy.meta().deletion_timestamp.is_some() {
                         return;
                     }
                     // Another replica may have recorded a newer signal already.
-                    if recorded_after(&policy, at) {
+                    if recorded_after(&policy, *at) {
                         return;
                     }
-                    write_last_signal(&client, &policy, last, at).await;
+                    write_last_signal(&client, &policy, last.clone(), *at).await;
                 }
-            })
+            }))
             .await;
+        }
         if !open {
             return;
         }
@@ -401,9 +414,9 @@ impl SignalIntake for Intake {
     /// commit: concurrent signals share one ConfigMap write).
     async fn submit(&self, signal: &CostSignal) -> Result<IntakeReport, IntakeError> {
         let mut records = Vec::new();
-        let working = self.stores.in_flight().start();
+        // Until the answer: the outbox write below is part of the signal's work (decision 253).
+        let _working = self.stores.in_flight().start();
         let result = self.evaluate(signal, &mut records).await;
-        drop(working);
         if let Some(outbox) = &self.audit
             && !records.is_empty()
         {
