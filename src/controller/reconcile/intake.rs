@@ -37,9 +37,10 @@ const RECORDER_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2)
 /// The real intake: policies and quarantines from the controllers' caches, writes through the API.
 ///
 /// Only the Quarantines are written on the signal's path. Each policy's `lastSignal` is handed
-/// to a recorder task that keeps the newest record per policy and writes it afterwards, so a
-/// burst of signals neither waits for nor contends on policy status writes (decision 081). Must
-/// be created inside a Tokio runtime.
+/// to a recorder task that keeps the newest record per policy and writes it afterwards, once no
+/// signal or Quarantine reconcile is running (bounded; decision 253), so a burst of signals
+/// neither waits for nor contends on policy status writes (decision 081). Must be created inside
+/// a Tokio runtime.
 #[derive(Clone)]
 pub struct Intake {
     client: Client,
