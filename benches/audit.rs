@@ -236,19 +236,7 @@ async fn run(records: usize, signals: usize) {
     let expected = (quarantines * PER_QUARANTINE * 2) as i32;
     let deadline = Instant::now() + Duration::from_secs(1800);
     loop {
-        let left: usize = api
-            .list(&Default::default())
-            .await
-            .unwrap()
-            .items
-            .iter()
-            .map(|q| {
-                q.status
-                    .as_ref()
-                    .and_then(|s| s.audit.as_ref())
-                    .map_or(0, |a| a.entries.len())
-            })
-            .sum();
+        let left = entries_in_status(&api).await;
         if left == 0 {
             break;
         }
@@ -371,6 +359,22 @@ async fn run(records: usize, signals: usize) {
     println!("items in the DynamoDB tables after the runs: {records_stored}");
 }
 
+/// Audit entries waiting in the statuses of every Quarantine `api` lists.
+async fn entries_in_status(api: &Api<Quarantine>) -> usize {
+    api.list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|q| {
+            q.status
+                .as_ref()
+                .and_then(|s| s.audit.as_ref())
+                .map_or(0, |a| a.entries.len())
+        })
+        .sum()
+}
+
 /// One configuration's figures over the rounds.
 #[derive(Default)]
 struct Pooled {
@@ -470,26 +474,11 @@ async fn enforcement(
     let cpu = cpu_seconds() - cpu_before;
     // The flusher gives way to enforcement: what it left when the signals stopped, and how long
     // it then takes to store it all.
-    let backlog = || async {
-        h.quarantines()
-            .list(&Default::default())
-            .await
-            .unwrap()
-            .items
-            .iter()
-            .map(|q| {
-                q.status
-                    .as_ref()
-                    .and_then(|s| s.audit.as_ref())
-                    .map_or(0, |a| a.entries.len())
-            })
-            .sum::<usize>()
-    };
-    let left = backlog().await;
+    let left = entries_in_status(&h.quarantines()).await;
     let drain_started = Instant::now();
     if audited {
         let deadline = Instant::now() + Duration::from_secs(300);
-        while backlog().await > 0 {
+        while entries_in_status(&h.quarantines()).await > 0 {
             assert!(Instant::now() < deadline, "the backlog was not stored");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
