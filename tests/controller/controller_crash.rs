@@ -343,7 +343,9 @@ async fn crash_right_after_intake_created_the_quarantine() {
         let q = h.quarantine(name).await.expect("exists");
         assert!(q.status.is_none() && q.metadata.finalizers.is_none());
     }
-    assert_eq!(h.iam.call_count(), 0);
+    // No IAM write (the orphan sweep's first pass may have read, if it ran after the policies
+    // were cached: on a loaded machine it does).
+    assert!(h.iam.write_log().is_empty(), "{:?}", h.iam.calls());
     h.start_controller().await;
     eprintln!("crash point: after intake created the Quarantine (no status, no finalizer)");
 
