@@ -117,9 +117,12 @@ pub async fn flush_once(ctx: &Shared, sink: &dyn AuditSink) -> Result<usize, Aud
     // Each store waits (at most a flush interval) for no signal or Quarantine reconcile to be
     // running, so flushing does not add to the enforcement path's latency; once a wait runs out
     // the controller is busy and the rest of the round goes on without waiting (decision 244).
-    let mut patient = true;
+    let mut patience = ctx
+        .stores
+        .in_flight()
+        .patience(ctx.settings.audit.flush_interval);
     if let Some(outbox) = &ctx.settings.audit.controller {
-        patient = patient && quiet(ctx).await;
+        patience.wait().await;
         match outbox.flush(sink).await {
             Ok((done, left, oldest)) => {
                 stored += done;
@@ -143,7 +146,7 @@ pub async fn flush_once(ctx: &Shared, sink: &dyn AuditSink) -> Result<usize, Aud
     set_backlog(ctx, waiting.iter().map(|q| q.as_ref()), own);
     let mut from_quarantines = 0;
     for q in waiting {
-        patient = patient && quiet(ctx).await;
+        patience.wait().await;
         from_quarantines += flush_quarantine(ctx, sink, q).await?;
     }
     if from_quarantines > 0 {
@@ -151,14 +154,6 @@ pub async fn flush_once(ctx: &Shared, sink: &dyn AuditSink) -> Result<usize, Aud
         set_backlog(ctx, quarantines.iter().map(|q| q.as_ref()), own);
     }
     Ok(stored + from_quarantines)
-}
-
-/// Waits (at most a flush interval) until no signal or Quarantine reconcile runs.
-async fn quiet(ctx: &Shared) -> bool {
-    ctx.stores
-        .in_flight()
-        .quiet(ctx.settings.audit.flush_interval)
-        .await
 }
 
 fn set_backlog<'a>(

@@ -65,6 +65,15 @@ impl InFlight {
         self.shared.running.load(Ordering::SeqCst)
     }
 
+    /// A background writer's patience: see [`Patience`].
+    pub fn patience(&self, within: Duration) -> Patience {
+        Patience {
+            in_flight: self.clone(),
+            within,
+            patient: true,
+        }
+    }
+
     /// Waits until no work has run for [`SETTLE`], at most `within`. True when it found such a
     /// moment, false when the time passed first (the caller goes on anyway: deferral is bounded).
     pub async fn quiet(&self, within: Duration) -> bool {
@@ -91,6 +100,25 @@ impl InFlight {
             if tokio::time::timeout_at(deadline, idle).await.is_err() {
                 return false;
             }
+        }
+    }
+}
+
+/// How a background writer (the audit flusher, the `lastSignal` recorder) gives way to
+/// enforcement over one pass of its work: before each step it waits for a quiet moment, at most
+/// `within`; once a wait runs out the controller is busy, and the rest of the pass goes on
+/// without waiting, so the pass always ends (decisions 244 and 253).
+pub struct Patience {
+    in_flight: InFlight,
+    within: Duration,
+    patient: bool,
+}
+
+impl Patience {
+    /// Waits before the next step (not at all once a wait of this pass ran out).
+    pub async fn wait(&mut self) {
+        if self.patient {
+            self.patient = self.in_flight.quiet(self.within).await;
         }
     }
 }

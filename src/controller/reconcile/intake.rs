@@ -301,10 +301,11 @@ async fn record_last_signals(
 ) {
     loop {
         let open = woken.recv().await.is_some();
-        // The signal's own enforcement goes first (decision 253): the writes wait, bounded, for
-        // no signal or Quarantine reconcile to be running; once a wait runs out the controller
-        // is busy and the rest goes on without waiting.
-        let mut patient = stores.in_flight().quiet(RECORDER_PATIENCE).await;
+        // The signal's own enforcement goes first (decision 253): before each batch the writes
+        // wait, bounded, for no signal or Quarantine reconcile to be running; once a wait runs
+        // out the controller is busy and the rest goes on without waiting.
+        let mut patience = stores.in_flight().patience(RECORDER_PATIENCE);
+        patience.wait().await;
         let records: Vec<_> = pending
             .lock()
             .map(|mut p| std::mem::take(&mut *p))
@@ -312,8 +313,8 @@ async fn record_last_signals(
             .into_iter()
             .collect();
         for (i, chunk) in records.chunks(STATUS_WRITERS).enumerate() {
-            if i > 0 && patient {
-                patient = stores.in_flight().quiet(RECORDER_PATIENCE).await;
+            if i > 0 {
+                patience.wait().await;
             }
             futures::future::join_all(chunk.iter().map(|((ns, name), (last, at))| {
                 let client = client.clone();
